@@ -1,0 +1,44 @@
+"""Device selection: CUDA, then Apple MPS, then CPU."""
+
+from __future__ import annotations
+
+import torch
+
+
+def pick_device(preference: str | None = "auto") -> torch.device:
+    """``auto`` picks CUDA, then MPS, then CPU; ``cuda``/``mps``/``cpu`` are honoured when
+    available, with a clear error otherwise."""
+    from .errors import ConfigError
+
+    pref = (preference or "auto").lower()
+    if pref == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if pref.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError("device 'cuda' was asked for but no CUDA GPU is available; use 'auto' or 'cpu'.")
+        return torch.device(pref)
+    if pref == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ConfigError("device 'mps' was asked for but Apple MPS is not available; use 'auto' or 'cpu'.")
+        return torch.device("mps")
+    if pref == "cpu":
+        return torch.device("cpu")
+    raise ConfigError(f"unknown device {preference!r}: use auto, cuda, mps or cpu.")
+
+
+def describe_device(device: torch.device | None = None) -> str:
+    """A one-line human description: 'CUDA GPU: NVIDIA A100 (40 GB)' or 'CPU (2 threads)'."""
+    device = device or pick_device()
+    if device.type == "cuda":
+        idx = device.index or 0
+        props = torch.cuda.get_device_properties(idx)
+        return f"CUDA GPU: {props.name} ({props.total_memory / 2**30:.0f} GB)"
+    if device.type == "mps":
+        return "Apple GPU (MPS)"
+    return f"CPU ({torch.get_num_threads()} threads)"
