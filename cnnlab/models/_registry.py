@@ -154,9 +154,33 @@ def create(
         raise fixed_input_error(spec, size)
     if spec.adaptive:
         build_kwargs["adaptive"] = True
+    if spec.sized_at_creation:
+        _check_creation_size(spec, build_kwargs, in_channels)
     model = spec.builder(**build_kwargs)
+    from ..inspect import _annotate_flatten
+
+    required = (in_channels, *(size or spec.input_shape[1:]))
+    _annotate_flatten(model, spec.name, required)
     model.cnnlab_spec = spec  # type: ignore[attr-defined]
     return model
+
+
+def _check_creation_size(spec: ModelSpec, build_kwargs: dict, in_channels: int) -> None:
+    """A model sized at creation must still fit the size: probe it on the meta device."""
+    import torch
+
+    from ..inspect import InputTooSmallError, _annotate_flatten, check_input, smallest_input
+
+    with torch.device("meta"):
+        probe = spec.builder(**build_kwargs)
+    shape = (in_channels, *build_kwargs["input_size"])
+    _annotate_flatten(probe, spec.name, shape)
+    try:
+        check_input(probe, shape, spec.name)
+    except InputTooSmallError as e:
+        side = smallest_input(probe, in_channels)
+        extra = f" The smallest square input that works is {in_channels}x{side}x{side}." if side else ""
+        raise InputTooSmallError(f"{e}{extra}") from None
 
 
 def all_specs() -> list[ModelSpec]:

@@ -90,7 +90,7 @@ class LeNet5(nn.Module):
         super().__init__()
         fh, fw = _flat_size_lenet5(*input_size)
         if layers is None:
-            layers = (in_channels, 6, 16, max(fh, 0) * max(fw, 0) * 16, 120, 84, num_classes)
+            layers = (in_channels, 6, 16, max(fh, 1) * max(fw, 1) * 16, 120, 84, num_classes)
         self.layers = tuple(layers)
         self.conv1 = nn.Conv2d(layers[0], layers[1], 5, padding=2)
         self.relu1 = nn.ReLU()

@@ -124,7 +124,7 @@ class MiniVGGNet(nn.Module):
         super().__init__()
         fh, fw = ((input_size[0] - 4) // 2 - 2) // 2, ((input_size[1] - 4) // 2 - 2) // 2
         if layers is None:
-            layers = (in_channels, 16, 32, max(fh, 0) * max(fw, 0) * 32, 120, 84, num_classes)
+            layers = (in_channels, 16, 32, max(fh, 1) * max(fw, 1) * 32, 120, 84, num_classes)
         self.layers = tuple(layers)
         self.conv11 = nn.Conv2d(layers[0], layers[1], kernel_size=3, stride=1, padding=0)
         self.relu11 = nn.ReLU()

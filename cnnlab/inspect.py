@@ -1,0 +1,558 @@
+"""Per-layer inspection of any zoo model without real arithmetic.
+
+:func:`summarize` builds the model on PyTorch's ``meta`` device (no memory, no compute), runs
+one forward pass through `torchinfo <https://github.com/TylerYep/torchinfo>`_ for the
+hierarchy, output shapes and parameter counts, and adds what torchinfo does not give:
+
+* multiply-accumulates (MACs) counted the textbook way, weights only:
+  convolution ``H_out * W_out * C_out * (C_in / groups) * k_h * k_w``, linear
+  ``in_features * out_features`` (biases, activations, pooling and batch norm count 0);
+* the receptive field and its jump (effective stride) for every layer of the spatial part,
+  propagated through any graph (branches, concatenations, residual additions) by a
+  :class:`~torch.overrides.TorchFunctionMode`;
+* for each convolution and pooling, the output-size formula ``floor((W - F + 2P) / S) + 1``
+  with the layer's own numbers;
+* a clear :class:`~cnnlab.errors.InputSizeError` when an input is too small (naming the first
+  layer whose output would be empty and the smallest square input that works) or has the
+  wrong channel count.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_flatten
+
+from .errors import CnnlabError, InputSizeError
+from .models import create, get_spec
+from .models._layers import FixedFlatten
+
+_CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_POOL = (nn.MaxPool2d, nn.AvgPool2d)
+_ADAPTIVE = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+_BYTES_PER_VALUE = 4  # float32
+
+
+class InputTooSmallError(InputSizeError):
+    """The input shrinks to nothing somewhere inside the network."""
+
+
+@dataclass
+class LayerRow:
+    name: str  # hierarchical name, e.g. "features.0"
+    type: str  # class name, e.g. "Conv2d"
+    depth: int
+    output_shape: tuple[int, ...]  # without the batch dimension
+    params: int
+    trainable: int
+    macs: int
+    is_leaf: bool
+    receptive_field: tuple[int, int] | None = None  # (h, w) in input pixels; None: not spatial
+    jump: tuple[int, int] | None = None  # distance in input pixels between adjacent outputs
+    global_rf: bool = False  # the layer sees the whole input (after flatten/global pooling)
+    formula: str | None = None  # output-size formula with this layer's numbers
+    kernel: tuple[int, int] | None = None
+    stride: tuple[int, int] | None = None
+    padding: tuple[int, int] | None = None
+
+    @property
+    def rf_text(self) -> str:
+        if self.global_rf:
+            return "whole input"
+        if self.receptive_field is None:
+            return ""
+        (h, w), (jh, jw) = self.receptive_field, self.jump or (1, 1)
+        size = f"{h}" if h == w else f"{h}x{w}"
+        jump = f"{jh}" if jh == jw else f"{jh}x{jw}"
+        return f"{size} (jump {jump})"
+
+
+@dataclass
+class ModelSummary:
+    model_name: str
+    input_shape: tuple[int, int, int]
+    output_shape: tuple[int, ...]
+    rows: list[LayerRow]
+    total_params: int
+    trainable_params: int
+    total_macs: int
+    activation_bytes: int  # per image, float32, sum of every leaf layer's output
+    param_bytes: int
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def leaf_rows(self) -> list[LayerRow]:
+        return [r for r in self.rows if r.is_leaf]
+
+    def row(self, name: str) -> LayerRow:
+        for r in self.rows:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    def depth(self) -> int:
+        """Number of layers with weights (convolutions and fully connected)."""
+        return sum(1 for r in self.leaf_rows if r.type.startswith(("Conv", "Linear")))
+
+    def to_records(self, leaves_only: bool = False) -> list[dict[str, Any]]:
+        rows = self.leaf_rows if leaves_only else self.rows
+        return [
+            {
+                "layer": r.name or "(model)",
+                "type": r.type,
+                "depth": r.depth,
+                "output shape": " x ".join(map(str, r.output_shape)),
+                "params": r.params,
+                "trainable": r.trainable,
+                "MACs": r.macs,
+                "receptive field": r.rf_text,
+            }
+            for r in rows
+        ]
+
+    def format_table(self, leaves_only: bool = False) -> str:
+        recs = self.to_records(leaves_only)
+        cols = ["layer", "type", "output shape", "params", "trainable", "MACs", "receptive field"]
+        fmt = {k: (lambda v: f"{v:,}" if isinstance(v, int) else str(v)) for k in cols}
+        cells = [[fmt[c](rec[c]) for c in cols] for rec in recs]
+        # indent names by depth for the hierarchy
+        for rec, cell in zip(recs, cells):
+            cell[0] = "  " * max(rec["depth"] - 1, 0) + cell[0]
+        widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+        right = {"params", "trainable", "MACs"}
+        lines = [
+            "  ".join(c.rjust(w) if c in right else c.ljust(w) for c, w in zip(cols, widths)),
+            "  ".join("-" * w for w in widths),
+        ]
+        for cell in cells:
+            lines.append("  ".join(v.rjust(w) if c in right else v.ljust(w)
+                                   for c, v, w in zip(cols, cell, widths)))
+        lines.append("")
+        lines.append(self.format_totals())
+        return "\n".join(lines)
+
+    def format_totals(self) -> str:
+        c, h, w = self.input_shape
+        return "\n".join([
+            f"Input {c}x{h}x{w} -> output {' x '.join(map(str, self.output_shape))}",
+            f"Parameters:        {self.total_params:,} ({self.trainable_params:,} trainable)",
+            f"MACs per image:    {self.total_macs:,} ({self.total_macs / 1e6:,.1f} M)",
+            f"Activations/image: {_fmt_bytes(self.activation_bytes)} (float32, forward)",
+            f"Parameter memory:  {_fmt_bytes(self.param_bytes)} (float32)",
+        ])
+
+
+def _fmt_bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:,.1f} {unit}" if unit != "B" else f"{n} B"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n} B"
+
+
+def _pair(v) -> tuple[int, int]:
+    if isinstance(v, (tuple, list)):
+        return (int(v[0]), int(v[-1]))
+    return (int(v), int(v))
+
+
+def conv_output_size(w: int, f: int, p: int, s: int, d: int = 1, ceil_mode: bool = False) -> int:
+    """``floor((W - F_eff + 2P) / S) + 1`` with ``F_eff = D (F - 1) + 1`` (ceil for ceil_mode pools)."""
+    f_eff = d * (f - 1) + 1
+    num = w - f_eff + 2 * p
+    out = (-(-num // s) if ceil_mode else num // s) + 1
+    if ceil_mode and (out - 1) * s >= w + p:  # PyTorch drops a last window starting in padding
+        out -= 1
+    return out
+
+
+def output_size_formula(w: int, f: int, p: int, s: int, d: int = 1, ceil_mode: bool = False) -> str:
+    """The formula of seed 001 with numbers filled in, e.g.
+    ``floor((28 - 5 + 2*0) / 1) + 1 = 24``."""
+    rnd = "ceil" if ceil_mode else "floor"
+    f_txt = f"{d}*({f}-1)+1" if d != 1 else f"{f}"
+    return f"{rnd}(({w} - {f_txt} + 2*{p}) / {s}) + 1 = {conv_output_size(w, f, p, s, d, ceil_mode)}"
+
+
+def _geometry(module: nn.Module):
+    """(kernel, stride, padding, dilation, ceil_mode) of a conv/pool, each as (h, w)."""
+    k = _pair(module.kernel_size)
+    s = _pair(module.stride if module.stride is not None else module.kernel_size)
+    p = _pair(module.padding) if not isinstance(module.padding, str) else None
+    d = _pair(getattr(module, "dilation", 1))
+    ceil = bool(getattr(module, "ceil_mode", False))
+    return k, s, p, d, ceil
+
+
+# --- receptive-field propagation -------------------------------------------------------------
+
+_RF_ATTR = "_cnnlab_rf"  # (rf_h, rf_w, jump_h, jump_w) or "global"
+
+
+def _get_rf(t: Any):
+    return getattr(t, _RF_ATTR, None) if isinstance(t, torch.Tensor) else None
+
+
+def _merge(infos: Iterable):
+    infos = [i for i in infos if i is not None]
+    if not infos:
+        return None
+    if any(i == "global" for i in infos):
+        return "global"
+    return tuple(max(i[k] for i in infos) for k in range(4))
+
+
+class _RFMode(TorchFunctionMode):
+    """Carries receptive-field info from inputs to outputs of every tensor operation."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func in (torch.Tensor.__getattribute__,) or getattr(func, "__name__", "") in (
+            "__get__", "size", "dim", "numel"
+        ):
+            return out
+        info = _merge(_get_rf(t) for t in tree_flatten((args, kwargs or {}))[0])
+        if info is not None:
+            for t in tree_flatten(out)[0]:
+                if isinstance(t, torch.Tensor):
+                    try:
+                        setattr(t, _RF_ATTR, info if t.dim() >= 3 else "global")
+                    except (AttributeError, RuntimeError):
+                        pass
+        return out
+
+
+# --- the meta pass ---------------------------------------------------------------------------
+
+
+class _Recorder:
+    """Forward hooks that check sizes before each layer and measure it after."""
+
+    def __init__(self, model: nn.Module, model_name: str, input_shape: tuple[int, ...]):
+        self.model_name = model_name
+        self.input_shape = input_shape
+        self.names = {m: n for n, m in model.named_modules()}
+        self.calls: dict[int, list[dict[str, Any]]] = {}
+        self.handles: list = []
+        for m in model.modules():
+            if len(list(m.children())) == 0:
+                self.handles.append(m.register_forward_pre_hook(self._pre))
+                self.handles.append(m.register_forward_hook(self._post))
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles.clear()
+
+    def _pre(self, module: nn.Module, inputs):
+        x = inputs[0] if inputs else None
+        if not isinstance(x, torch.Tensor):
+            return
+        name = self.names.get(module, "?")
+        c, h, w = self.input_shape
+        if isinstance(module, _CONV) and x.dim() >= 3 and x.shape[1] != module.in_channels:
+            first = " (the first layer: the image itself)" if x.shape[1] == c else ""
+            hint = (f" Create the model with in_channels={c}, or give it "
+                    f"{module.in_channels}-channel images." if first else "")
+            raise InputSizeError(
+                f"{self.model_name}: layer '{name}' ({type(module).__name__}) expects "
+                f"{module.in_channels} input channels but receives {x.shape[1]}{first}.{hint}"
+            )
+        if isinstance(module, nn.Linear) and x.shape[-1] != module.in_features:
+            raise InputSizeError(
+                f"{self.model_name}: layer '{name}' (Linear) expects {module.in_features:,} input "
+                f"features but receives {x.shape[-1]:,} from a {c}x{h}x{w} input. Use the input "
+                f"size the model was built for."
+            )
+        if isinstance(module, _CONV + _POOL) and x.dim() == 4:
+            k, s, p, d, ceil = _geometry(module)
+            if p is None:  # padding="same"/"valid" strings
+                return
+            ih, iw = x.shape[-2:]
+            oh = conv_output_size(ih, k[0], p[0], s[0], d[0], ceil)
+            ow = conv_output_size(iw, k[1], p[1], s[1], d[1], ceil)
+            if oh < 1 or ow < 1:
+                raise InputTooSmallError(
+                    f"Input {c}x{h}x{w} is too small for {self.model_name}: layer '{name}' "
+                    f"({type(module).__name__} {k[0]}x{k[1]}, stride {s[0]}, padding {p[0]}) "
+                    f"receives {x.shape[1]}x{ih}x{iw} and its output would be {oh}x{ow} "
+                    f"(floor(({ih} - {d[0] * (k[0] - 1) + 1} + 2*{p[0]}) / {s[0]}) + 1 = {oh})."
+                )
+
+    def _post(self, module: nn.Module, inputs, output):
+        x = inputs[0] if inputs else None
+        rec: dict[str, Any] = {"macs": 0}
+        out = output if isinstance(output, torch.Tensor) else None
+        if out is not None:
+            rec["numel"] = out[0].numel() if out.dim() > 0 else 1
+            rec["inplace"] = isinstance(x, torch.Tensor) and out is x
+        if isinstance(module, _CONV) and out is not None:
+            k = math.prod(module.kernel_size)
+            rec["macs"] = out[0].numel() * (module.in_channels // module.groups) * k
+        elif isinstance(module, nn.Linear) and out is not None:
+            rec["macs"] = (out[0].numel() // module.out_features) * module.in_features * module.out_features
+        rf_in = _get_rf(x)
+        rf_out = rf_in
+        if isinstance(module, _CONV + _POOL) and isinstance(rf_in, tuple):
+            k, s, p, d, ceil = _geometry(module)
+            rh, rw, jh, jw = rf_in
+            rf_out = (rh + d[0] * (k[0] - 1) * jh, rw + d[1] * (k[1] - 1) * jw, jh * s[0], jw * s[1])
+            if p is not None and isinstance(x, torch.Tensor) and x.dim() == 4:
+                ih, iw = x.shape[-2:]
+                formulas = [output_size_formula(ih, k[0], p[0], s[0], d[0], ceil)]
+                if (iw, k[1], p[1], s[1]) != (ih, k[0], p[0], s[0]):
+                    formulas.append(output_size_formula(iw, k[1], p[1], s[1], d[1], ceil))
+                rec["formula"] = "; ".join(
+                    f"{axis}: {f}" for axis, f in zip(("H", "W"), formulas)
+                ) if len(formulas) > 1 else formulas[0]
+                rec["geometry"] = (k, s, p)
+        elif isinstance(module, _ADAPTIVE + (nn.Linear, nn.Flatten, FixedFlatten)):
+            rf_out = "global"
+        if isinstance(out, torch.Tensor) and rf_out is not None:
+            try:
+                setattr(out, _RF_ATTR, rf_out)
+            except (AttributeError, RuntimeError):
+                pass
+        rec["rf"] = rf_out
+        self.calls.setdefault(id(module), []).append(rec)
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    seen = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        if isinstance(e, CnnlabError):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return exc
+
+
+def _as_shape(input_shape, default: tuple[int, int, int]) -> tuple[int, int, int]:
+    if input_shape is None:
+        return default
+    if isinstance(input_shape, str):
+        parts = input_shape.lower().replace(",", "x").split("x")
+        try:
+            input_shape = tuple(int(p) for p in parts if p.strip())
+        except ValueError:
+            raise InputSizeError(f"cannot read input shape {input_shape!r}: write it as CxHxW, e.g. 3x224x224") from None
+    shape = tuple(int(v) for v in input_shape)
+    if len(shape) == 1:
+        shape = (default[0], shape[0], shape[0])
+    elif len(shape) == 2:
+        shape = (default[0], *shape)
+    if len(shape) != 3 or min(shape) < 1:
+        raise InputSizeError(f"input shape must be three positive numbers CxHxW, got {input_shape!r}")
+    if shape[1] * shape[2] > 4096 * 4096:
+        raise InputSizeError(f"input {shape[1]}x{shape[2]} is larger than this tool inspects (4096x4096).")
+    return shape  # type: ignore[return-value]
+
+
+def _meta_model(name: str, num_classes: int | None, in_channels: int, size: tuple[int, int]) -> nn.Module:
+    with torch.device("meta"):
+        return create(name, num_classes=num_classes, in_channels=in_channels, input_size=size)
+
+
+def check_input(model: nn.Module, input_shape: tuple[int, int, int], model_name: str = "this model") -> None:
+    """Run a meta-device pass; raise :class:`InputSizeError` if ``input_shape`` cannot go through."""
+    if _device_of(model) != "meta":
+        import copy
+
+        model = copy.deepcopy(model).to("meta")
+    rec = _Recorder(model, model_name, input_shape)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.empty(1, *input_shape, device="meta"))
+    except CnnlabError:
+        raise
+    except Exception as e:  # any other failure is still the input's fault here
+        raise InputSizeError(f"{model_name} cannot process a {'x'.join(map(str, input_shape))} input: {e}") from e
+    finally:
+        rec.remove()
+        model.train(was_training)
+
+
+def _device_of(model: nn.Module) -> str:
+    for p in model.parameters():
+        return p.device.type
+    return "cpu"
+
+
+def smallest_input(model: nn.Module, channels: int, limit: int = 1024) -> int | None:
+    """Smallest square side that passes every layer (ignoring a fixed flatten size), or None."""
+    def ok(side: int) -> bool:
+        try:
+            check_input(model, (channels, side, side))
+            return True
+        except InputTooSmallError:
+            return False
+        except InputSizeError:
+            return True  # gets through every layer; only the fixed flatten size differs
+
+    if not ok(limit):
+        return None
+    lo, hi = 1, limit
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if ok(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def fixed_input_error(spec, size: tuple[int, int]) -> InputSizeError:
+    """The error for creating a fixed-input model at another size (called by the registry)."""
+    c, h, w = spec.input_shape
+    with torch.device("meta"):
+        model = spec.builder(num_classes=spec.num_classes, in_channels=c)
+    _annotate_flatten(model, spec.name, spec.input_shape)
+    try:
+        check_input(model, (c, *size), spec.name)
+    except InputTooSmallError as e:
+        return InputTooSmallError(f"{e} {spec.name} is built for {c}x{h}x{w} inputs.")
+    except InputSizeError as e:
+        return e
+    return InputSizeError(
+        f"{spec.name} is built for {c}x{h}x{w} inputs; {size[0]}x{size[1]} is not supported. "
+        f"Use '{spec.name}_adaptive' for other sizes."
+    )
+
+
+def _annotate_flatten(model: nn.Module, model_name: str, input_shape) -> None:
+    for name, m in model.named_modules():
+        if isinstance(m, FixedFlatten):
+            m.layer_name = name
+            m.model_name = model_name
+            m.required_input = tuple(input_shape) if not m.adaptive else None
+
+
+def summarize(
+    model: str | nn.Module,
+    input_shape: str | tuple[int, ...] | None = None,
+    num_classes: int | None = None,
+    model_name: str | None = None,
+) -> ModelSummary:
+    """Per-layer table and totals for a registered model name (built on the meta device) or a
+    given module (moved to meta; the caller's module is deep-copied, never modified)."""
+    import copy
+
+    from torchinfo import summary as torchinfo_summary
+
+    if isinstance(model, str):
+        spec = get_spec(model)
+        shape = _as_shape(input_shape, spec.input_shape)
+        model_name = model_name or spec.name
+        net = _meta_model(spec.name, num_classes, shape[0], shape[1:])
+    else:
+        net = copy.deepcopy(model).to("meta")
+        spec = getattr(model, "cnnlab_spec", None)
+        shape = _as_shape(input_shape, spec.input_shape if spec else (3, 224, 224))
+        model_name = model_name or (spec.name if spec else type(model).__name__)
+
+    recorder = _Recorder(net, model_name, shape)
+    x = torch.empty(1, *shape, device="meta")
+    setattr(x, _RF_ATTR, (1, 1, 1, 1))
+    try:
+        with _RFMode():
+            stats = torchinfo_summary(
+                net, input_data=[x], device="meta", verbose=0, mode="eval",
+                col_names=("output_size", "num_params", "trainable"), depth=100,
+            )
+    except Exception as e:  # torchinfo wraps the real error; dig out ours
+        err = _unwrap(e)
+        if isinstance(err, InputTooSmallError):
+            side = smallest_input(net, shape[0])
+            if side is not None:
+                extra = f" The smallest square input that passes every layer is {shape[0]}x{side}x{side}"
+                if spec is not None and spec.fixed_input:
+                    c, h, w = spec.input_shape
+                    extra += f"; this model is built for exactly {c}x{h}x{w}"
+                raise InputTooSmallError(f"{err}{extra}.") from None
+            raise err from None
+        if isinstance(err, CnnlabError):
+            raise err from None
+        raise InputSizeError(f"{model_name} cannot process a {'x'.join(map(str, shape))} input: {err}") from None
+    finally:
+        recorder.remove()
+
+    names = {id(m): n for n, m in net.named_modules()}
+    counters: dict[int, int] = {}
+    rows: list[LayerRow] = []
+    for info in stats.summary_list:
+        module = info.module
+        key = id(module)
+        idx = counters.get(key, 0)
+        counters[key] = idx + 1
+        calls = recorder.calls.get(key, [])
+        rec = calls[idx] if idx < len(calls) else {}
+        out_shape = tuple(info.output_size[1:]) if info.output_size else ()
+        rf = rec.get("rf")
+        geom = rec.get("geometry")
+        is_leaf = not any(True for _ in module.children())
+        own_params = sum(p.numel() for p in module.parameters())
+        own_trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+        rows.append(LayerRow(
+            name=names.get(key, info.var_name),
+            type=type(module).__name__,
+            depth=info.depth,
+            output_shape=out_shape,
+            params=own_params if idx == 0 else 0,  # a module called twice owns its weights once
+            trainable=own_trainable if idx == 0 else 0,
+            macs=rec.get("macs", 0),
+            is_leaf=is_leaf,
+            receptive_field=(rf[0], rf[1]) if isinstance(rf, tuple) else None,
+            jump=(rf[2], rf[3]) if isinstance(rf, tuple) else None,
+            global_rf=rf == "global",
+            formula=rec.get("formula"),
+            kernel=geom[0] if geom else None,
+            stride=geom[1] if geom else None,
+            padding=geom[2] if geom else None,
+        ))
+    # containers: MACs are the sum of their leaves' (computed bottom-up over the call order)
+    _sum_container_macs(rows)
+    leaves = [r for r in rows if r.is_leaf]
+    total_params = sum(p.numel() for p in net.parameters())
+    trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    activation_values = 0
+    for key, calls in recorder.calls.items():
+        activation_values += sum(c.get("numel", 0) for c in calls if not c.get("inplace"))
+    out_rows = [r for r in rows if r.depth == 0]
+    output_shape = out_rows[0].output_shape if out_rows else (leaves[-1].output_shape if leaves else ())
+    notes = []
+    if spec is not None and spec.notes:
+        notes.append(spec.notes)
+    return ModelSummary(
+        model_name=model_name,
+        input_shape=shape,
+        output_shape=output_shape,
+        rows=rows,
+        total_params=total_params,
+        trainable_params=trainable,
+        total_macs=sum(r.macs for r in leaves),
+        activation_bytes=activation_values * _BYTES_PER_VALUE,
+        param_bytes=total_params * _BYTES_PER_VALUE,
+        notes=notes,
+    )
+
+
+def _sum_container_macs(rows: list[LayerRow]) -> None:
+    # rows are in torchinfo's pre-order: a container is followed by its descendants (deeper rows)
+    for i, row in enumerate(rows):
+        if row.is_leaf:
+            continue
+        total = 0
+        for later in rows[i + 1:]:
+            if later.depth <= row.depth:
+                break
+            if later.is_leaf:
+                total += later.macs
+        row.macs = total

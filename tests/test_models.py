@@ -1,0 +1,161 @@
+"""The zoo: every count a seed prints, a forward pass of every model, and the errors."""
+
+import pytest
+import torch
+
+from cnnlab.errors import CnnlabError, InputSizeError, ModelConfigError, UnknownModelError
+from cnnlab.models import create, get_spec, list_models
+
+
+def n_params(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def meta(name, **kw):
+    with torch.device("meta"):
+        return create(name, **kw)
+
+
+# (model, kwargs, count printed by the seed, where)
+SEED_COUNTS = [
+    ("lenet", {}, 44_426, "seed 002: LeNet on MNIST"),
+    ("lenet5", {}, 61_706, "seed 003: LeNet5 on MNIST (FC 400)"),
+    ("lenet5", {"in_channels": 3, "input_size": 32}, 83_126, "seed 003: LeNet5 on CIFAR-10 (FC 576)"),
+    ("mini_vggnet", {}, 123_502, "seed 003: MiniVGGNet on MNIST (FC 800)"),
+    ("cifar_resnet", {}, 195_738, "seed 003: ResNet [2,2,2] on CIFAR-10"),
+    ("alexnet", {}, 62_071_144, "seed 000: AlexNet at 227x227"),
+    ("vgg16", {}, 138_357_544, "seed 000: VGG16"),
+    ("vgg16", {"num_classes": 102}, 134_678_438, "seed 000: VGG16 for Caltech101"),
+    ("googlenet", {}, 5_832_378, "seed 000: GoogLeNet, 10 classes"),
+    ("resnet34", {}, 21_535_626, "seed 000: ResNet [3,4,6,3] basic, 10 classes"),
+]
+
+
+@pytest.mark.parametrize("name,kwargs,expected,where", SEED_COUNTS, ids=[c[3] for c in SEED_COUNTS])
+def test_seed_parameter_counts(name, kwargs, expected, where):
+    assert n_params(meta(name, **kwargs)) == expected
+
+
+def test_lenet_layer_counts_match_seed_text():
+    # seed 002 spells out each layer: C1 156, C3 2416, F5 30840, F6 10164, F7 850
+    m = meta("lenet")
+    assert [n_params(getattr(m, k)) for k in ("C1", "C3", "F5", "F6", "F7")] == [156, 2416, 30840, 10164, 850]
+    assert isinstance(m.activation, torch.nn.Tanh) and isinstance(m.S2, torch.nn.AvgPool2d)
+    v2 = meta("lenet_v2")
+    assert isinstance(v2.activation, torch.nn.ReLU) and isinstance(v2.S2, torch.nn.MaxPool2d)
+
+
+def test_seed_structures():
+    alex = meta("alexnet")
+    assert alex.layer2[0].groups == 2
+    assert type(alex.layer1[3]).__name__ == "LRN"
+    v4 = meta("mini_alexnet_v4")
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in v4.modules()) == 4
+    assert sum(isinstance(m, torch.nn.BatchNorm1d) for m in v4.modules()) == 3
+    v2 = meta("mini_alexnet_v2")
+    assert sum(isinstance(m, torch.nn.Dropout) for m in v2.modules()) == 2
+    assert not any(isinstance(m, torch.nn.Dropout) for m in meta("mini_alexnet_v1").modules())
+    assert get_spec("mini_alexnet_v3").input_shape == (3, 28, 28)
+    conv = meta("cifar_convnet")
+    assert (conv.fc1.out_features, conv.fc2.out_features) == (220, 184)
+    small = meta("d2l_vgg11_small")
+    assert [m.out_channels for m in small.modules() if isinstance(m, torch.nn.Conv2d)] == [16, 32, 64, 64, 128, 128, 128, 128]
+
+
+ALL = list_models()
+BIG_MACS = 1.5e9  # above this the forward pass runs on the meta device
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_forward_at_default_input(name):
+    spec = get_spec(name)
+    from cnnlab.inspect import summarize
+
+    s = summarize(name)
+    assert s.output_shape == (spec.num_classes,)
+    if s.total_macs > BIG_MACS or s.total_params > 30e6:
+        model = meta(name)
+        x = torch.empty(2, *spec.input_shape, device="meta")
+    else:
+        torch.manual_seed(0)
+        model = create(name)
+        x = torch.randn(2, *spec.input_shape)
+    model.eval()
+    with torch.no_grad():
+        y = model(x)
+    assert tuple(y.shape) == (2, spec.num_classes)
+    if y.device.type == "cpu":
+        assert torch.isfinite(y).all()
+
+
+def test_spec_fields_complete():
+    for name in ALL:
+        s = get_spec(name)
+        assert s.display_name and s.family and s.paper and s.year > 1980
+        assert s.seed in {"000", "001", "002", "003", "004"}
+        assert len(s.input_shape) == 3 and s.num_classes >= 1
+
+
+def test_models_return_logits_not_log_probabilities():
+    torch.manual_seed(0)
+    y = create("lenet5").eval()(torch.randn(4, 1, 28, 28))
+    # log_softmax rows would exponentiate to a sum of 1
+    assert not torch.allclose(y.exp().sum(1), torch.ones(4), atol=1e-3)
+
+
+def test_adaptive_variant_same_weights_any_size():
+    assert n_params(meta("alexnet_adaptive")) == n_params(meta("alexnet"))
+    m = create("lenet_adaptive").eval()
+    assert m(torch.randn(1, 1, 40, 40)).shape == (1, 10)
+    m = create("cifar_resnet_adaptive").eval()
+    assert m(torch.randn(1, 3, 64, 64)).shape == (1, 10)
+
+
+def test_num_classes_and_channels():
+    m = create("lenet", num_classes=3, in_channels=3).eval()
+    assert m(torch.randn(2, 3, 28, 28)).shape == (2, 3)
+
+
+def test_unknown_model_lists_closest_names():
+    with pytest.raises(UnknownModelError) as e:
+        create("vgg61")
+    msg = str(e.value)
+    assert "vgg16" in msg and "python -m cnnlab models" in msg
+    with pytest.raises(UnknownModelError, match="lenet"):
+        get_spec("LeNett")
+
+
+@pytest.mark.parametrize("kwargs,words", [
+    ({"num_classes": 0}, "at least 1"),
+    ({"num_classes": -5}, "at least 1"),
+    ({"num_classes": 2.5}, "whole number"),
+    ({"in_channels": 0}, "between 1 and 64"),
+    ({"in_channels": 1000}, "between 1 and 64"),
+])
+def test_bad_model_arguments(kwargs, words):
+    with pytest.raises(ModelConfigError, match=words):
+        create("lenet", **kwargs)
+
+
+def test_fixed_input_model_at_other_size_names_layer_and_size():
+    with pytest.raises(InputSizeError) as e:
+        create("alexnet", input_size=224)
+    msg = str(e.value)
+    assert "'flatten'" in msg and "256x6x6" in msg and "3x227x227" in msg and "alexnet_adaptive" in msg
+
+    model = create("lenet").eval()
+    with pytest.raises(InputSizeError) as e:
+        model(torch.randn(1, 1, 32, 32))
+    msg = str(e.value)
+    assert "'flatten'" in msg and "16x4x4" in msg and "16x5x5" in msg and "1x28x28" in msg
+
+
+def test_sized_at_creation_too_small():
+    with pytest.raises(InputSizeError, match="smallest square input that works is 1x12x12"):
+        create("lenet5", input_size=8)
+    assert isinstance(create("lenet5", input_size=12), torch.nn.Module)
+
+
+def test_errors_are_user_errors():
+    for exc in (UnknownModelError, ModelConfigError, InputSizeError):
+        assert issubclass(exc, CnnlabError)
