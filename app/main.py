@@ -1,0 +1,24 @@
+"""cnnlab — the Streamlit app. Run with: streamlit run app/main.py"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # `streamlit run app/main.py` from a fresh clone, no install step
+    sys.path.insert(0, str(ROOT))
+
+from app.common import sidebar_status  # noqa: E402
+
+st.set_page_config(page_title="cnnlab", page_icon="🧠", layout="wide")
+
+PAGES = Path(__file__).parent / "pages"
+pages = [
+    st.Page(str(PAGES / "architectures.py"), title="Architectures", icon="🏗️", default=True),
+]
+nav = st.navigation(pages)
+sidebar_status()
+nav.run()

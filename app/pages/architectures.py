@@ -1,0 +1,121 @@
+"""Architectures: every zoo model layer by layer — shapes, parameters, MACs, receptive field."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from app.common import show_error
+from cnnlab.errors import CnnlabError
+from cnnlab.inspect import summarize
+from cnnlab.models import get_spec, list_models
+
+
+@st.cache_data(show_spinner="Inspecting…", max_entries=64)
+def cached_summary(name: str, shape: tuple[int, int, int], classes: int):
+    return summarize(name, shape, classes)
+
+
+st.title("Architectures")
+st.write(
+    "Pick a network from the seeds, choose the input, and see what every layer does to the "
+    "tensor. Nothing is computed for real: the model runs on PyTorch's *meta* device, so even "
+    "VGG-16 is inspected instantly."
+)
+
+show_adaptive = st.sidebar.toggle("Show _adaptive variants", value=False,
+                                  help="Twins of fixed-input models that accept any input size.")
+names = [n for n in list_models() if show_adaptive or not get_spec(n).adaptive]
+default = names.index("lenet") if "lenet" in names else 0
+name = st.selectbox("Model", names, index=default,
+                    format_func=lambda n: f"{get_spec(n).display_name}  ·  {n}")
+spec = get_spec(name)
+
+left, right = st.columns([2, 3])
+with left:
+    c1, c2, c3, c4 = st.columns(4)
+    channels = c1.number_input("Channels", 1, 64, spec.input_shape[0], key=f"c-{name}")
+    height = c2.number_input("Height", 1, 2048, spec.input_shape[1], key=f"h-{name}")
+    width = c3.number_input("Width", 1, 2048, spec.input_shape[2], key=f"w-{name}")
+    classes = c4.number_input("Classes", 1, 100_000, spec.num_classes, key=f"k-{name}")
+with right:
+    st.markdown(
+        f"**{spec.display_name}** — {spec.family}, {spec.year}. *{spec.paper}*. "
+        f"From seed {spec.seed}; default input {'x'.join(map(str, spec.input_shape))}, "
+        f"{spec.num_classes} classes."
+    )
+    if spec.notes:
+        st.caption(spec.notes)
+
+shape = (int(channels), int(height), int(width))
+try:
+    s = cached_summary(name, shape, int(classes))
+except CnnlabError as err:
+    show_error(err)
+    st.stop()
+
+m1, m2, m3, m4, m5 = st.columns(5)
+m1.metric("Parameters", f"{s.total_params:,}")
+m2.metric("Trainable", f"{s.trainable_params:,}")
+m3.metric("MACs / image", f"{s.total_macs / 1e6:,.1f} M")
+m4.metric("Activations / image", f"{s.activation_bytes / 2**20:,.2f} MB")
+m5.metric("Parameter memory", f"{s.param_bytes / 2**20:,.2f} MB")
+
+tab_table, tab_flow, tab_formula, tab_compare = st.tabs(
+    ["Layer table", "Shape flow", "Output-size formula", "Compare models"])
+
+with tab_table:
+    leaves = st.toggle("Only layers without children", value=True)
+    st.dataframe(pd.DataFrame(s.to_records(leaves_only=leaves)), hide_index=True, width="stretch",
+                 height=min(38 + 35 * len(s.rows), 600))
+    st.caption("MACs count weight multiply-accumulates of convolutions and fully connected layers. "
+               "Receptive field: how many input pixels one output value can see; jump: the "
+               "distance in input pixels between neighbouring outputs.")
+
+with tab_flow:
+    spatial = [r for r in s.leaf_rows if len(r.output_shape) == 3]
+    if spatial:
+        flow = pd.DataFrame({
+            "layer": [f"{i:02d} {r.name}" for i, r in enumerate(spatial)],
+            "spatial size (H)": [r.output_shape[1] for r in spatial],
+            "channels": [r.output_shape[0] for r in spatial],
+        }).set_index("layer")
+        a, b = st.columns(2)
+        a.markdown("**Spatial size** shrinks…")
+        a.line_chart(flow[["spatial size (H)"]])
+        b.markdown("…while **channels** grow")
+        b.line_chart(flow[["channels"]])
+    else:
+        st.info("This model has no spatial layers to plot.")
+
+with tab_formula:
+    geo = [r for r in s.rows if r.formula]
+    if geo:
+        pick = st.selectbox("Layer", [r.name for r in geo],
+                            format_func=lambda n: f"{n} ({s.row(n).type})")
+        r = s.row(pick)
+        st.latex(r"W_{out} = \left\lfloor \frac{W - F + 2P}{S} \right\rfloor + 1")
+        st.code(r.formula, language=None)
+        st.caption(f"F = kernel {r.kernel}, S = stride {r.stride}, P = padding {r.padding}; "
+                   f"output {' x '.join(map(str, r.output_shape))}.")
+    else:
+        st.info("No convolution or pooling layer in this model.")
+
+with tab_compare:
+    others = st.multiselect("Compare with", [n for n in names if n != name],
+                            default=[n for n in ("alexnet", "vgg16", "cifar_resnet") if n != name][:2])
+    rows = []
+    for n in [name, *others]:
+        sp = get_spec(n)
+        try:
+            ss = cached_summary(n, sp.input_shape, sp.num_classes)
+        except CnnlabError as err:
+            show_error(err)
+            continue
+        rows.append({"model": n, "input": "x".join(map(str, sp.input_shape)),
+                     "parameters": ss.total_params, "MACs (M)": round(ss.total_macs / 1e6, 1),
+                     "weight layers": ss.depth(), "year": sp.year})
+    table = pd.DataFrame(rows)
+    st.dataframe(table, hide_index=True, width="stretch")
+    if len(rows) > 1:
+        st.bar_chart(table.set_index("model")[["parameters"]])
