@@ -1,0 +1,424 @@
+"""Looking inside a network: activations, feature maps, kernels, class-activation maps.
+
+* :func:`capture` / :func:`capture_activations` record the outputs of any set of layers,
+  named hierarchically (``features.0``, ``layer2.1.conv1``), during one forward pass. The
+  hooks are always removed, even when the forward pass raises. A module that runs several
+  times in one pass (seed 002's LeNet reuses one ``activation`` module four times) is
+  addressed as ``activation``, ``activation#2``, ``activation#3`` ...
+* :func:`feature_grid` tiles every channel (or the first N) of a layer's output, each
+  normalised, with a colormap; the channel with the strongest response is outlined.
+  :func:`layer_stats` gives mean, standard deviation and the fraction of zeros.
+* :func:`kernel_grid` shows learned kernels: RGB tiles for a first convolution on colour
+  images, one grey tile per input channel otherwise.
+* :func:`grad_cam` and :func:`saliency` compute class-activation maps with captum (Grad-CAM on
+  the end of the convolutional part unless a layer is named; vanilla gradient saliency), and
+  :func:`overlay` lays a heat map over the image.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+from torch import nn
+
+from .errors import CnnlabError
+
+
+class LayerNotFoundError(CnnlabError, KeyError):
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+# --- layer names -----------------------------------------------------------------------------
+
+
+def layer_names(model: nn.Module, leaves_only: bool = False) -> list[str]:
+    """Hierarchical names of the model's submodules, in registration order."""
+    return [n for n, m in model.named_modules()
+            if n and (not leaves_only or not any(True for _ in m.children()))]
+
+
+def _split_call(name: str) -> tuple[str, int]:
+    if "#" in name:
+        base, _, idx = name.partition("#")
+        if idx.isdigit() and int(idx) >= 1:
+            return base, int(idx) - 1
+    return name, 0
+
+
+def resolve_layers(model: nn.Module, names: Sequence[str]) -> dict[str, nn.Module]:
+    """Map names (optionally with ``#k`` for the k-th call) to modules, or raise a clear
+    :class:`LayerNotFoundError` listing the closest and the valid names."""
+    modules = dict(model.named_modules())
+    out: dict[str, nn.Module] = {}
+    for name in names:
+        base, _ = _split_call(name)
+        if not base or base not in modules:
+            valid = layer_names(model)
+            close = difflib.get_close_matches(base, valid, n=3, cutoff=0.4)
+            hint = f" Closest: {', '.join(close)}." if close else ""
+            shown = ", ".join(valid[:40]) + (" ..." if len(valid) > 40 else "")
+            raise LayerNotFoundError(
+                f"No layer named {name!r} in {type(model).__name__}.{hint} Valid names: {shown}"
+            )
+        out[name] = modules[base]
+    return out
+
+
+@contextmanager
+def capture(model: nn.Module, names: Sequence[str], detach: bool = True) -> Iterator[dict[str, torch.Tensor]]:
+    """Context manager: register forward hooks on the named layers, yield a dict filled during
+    the forward passes run inside the block, and remove every hook on exit (even on error)."""
+    targets = resolve_layers(model, names)
+    wanted: dict[int, list[tuple[str, int]]] = {}
+    for name, module in targets.items():
+        wanted.setdefault(id(module), []).append((name, _split_call(name)[1]))
+    result: dict[str, torch.Tensor] = {}
+    counts: dict[int, int] = {}
+    handles = []
+
+    def hook(module, inputs, output):
+        key = id(module)
+        call = counts.get(key, 0)
+        counts[key] = call + 1
+        out = output[0] if isinstance(output, (tuple, list)) else output
+        if not isinstance(out, torch.Tensor):
+            return
+        for name, idx in wanted.get(key, []):
+            if idx == call:
+                result[name] = out.detach().clone() if detach else out
+
+    try:
+        for module in {id(m): m for m in targets.values()}.values():
+            handles.append(module.register_forward_hook(hook))
+        yield result
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def capture_activations(model: nn.Module, x: torch.Tensor, names: Sequence[str]) -> dict[str, torch.Tensor]:
+    """One forward pass (eval mode, no grad) returning the outputs of the named layers."""
+    was_training = model.training
+    model.eval()
+    try:
+        with capture(model, names) as acts, torch.no_grad():
+            model(x)
+        missing = [n for n in names if n not in acts]
+        if missing:
+            raise LayerNotFoundError(
+                f"Layer(s) {', '.join(missing)} did not run in the forward pass (a '#k' beyond the "
+                f"number of times the layer is used, or a layer outside the forward path)."
+            )
+        return dict(acts)
+    finally:
+        model.train(was_training)
+
+
+def activation_points(model: nn.Module, x: torch.Tensor) -> list[tuple[str, tuple[int, ...], str]]:
+    """Every leaf layer call of one forward pass in execution order: (name, output shape, type).
+    Repeated calls of one module are named ``name#2``, ``name#3``..."""
+    names = {id(m): n for n, m in model.named_modules()}
+    seen: dict[int, int] = {}
+    points: list[tuple[str, tuple[int, ...], str]] = []
+    handles = []
+
+    def hook(module, inputs, output):
+        if not isinstance(output, torch.Tensor):
+            return
+        k = seen.get(id(module), 0) + 1
+        seen[id(module)] = k
+        base = names[id(module)]
+        points.append((base if k == 1 else f"{base}#{k}", tuple(output.shape[1:]), type(module).__name__))
+
+    was_training = model.training
+    model.eval()
+    try:
+        for n, m in model.named_modules():
+            if n and not any(True for _ in m.children()):
+                handles.append(m.register_forward_hook(hook))
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return points
+
+
+# --- statistics and pictures -----------------------------------------------------------------
+
+
+@dataclass
+class LayerStats:
+    shape: tuple[int, ...]
+    mean: float
+    std: float
+    min: float
+    max: float
+    zero_fraction: float  # fraction of exact zeros (dead units after a ReLU)
+    strongest_channel: int | None  # channel with the highest mean response
+
+    def as_dict(self) -> dict:
+        return self.__dict__.copy()
+
+
+def layer_stats(act: torch.Tensor) -> LayerStats:
+    """Statistics of one image's activation (C x H x W or a vector); a batch uses image 0."""
+    a = act.detach().float().cpu()
+    if a.dim() == 4:
+        a = a[0]
+    strongest = int(a.flatten(1).mean(1).argmax()) if a.dim() == 3 else None
+    return LayerStats(
+        shape=tuple(a.shape), mean=float(a.mean()), std=float(a.std()) if a.numel() > 1 else 0.0,
+        min=float(a.min()), max=float(a.max()), zero_fraction=float((a == 0).float().mean()),
+        strongest_channel=strongest,
+    )
+
+
+def _colormap(values: np.ndarray, cmap: str) -> np.ndarray:
+    import matplotlib
+
+    return (matplotlib.colormaps[cmap](values)[..., :3] * 255).astype(np.uint8)
+
+
+def _normalise(a: torch.Tensor) -> torch.Tensor:
+    """Scale each map (leading dim) to [0, 1]; a constant map becomes 0."""
+    flat = a.flatten(1)
+    lo = flat.min(1, keepdim=True).values
+    hi = flat.max(1, keepdim=True).values
+    return ((flat - lo) / (hi - lo).clamp_min(1e-12)).view_as(a)
+
+
+def _tile(tiles: np.ndarray, cols: int, pad: int, background: int = 255) -> np.ndarray:
+    n, h, w, c = tiles.shape
+    rows = math.ceil(n / cols)
+    canvas = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), background, np.uint8)
+    for i in range(n):
+        r, k = divmod(i, cols)
+        y, x = pad + r * (h + pad), pad + k * (w + pad)
+        canvas[y:y + h, x:x + w] = tiles[i]
+    return canvas
+
+
+def feature_grid(act: torch.Tensor, max_channels: int | None = 64, cmap: str = "viridis",
+                 tile_size: int = 64, cols: int | None = None) -> tuple[Image.Image, LayerStats]:
+    """All channels (or the first ``max_channels``) of a C x H x W activation as one picture.
+
+    Each channel is normalised on its own and coloured with ``cmap``; small maps are enlarged
+    (nearest neighbour) to about ``tile_size`` pixels. The strongest channel (highest mean)
+    is outlined in red. Vectors (after a flatten) are drawn as a single strip.
+    """
+    a = act.detach().float().cpu()
+    if a.dim() == 4:
+        a = a[0]
+    stats = layer_stats(a)
+    if a.dim() == 1:
+        a = a.view(1, 1, -1)
+    elif a.dim() == 2:
+        a = a.unsqueeze(0)
+    if a.dim() != 3:
+        raise CnnlabError(f"cannot draw an activation of shape {tuple(act.shape)}")
+    n = a.shape[0] if max_channels is None else min(a.shape[0], max_channels)
+    maps = _normalise(a[:n])
+    h, w = maps.shape[-2:]
+    scale = max(1, tile_size // max(h, w))
+    maps = maps.repeat_interleave(scale, -2).repeat_interleave(scale, -1)
+    tiles = _colormap(maps.numpy(), cmap)
+    cols = cols or max(1, math.ceil(math.sqrt(n)))
+    pad = 2
+    grid = _tile(tiles, cols, pad)
+    img = Image.fromarray(grid)
+    if stats.strongest_channel is not None and stats.strongest_channel < n:
+        r, k = divmod(stats.strongest_channel, cols)
+        th, tw = tiles.shape[1:3]
+        y, x = pad + r * (th + pad), pad + k * (tw + pad)
+        ImageDraw.Draw(img).rectangle([x - 2, y - 2, x + tw + 1, y + th + 1], outline=(230, 20, 20), width=2)
+    return img, stats
+
+
+def first_conv(model: nn.Module) -> tuple[str, nn.Conv2d]:
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Conv2d):
+            return name, m
+    raise CnnlabError(f"{type(model).__name__} has no convolution layer.")
+
+
+def last_conv_name(model: nn.Module, x: torch.Tensor | None = None) -> str:
+    """The layer Grad-CAM explains by default: the end of the convolutional part.
+
+    With an input, this is the last module (block or layer) to finish whose output is still a
+    spatial map (4-D, larger than 1x1) and that runs once per pass: ``features`` for VGG,
+    ``layer4`` for a ResNet, the last Inception block for GoogLeNet, as pytorch-grad-cam
+    recommends. Without an input it is the last registered Conv2d.
+    """
+    if x is not None:
+        names = {id(m): n for n, m in model.named_modules() if n}
+        order: list[tuple[str, tuple[int, ...]]] = []
+        calls: dict[str, int] = {}
+        handles = []
+
+        def hook(module, inputs, output):
+            name = names.get(id(module))
+            if name is not None and isinstance(output, torch.Tensor):
+                calls[name] = calls.get(name, 0) + 1
+                order.append((name, tuple(output.shape)))
+
+        try:
+            for m in model.modules():
+                if id(m) in names:
+                    handles.append(m.register_forward_hook(hook))
+            with torch.no_grad():
+                model(x)
+        finally:
+            for h in handles:
+                h.remove()
+        for name, shape in reversed(order):
+            if len(shape) == 4 and shape[-1] * shape[-2] > 1 and calls[name] == 1:
+                return name
+    convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    if not convs:
+        raise CnnlabError(f"{type(model).__name__} has no convolution layer for Grad-CAM; name a layer.")
+    return convs[-1]
+
+
+def kernel_grid(conv: nn.Conv2d, max_filters: int = 64, max_in: int = 8, tile_size: int = 40) -> Image.Image:
+    """Learned kernels of one convolution.
+
+    With 3 input channels, each filter is one RGB tile (the way the first layer of AlexNet is
+    usually shown); otherwise each filter is a row of grey tiles, one per input channel (the
+    first ``max_in``). Each tile is normalised on its own.
+    """
+    w = conv.weight.detach().float().cpu()
+    n = min(w.shape[0], max_filters)
+    w = w[:n]
+    k = max(w.shape[-2:])
+    scale = max(1, tile_size // k)
+    if w.shape[1] == 3:
+        flat = w.flatten(1)
+        lo, hi = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values
+        rgb = ((flat - lo) / (hi - lo).clamp_min(1e-12)).view_as(w)
+        rgb = rgb.repeat_interleave(scale, -2).repeat_interleave(scale, -1)
+        tiles = (rgb.permute(0, 2, 3, 1).numpy() * 255).astype(np.uint8)
+        return Image.fromarray(_tile(tiles, max(1, math.ceil(math.sqrt(n))), 2))
+    m = min(w.shape[1], max_in)
+    grey = _normalise(w[:, :m].reshape(n * m, *w.shape[-2:]))
+    grey = grey.repeat_interleave(scale, -2).repeat_interleave(scale, -1)
+    tiles = np.repeat((grey.numpy()[..., None] * 255).astype(np.uint8), 3, axis=-1)
+    return Image.fromarray(_tile(tiles, m, 2))
+
+
+# --- class-activation maps ---------------------------------------------------------------------
+
+
+@dataclass
+class CamResult:
+    heatmap: np.ndarray  # H x W in [0, 1], at the input's resolution
+    target: int  # class index explained
+    layer: str | None  # layer used (Grad-CAM) or None (saliency)
+    method: str
+    probabilities: np.ndarray  # softmax over classes for this input
+
+
+@contextmanager
+def _no_inplace(model: nn.Module):
+    """Autograd through hooks dislikes in-place activations; switch them off for a while."""
+    changed = [m for m in model.modules() if getattr(m, "inplace", False) is True]
+    for m in changed:
+        m.inplace = False
+    try:
+        yield
+    finally:
+        for m in changed:
+            m.inplace = True
+
+
+def _prepare(model: nn.Module, x: torch.Tensor, target: int | None):
+    if x.dim() == 3:
+        x = x.unsqueeze(0)
+    if x.shape[0] != 1:
+        raise CnnlabError("class-activation maps are computed for one image at a time")
+    with torch.no_grad():
+        logits = model(x)
+    probs = torch.softmax(logits.float(), 1)[0].cpu().numpy()
+    if target is None:
+        target = int(probs.argmax())
+    elif not 0 <= int(target) < probs.shape[0]:
+        raise CnnlabError(f"class index {target} is out of range: the model has {probs.shape[0]} classes (0..{probs.shape[0] - 1}).")
+    return x, int(target), probs
+
+
+def grad_cam(model: nn.Module, x: torch.Tensor, target: int | None = None, layer: str | None = None) -> CamResult:
+    """Grad-CAM (Selvaraju et al., 2017) through captum's ``LayerGradCam``.
+
+    ``layer`` defaults to :func:`last_conv_name` (the end of the convolutional part). The map is ReLU-ed, upsampled to
+    the input size (bilinear) and scaled to [0, 1].
+    """
+    from captum.attr import LayerAttribution, LayerGradCam
+
+    was_training = model.training
+    model.eval()
+    try:
+        with _no_inplace(model):
+            x, target, probs = _prepare(model, x, target)
+            name = layer or last_conv_name(model, x)
+            module = resolve_layers(model, [name])[name]
+            cam = LayerGradCam(model, module).attribute(x, target=target, relu_attributions=True)
+            cam = LayerAttribution.interpolate(cam, tuple(x.shape[-2:]), interpolate_mode="bilinear")
+    finally:
+        model.train(was_training)
+    heat = cam.detach()[0].sum(0).float().cpu().numpy()
+    heat = np.maximum(heat, 0)
+    heat = heat / heat.max() if heat.max() > 0 else heat
+    return CamResult(heat, target, name, "grad-cam", probs)
+
+
+def saliency(model: nn.Module, x: torch.Tensor, target: int | None = None) -> CamResult:
+    """Vanilla gradient saliency (Simonyan et al., 2014) through captum's ``Saliency``:
+    the largest absolute input gradient over the colour channels, scaled to [0, 1]."""
+    from captum.attr import Saliency
+
+    was_training = model.training
+    model.eval()
+    try:
+        with _no_inplace(model):
+            x, target, probs = _prepare(model, x, target)
+            grads = Saliency(model).attribute(x.clone().requires_grad_(True), target=target, abs=True)
+    finally:
+        model.train(was_training)
+    heat = grads.detach()[0].max(0).values.float().cpu().numpy()
+    heat = heat / heat.max() if heat.max() > 0 else heat
+    return CamResult(heat, target, None, "saliency", probs)
+
+
+def overlay(image: Image.Image | np.ndarray, heatmap: np.ndarray, alpha: float = 0.45,
+            cmap: str = "jet") -> Image.Image:
+    """Blend a [0, 1] heat map (resized to the image) over an RGB image."""
+    if isinstance(image, np.ndarray):
+        base = Image.fromarray(image if image.dtype == np.uint8 else (np.clip(image, 0, 1) * 255).astype(np.uint8))
+    else:
+        base = image
+    base = base.convert("RGB")
+    heat_img = Image.fromarray((np.clip(heatmap, 0, 1) * 255).astype(np.uint8)).resize(base.size, Image.BILINEAR)
+    colored = Image.fromarray(_colormap(np.asarray(heat_img) / 255.0, cmap))
+    return Image.blend(base, colored, alpha)
+
+
+def denormalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """A normalised 1xCxHxW (or CxHxW) tensor back to an H x W x 3 uint8 picture."""
+    t = x.detach().float().cpu()
+    if t.dim() == 4:
+        t = t[0]
+    m = torch.tensor(list(mean), dtype=t.dtype).view(-1, 1, 1)
+    s = torch.tensor(list(std), dtype=t.dtype).view(-1, 1, 1)
+    t = (t * s + m).clamp(0, 1)
+    if t.shape[0] == 1:
+        t = t.repeat(3, 1, 1)
+    return (t.permute(1, 2, 0).numpy() * 255).astype(np.uint8)

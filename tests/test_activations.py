@@ -1,0 +1,141 @@
+"""Layer-hook capture, pictures and class-activation maps."""
+
+import gc
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from cnnlab.activations import (
+    LayerNotFoundError,
+    activation_points,
+    capture,
+    capture_activations,
+    feature_grid,
+    grad_cam,
+    kernel_grid,
+    layer_stats,
+    overlay,
+    saliency,
+)
+from cnnlab.inspect import summarize
+from cnnlab.models import create
+
+
+def _hook_count(model):
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+
+
+@pytest.mark.parametrize("name", ["lenet", "cifar_resnet", "d2l_googlenet", "mini_alexnet_v4"])
+def test_captured_shapes_equal_inspection(name):
+    torch.manual_seed(0)
+    model = create(name).eval()
+    table = summarize(name)
+    x = torch.randn(1, *model.cnnlab_spec.input_shape)
+    leaves = [r for r in table.leaf_rows if r.params or r.type.endswith("Pool2d")]
+    wanted = list(dict.fromkeys(r.name for r in leaves))
+    acts = capture_activations(model, x, wanted)
+    for r in leaves:
+        if r.name in acts:
+            assert tuple(acts[r.name].shape[1:]) == r.output_shape, r.name
+    assert _hook_count(model) == 0
+
+
+def test_repeated_module_calls_are_numbered():
+    model = create("lenet").eval()
+    x = torch.randn(1, 1, 28, 28)
+    points = activation_points(model, x)
+    names = [p[0] for p in points]
+    assert names.count("activation") == 1 and "activation#4" in names
+    acts = capture_activations(model, x, ["activation", "activation#2", "activation#4"])
+    assert acts["activation"].shape == (1, 6, 12, 12)
+    assert acts["activation#2"].shape == (1, 16, 4, 4)
+    assert acts["activation#4"].shape == (1, 84)
+    with pytest.raises(LayerNotFoundError, match="did not run"):
+        capture_activations(model, x, ["activation#9"])
+
+
+def test_hooks_removed_even_when_forward_raises():
+    model = create("lenet").eval()
+    with pytest.raises(Exception):
+        with capture(model, ["C1", "F5"]):
+            model(torch.randn(1, 1, 32, 32))  # wrong size: the flatten raises
+    assert _hook_count(model) == 0
+    with pytest.raises(Exception):
+        capture_activations(model, torch.randn(1, 3, 28, 28), ["C1"])
+    assert _hook_count(model) == 0
+
+
+def test_unknown_layer_lists_valid_names():
+    model = create("lenet")
+    with pytest.raises(LayerNotFoundError) as e:
+        capture_activations(model, torch.randn(1, 1, 28, 28), ["C9"])
+    msg = str(e.value)
+    assert "C9" in msg and "Closest: C3, C1" in msg and "F7" in msg
+    assert _hook_count(model) == 0
+
+
+def test_memory_does_not_grow_over_repeated_captures():
+    model = create("cifar_convnet").eval()
+    x = torch.randn(1, 3, 32, 32)
+
+    def tensors():
+        gc.collect()
+        return sum(1 for o in gc.get_objects() if type(o) is torch.Tensor or type(o) is nn.Parameter)
+
+    capture_activations(model, x, ["conv1", "conv2"])
+    before = tensors()
+    for _ in range(30):
+        acts = capture_activations(model, x, ["conv1", "conv2", "fc1"])
+        del acts
+    assert tensors() <= before + 2
+    assert _hook_count(model) == 0
+
+
+def test_feature_grid_and_stats():
+    act = torch.zeros(1, 8, 5, 5)
+    act[0, 5] = 3.0  # strongest channel
+    act[0, 2, 0, 0] = 1.0
+    img, stats = feature_grid(act, tile_size=20)
+    assert stats.strongest_channel == 5
+    assert stats.zero_fraction == pytest.approx(1 - 26 / 200)
+    arr = np.asarray(img)
+    assert arr.ndim == 3 and arr.shape[2] == 3
+    # the strongest tile is outlined in red
+    assert ((arr[..., 0] > 200) & (arr[..., 1] < 60) & (arr[..., 2] < 60)).sum() > 40
+    img4, _ = feature_grid(torch.randn(64, 4, 4), max_channels=16)
+    assert img4.size[0] < feature_grid(torch.randn(64, 4, 4), max_channels=64)[0].size[0]
+    s = layer_stats(torch.relu(torch.randn(1000)))
+    assert 0.4 < s.zero_fraction < 0.6
+
+
+def test_kernel_grids():
+    rgb = kernel_grid(create("cifar_convnet").conv1)  # 6 RGB 5x5 filters
+    assert rgb.mode == "RGB"
+    deep = kernel_grid(create("cifar_convnet").conv2, max_filters=4, max_in=6)
+    w, h = deep.size
+    assert w > h  # 4 rows of 6 grey tiles
+
+
+def test_grad_cam_and_saliency_shapes_and_ranges():
+    torch.manual_seed(0)
+    model = create("cifar_resnet").eval()
+    x = torch.randn(1, 3, 32, 32)
+    cam = grad_cam(model, x)
+    assert cam.layer == "layer3" and cam.heatmap.shape == (32, 32)
+    assert 0 <= cam.heatmap.min() and cam.heatmap.max() <= 1
+    assert cam.target == int(np.argmax(cam.probabilities))
+    cam3 = grad_cam(model, x, target=3, layer="layer2")
+    assert cam3.target == 3 and cam3.layer == "layer2"
+    sal = saliency(model, x, target=1)
+    assert sal.heatmap.shape == (32, 32) and sal.heatmap.max() == pytest.approx(1.0)
+    with pytest.raises(Exception, match="out of range"):
+        grad_cam(model, x, target=10)
+    with pytest.raises(LayerNotFoundError):
+        grad_cam(model, x, layer="layer9")
+    # in-place ReLUs are restored after the computation
+    assert all(m.inplace for m in model.modules() if isinstance(m, nn.ReLU))
+    assert _hook_count(model) == 0
+    pic = overlay(np.zeros((32, 32, 3), np.uint8), cam.heatmap)
+    assert pic.size == (32, 32)
