@@ -1,0 +1,200 @@
+"""Pretrained torchvision models (ImageNet weights) and the transfer-learning heads of the seeds.
+
+Weights go through torchvision's weights API with the torch hub cache pointed at
+``models_cache/hub`` (see :mod:`cnnlab.paths`), so a file such as
+``models_cache/hub/checkpoints/vgg16-397923af.pth`` is found without any network. When the file
+is absent, the download is tried (unless ``CNNLAB_OFFLINE=1``); when that is impossible the
+error names the exact file, the folder to put it in, and the address to get it from.
+
+Seed 000's transfer setup for VGG16: every pretrained parameter frozen and ``classifier[6]``
+replaced by ``Linear(4096, 256) - ReLU - Dropout(0.4) - Linear(256, classes)``: 1,075,046
+trainable parameters for Caltech101's 102 classes. Seed 001's for ResNet18: ``fc`` replaced by
+``Linear(512, classes)``, either frozen (feature extraction) or fully fine-tuned.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torchvision
+from torch import nn
+from torchvision.models import WeightsEnum
+
+from ..errors import CnnlabError, ModelConfigError
+from ..paths import use_project_hub
+
+
+class WeightsUnavailableError(CnnlabError):
+    """Pretrained weights are not on disk and cannot be downloaded."""
+
+
+@dataclass(frozen=True)
+class PretrainedSpec:
+    name: str
+    display_name: str
+    builder: Callable[..., nn.Module]
+    weights: WeightsEnum
+    seed: str
+    notes: str = ""
+
+    @property
+    def filename(self) -> str:
+        return os.path.basename(self.weights.url)
+
+    @property
+    def url(self) -> str:
+        return self.weights.url
+
+    @property
+    def categories(self) -> list[str]:
+        return list(self.weights.meta["categories"])
+
+    def transforms(self):
+        """The weights' own preprocessing (resize, crop, normalisation)."""
+        return self.weights.transforms()
+
+
+PRETRAINED: dict[str, PretrainedSpec] = {
+    "vgg16": PretrainedSpec(
+        "vgg16", "VGG-16 (ImageNet)", torchvision.models.vgg16,
+        torchvision.models.VGG16_Weights.IMAGENET1K_V1, "000",
+        "Seed 000's pretrained model: ImageNet top-1 71.6%.",
+    ),
+    "resnet18": PretrainedSpec(
+        "resnet18", "ResNet-18 (ImageNet)", torchvision.models.resnet18,
+        torchvision.models.ResNet18_Weights.IMAGENET1K_V1, "001",
+        "Seed 001's transfer-learning model (ants and bees): ImageNet top-1 69.8%.",
+    ),
+    "alexnet": PretrainedSpec(
+        "alexnet", "AlexNet (ImageNet)", torchvision.models.alexnet,
+        torchvision.models.AlexNet_Weights.IMAGENET1K_V1, "002",
+        "Seed 002's exercise on a pretrained AlexNet: ImageNet top-1 56.5%.",
+    ),
+}
+
+
+def get_pretrained_spec(name: str) -> PretrainedSpec:
+    key = name.strip().lower()
+    if key not in PRETRAINED:
+        raise ModelConfigError(
+            f"No pretrained weights for {name!r}. Available: {', '.join(PRETRAINED)}."
+        )
+    return PRETRAINED[key]
+
+
+def weights_path(name: str) -> Path:
+    """Where the weights file of ``name`` lives (or must be put)."""
+    hub = use_project_hub()
+    return hub / "checkpoints" / get_pretrained_spec(name).filename
+
+
+def weights_status(name: str) -> tuple[str, str]:
+    """("present" | "downloadable" | "missing", what it means for the user)."""
+    spec = get_pretrained_spec(name)
+    path = weights_path(name)
+    if path.is_file():
+        return "present", f"{spec.display_name}: weights present at {path}."
+    if _offline():
+        return "missing", (
+            f"{spec.display_name}: weights not found. Put {spec.filename} (from {spec.url}) in "
+            f"{path.parent}/ or run `python -m cnnlab fetch {name}` on a machine with internet."
+        )
+    return "downloadable", (
+        f"{spec.display_name}: weights not downloaded yet; `python -m cnnlab fetch {name}` "
+        f"downloads {spec.filename} (from {spec.url}) into {path.parent}/."
+    )
+
+
+def _offline() -> bool:
+    return os.environ.get("CNNLAB_OFFLINE", "").strip() not in ("", "0", "false", "no")
+
+
+def fetch_weights(name: str, progress: bool = True) -> Path:
+    """Make sure the weights file is on disk: download it (with a progress bar) if needed."""
+    spec = get_pretrained_spec(name)
+    path = weights_path(name)
+    if path.is_file():
+        return path
+    if _offline():
+        raise _missing_error(spec, path, "downloads are disabled (CNNLAB_OFFLINE=1)")
+    try:
+        spec.weights.get_state_dict(progress=progress)
+    except Exception as e:  # URLError, timeouts, HTTP errors, interrupted downloads
+        raise _missing_error(spec, path, f"the download failed: {e}") from None
+    return path
+
+
+def _missing_error(spec: PretrainedSpec, path: Path, why: str) -> WeightsUnavailableError:
+    return WeightsUnavailableError(
+        f"Pretrained weights for {spec.display_name} are not at {path} and {why}. "
+        f"Download {spec.url} on a machine with internet and copy the file {spec.filename} "
+        f"into the folder {path.parent}/ (or run `python -m cnnlab fetch {spec.name}` there)."
+    )
+
+
+def load_pretrained(name: str, download: bool = True) -> tuple[nn.Module, PretrainedSpec]:
+    """The torchvision model with its ImageNet weights, through torchvision's weights API."""
+    spec = get_pretrained_spec(name)
+    path = weights_path(name)
+    if not path.is_file():
+        if not download:
+            raise _missing_error(spec, path, "downloading was not allowed")
+        fetch_weights(name)
+    try:
+        model = spec.builder(weights=spec.weights, progress=False)
+    except Exception as e:
+        raise WeightsUnavailableError(
+            f"The weights file {path} could not be loaded into {spec.display_name} ({e}). It may be "
+            f"incomplete or for another model: delete it and fetch it again."
+        ) from None
+    model.eval()
+    model.cnnlab_pretrained = spec  # type: ignore[attr-defined]
+    return model, spec
+
+
+def seed_vgg16_head(num_classes: int) -> nn.Sequential:
+    """Seed 000's new ``classifier[6]`` (without the seed's LogSoftmax: models return logits)."""
+    return nn.Sequential(nn.Linear(4096, 256), nn.ReLU(), nn.Dropout(0.4), nn.Linear(256, num_classes))
+
+
+def transfer_model(
+    name: str = "vgg16",
+    num_classes: int = 102,
+    mode: str = "feature_extract",
+    pretrained: bool = True,
+    download: bool = True,
+) -> nn.Module:
+    """A torchvision model with a new head for ``num_classes``.
+
+    ``mode="feature_extract"``: every pretrained parameter frozen (seed 000), only the new head
+    trains. ``mode="finetune"``: everything trains (seed 001's second experiment).
+    ``pretrained=False`` gives the same architecture from random initialisation (the
+    from-scratch baseline).
+    """
+    if mode not in ("feature_extract", "finetune"):
+        raise ModelConfigError(f"mode must be 'feature_extract' or 'finetune', got {mode!r}")
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise ModelConfigError(f"num_classes must be a whole number of at least 1, got {num_classes!r}")
+    spec = get_pretrained_spec(name)
+    if pretrained:
+        model, _ = load_pretrained(name, download=download)
+    else:
+        model = spec.builder(weights=None)
+    if mode == "feature_extract" and pretrained:
+        for p in model.parameters():
+            p.requires_grad = False
+    if name == "vgg16" or name == "alexnet":
+        model.classifier[6] = seed_vgg16_head(num_classes) if name == "vgg16" else nn.Linear(4096, num_classes)
+    elif name == "resnet18":
+        model.fc = nn.Linear(model.fc.in_features, num_classes)
+    model.cnnlab_transfer = {"base": name, "mode": mode, "pretrained": pretrained,  # type: ignore[attr-defined]
+                             "num_classes": num_classes}
+    return model
+
+
+def count_trainable(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

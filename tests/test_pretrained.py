@@ -1,0 +1,110 @@
+"""Pretrained torchvision weights through the real loading path, from a local hub folder."""
+
+import os
+import tempfile
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+
+from cnnlab.models.pretrained import (
+    WeightsUnavailableError,
+    count_trainable,
+    fetch_weights,
+    get_pretrained_spec,
+    load_pretrained,
+    transfer_model,
+    weights_path,
+    weights_status,
+)
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    def refuse(*a, **k):
+        raise urllib.error.URLError("network unreachable (test)")
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    monkeypatch.delenv("CNNLAB_OFFLINE", raising=False)
+
+
+_FILES = {}
+
+
+def place_fake_weights(name, tmp_path_factory=None):
+    """A state dict of the right keys and shapes (random values) where torch hub looks for the
+    real file. Written once per session, then linked into each test's cache."""
+    spec = get_pretrained_spec(name)
+    if name not in _FILES:
+        torch.manual_seed(0)
+        state = spec.builder(weights=None).state_dict()
+        src = Path(tempfile.mkdtemp()) / spec.filename
+        torch.save(state, src)
+        _FILES[name] = (state, src)
+    state, src = _FILES[name]
+    path = weights_path(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.symlink(src, path)
+    return state, path
+
+
+def test_weights_live_in_models_cache_hub(tmp_path, monkeypatch):
+    monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path))
+    monkeypatch.delenv("TORCH_HOME")
+    assert weights_path("vgg16") == tmp_path / "hub" / "checkpoints" / "vgg16-397923af.pth"
+
+
+def test_vgg16_loads_through_torchvision_from_local_file(no_network):
+    state, path = place_fake_weights("vgg16")
+    assert weights_status("vgg16")[0] == "present"
+    model, spec = load_pretrained("vgg16")
+    assert torch.equal(model.features[0].weight, state["features.0.weight"])
+    assert len(spec.categories) == 1000 and spec.categories[0] == "tench"
+    assert spec.transforms().crop_size == [224]
+
+
+def test_missing_weights_message_names_file_and_folder(no_network):
+    with pytest.raises(WeightsUnavailableError) as e:
+        load_pretrained("vgg16")
+    msg = str(e.value)
+    path = weights_path("vgg16")
+    assert "vgg16-397923af.pth" in msg and str(path.parent) in msg and "download" in msg.lower()
+    assert not path.exists()  # no half-written file left behind
+
+
+def test_offline_flag_skips_the_download(monkeypatch):
+    monkeypatch.setenv("CNNLAB_OFFLINE", "1")
+    assert weights_status("resnet18")[0] == "missing"
+    with pytest.raises(WeightsUnavailableError, match="CNNLAB_OFFLINE"):
+        fetch_weights("resnet18")
+
+
+def test_seed_transfer_head_trainable_count(no_network):
+    place_fake_weights("vgg16")
+    model = transfer_model("vgg16", num_classes=102)
+    assert count_trainable(model) == 1_075_046
+    frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    assert frozen == 138_357_544 - (4096 * 1000 + 1000)  # everything but the replaced classifier[6]
+    finetune = transfer_model("vgg16", num_classes=102, mode="finetune")
+    assert count_trainable(finetune) == sum(p.numel() for p in finetune.parameters())
+
+
+def test_frozen_parameters_get_no_gradient_and_do_not_change(no_network):
+    place_fake_weights("resnet18")
+    model = transfer_model("resnet18", num_classes=2)
+    assert count_trainable(model) == 512 * 2 + 2
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    model.train()
+    x, y = torch.randn(4, 3, 64, 64), torch.tensor([0, 1, 0, 1])
+    loss = torch.nn.functional.cross_entropy(model(x), y)
+    loss.backward()
+    opt.step()
+    for name, p in model.named_parameters():
+        if name.startswith("fc."):
+            assert p.grad is not None
+            assert not torch.equal(p, before[name])
+        else:
+            assert p.grad is None
+            assert torch.equal(p, before[name])
