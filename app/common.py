@@ -1,10 +1,13 @@
-"""Helpers shared by the pages: cached calls into cnnlab and the sidebar."""
+"""Helpers shared by the pages: cached calls into cnnlab, the sidebar, model and image pickers."""
 
 from __future__ import annotations
 
+import numpy as np
 import streamlit as st
+from PIL import Image
 
 from cnnlab.device import describe_device
+from cnnlab.errors import CnnlabError
 
 
 @st.cache_data(show_spinner=False)
@@ -20,3 +23,104 @@ def sidebar_status() -> None:
 def show_error(err: Exception) -> None:
     """A user-facing error as a red box with the message, never a traceback."""
     st.error(str(err), icon="⚠️")
+
+
+@st.cache_resource(show_spinner="Loading model…", max_entries=8)
+def cached_source(ref: str):
+    from cnnlab.sources import load_source
+
+    return load_source(ref)
+
+
+@st.cache_resource(show_spinner="Loading dataset…", max_entries=4)
+def cached_dataset(name: str):
+    from cnnlab.data import load_dataset
+
+    return load_dataset(name, download=False)
+
+
+def model_picker(key: str, allow_zoo: bool = True):
+    """Pick a zoo model, a trained run or a pretrained model; returns a ModelSource or None."""
+    from cnnlab.models import get_spec, list_models
+    from cnnlab.models.pretrained import PRETRAINED, weights_status
+    from cnnlab.runs import list_runs
+
+    kinds = (["Zoo model (untrained)"] if allow_zoo else []) + ["Trained run", "Pretrained (ImageNet)"]
+    kind = st.radio("Model", kinds, horizontal=True, key=f"{key}-kind")
+    ref = None
+    if kind == "Trained run":
+        runs = [r for r in list_runs() if r.has_checkpoint]
+        if not runs:
+            st.info("No trained run yet. Train one on the **Train** page (a LeNet on the digits takes "
+                    "seconds), or pick another kind of model.")
+            return None
+        labels = {r.run_id: f"{r.meta.get('model', '?')} on {r.meta.get('dataset', '?')} — "
+                            f"{r.status}, best {_pct(r.best_val_top1)} · {r.run_id}" for r in runs}
+        run_id = st.selectbox("Run", list(labels), format_func=labels.get, key=f"{key}-run")
+        ref = f"run:{run_id}"
+    elif kind == "Pretrained (ImageNet)":
+        name = st.selectbox("Pretrained model", list(PRETRAINED), key=f"{key}-pre",
+                            format_func=lambda n: PRETRAINED[n].display_name)
+        state, message = weights_status(name)
+        if state != "present":
+            st.warning(message)
+            return None
+        ref = f"pretrained:{name}"
+    else:
+        names = [n for n in list_models() if not get_spec(n).adaptive]
+        name = st.selectbox("Architecture", names, index=names.index("cifar_resnet"), key=f"{key}-zoo",
+                            format_func=lambda n: f"{get_spec(n).display_name} · {n}")
+        ref = name
+    try:
+        return cached_source(ref)
+    except CnnlabError as err:
+        show_error(err)
+        return None
+
+
+def _pct(v) -> str:
+    return "—" if v is None else f"{100 * v:.1f}%" if v <= 1 else f"{v:.1f}%"
+
+
+def image_picker(key: str, source=None) -> Image.Image | None:
+    """A bundled photo, a dataset sample or an upload, decoded safely; None if unusable."""
+    from cnnlab.data.images import bundled_photos, decode_image, load_bundled_photo
+
+    kind = st.radio("Image", ["Bundled photo", "Dataset sample", "Upload"], horizontal=True, key=f"{key}-img")
+    if kind == "Upload":
+        up = st.file_uploader("An image (PNG, JPEG, BMP, GIF, TIFF, WebP)", key=f"{key}-upload",
+                              type=["png", "jpg", "jpeg", "bmp", "gif", "tif", "tiff", "webp"])
+        if up is None:
+            st.info("Upload an image to continue.")
+            return None
+        try:
+            return decode_image(up.getvalue())
+        except CnnlabError as err:
+            show_error(err)
+            return None
+    if kind == "Dataset sample":
+        default = "digits"
+        if source is not None and source.kind == "run":
+            from cnnlab.runs import load_run
+
+            default = load_run(source.ref.split(":", 1)[1]).meta.get("dataset", "digits")
+        elif source is not None and source.input_shape[0] == 3:
+            default = "shapes"
+        names = sorted({"shapes", "digits", default})
+        ds_name = st.selectbox("Dataset", names, index=names.index(default), key=f"{key}-ds")
+        try:
+            bundle = cached_dataset(ds_name)
+        except CnnlabError as err:
+            show_error(err)
+            return None
+        split = bundle.val
+        idx = st.slider("Sample", 0, len(split) - 1, 0, key=f"{key}-idx")
+        arr = split.images[idx].permute(1, 2, 0).numpy()
+        st.caption(f"Label: **{bundle.info.classes[int(split.labels[idx])]}**")
+        return Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr, "L" if arr.shape[2] == 1 else "RGB")
+    photos = bundled_photos()
+    name = st.selectbox("Photo (bundled with scikit-image)", photos,
+                        index=photos.index("chelsea") if "chelsea" in photos else 0, key=f"{key}-photo")
+    return load_bundled_photo(name)
+
+

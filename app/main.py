@@ -18,6 +18,7 @@ st.set_page_config(page_title="cnnlab", page_icon="🧠", layout="wide")
 PAGES = Path(__file__).parent / "pages"
 pages = [
     st.Page(str(PAGES / "architectures.py"), title="Architectures", icon="🏗️", default=True),
+    st.Page(str(PAGES / "inside.py"), title="Look inside", icon="🔬"),
 ]
 nav = st.navigation(pages)
 sidebar_status()

@@ -1,0 +1,91 @@
+"""One way to name "a model to look at or predict with", for the app, the CLI and the demo.
+
+A reference is one of
+
+* ``run:<id>`` (or a bare run id): a trained run, with its classes and normalisation;
+* ``pretrained:<name>``: a torchvision model with ImageNet weights (``vgg16``, ``resnet18``...);
+* ``<zoo name>`` (or ``zoo:<name>``): a freshly initialised zoo model — untrained, useful to
+  see shapes and what random filters do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+from torch import nn
+
+from .errors import CnnlabError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class ModelSource:
+    ref: str
+    kind: str  # "run" | "pretrained" | "zoo"
+    label: str
+    model: nn.Module  # eval mode, on CPU
+    classes: list[str]
+    input_shape: tuple[int, int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def to_input(self, image: Image.Image) -> torch.Tensor:
+        """A decoded image as this model's normalised ``1 x C x H x W`` input."""
+        from .data.images import to_model_input
+
+        return to_model_input(image, self.input_shape, self.mean, self.std)
+
+
+def _default_norm(channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    if channels == 3:
+        return IMAGENET_MEAN, IMAGENET_STD
+    return (0.5,) * channels, (0.5,) * channels
+
+
+def load_source(ref: str, num_classes: int | None = None) -> ModelSource:
+    """Resolve a reference (see the module docstring) to a ready model."""
+    ref = ref.strip()
+    if not ref:
+        raise CnnlabError("no model given: name a run, 'pretrained:vgg16', or a zoo model such as 'lenet'.")
+    kind, _, key = ref.partition(":") if ":" in ref else ("", "", ref)
+    if kind == "pretrained":
+        from .models.pretrained import load_pretrained
+
+        model, spec = load_pretrained(key)
+        crop = spec.transforms().crop_size[0]
+        return ModelSource(ref, "pretrained", spec.display_name, model, spec.categories,
+                           (3, crop, crop), IMAGENET_MEAN, IMAGENET_STD)
+    if kind == "run" or (not kind and _looks_like_run(key)):
+        from .runs import load_model, load_run
+
+        run = load_run(key)
+        model = load_model(run.run_id)
+        meta = run.meta
+        shape = tuple(int(v) for v in meta.get("input_shape") or model.cnnlab_spec.input_shape)
+        classes = list(meta.get("classes") or [])
+        mean, std = tuple(meta.get("mean") or ()), tuple(meta.get("std") or ())
+        if len(mean) != shape[0] or len(std) != shape[0]:  # e.g. grey data fed to an RGB model
+            mean, std = ((mean[0],) * shape[0], (std[0],) * shape[0]) if mean and std else _default_norm(shape[0])
+        label = f"{meta.get('model', '?')} on {meta.get('dataset', '?')} · run {run.run_id}"
+        return ModelSource(f"run:{run.run_id}", "run", label, model, classes, shape, mean, std)  # type: ignore[arg-type]
+    if kind not in ("", "zoo"):
+        raise CnnlabError(f"unknown model reference {ref!r}: use run:<id>, pretrained:<name> or a zoo model name.")
+    from .models import create, get_spec
+
+    spec = get_spec(key)
+    model = create(spec.name, num_classes=num_classes).eval()
+    n = num_classes or spec.num_classes
+    mean, std = _default_norm(spec.input_shape[0])
+    return ModelSource(f"zoo:{spec.name}", "zoo", f"{spec.display_name} (untrained)", model,
+                       [f"class {i}" for i in range(n)], spec.input_shape, mean, std)
+
+
+def _looks_like_run(key: str) -> bool:
+    from .paths import runs_dir
+
+    root = runs_dir()
+    return (root / key).is_dir() or (root.is_dir() and any(root.glob(f"{key}*")) and "-" in key)
