@@ -349,21 +349,20 @@ def evaluate(
 
 def _pil_to_uint8(image: Any) -> torch.Tensor:
     """A PIL image -> uint8 C x H x W (L stays 1 channel, everything else becomes RGB)."""
-    try:
-        from .data.images import to_model_input  # type: ignore[attr-defined]
-    except ImportError:
-        to_model_input = None
-    if to_model_input is not None:
-        out = to_model_input(image)
-        if isinstance(out, torch.Tensor):
-            return out
     mode = "L" if image.mode in ("L", "1", "I;16", "I", "F") else "RGB"
     arr = np.asarray(image.convert(mode), dtype=np.uint8)
-    if arr.ndim == 2:
-        arr = arr[None]
-    else:
-        arr = arr.transpose(2, 0, 1)
+    arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
     return torch.from_numpy(np.ascontiguousarray(arr))
+
+
+def _pil_to_model_input(model: nn.Module, image: Any, info: Any) -> torch.Tensor | None:
+    """The data layer's ``to_model_input`` (1 x C x H x W, normalised), or None without it."""
+    try:
+        from .data.images import to_model_input
+    except ImportError:
+        return None
+    shape = model_input_shape(model, tuple(info.input_shape))
+    return to_model_input(image, shape, tuple(info.mean), tuple(info.std))
 
 
 @torch.no_grad()
@@ -372,10 +371,16 @@ def predict_topk(model: nn.Module, image: Any, info: Any, k: int = 5) -> list[tu
 
     ``image`` is a PIL image, a uint8 ``C x H x W`` tensor, or a float one in [0, 1].
     """
-    if isinstance(image, torch.Tensor):
-        x = image
-    elif hasattr(image, "convert") and hasattr(image, "mode"):
+    classes = list(info.classes)
+    dev = _model_device(model) or torch.device("cpu")
+    k = max(1, min(int(k), len(classes)))
+    if hasattr(image, "convert") and hasattr(image, "mode"):
+        ready = _pil_to_model_input(model, image, info)
+        if ready is not None:
+            return _topk(model, ready.to(dev), classes, k)
         x = _pil_to_uint8(image)
+    elif isinstance(image, torch.Tensor):
+        x = image
     else:
         raise ConfigError(f"predict_topk needs a PIL image or a C x H x W tensor, got {type(image).__name__}")
     if x.ndim == 2:
@@ -384,9 +389,7 @@ def predict_topk(model: nn.Module, image: Any, info: Any, k: int = 5) -> list[tu
         raise ConfigError(f"expected one image C x H x W, got shape {tuple(x.shape)}")
     if x.dtype != torch.uint8:
         x = x.float()
-    classes = list(info.classes)
     data_shape = tuple(int(v) for v in x.shape)
-    dev = _model_device(model) or torch.device("cpu")
     mean, std = tuple(info.mean), tuple(info.std)
     if len(mean) != data_shape[0]:  # e.g. an RGB photo for a greyscale dataset: adapt stats
         if len(mean) == 1:
@@ -399,14 +402,17 @@ def predict_topk(model: nn.Module, image: Any, info: Any, k: int = 5) -> list[tu
         model_shape=model_input_shape(model, data_shape),
         mean=mean, std=std, device=dev,
     )
+    return _topk(model, pipeline.eval_batch(x[None]), classes, k)
+
+
+def _topk(model: nn.Module, batch: torch.Tensor, classes: list[str], k: int) -> list[tuple[str, float]]:
     was_training = model.training
     model.eval()
     try:
-        with autocast_context(dev):
-            logits = model(pipeline.eval_batch(x[None]))
+        with torch.no_grad(), autocast_context(batch.device):
+            logits = model(batch)
     finally:
         model.train(was_training)
     probs = logits.float().softmax(dim=1)[0].cpu()
-    k = max(1, min(int(k), len(classes)))
     values, indices = probs.topk(k)
     return [(classes[int(i)], float(v)) for v, i in zip(values, indices)]

@@ -358,7 +358,7 @@ def _check_forward(model: nn.Module, shape: tuple[int, int, int], num_classes: i
             out = model(torch.zeros(2, *shape, device=device))
     except (RuntimeError, CnnlabError) as e:
         raise ConfigError(
-            f"{name} cannot process {shape[0]}x{shape[1]}x{shape[2]} inputs: {e} "
+            f"{name} cannot process {shape[0]}x{shape[1]}x{shape[2]} inputs: {str(e).strip().rstrip('.')}. "
             "Choose another input size (input_size=...) or the model's _adaptive variant."
         ) from e
     finally:
@@ -455,8 +455,14 @@ def fit(
             "a stratified subset needs at least one image per class."
         )
     if data is not None and config.subset is not None and config.subset < len(train_y):
-        keep = stratified_indices(train_y, config.subset, config.seed)
-        train_x, train_y = train_x[keep], train_y[keep]
+        try:
+            from .data import stratified_subset  # the data layer's, as load_dataset(subset=) uses
+        except ImportError:
+            keep = stratified_indices(train_y, config.subset, config.seed)
+            train_x, train_y = train_x[keep], train_y[keep]
+        else:
+            sub = stratified_subset(bundle.train, config.subset, seed=config.seed)
+            train_x, train_y = sub.images, sub.labels.long()
     if len(train_y) == 0 or len(val_y) == 0:
         raise ConfigError(f"the {info.name} dataset has an empty train or validation split.")
     if int(train_y.max()) >= num_classes or int(val_y.max()) >= num_classes:
@@ -551,8 +557,9 @@ def fit(
         return (
             f"training diverged: the loss became {_format_nonfinite(loss_value)} at step {bad_step} "
             f"(epoch {bad_epoch}); training stopped there. Try a lower learning rate "
-            f"(now {config.lr:g}; e.g. {config.lr / 10:g}), the momentum or adam optimizer, "
-            "or a model with batch normalisation."
+            f"(now {config.lr:g}; e.g. {config.lr / 10:g})"
+            + (", the adam optimizer" if config.optimizer != "adam" else "")
+            + " or a model with batch normalisation."
         )
 
     try:
@@ -582,7 +589,7 @@ def fit(
                 finite = torch.isfinite(loss.detach())
                 if check_lag == 0:
                     if not bool(finite):
-                        status, message = "diverged", diverged_message(step + 1, epoch, float(loss))
+                        status, message = "diverged", diverged_message(step + 1, epoch, float(loss.detach()))
                         break
                 else:
                     if pending_finite is not None and not bool(pending_finite[0]):
@@ -594,7 +601,7 @@ def fit(
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
                 scaler.update()
-                if sched_when == "step":
+                if sched_when == "step" and step < total_steps - 1:  # never past its end
                     scheduler.step()
                 step += 1
                 with torch.no_grad():

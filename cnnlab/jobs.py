@@ -1,0 +1,242 @@
+"""Background training jobs, usable from the app, a notebook or a script.
+
+One process-wide :class:`JobManager` (see :func:`get_manager`) owns a worker thread per
+device: one job trains per device, the others wait in a FIFO queue. A job's events are kept
+in order with an absolute index, so a page that refreshes every second can poll
+``job.events_since(i)`` and draw only what is new::
+
+    job = get_manager().submit(TrainConfig(model="lenet", dataset="digits"))
+    i = 0
+    while not job.done:
+        events, i = job.events_since(i)
+        ...
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import logging
+import threading
+import time
+from dataclasses import asdict, is_dataclass
+from typing import Any
+
+from .device import pick_device
+from .train import TrainConfig, TrainResult, fit
+
+log = logging.getLogger(__name__)
+
+JOB_STATES = ("queued", "running", "finished", "cancelled", "diverged", "failed")
+FINAL_STATES = frozenset(JOB_STATES[2:])
+MAX_STEP_EVENTS = 5000  # step events kept per job; start/epoch/end events are always kept
+
+
+class Job:
+    """One training job. Its attributes are safe to read from any thread."""
+
+    def __init__(self, job_id: int, config: TrainConfig, device: str, manager: "JobManager",
+                 model: Any = None, data: Any = None):
+        self.id = job_id
+        self.config = config
+        self.device = device
+        self.submitted = time.time()
+        self.state = "queued"
+        self.message = ""
+        self.run_id: str | None = None
+        self.result: TrainResult | None = None
+        self.error: BaseException | None = None
+        self.latest_epoch: dict | None = None
+        self.latest_step: dict | None = None
+        self._manager = manager
+        self._model, self._data = model, data
+        self._cancel = threading.Event()
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+        self._events: list[dict] = []
+        self._step_events = 0
+
+    # ---- events ------------------------------------------------------------------------
+
+    def _record(self, event: Any) -> None:
+        d = asdict(event) if is_dataclass(event) else dict(event)
+        kind = d.get("kind")
+        with self._lock:
+            if kind == "step":
+                self._step_events += 1
+                if self._step_events > MAX_STEP_EVENTS and self._step_events % 10:
+                    self.latest_step = d  # keep the newest, thin out the stored history
+                    return
+                self.latest_step = d
+            elif kind == "epoch":
+                self.latest_epoch = d
+            elif kind == "start":
+                self.run_id = d.get("run_id")
+            self._events.append(d)
+
+    @property
+    def events(self) -> list[dict]:
+        """A copy of every recorded event dict, in order."""
+        with self._lock:
+            return list(self._events)
+
+    def events_since(self, index: int) -> tuple[list[dict], int]:
+        """Events from position ``index`` on, and the index to pass next time."""
+        with self._lock:
+            index = max(0, int(index))
+            new = self._events[index:]
+            return list(new), index + len(new)
+
+    # ---- state -------------------------------------------------------------------------
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    @property
+    def position(self) -> int | None:
+        """1-based place in its device's queue while queued (1 = next), else None."""
+        return self._manager._position(self)
+
+    @property
+    def progress(self) -> float:
+        """Fraction of training steps done, 0..1 (1 once the job is over)."""
+        if self.done:
+            return 1.0
+        step = self.latest_step
+        if not step or not step.get("total_steps"):
+            return 0.0
+        return min(1.0, step["step"] / step["total_steps"])
+
+    def cancel(self) -> None:
+        """Stop a running job within one step, or take a queued job out of its queue."""
+        self._cancel.set()
+        self._manager._cancel_queued(self)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the job is over; True if it is."""
+        return self._done.wait(timeout)
+
+    def _finish(self, state: str, message: str) -> None:
+        self.state, self.message = state, message
+        self._done.set()
+
+    def __repr__(self) -> str:
+        return f"Job(id={self.id}, {self.config.model} on {self.config.dataset}, {self.state}, device={self.device})"
+
+
+class JobManager:
+    """Owns the job queues and one worker thread per device."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._jobs: list[Job] = []
+        self._queues: dict[str, collections.deque[Job]] = {}
+        self._running: dict[str, Job] = {}
+        self._wakeups: dict[str, threading.Condition] = {}
+        self._workers: dict[str, threading.Thread] = {}
+
+    def submit(self, config: TrainConfig, *, model: Any = None, data: Any = None) -> Job:
+        """Queue a training job (the config is validated now) and return it at once."""
+        config.validate()
+        device = str(pick_device(config.device))
+        with self._lock:
+            job = Job(next(self._ids), config, device, self, model=model, data=data)
+            self._jobs.append(job)
+            self._queues.setdefault(device, collections.deque()).append(job)
+            cond = self._wakeups.setdefault(device, threading.Condition(self._lock))
+            worker = self._workers.get(device)
+            if worker is None or not worker.is_alive():
+                worker = threading.Thread(target=self._work, args=(device,), name=f"cnnlab-jobs-{device}",
+                                          daemon=True)
+                self._workers[device] = worker
+                worker.start()
+            cond.notify()
+        return job
+
+    def jobs(self) -> list[Job]:
+        """Every job submitted in this process, oldest first."""
+        with self._lock:
+            return list(self._jobs)
+
+    def active(self) -> list[Job]:
+        """Running jobs, then queued ones in queue order."""
+        with self._lock:
+            running = list(self._running.values())
+            queued = [j for q in self._queues.values() for j in q]
+        return running + queued
+
+    def get(self, job_id: int) -> Job | None:
+        with self._lock:
+            return next((j for j in self._jobs if j.id == job_id), None)
+
+    # ---- internals ---------------------------------------------------------------------
+
+    def _position(self, job: Job) -> int | None:
+        with self._lock:
+            q = self._queues.get(job.device, ())
+            for i, j in enumerate(q):
+                if j is job:
+                    return i + 1
+        return None
+
+    def _cancel_queued(self, job: Job) -> None:
+        with self._lock:
+            q = self._queues.get(job.device)
+            if q is None or job not in q:
+                return
+            q.remove(job)
+        job._record({"kind": "end", "status": "cancelled", "message": "cancelled while queued.",
+                     "best_val_top1": None, "best_epoch": None, "run_id": None, "elapsed": 0.0, "steps": 0})
+        job._finish("cancelled", "cancelled while queued.")
+
+    def _work(self, device: str) -> None:
+        cond = self._wakeups[device]
+        while True:
+            with self._lock:
+                q = self._queues[device]
+                while not q:
+                    # Idle workers exit after a while; submit() starts a new one when needed.
+                    if not cond.wait(timeout=60.0) and not q:
+                        self._workers.pop(device, None)
+                        return
+                job = q.popleft()
+                self._running[device] = job
+                job.state = "running"
+            try:
+                self._run(job)
+            finally:
+                with self._lock:
+                    self._running.pop(device, None)
+
+    def _run(self, job: Job) -> None:
+        try:
+            result = fit(job.config, model=job._model, data=job._data, listeners=[job._record],
+                         cancel=job._cancel)
+        except BaseException as e:  # noqa: BLE001 - a job thread must never die silently
+            job.error = e
+            msg = str(e) or type(e).__name__
+            if not any(ev.get("kind") == "end" for ev in job.events[-1:]):
+                job._record({"kind": "end", "status": "failed", "message": msg, "best_val_top1": None,
+                             "best_epoch": None, "run_id": job.run_id, "elapsed": 0.0, "steps": 0})
+            log.warning("training job %s failed: %s", job.id, msg)
+            job._finish("failed", msg)
+        else:
+            job.result = result
+            job.run_id = result.run_id
+            job._model = job._data = None  # the result holds the trained model
+            job._finish(result.status, result.message)
+
+
+_manager: JobManager | None = None
+_manager_lock = threading.Lock()
+
+
+def get_manager() -> JobManager:
+    """The process-wide job manager (created on first use)."""
+    global _manager
+    with _manager_lock:
+        if _manager is None:
+            _manager = JobManager()
+        return _manager

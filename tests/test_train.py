@@ -1,0 +1,308 @@
+"""The trainer: accuracy, events, cancellation, divergence, adaptation, reproducibility, config errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from cnnlab import runs
+from cnnlab.errors import CnnlabError, ConfigError
+from cnnlab.train import EndEvent, EpochEvent, StartEvent, StepEvent, TrainConfig, fit
+from test_train_data import digits_bundle
+
+FAST = dict(model="lenet", dataset="digits", batch_size=64, optimizer="adam", lr=3e-3, seed=0, device="cpu")
+
+
+def _record():
+    events: list = []
+    return events, events.append
+
+
+def test_lenet_reaches_90_percent_on_digits_and_saves_the_run():
+    events, listener = _record()
+    t0 = time.perf_counter()
+    result = fit(TrainConfig(epochs=3, **FAST), data=digits_bundle(), listeners=[listener])
+    assert time.perf_counter() - t0 < 30
+    assert result.status == "finished"
+    assert result.best_val_top1 >= 0.90
+    assert [type(e) for e in events[:1]] == [StartEvent] and isinstance(events[-1], EndEvent)
+    epochs = [e for e in events if isinstance(e, EpochEvent)]
+    assert [e.epoch for e in epochs] == [1, 2, 3]
+    assert all(isinstance(e, (StartEvent, StepEvent, EpochEvent, EndEvent)) for e in events)
+    for e in events:  # every event is JSON-serialisable as is
+        json.dumps(asdict(e))
+    steps = [e for e in events if isinstance(e, StepEvent)]
+    assert steps and steps[-1].step == result.steps == 3 * 23
+    assert all(0 <= e.top1 <= 1 and e.images_per_sec > 0 for e in steps)
+    assert epochs[-1].val_top5 >= epochs[-1].val_top1
+    assert result.best_epoch == max(epochs, key=lambda e: e.val_top1).epoch
+
+    run = runs.load_run(result.run_id)
+    assert run.status == "finished"
+    assert [m["epoch"] for m in run.metrics] == [1, 2, 3]
+    assert run.meta["classes"] == [str(i) for i in range(10)]
+    assert run.meta["input_shape"] == [1, 28, 28] and run.meta["num_params"] == 44_426
+    assert run.config["lr"] == 3e-3
+    assert run.status_record["best_epoch"] == result.best_epoch
+    assert (run.path / "best.pt").is_file()
+    assert [r.run_id for r in runs.list_runs()] == [result.run_id]
+
+
+def _comparable(history):
+    keep = ("train_loss", "train_top1", "train_top5", "val_loss", "val_top1", "val_top5", "lr")
+    return [{k: getattr(e, k) for k in keep} for e in history]
+
+
+def test_seeded_runs_are_reproducible_on_cpu():
+    cfg = TrainConfig(epochs=2, augment="flip", **FAST)
+    a = fit(cfg, data=digits_bundle(n_train=400), save=False)
+    b = fit(cfg, data=digits_bundle(n_train=400), save=False)
+    c = fit(replace(cfg, seed=1), data=digits_bundle(n_train=400), save=False)
+    assert _comparable(a.history) == _comparable(b.history)
+    assert _comparable(a.history) != _comparable(c.history)
+    for p, q in zip(a.model.state_dict().values(), b.model.state_dict().values()):
+        assert torch.equal(p, q)
+
+
+def test_cancel_from_another_thread_stops_within_one_step():
+    cancel = threading.Event()
+    reached = threading.Event()
+    seen: list[int] = []
+
+    def canceller():
+        reached.wait(10)
+        cancel.set()
+
+    def listener(event):
+        if isinstance(event, StepEvent):
+            seen.append(event.step)
+            if event.step == 5:
+                reached.set()
+                assert cancel.wait(10)  # the other thread has cancelled before step 6 starts
+
+    thread = threading.Thread(target=canceller)
+    thread.start()
+    cfg = TrainConfig(epochs=5, log_every_steps=1, **FAST)
+    result = fit(cfg, data=digits_bundle(), listeners=[listener], cancel=cancel)
+    thread.join()
+    assert result.status == "cancelled"
+    assert result.steps == 5 and seen == [1, 2, 3, 4, 5]
+    assert "cancelled at step 5" in result.message
+    run = runs.load_run(result.run_id)
+    assert run.status == "cancelled" and run.metrics == []
+    model = runs.load_model(result.run_id)  # the weights of the moment are kept and loadable
+    for k, v in result.model.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v)
+
+
+def test_cancel_after_an_epoch_keeps_the_best_weights():
+    cancel = threading.Event()
+
+    def listener(event):
+        if isinstance(event, EpochEvent):
+            cancel.set()
+
+    result = fit(TrainConfig(epochs=4, **FAST), data=digits_bundle(), listeners=[listener], cancel=cancel)
+    assert result.status == "cancelled" and result.best_epoch == 1 and len(result.history) == 1
+    assert result.steps == 23  # not one step of epoch 2
+    assert "Best weights kept from epoch 1" in result.message
+    state = torch.load(runs.load_run(result.run_id).path / "best.pt", weights_only=True)
+    for k, v in result.model.state_dict().items():
+        assert torch.equal(state[k], v)
+
+
+class _ExplodesAt(nn.Module):
+    """LeNet whose logits become infinite at the n-th training forward pass."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        from cnnlab.models import create
+
+        self.inner = create("lenet")
+        self.n = n
+        self.train_calls = 0
+
+    def forward(self, x):
+        out = self.inner(x)
+        if self.training:
+            self.train_calls += 1
+            if self.train_calls >= self.n:
+                out = out * float("inf")
+        return out
+
+
+def test_stops_at_the_first_non_finite_loss():
+    model = _ExplodesAt(4)
+    events, listener = _record()
+    cfg = TrainConfig(epochs=3, log_every_steps=1, **FAST)
+    result = fit(cfg, model=model, data=digits_bundle(), listeners=[listener])
+    assert result.status == "diverged"
+    assert model.train_calls == 4  # no step after the bad one
+    assert result.steps == 3
+    assert "step 4" in result.message and "lower learning rate" in result.message
+    assert max(e.step for e in events if isinstance(e, StepEvent)) == 3
+    end = events[-1]
+    assert isinstance(end, EndEvent) and end.status == "diverged"
+    assert runs.load_run(result.run_id).status == "diverged"
+
+
+def test_huge_learning_rate_diverges_with_a_message():
+    cfg = TrainConfig(**{**FAST, "model": "lenet_v2", "optimizer": "sgd", "lr": 10.0, "epochs": 2})
+    result = fit(cfg, data=digits_bundle(), save=False)
+    assert result.status == "diverged"
+    assert "diverged" in result.message and ("NaN" in result.message or "inf" in result.message)
+    assert result.steps < 23  # stopped in the first epoch, no validation of NaN weights
+    assert result.history == []
+
+
+@pytest.mark.parametrize(
+    "changes, words",
+    [
+        (dict(lr=0), "learning rate"),
+        (dict(lr=-1e-3), "learning rate"),
+        (dict(lr=11.0), "learning rate"),
+        (dict(lr=float("nan")), "learning rate"),
+        (dict(batch_size=0), "batch size"),
+        (dict(batch_size=4097), "batch size"),
+        (dict(epochs=0), "epochs"),
+        (dict(epochs=1001), "epochs"),
+        (dict(epochs=2.5), "epochs"),
+        (dict(optimizer="rmsprop"), "optimizer"),
+        (dict(scheduler="plateau"), "scheduler"),
+        (dict(augment="mixup"), "augmentation"),
+        (dict(subset=5, num_classes=10), "subset"),
+        (dict(subset=0), "subset"),
+        (dict(weight_decay=-0.1), "weight decay"),
+        (dict(model="lenett"), "lenet"),
+        (dict(input_size=(4, 4)), "input size"),
+        (dict(val_fraction=1.0), "val_fraction"),
+        (dict(scheduler="step", step_size=0), "step size"),
+    ],
+)
+def test_config_errors(changes, words):
+    with pytest.raises(ConfigError) as info:
+        TrainConfig(**{**FAST, **changes}).validate()
+    assert words in str(info.value)
+
+
+def test_subset_smaller_than_the_classes_of_the_data():
+    with pytest.raises(ConfigError, match="at least one image per class"):
+        fit(TrainConfig(subset=7, **FAST), data=digits_bundle(), save=False)
+
+
+def test_subset_is_stratified():
+    result = fit(TrainConfig(subset=100, epochs=1, **FAST), data=digits_bundle())
+    run = runs.load_run(result.run_id)
+    assert run.meta["train_images"] == 100
+    assert result.steps == 2
+
+
+def test_grey_digits_train_a_three_channel_32px_model():
+    result = fit(TrainConfig(**{**FAST, "model": "cifar_convnet", "epochs": 1, "max_steps": 5}),
+                 data=digits_bundle())
+    assert result.status == "finished"
+    meta = runs.load_run(result.run_id).meta
+    assert meta["input_shape"] == [3, 32, 32] and meta["data_shape"] == [1, 28, 28]
+    assert any("repeated" in n for n in meta["notes"]) and any("resized to 32x32" in n for n in meta["notes"])
+    model = runs.load_model(result.run_id)
+    assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 10)
+
+
+def test_colour_data_into_a_grey_model():
+    result = fit(TrainConfig(epochs=1, max_steps=5, **FAST), data=digits_bundle(channels=3), save=False)
+    assert result.status == "finished" and result.model.cnnlab_input_shape == (1, 28, 28)
+
+
+def test_channels_that_cannot_be_adapted():
+    bundle = digits_bundle()
+    bundle.train.images = bundle.train.images.repeat(1, 2, 1, 1)
+    bundle.val.images = bundle.val.images.repeat(1, 2, 1, 1)
+    bundle.info.mean, bundle.info.std = (0.2, 0.2), (0.3, 0.3)
+    with pytest.raises(ConfigError, match="2 channels"):
+        fit(TrainConfig(epochs=1, **FAST), data=bundle, save=False)
+
+
+def test_model_that_cannot_take_the_input_size():
+    with pytest.raises(ConfigError, match="cannot process 3x28x28"):
+        fit(TrainConfig(**{**FAST, "model": "d2l_nin", "epochs": 1}), data=digits_bundle(), save=False)
+
+
+@pytest.mark.parametrize("scheduler", ["step", "cosine", "onecycle"])
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adamw"])
+def test_optimizers_and_schedulers_run(optimizer, scheduler):
+    cfg = TrainConfig(**{**FAST, "optimizer": optimizer, "lr": 0.05, "scheduler": scheduler,
+                         "epochs": 2, "step_size": 1})
+    result = fit(cfg, data=digits_bundle(n_train=400), save=False)
+    assert result.status == "finished" and len(result.history) == 2
+    if scheduler == "step":
+        assert [e.lr for e in result.history] == pytest.approx([0.005, 0.0005])
+    else:  # cosine and one-cycle anneal to (almost) zero by the last step
+        assert result.history[-1].lr < result.history[0].lr < 0.05
+        assert result.history[-1].lr < 0.05 / 50
+
+
+def test_a_failing_run_is_recorded_as_failed():
+    class Broken(nn.Module):
+        def __init__(self):
+            super().__init__()
+            from cnnlab.models import create
+
+            self.inner = create("lenet")
+
+        def forward(self, x):
+            if self.training:
+                raise RuntimeError("boom")
+            return self.inner(x)
+
+    events, listener = _record()
+    with pytest.raises(RuntimeError, match="boom"):
+        fit(TrainConfig(epochs=1, **FAST), model=Broken(), data=digits_bundle(), listeners=[listener])
+    assert events[-1].status == "failed" and "boom" in events[-1].message
+    run = runs.list_runs()[0]
+    assert run.status == "failed" and "boom" in run.message
+
+
+_CHILD = """
+import sys
+sys.path[:0] = [{root!r}, {tests!r}]
+from cnnlab.train import TrainConfig, fit, EpochEvent
+from test_train_data import digits_bundle
+fit(TrainConfig(model="lenet", epochs=1000, batch_size=64, lr=3e-3, device="cpu"), data=digits_bundle())
+"""
+
+
+def test_a_killed_run_keeps_its_metrics_and_checkpoint(tmp_path):
+    root = Path(__file__).resolve().parent.parent
+    code = _CHILD.format(root=str(root), tests=str(root / "tests"))
+    proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        deadline = time.time() + 60
+        run = None
+        while time.time() < deadline:
+            found = runs.list_runs()
+            if found and found[0].metrics:
+                run = found[0]
+                break
+            time.sleep(0.05)
+        assert run is not None, "the child never finished an epoch"
+        assert run.status == "running"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    run = runs.load_run(run.run_id)
+    assert run.status == "interrupted" and "killed" in run.message
+    assert len(run.metrics) >= 1 and run.metrics[0]["epoch"] == 1
+    model = runs.load_model(run.run_id)
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    assert not [p for p in run.path.iterdir() if p.name.endswith(".tmp")]
