@@ -13,12 +13,12 @@ if str(ROOT) not in sys.path:  # `streamlit run app/main.py` from a fresh clone,
 
 from app.common import sidebar_status  # noqa: E402
 
-st.set_page_config(page_title="cnnlab", page_icon="🧠", layout="wide")
+st.set_page_config(page_title="cnnlab", page_icon=":material/grid_on:", layout="wide")
 
 PAGES = Path(__file__).parent / "pages"
 pages = [
-    st.Page(str(PAGES / "architectures.py"), title="Architectures", icon="🏗️", default=True),
-    st.Page(str(PAGES / "inside.py"), title="Look inside", icon="🔬"),
+    st.Page(str(PAGES / "architectures.py"), title="Architectures", icon=":material/account_tree:", default=True),
+    st.Page(str(PAGES / "inside.py"), title="Look inside", icon=":material/visibility:"),
 ]
 nav = st.navigation(pages)
 sidebar_status()

@@ -66,8 +66,10 @@ tab_table, tab_flow, tab_formula, tab_compare = st.tabs(
 
 with tab_table:
     leaves = st.toggle("Only layers without children", value=True)
+    num = st.column_config.NumberColumn(format="localized")
     st.dataframe(pd.DataFrame(s.to_records(leaves_only=leaves)), hide_index=True, width="stretch",
-                 height=min(38 + 35 * len(s.rows), 600))
+                 height=min(38 + 35 * len(s.rows), 600),
+                 column_config={"params": num, "trainable": num, "MACs": num})
     st.caption("MACs count weight multiply-accumulates of convolutions and fully connected layers. "
                "Receptive field: how many input pixels one output value can see; jump: the "
                "distance in input pixels between neighbouring outputs.")
@@ -116,6 +118,7 @@ with tab_compare:
                      "parameters": ss.total_params, "MACs (M)": round(ss.total_macs / 1e6, 1),
                      "weight layers": ss.depth(), "year": sp.year})
     table = pd.DataFrame(rows)
-    st.dataframe(table, hide_index=True, width="stretch")
+    st.dataframe(table, hide_index=True, width="stretch",
+                 column_config={"parameters": st.column_config.NumberColumn(format="localized")})
     if len(rows) > 1:
         st.bar_chart(table.set_index("model")[["parameters"]])
