@@ -198,3 +198,35 @@ def transfer_model(
 
 def count_trainable(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def _transfer_builder(base: str):
+    def build(num_classes: int = 102, in_channels: int = 3, pretrained: bool = False,
+              mode: str = "feature_extract", download: bool = True) -> nn.Module:
+        if in_channels != 3:
+            raise ModelConfigError(
+                f"{base}_transfer takes RGB images (ImageNet weights have 3 input channels); "
+                f"got in_channels={in_channels}. Grey images are repeated to 3 channels by the trainer."
+            )
+        return transfer_model(base, num_classes, mode=mode, pretrained=pretrained, download=download)
+    return build
+
+
+def _register_transfer_models() -> None:
+    from ._registry import ModelSpec, register
+
+    register(ModelSpec(
+        name="vgg16_transfer", display_name="VGG-16 + seed head (torchvision)", family="transfer",
+        year=2014, paper="Simonyan & Zisserman, Very Deep Convolutional Networks, ICLR 2015", seed="000",
+        input_shape=(3, 224, 224), num_classes=102, builder=_transfer_builder("vgg16"),
+        notes="torchvision's VGG-16 with classifier[6] replaced by Linear(4096, 256)-ReLU-Dropout(0.4)-"
+              "Linear(256, classes), as in seed 000. With pretrained=True the ImageNet weights are loaded "
+              "and frozen (1,075,046 trainable parameters for 102 classes).",
+    ))
+    register(ModelSpec(
+        name="resnet18_transfer", display_name="ResNet-18 + new fc (torchvision)", family="transfer",
+        year=2015, paper="He et al., Deep Residual Learning for Image Recognition, CVPR 2016", seed="001",
+        input_shape=(3, 224, 224), num_classes=2, builder=_transfer_builder("resnet18"),
+        notes="torchvision's ResNet-18 with fc replaced by Linear(512, classes), as in seed 001 (ants and "
+              "bees). pretrained=True loads ImageNet weights; mode 'feature_extract' freezes them.",
+    ))
