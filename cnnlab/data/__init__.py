@@ -1,0 +1,38 @@
+"""cnnlab's data layer: datasets as in-memory uint8 tensors, transform presets, safe decoding.
+
+>>> from cnnlab.data import load_dataset
+>>> bundle = load_dataset("shapes", seed=0)            # embedded, offline
+>>> bundle.train.images.shape, bundle.info.classes[:3]
+(torch.Size([6000, 3, 32, 32]), ['circle', 'square', 'triangle'])
+
+Registry keys: "shapes", "digits" (embedded); "mnist", "fashion_mnist", "cifar10", "cifar100",
+"caltech101" (torchvision layouts, downloaded when possible); "folder" (any ImageFolder).
+"""
+
+from ._types import DataBundle, DatasetInfo, DatasetSpec, DatasetStatus, TensorSplit
+from .images import bundled_photos, decode_image, load_bundled_photo, to_model_input
+from .registry import IMAGENET_MEAN, IMAGENET_STD, dataset_status, list_datasets, load_dataset
+from .shapes import SHAPE_CLASSES, generate_shapes
+from .splits import balanced_split, stratified_split, stratified_subset
+
+__all__ = [
+    "DataBundle",
+    "DatasetInfo",
+    "DatasetSpec",
+    "DatasetStatus",
+    "TensorSplit",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "SHAPE_CLASSES",
+    "balanced_split",
+    "bundled_photos",
+    "dataset_status",
+    "decode_image",
+    "generate_shapes",
+    "list_datasets",
+    "load_bundled_photo",
+    "load_dataset",
+    "stratified_split",
+    "stratified_subset",
+    "to_model_input",
+]

@@ -1,0 +1,384 @@
+"""The dataset registry: :func:`load_dataset`, :func:`list_datasets`, :func:`dataset_status`.
+
+Every dataset, embedded or downloaded, is served the same way: a :class:`DataBundle` of
+whole uint8 splits in memory. Errors a person can cause (a missing folder, no network, a
+corrupt file) are :class:`~cnnlab.errors.DataError` with a message that says what was tried,
+where the files must go and what to do instead.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import paths
+from ..errors import DataError
+from . import folders, tvsets
+from ._types import DataBundle, DatasetInfo, DatasetSpec, DatasetStatus, TensorSplit
+from .shapes import SHAPE_CLASSES, generate_shapes
+from .splits import balanced_split, stratified_split, stratified_subset, take
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+DEFAULT_STORAGE_SIZE = 256
+
+_SPECS: dict[str, DatasetSpec] = {}
+_LOADERS: dict[str, Callable[..., DataBundle]] = {}
+
+
+def _register(spec: DatasetSpec, loader: Callable[..., DataBundle]) -> None:
+    _SPECS[spec.name] = spec
+    _LOADERS[spec.name] = loader
+
+
+def list_datasets() -> list[DatasetSpec]:
+    """Every dataset cnnlab can load, embedded ones first."""
+    order = {"embedded": 0, "torchvision": 1, "folder": 2}
+    return sorted(_SPECS.values(), key=lambda s: (order.get(s.source, 3), list(_SPECS).index(s.name)))
+
+
+def get_spec(name: str) -> DatasetSpec:
+    key = name.strip().lower().replace("-", "_")
+    if key not in _SPECS:
+        close = difflib.get_close_matches(key, list(_SPECS), n=3)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise DataError(f"Unknown dataset {name!r}.{hint} Available: {', '.join(_SPECS)}.")
+    return _SPECS[key]
+
+
+# --------------------------------------------------------------------------------------
+# Helpers shared by the loaders
+# --------------------------------------------------------------------------------------
+
+
+def _channel_stats(images: torch.Tensor, max_images: int = 5000) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std (for [0, 1] pixels) of up to ``max_images`` evenly spaced images."""
+    step = max(1, len(images) // max_images)
+    x = images[::step].to(torch.float64).div_(255.0)
+    mean = x.mean(dim=(0, 2, 3))
+    std = x.std(dim=(0, 2, 3)).clamp_min(1e-6)
+    return tuple(round(float(v), 4) for v in mean), tuple(round(float(v), 4) for v in std)
+
+
+def resize_images(images: torch.Tensor, size: int, chunk: int = 4096) -> torch.Tensor:
+    """uint8 ``N x C x H x W`` resized to ``size x size`` (bilinear, antialiased when shrinking)."""
+    if images.shape[-2:] == (size, size):
+        return images
+    out = torch.empty((len(images), images.shape[1], size, size), dtype=torch.uint8)
+    shrinking = size < min(images.shape[-2:])
+    for start in range(0, len(images), chunk):
+        x = images[start : start + chunk].float()
+        y = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=shrinking)
+        out[start : start + chunk] = y.round_().clamp_(0, 255).to(torch.uint8)
+    return out
+
+
+def _convert_channels(split: TensorSplit | None, channels: int) -> TensorSplit | None:
+    if split is None or split.images.shape[1] == channels:
+        return split
+    if channels == 3:
+        return TensorSplit(split.images.expand(-1, 3, -1, -1).contiguous(), split.labels)
+    weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    gray = (split.images.float() * weights).sum(dim=1, keepdim=True).round_().clamp_(0, 255).to(torch.uint8)
+    return TensorSplit(gray, split.labels)
+
+
+def _root_or_default(root: str | Path | None) -> Path:
+    return Path(root).expanduser() if root is not None else paths.data_dir()
+
+
+def _progress(options: dict[str, Any]) -> bool:
+    return bool(options.pop("progress", True))
+
+
+# --------------------------------------------------------------------------------------
+# Embedded datasets
+# --------------------------------------------------------------------------------------
+
+
+def _load_shapes(root: Path | None, image_size: int | None, seed: int, download: bool, val_fraction: float, options: dict) -> DataBundle:
+    size = image_size or 32
+    n_train = int(options.pop("n_train", 6000))
+    n_val = int(options.pop("n_val", 1500))
+    n_test = int(options.pop("n_test", 0))
+    train = TensorSplit(*generate_shapes(n_train, size=size, seed=seed))
+    val = TensorSplit(*generate_shapes(n_val, size=size, seed=seed + 1_000_003))
+    test = TensorSplit(*generate_shapes(n_test, size=size, seed=seed + 2_000_003)) if n_test > 0 else None
+    mean, std = _channel_stats(train.images)
+    info = DatasetInfo(
+        "shapes", "Shapes (procedural)", list(SHAPE_CLASSES), (3, size, size), mean, std, "embedded",
+        f"{len(SHAPE_CLASSES)} coloured shapes at random position, scale and rotation over clutter; generated from seed {seed}.",
+    )
+    return DataBundle(info, train, val, test, [f"generated {n_train} train / {n_val} val shape images from seed {seed}"])
+
+
+def _load_digits(root: Path | None, image_size: int | None, seed: int, download: bool, val_fraction: float, options: dict) -> DataBundle:
+    from sklearn.datasets import load_digits
+
+    size = image_size or 28
+    digits = load_digits()
+    x = torch.from_numpy(digits.images.astype(np.float32) * (255.0 / 16.0)).unsqueeze(1)  # N x 1 x 8 x 8
+    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    images = x.round_().clamp_(0, 255).to(torch.uint8)
+    labels = torch.from_numpy(digits.target.astype(np.int64))
+    full = TensorSplit(images, labels)
+    train_idx, val_idx = stratified_split(labels, val_fraction, seed)
+    train, val = take(full, train_idx), take(full, val_idx)
+    mean, std = _channel_stats(train.images)
+    info = DatasetInfo(
+        "digits", "Digits (scikit-learn, 8x8)", [str(d) for d in range(10)], (1, size, size), mean, std, "embedded",
+        f"scikit-learn's 1,797 handwritten 8x8 digits, upsampled to {size}x{size}; stratified {1 - val_fraction:.0%}/{val_fraction:.0%} split.",
+    )
+    return DataBundle(info, train, val, None, [f"split 1797 digits into {len(train)} train / {len(val)} val (seed {seed})"])
+
+
+# --------------------------------------------------------------------------------------
+# torchvision datasets
+# --------------------------------------------------------------------------------------
+
+
+def _make_torchvision_loader(key: str) -> Callable[..., DataBundle]:
+    spec = tvsets.TORCHVISION_SETS[key]
+
+    def load(root: Path | None, image_size: int | None, seed: int, download: bool, val_fraction: float, options: dict) -> DataBundle:
+        base = _root_or_default(root)
+        (x_train, y_train), (x_test, y_test), classes = tvsets.load_raw(spec, base, download)
+        full = TensorSplit(x_train, y_train)
+        test = TensorSplit(x_test, y_test)
+        train_idx, val_idx = stratified_split(y_train, val_fraction, seed)
+        train, val = take(full, train_idx), take(full, val_idx)
+        notes = [f"loaded from {base / spec.folder}", f"val = {val_fraction:.0%} of the official train set (stratified, seed {seed}); test = the official test set"]
+        c, h, w = spec.input_shape
+        if image_size is not None and image_size != h:
+            train, val, test = (TensorSplit(resize_images(s.images, image_size), s.labels) for s in (train, val, test))
+            h = w = image_size
+            notes.append(f"resized from {spec.input_shape[1]}x{spec.input_shape[2]} to {image_size}x{image_size}")
+        info = DatasetInfo(key, spec.display_name, classes, (c, h, w), spec.mean, spec.std, "torchvision", spec.description)
+        return DataBundle(info, train, val, test, notes)
+
+    return load
+
+
+# --------------------------------------------------------------------------------------
+# Image folders (Caltech101 and any ImageFolder layout)
+# --------------------------------------------------------------------------------------
+
+
+def _decode_parts(
+    kind: str,
+    key_root: Path,
+    parts: dict[str, tuple[list[Path], list[int]]],
+    classes: list[str],
+    size: int,
+    seed: int,
+    progress: bool,
+) -> tuple[dict[str, TensorSplit], list[str]]:
+    """Decode the files of each named split (cached), returning splits and notes."""
+    all_files = [f for files, _ in parts.values() for f in files]
+    key = folders.cache_key(kind, key_root, all_files, size, seed, extra="|".join(f"{k}:{len(v[0])}" for k, v in parts.items()))
+    cached = folders.cache_load(key)
+    if cached is not None and all(f"{k}_images" in cached for k in parts):
+        splits = {k: TensorSplit(cached[f"{k}_images"], cached[f"{k}_labels"]) for k in parts}
+        return splits, list(cached.get("notes", [])) + [f"decoded images read from the cache ({key})"]
+    images, kept, skipped = folders.decode_files(all_files, size, desc=f"{kind} {size}px", progress=progress)
+    all_labels = torch.tensor([l for _, labels in parts.values() for l in labels], dtype=torch.int64)
+    kept_t = torch.tensor(kept, dtype=torch.int64)
+    splits: dict[str, TensorSplit] = {}
+    start = 0
+    for name, (files, _) in parts.items():
+        stop = start + len(files)
+        sel = torch.nonzero((kept_t >= start) & (kept_t < stop), as_tuple=False).flatten()
+        splits[name] = TensorSplit(images[sel].contiguous(), all_labels[kept_t[sel]])
+        start = stop
+    notes = [folders.skipped_note(skipped)] if skipped else []
+    payload: dict[str, Any] = {"notes": notes, "classes": list(classes)}
+    for name, split in splits.items():
+        payload[f"{name}_images"], payload[f"{name}_labels"] = split.images, split.labels
+    if len(kept) > 0:
+        folders.cache_save(key, payload)
+    return splits, notes + [f"decoded {len(kept)} images to {size}x{size} and cached them"]
+
+
+def _check_decoded(train: TensorSplit, classes: list[str], folder: Path) -> None:
+    if len(train) == 0:
+        raise DataError(f"No readable images in '{folder}': every file failed to decode. Check the files, or use the embedded 'shapes' dataset.")
+    counts = torch.bincount(train.labels, minlength=len(classes))
+    empty = [classes[i] for i in torch.nonzero(counts == 0).flatten().tolist()]
+    if empty:
+        raise DataError(f"After skipping unreadable files, the class(es) {', '.join(empty[:5])} in '{folder}' have no training images; add readable images there.")
+
+
+def _load_caltech101(root: Path | None, image_size: int | None, seed: int, download: bool, val_fraction: float, options: dict) -> DataBundle:
+    size = image_size or DEFAULT_STORAGE_SIZE
+    progress = _progress(options)
+    base = _root_or_default(root)
+    folder = folders.locate_caltech(base, download, tvsets.torchvision_download)
+    files = folders.scan_image_folder(folder)
+    folders.require_nonempty_classes(files, "Caltech101")
+    labels = torch.tensor(files.labels, dtype=torch.int64)
+    per_class = options.pop("per_class", None)
+    train_idx, val_idx, test_idx = balanced_split(labels, seed, per_class)
+    parts = {
+        name: ([files.files[i] for i in idx.tolist()], [files.labels[i] for i in idx.tolist()])
+        for name, idx in (("train", train_idx), ("val", val_idx), ("test", test_idx))
+    }
+    splits, notes = _decode_parts("caltech101", folder, parts, files.classes, size, seed, progress)
+    _check_decoded(splits["train"], files.classes, folder)
+    m = len(train_idx) // len(files.classes)
+    counts = np.bincount(np.asarray(files.labels), minlength=len(files.classes))
+    notes.insert(0, (
+        f"{len(files.classes)} classes, {len(files.files)} images (min {counts.min()}, max {counts.max()} per class); "
+        f"balanced split of {counts.min() if per_class is None else per_class} per class: "
+        f"{m}/{len(val_idx) // len(files.classes)}/{len(test_idx) // len(files.classes)} train/val/test (seed {seed})"
+    ))
+    info = DatasetInfo(
+        "caltech101", "Caltech101", files.classes, (3, size, size), IMAGENET_MEAN, IMAGENET_STD, "torchvision",
+        "101 object categories plus BACKGROUND_Google (102 folders), balanced 50/25/25 split as in seed 000; ImageNet statistics.",
+    )
+    return DataBundle(info, splits["train"], splits["val"], splits["test"], notes)
+
+
+def _load_folder(root: Path | None, image_size: int | None, seed: int, download: bool, val_fraction: float, options: dict) -> DataBundle:
+    if root is None:
+        raise DataError(
+            "The 'folder' dataset needs root=<a folder with one sub-folder of images per class> "
+            "(e.g. hymenoptera_data with train/ants, train/bees, val/ants, val/bees); "
+            "or use the embedded 'shapes' or 'digits' dataset."
+        )
+    size = image_size or DEFAULT_STORAGE_SIZE
+    progress = _progress(options)
+    base = Path(root).expanduser()
+    if not base.is_dir():
+        raise DataError(f"The image folder '{base}' does not exist. Point root at a folder laid out as <root>/<class>/<image>.jpg.")
+    notes: list[str] = []
+    if (base / "train").is_dir() and (base / "val").is_dir():
+        train_files = folders.scan_image_folder(base / "train")
+        folders.require_nonempty_classes(train_files, "Folder dataset")
+        val_files = folders.scan_image_folder(base / "val", train_files.classes)
+        parts = {"train": (train_files.files, train_files.labels), "val": (val_files.files, val_files.labels)}
+        if (base / "test").is_dir():
+            test_files = folders.scan_image_folder(base / "test", train_files.classes)
+            parts["test"] = (test_files.files, test_files.labels)
+        classes = train_files.classes
+        notes.append(f"used the train/ and val/ sub-folders of {base}")
+    else:
+        all_files = folders.scan_image_folder(base)
+        folders.require_nonempty_classes(all_files, "Folder dataset")
+        train_idx, val_idx = stratified_split(all_files.labels, val_fraction, seed)
+        parts = {
+            name: ([all_files.files[i] for i in idx.tolist()], [all_files.labels[i] for i in idx.tolist()])
+            for name, idx in (("train", train_idx), ("val", val_idx))
+        }
+        classes = all_files.classes
+        notes.append(f"split {base} into train/val with val_fraction={val_fraction} (stratified, seed {seed})")
+    splits, decode_notes = _decode_parts("folder", base, parts, classes, size, seed, progress)
+    _check_decoded(splits["train"], classes, base)
+    info = DatasetInfo(
+        "folder", f"Image folder ({base.name})", classes, (3, size, size), IMAGENET_MEAN, IMAGENET_STD, "folder",
+        f"Images from {base}, one sub-folder per class; ImageNet statistics (as in seeds 000 and 001).",
+    )
+    return DataBundle(info, splits["train"], splits["val"], splits.get("test"), notes + decode_notes)
+
+
+# --------------------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------------------
+
+
+def load_dataset(
+    name: str,
+    *,
+    root: str | Path | None = None,
+    image_size: int | None = None,
+    seed: int = 0,
+    download: bool = True,
+    subset: int | None = None,
+    val_fraction: float = 0.2,
+    **options: Any,
+) -> DataBundle:
+    """Load a dataset by registry name as whole uint8 tensor splits.
+
+    Args:
+        name: a key of :func:`list_datasets` ("shapes", "digits", "mnist", "fashion_mnist",
+            "cifar10", "cifar100", "caltech101", "folder").
+        root: where raw files live (default ``cnnlab.paths.data_dir()``); for "folder", the
+            image folder itself.
+        image_size: stored square size (default: the dataset's own; 256 for folders).
+        seed: drives generation, splits and subsets (same seed, same data).
+        download: fetch missing torchvision/Caltech files (only if the network allows).
+        subset: keep a class-balanced subset of this many training images (seed 003's 160).
+        val_fraction: share of the training data held out for validation (stratified).
+        **options: per dataset: ``n_train``, ``n_val``, ``n_test`` (shapes); ``per_class``
+            (caltech101); ``progress`` (folders, default True); ``channels`` (1 or 3, any dataset).
+
+    Raises:
+        DataError: unknown name, files missing and not downloadable, unreadable data, bad options.
+    """
+    spec = get_spec(name)
+    if image_size is not None and int(image_size) < 8:
+        raise DataError(f"image_size must be at least 8 pixels, got {image_size}.")
+    options = dict(options)
+    channels = options.pop("channels", None)
+    if channels not in (None, 1, 3):
+        raise DataError(f"channels must be 1 or 3, got {channels}.")
+    bundle = _LOADERS[spec.name](Path(root).expanduser() if root is not None else None, image_size, int(seed), download, float(val_fraction), options)
+    options.pop("progress", None)  # meaningful only for decoded folders
+    if options:
+        raise DataError(f"Unknown option(s) for the {spec.name!r} dataset: {', '.join(sorted(options))}.")
+    if subset is not None:
+        bundle.train = stratified_subset(bundle.train, int(subset), seed)
+        bundle.notes.append(f"training on a class-balanced subset of {len(bundle.train)} images (seed {seed})")
+    if channels is not None and channels != bundle.info.input_shape[0]:
+        bundle.train, bundle.val, bundle.test = (_convert_channels(s, channels) for s in (bundle.train, bundle.val, bundle.test))  # type: ignore[assignment]
+        info = bundle.info
+        mean = info.mean * 3 if channels == 3 else (round(sum(info.mean) / 3, 4),)
+        std = info.std * 3 if channels == 3 else (round(sum(info.std) / 3, 4),)
+        bundle.info = DatasetInfo(info.name, info.display_name, info.classes, (channels, *info.input_shape[1:]), mean, std, info.source, info.description)  # type: ignore[arg-type]
+        bundle.notes.append(f"converted to {channels} channel{'s' if channels == 3 else ''}")
+    return bundle
+
+
+def dataset_status(name: str, root: str | Path | None = None) -> DatasetStatus:
+    """Whether ``name`` can be loaded now without a download ("present"), with one ("downloadable"), or not ("missing")."""
+    spec = get_spec(name)
+    if spec.source == "embedded":
+        return DatasetStatus(spec.name, "present", "Built in: no files or download needed.")
+    if spec.name == "folder":
+        if root is None:
+            return DatasetStatus(spec.name, "missing", "Choose a folder laid out as <root>/<class>/<image>.jpg (optionally with train/ and val/).")
+        base = Path(root).expanduser()
+        layout = base / "train" if (base / "train").is_dir() else base
+        if base.is_dir() and folders.class_folders(layout):
+            return DatasetStatus(spec.name, "present", f"Found class folders in {layout}.", str(base))
+        return DatasetStatus(spec.name, "missing", f"'{base}' has no class sub-folders; lay images out as {base}/<class>/<image>.jpg.", str(base))
+    base = _root_or_default(root)
+    if spec.name == "caltech101":
+        found = folders.find_caltech_folder(base) or folders.find_caltech_archive(base)
+        if found is not None:
+            return DatasetStatus(spec.name, "present", f"Found {found}.", str(base))
+        return DatasetStatus(
+            spec.name, "downloadable",
+            f"Not in {base}. Loading it downloads it (needs internet), or put '{folders.CALTECH_FOLDER}' (or its .tar.gz) in {base}.",
+            str(base),
+        )
+    tv = tvsets.TORCHVISION_SETS[spec.name]
+    if tv.is_present(base):
+        return DatasetStatus(spec.name, "present", f"Found in {base / tv.folder}.", str(base))
+    return DatasetStatus(
+        spec.name, "downloadable",
+        f"Not in {base / tv.folder}. Loading it downloads it (needs internet), or copy {', '.join(tv.files[:2])}, ... there.",
+        str(base),
+    )
+
+
+_register(DatasetSpec("shapes", "Shapes (procedural)", "embedded", "Coloured shapes over clutter, generated offline from a seed; 8 classes.", (3, 32, 32), len(SHAPE_CLASSES)), _load_shapes)
+_register(DatasetSpec("digits", "Digits (scikit-learn)", "embedded", "scikit-learn's 1,797 handwritten 8x8 digits served as 28x28 grayscale.", (1, 28, 28), 10), _load_digits)
+for _key, _tv in tvsets.TORCHVISION_SETS.items():
+    _register(DatasetSpec(_key, _tv.display_name, "torchvision", _tv.description, _tv.input_shape, 100 if _key == "cifar100" else 10, _tv.seed), _make_torchvision_loader(_key))
+_register(DatasetSpec("caltech101", "Caltech101", "torchvision", "101 object categories + background (102 folders, 9,145 photos); balanced 50/25/25 split.", (3, DEFAULT_STORAGE_SIZE, DEFAULT_STORAGE_SIZE), 102, "000"), _load_caltech101)
+_register(DatasetSpec("folder", "Image folder", "folder", "Any ImageFolder layout (<root>/<class>/*.jpg, optionally train/ and val/), e.g. hymenoptera ants/bees.", (3, DEFAULT_STORAGE_SIZE, DEFAULT_STORAGE_SIZE), None, "001"), _load_folder)

@@ -1,0 +1,141 @@
+"""The embedded datasets: procedural shapes and scikit-learn digits, plus stratified subsets."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from cnnlab.data import SHAPE_CLASSES, TensorSplit, generate_shapes, load_dataset, stratified_subset
+from cnnlab.errors import DataError
+
+
+def test_shapes_shapes_dtype_and_classes():
+    images, labels, masks = generate_shapes(80, size=32, seed=0, return_masks=True)
+    assert images.shape == (80, 3, 32, 32) and images.dtype == torch.uint8
+    assert labels.shape == (80,) and labels.dtype == torch.int64
+    assert masks.shape == (80, 32, 32) and masks.dtype == torch.bool
+    assert torch.bincount(labels).tolist() == [10] * len(SHAPE_CLASSES)
+    assert 6 <= len(SHAPE_CLASSES) <= 10
+
+
+def test_shapes_deterministic_per_seed_and_different_across_seeds():
+    a, la = generate_shapes(64, seed=3)
+    b, lb = generate_shapes(64, seed=3)
+    c, lc = generate_shapes(64, seed=4)
+    assert torch.equal(a, b) and torch.equal(la, lb)
+    assert not torch.equal(a, c)
+    assert (a != c).float().mean() > 0.5
+
+
+def test_shapes_other_sizes():
+    images, _, masks = generate_shapes(10, size=64, seed=1, return_masks=True)
+    assert images.shape == (10, 3, 64, 64) and masks.shape == (10, 64, 64)
+
+
+def test_shape_masks_align_with_drawn_shapes():
+    images, labels, masks = generate_shapes(200, seed=5, return_masks=True)
+    x = images.float()
+    for i in range(len(images)):
+        m = masks[i]
+        assert 15 < int(m.sum()) < 32 * 32 // 2  # a visible shape, not the whole image
+        inside = x[i][:, m]  # 3 x pixels of the shape
+        outside = x[i][:, ~m]
+        # Shape pixels share one colour (up to shading and noise)...
+        assert inside.std(dim=1).mean() < 30
+        # ...which differs from what surrounds it.
+        ring = torch.nn.functional.max_pool2d(m[None, None].float(), 5, 1, 2)[0, 0].bool() & ~m
+        assert (inside.mean(dim=1) - x[i][:, ring].mean(dim=1)).norm() > 40, f"image {i} ({SHAPE_CLASSES[labels[i]]})"
+        assert outside.shape[1] > 0
+
+
+def test_shapes_bundle_and_options():
+    bundle = load_dataset("shapes", seed=2, n_train=160, n_val=40, n_test=16)
+    assert bundle.info.name == "shapes" and bundle.info.source == "embedded"
+    assert bundle.info.input_shape == (3, 32, 32) and bundle.info.classes == SHAPE_CLASSES
+    assert len(bundle.train) == 160 and len(bundle.val) == 40 and len(bundle.test) == 16
+    assert len(bundle.info.mean) == 3 and all(0 < s < 1 for s in bundle.info.std)
+    again = load_dataset("shapes", seed=2, n_train=160, n_val=40)
+    assert torch.equal(bundle.train.images, again.train.images)
+    assert not torch.equal(bundle.train.images[:40], bundle.val.images)
+
+
+def test_unknown_option_and_dataset_are_data_errors():
+    with pytest.raises(DataError, match="Unknown option"):
+        load_dataset("shapes", n_train=8, n_val=8, colour="red")
+    with pytest.raises(DataError, match="Did you mean 'mnist'"):
+        load_dataset("mnsit")
+
+
+def _tiny_cnn() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(),
+        nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(64, len(SHAPE_CLASSES)),
+    )
+
+
+def test_tiny_cnn_clearly_beats_a_linear_model():
+    from sklearn.linear_model import LogisticRegression
+
+    x_train, y_train = generate_shapes(2000, seed=11)
+    x_test, y_test = generate_shapes(800, seed=12)
+    flat = lambda x: x.reshape(len(x), -1).numpy() / 255.0  # noqa: E731
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # lbfgs may stop at max_iter: the linear model gets its chance anyway
+        linear = LogisticRegression(max_iter=100).fit(flat(x_train), y_train.numpy())
+    linear_acc = linear.score(flat(x_test), y_test.numpy())
+
+    torch.manual_seed(0)
+    net = _tiny_cnn()
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    x, xt = x_train.float() / 255, x_test.float() / 255
+    g = torch.Generator().manual_seed(0)
+    for _ in range(6):
+        perm = torch.randperm(len(x), generator=g)
+        for i in range(0, len(x), 64):
+            b = perm[i : i + 64]
+            loss = nn.functional.cross_entropy(net(x[b]), y_train[b])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    net.eval()
+    with torch.no_grad():
+        cnn_acc = (net(xt).argmax(1) == y_test).float().mean().item()
+    assert linear_acc < 0.25, linear_acc  # chance is 0.125: pixels alone say little
+    assert cnn_acc > linear_acc + 0.15, (cnn_acc, linear_acc)
+
+
+def test_digits_bundle():
+    bundle = load_dataset("digits", seed=0)
+    assert bundle.info.input_shape == (1, 28, 28) and bundle.info.classes == [str(d) for d in range(10)]
+    assert bundle.train.images.dtype == torch.uint8 and bundle.train.images.shape[1:] == (1, 28, 28)
+    assert len(bundle.train) + len(bundle.val) == 1797 and bundle.test is None
+    assert int(bundle.train.images.max()) == 255
+    # Stratified: every class keeps ~20% in val.
+    full = np.bincount(np.concatenate([bundle.train.labels.numpy(), bundle.val.labels.numpy()]))
+    val = np.bincount(bundle.val.labels.numpy(), minlength=10)
+    assert np.all(np.abs(val - 0.2 * full) <= 1)
+    other = load_dataset("digits", seed=1)
+    assert not torch.equal(bundle.val.labels, other.val.labels) or not torch.equal(bundle.val.images, other.val.images)
+
+
+def test_channels_option_converts():
+    bundle = load_dataset("digits", channels=3)
+    assert bundle.info.input_shape == (3, 28, 28) and len(bundle.info.mean) == 3
+    assert bundle.train.images.shape[1] == 3
+
+
+def test_stratified_subset_160_on_10_classes():
+    split = TensorSplit(torch.zeros(1000, 1, 4, 4, dtype=torch.uint8), torch.arange(1000) % 10)
+    sub = stratified_subset(split, 160, seed=0)
+    assert len(sub) == 160 and torch.bincount(sub.labels).tolist() == [16] * 10
+    assert torch.equal(sub.labels, stratified_subset(split, 160, seed=0).labels)
+    bundle = load_dataset("digits", subset=160)
+    assert torch.bincount(bundle.train.labels).tolist() == [16] * 10
+    with pytest.raises(DataError):
+        stratified_subset(split, 5)
