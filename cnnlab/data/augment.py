@@ -1,0 +1,142 @@
+"""Batch augmentation for the trainer: whole ``N x C x H x W`` float batches, on their device.
+
+Airbench style: every sample draws its own random parameters, but the work is a handful of
+tensor operations on the whole batch (no Python loop over samples), so it runs as fast on a
+GPU as the model. Inputs are in [0, 1], before normalisation. Every augment is called as
+``augment(batch, generator)``; the same generator state gives the same result.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..errors import ConfigError
+
+BatchAugment = Callable[[Tensor, "torch.Generator | None"], Tensor]
+
+AUGMENT_DESCRIPTIONS: dict[str, str] = {
+    "none": "No augmentation (images only resized to the model's input size if needed).",
+    "flip": "Random horizontal flip, half the images.",
+    "cifar": "Random translation by up to 4 pixels with zero padding, plus flip (pad-crop-flip, airbench).",
+    "crop28": "Random crop of the input size (e.g. 28x28 from 32x32, seed 002's MiniAlexNet V3) plus flip.",
+    "imagenet": "Random resized crop (scale 0.8-1), rotation of +-15 degrees, flip, brightness/contrast/saturation jitter (seed 000).",
+}
+AUGMENTATIONS: list[str] = list(AUGMENT_DESCRIPTIONS)
+
+
+def _rand(n: int, x: Tensor, generator: torch.Generator | None) -> Tensor:
+    """``n`` uniform numbers in [0, 1) on ``x``'s device (drawn on the generator's device)."""
+    device = generator.device if generator is not None else x.device
+    return torch.rand(n, generator=generator, device=device).to(x.device)
+
+
+def _randint(high: int, n: int, x: Tensor, generator: torch.Generator | None) -> Tensor:
+    return (_rand(n, x, generator) * high).long().clamp_(max=high - 1)
+
+
+def resize_center_crop(x: Tensor, out_size: tuple[int, int]) -> Tensor:
+    """Resize the shorter side to cover ``out_size`` then take the centre; identity when sizes match."""
+    out_h, out_w = out_size
+    h, w = x.shape[-2:]
+    if (h, w) == (out_h, out_w):
+        return x
+    scale = max(out_h / h, out_w / w)
+    new_h, new_w = max(out_h, round(h * scale)), max(out_w, round(w * scale))
+    if (new_h, new_w) != (h, w):
+        x = F.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=scale < 1)
+    top, left = (new_h - out_h) // 2, (new_w - out_w) // 2
+    return x[..., top : top + out_h, left : left + out_w]
+
+
+def random_flip(x: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Flip a random half of the batch horizontally."""
+    flip = (_rand(len(x), x, generator) < 0.5).view(-1, 1, 1, 1)
+    return torch.where(flip, x.flip(-1), x)
+
+
+def _gather_crops(padded: Tensor, top: Tensor, left: Tensor, out_h: int, out_w: int) -> Tensor:
+    """Per-sample crops ``padded[i, :, top_i:top_i+out_h, left_i:left_i+out_w]`` with one gather."""
+    n, c, h, w = padded.shape
+    rows = (top.view(n, 1) + torch.arange(out_h, device=padded.device)).view(n, 1, out_h, 1).expand(n, c, out_h, w)
+    x = padded.gather(2, rows)
+    cols = (left.view(n, 1) + torch.arange(out_w, device=padded.device)).view(n, 1, 1, out_w).expand(n, c, out_h, out_w)
+    return x.gather(3, cols)
+
+
+def random_translate(x: Tensor, pad: int, generator: torch.Generator | None) -> Tensor:
+    """Shift every image by its own random offset in [-pad, pad], filling with zeros."""
+    n, _, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad))
+    top = _randint(2 * pad + 1, n, x, generator)
+    left = _randint(2 * pad + 1, n, x, generator)
+    return _gather_crops(padded, top, left, h, w)
+
+
+def random_crop(x: Tensor, out_size: tuple[int, int], generator: torch.Generator | None) -> Tensor:
+    """A random ``out_size`` window of every image (images smaller than that are resized first)."""
+    out_h, out_w = out_size
+    h, w = x.shape[-2:]
+    if h < out_h or w < out_w:
+        x = resize_center_crop(x, (max(h, out_h), max(w, out_w)))
+        h, w = x.shape[-2:]
+    n = len(x)
+    top = _randint(h - out_h + 1, n, x, generator)
+    left = _randint(w - out_w + 1, n, x, generator)
+    return _gather_crops(x, top, left, out_h, out_w)
+
+
+def random_resized_rotate(
+    x: Tensor, out_size: tuple[int, int], generator: torch.Generator | None, scale: tuple[float, float] = (0.8, 1.0), degrees: float = 15.0
+) -> Tensor:
+    """Random resized crop (area ``scale``), rotation and horizontal flip in one ``grid_sample``."""
+    n = len(x)
+    area = scale[0] + (scale[1] - scale[0]) * _rand(n, x, generator)
+    side = area.sqrt()  # fraction of the image each output side spans
+    angle = (2 * _rand(n, x, generator) - 1) * math.radians(degrees)
+    flip = torch.where(_rand(n, x, generator) < 0.5, -1.0, 1.0)
+    tx = (2 * _rand(n, x, generator) - 1) * (1 - side)  # keep the window inside the image
+    ty = (2 * _rand(n, x, generator) - 1) * (1 - side)
+    cos, sin = torch.cos(angle) * side, torch.sin(angle) * side
+    theta = torch.stack([torch.stack([cos * flip, -sin, tx], 1), torch.stack([sin * flip, cos, ty], 1)], 1)
+    grid = F.affine_grid(theta.to(x.dtype), [n, x.shape[1], *out_size], align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def color_jitter(x: Tensor, generator: torch.Generator | None, strength: float = 0.4) -> Tensor:
+    """Per-sample brightness, contrast and saturation factors in [1 - strength, 1 + strength]."""
+    n = len(x)
+    factor = lambda: (1 + strength * (2 * _rand(n, x, generator) - 1)).view(n, 1, 1, 1).to(x.dtype)  # noqa: E731
+    x = x * factor()
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = (x - mean) * factor() + mean
+    if x.shape[1] == 3:
+        gray = (x * torch.tensor([0.299, 0.587, 0.114], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)).sum(1, keepdim=True)
+        x = (x - gray) * factor() + gray
+    return x.clamp(0, 1)
+
+
+def make_batch_augment(preset: str, out_size: tuple[int, int]) -> BatchAugment:
+    """The batch augmentation named ``preset`` (see :data:`AUGMENT_DESCRIPTIONS`) producing ``out_size`` images."""
+    out_size = (int(out_size[0]), int(out_size[1]))
+    if preset == "none":
+        return lambda x, generator=None: resize_center_crop(x, out_size)
+    if preset == "flip":
+        return lambda x, generator=None: random_flip(resize_center_crop(x, out_size), generator)
+    if preset == "cifar":
+        return lambda x, generator=None: random_flip(random_translate(resize_center_crop(x, out_size), 4, generator), generator)
+    if preset == "crop28":
+        return lambda x, generator=None: random_flip(random_crop(x, out_size, generator), generator)
+    if preset == "imagenet":
+        return lambda x, generator=None: color_jitter(random_resized_rotate(x, out_size, generator), generator)
+    raise ConfigError(f"Unknown augmentation {preset!r}; choose one of {', '.join(AUGMENTATIONS)}.")
+
+
+def make_batch_eval(out_size: tuple[int, int]) -> Callable[[Tensor], Tensor]:
+    """Evaluation-time geometry: resize the shorter side then centre-crop (identity when sizes match)."""
+    out_size = (int(out_size[0]), int(out_size[1]))
+    return lambda x: resize_center_crop(x, out_size)
