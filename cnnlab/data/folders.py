@@ -99,7 +99,7 @@ def _decode_for_storage(path: Path, size: int) -> np.ndarray | str:
     except DataError as exc:
         return str(exc)
     img = resize_shorter_then_center_crop(img, (size, size))
-    return np.asarray(img, dtype=np.uint8)
+    return np.array(img, dtype=np.uint8)  # a writable copy
 
 
 def decode_files(files: Sequence[Path], size: int, *, desc: str = "decoding", progress: bool = True, workers: int | None = None) -> tuple[torch.Tensor, list[int], list[Path]]:
