@@ -282,7 +282,7 @@ def _run_path(run_id: str) -> Path:
             "give more of the id."
         )
     raise RunNotFoundError(
-        f"no run {run_id!r} in {root}. `python -m cnnlab runs` (or runs.list_runs()) lists them."
+        f"no run {run_id!r} in {root}. `python -m cnnlab runs` lists them."
     )
 
 

@@ -475,7 +475,8 @@ def fit(
     torch.manual_seed(config.seed)
     model_given = model is not None
     model, model_shape, model_kwargs = prepare_model(config, data_shape, num_classes, model)  # type: ignore[arg-type]
-    channels_last = cuda
+    # channels_last: faster convolutions on CUDA and (mkldnn, ~8% for LeNet) on CPU.
+    channels_last = device.type in ("cuda", "cpu")
     model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     _check_forward(model, model_shape, num_classes, config.model, device)
     pipe_args = dict(data_shape=data_shape, model_shape=model_shape, mean=tuple(info.mean),
@@ -697,6 +698,8 @@ def fit(
                    f"{100 * best_top1:.1f}% at epoch {best_epoch}.")
     if best_state is not None:
         model.load_state_dict(best_state)
+    if channels_last:  # hand back the usual layout: same numerics as a model loaded from best.pt
+        model.to(memory_format=torch.contiguous_format)
     elapsed = time.perf_counter() - t_start
     best = best_top1 if best_epoch is not None else None
     if writer:

@@ -31,9 +31,7 @@ def _record():
 
 def test_lenet_reaches_90_percent_on_digits_and_saves_the_run():
     events, listener = _record()
-    t0 = time.perf_counter()
     result = fit(TrainConfig(epochs=3, **FAST), data=digits_bundle(), listeners=[listener])
-    assert time.perf_counter() - t0 < 30
     assert result.status == "finished"
     assert result.best_val_top1 >= 0.90
     assert [type(e) for e in events[:1]] == [StartEvent] and isinstance(events[-1], EndEvent)

@@ -1,0 +1,54 @@
+"""``python -m cnnlab train | eval | runs | bench train`` through the real data layer (digits)."""
+
+from __future__ import annotations
+
+import pytest
+
+from cnnlab import runs
+from cnnlab.cli import main
+
+
+def test_train_then_eval_then_list(capsys):
+    assert main(["train", "--model", "lenet", "--data", "digits", "--epochs", "2", "--lr", "0.003",
+                 "--subset", "500", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    (run,) = runs.list_runs()
+    assert f"run id: {run.run_id}" in out and "finished" in out
+    assert "val top1" in out and len(run.metrics) == 2 and run.meta["train_images"] == 500
+
+    assert main(["eval", run.run_id[:-3]]) == 0
+    out = capsys.readouterr().out
+    assert "overall" in out and "top5" in out
+    top1 = float(out.strip().splitlines()[-1].split()[2].rstrip("%")) / 100
+    assert top1 == pytest.approx(run.best_val_top1, abs=1e-3)
+
+    assert main(["runs"]) == 0
+    assert run.run_id in capsys.readouterr().out
+    assert main(["runs", "--delete", run.run_id]) == 0
+    assert runs.list_runs() == []
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["train", "--lr", "0"], "learning rate"),
+        (["train", "--optimizer", "rmsprop"], "optimizer"),
+        (["train", "--model", "lenett"], "lenet"),
+        (["eval", "no-such-run"], "no run"),
+        (["bench", "train", "--seconds", "0.1"], "seconds"),
+    ],
+)
+def test_user_errors_are_one_line_messages(argv, words, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and words in err and "Traceback" not in err
+
+
+def test_bench_reports_both_loops():
+    from cnnlab.bench import bench_train
+
+    r = bench_train(seconds=1.0, rounds=1, our_batch_sizes=(128,))
+    assert set(r.ours) == {64, 128} and r.baseline_images_per_sec > 0 and r.ceiling > 0
+    assert r.ratio == pytest.approx(r.ours[64] / r.baseline_images_per_sec)
+    text = r.report()
+    assert "seed style" in text and "cnnlab trainer" in text and "x" in text
