@@ -23,7 +23,12 @@ from .errors import ConfigError
 # ITU-R BT.601 luma weights, as PIL's convert("L") and torchvision's rgb_to_grayscale.
 _GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 
-AUGMENT_PRESETS = ("none", "flip", "cifar", "crop28", "imagenet")
+try:  # the data layer's list is the reference; this copy serves when it is absent
+    from .data.augment import AUGMENTATIONS as _AUGMENTATIONS
+
+    AUGMENT_PRESETS: tuple[str, ...] = tuple(_AUGMENTATIONS)
+except ImportError:  # pragma: no cover
+    AUGMENT_PRESETS = ("none", "flip", "cifar", "crop28", "imagenet")
 
 BatchFn = Callable[..., torch.Tensor]
 

@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
 SCHEDULERS = ("none", "step", "cosine", "onecycle")
-FREEZE_MODES = ("none", "features")
 
 
 # ======================================================================================
@@ -75,7 +74,8 @@ class TrainConfig:
     log_interval_s: float = 0.5
     max_steps: int | None = None  # stop (as "finished") after this many steps
     eval_batch_size: int = 512
-    # For transfer learning (a later issue): fit() also accepts a prepared nn.Module.
+    # For transfer learning (a later issue). Today: pass a prepared nn.Module to fit(model=...);
+    # its frozen parameters (requires_grad=False) are left out of the optimiser.
     pretrained: bool = False
     freeze: str = "none"
 
@@ -102,7 +102,12 @@ class TrainConfig:
         choice("optimizer", self.optimizer, OPTIMIZERS)
         choice("scheduler", self.scheduler, SCHEDULERS)
         choice("augmentation preset", self.augment, AUGMENT_PRESETS)
-        choice("freeze mode", self.freeze, FREEZE_MODES)
+        if self.freeze != "none":
+            raise ConfigError(
+                f"freeze={self.freeze!r} is not supported by the config yet: set requires_grad=False on "
+                "the layers of a prepared model and pass it to fit(config, model=...) (only trainable "
+                "parameters are optimised)."
+            )
         for name, value, hi in (("learning rate", self.lr, 10.0), ("weight decay", self.weight_decay, 1.0)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ConfigError(f"{name} must be a number, got {value!r}.")

@@ -186,6 +186,8 @@ def test_huge_learning_rate_diverges_with_a_message():
         (dict(input_size=(4, 4)), "input size"),
         (dict(val_fraction=1.0), "val_fraction"),
         (dict(scheduler="step", step_size=0), "step size"),
+        (dict(freeze="features"), "prepared model"),
+        (dict(pretrained=True), "prepared model"),
     ],
 )
 def test_config_errors(changes, words):
@@ -248,6 +250,26 @@ def test_optimizers_and_schedulers_run(optimizer, scheduler):
     else:  # cosine and one-cycle anneal to (almost) zero by the last step
         assert result.history[-1].lr < result.history[0].lr < 0.05
         assert result.history[-1].lr < 0.05 / 50
+
+
+@pytest.mark.parametrize("augment", ["flip", "cifar", "crop28", "imagenet"])
+def test_augmentation_presets_train(augment):
+    cfg = TrainConfig(**{**FAST, "model": "lenet5", "augment": augment, "epochs": 1, "max_steps": 3})
+    result = fit(cfg, data=digits_bundle(n_train=200), save=False)
+    assert result.status == "finished" and result.steps == 3 and len(result.history) == 1
+
+
+def test_a_prepared_model_with_frozen_layers_trains_only_the_rest():
+    from cnnlab.models import create
+
+    model = create("lenet")
+    for name, p in model.named_parameters():
+        p.requires_grad = name.startswith("F7")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = fit(TrainConfig(epochs=1, max_steps=5, **FAST), model=model, data=digits_bundle(), save=False)
+    after = result.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if not k.startswith("F7"))
+    assert not torch.equal(before["F7.weight"], after["F7.weight"])
 
 
 def test_a_failing_run_is_recorded_as_failed():
