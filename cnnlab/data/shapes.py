@@ -105,8 +105,8 @@ def _draw_batch(rng: np.random.Generator, labels: np.ndarray, size: int) -> tupl
     ramp = col(np.cos(grad_dir) * grad_amp) * (xs / size - 0.5) + col(np.sin(grad_dir) * grad_amp) * (ys / size - 0.5)
     img = base[:, :, None, None] + ramp[:, None]
 
-    # Clutter: two thin lines and one soft blob in random colours, under the shape.
-    for _ in range(2):
+    # Clutter: a thin line and one soft blob in random colours, under the shape.
+    for _ in range(1):
         p = rng.uniform(0, size, (n, 2))
         ang = rng.uniform(0, np.pi, n)
         dist = np.abs((xs - col(p[:, 0])) * col(np.sin(ang)) - (ys - col(p[:, 1])) * col(np.cos(ang)))
@@ -118,7 +118,7 @@ def _draw_batch(rng: np.random.Generator, labels: np.ndarray, size: int) -> tupl
     img = img * (1 - 0.6 * blob[:, None]) + 0.6 * blob[:, None] * _random_colours(rng, n)[:, :, None, None]
 
     # The shape: random radius, centre fully inside the image, rotation, colour.
-    radius = rng.uniform(0.2, 0.34, n) * size
+    radius = rng.uniform(0.28, 0.42, n) * size
     cx = rng.uniform(radius, size - radius)
     cy = rng.uniform(radius, size - radius)
     theta = rng.uniform(0, 2 * np.pi, n)
