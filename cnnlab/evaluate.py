@@ -18,67 +18,24 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .data.augment import AUGMENTATIONS, make_batch_augment, make_batch_eval
 from .errors import ConfigError
 
 # ITU-R BT.601 luma weights, as PIL's convert("L") and torchvision's rgb_to_grayscale.
 _GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 
-try:  # the data layer's list is the reference; this copy serves when it is absent
-    from .data.augment import AUGMENTATIONS as _AUGMENTATIONS
-
-    AUGMENT_PRESETS: tuple[str, ...] = tuple(_AUGMENTATIONS)
-except ImportError:  # pragma: no cover
-    AUGMENT_PRESETS = ("none", "flip", "cifar", "crop28", "imagenet")
+AUGMENT_PRESETS: tuple[str, ...] = tuple(AUGMENTATIONS)
 
 BatchFn = Callable[..., torch.Tensor]
 
 
-# --------------------------------------------------------------------------------------
-# Batch transforms (the data layer's, with a minimal stand-in while it is not installed)
-# --------------------------------------------------------------------------------------
-
-
-def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
-
-
 def batch_transforms(preset: str, out_size: tuple[int, int]) -> tuple[BatchFn, BatchFn]:
-    """``(augment(x, generator), eval(x))`` for float batches in [0, 1] on any device.
-
-    Uses :mod:`cnnlab.data.augment`; if that module is not importable (the data layer is
-    optional for the trainer's unit tests), "none" and "flip" plus resizing are provided
-    here and the other presets raise :class:`ConfigError`.
-    """
+    """``(augment(x, generator), eval(x))`` from :mod:`cnnlab.data.augment` for float batches in [0, 1]."""
     if preset not in AUGMENT_PRESETS:
         raise ConfigError(
             f"unknown augmentation preset {preset!r}; choose one of {', '.join(AUGMENT_PRESETS)}."
         )
-    try:
-        from .data.augment import make_batch_augment, make_batch_eval
-    except ImportError:
-        make_batch_augment = make_batch_eval = None  # type: ignore[assignment]
-    if make_batch_augment is not None:
-        return make_batch_augment(preset, out_size), make_batch_eval(out_size)
-
-    def eval_fn(x: torch.Tensor) -> torch.Tensor:
-        return _resize(x, out_size)
-
-    if preset == "none":
-        return (lambda x, generator=None: eval_fn(x)), eval_fn
-    if preset == "flip":
-
-        def flip_fn(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-            x = eval_fn(x)
-            flip = torch.rand(x.shape[0], device=x.device, generator=generator) < 0.5
-            return torch.where(flip[:, None, None, None], x.flip(-1), x)
-
-        return flip_fn, eval_fn
-    raise ConfigError(
-        f"augmentation preset {preset!r} needs cnnlab.data.augment, which is not installed; "
-        "use 'none' or 'flip'."
-    )
+    return make_batch_augment(preset, out_size), make_batch_eval(out_size)
 
 
 # --------------------------------------------------------------------------------------
@@ -352,20 +309,10 @@ def evaluate(
     )
 
 
-def _pil_to_uint8(image: Any) -> torch.Tensor:
-    """A PIL image -> uint8 C x H x W (L stays 1 channel, everything else becomes RGB)."""
-    mode = "L" if image.mode in ("L", "1", "I;16", "I", "F") else "RGB"
-    arr = np.asarray(image.convert(mode), dtype=np.uint8)
-    arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
-    return torch.from_numpy(np.ascontiguousarray(arr))
+def _pil_to_model_input(model: nn.Module, image: Any, info: Any) -> torch.Tensor:
+    """The data layer's ``to_model_input``: 1 x C x H x W, resized, normalised."""
+    from .data.images import to_model_input
 
-
-def _pil_to_model_input(model: nn.Module, image: Any, info: Any) -> torch.Tensor | None:
-    """The data layer's ``to_model_input`` (1 x C x H x W, normalised), or None without it."""
-    try:
-        from .data.images import to_model_input
-    except ImportError:
-        return None
     shape = model_input_shape(model, tuple(info.input_shape))
     return to_model_input(image, shape, tuple(info.mean), tuple(info.std))
 
@@ -374,17 +321,15 @@ def _pil_to_model_input(model: nn.Module, image: Any, info: Any) -> torch.Tensor
 def predict_topk(model: nn.Module, image: Any, info: Any, k: int = 5) -> list[tuple[str, float]]:
     """The ``k`` most probable classes of one image: ``[(class_name, probability), ...]``.
 
-    ``image`` is a PIL image, a uint8 ``C x H x W`` tensor, or a float one in [0, 1].
+    ``image`` is a PIL image (prepared by :func:`cnnlab.data.images.to_model_input`), a uint8
+    ``C x H x W`` tensor, or a float one in [0, 1] (both prepared as in training).
     """
     classes = list(info.classes)
     dev = _model_device(model) or torch.device("cpu")
     k = max(1, min(int(k), len(classes)))
     if hasattr(image, "convert") and hasattr(image, "mode"):
-        ready = _pil_to_model_input(model, image, info)
-        if ready is not None:
-            return _topk(model, ready.to(dev), classes, k)
-        x = _pil_to_uint8(image)
-    elif isinstance(image, torch.Tensor):
+        return _topk(model, _pil_to_model_input(model, image, info).to(dev), classes, k)
+    if isinstance(image, torch.Tensor):
         x = image
     else:
         raise ConfigError(f"predict_topk needs a PIL image or a C x H x W tensor, got {type(image).__name__}")

@@ -210,7 +210,7 @@ def create_run(config: Mapping[str, Any], meta: Mapping[str, Any]) -> RunWriter:
     else:  # pragma: no cover - 100 collisions of a 16-bit suffix within one second
         raise RunError(f"could not create a new run folder in {root}")
     created = _now()
-    meta = {**meta, "run_id": run_id, "created": created}
+    meta = {**meta, "run_id": run_id, "created": created, "created_ts": time.time()}
     _atomic_write_json(path / "config.json", dict(config))
     _atomic_write_json(path / "meta.json", meta)
     (path / "metrics.jsonl").touch()
@@ -311,7 +311,7 @@ def list_runs() -> list[Run]:
             runs.append(load_run(p.name))
         except RunError:
             continue
-    runs.sort(key=lambda r: (r.created, r.run_id), reverse=True)
+    runs.sort(key=lambda r: (float(r.meta.get("created_ts") or 0.0), r.created, r.run_id), reverse=True)
     return runs
 
 

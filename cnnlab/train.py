@@ -271,45 +271,12 @@ def _size2(size: int | Sequence[int]) -> tuple[int, int]:
 
 def load_data(config: TrainConfig) -> Any:
     """The config's dataset through :func:`cnnlab.data.load_dataset`."""
-    try:
-        from .data import load_dataset
-    except ImportError as e:  # pragma: no cover - the data layer is part of the package
-        raise ConfigError(f"the data layer (cnnlab.data) is not available: {e}") from e
+    from .data import load_dataset
+
     return load_dataset(
         config.dataset, root=config.data_root, seed=config.seed, subset=config.subset,
         val_fraction=config.val_fraction, **config.data_options,
     )
-
-
-def stratified_indices(labels: torch.Tensor, n: int, seed: int) -> torch.Tensor:
-    """``n`` indices with the classes in proportion (at least one per present class)."""
-    g = torch.Generator().manual_seed(seed)
-    classes = torch.unique(labels)
-    if n < len(classes):
-        raise ConfigError(
-            f"subset={n} is smaller than the {len(classes)} classes: a stratified subset "
-            "needs at least one image per class."
-        )
-    total = labels.numel()
-    if n >= total:
-        return torch.arange(total)
-    per_class = {int(c): torch.nonzero(labels == c).flatten() for c in classes}
-    quota = {c: max(1, int(n * len(ix) / total)) for c, ix in per_class.items()}
-    # Hand out the remainder to the largest classes first.
-    order = sorted(per_class, key=lambda c: -len(per_class[c]))
-    i = 0
-    while sum(quota.values()) < n:
-        c = order[i % len(order)]
-        if quota[c] < len(per_class[c]):
-            quota[c] += 1
-        i += 1
-    while sum(quota.values()) > n:
-        c = order[i % len(order)]
-        if quota[c] > 1:
-            quota[c] -= 1
-        i += 1
-    chosen = [ix[torch.randperm(len(ix), generator=g)[: quota[c]]] for c, ix in per_class.items()]
-    return torch.sort(torch.cat(chosen)).values
 
 
 def prepare_model(
@@ -460,14 +427,10 @@ def fit(
             "a stratified subset needs at least one image per class."
         )
     if data is not None and config.subset is not None and config.subset < len(train_y):
-        try:
-            from .data import stratified_subset  # the data layer's, as load_dataset(subset=) uses
-        except ImportError:
-            keep = stratified_indices(train_y, config.subset, config.seed)
-            train_x, train_y = train_x[keep], train_y[keep]
-        else:
-            sub = stratified_subset(bundle.train, config.subset, seed=config.seed)
-            train_x, train_y = sub.images, sub.labels.long()
+        from .data import stratified_subset  # the one load_dataset(subset=) uses
+
+        sub = stratified_subset(bundle.train, config.subset, seed=config.seed)
+        train_x, train_y = sub.images, sub.labels.long()
     if len(train_y) == 0 or len(val_y) == 0:
         raise ConfigError(f"the {info.name} dataset has an empty train or validation split.")
     if int(train_y.max()) >= num_classes or int(val_y.max()) >= num_classes:

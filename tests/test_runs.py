@@ -85,9 +85,10 @@ def test_list_runs_newest_first_and_interrupted(tmp_path):
     a = runs.create_run({"model": "lenet"}, {"model": "lenet", "dataset": "digits"})
     b = runs.create_run({"model": "lenet"}, {"model": "lenet", "dataset": "digits"})
     meta = json.loads((a.path / "meta.json").read_text())
-    meta["created"] = "2000-01-01T00:00:00+0000"
+    assert [r.run_id for r in runs.list_runs()] == [b.run_id, a.run_id]  # same second: by created_ts
+    meta["created"], meta["created_ts"] = "2100-01-01T00:00:00+0000", meta["created_ts"] + 1e6
     (a.path / "meta.json").write_text(json.dumps(meta))
-    assert [r.run_id for r in runs.list_runs()] == [b.run_id, a.run_id]
+    assert [r.run_id for r in runs.list_runs()] == [a.run_id, b.run_id]
     assert runs.load_run(b.run_id).status == "running"  # this process is alive
     status = json.loads((a.path / "status.json").read_text())
     status["pid"] = 2**22 + 12345  # no such process

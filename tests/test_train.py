@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from cnnlab import runs
-from cnnlab.errors import CnnlabError, ConfigError
+from cnnlab.errors import ConfigError
 from cnnlab.train import EndEvent, EpochEvent, StartEvent, StepEvent, TrainConfig, fit
 from test_train_data import digits_bundle
 

@@ -1,47 +1,18 @@
-"""Tiny in-memory datasets for the trainer tests (no network, no data layer needed).
+"""Tiny in-memory datasets for the trainer tests (no network, no files).
 
-``digits_bundle()`` is sklearn's 8x8 digits upsampled to 1x28x28 uint8, split 80/20 with a
-fixed seed, shaped like :class:`cnnlab.data.DataBundle`. Other test modules import it.
+``digits_bundle()`` is sklearn's 8x8 digits upsampled to 1x28x28 uint8, split 1437/360 with
+a fixed seed, as a :class:`cnnlab.data.DataBundle` built by hand (so a test can change its
+channels or size). Other test modules import it.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
 
 import torch
 from torch.nn import functional as F
 
-try:  # the data layer's types when they are there; the trainer only needs the attributes
-    from cnnlab.data._types import DataBundle, DatasetInfo, TensorSplit
-except ImportError:  # pragma: no cover - before the data layer lands
-
-    @dataclass
-    class DatasetInfo:  # type: ignore[no-redef]
-        name: str
-        display_name: str
-        classes: list[str]
-        input_shape: tuple[int, int, int]
-        mean: tuple[float, ...]
-        std: tuple[float, ...]
-        source: str
-        description: str = ""
-
-    @dataclass
-    class TensorSplit:  # type: ignore[no-redef]
-        images: torch.Tensor
-        labels: torch.Tensor
-
-        def __len__(self) -> int:
-            return int(self.labels.shape[0])
-
-    @dataclass
-    class DataBundle:  # type: ignore[no-redef]
-        info: DatasetInfo
-        train: TensorSplit
-        val: TensorSplit
-        test: TensorSplit | None
-        notes: list[str] = field(default_factory=list)
+from cnnlab.data import DataBundle, DatasetInfo, TensorSplit
 
 
 @functools.lru_cache(maxsize=None)
