@@ -1,0 +1,166 @@
+"""The Gradio demo, launched in-process on a free localhost port and called with gradio_client."""
+
+import io
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from app import gradio_demo  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    import os
+
+    from cnnlab.train import TrainConfig, fit
+
+    cache = tmp_path_factory.mktemp("demo-cache")
+    old = os.environ.get("CNNLAB_CACHE")
+    os.environ["CNNLAB_CACHE"] = str(cache)
+    try:
+        result = fit(TrainConfig(model="lenet", dataset="digits", epochs=1, batch_size=64, lr=2e-3, seed=0))
+    finally:
+        if old is not None:
+            os.environ["CNNLAB_CACHE"] = old
+    return cache, result.run_id
+
+
+@pytest.fixture(scope="module")
+def _server(trained_run):
+    from gradio_client import Client
+
+    cache, run_id = trained_run
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CNNLAB_CACHE", str(cache))
+        choices = gradio_demo.available_choices(run=run_id)
+        demo = gradio_demo.build_demo(choices, k=3)
+    port = gradio_demo.free_port()
+    gradio_demo.launch(demo, "127.0.0.1", port, share=False, block=False)
+    client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+    yield client, run_id, cache
+    demo.close()
+
+
+@pytest.fixture
+def server(_server, monkeypatch):
+    """The running demo, with this test's cache pointed at the run's (the server reads runs lazily)."""
+    monkeypatch.setenv("CNNLAB_CACHE", str(_server[2]))
+    return _server
+
+
+def _file(tmp_path, name, data: bytes) -> str:
+    p = tmp_path / name
+    p.write_bytes(data)
+    return str(p)
+
+
+def _png(img: Image.Image, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=kw.pop("format", "PNG"), **kw)
+    return buf.getvalue()
+
+
+def _digit_image() -> Image.Image:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return Image.fromarray((d.images[0] * 15).astype(np.uint8)).resize((56, 56))
+
+
+def test_prediction_equals_predict_topk(server, tmp_path, monkeypatch):
+    from gradio_client import handle_file
+
+    from cnnlab.evaluate import predict_topk
+    from cnnlab.sources import load_source
+
+    client, run_id, cache = server
+    img = _digit_image()
+    path = _file(tmp_path, "digit.png", _png(img))
+    label, cam = client.predict(f"run:{run_id}", handle_file(path), api_name="/predict")
+    src = load_source(f"run:{run_id}")
+    expected = predict_topk(src.model, Image.open(path).convert("L"), src, k=3)
+    got = [(c["label"], c["confidence"]) for c in label["confidences"]]
+    assert [g[0] for g in got] == [e[0] for e in expected]
+    for (_, p), (_, q) in zip(got, expected):
+        assert p == pytest.approx(q, abs=1e-5)
+    assert label["label"] == expected[0][0]
+    assert Path(cam).is_file()
+
+
+BAD = {
+    "text.png": (b"this is not an image", "not an image"),
+    "empty.jpg": (b"", "empty"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD))
+def test_bad_files_give_messages_and_server_keeps_answering(server, tmp_path, name):
+    from gradio_client import handle_file
+
+    client, run_id, _ = server
+    data, words = BAD[name]
+    with pytest.raises(Exception) as e:
+        client.predict(f"run:{run_id}", handle_file(_file(tmp_path, name, data)), api_name="/predict")
+    assert words in str(e.value).lower()
+    # still serving
+    ok = _file(tmp_path, "ok.png", _png(_digit_image()))
+    label, _ = client.predict(f"run:{run_id}", handle_file(ok), api_name="/predict")
+    assert label["label"]
+
+
+def test_truncated_and_huge_files(server, tmp_path):
+    from gradio_client import handle_file
+
+    client, run_id, _ = server
+    full = _png(Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)))
+    with pytest.raises(Exception, match="truncated|broken|incomplete"):
+        client.predict(f"run:{run_id}", handle_file(_file(tmp_path, "cut.png", full[: len(full) // 2])),
+                       api_name="/predict")
+    huge = _png(Image.new("L", (9000, 9000)), optimize=True)  # 81 megapixels, tiny file
+    with pytest.raises(Exception, match="megapixel"):
+        client.predict(f"run:{run_id}", handle_file(_file(tmp_path, "huge.png", huge)), api_name="/predict")
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "CMYK", "I;16", "P", "1"])
+def test_unusual_modes_decode(server, tmp_path, mode):
+    from gradio_client import handle_file
+
+    client, run_id, _ = server
+    base = _digit_image().convert("RGB")
+    if mode == "I;16":
+        arr = np.asarray(base.convert("L"), dtype=np.uint16) * 257
+        img, fmt = Image.fromarray(arr), "PNG"  # uint16 -> mode I;16
+    else:
+        img, fmt = base.convert(mode), "JPEG" if mode == "CMYK" else "PNG"
+    path = _file(tmp_path, f"img.{fmt.lower()}", _png(img, format=fmt))
+    label, _ = client.predict(f"run:{run_id}", handle_file(path), api_name="/predict")
+    assert len(label["confidences"]) == 3
+
+
+def test_only_predict_is_exposed(server):
+    client, _, _ = server
+    api = client.view_api(print_info=False, return_format="dict")
+    assert list(api["named_endpoints"]) == ["/predict"]
+    assert not api["unnamed_endpoints"]
+
+
+def test_no_run_no_weights_says_how_to_train(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path))
+    assert gradio_demo.main([]) == 1
+    err = capsys.readouterr().err
+    assert "python -m cnnlab train" in err and "fetch vgg16" in err
+
+
+def test_unknown_run_and_missing_pretrained(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path))
+    monkeypatch.setenv("CNNLAB_OFFLINE", "1")
+    assert gradio_demo.main(["--run", "nope"]) == 2
+    assert "nope" in capsys.readouterr().err
+    assert gradio_demo.main(["--model", "vgg16"]) == 2
+    assert "vgg16-397923af.pth" in capsys.readouterr().err
