@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
 SCHEDULERS = ("none", "step", "cosine", "onecycle")
+# Steps by which the non-finite-loss check lags behind, per device type (see fit).
+FINITE_CHECK_LAG: dict[str, int] = {"cuda": 1}
 
 
 # ======================================================================================
@@ -515,8 +517,9 @@ def fit(
     k5 = min(5, num_classes)
     zero = lambda dtype: torch.zeros((), device=device, dtype=dtype)  # noqa: E731
     win_loss, win_correct, win_n = zero(torch.float32), zero(torch.int64), 0
-    # A lagged finiteness check on CUDA keeps one step in flight; on CPU it costs nothing.
-    check_lag = 1 if cuda else 0
+    # Checking the loss of step k before its update costs nothing on CPU; on CUDA it would
+    # stall the queue, so step k is checked while step k+1's forward is already queued.
+    check_lag = FINITE_CHECK_LAG.get(device.type, 0)
     pending_finite: tuple[torch.Tensor, int, int, torch.Tensor] | None = None
 
     def lr_now() -> float:

@@ -155,6 +155,19 @@ def test_stops_at_the_first_non_finite_loss():
     assert runs.load_run(result.run_id).status == "diverged"
 
 
+def test_lagged_finiteness_check_as_on_cuda(monkeypatch):
+    import cnnlab.train
+
+    monkeypatch.setattr(cnnlab.train, "FINITE_CHECK_LAG", {"cpu": 1})
+    model = _ExplodesAt(4)
+    result = fit(TrainConfig(epochs=3, log_every_steps=1, **FAST), model=model, data=digits_bundle(), save=False)
+    assert result.status == "diverged" and "step 4" in result.message
+    assert model.train_calls == 5 and result.steps == 4  # one step in flight, no further update
+    model = _ExplodesAt(23)  # the last step of the first epoch: caught before validation
+    result = fit(TrainConfig(epochs=3, **FAST), model=model, data=digits_bundle(), save=False)
+    assert result.status == "diverged" and "step 23" in result.message and result.history == []
+
+
 def test_huge_learning_rate_diverges_with_a_message():
     cfg = TrainConfig(**{**FAST, "model": "lenet_v2", "optimizer": "sgd", "lr": 10.0, "epochs": 2})
     result = fit(cfg, data=digits_bundle(), save=False)
