@@ -75,7 +75,7 @@ class TrainConfig:
     log_every_steps: int | None = None  # None: a step event at most every log_interval_s
     log_interval_s: float = 0.5
     max_steps: int | None = None  # stop (as "finished") after this many steps
-    eval_batch_size: int = 512
+    eval_batch_size: int | None = None  # default: twice batch_size (no gradients kept), at most 1024
     # For transfer learning (a later issue). Today: pass a prepared nn.Module to fit(model=...);
     # its frozen parameters (requires_grad=False) are left out of the optimiser.
     pretrained: bool = False
@@ -100,7 +100,8 @@ class TrainConfig:
             raise ConfigError("dataset must be a dataset name, e.g. 'digits'.")
         whole("epochs", self.epochs, 1, 1000)
         whole("batch size", self.batch_size, 1, 4096)
-        whole("eval batch size", self.eval_batch_size, 1, 4096)
+        if self.eval_batch_size is not None:
+            whole("eval batch size", self.eval_batch_size, 1, 4096)
         choice("optimizer", self.optimizer, OPTIMIZERS)
         choice("scheduler", self.scheduler, SCHEDULERS)
         choice("augmentation preset", self.augment, AUGMENT_PRESETS)
@@ -469,6 +470,7 @@ def fit(
 
     # ---- optimisation ------------------------------------------------------------------
     bs = config.batch_size
+    eval_bs = config.eval_batch_size or min(2 * bs, 1024)
     n_train = len(train_y)
     steps_per_epoch = max(1, math.ceil(n_train / bs))
     if n_train % bs == 1 and n_train > 1:
@@ -613,7 +615,7 @@ def fit(
                 break
 
             # ---- validation, best weights, metrics ---------------------------------------
-            v = eval_loop(model, val_x, val_y, val_pipe, num_classes, config.eval_batch_size, cancel=cancel)
+            v = eval_loop(model, val_x, val_y, val_pipe, num_classes, eval_bs, cancel=cancel)
             if v is None:  # cancelled during validation
                 status = "cancelled"
                 break
