@@ -124,3 +124,58 @@ def image_picker(key: str, source=None) -> Image.Image | None:
     return load_bundled_photo(name)
 
 
+
+
+@st.cache_data(ttl=20, show_spinner=False)
+def _statuses() -> dict:
+    from cnnlab.data import dataset_status, list_datasets
+
+    return {s.name: dataset_status(s.name) for s in list_datasets()}
+
+
+def dataset_choices() -> tuple[list[str], dict]:
+    """Dataset names (embedded first) and their status: present, downloadable or missing."""
+    statuses = _statuses()
+    order = {"present": 0, "downloadable": 1, "missing": 2}
+    names = sorted(statuses, key=lambda n: (order.get(statuses[n].state, 3), n != "digits", n))
+    return names, statuses
+
+
+def job_label(job) -> str:
+    if job is None:
+        return "?"
+    c = job.config  # no state in the label: a widget's options must not change while it lives
+    return f"#{job.id} {c.model} on {c.dataset}, {c.epochs} epoch{'s' if c.epochs != 1 else ''}"
+
+
+def training_charts(events: list[dict]) -> None:
+    """Loss and accuracy curves from trainer events: train per step window, val per epoch."""
+    import pandas as pd
+
+    start = next((e for e in events if e["kind"] == "start"), None)
+    per_epoch = max(1, start["steps_per_epoch"]) if start else 1
+    rows = []
+    for e in events:
+        if e["kind"] == "step":
+            x = e["step"] / per_epoch
+            rows.append(("loss", "train (running)", x, e["loss"]))
+            rows.append(("accuracy", "train (running)", x, e["top1"]))
+        elif e["kind"] == "epoch":
+            x = float(e["epoch"])
+            rows += [("loss", "train (epoch)", x, e["train_loss"]), ("loss", "validation", x, e["val_loss"]),
+                     ("accuracy", "train (epoch)", x, e["train_top1"]), ("accuracy", "validation", x, e["val_top1"])]
+    if not rows:
+        st.caption("Curves appear after the first steps.")
+        return
+    df = pd.DataFrame(rows, columns=["metric", "series", "epoch", "value"])
+    a, b = st.columns(2)
+    for col, metric in ((a, "loss"), (b, "accuracy")):
+        part = df[df.metric == metric]
+        col.markdown(f"**{metric.capitalize()}**")
+        col.line_chart(part, x="epoch", y="value", color="series", height=260)
+
+
+def dataset_classes(name: str) -> int | None:
+    from cnnlab.data import list_datasets
+
+    return next((s.num_classes for s in list_datasets() if s.name == name), None)

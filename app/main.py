@@ -19,6 +19,7 @@ PAGES = Path(__file__).parent / "pages"
 pages = [
     st.Page(str(PAGES / "architectures.py"), title="Architectures", icon=":material/account_tree:", default=True),
     st.Page(str(PAGES / "inside.py"), title="Look inside", icon=":material/visibility:"),
+    st.Page(str(PAGES / "train.py"), title="Train", icon=":material/model_training:"),
 ]
 nav = st.navigation(pages)
 sidebar_status()
