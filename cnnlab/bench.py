@@ -11,6 +11,7 @@ ratio of images per second, never an absolute claim.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ class BenchResult:
     baseline_images: int
     ours: dict[int, float]  # our batch size -> images/s
     ceiling: float = 0.0  # model alone at batch_size: one preloaded batch, no data pipeline
+    load: tuple[float, float] = (0.0, 0.0)  # 1-minute load average before and after
+
 
     @property
     def ratio(self) -> float:
@@ -46,7 +49,8 @@ class BenchResult:
     def report(self) -> str:
         base = self.baseline_images_per_sec
         lines = [
-            f"{self.model} on {self.dataset}, {self.device} ({self.threads} threads)",
+            f"{self.model} on {self.dataset}, {self.device} ({self.threads} threads, load average "
+            f"{self.load[0]:.1f} -> {self.load[1]:.1f}; other processes skew small batches most)",
             f"  {'loop':<50} {'batch':>5} {'images/s':>9} {'ratio':>6}",
             f"  {'seed style (PIL + DataLoader + .item())':<50} {self.batch_size:>5} {base:>9.0f} {1:>5.2f}x",
         ]
@@ -118,6 +122,13 @@ def _seed_style_loop(model: nn.Module, loader, device: torch.device, seconds: fl
                 return images, time.perf_counter() - t0
 
 
+def _load() -> float:
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):  # not on every platform
+        return 0.0
+
+
 def _model_alone(model: nn.Module, shape: tuple[int, ...], num_classes: int, batch_size: int,
                  device: torch.device, seconds: float) -> float:
     """Images/s of forward + backward + Adam on one fixed batch: the ceiling of any data loop."""
@@ -184,6 +195,7 @@ def bench_train(
 
     # Both loops run in alternating rounds and the best round of each counts (as timeit
     # does): other processes on a shared machine then slow both sides alike.
+    load_before = _load()
     per_round = seconds / rounds
     ours: dict[int, float] = {}
     train = bundle.train
@@ -210,5 +222,5 @@ def bench_train(
     return BenchResult(
         model=model, dataset=dataset, device=str(dev), batch_size=batch_size, threads=torch.get_num_threads(),
         baseline_images_per_sec=base_best, baseline_images=base_images, ours=ours,
-        ceiling=ceiling,
+        ceiling=ceiling, load=(load_before, _load()),
     )
