@@ -92,6 +92,15 @@ class InputPipeline:
             raise ConfigError(f"the model input size must be positive, got {size}")
         self._augment_fn, self._eval_fn = batch_transforms(self.augment, size)
 
+    @property
+    def model_mean(self) -> tuple[float, ...]:
+        """The normalisation mean in the model's channels (after channel adaptation)."""
+        return tuple(float(v) for v in self._mean.flatten().tolist())
+
+    @property
+    def model_std(self) -> tuple[float, ...]:
+        return tuple(float(v) for v in self._std.flatten().tolist())
+
     def _finish(self, x: torch.Tensor) -> torch.Tensor:
         dc, mc = x.shape[1], self.model_shape[0]
         if dc == 1 and mc != 1:

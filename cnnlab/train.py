@@ -497,6 +497,9 @@ def fit(
             "display_name": getattr(info, "display_name", info.name), "classes": list(info.classes),
             "input_shape": list(model_shape), "data_shape": list(data_shape),
             "mean": list(info.mean), "std": list(info.std), "num_params": num_params,
+            # what the model sees: mean/std in its own channels (grey -> RGB repeats, RGB -> grey
+            # uses the luma weights), for pages that prepare images themselves
+            "model_mean": list(val_pipe.model_mean), "model_std": list(val_pipe.model_std),
             "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
             "device": str(device), "torch": torch.__version__, "notes": notes,
             "train_images": n_train, "val_images": len(val_y),

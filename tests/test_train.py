@@ -227,6 +227,7 @@ def test_grey_digits_train_a_three_channel_32px_model():
     assert result.status == "finished"
     meta = runs.load_run(result.run_id).meta
     assert meta["input_shape"] == [3, 32, 32] and meta["data_shape"] == [1, 28, 28]
+    assert meta["model_mean"] == pytest.approx([0.19] * 3) and meta["model_std"] == pytest.approx([0.33] * 3)
     assert any("repeated" in n for n in meta["notes"]) and any("resized to 32x32" in n for n in meta["notes"])
     model = runs.load_model(result.run_id)
     assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 10)
