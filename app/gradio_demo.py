@@ -84,6 +84,8 @@ class Predictor:
         return self._cache[ref]
 
     def __call__(self, ref: str, image_path: str | None):
+        from PIL import Image
+
         from cnnlab.activations import denormalize, grad_cam, overlay
         from cnnlab.data.images import decode_image
         from cnnlab.evaluate import predict_topk
@@ -98,7 +100,10 @@ class Predictor:
             top = predict_topk(src.model, image, src, k=min(self.k, len(src.classes)))
             x = src.to_input(image)
             cam = grad_cam(src.model, x, target=src.classes.index(top[0][0]))
-            picture = overlay(denormalize(x, src.mean, src.std), cam.heatmap)
+            seen = Image.fromarray(denormalize(x, src.mean, src.std))
+            scale = max(1, 320 // max(seen.size))
+            seen = seen.resize((seen.width * scale, seen.height * scale), Image.BILINEAR)
+            picture = overlay(seen, cam.heatmap)
         except CnnlabError as err:
             raise gr.Error(str(err)) from None
         return {name: float(p) for name, p in top}, picture
@@ -121,6 +126,10 @@ def _read_upload(value: str) -> bytes:
 class SafeImage(gr.Image):
     """``gr.Image`` that hands over the raw upload without opening it with PIL, so that every
     file (even a broken one) goes through cnnlab's safe decoder and gets its clear message."""
+
+    @classmethod
+    def get_block_name(cls) -> str:  # render with Gradio's own image widget
+        return "image"
 
     def preprocess(self, payload):  # type: ignore[override]
         if payload is None:
@@ -183,7 +192,8 @@ def build_demo(choices: list[Choice], k: int = 5) -> gr.Blocks:
                 button = gr.Button("Predict", variant="primary")
             with gr.Column():
                 label = gr.Label(num_top_classes=k, label="Top classes")
-                cam = gr.Image(type="pil", label="Grad-CAM of the top class", interactive=False)
+                cam = gr.Image(type="pil", label="Grad-CAM of the top class (the input as the model sees it)",
+                               interactive=False, height=340)
         if examples:
             gr.Examples(examples, inputs=[image], label="Examples")
         button.click(predictor, inputs=[model, image], outputs=[label, cam], api_name="predict")

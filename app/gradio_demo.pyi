@@ -119,6 +119,10 @@ class SafeImage(gr.Image):
     """``gr.Image`` that hands over the raw upload without opening it with PIL, so that every
     file (even a broken one) goes through cnnlab's safe decoder and gets its clear message."""
 
+    @classmethod
+    def get_block_name(cls) -> str:  # render with Gradio's own image widget
+        return "image"
+
     def preprocess(self, payload):  # type: ignore[override]
         if payload is None:
             return None

@@ -1,0 +1,156 @@
+"""Real-browser tests: the Streamlit app and the Gradio demo in Debian's Chromium through Playwright.
+
+The app runs as `streamlit run app/main.py --server.headless true` on a free localhost port
+with its own empty cache and no network; screenshots are kept in pytest's temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+
+PAGES = [  # (url path, heading)
+    ("", "Architectures"),
+    ("inside", "Look inside"),
+    ("train", "Train"),
+]
+ERROR_SELECTOR = '[data-testid="stAlertContentError"], [data-testid="stException"]'
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory):
+    return tmp_path_factory.mktemp("screenshots")
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    port = free_port()
+    cache = tmp_path_factory.mktemp("browser-cache")
+    env = {**os.environ, "CNNLAB_CACHE": str(cache), "CNNLAB_OFFLINE": "1",
+           "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
+    log = open(cache / "streamlit.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "main.py"), "--server.headless", "true",
+         "--server.port", str(port), "--server.address", "127.0.0.1"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("streamlit did not start: " + (cache / "streamlit.log").read_text())
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM,
+                              args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        yield b
+        b.close()
+
+
+def open_page(browser, url):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(url)
+    return page
+
+
+def wait_idle(page, timeout=60_000):
+    """Until Streamlit has finished the script run (the status widget disappears)."""
+    page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=timeout)
+
+
+@pytest.mark.parametrize("path,heading", PAGES)
+def test_every_page_renders_without_error(browser, app_url, shots, path, heading):
+    page = open_page(browser, f"{app_url}/{path}")
+    page.get_by_role("heading", name=heading, level=1).wait_for(timeout=60_000)
+    page.wait_for_timeout(1500)
+    wait_idle(page)
+    page.screenshot(path=str(shots / f"page-{path or 'home'}.png"))
+    assert page.locator(ERROR_SELECTOR).count() == 0, page.locator(ERROR_SELECTOR).first.inner_text()
+    page.close()
+
+
+def test_training_in_the_browser_updates_the_curves(browser, app_url, shots):
+    page = open_page(browser, f"{app_url}/train")
+    page.get_by_role("heading", name="Train", level=1).wait_for(timeout=60_000)
+    wait_idle(page)
+    epochs = page.get_by_label("Epochs")
+    epochs.fill("6")
+    epochs.press("Enter")
+    wait_idle(page)
+    page.get_by_role("button", name="Start training").click()
+    charts = page.locator('[data-testid="stVegaLiteChart"]')
+    charts.first.wait_for(timeout=60_000)
+    first = charts.first.screenshot()
+    page.get_by_text("is on the Runs page").wait_for(timeout=120_000)
+    page.wait_for_timeout(2000)
+    last = charts.first.screenshot()
+    page.screenshot(path=str(shots / "training-finished.png"))
+    assert first != last, "the loss curve did not change while training"
+    assert page.get_by_text("6 / 6").count() >= 1
+    assert page.locator(ERROR_SELECTOR).count() == 0
+    page.close()
+
+
+def test_gradio_demo_upload_shows_labels(browser, tmp_path, monkeypatch, shots):
+    sys.path.insert(0, str(ROOT))
+    from app import gradio_demo
+    from cnnlab.data.images import load_bundled_photo
+    from cnnlab.train import TrainConfig, fit
+
+    monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path / "cache"))
+    run = fit(TrainConfig(model="cifar_convnet", dataset="shapes", epochs=1, lr=2e-3,
+                          data_options={"n_train": 800, "n_val": 200}))
+    demo = gradio_demo.build_demo(gradio_demo.available_choices(run=run.run_id), k=3)
+    port = gradio_demo.free_port()
+    gradio_demo.launch(demo, "127.0.0.1", port, share=False, block=False)
+    try:
+        photo = tmp_path / "chelsea.png"
+        load_bundled_photo("chelsea").save(photo)
+        page = open_page(browser, f"http://127.0.0.1:{port}/")
+        page.get_by_text("What does the network see?").wait_for(timeout=60_000)
+        page.locator('input[type="file"]').first.set_input_files(str(photo))
+        label = page.locator(".output-class, [data-testid='label-output-value']").first
+        label.wait_for(timeout=60_000)
+        text = label.inner_text().strip()
+        page.screenshot(path=str(shots / "gradio.png"))
+        from cnnlab.data import SHAPE_CLASSES
+
+        assert text in SHAPE_CLASSES, text
+    finally:
+        demo.close()
