@@ -396,3 +396,20 @@ def load_model(run_id: str, device: str | torch.device = "cpu") -> nn.Module:
     load_state_into(model, state, source=f"checkpoint of run {run.run_id}")
     model.cnnlab_run_id = run.run_id  # type: ignore[attr-defined]
     return model.to(device).eval()
+
+
+def load_run_data(run: Run):
+    """The dataset a run was trained on, split the same way (for evaluation after the fact).
+
+    Raises a :class:`~cnnlab.errors.DataError` when the data is no longer on disk.
+    """
+    from .data import load_dataset
+    from .transfer import standin_cfg_of, standin_target
+
+    standin = standin_cfg_of(run)
+    if standin is not None:
+        return standin_target(standin)
+    cfg = run.config
+    return load_dataset(cfg.get("dataset", ""), root=cfg.get("data_root"), seed=int(cfg.get("seed", 0)),
+                        subset=cfg.get("subset"), val_fraction=float(cfg.get("val_fraction", 0.2)),
+                        download=False, **(cfg.get("data_options") or {}))

@@ -48,6 +48,12 @@ FINITE_CHECK_LAG: dict[str, int] = {"cuda": 1}
 # ======================================================================================
 
 
+def _transfer_models() -> list[str]:
+    from .models import list_models
+
+    return list_models(family="transfer")
+
+
 @dataclass
 class TrainConfig:
     """Everything that defines a training run. ``asdict(config)`` is what ``config.json`` holds."""
@@ -105,12 +111,7 @@ class TrainConfig:
         choice("optimizer", self.optimizer, OPTIMIZERS)
         choice("scheduler", self.scheduler, SCHEDULERS)
         choice("augmentation preset", self.augment, AUGMENT_PRESETS)
-        if self.freeze != "none":
-            raise ConfigError(
-                f"freeze={self.freeze!r} is not supported by the config yet: set requires_grad=False on "
-                "the layers of a prepared model and pass it to fit(config, model=...) (only trainable "
-                "parameters are optimised)."
-            )
+        choice("freeze mode", self.freeze, ("none", "features"))
         for name, value, hi in (("learning rate", self.lr, 10.0), ("weight decay", self.weight_decay, 1.0)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ConfigError(f"{name} must be a number, got {value!r}.")
@@ -151,17 +152,22 @@ class TrainConfig:
             raise ConfigError(f"log_interval_s must be >= 0, got {self.log_interval_s!r}.")
         if not isinstance(self.device, str):
             raise ConfigError(f"device must be auto, cpu, cuda or mps; got {self.device!r}.")
-        if self.pretrained:
-            raise ConfigError(
-                "pretrained=True needs a prepared model: build it and pass it to fit(config, model=...)."
-            )
         from .errors import UnknownModelError
         from .models import get_spec
 
         try:
-            get_spec(self.model)
+            spec = get_spec(self.model)
         except UnknownModelError as e:
             raise ConfigError(str(e)) from e
+        if (self.pretrained or self.freeze != "none") and spec.family != "transfer":
+            transfer = ", ".join(n for n in _transfer_models())
+            raise ConfigError(
+                f"pretrained weights and freezing apply to the transfer-learning models ({transfer}); "
+                f"{self.model} is trained from scratch. For another prepared model, set requires_grad=False "
+                "yourself and pass it to fit(config, model=...)."
+            )
+        if self.freeze != "none" and not self.pretrained:
+            raise ConfigError("freeze='features' keeps pretrained features fixed: it needs pretrained=True.")
         return self
 
     @classmethod
@@ -298,13 +304,19 @@ def prepare_model(
         channels = config.in_channels or spec.input_shape[0]
         if config.input_size is not None:
             size = _size2(config.input_size)
+        elif spec.family == "transfer":  # ImageNet models: the weights' own 224x224 crops
+            size = tuple(spec.input_shape[1:])
         elif spec.fixed_input and not spec.sized_at_creation:
             size = tuple(spec.input_shape[1:])
         else:
             size = tuple(data_shape[1:])
         kwargs: dict[str, Any] = {"num_classes": num_classes, "in_channels": channels, "input_size": list(size)}
+        extra: dict[str, Any] = {}
+        if spec.family == "transfer":  # only the first build loads ImageNet weights; a rebuild loads best.pt
+            extra = {"pretrained": config.pretrained,
+                     "mode": "feature_extract" if config.freeze == "features" else "finetune"}
         try:
-            model = create(config.model, num_classes=num_classes, in_channels=channels, input_size=size)
+            model = create(config.model, num_classes=num_classes, in_channels=channels, input_size=size, **extra)
         except (ModelConfigError, InputSizeError) as e:
             raise ConfigError(f"cannot build {config.model} for this data: {e}") from e
     else:
