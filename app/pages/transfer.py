@@ -1,0 +1,181 @@
+"""Transfer learning: a pretrained network against the same network trained from scratch."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from app.common import show_error
+from cnnlab.data import dataset_status
+from cnnlab.errors import CnnlabError
+from cnnlab.jobs import get_manager
+from cnnlab.models import get_spec, list_models
+from cnnlab.models.pretrained import weights_status
+from cnnlab.runs import list_runs, load_run, load_run_data
+from cnnlab.transfer import CompareConfig, StandinConfig, standin_cfg_of, submit_comparison, submit_standin, summarize
+
+st.title("Transfer learning")
+st.write(
+    "Seed 000's experiment: VGG-16 trained from scratch on Caltech101 against VGG-16 pretrained on "
+    "ImageNet, its features frozen and only a new head trained (1,075,046 parameters). Same images, "
+    "same budget. The pretrained network starts from features that already see edges, textures and "
+    "object parts; the scratch one must learn them from a few thousand images."
+)
+
+weights_state, weights_msg = weights_status("vgg16")
+data_status = dataset_status("caltech101")
+c1, c2 = st.columns(2)
+icon = {"present": "✅", "downloadable": "⬇️", "missing": "❌"}
+c1.markdown(f"**VGG-16 ImageNet weights** {icon.get(weights_state, '')} {weights_state}")
+c1.caption(weights_msg)
+c2.markdown(f"**Caltech101** {icon.get(data_status.state, '')} {data_status.state}")
+c2.caption(data_status.message)
+
+tab_real, tab_standin = st.tabs(["Caltech101 with VGG-16", "Offline stand-in (works everywhere)"])
+
+with tab_real:
+    if weights_state != "present" or data_status.state != "present":
+        st.info("The real comparison needs both the ImageNet weights and Caltech101 on disk (see above). "
+                "Meanwhile the **offline stand-in** tab runs the same experiment on embedded data.")
+    else:
+        names = [n for n in list_models() if not get_spec(n).adaptive and get_spec(n).family != "transfer"]
+        a, b, c, d = st.columns(4)
+        scratch_model = a.selectbox("From-scratch model", names, index=names.index("vgg16"), key="tl-scratch")
+        mode = b.radio("Pretrained VGG-16", ["feature_extract", "finetune"], key="tl-mode",
+                       format_func={"feature_extract": "frozen features (seed 000)",
+                                    "finetune": "fine-tune everything"}.get)
+        epochs = c.number_input("Epochs", 1, 100, 3, key="tl-epochs")
+        batch = d.select_slider("Batch size", [8, 16, 32, 64], 16, key="tl-batch")
+        lr = st.number_input("Learning rate (Adam)", 1e-6, 1.0, 1e-3, format="%.5f", key="tl-lr")
+        from cnnlab.device import pick_device
+
+        if pick_device().type == "cpu":
+            st.warning("No GPU here: VGG-16 at 224x224 trains at a few images per second on a CPU, so "
+                           "one epoch of Caltech101 takes tens of minutes.", icon="🐢")
+        if st.button("Run the comparison", type="primary", key="tl-run"):
+            try:
+                cfg = CompareConfig(scratch_model=scratch_model, mode=mode, epochs=int(epochs),
+                                    batch_size=int(batch), lr=float(lr))
+                jobs = submit_comparison(cfg)
+            except CnnlabError as err:
+                show_error(err)
+            else:
+                st.session_state["tl-jobs"] = [j.id for j in jobs]
+                st.success("Queued: the scratch model first, then the pretrained one. Follow them on the "
+                           "**Train** page; the result appears below when both are done.")
+
+with tab_standin:
+    st.markdown(
+        "No download needed. In the spirit of seed 002 (pretrain on CIFAR-100, fine-tune on CIFAR-10): "
+        "a LeNet-5 is pretrained once on **five** shape classes with thousands of images (cached), then it "
+        "and an identical fresh LeNet-5 learn **three other** shapes (ring, heart, crescent) from only "
+        "20 labelled images each, for the same number of steps."
+    )
+    if st.button("Run the stand-in comparison", type="primary", key="tl-standin"):
+        try:
+            with st.spinner("Pretraining on the five source classes (once; cached afterwards)…"):
+                jobs = submit_standin(StandinConfig())
+        except CnnlabError as err:
+            show_error(err)
+        else:
+            st.session_state["tl-jobs"] = [j.id for j in jobs]
+
+
+@st.fragment(run_every=2.0)
+def progress() -> None:
+    ids = st.session_state.get("tl-jobs")
+    if not ids:
+        return
+    manager = get_manager()
+    jobs = [manager.get(i) for i in ids]
+    if any(j is None for j in jobs):
+        return
+    for tag, job in zip(("from scratch", "pretrained"), jobs):
+        st.progress(job.progress, text=f"{tag}: {job.config.model} — {job.state}"
+                    + (f" (queue position {job.position})" if job.state == "queued" else ""))
+    if all(j.done for j in jobs):
+        st.session_state["tl-pair"] = (jobs[0].run_id, jobs[1].run_id)
+        st.session_state.pop("tl-jobs")
+        st.rerun()
+
+
+progress()
+
+st.subheader("Results")
+runs = [r for r in list_runs() if r.has_checkpoint]
+
+
+def is_pretrained(run) -> bool:
+    return bool(run.config.get("pretrained") or run.meta.get("prepared_model"))
+
+
+def is_candidate(run) -> bool:
+    return standin_cfg_of(run) is not None or get_spec(run.meta.get("model", "lenet")).family == "transfer" \
+        or run.config.get("dataset") == "caltech101"
+
+
+cands = [r for r in runs if is_candidate(r)]
+scratch_runs = [r.run_id for r in cands if not is_pretrained(r)]
+pre_runs = [r.run_id for r in cands if is_pretrained(r)]
+if not scratch_runs or not pre_runs:
+    st.info("No comparison yet: run one above (the stand-in takes about a minute on a CPU).")
+    st.stop()
+pair = st.session_state.get("tl-pair") or (scratch_runs[0], pre_runs[0])
+a, b = st.columns(2)
+labels = {r.run_id: f"{r.meta.get('model')} on {r.meta.get('display_name', r.config.get('dataset'))} · {r.run_id}"
+          for r in cands}
+s_id = a.selectbox("From scratch", scratch_runs, index=scratch_runs.index(pair[0]) if pair[0] in scratch_runs else 0,
+                   format_func=labels.get, key="tl-s")
+p_id = b.selectbox("Pretrained", pre_runs, index=pre_runs.index(pair[1]) if pair[1] in pre_runs else 0,
+                   format_func=labels.get, key="tl-p")
+
+
+@st.cache_data(show_spinner="Evaluating both runs…", max_entries=16)
+def cached_summary(scratch_id: str, pre_id: str) -> dict:
+    run = load_run(pre_id)
+    data = load_run_data(run)
+    split = "test" if data.test is not None else "val"
+    return summarize(scratch_id, pre_id, data, split=split).as_dict()
+
+
+try:
+    summary = cached_summary(s_id, p_id)
+except CnnlabError as err:
+    show_error(err)
+    st.stop()
+
+sa, sb = summary["scratch"], summary["pretrained"]
+m = st.columns(4)
+m[0].metric("Scratch top-1", f"{sa['top1']:.1%}")
+m[1].metric("Pretrained top-1", f"{sb['top1']:.1%}", delta=f"{(sb['top1'] - sa['top1']) * 100:+.1f} points")
+m[2].metric("Scratch top-5", f"{sa['top5']:.1%}")
+m[3].metric("Pretrained top-5", f"{sb['top5']:.1%}")
+st.caption(f"Measured on the {sa['split']} split. Scratch run: {sa['status']}; pretrained run: {sb['status']}."
+           + (f" Scratch: {sa['message']}" if sa["status"] != "finished" else ""))
+
+rows = []
+for tag, s in (("scratch", sa), ("pretrained", sb)):
+    for r in s["curves"]:
+        rows.append({"epoch": r.get("epoch"), "run": tag, "val accuracy": r.get("val_top1"),
+                     "val loss": r.get("val_loss"), "train loss": r.get("train_loss")})
+curves = pd.DataFrame(rows)
+if not curves.empty:
+    c1, c2 = st.columns(2)
+    c1.markdown("**Validation accuracy**")
+    c1.line_chart(curves, x="epoch", y="val accuracy", color="run", height=260)
+    c2.markdown("**Validation loss**")
+    c2.line_chart(curves, x="epoch", y="val loss", color="run", height=260)
+
+per_class = pd.DataFrame({
+    "class": [r["name"] for r in sa["per_class"]],
+    "scratch top-1": [r["top1"] for r in sa["per_class"]],
+    "pretrained top-1": [r["top1"] for r in sb["per_class"]],
+    "scratch top-5": [r["top5"] for r in sa["per_class"]],
+    "pretrained top-5": [r["top5"] for r in sb["per_class"]],
+})
+st.markdown("**Per class** (as in seed 000)")
+st.bar_chart(per_class.set_index("class")[["scratch top-1", "pretrained top-1"]], stack=False, height=280)
+st.markdown("**Where they differ most**")
+st.dataframe(pd.DataFrame(summary["differences"]), hide_index=True, width="stretch",
+             column_config={c: st.column_config.NumberColumn(format="percent")
+                            for c in ("scratch top-1", "pretrained top-1", "difference")})

@@ -1,0 +1,48 @@
+"""AppTest of the Transfer learning page: statuses, the one-click stand-in, the summary."""
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+MAIN = str(Path(__file__).resolve().parent.parent / "app" / "main.py")
+
+
+def open_page():
+    at = AppTest.from_file(MAIN, default_timeout=300)
+    at.run()
+    at.switch_page("pages/transfer.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_statuses_and_missing_files_explained(monkeypatch):
+    monkeypatch.setenv("CNNLAB_OFFLINE", "1")
+    at = open_page()
+    assert at.title[0].value == "Transfer learning"
+    text = " ".join(c.value for c in at.caption)
+    assert "vgg16-397923af.pth" in text and "101_ObjectCategories" in text
+    assert any("offline stand-in" in i.value for i in at.info)
+    assert not at.error
+
+
+def test_standin_runs_with_one_click_and_shows_the_summary(monkeypatch):
+    import cnnlab.transfer as transfer
+    from cnnlab.jobs import get_manager
+
+    small = transfer.StandinConfig(source_images=2000, source_epochs=2, target_labels=10, epochs=3, device="cpu")
+    full = transfer.submit_standin
+    monkeypatch.setattr(transfer, "submit_standin", lambda cfg=None, manager=None: full(small, manager))
+    at = open_page()
+    at.button(key="tl-standin").click().run()
+    assert not at.exception and not at.error
+    ids = at.session_state["tl-jobs"]
+    manager = get_manager()
+    for i in ids:
+        assert manager.get(i).wait(timeout=180)
+        assert manager.get(i).state == "finished", manager.get(i).message
+    at.run()
+    at.run()
+    assert not at.exception and not at.error
+    labels = [m.label for m in at.metric]
+    assert "Scratch top-1" in labels and "Pretrained top-1" in labels
+    assert at.dataframe  # the per-class differences
