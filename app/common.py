@@ -18,6 +18,23 @@ def device_text() -> str:
 def sidebar_status() -> None:
     with st.sidebar:
         st.caption(f"Device: **{device_text()}**")
+        job_status()
+
+
+@st.fragment(run_every=3.0)
+def job_status() -> None:
+    """The training jobs running or waiting on this server, refreshed every few seconds."""
+    from cnnlab.jobs import get_manager
+
+    active = get_manager().active()
+    if not active:
+        st.caption("No training running.")
+        return
+    for job in active:
+        if job.state == "queued":
+            st.caption(f"⏳ #{job.id} {job.config.model} on {job.config.dataset}: queued ({job.position})")
+        else:
+            st.progress(job.progress, text=f"#{job.id} {job.config.model} on {job.config.dataset}")
 
 
 def show_error(err: Exception) -> None:
