@@ -1,0 +1,264 @@
+"""Runs: every training run on disk, their curves side by side, one run evaluated in detail."""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import datetime
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from app.common import show_error
+from cnnlab.errors import CnnlabError, DataError
+from cnnlab.runs import delete_run, list_runs, load_run
+
+st.title("Runs")
+st.write("Every training run saved on this machine: compare their curves, evaluate one on its "
+         "validation split (per-class accuracy and confusion matrix) and delete the ones you no "
+         "longer need.")
+
+# A run deleted on the previous rerun: drop it from the widgets before they are created.
+deleted = st.session_state.pop("runs-deleted", None)
+if deleted:
+    st.success(f"Run {deleted} deleted. The other runs were not touched.")
+
+runs = list_runs()
+if not runs:
+    st.info("No run yet. Train one on the **Train** page (a LeNet on the digits takes seconds); "
+            "each training is saved here when it ends, even a stopped or diverged one.")
+    st.stop()
+
+by_id = {r.run_id: r for r in runs}
+if deleted:
+    st.session_state.pop("runs-detail", None)
+    if "runs-compare" in st.session_state:
+        st.session_state["runs-compare"] = [i for i in st.session_state["runs-compare"] if i in by_id]
+
+
+def _stamp(text: str) -> datetime | None:
+    try:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S%z")
+    except (TypeError, ValueError):
+        return None
+
+
+def duration_s(run) -> float | None:
+    """Wall time from creation to the end (or to now while running)."""
+    rec = run.status_record
+    start = _stamp(rec.get("created") or run.created)
+    if run.status == "running" and start is not None:
+        return max(0.0, time.time() - start.timestamp())
+    end = _stamp(rec.get("finished", ""))
+    wall = (end - start).total_seconds() if start is not None and end is not None else None
+    elapsed = run.metrics[-1].get("elapsed") if run.metrics else None  # sub-second, up to the last epoch
+    if isinstance(elapsed, (int, float)) and (wall is None or wall < 10):
+        return float(elapsed)
+    return wall
+
+
+def fmt_duration(s: float | None) -> str:
+    if s is None:
+        return "—"
+    if s < 10:
+        return f"{s:.1f} s"
+    s = int(round(s))
+    return f"{s // 3600} h {s % 3600 // 60:02d} min" if s >= 3600 else f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
+
+
+def label(run) -> str:
+    return f"{run.meta.get('model', '?')} on {run.meta.get('dataset', '?')} — {run.status} · {run.run_id}"
+
+
+# ---- the table ----------------------------------------------------------------------
+table = pd.DataFrame([{
+    "run": r.run_id,
+    "status": r.status,
+    "model": r.meta.get("model") or r.config.get("model"),
+    "dataset": r.meta.get("dataset") or r.config.get("dataset"),
+    "best val top-1": None if r.best_val_top1 is None else 100 * r.best_val_top1,
+    "epochs": f"{len(r.metrics)} / {r.config.get('epochs', '?')}",
+    "duration": fmt_duration(duration_s(r)),
+    "created": _stamp(r.created),
+} for r in runs])
+table["created"] = pd.to_datetime(table["created"], utc=True)
+st.dataframe(table, hide_index=True, width="stretch", height=min(38 + 35 * len(runs), 420),
+             column_config={
+                 "best val top-1": st.column_config.NumberColumn(format="%.1f%%"),
+                 "created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
+             })
+
+# ---- curves of several runs -----------------------------------------------------------
+st.subheader("Curves")
+compare = st.multiselect("Runs to compare", list(by_id),
+                         default=None if "runs-compare" in st.session_state else [r.run_id for r in runs[:3]],
+                         format_func=lambda i: label(by_id[i]), key="runs-compare")
+
+
+def draw_curves(run_ids: list[str]) -> None:
+    rows = []
+    for run_id in run_ids:
+        try:
+            run = load_run(run_id)  # fresh from disk: a running run grows
+        except CnnlabError:
+            continue
+        for m in run.metrics:
+            for metric, split, key in (("accuracy", "validation", "val_top1"), ("accuracy", "train", "train_top1"),
+                                       ("loss", "validation", "val_loss"), ("loss", "train", "train_loss")):
+                v = m.get(key)
+                if isinstance(v, (int, float)) and math.isfinite(v):
+                    rows.append((run_id, int(m["epoch"]), metric, split, float(v)))
+    if not rows:
+        st.caption("No epoch finished yet in the selected runs: curves appear after the first validation.")
+        return
+    df = pd.DataFrame(rows, columns=["run", "epoch", "metric", "split", "value"])
+    losses = df[(df.metric == "loss") & (df.value > 0)].value
+    huge = len(losses) > 0 and losses.max() > 1000 * losses.min()  # e.g. a run that blew up
+    log_loss = st.checkbox("Loss on a log scale", value=bool(huge), key="runs-logloss")
+    colour = alt.Color("run:N", legend=alt.Legend(orient="bottom", direction="vertical", labelLimit=400))
+    dash = alt.StrokeDash("split:N", sort=["validation", "train"], legend=alt.Legend(orient="bottom"))
+    x = alt.X("epoch:Q", axis=alt.Axis(tickMinStep=1, format="d"))
+    tooltip = ["run", "epoch", "split", alt.Tooltip("value:Q", format=".4f")]
+    a, b = st.columns(2)
+    acc = alt.Chart(df[df.metric == "accuracy"]).mark_line(point=True).encode(
+        x, alt.Y("value:Q", title="top-1 accuracy", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
+        colour, dash, tooltip=tooltip)
+    loss = alt.Chart(df[df.metric == "loss"]).mark_line(point=True).encode(
+        x, alt.Y("value:Q", title="loss", scale=alt.Scale(type="log" if log_loss else "linear")),
+        colour, dash, tooltip=tooltip)
+    a.markdown("**Accuracy** (solid: validation, dashed: train)")
+    a.altair_chart(acc, width="stretch")
+    b.markdown("**Loss**")
+    b.altair_chart(loss, width="stretch")
+
+
+if not compare:
+    st.caption("Pick one or more runs to see their curves.")
+elif any(by_id[i].status == "running" for i in compare):
+    st.fragment(draw_curves, run_every=2.0)(compare)  # refresh while they train
+else:
+    draw_curves(compare)
+
+# ---- one run in detail --------------------------------------------------------------------
+st.subheader("One run in detail")
+run_id = st.selectbox("Run", list(by_id), format_func=lambda i: label(by_id[i]), key="runs-detail")
+run = by_id[run_id]
+status, message = run.status, run.message or run.status
+{"finished": st.success, "running": st.info, "cancelled": st.warning, "interrupted": st.warning}.get(
+    status, st.error)(f"**{status}**: {message}")
+
+cfg = run.config
+st.caption(f"{run.meta.get('model', '?')} on {run.meta.get('dataset', '?')} · {cfg.get('epochs', '?')} epochs, "
+           f"batch {cfg.get('batch_size', '?')}, {cfg.get('optimizer', '?')} lr {cfg.get('lr', '?')}, "
+           f"schedule {cfg.get('scheduler', '?')}, augmentation {cfg.get('augment', '?')}, seed {cfg.get('seed', '?')}"
+           + (f", {cfg['subset']} training images" if cfg.get("subset") else "")
+           + f" · {run.meta.get('device', '?')} · folder {run.path}")
+
+
+@st.cache_data(show_spinner="Evaluating on the validation split…", max_entries=16)
+def evaluation(run_id: str, checkpoint_stamp: float):
+    """The run's best weights on its own validation split, loaded as the trainer loaded it.
+
+    ``checkpoint_stamp`` (best.pt's mtime) is only part of the cache key.
+    """
+    from cnnlab.data import load_dataset
+    from cnnlab.evaluate import evaluate
+    from cnnlab.runs import load_model
+
+    r = load_run(run_id)
+    c = r.config
+    bundle = load_dataset(  # the arguments of cnnlab.train.load_data, without downloading
+        c.get("dataset") or r.meta["dataset"], root=c.get("data_root"), seed=int(c.get("seed", 0)),
+        subset=c.get("subset"), val_fraction=float(c.get("val_fraction", 0.2)), download=False,
+        **(c.get("data_options") or {}),
+    )
+    classes = list(r.meta.get("classes") or bundle.info.classes)
+    if len(classes) != len(bundle.info.classes):
+        raise CnnlabError(f"the run has {len(classes)} classes but its dataset now has "
+                          f"{len(bundle.info.classes)}: the data changed since training.")
+    return evaluate(load_model(r.run_id), bundle.val, bundle.info, device="cpu")
+
+
+def draw_evaluation(res, best: float | None) -> None:
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("Val top-1", f"{res.top1:.1%}")
+    m2.metric("Val top-5", f"{res.top5:.1%}")
+    m3.metric("Val loss", f"{res.loss:.3f}")
+    m4.metric("Images", f"{res.count:,}")
+    if best is not None:
+        st.caption(f"Best weights of the run (best.pt); during training its best validation top-1 was {best:.1%}.")
+    per = pd.DataFrame([(c.name, k, v, c.count) for c in res.per_class for k, v in (("top-1", c.top1), ("top-5", c.top5))],
+                       columns=["class", "measure", "accuracy", "images"])
+    n = len(res.classes)
+    st.markdown("**Per-class accuracy**")
+    bars = alt.Chart(per).mark_bar().encode(
+        alt.X("class:N", sort=res.classes, axis=alt.Axis(labelAngle=-60 if n > 12 else 0)),
+        alt.XOffset("measure:N"),
+        alt.Y("accuracy:Q", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
+        alt.Color("measure:N", legend=alt.Legend(orient="top")),
+        tooltip=["class", "measure", alt.Tooltip("accuracy:Q", format=".1%"), "images"],
+    ).properties(height=280)
+    st.altair_chart(bars, width="stretch")
+
+    st.markdown("**Confusion matrix** (rows: true class, columns: predicted; colour: share of the row)")
+    conf = res.confusion
+    rows_total = conf.sum(axis=1, keepdims=True).clip(min=1)
+    cells = pd.DataFrame([(res.classes[i], res.classes[j], int(conf[i, j]), float(conf[i, j] / rows_total[i, 0]))
+                          for i in range(n) for j in range(n)], columns=["true", "predicted", "images", "share"])
+    step = max(6, min(40, 560 // n))  # pixels per cell
+    base = alt.Chart(cells).encode(alt.X("predicted:N", sort=res.classes), alt.Y("true:N", sort=res.classes))
+    heat = base.mark_rect().encode(
+        alt.Color("share:Q", scale=alt.Scale(scheme="blues", domain=[0, 1]), legend=alt.Legend(format="%")),
+        tooltip=["true", "predicted", "images", alt.Tooltip("share:Q", format=".1%")])
+    chart = heat
+    if step >= 24:  # counts readable in the cells
+        chart = heat + base.mark_text(fontSize=10).encode(
+            alt.Text("images:Q"), color=alt.condition("datum.share > 0.5", alt.value("white"), alt.value("black")))
+    st.altair_chart(chart.properties(width=alt.Step(step), height=alt.Step(step)), width="content")
+    with st.expander("Per-class table (as in seed 000)"):
+        st.code(res.table(), language=None)
+
+
+if status == "running":
+    st.info("This run is still training: its curves are above and refresh by themselves; it is "
+            "evaluated here once it ends (its best.pt so far is partial).")
+elif not run.has_checkpoint:
+    st.info("This run has no checkpoint (it stopped before its first validation), so there is "
+            "nothing to evaluate.")
+else:
+    if status in ("interrupted", "cancelled"):
+        st.caption("The run did not complete its epochs: this evaluates the best weights saved until it stopped.")
+    try:
+        result = evaluation(run.run_id, (run.path / "best.pt").stat().st_mtime)
+    except DataError as err:
+        st.warning(f"The dataset of this run cannot be loaded, so it cannot be evaluated: {err} "
+                   "Its curves above are still shown.", icon="📂")
+    except (CnnlabError, OSError) as err:
+        show_error(err)
+    else:
+        draw_evaluation(result, run.best_val_top1)
+
+# ---- delete ---------------------------------------------------------------------------------
+st.divider()
+if st.button("Delete this run…", key="runs-delete", icon=":material/delete:", disabled=status == "running",
+             help="A run still training cannot be deleted; stop it on the Train page first."):
+    st.session_state["runs-confirm"] = run.run_id
+if st.session_state.get("runs-confirm") == run.run_id:
+    with st.container(border=True):
+        st.warning(f"Delete run **{run.run_id}**? Its folder (weights, metrics, configuration) is removed "
+                   "for good. Other runs are not touched.")
+        sure = st.checkbox("I am sure", key=f"runs-sure-{run.run_id}")
+        c1, c2, _ = st.columns([1, 1, 4])
+        if c1.button("Delete for good", type="primary", disabled=not sure, key="runs-delete-confirm"):
+            try:
+                delete_run(run.run_id)
+            except CnnlabError as err:
+                show_error(err)
+            else:
+                st.session_state.pop("runs-confirm", None)
+                st.session_state["runs-deleted"] = run.run_id
+                st.rerun()
+        if c2.button("Cancel", key="runs-delete-cancel"):
+            st.session_state.pop("runs-confirm", None)
+            st.rerun()

@@ -1,0 +1,152 @@
+"""AppTest of the Runs page, on real runs trained once per module and copied into each test's cache."""
+
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from cnnlab import runs
+from cnnlab.train import TrainConfig, fit
+
+MAIN = str(Path(__file__).resolve().parent.parent / "app" / "main.py")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A finished and a diverged digits run, and a run whose image folder was deleted afterwards."""
+    cache = tmp_path_factory.mktemp("runs-cache")
+    folder = tmp_path_factory.mktemp("imgs") / "colours"
+    rng = np.random.default_rng(0)
+    for name, colour in (("red", (200, 30, 30)), ("blue", (30, 30, 200))):
+        (folder / name).mkdir(parents=True)
+        for i in range(12):
+            pixels = (rng.integers(0, 60, (32, 32, 3)) + np.array(colour)).clip(0, 255).astype("uint8")
+            Image.fromarray(pixels).save(folder / name / f"{i}.png")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CNNLAB_CACHE", str(cache))
+        gone = fit(TrainConfig(model="lenet", dataset="folder", data_root=str(folder), epochs=1, batch_size=8,
+                               data_options={"image_size": 32, "progress": False}))
+        shutil.rmtree(folder)  # the dataset is not on disk any more
+        diverged = fit(TrainConfig(model="lenet_v2", dataset="digits", epochs=2, subset=300,
+                                   optimizer="sgd", lr=10.0))
+        finished = fit(TrainConfig(model="lenet", dataset="digits", epochs=2, subset=300))
+    assert gone.status == "finished", gone.message
+    assert diverged.status == "diverged", diverged.message  # really diverges (NaN loss), not a fake
+    assert finished.status == "finished", finished.message
+    return {"cache": cache, "finished": finished, "diverged": diverged, "gone": gone}
+
+
+@pytest.fixture
+def with_runs(trained):
+    """Copies of the trained runs in this test's isolated cache (so deleting one is safe)."""
+    shutil.copytree(trained["cache"] / "runs", Path(os.environ["CNNLAB_CACHE"]) / "runs")
+    return trained
+
+
+def open_page():
+    at = AppTest.from_file(MAIN, default_timeout=120)
+    at.run()
+    at.switch_page("pages/runs.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_no_runs_says_to_train_one():
+    at = open_page()
+    assert at.title[0].value == "Runs"
+    assert at.info and "Train" in at.info[0].value
+    assert not at.dataframe and not at.error
+
+
+def test_lists_runs_with_status_and_accuracy_and_overlays_curves(with_runs):
+    at = open_page()
+    table = at.dataframe[0].value
+    finished, diverged = with_runs["finished"], with_runs["diverged"]
+    assert list(table["run"]) == [r.run_id for r in runs.list_runs()]  # newest first
+    assert len(table) == 3
+    row = table.set_index("run").loc[finished.run_id]
+    assert row["status"] == "finished" and row["epochs"] == "2 / 2" and row["model"] == "lenet"
+    assert row["best val top-1"] == pytest.approx(100 * finished.best_val_top1)
+    assert table.set_index("run").loc[diverged.run_id, "status"] == "diverged"
+    assert at.multiselect(key="runs-compare").value == [r.run_id for r in runs.list_runs()]
+    specs = [c.proto.spec for c in at.get("vega_lite_chart")]
+    assert len(specs) >= 2 + 2  # accuracy and loss curves, then per-class bars and confusion matrix
+
+
+def test_detail_shows_per_class_bars_confusion_matrix_and_evaluation(with_runs):
+    finished = with_runs["finished"]
+    at = open_page()
+    at.selectbox(key="runs-detail").set_value(finished.run_id).run()
+    assert not at.exception and not at.error
+    assert at.success and "finished" in at.success[-1].value
+    top1 = next(m for m in at.metric if m.label == "Val top-1")
+    assert float(top1.value.rstrip("%")) == pytest.approx(100 * finished.best_val_top1, abs=0.2)
+    charts = at.get("vega_lite_chart")
+    specs = " ".join(c.proto.spec for c in charts)
+    assert '"rect"' in specs  # the confusion matrix heatmap
+    assert '"bar"' in specs and "top-5" in " ".join(str(c.proto) for c in charts)  # per-class bars
+    assert any("overall" in c.value for c in at.code)
+
+
+def test_diverged_run_says_why_and_missing_dataset_keeps_curves(with_runs):
+    at = open_page()
+    at.selectbox(key="runs-detail").set_value(with_runs["diverged"].run_id).run()
+    assert not at.exception
+    assert at.error and "diverged" in at.error[0].value and "learning rate" in at.error[0].value
+    at.selectbox(key="runs-detail").set_value(with_runs["gone"].run_id).run()
+    assert not at.exception and not at.error
+    assert any("cannot be loaded" in w.value and "does not exist" in w.value for w in at.warning)
+    assert len(at.get("vega_lite_chart")) >= 2  # curves still there
+
+
+def test_delete_with_confirmation_removes_only_that_run(with_runs):
+    victim = with_runs["diverged"].run_id
+    at = open_page()
+    at.selectbox(key="runs-detail").set_value(victim).run()
+    at.button(key="runs-delete").click().run()
+    assert not at.exception
+    assert any(victim in w.value for w in at.warning)
+    assert at.button(key="runs-delete-confirm").disabled  # not before "I am sure"
+    at.checkbox(key=f"runs-sure-{victim}").check().run()
+    at.button(key="runs-delete-confirm").click().run()
+    assert not at.exception, at.exception
+    left = {r.run_id for r in runs.list_runs()}
+    assert left == {with_runs["finished"].run_id, with_runs["gone"].run_id}
+    assert victim not in set(at.dataframe[0].value["run"])
+    assert any("deleted" in s.value for s in at.success)
+    assert runs.load_run(with_runs["finished"].run_id).has_checkpoint
+
+
+def test_running_run_shows_curves_but_no_evaluation():
+    first_epoch, release, cancel = threading.Event(), threading.Event(), threading.Event()
+
+    def hold(event):  # keep the run "running" after its first epoch until the page has been seen
+        if getattr(event, "kind", "") == "epoch":
+            first_epoch.set()
+            release.wait(60)
+
+    cfg = TrainConfig(model="lenet", dataset="digits", epochs=3, subset=300)
+    out = {}
+    worker = threading.Thread(target=lambda: out.update(r=fit(cfg, listeners=[hold], cancel=cancel)))
+    worker.start()
+    try:
+        assert first_epoch.wait(120)
+        (run,) = runs.list_runs()
+        assert run.status == "running"
+        at = open_page()
+        assert not at.exception and not at.error
+        assert at.dataframe[0].value.loc[0, "status"] == "running"
+        assert any("still training" in i.value for i in at.info)
+        assert not [m for m in at.metric if m.label == "Val top-1"]  # no evaluation
+        assert at.button(key="runs-delete").disabled
+        assert len(at.get("vega_lite_chart")) == 2  # its curves
+    finally:
+        cancel.set()
+        release.set()
+        worker.join(60)
+    assert out["r"].status == "cancelled"
