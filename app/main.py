@@ -15,7 +15,7 @@ from app.common import sidebar_status  # noqa: E402
 
 st.set_page_config(page_title="cnnlab", page_icon=":material/grid_on:", layout="wide")
 
-PAGES = Path(__file__).parent / "pages"
+PAGES = Path(__file__).parent / "views"
 pages = [
     st.Page(str(PAGES / "architectures.py"), title="Architectures", icon=":material/account_tree:", default=True),
     st.Page(str(PAGES / "inside.py"), title="Look inside", icon=":material/visibility:"),

@@ -403,13 +403,12 @@ def load_run_data(run: Run):
 
     Raises a :class:`~cnnlab.errors.DataError` when the data is no longer on disk.
     """
-    from .data import load_dataset
     from .transfer import standin_cfg_of, standin_target
 
     standin = standin_cfg_of(run)
     if standin is not None:
         return standin_target(standin)
-    cfg = run.config
-    return load_dataset(cfg.get("dataset", ""), root=cfg.get("data_root"), seed=int(cfg.get("seed", 0)),
-                        subset=cfg.get("subset"), val_fraction=float(cfg.get("val_fraction", 0.2)),
-                        download=False, **(cfg.get("data_options") or {}))
+    from .train import TrainConfig, load_data
+
+    config = TrainConfig.from_dict(run.config)
+    return load_data(config, download=False)

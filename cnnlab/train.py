@@ -278,13 +278,14 @@ def _size2(size: int | Sequence[int]) -> tuple[int, int]:
     return s[-2:]  # type: ignore[return-value]
 
 
-def load_data(config: TrainConfig) -> Any:
-    """The config's dataset through :func:`cnnlab.data.load_dataset`."""
+def load_data(config: TrainConfig, download: bool = True) -> Any:
+    """The config's dataset through :func:`cnnlab.data.load_dataset` (the split is a pure
+    function of the config, so a run's data can be loaded again later)."""
     from .data import load_dataset
 
     return load_dataset(
         config.dataset, root=config.data_root, seed=config.seed, subset=config.subset,
-        val_fraction=config.val_fraction, **config.data_options,
+        val_fraction=config.val_fraction, download=download, **config.data_options,
     )
 
 

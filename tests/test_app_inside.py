@@ -10,7 +10,7 @@ MAIN = str(Path(__file__).resolve().parent.parent / "app" / "main.py")
 def open_page():
     at = AppTest.from_file(MAIN, default_timeout=120)
     at.run()
-    at.switch_page("pages/inside.py").run()
+    at.switch_page("views/inside.py").run()
     assert not at.exception, at.exception
     return at
 

@@ -33,7 +33,7 @@ def run_id(trained):
 def open_page():
     at = AppTest.from_file(MAIN, default_timeout=120)
     at.run()
-    at.switch_page("pages/predict.py").run()
+    at.switch_page("views/predict.py").run()
     assert not at.exception, at.exception
     return at
 

@@ -51,7 +51,7 @@ def with_runs(trained):
 def open_page():
     at = AppTest.from_file(MAIN, default_timeout=120)
     at.run()
-    at.switch_page("pages/runs.py").run()
+    at.switch_page("views/runs.py").run()
     assert not at.exception, at.exception
     return at
 

@@ -11,7 +11,7 @@ MAIN = str(Path(__file__).resolve().parent.parent / "app" / "main.py")
 def open_page():
     at = AppTest.from_file(MAIN, default_timeout=120)
     at.run()
-    at.switch_page("pages/train.py").run()
+    at.switch_page("views/train.py").run()
     assert not at.exception, at.exception
     return at
 

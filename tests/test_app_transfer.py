@@ -10,7 +10,7 @@ MAIN = str(Path(__file__).resolve().parent.parent / "app" / "main.py")
 def open_page():
     at = AppTest.from_file(MAIN, default_timeout=300)
     at.run()
-    at.switch_page("pages/transfer.py").run()
+    at.switch_page("views/transfer.py").run()
     assert not at.exception, at.exception
     return at
 

@@ -25,6 +25,9 @@ PAGES = [  # (url path, heading)
     ("", "Architectures"),
     ("inside", "Look inside"),
     ("train", "Train"),
+    ("transfer", "Transfer learning"),
+    ("runs", "Runs"),
+    ("predict", "Predict"),
 ]
 ERROR_SELECTOR = '[data-testid="stAlertContentError"], [data-testid="stException"]'
 
@@ -48,7 +51,7 @@ def app_url(tmp_path_factory):
            "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
     log = open(cache / "streamlit.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "main.py"), "--server.headless", "true",
+        [shutil.which("streamlit") or "streamlit", "run", "app/main.py", "--server.headless", "true",
          "--server.port", str(port), "--server.address", "127.0.0.1"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )

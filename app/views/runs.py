@@ -162,17 +162,11 @@ def evaluation(run_id: str, checkpoint_stamp: float):
 
     ``checkpoint_stamp`` (best.pt's mtime) is only part of the cache key.
     """
-    from cnnlab.data import load_dataset
     from cnnlab.evaluate import evaluate
-    from cnnlab.runs import load_model
+    from cnnlab.runs import load_model, load_run_data
 
     r = load_run(run_id)
-    c = r.config
-    bundle = load_dataset(  # the arguments of cnnlab.train.load_data, without downloading
-        c.get("dataset") or r.meta["dataset"], root=c.get("data_root"), seed=int(c.get("seed", 0)),
-        subset=c.get("subset"), val_fraction=float(c.get("val_fraction", 0.2)), download=False,
-        **(c.get("data_options") or {}),
-    )
+    bundle = load_run_data(r)  # the split the trainer used, never downloading
     classes = list(r.meta.get("classes") or bundle.info.classes)
     if len(classes) != len(bundle.info.classes):
         raise CnnlabError(f"the run has {len(classes)} classes but its dataset now has "

@@ -1,0 +1,112 @@
+"""``activations``, ``kernels`` and ``cam`` subcommands: look inside a model from the shell."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+SOURCE_HELP = "a run id (or run:ID), pretrained:vgg16, or a zoo model name (untrained)"
+IMAGE_HELP = "an image file, or photo:NAME for a photo bundled with scikit-image (photo:chelsea)"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("activations", help="feature maps of one layer for one image, as a PNG grid")
+    p.add_argument("source", help=SOURCE_HELP)
+    p.add_argument("image", help=IMAGE_HELP)
+    p.add_argument("--layer", help="layer name (default: the first convolution); --list shows them")
+    p.add_argument("--list", action="store_true", help="list the layers with their output shapes and exit")
+    p.add_argument("--max-channels", type=int, default=64)
+    p.add_argument("--cmap", default="viridis")
+    p.add_argument("--out", default="activations.png")
+    p.set_defaults(func=cmd_activations)
+
+    p = sub.add_parser("kernels", help="learned kernels of a convolution, as a PNG grid")
+    p.add_argument("source", help=SOURCE_HELP)
+    p.add_argument("--layer", help="convolution name (default: the first)")
+    p.add_argument("--out", default="kernels.png")
+    p.set_defaults(func=cmd_kernels)
+
+    p = sub.add_parser("cam", help="Grad-CAM (or saliency) overlay of one image")
+    p.add_argument("source", help=SOURCE_HELP)
+    p.add_argument("image", help=IMAGE_HELP)
+    p.add_argument("--target", help="class name or index to explain (default: the predicted class)")
+    p.add_argument("--layer", help="layer for Grad-CAM (default: the end of the convolutional part)")
+    p.add_argument("--method", choices=["gradcam", "saliency"], default="gradcam")
+    p.add_argument("--out", default="cam.png")
+    p.set_defaults(func=cmd_cam)
+
+
+def _image(ref: str):
+    from ..data.images import decode_image, load_bundled_photo
+
+    if ref.startswith("photo:"):
+        return load_bundled_photo(ref.split(":", 1)[1])
+    return decode_image(Path(ref))
+
+
+def cmd_activations(args) -> int:
+    from ..activations import activation_points, capture_activations, feature_grid, first_conv
+    from ..sources import load_source
+
+    src = load_source(args.source)
+    x = src.to_input(_image(args.image))
+    if args.list:
+        for name, shape, kind in activation_points(src.model, x):
+            print(f"{name:<32} {kind:<16} {' x '.join(map(str, shape))}")
+        return 0
+    layer = args.layer or first_conv(src.model)[0]
+    act = capture_activations(src.model, x, [layer])[layer]
+    grid, stats = feature_grid(act, max_channels=args.max_channels, cmap=args.cmap)
+    grid.save(args.out)
+    print(f"{layer}: output {' x '.join(map(str, stats.shape))}, mean {stats.mean:.4f}, std {stats.std:.4f}, "
+          f"zeros {stats.zero_fraction:.1%}"
+          + (f", strongest channel {stats.strongest_channel}" if stats.strongest_channel is not None else ""))
+    print(f"saved {args.out}")
+    return 0
+
+
+def cmd_kernels(args) -> int:
+    from torch import nn
+
+    from ..activations import first_conv, kernel_grid, resolve_layers
+    from ..errors import CnnlabError
+    from ..sources import load_source
+
+    src = load_source(args.source)
+    name = args.layer or first_conv(src.model)[0]
+    conv = resolve_layers(src.model, [name])[name]
+    if not isinstance(conv, nn.Conv2d):
+        raise CnnlabError(f"layer {name!r} is a {type(conv).__name__}, not a convolution.")
+    kernel_grid(conv).save(args.out)
+    print(f"{name}: {conv.out_channels} filters of {conv.in_channels} x {conv.kernel_size[0]} x "
+          f"{conv.kernel_size[1]}; saved {args.out}")
+    return 0
+
+
+def cmd_cam(args) -> int:
+    from ..activations import denormalize, grad_cam, overlay, saliency
+    from ..errors import CnnlabError
+    from ..sources import load_source
+
+    src = load_source(args.source)
+    x = src.to_input(_image(args.image))
+    target = None
+    if args.target is not None:
+        if args.target.isdigit():
+            target = int(args.target)
+        elif args.target in src.classes:
+            target = src.classes.index(args.target)
+        else:
+            raise CnnlabError(f"unknown class {args.target!r}; classes: {', '.join(src.classes[:30])}")
+    cam = grad_cam(src.model, x, target, args.layer) if args.method == "gradcam" else saliency(src.model, x, target)
+    from PIL import Image
+
+    seen = Image.fromarray(denormalize(x, src.mean, src.std))
+    scale = max(1, 256 // max(seen.size))
+    overlay(seen.resize((seen.width * scale, seen.height * scale)), cam.heatmap).save(args.out)
+    top = cam.probabilities.argsort()[::-1][:5]
+    print(f"{args.method} for class '{src.classes[cam.target]}'" + (f" at layer {cam.layer}" if cam.layer else ""))
+    for i in top:
+        print(f"  {src.classes[i]:<24} {cam.probabilities[i]:.3f}")
+    print(f"saved {args.out}")
+    return 0
