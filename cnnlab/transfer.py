@@ -78,7 +78,10 @@ def compare(config: CompareConfig, listeners: Sequence[Listener] = (), cancel: t
 
     Listeners receive ``(tag, event)`` with tag ``"scratch"`` or ``"pretrained"``.
     """
+    from .models.pretrained import fetch_weights
+
     scratch_cfg, transfer_cfg = config.train_configs()
+    fetch_weights(config.pretrained)  # a missing weights file fails now, not after the scratch run
     if data is None:
         data = load_dataset(config.dataset, root=config.data_root, seed=config.seed, **config.data_options)
     scratch = fit(scratch_cfg, data=data, listeners=_tagged(listeners, "scratch"), cancel=cancel)
@@ -199,8 +202,11 @@ def submit_comparison(config: CompareConfig, manager=None) -> list:
     """Queue both trainings of a real comparison as background jobs (scratch first)."""
     from .jobs import get_manager
 
+    from .models.pretrained import fetch_weights
+
     manager = manager or get_manager()
     scratch_cfg, transfer_cfg = config.train_configs()
+    fetch_weights(config.pretrained)
     data = load_dataset(config.dataset, root=config.data_root, seed=config.seed, **config.data_options)
     return [manager.submit(scratch_cfg, data=data), manager.submit(transfer_cfg, data=data)]
 
