@@ -98,9 +98,12 @@ with st.container(border=True):
             show_error(err)
         else:
             st.session_state["train-job"] = job.id
-            if job.state == "queued":
+            st.session_state["train-live-job"] = job.id  # the live view follows the new job
+            busy = [j for j in get_manager().active() if j.id != job.id and j.device == job.device
+                    and j.submitted < job.submitted]
+            if busy:
                 st.info(f"Another training is using the {job.device.upper()}: this one waits in the queue "
-                        f"(position {job.position}) and starts when it is free.")
+                        f"(position {job.position or len(busy)}) and starts when it is free.")
 
 
 @st.fragment(run_every=1.5)
@@ -126,7 +129,12 @@ def live() -> None:
     end = next((e for e in events if e["kind"] == "end"), None)
 
     if job.state == "queued":
-        st.info(f"Waiting in the queue for the {job.device.upper()} (position {job.position}).")
+        running = [j for j in manager.active() if j.state == "running" and j.device == job.device]
+        if running:
+            st.info(f"Waiting in the queue for the {job.device.upper()} (position {job.position}): "
+                    f"#{running[0].id} {running[0].config.model} is training.")
+        else:
+            st.caption("Starting…")
     step = job.latest_step or {}
     epoch = job.latest_epoch or {}
     st.progress(job.progress, text=f"{job.state} · step {step.get('step', 0)} of "
