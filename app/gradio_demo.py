@@ -83,7 +83,10 @@ class Predictor:
             self._cache[ref] = load_source(ref)
         return self._cache[ref]
 
-    def __call__(self, ref: str, image_path: str | None):
+    def __call__(self, ref: str, image: dict | str | None):
+        """``image`` is Gradio's raw upload payload (the event runs with ``preprocess=False``, so
+        Gradio never opens the file itself: every file, even a broken one, reaches cnnlab's
+        safe decoder and gets its clear message)."""
         from PIL import Image
 
         from cnnlab.activations import denormalize, grad_cam, overlay
@@ -92,10 +95,11 @@ class Predictor:
 
         if not ref:
             raise gr.Error("Pick a model first.")
-        if not image_path:
+        source = _payload_source(image)
+        if not source:
             raise gr.Error("Upload an image, take one with the webcam, or paste one.")
         try:
-            image = decode_image(_read_upload(image_path))
+            image = decode_image(_read_upload(source))
             src = self.source(ref)
             top = predict_topk(src.model, image, src, k=min(self.k, len(src.classes)))
             x = src.to_input(image)
@@ -107,6 +111,13 @@ class Predictor:
         except CnnlabError as err:
             raise gr.Error(str(err)) from None
         return {name: float(p) for name, p in top}, picture
+
+
+def _payload_source(payload: dict | str | None) -> str | None:
+    if isinstance(payload, dict):
+        url = payload.get("url") or ""
+        return url if url.startswith("data:") else payload.get("path")
+    return payload or None
 
 
 def _read_upload(value: str) -> bytes:
@@ -121,22 +132,6 @@ def _read_upload(value: str) -> bytes:
         return Path(value).read_bytes()
     except OSError:
         raise CnnlabError("the uploaded file could not be read; upload it again.") from None
-
-
-class SafeImage(gr.Image):
-    """``gr.Image`` that hands over the raw upload without opening it with PIL, so that every
-    file (even a broken one) goes through cnnlab's safe decoder and gets its clear message."""
-
-    @classmethod
-    def get_block_name(cls) -> str:  # render with Gradio's own image widget
-        return "image"
-
-    def preprocess(self, payload):  # type: ignore[override]
-        if payload is None:
-            return None
-        if payload.url and payload.url.startswith("data:"):
-            return payload.url
-        return payload.path
 
 
 def example_images(folder: Path, names=("chelsea", "astronaut", "coffee", "rocket")) -> list[str]:
@@ -188,7 +183,7 @@ def build_demo(choices: list[Choice], k: int = 5) -> gr.Blocks:
         with gr.Row():
             with gr.Column():
                 model = gr.Dropdown([(c.label, c.ref) for c in choices], value=choices[0].ref, label="Model")
-                image = SafeImage(type="filepath", sources=["upload", "webcam", "clipboard"], label="Image")
+                image = gr.Image(type="filepath", sources=["upload", "webcam", "clipboard"], label="Image")
                 button = gr.Button("Predict", variant="primary")
             with gr.Column():
                 label = gr.Label(num_top_classes=k, label="Top classes")
@@ -196,8 +191,9 @@ def build_demo(choices: list[Choice], k: int = 5) -> gr.Blocks:
                                interactive=False, height=340)
         if examples:
             gr.Examples(examples, inputs=[image], label="Examples")
-        button.click(predictor, inputs=[model, image], outputs=[label, cam], api_name="predict")
-        image.upload(predictor, inputs=[model, image], outputs=[label, cam], api_visibility="private")
+        button.click(predictor, inputs=[model, image], outputs=[label, cam], api_name="predict", preprocess=False)
+        image.upload(predictor, inputs=[model, image], outputs=[label, cam], api_visibility="private",
+                     preprocess=False)
     return demo
 
 
