@@ -122,27 +122,24 @@ def capture_activations(model: nn.Module, x: torch.Tensor, names: Sequence[str])
         model.train(was_training)
 
 
-def activation_points(model: nn.Module, x: torch.Tensor) -> list[tuple[str, tuple[int, ...], str]]:
-    """Every leaf layer call of one forward pass in execution order: (name, output shape, type).
-    Repeated calls of one module are named ``name#2``, ``name#3``..."""
-    names = {id(m): n for n, m in model.named_modules()}
-    seen: dict[int, int] = {}
-    points: list[tuple[str, tuple[int, ...], str]] = []
-    handles = []
+def _trace(model: nn.Module, x: torch.Tensor, leaves_only: bool) -> list[tuple[str, tuple[int, ...], str, int]]:
+    """One no-grad forward pass in eval mode recording, in completion order, every module call
+    with a tensor output: (name, output shape with batch, type, 1-based call number)."""
+    names = {id(m): n for n, m in model.named_modules() if n}
+    calls: dict[int, int] = {}
+    trace: list[tuple[str, tuple[int, ...], str, int]] = []
 
     def hook(module, inputs, output):
-        if not isinstance(output, torch.Tensor):
-            return
-        k = seen.get(id(module), 0) + 1
-        seen[id(module)] = k
-        base = names[id(module)]
-        points.append((base if k == 1 else f"{base}#{k}", tuple(output.shape[1:]), type(module).__name__))
+        if isinstance(output, torch.Tensor):
+            k = calls[id(module)] = calls.get(id(module), 0) + 1
+            trace.append((names[id(module)], tuple(output.shape), type(module).__name__, k))
 
+    handles = []
     was_training = model.training
     model.eval()
     try:
-        for n, m in model.named_modules():
-            if n and not any(True for _ in m.children()):
+        for m in model.modules():
+            if id(m) in names and (not leaves_only or not any(True for _ in m.children())):
                 handles.append(m.register_forward_hook(hook))
         with torch.no_grad():
             model(x)
@@ -150,7 +147,13 @@ def activation_points(model: nn.Module, x: torch.Tensor) -> list[tuple[str, tupl
         for h in handles:
             h.remove()
         model.train(was_training)
-    return points
+    return trace
+
+
+def activation_points(model: nn.Module, x: torch.Tensor) -> list[tuple[str, tuple[int, ...], str]]:
+    """Every leaf layer call of one forward pass in execution order: (name, output shape, type).
+    Repeated calls of one module are named ``name#2``, ``name#3``..."""
+    return [(name if k == 1 else f"{name}#{k}", shape[1:], kind) for name, shape, kind, k in _trace(model, x, True)]
 
 
 # --- statistics and pictures -----------------------------------------------------------------
@@ -260,28 +263,10 @@ def last_conv_name(model: nn.Module, x: torch.Tensor | None = None) -> str:
     recommends. Without an input it is the last registered Conv2d.
     """
     if x is not None:
-        names = {id(m): n for n, m in model.named_modules() if n}
-        order: list[tuple[str, tuple[int, ...]]] = []
-        calls: dict[str, int] = {}
-        handles = []
-
-        def hook(module, inputs, output):
-            name = names.get(id(module))
-            if name is not None and isinstance(output, torch.Tensor):
-                calls[name] = calls.get(name, 0) + 1
-                order.append((name, tuple(output.shape)))
-
-        try:
-            for m in model.modules():
-                if id(m) in names:
-                    handles.append(m.register_forward_hook(hook))
-            with torch.no_grad():
-                model(x)
-        finally:
-            for h in handles:
-                h.remove()
-        for name, shape in reversed(order):
-            if len(shape) == 4 and shape[-1] * shape[-2] > 1 and calls[name] == 1:
+        trace = _trace(model, x, leaves_only=False)
+        repeated = {name for name, _, _, k in trace if k > 1}
+        for name, shape, _, _ in reversed(trace):
+            if len(shape) == 4 and shape[-1] * shape[-2] > 1 and name not in repeated:
                 return name
     convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
     if not convs:
