@@ -139,11 +139,16 @@ def test_corrupt_files_are_data_errors(tmp_path):
         ("cifar100", "cifar-100-python/train"),
     ],
 )
-def test_absent_without_download_says_where_files_go(tmp_path, name, expected):
+def test_absent_without_download_says_where_files_go(tmp_path, name, expected, monkeypatch):
     with pytest.raises(DataError) as exc:
         load_dataset(name, root=tmp_path, download=False)
     msg = str(exc.value)
     assert str(tmp_path / expected) in msg and "download=False" in msg and "'shapes' or 'digits'" in msg
+    offline = dataset_status(name, tmp_path)  # the tests run with CNNLAB_OFFLINE=1
+    assert offline.state == "missing" and "No network" in offline.message and str(tmp_path) in offline.message
+    import cnnlab.net
+
+    monkeypatch.setattr(cnnlab.net, "can_reach", lambda *a, **k: True)
     assert dataset_status(name, tmp_path).state == "downloadable"
 
 

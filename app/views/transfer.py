@@ -31,10 +31,13 @@ c1.caption(weights_msg)
 c2.markdown(f"**Caltech101** {icon.get(data_status.state, '')} {data_status.state}")
 c2.caption(data_status.message)
 
-tab_real, tab_standin = st.tabs(["Caltech101 with VGG-16", "Offline stand-in (works everywhere)"])
+real_possible = weights_state == "present" and data_status.state == "present"
+names = ["Caltech101 with VGG-16", "Offline stand-in (works everywhere)"]
+tabs = st.tabs(names if real_possible else names[::-1])  # the runnable experiment first
+tab_real, tab_standin = (tabs[0], tabs[1]) if real_possible else (tabs[1], tabs[0])
 
 with tab_real:
-    if weights_state != "present" or data_status.state != "present":
+    if not real_possible:
         st.info("The real comparison needs both the ImageNet weights and Caltech101 on disk (see above). "
                 "Meanwhile the **offline stand-in** tab runs the same experiment on embedded data.")
     else:

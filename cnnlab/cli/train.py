@@ -130,7 +130,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             signal.signal(signal.SIGINT, previous)
     if result.history:
         print(_metrics_table(result.history))
-    print(f"{result.status}: {result.message}")
+    print(result.message if result.message.startswith(result.status) else f"{result.status}: {result.message}")
     print(f"run id: {result.run_id}")
     return {"finished": 0, "cancelled": 130}.get(result.status, 1)
 

@@ -362,18 +362,28 @@ def dataset_status(name: str, root: str | Path | None = None) -> DatasetStatus:
         if found is not None:
             return DatasetStatus(spec.name, "present", f"Found {found}.", str(base))
         return DatasetStatus(
-            spec.name, "downloadable",
-            f"Not in {base}. Loading it downloads it (needs internet), or put '{folders.CALTECH_FOLDER}' (or its .tar.gz) in {base}.",
+            spec.name, *_download_state(
+                f"put '{folders.CALTECH_FOLDER}' (or its .tar.gz) in {base}", f"Not in {base}."),
             str(base),
         )
     tv = tvsets.TORCHVISION_SETS[spec.name]
     if tv.is_present(base):
         return DatasetStatus(spec.name, "present", f"Found in {base / tv.folder}.", str(base))
     return DatasetStatus(
-        spec.name, "downloadable",
-        f"Not in {base / tv.folder}. Loading it downloads it (needs internet), or copy {', '.join(tv.files[:2])}, ... there.",
+        spec.name, *_download_state(f"copy {', '.join(tv.files[:2])}, ... into {base / tv.folder}",
+                                    f"Not in {base / tv.folder}."),
         str(base),
     )
+
+
+def _download_state(manual: str, where: str) -> tuple[str, str]:
+    """("downloadable", ...) when the download servers answer, else ("missing", what to do)."""
+    from ..net import can_reach
+
+    if can_reach("download.pytorch.org") or can_reach("ossci-datasets.s3.amazonaws.com"):
+        return "downloadable", f"{where} Loading it downloads it, or {manual}."
+    return "missing", (f"{where} No network to download it: {manual} (from a machine with internet), "
+                       "or use the embedded 'shapes' or 'digits' dataset.")
 
 
 _register(DatasetSpec("shapes", "Shapes (procedural)", "embedded", "Coloured shapes over clutter, generated offline from a seed; 8 classes.", (3, 32, 32), len(SHAPE_CLASSES)), _load_shapes)

@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+from urllib.parse import urlparse
 
 import torch
 import torchvision
@@ -25,6 +26,7 @@ from torch import nn
 from torchvision.models import WeightsEnum
 
 from ..errors import CnnlabError, ModelConfigError
+from ..net import can_reach, offline_forced
 from ..paths import use_project_hub
 
 
@@ -98,10 +100,11 @@ def weights_status(name: str) -> tuple[str, str]:
     path = weights_path(name)
     if path.is_file():
         return "present", f"{spec.display_name}: weights present at {path}."
-    if _offline():
+    if not can_reach(urlparse(spec.url).hostname or ""):
         return "missing", (
-            f"{spec.display_name}: weights not found. Put {spec.filename} (from {spec.url}) in "
-            f"{path.parent}/ or run `python -m cnnlab fetch {name}` on a machine with internet."
+            f"{spec.display_name}: weights not found and no network to download them. Put "
+            f"{spec.filename} (from {spec.url}) in {path.parent}/, or run `python -m cnnlab fetch {name}` "
+            "on a machine with internet."
         )
     return "downloadable", (
         f"{spec.display_name}: weights not downloaded yet; `python -m cnnlab fetch {name}` "
@@ -110,7 +113,7 @@ def weights_status(name: str) -> tuple[str, str]:
 
 
 def _offline() -> bool:
-    return os.environ.get("CNNLAB_OFFLINE", "").strip() not in ("", "0", "false", "no")
+    return offline_forced()
 
 
 def fetch_weights(name: str, progress: bool = True) -> Path:
