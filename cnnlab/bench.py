@@ -224,3 +224,29 @@ def bench_train(
         baseline_images_per_sec=base_best, baseline_images=base_images, ours=ours,
         ceiling=ceiling, load=(load_before, _load()),
     )
+
+
+def bench_inspect(model: str = "vgg16", repeat: int = 5) -> dict:
+    """Milliseconds of :func:`cnnlab.inspect.summarize` (meta device: shapes, parameters, MACs,
+    receptive fields) against one real CPU forward pass of the same model, best of ``repeat``."""
+    from .inspect import summarize
+    from .models import create, get_spec
+
+    if not 1 <= repeat <= 100:
+        raise ConfigError(f"repeat must be between 1 and 100, got {repeat}")
+    spec = get_spec(model)
+    summarize(spec.name)  # warm-up: imports, torchinfo, first meta allocations
+    inspect_s = min(_timed(lambda: summarize(spec.name)) for _ in range(repeat))
+    net = create(spec.name).eval()
+    x = torch.randn(1, *spec.input_shape)
+    with torch.no_grad():
+        net(x)
+        forward_s = min(_timed(lambda: net(x)) for _ in range(repeat))
+    return {"model": spec.name, "input": spec.input_shape, "threads": torch.get_num_threads(),
+            "inspect_ms": 1000 * inspect_s, "forward_ms": 1000 * forward_s}
+
+
+def _timed(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start

@@ -119,3 +119,11 @@ def test_summary_does_not_touch_callers_model():
 def test_table_text():
     text = summarize("lenet").format_table()
     assert "C1" in text and "44,426" in text and "86,400" in text and "receptive field" in text
+
+
+def test_bench_inspect_reports_both_timings(capsys):
+    from cnnlab.cli import main
+
+    assert main(["bench", "inspect", "--model", "lenet", "--repeat", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "one real forward pass" in out and "meta device" in out and "faster" in out

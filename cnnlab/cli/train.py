@@ -47,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--delete", metavar="RUN", default=None, help="delete this run")
     r.set_defaults(func=cmd_runs)
 
-    b = subparsers.add_parser("bench", help="benchmarks (bench train)")
+    b = subparsers.add_parser("bench", help="benchmarks (bench train, bench inspect)")
     bsub = b.add_subparsers(dest="bench_command", metavar="BENCH")
     bt = bsub.add_parser(
         "train", help="images/s of the cnnlab trainer vs a seed-style PIL + DataLoader loop",
@@ -62,6 +62,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="also measure our trainer at this batch size (repeatable; default 256)")
     bt.add_argument("--device", default="cpu")
     bt.set_defaults(func=cmd_bench_train)
+    bi = bsub.add_parser(
+        "inspect", help="time of the meta-device layer table vs one real forward pass of the same model",
+    )
+    bi.add_argument("--model", default="vgg16")
+    bi.add_argument("--repeat", type=int, default=5)
+    bi.set_defaults(func=cmd_bench_inspect)
     b.set_defaults(func=lambda args: (b.print_help(), 2)[1])
 
 
@@ -184,4 +190,15 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     result = bench_train(model=args.model, dataset=args.data, seconds=args.seconds, batch_size=args.batch_size,
                          device=args.device, our_batch_sizes=also)
     print(result.report())
+    return 0
+
+
+def cmd_bench_inspect(args: argparse.Namespace) -> int:
+    from ..bench import bench_inspect
+
+    r = bench_inspect(args.model, repeat=args.repeat)
+    print(f"{r['model']} at {'x'.join(map(str, r['input']))}, {r['threads']} threads (best of {args.repeat})")
+    print(f"  one real forward pass, batch 1 (no_grad)  {r['forward_ms']:9.1f} ms  1.00x")
+    print(f"  cnnlab layer table on the meta device      {r['inspect_ms']:9.1f} ms  "
+          f"{r['forward_ms'] / r['inspect_ms']:.1f}x faster")
     return 0
