@@ -13,7 +13,9 @@ exposed; uploads are limited in size and decoded by cnnlab's one safe decoder.
 from __future__ import annotations
 
 import argparse
+import atexit
 import base64
+import shutil
 import socket
 import sys
 import tempfile
@@ -176,6 +178,7 @@ def dataset_examples(ref: str, folder: Path, n: int = 4) -> list[str]:
 def build_demo(choices: list[Choice], k: int = 5) -> gr.Blocks:
     predictor = Predictor(k)
     tmp = Path(tempfile.mkdtemp(prefix="cnnlab-gradio-"))
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)  # example files live as long as the demo
     examples = dataset_examples(choices[0].ref, tmp) + example_images(tmp)
     with gr.Blocks(title="cnnlab — what does the network see?") as demo:
         gr.Markdown("# What does the network see?\nUpload a photo, take one with the webcam or paste "

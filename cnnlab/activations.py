@@ -29,11 +29,24 @@ from PIL import Image, ImageDraw
 from torch import nn
 
 from .errors import CnnlabError
+from .locks import model_lock
 
 
 class LayerNotFoundError(CnnlabError, KeyError):
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+@contextmanager
+def _inspecting(model: nn.Module) -> Iterator[None]:
+    """Hold the model's lock (see :mod:`cnnlab.locks`) in eval mode; restore the mode after."""
+    with model_lock(model):
+        was_training = model.training
+        model.eval()
+        try:
+            yield
+        finally:
+            model.train(was_training)
 
 
 # --- layer names -----------------------------------------------------------------------------
@@ -95,31 +108,27 @@ def capture(model: nn.Module, names: Sequence[str], detach: bool = True) -> Iter
             if idx == call:
                 result[name] = out.detach().clone() if detach else out
 
-    try:
-        for module in {id(m): m for m in targets.values()}.values():
-            handles.append(module.register_forward_hook(hook))
-        yield result
-    finally:
-        for h in handles:
-            h.remove()
+    with model_lock(model):
+        try:
+            for module in {id(m): m for m in targets.values()}.values():
+                handles.append(module.register_forward_hook(hook))
+            yield result
+        finally:
+            for h in handles:
+                h.remove()
 
 
 def capture_activations(model: nn.Module, x: torch.Tensor, names: Sequence[str]) -> dict[str, torch.Tensor]:
     """One forward pass (eval mode, no grad) returning the outputs of the named layers."""
-    was_training = model.training
-    model.eval()
-    try:
-        with capture(model, names) as acts, torch.no_grad():
-            model(x)
-        missing = [n for n in names if n not in acts]
-        if missing:
-            raise LayerNotFoundError(
-                f"Layer(s) {', '.join(missing)} did not run in the forward pass (a '#k' beyond the "
-                f"number of times the layer is used, or a layer outside the forward path)."
-            )
-        return dict(acts)
-    finally:
-        model.train(was_training)
+    with _inspecting(model), capture(model, names) as acts, torch.no_grad():
+        model(x)
+    missing = [n for n in names if n not in acts]
+    if missing:
+        raise LayerNotFoundError(
+            f"Layer(s) {', '.join(missing)} did not run in the forward pass (a '#k' beyond the "
+            f"number of times the layer is used, or a layer outside the forward path)."
+        )
+    return dict(acts)
 
 
 def _trace(model: nn.Module, x: torch.Tensor, leaves_only: bool) -> list[tuple[str, tuple[int, ...], str, int]]:
@@ -135,18 +144,16 @@ def _trace(model: nn.Module, x: torch.Tensor, leaves_only: bool) -> list[tuple[s
             trace.append((names[id(module)], tuple(output.shape), type(module).__name__, k))
 
     handles = []
-    was_training = model.training
-    model.eval()
-    try:
-        for m in model.modules():
-            if id(m) in names and (not leaves_only or not any(True for _ in m.children())):
-                handles.append(m.register_forward_hook(hook))
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
+    with _inspecting(model):
+        try:
+            for m in model.modules():
+                if id(m) in names and (not leaves_only or not any(True for _ in m.children())):
+                    handles.append(m.register_forward_hook(hook))
+            with torch.no_grad():
+                model(x)
+        finally:
+            for h in handles:
+                h.remove()
     return trace
 
 
@@ -348,17 +355,17 @@ def grad_cam(model: nn.Module, x: torch.Tensor, target: int | None = None, layer
     """
     from captum.attr import LayerAttribution, LayerGradCam
 
-    was_training = model.training
-    model.eval()
-    try:
-        with _no_inplace(model):
-            x, target, probs = _prepare(model, x, target)
-            name = layer or last_conv_name(model, x)
-            module = resolve_layers(model, [name])[name]
-            cam = LayerGradCam(model, module).attribute(x, target=target, relu_attributions=True)
-            cam = LayerAttribution.interpolate(cam, tuple(x.shape[-2:]), interpolate_mode="bilinear")
-    finally:
-        model.train(was_training)
+    with _inspecting(model), _no_inplace(model):
+        x, target, probs = _prepare(model, x, target)
+        name = layer or last_conv_name(model, x)
+        module = resolve_layers(model, [name])[name]
+        cam = LayerGradCam(model, module).attribute(x, target=target, relu_attributions=True)
+        if cam.dim() != 4:
+            raise CnnlabError(
+                f"Grad-CAM needs a layer whose output is a spatial map; '{name}' gives a vector of shape "
+                f"{tuple(cam.shape[1:])}. Pick a convolution or pooling layer (or leave the layer on auto)."
+            )
+        cam = LayerAttribution.interpolate(cam, tuple(x.shape[-2:]), interpolate_mode="bilinear")
     heat = cam.detach()[0].sum(0).float().cpu().numpy()
     heat = np.maximum(heat, 0)
     heat = heat / heat.max() if heat.max() > 0 else heat
@@ -370,14 +377,9 @@ def saliency(model: nn.Module, x: torch.Tensor, target: int | None = None) -> Ca
     the largest absolute input gradient over the colour channels, scaled to [0, 1]."""
     from captum.attr import Saliency
 
-    was_training = model.training
-    model.eval()
-    try:
-        with _no_inplace(model):
-            x, target, probs = _prepare(model, x, target)
-            grads = Saliency(model).attribute(x.clone().requires_grad_(True), target=target, abs=True)
-    finally:
-        model.train(was_training)
+    with _inspecting(model), _no_inplace(model):
+        x, target, probs = _prepare(model, x, target)
+        grads = Saliency(model).attribute(x.clone().requires_grad_(True), target=target, abs=True)
     heat = grads.detach()[0].max(0).values.float().cpu().numpy()
     heat = heat / heat.max() if heat.max() > 0 else heat
     return CamResult(heat, target, None, "saliency", probs)

@@ -35,7 +35,7 @@ def batch_transforms(preset: str, out_size: tuple[int, int]) -> tuple[BatchFn, B
         raise ConfigError(
             f"unknown augmentation preset {preset!r}; choose one of {', '.join(AUGMENT_PRESETS)}."
         )
-    return make_batch_augment(preset, out_size), make_batch_eval(out_size)
+    return make_batch_augment(preset, out_size), make_batch_eval(out_size, preset)
 
 
 # --------------------------------------------------------------------------------------
@@ -152,11 +152,16 @@ def model_input_shape(model: nn.Module, data_shape: Sequence[int]) -> tuple[int,
     return (channels, int(data_shape[1]), int(data_shape[2]))
 
 
+def native_bf16(device: torch.device) -> bool:
+    """True on CUDA GPUs with native bfloat16 (Ampere, compute capability 8.0, and newer).
+    Older cards (T4, V100, P100) only emulate it, slower than fp32: they get fp16 + GradScaler."""
+    return device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 0)
+
+
 def autocast_context(device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 (or fp16 where bf16 is unsupported) autocast on CUDA; nothing elsewhere."""
+    """bf16 autocast on CUDA GPUs that have it natively, fp16 on older ones; nothing elsewhere."""
     if device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
+        return torch.autocast("cuda", dtype=torch.bfloat16 if native_bf16(device) else torch.float16)
     return contextlib.nullcontext()
 
 
@@ -365,13 +370,16 @@ def predict_topk(model: nn.Module, image: Any, info: Any, k: int = 5) -> list[tu
 
 
 def _topk(model: nn.Module, batch: torch.Tensor, classes: list[str], k: int) -> list[tuple[str, float]]:
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), autocast_context(batch.device):
-            logits = model(batch)
-    finally:
-        model.train(was_training)
+    from .locks import model_lock
+
+    with model_lock(model):  # a model shared by app sessions may be inspected at the same time
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad(), autocast_context(batch.device):
+                logits = model(batch)
+        finally:
+            model.train(was_training)
     probs = logits.float().softmax(dim=1)[0].cpu()
     values, indices = probs.topk(k)
     return [(classes[int(i)], float(v)) for v, i in zip(values, indices)]

@@ -15,6 +15,7 @@ in order with an absolute index, so a page that refreshes every second can poll
 from __future__ import annotations
 
 import collections
+import dataclasses
 import itertools
 import logging
 import threading
@@ -29,7 +30,8 @@ log = logging.getLogger(__name__)
 
 JOB_STATES = ("queued", "running", "finished", "cancelled", "diverged", "failed")
 FINAL_STATES = frozenset(JOB_STATES[2:])
-MAX_STEP_EVENTS = 5000  # step events kept per job; start/epoch/end events are always kept
+MAX_STEP_EVENTS = 5000
+MAX_FINISHED_JOBS = 50  # finished jobs listed per process; older ones live on as runs  # step events kept per job; start/epoch/end events are always kept
 
 
 class Job:
@@ -205,28 +207,39 @@ class JobManager:
                 self._running[device] = job
                 job.state = "running"
             try:
-                self._run(job)
+                state, message = self._run(job)
             finally:
                 with self._lock:
                     self._running.pop(device, None)
+            job._finish(state, message)  # after leaving `running`: a waiter sees a consistent manager
+            self._forget_old()
 
-    def _run(self, job: Job) -> None:
+    def _run(self, job: Job) -> tuple[str, str]:
         try:
             result = fit(job.config, model=job._model, data=job._data, listeners=[job._record],
                          cancel=job._cancel)
         except BaseException as e:  # noqa: BLE001 - a job thread must never die silently
+            job._model = job._data = None  # a failed job must not pin a dataset or a model
             job.error = e
             msg = str(e) or type(e).__name__
             if not any(ev.get("kind") == "end" for ev in job.events[-1:]):
                 job._record({"kind": "end", "status": "failed", "message": msg, "best_val_top1": None,
                              "best_epoch": None, "run_id": job.run_id, "elapsed": 0.0, "steps": 0})
             log.warning("training job %s failed: %s", job.id, msg)
-            job._finish("failed", msg)
-        else:
-            job.result = result
-            job.run_id = result.run_id
-            job._model = job._data = None  # the result holds the trained model
-            job._finish(result.status, result.message)
+            return "failed", msg
+        # Keep the numbers, not the weights (they are in the run's best.pt): a finished job
+        # must not hold a model in memory, or on the GPU, for the rest of the process.
+        job.result = dataclasses.replace(result, model=None)
+        job.run_id = result.run_id
+        job._model = job._data = None
+        return result.status, result.message
+
+    def _forget_old(self, keep: int = MAX_FINISHED_JOBS) -> None:
+        """Drop the oldest finished jobs beyond ``keep`` (their runs stay on disk)."""
+        with self._lock:
+            finished = [j for j in self._jobs if j.done]
+            for j in finished[: max(0, len(finished) - keep)]:
+                self._jobs.remove(j)
 
 
 _manager: JobManager | None = None

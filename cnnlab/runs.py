@@ -211,11 +211,11 @@ def create_run(config: Mapping[str, Any], meta: Mapping[str, Any]) -> RunWriter:
         raise RunError(f"could not create a new run folder in {root}")
     created = _now()
     meta = {**meta, "run_id": run_id, "created": created, "created_ts": time.time()}
+    writer = RunWriter(run_id, path, created)
+    writer.set_status("running", "training")  # first: a listing never sees a new run as "interrupted"
     _atomic_write_json(path / "config.json", dict(config))
     _atomic_write_json(path / "meta.json", meta)
     (path / "metrics.jsonl").touch()
-    writer = RunWriter(run_id, path, created)
-    writer.set_status("running", "training")
     return writer
 
 

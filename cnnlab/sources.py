@@ -67,7 +67,10 @@ def load_source(ref: str, num_classes: int | None = None) -> ModelSource:
         meta = run.meta
         shape = tuple(int(v) for v in meta.get("input_shape") or model.cnnlab_spec.input_shape)
         classes = list(meta.get("classes") or [])
-        mean, std = tuple(meta.get("mean") or ()), tuple(meta.get("std") or ())
+        # model_mean/std: the statistics after the trainer's channel adaptation (e.g. luma for RGB
+        # data on a grey model); mean/std: the dataset's own
+        mean = tuple(meta.get("model_mean") or meta.get("mean") or ())
+        std = tuple(meta.get("model_std") or meta.get("std") or ())
         if len(mean) != shape[0] or len(std) != shape[0]:  # e.g. grey data fed to an RGB model
             mean, std = ((mean[0],) * shape[0], (std[0],) * shape[0]) if mean and std else _default_norm(shape[0])
         label = f"{meta.get('model', '?')} on {meta.get('dataset', '?')} · run {run.run_id}"

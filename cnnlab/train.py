@@ -33,6 +33,7 @@ from .evaluate import (
     autocast_context,
     eval_loop,
     first_layer_in_channels,
+    native_bf16,
 )
 
 log = logging.getLogger(__name__)
@@ -259,7 +260,7 @@ class TrainResult:
     best_val_top1: float | None
     best_epoch: int | None
     history: list[EpochEvent]
-    model: nn.Module  # with the best-validation weights loaded (or the last ones if none)
+    model: nn.Module | None  # best-validation weights (or the last ones); None once a job dropped it
     elapsed: float
     steps: int
     images_per_sec: float
@@ -493,7 +494,7 @@ def fit(
         total_steps = min(total_steps, config.max_steps)
     optimizer = make_optimizer(config, model.parameters())
     scheduler, sched_when = make_scheduler(config, optimizer, steps_per_epoch, total_steps)
-    amp_fp16 = cuda and not torch.cuda.is_bf16_supported()
+    amp_fp16 = cuda and not native_bf16(device)  # fp16 autocast needs loss scaling
     scaler = torch.amp.GradScaler("cuda", enabled=amp_fp16)
     shuffle_gen = torch.Generator().manual_seed(config.seed)
     aug_gen = torch.Generator(device=device).manual_seed(config.seed + 1)

@@ -13,6 +13,8 @@ it and an identical fresh network learn three *other* shape classes from a few l
 
 from __future__ import annotations
 
+import os
+import tempfile
 import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
@@ -138,28 +140,38 @@ def _standin_path(cfg: StandinConfig):
     return cache_dir() / "standin" / f"{key}.pt"
 
 
+_STANDIN_LOCK = threading.Lock()
+
+
 def pretrained_standin(cfg: StandinConfig, listeners: Sequence[Listener] = (),
                        cancel: threading.Event | None = None) -> dict[str, torch.Tensor]:
     """The weights of the stand-in network pretrained on the five source classes (computed once,
-    then read from ``models_cache/standin/``)."""
+    then read from ``models_cache/standin/``). Two callers at once (two browser sessions)
+    compute it once: the second waits and reads the file."""
     path = _standin_path(cfg)
-    if path.is_file():
+    with _STANDIN_LOCK:
+        if path.is_file():
+            try:
+                return torch.load(path, map_location="cpu", weights_only=True)
+            except Exception:  # a broken cache file is rebuilt
+                path.unlink(missing_ok=True)
+        source = _shape_bundle(SOURCE_CLASSES, cfg.source_images, 500, seed=cfg.seed + 1000)
+        config = TrainConfig(model=STANDIN_MODEL, dataset="shapes", epochs=cfg.source_epochs, lr=cfg.lr,
+                             batch_size=64, in_channels=3, input_size=32, seed=cfg.seed, device=cfg.device)
+        result = fit(config, data=source, listeners=_tagged(listeners, "source"), cancel=cancel, save=False)
+        if result.status != "finished":
+            raise ConfigError(f"pretraining the stand-in stopped: {result.message}")
+        state = {k: v.detach().cpu() for k, v in result.model.state_dict().items()}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")  # atomic: temp file, then rename
+        os.close(fd)
         try:
-            return torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:  # a broken cache file is rebuilt
-            path.unlink(missing_ok=True)
-    source = _shape_bundle(SOURCE_CLASSES, cfg.source_images, 500, seed=cfg.seed + 1000)
-    config = TrainConfig(model=STANDIN_MODEL, dataset="shapes", epochs=cfg.source_epochs, lr=cfg.lr,
-                         batch_size=64, in_channels=3, input_size=32, seed=cfg.seed, device=cfg.device)
-    result = fit(config, data=source, listeners=_tagged(listeners, "source"), cancel=cancel, save=False)
-    if result.status != "finished":
-        raise ConfigError(f"pretraining the stand-in stopped: {result.message}")
-    state = {k: v.detach().cpu() for k, v in result.model.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
-    return state
+            torch.save(state, tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return state
 
 
 def standin_target(cfg: StandinConfig) -> DataBundle:
@@ -256,25 +268,41 @@ class ComparisonSummary:
 
 def _run_summary(run_id: str, data: DataBundle | None, split: str) -> RunSummary:
     from .evaluate import evaluate
-    from .runs import load_model, load_run
+    from .runs import load_model, load_run, load_run_data
 
     run = load_run(run_id)
+    if data is None and run.has_checkpoint:
+        data = load_run_data(run)
     label = f"{run.meta.get('model', '?')}" + (" (pretrained)" if run.config.get("pretrained")
                                               or run.meta.get("prepared_model") else " (scratch)")
     top1 = top5 = None
     per_class: list[dict] = []
     if data is not None and run.has_checkpoint:
-        part = getattr(data, split) or data.val
-        result = evaluate(load_model(run.run_id), part, data.info)
+        if getattr(data, split, None) is None:
+            split = "val"  # no test split (embedded data): say which split the numbers are on
+        result = evaluate(load_model(run.run_id), getattr(data, split), data.info)
         top1, top5 = result.top1, result.top5
         per_class = [dict(row) if isinstance(row, dict) else asdict(row) for row in result.per_class]
     return RunSummary(run.run_id, label, run.status, run.message, run.metrics, top1, top5, per_class, split)
 
 
-def summarize(scratch_run: str, pretrained_run: str, data: DataBundle | None, split: str = "test",
+def summarize(scratch_run: str, pretrained_run: str, data: DataBundle | None = None, split: str = "test",
               top: int = 10) -> ComparisonSummary:
-    """Final top-1/top-5 and per-class results of both runs on ``split`` (test if the dataset has
-    one, else validation), and the ``top`` classes where the two differ most."""
+    """Final top-1/top-5 and per-class results of both runs on ``split`` (falls back to validation
+    when the dataset has no test split), and the ``top`` classes where the two differ most.
+
+    ``data`` (the shared dataset of both runs) saves loading it; without it each run is
+    evaluated on its own data (:func:`cnnlab.runs.load_run_data`). Runs with different class
+    lists cannot be compared class by class: that is a :class:`ConfigError`.
+    """
+    from .runs import load_run
+
+    ca, cb = (load_run(r).meta.get("classes") for r in (scratch_run, pretrained_run))
+    if ca and cb and list(ca) != list(cb):
+        raise ConfigError(
+            f"these runs were trained on different classes ({len(ca)} and {len(cb)}): compare runs of the "
+            "same experiment (same dataset and split)."
+        )
     a = _run_summary(scratch_run, data, split)
     b = _run_summary(pretrained_run, data, split)
     diffs = []

@@ -167,3 +167,42 @@ def test_grad_cam_concentrates_on_the_shape():
         random_hits.append(mask[rng.permutation(heat.size)[:k]].mean())
     cam, rand = float(np.mean(cam_hits)), float(np.mean(random_hits))
     assert cam > rand + 0.15, (cam, rand)
+
+
+def test_shared_model_is_safe_across_threads():
+    """The app shares one cached model between sessions: captures and Grad-CAMs from several
+    threads at once must each see their own image, and none may fail."""
+    import threading
+
+    torch.manual_seed(0)
+    model = create("cifar_resnet").eval()
+    xa, xb = torch.randn(1, 3, 32, 32), torch.randn(1, 3, 32, 32)
+    expected = capture_activations(model, xa, ["layer1"])["layer1"]
+    wrong, errors = [], []
+
+    def captures():
+        for _ in range(40):
+            got = capture_activations(model, xa, ["layer1"])["layer1"]
+            if not torch.allclose(got, expected):
+                wrong.append(1)
+
+    def cams():
+        try:
+            for _ in range(8):
+                grad_cam(model, xb)
+        except Exception as e:  # noqa: BLE001 — any failure is the finding
+            errors.append(e)
+
+    threads = [threading.Thread(target=captures), threading.Thread(target=cams), threading.Thread(target=cams)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not wrong and not errors, (len(wrong), errors[:1])
+    assert _hook_count(model) == 0
+
+
+def test_grad_cam_on_a_vector_layer_says_so():
+    model = create("lenet").eval()
+    with pytest.raises(Exception, match="spatial map"):
+        grad_cam(model, torch.randn(1, 1, 28, 28), layer="F5")

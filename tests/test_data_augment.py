@@ -90,3 +90,13 @@ def test_preview_is_deterministic_and_varied():
     assert [i.tobytes() for i in preview(img, "none", 2)] == [img.tobytes()] * 2
     with pytest.raises(ConfigError):
         preview(img, "bogus", 1)
+
+
+def test_crop28_evaluates_on_the_full_scale_centre_like_seed_002():
+    from cnnlab.data.augment import make_batch_eval
+
+    x = torch.rand(2, 3, 32, 32)
+    out = make_batch_eval((28, 28), "crop28")(x)
+    assert torch.equal(out, x[..., 2:30, 2:30])  # CenterCrop(28), no rescaling
+    resized = make_batch_eval((28, 28))(x)
+    assert resized.shape == (2, 3, 28, 28) and not torch.equal(resized, out)

@@ -97,8 +97,10 @@ with tab_cam:
     method = c1.radio("Method", ["Grad-CAM", "Saliency"], horizontal=True, key="inside-method")
     classes = source.classes
     target_opt = c2.selectbox("Explain class", ["(predicted)", *classes], key="inside-target")
+    repeated = {p[0].split("#")[0] for p in points if "#" in p[0]}  # modules run several times
     cam_layer = c3.selectbox("Grad-CAM layer", ["(auto: end of the convolutional part)",
-                                                *[p[0] for p in points if len(p[1]) == 3 and "#" not in p[0]]],
+                                                *[p[0] for p in points if len(p[1]) == 3 and p[0] not in repeated
+                                                  and "#" not in p[0]]],
                              key="inside-cam-layer", disabled=method != "Grad-CAM")
     target = None if target_opt == "(predicted)" else classes.index(target_opt)
     try:
@@ -107,7 +109,7 @@ with tab_cam:
             cam = grad_cam(source.model, x, target=target, layer=layer_arg)
         else:
             cam = saliency(source.model, x, target=target)
-    except CnnlabError as err:
+    except (CnnlabError, RuntimeError, ValueError) as err:  # captum/torch complaints: a message, not a trace
         show_error(err)
     else:
         a, b = st.columns(2)

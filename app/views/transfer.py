@@ -11,7 +11,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.jobs import get_manager
 from cnnlab.models import get_spec, list_models
 from cnnlab.models.pretrained import weights_status
-from cnnlab.runs import list_runs, load_run, load_run_data
+from cnnlab.runs import list_runs, load_run
 from cnnlab.transfer import CompareConfig, StandinConfig, standin_cfg_of, submit_comparison, submit_standin, summarize
 
 st.title("Transfer learning")
@@ -129,16 +129,19 @@ labels = {r.run_id: f"{r.meta.get('model')} on {r.meta.get('display_name', r.con
           for r in cands}
 s_id = a.selectbox("From scratch", scratch_runs, index=scratch_runs.index(pair[0]) if pair[0] in scratch_runs else 0,
                    format_func=labels.get, key="tl-s")
+same = [r for r in pre_runs if load_run(r).meta.get("classes") == load_run(s_id).meta.get("classes")]
+if not same:
+    st.info("No pretrained run was trained on the same classes as this scratch run: pick another one, "
+            "or run a comparison above.")
+    st.stop()
+pre_runs = same
 p_id = b.selectbox("Pretrained", pre_runs, index=pre_runs.index(pair[1]) if pair[1] in pre_runs else 0,
                    format_func=labels.get, key="tl-p")
 
 
 @st.cache_data(show_spinner="Evaluating both runs…", max_entries=16)
 def cached_summary(scratch_id: str, pre_id: str) -> dict:
-    run = load_run(pre_id)
-    data = load_run_data(run)
-    split = "test" if data.test is not None else "val"
-    return summarize(scratch_id, pre_id, data, split=split).as_dict()
+    return summarize(scratch_id, pre_id, split="test").as_dict()  # each run on its own split
 
 
 try:

@@ -136,7 +136,22 @@ def make_batch_augment(preset: str, out_size: tuple[int, int]) -> BatchAugment:
     raise ConfigError(f"Unknown augmentation {preset!r}; choose one of {', '.join(AUGMENTATIONS)}.")
 
 
-def make_batch_eval(out_size: tuple[int, int]) -> Callable[[Tensor], Tensor]:
-    """Evaluation-time geometry: resize the shorter side then centre-crop (identity when sizes match)."""
+def center_crop(x: Tensor, out_size: tuple[int, int]) -> Tensor:
+    """The centre ``out_size`` window at full scale (torchvision's CenterCrop); resize-then-crop
+    when the image is smaller than the window."""
+    out_h, out_w = out_size
+    h, w = x.shape[-2:]
+    if h < out_h or w < out_w:
+        return resize_center_crop(x, out_size)
+    top, left = (h - out_h) // 2, (w - out_w) // 2
+    return x[..., top : top + out_h, left : left + out_w]
+
+
+def make_batch_eval(out_size: tuple[int, int], preset: str = "none") -> Callable[[Tensor], Tensor]:
+    """Evaluation-time geometry matching the training preset: for ``crop28`` the centre window at
+    full scale (seed 002's ``CenterCrop(28)``, the same scale as the random training crops),
+    otherwise resize the shorter side then centre-crop (identity when sizes match)."""
     out_size = (int(out_size[0]), int(out_size[1]))
+    if preset == "crop28":
+        return lambda x: center_crop(x, out_size)
     return lambda x: resize_center_crop(x, out_size)
