@@ -1,17 +1,11 @@
 """AppTest of the Architectures page."""
 
-from pathlib import Path
 
-from streamlit.testing.v1 import AppTest
-
-MAIN = str(Path(__file__).resolve().parent.parent / "app" / "main.py")
+from apphelpers import open_view
 
 
 def run_app():
-    at = AppTest.from_file(MAIN, default_timeout=60)
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return open_view()
 
 
 def test_architectures_page_renders_lenet():

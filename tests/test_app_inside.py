@@ -1,18 +1,11 @@
 """AppTest of the Look inside page."""
 
-from pathlib import Path
 
-from streamlit.testing.v1 import AppTest
-
-MAIN = str(Path(__file__).resolve().parent.parent / "app" / "main.py")
+from apphelpers import open_view
 
 
 def open_page():
-    at = AppTest.from_file(MAIN, default_timeout=120)
-    at.run()
-    at.switch_page("views/inside.py").run()
-    assert not at.exception, at.exception
-    return at
+    return open_view("inside")
 
 
 def test_inside_page_default_zoo_model_and_photo():

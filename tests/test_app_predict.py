@@ -6,11 +6,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
+from apphelpers import open_view
 
 from cnnlab.train import TrainConfig, fit
-
-MAIN = str(Path(__file__).resolve().parent.parent / "app" / "main.py")
 
 
 @pytest.fixture(scope="module")
@@ -31,11 +29,7 @@ def run_id(trained):
 
 
 def open_page():
-    at = AppTest.from_file(MAIN, default_timeout=120)
-    at.run()
-    at.switch_page("views/predict.py").run()
-    assert not at.exception, at.exception
-    return at
+    return open_view("predict")
 
 
 def test_no_runs_says_to_train_one():

@@ -8,12 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from streamlit.testing.v1 import AppTest
+from apphelpers import open_view
 
 from cnnlab import runs
 from cnnlab.train import TrainConfig, fit
-
-MAIN = str(Path(__file__).resolve().parent.parent / "app" / "main.py")
 
 
 @pytest.fixture(scope="module")
@@ -49,11 +47,7 @@ def with_runs(trained):
 
 
 def open_page():
-    at = AppTest.from_file(MAIN, default_timeout=120)
-    at.run()
-    at.switch_page("views/runs.py").run()
-    assert not at.exception, at.exception
-    return at
+    return open_view("runs")
 
 
 def test_no_runs_says_to_train_one():

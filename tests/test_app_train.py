@@ -1,19 +1,11 @@
 """AppTest of the Train page: a short training driven to the end through the page."""
 
-import time
-from pathlib import Path
 
-from streamlit.testing.v1 import AppTest
-
-MAIN = str(Path(__file__).resolve().parent.parent / "app" / "main.py")
+from apphelpers import open_view
 
 
 def open_page():
-    at = AppTest.from_file(MAIN, default_timeout=120)
-    at.run()
-    at.switch_page("views/train.py").run()
-    assert not at.exception, at.exception
-    return at
+    return open_view("train")
 
 
 def test_train_page_renders_controls():

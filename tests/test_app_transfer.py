@@ -1,18 +1,11 @@
 """AppTest of the Transfer learning page: statuses, the one-click stand-in, the summary."""
 
-from pathlib import Path
 
-from streamlit.testing.v1 import AppTest
-
-MAIN = str(Path(__file__).resolve().parent.parent / "app" / "main.py")
+from apphelpers import open_view
 
 
 def open_page():
-    at = AppTest.from_file(MAIN, default_timeout=300)
-    at.run()
-    at.switch_page("views/transfer.py").run()
-    assert not at.exception, at.exception
-    return at
+    return open_view("transfer", timeout=300)
 
 
 def test_statuses_and_missing_files_explained(monkeypatch):

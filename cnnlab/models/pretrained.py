@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import urlparse
 
-import torch
 import torchvision
 from torch import nn
 from torchvision.models import WeightsEnum
