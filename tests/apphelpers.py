@@ -1,9 +1,14 @@
-"""Opening the Streamlit app (or one of its views) in AppTest, for the page tests."""
+"""Test helpers: opening the Streamlit app in AppTest, and runs trained once per module."""
 
 from __future__ import annotations
 
+import os
+import shutil
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 MAIN = str(Path(__file__).resolve().parent.parent / "app" / "main.py")
@@ -17,3 +22,18 @@ def open_view(view: str | None = None, timeout: float = 120) -> AppTest:
         at.switch_page(f"views/{view}.py").run()
     assert not at.exception, at.exception
     return at
+
+
+@contextmanager
+def using_cache(cache: Path) -> Iterator[Path]:
+    """Point CNNLAB_CACHE at ``cache`` for a block (e.g. to train runs once per test module)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CNNLAB_CACHE", str(cache))
+        yield cache
+
+
+def copy_runs(cache: Path) -> Path:
+    """Copy the runs trained in ``cache`` into the current test's own cache (safe to delete)."""
+    target = Path(os.environ["CNNLAB_CACHE"]) / "runs"
+    shutil.copytree(cache / "runs", target)
+    return target

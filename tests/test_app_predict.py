@@ -1,21 +1,16 @@
 """AppTest of the Predict page: model and image pickers, top-k chart, bad uploads."""
 
-import os
 import re
-import shutil
-from pathlib import Path
 
 import pytest
-from apphelpers import open_view
+from apphelpers import copy_runs, open_view, using_cache
 
 from cnnlab.train import TrainConfig, fit
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("predict-cache")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CNNLAB_CACHE", str(cache))
+    with using_cache(tmp_path_factory.mktemp("predict-cache")) as cache:
         result = fit(TrainConfig(model="lenet", dataset="digits", epochs=2, subset=300))
     assert result.status == "finished", result.message
     return cache, result.run_id
@@ -24,7 +19,7 @@ def trained(tmp_path_factory):
 @pytest.fixture
 def run_id(trained):
     cache, run_id = trained
-    shutil.copytree(cache / "runs", Path(os.environ["CNNLAB_CACHE"]) / "runs")
+    copy_runs(cache)
     return run_id
 
 

@@ -1,14 +1,12 @@
 """AppTest of the Runs page, on real runs trained once per module and copied into each test's cache."""
 
-import os
 import shutil
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-from apphelpers import open_view
+from apphelpers import copy_runs, open_view, using_cache
 
 from cnnlab import runs
 from cnnlab.train import TrainConfig, fit
@@ -25,8 +23,7 @@ def trained(tmp_path_factory):
         for i in range(12):
             pixels = (rng.integers(0, 60, (32, 32, 3)) + np.array(colour)).clip(0, 255).astype("uint8")
             Image.fromarray(pixels).save(folder / name / f"{i}.png")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CNNLAB_CACHE", str(cache))
+    with using_cache(cache):
         gone = fit(TrainConfig(model="lenet", dataset="folder", data_root=str(folder), epochs=1, batch_size=8,
                                data_options={"image_size": 32, "progress": False}))
         shutil.rmtree(folder)  # the dataset is not on disk any more
@@ -42,7 +39,7 @@ def trained(tmp_path_factory):
 @pytest.fixture
 def with_runs(trained):
     """Copies of the trained runs in this test's isolated cache (so deleting one is safe)."""
-    shutil.copytree(trained["cache"] / "runs", Path(os.environ["CNNLAB_CACHE"]) / "runs")
+    copy_runs(trained["cache"])
     return trained
 
 

@@ -12,22 +12,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app import gradio_demo  # noqa: E402
+from apphelpers import using_cache  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
-    import os
-
     from cnnlab.train import TrainConfig, fit
 
-    cache = tmp_path_factory.mktemp("demo-cache")
-    old = os.environ.get("CNNLAB_CACHE")
-    os.environ["CNNLAB_CACHE"] = str(cache)
-    try:
+    with using_cache(tmp_path_factory.mktemp("demo-cache")) as cache:
         result = fit(TrainConfig(model="lenet", dataset="digits", epochs=1, batch_size=64, lr=2e-3, seed=0))
-    finally:
-        if old is not None:
-            os.environ["CNNLAB_CACHE"] = old
     return cache, result.run_id
 
 

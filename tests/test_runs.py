@@ -11,6 +11,7 @@ import torch
 
 from cnnlab import runs
 from cnnlab.errors import CnnlabError
+from apphelpers import using_cache
 from cnnlab.train import TrainConfig, fit
 from test_train_data import digits_bundle
 
@@ -19,16 +20,8 @@ FAST = dict(model="lenet", dataset="digits", batch_size=64, optimizer="adam", lr
 
 @pytest.fixture(scope="module")
 def _trained(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("runs_cache")
-    old = os.environ.get("CNNLAB_CACHE")
-    os.environ["CNNLAB_CACHE"] = str(cache)
-    try:
+    with using_cache(tmp_path_factory.mktemp("runs_cache")) as cache:
         result = fit(TrainConfig(epochs=2, **FAST), data=digits_bundle(n_train=500))
-    finally:
-        if old is None:
-            del os.environ["CNNLAB_CACHE"]
-        else:
-            os.environ["CNNLAB_CACHE"] = old
     return cache, result
 
 
