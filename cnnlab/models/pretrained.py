@@ -111,17 +111,13 @@ def weights_status(name: str) -> tuple[str, str]:
     )
 
 
-def _offline() -> bool:
-    return offline_forced()
-
-
 def fetch_weights(name: str, progress: bool = True) -> Path:
     """Make sure the weights file is on disk: download it (with a progress bar) if needed."""
     spec = get_pretrained_spec(name)
     path = weights_path(name)
     if path.is_file():
         return path
-    if _offline():
+    if offline_forced():
         raise _missing_error(spec, path, "downloads are disabled (CNNLAB_OFFLINE=1)")
     try:
         spec.weights.get_state_dict(progress=progress)
