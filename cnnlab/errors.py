@@ -31,3 +31,8 @@ class DataError(CnnlabError):
 
 class ConfigError(CnnlabError, ValueError):
     """A training or evaluation setting out of range."""
+
+
+class UnsafeFileError(CnnlabError):
+    """A saved file (weights, checkpoint, cache, dataset pickle) that cnnlab refuses or cannot read:
+    it would run code, holds something other than what it should, is empty, truncated or too large."""
