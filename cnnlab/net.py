@@ -11,6 +11,8 @@ import os
 import socket
 import time
 
+DOWNLOADS_DISABLED = "downloads are disabled (CNNLAB_OFFLINE=1)"
+
 _CACHE: dict[str, tuple[float, bool]] = {}
 _TTL = 60.0
 

@@ -22,8 +22,9 @@ from typing import Any, Callable, Sequence
 import torch
 
 from .data import DataBundle, DatasetInfo, TensorSplit, load_dataset, stratified_subset
-from .errors import ConfigError
+from .errors import ConfigError, UnsafeFileError
 from .paths import cache_dir
+from .safeload import load_state_dict_file
 from .train import TrainConfig, TrainResult, fit
 
 Listener = Callable[[Any], None]
@@ -152,9 +153,12 @@ def pretrained_standin(cfg: StandinConfig, listeners: Sequence[Listener] = (),
     with _STANDIN_LOCK:
         if path.is_file():
             try:
-                return torch.load(path, map_location="cpu", weights_only=True)
-            except Exception:  # a broken cache file is rebuilt
-                path.unlink(missing_ok=True)
+                state = load_state_dict_file(path, what="the transfer stand-in's cached weights")
+                if _fits_source_model(state):
+                    return state
+            except UnsafeFileError:  # a broken or planted cache file is never used: it is rebuilt
+                pass
+            path.unlink(missing_ok=True)
         source = _shape_bundle(SOURCE_CLASSES, cfg.source_images, 500, seed=cfg.seed + 1000)
         config = TrainConfig(model=STANDIN_MODEL, dataset="shapes", epochs=cfg.source_epochs, lr=cfg.lr,
                              batch_size=64, in_channels=3, input_size=32, seed=cfg.seed, device=cfg.device)
@@ -172,6 +176,14 @@ def pretrained_standin(cfg: StandinConfig, listeners: Sequence[Listener] = (),
             if os.path.exists(tmp):
                 os.unlink(tmp)
         return state
+
+
+def _fits_source_model(state: dict[str, torch.Tensor]) -> bool:
+    """Whether a cached state has exactly the source network's layers and shapes."""
+    from .models import create
+
+    own = create(STANDIN_MODEL, num_classes=len(SOURCE_CLASSES), in_channels=3, input_size=32).state_dict()
+    return state.keys() == own.keys() and all(state[k].shape == v.shape for k, v in own.items())
 
 
 def standin_target(cfg: StandinConfig) -> DataBundle:

@@ -20,7 +20,9 @@ import numpy as np
 import torch
 
 from .. import paths
-from ..errors import DataError
+from ..errors import DataError, UnsafeFileError
+from ..net import DOWNLOADS_DISABLED, offline_forced
+from ..safeload import load_torch_file
 from .images import decode_image, resize_shorter_then_center_crop
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
@@ -154,9 +156,11 @@ def cache_load(key: str) -> dict | None:
     if not path.is_file():
         return None
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - a damaged cache entry is simply rebuilt
+        payload = load_torch_file(path, what="the dataset cache file", max_bytes=16 * 2**30)
+    except UnsafeFileError:  # damaged or planted: rebuilt from the images, never trusted
+        path.unlink(missing_ok=True)
         return None
+    return payload if isinstance(payload, dict) else None
 
 
 def cache_save(key: str, payload: dict) -> None:
@@ -234,6 +238,8 @@ def locate_caltech(root: Path, download: bool, downloader) -> Path:
         return extract_archive(archive)
     if not download:
         raise DataError(caltech_missing_message(root, "no folder or archive there and download=False."))
+    if offline_forced():
+        raise DataError(caltech_missing_message(root, f"no folder or archive there and {DOWNLOADS_DISABLED}."))
     try:
         downloader("Caltech101", root)
     except Exception as exc:  # noqa: BLE001

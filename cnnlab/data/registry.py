@@ -182,9 +182,10 @@ def _decode_parts(
     all_files = [f for files, _ in parts.values() for f in files]
     key = folders.cache_key(kind, key_root, all_files, size, seed, extra="|".join(f"{k}:{len(v[0])}" for k, v in parts.items()))
     cached = folders.cache_load(key)
-    if cached is not None and all(f"{k}_images" in cached for k in parts):
+    if cached is not None and _cache_fits(cached, parts, len(classes), size):
         splits = {k: TensorSplit(cached[f"{k}_images"], cached[f"{k}_labels"]) for k in parts}
-        return splits, list(cached.get("notes", [])) + [f"decoded images read from the cache ({key})"]
+        notes = [str(n) for n in cached.get("notes", []) if isinstance(n, str)][:10]
+        return splits, notes + [f"decoded images read from the cache ({key})"]
     images, kept, skipped = folders.decode_files(all_files, size, desc=f"{kind} {size}px", progress=progress)
     all_labels = torch.tensor([l for _, labels in parts.values() for l in labels], dtype=torch.int64)
     kept_t = torch.tensor(kept, dtype=torch.int64)
@@ -202,6 +203,22 @@ def _decode_parts(
     if len(kept) > 0:
         folders.cache_save(key, payload)
     return splits, notes + [f"decoded {len(kept)} images to {size}x{size} and cached them"]
+
+
+def _cache_fits(cached: dict, parts: dict, num_classes: int, size: int) -> bool:
+    """Whether a cache file holds what this load would have written (the file is untrusted:
+    anything else is ignored and the images are decoded again)."""
+    for k, (files, _) in parts.items():
+        images, labels = cached.get(f"{k}_images"), cached.get(f"{k}_labels")
+        if not (isinstance(images, torch.Tensor) and isinstance(labels, torch.Tensor)):
+            return False
+        if images.dtype != torch.uint8 or images.dim() != 4 or tuple(images.shape[1:]) != (3, size, size):
+            return False
+        if labels.dtype != torch.int64 or labels.dim() != 1 or len(labels) != len(images) or len(images) > len(files):
+            return False
+        if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+            return False
+    return True
 
 
 def _check_decoded(train: TensorSplit, classes: list[str], folder: Path) -> None:

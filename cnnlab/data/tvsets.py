@@ -15,7 +15,8 @@ Layouts under ``root`` (the same as torchvision's)::
 from __future__ import annotations
 
 import gzip
-import pickle
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -23,7 +24,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..errors import DataError
+from ..errors import DataError, UnsafeFileError
+from ..net import DOWNLOADS_DISABLED, offline_forced
+from ..safeload import load_plain_pickle
 
 
 @dataclass(frozen=True)
@@ -126,12 +129,15 @@ def _read_mnist(spec: TorchvisionSet, root: Path) -> tuple[tuple[torch.Tensor, t
 
 
 def _unpickle(path: Path) -> dict:
-    # CIFAR is distributed as Python pickles (as torchvision reads it); only open trusted copies.
+    """A CIFAR batch: a Python pickle, read by an unpickler that rebuilds plain data and numpy
+    arrays only (torchvision's ``pickle.load`` would run any code a planted file asks for)."""
     try:
-        with open(path, "rb") as f:
-            return pickle.load(f, encoding="latin1")
-    except Exception as exc:  # noqa: BLE001 - any unpickling problem is a corrupt file
-        raise DataError(f"'{path}' is not a readable CIFAR batch ({type(exc).__name__}); download the dataset again.") from None
+        entry = load_plain_pickle(path, what="the CIFAR file", remedy="Delete it and download the dataset again.")
+    except UnsafeFileError as exc:
+        raise DataError(str(exc)) from None
+    if not isinstance(entry, dict):
+        raise DataError(f"'{path}' is not a CIFAR batch (it holds a {type(entry).__name__}); download the dataset again.")
+    return entry
 
 
 def _cifar_batch(path: Path, label_key: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -169,11 +175,42 @@ READERS: dict[str, Callable] = {"mnist": _read_mnist, "fashion_mnist": _read_mni
 
 
 def torchvision_download(tv_class: str, root: Path, **kwargs: object) -> None:
-    """Let ``torchvision.datasets.<tv_class>(root, download=True)`` fetch and unpack the files."""
+    """Let ``torchvision.datasets.<tv_class>(root, download=True)`` fetch and unpack the files.
+
+    With ``CNNLAB_OFFLINE=1`` nothing is tried and nothing is created. Folders that the attempt
+    created are removed again when it fails, so a bad ``--data-root`` leaves no trace.
+    """
+    if offline_forced():
+        raise DataError(DOWNLOADS_DISABLED)
     import torchvision.datasets
 
-    root.mkdir(parents=True, exist_ok=True)
-    getattr(torchvision.datasets, tv_class)(str(root), download=True, **kwargs)
+    created = _missing_parents(root)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        getattr(torchvision.datasets, tv_class)(str(root), download=True, **kwargs)
+    except BaseException:
+        for folder in created:  # deepest first; only what this attempt created, and only if still empty
+            _remove_if_empty_tree(folder)
+        raise
+
+
+def _missing_parents(path: Path) -> list[Path]:
+    """``path`` and its ancestors that do not exist yet, deepest first."""
+    out = []
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        out.append(path)
+        path = path.parent
+    return out
+
+
+def _remove_if_empty_tree(folder: Path) -> None:
+    """Remove ``folder`` if it holds nothing but empty folders."""
+    if not folder.is_dir() or folder.is_symlink():
+        return
+    if any(f for _, _, files in os.walk(folder) for f in files):
+        return
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def missing_message(display_name: str, root: Path, expected: list[Path], tried: str) -> str:
@@ -195,6 +232,8 @@ def ensure_present(spec: TorchvisionSet, root: Path, download: bool) -> None:
     expected = spec.expected_paths(root)
     if not download:
         raise DataError(missing_message(spec.display_name, root, expected, "the files are not there and download=False."))
+    if offline_forced():
+        raise DataError(missing_message(spec.display_name, root, expected, f"the files are not there and {DOWNLOADS_DISABLED}."))
     try:
         torchvision_download(spec.tv_class, root)
     except Exception as exc:  # noqa: BLE001 - no network, proxy, disk full: all end in the same advice

@@ -1,10 +1,13 @@
 """Pretrained torchvision models (ImageNet weights) and the transfer-learning heads of the seeds.
 
-Weights go through torchvision's weights API with the torch hub cache pointed at
-``models_cache/hub`` (see :mod:`cnnlab.paths`), so a file such as
-``models_cache/hub/checkpoints/vgg16-397923af.pth`` is found without any network. When the file
-is absent, the download is tried (unless ``CNNLAB_OFFLINE=1``); when that is impossible the
-error names the exact file, the folder to put it in, and the address to get it from.
+Weights are described by torchvision's weights enums (address, transforms, class names) and live
+in the torch hub cache, pointed at ``models_cache/hub`` (see :mod:`cnnlab.paths`), so a file such
+as ``models_cache/hub/checkpoints/vgg16-397923af.pth`` is found without any network. cnnlab reads
+the file itself, through :func:`cnnlab.safeload.load_state_dict_file` (``weights_only=True``),
+never through ``torch.hub.load_state_dict_from_url``, whose default unpickles anything: a planted
+file can hold code. When the file is absent, it is downloaded with ``torch.hub.download_url_to_file``
+and checked against the hash in its name (unless ``CNNLAB_OFFLINE=1``); when that is impossible
+the error names the exact file, the folder to put it in, and the address to get it from.
 
 Seed 000's transfer setup for VGG16: every pretrained parameter frozen and ``classifier[6]``
 replaced by ``Linear(4096, 256) - ReLU - Dropout(0.4) - Linear(256, classes)``: 1,075,046
@@ -15,18 +18,22 @@ trainable parameters for Caltech101's 102 classes. Seed 001's for ResNet18: ``fc
 from __future__ import annotations
 
 import os
+import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 from urllib.parse import urlparse
 
+import torch.hub
 import torchvision
 from torch import nn
 from torchvision.models import WeightsEnum
 
-from ..errors import CnnlabError, ModelConfigError
-from ..net import can_reach, offline_forced
+from ..errors import CnnlabError, ModelConfigError, UnsafeFileError
+from ..net import DOWNLOADS_DISABLED, can_reach, offline_forced
 from ..paths import use_project_hub
+from ..safeload import load_state_dict_file
 
 
 class WeightsUnavailableError(CnnlabError):
@@ -112,17 +119,33 @@ def weights_status(name: str) -> tuple[str, str]:
 
 
 def fetch_weights(name: str, progress: bool = True) -> Path:
-    """Make sure the weights file is on disk: download it (with a progress bar) if needed."""
+    """Make sure the weights file is on disk: download it (with a progress bar) if needed.
+
+    The download goes to a temporary file next to the target, is checked against the SHA-256
+    prefix in the file name (as ``torch.hub`` does with ``check_hash``), then renamed into place;
+    nothing is unpickled here.
+    """
     spec = get_pretrained_spec(name)
     path = weights_path(name)
     if path.is_file():
         return path
     if offline_forced():
-        raise _missing_error(spec, path, "downloads are disabled (CNNLAB_OFFLINE=1)")
+        raise _missing_error(spec, path, DOWNLOADS_DISABLED)
+    found = re.search(r"-([a-f0-9]+)\.", spec.filename)
+    tmp = None
     try:
-        spec.weights.get_state_dict(progress=progress)
-    except Exception as e:  # URLError, timeouts, HTTP errors, interrupted downloads
-        raise _missing_error(spec, path, f"the download failed: {e}") from None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{spec.filename}.", suffix=".part", dir=path.parent)
+        os.close(fd)
+        torch.hub.download_url_to_file(spec.url, tmp, hash_prefix=found.group(1) if found else None,
+                                       progress=progress)
+        os.replace(tmp, path)
+    except Exception as e:  # URLError, timeouts, HTTP errors, interrupted downloads, hash mismatch
+        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise _missing_error(spec, path, f"the download failed ({reason})") from None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
     return path
 
 
@@ -135,7 +158,7 @@ def _missing_error(spec: PretrainedSpec, path: Path, why: str) -> WeightsUnavail
 
 
 def load_pretrained(name: str, download: bool = True) -> tuple[nn.Module, PretrainedSpec]:
-    """The torchvision model with its ImageNet weights, through torchvision's weights API."""
+    """The torchvision model with its ImageNet weights, read with ``weights_only=True``."""
     spec = get_pretrained_spec(name)
     path = weights_path(name)
     if not path.is_file():
@@ -143,11 +166,19 @@ def load_pretrained(name: str, download: bool = True) -> tuple[nn.Module, Pretra
             raise _missing_error(spec, path, "downloading was not allowed")
         fetch_weights(name)
     try:
-        model = spec.builder(weights=spec.weights, progress=False)
-    except Exception as e:
+        state = load_state_dict_file(
+            path, what=f"the {spec.display_name} weights file",
+            remedy=f"Delete it and fetch it again (`python -m cnnlab fetch {spec.name}`, or copy "
+                   f"{spec.filename} from {spec.url}).")
+    except UnsafeFileError as e:
+        raise WeightsUnavailableError(str(e)) from None
+    model = spec.builder(weights=None, num_classes=len(spec.categories))
+    try:
+        model.load_state_dict(state)
+    except RuntimeError:
         raise WeightsUnavailableError(
-            f"The weights file {path} could not be loaded into {spec.display_name} ({e}). It may be "
-            f"incomplete or for another model: delete it and fetch it again."
+            f"The weights file {path} does not fit {spec.display_name} (other layer names or shapes): it "
+            f"is for another model or incomplete. Delete it and fetch it again (`python -m cnnlab fetch {spec.name}`)."
         ) from None
     model.eval()
     model.cnnlab_pretrained = spec  # type: ignore[attr-defined]
