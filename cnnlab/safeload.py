@@ -112,14 +112,15 @@ def load_state_dict_file(path: str | os.PathLike[str], *, what: str = "the weigh
 # --------------------------------------------------------------------------------------
 
 def _numpy_global(module: str, name: str) -> Any:
+    """The few numpy callables a pickled array or scalar needs; None for anything else."""
     if (module, name) == ("numpy", "ndarray"):
         return np.ndarray
     if (module, name) == ("numpy", "dtype"):
         return np.dtype
-    if module in ("numpy.core.multiarray", "numpy._core.multiarray") and name == "_reconstruct":
-        from numpy._core.multiarray import _reconstruct  # numpy >= 2
+    if module in ("numpy.core.multiarray", "numpy._core.multiarray") and name in ("_reconstruct", "scalar"):
+        from numpy._core import multiarray  # numpy >= 2; older pickles name numpy.core
 
-        return _reconstruct
+        return getattr(multiarray, name)
     return None
 
 

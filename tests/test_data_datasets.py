@@ -157,6 +157,7 @@ def _no_network(*args, **kwargs):
 
 
 def test_download_failure_is_explained(tmp_path, monkeypatch):
+    monkeypatch.delenv("CNNLAB_OFFLINE", raising=False)  # the network is allowed, but fails
     import torchvision.datasets.cifar as tv_cifar
     import torchvision.datasets.mnist as tv_mnist
 
@@ -209,6 +210,7 @@ def test_caltech101_in_subfolder_and_from_archive(tmp_path):
 
 
 def test_caltech101_absent_and_download_fails(tmp_path, monkeypatch):
+    monkeypatch.delenv("CNNLAB_OFFLINE", raising=False)  # the network is allowed, but fails
     import torchvision.datasets.caltech as tv_caltech
 
     with pytest.raises(DataError) as exc:
