@@ -8,17 +8,26 @@
 Students upload a photo (or use the webcam or the clipboard) and get the top classes with
 probabilities and the Grad-CAM overlay of the top class. Only the prediction function is
 exposed; uploads are limited in size and decoded by cnnlab's one safe decoder.
+
+The link is shared with a room, so every request is untrusted (see :class:`Uploads` and
+:class:`RequestLimits`): the prediction reads only files Gradio received as uploads for this
+demo or its own examples (resolved paths, regular files, at most 10 MB read), never a path,
+``data:`` URL or web address a request names; request bodies are bounded before anything
+parses them, an upload carries one file, and only the picker's models can be asked for.
 """
 
 from __future__ import annotations
 
 import argparse
 import atexit
-import base64
+import json
+import os
 import shutil
 import socket
+import stat
 import sys
 import tempfile
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,11 +35,18 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+# A classroom demo sends nothing anywhere: no usage analytics (they would also try the network offline).
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
 import gradio as gr  # noqa: E402
 
 from cnnlab.errors import CnnlabError  # noqa: E402
 
-MAX_FILE_SIZE = "10mb"
+MAX_FILE_MB = 10
+MAX_FILE_SIZE = f"{MAX_FILE_MB}mb"  # Gradio's upload limit (it reads "10mb" as 10 MiB)
+MAX_FILE_BYTES = MAX_FILE_MB * 1024 * 1024  # the same limit, enforced again on the bytes we read
+MAX_UPLOAD_BODY = MAX_FILE_BYTES + 64 * 1024  # one file plus its multipart headers
+MAX_JSON_BODY = 256 * 1024  # every other request: a prediction call is a few hundred bytes
 TRAIN_HINT = "python -m cnnlab train --model lenet --data digits --epochs 3"
 
 
@@ -71,10 +87,16 @@ def available_choices(run: str | None = None, model: str | None = None) -> list[
 
 
 class Predictor:
-    """Loads model sources on demand (cached) and answers one image at a time."""
+    """Loads model sources on demand (cached) and answers one image at a time.
 
-    def __init__(self, k: int = 5):
+    ``refs``: the model references a request may name (the picker's choices; ``None`` for any,
+    as for server-side use). ``uploads``: which files a request may name (see :class:`Uploads`);
+    by default none, so a Predictor never reads a path it was not told is an upload."""
+
+    def __init__(self, k: int = 5, refs: list[str] | None = None, uploads: Uploads | None = None):
         self.k = k
+        self.refs = None if refs is None else set(refs)
+        self.uploads = uploads or Uploads()
         self._cache: dict[str, object] = {}
 
     def source(self, ref: str):
@@ -86,54 +108,171 @@ class Predictor:
         return self._cache[ref]
 
     def __call__(self, ref: str, image: dict | str | None):
-        """``image`` is Gradio's raw upload payload (the event runs with ``preprocess=False``, so
-        Gradio never opens the file itself: every file, even a broken one, reaches cnnlab's
-        safe decoder and gets its clear message)."""
+        """``image`` is Gradio's raw upload payload. The events run with ``preprocess=False``, so
+        Gradio never opens the file itself: every file, even a broken one, reaches cnnlab's safe
+        decoder and gets its clear message. (Gradio's own preprocessing would not protect us
+        anyway: ``gr.Image`` opens a payload's path without checking it when the payload has no
+        ``meta``, and decodes ``data:`` URLs without a size bound.) So the payload is checked
+        here: only files Gradio received for this demo, or its examples, are read."""
+        try:
+            if not ref or not isinstance(ref, str) or (self.refs is not None and ref not in self.refs):
+                raise gr.Error("Pick a model from the list first.")
+            data = self.uploads.read(image)
+            return self._predict(ref, data)
+        except gr.Error:
+            raise
+        except CnnlabError as err:
+            raise gr.Error(_one_line(str(err))) from None
+        except Exception:  # never a traceback or an empty message for the user; the log has it
+            traceback.print_exc()
+            raise gr.Error("The prediction failed unexpectedly; try another image or model.") from None
+
+    def _predict(self, ref: str, data: bytes):
         from PIL import Image
 
         from cnnlab.activations import denormalize, grad_cam, overlay
         from cnnlab.data.images import decode_image
         from cnnlab.evaluate import predict_topk
 
-        if not ref:
-            raise gr.Error("Pick a model first.")
-        source = _payload_source(image)
-        if not source:
-            raise gr.Error("Upload an image, take one with the webcam, or paste one.")
-        try:
-            image = decode_image(_read_upload(source))
-            src = self.source(ref)
-            top = predict_topk(src.model, image, src, k=min(self.k, len(src.classes)))
-            x = src.to_input(image)
-            cam = grad_cam(src.model, x, target=src.classes.index(top[0][0]))
-            seen = Image.fromarray(denormalize(x, src.mean, src.std))
-            scale = max(1, 320 // max(seen.size))
-            seen = seen.resize((seen.width * scale, seen.height * scale), Image.BILINEAR)
-            picture = overlay(seen, cam.heatmap)
-        except CnnlabError as err:
-            raise gr.Error(str(err)) from None
+        image = decode_image(data)
+        src = self.source(ref)
+        top = predict_topk(src.model, image, src, k=min(self.k, len(src.classes)))
+        x = src.to_input(image)
+        cam = grad_cam(src.model, x, target=src.classes.index(top[0][0]))
+        seen = Image.fromarray(denormalize(x, src.mean, src.std))
+        scale = max(1, 320 // max(seen.size))
+        seen = seen.resize((seen.width * scale, seen.height * scale), Image.BILINEAR)
+        picture = overlay(seen, cam.heatmap)
         return {name: float(p) for name, p in top}, picture
 
 
-def _payload_source(payload: dict | str | None) -> str | None:
-    if isinstance(payload, dict):
-        url = payload.get("url") or ""
-        return url if url.startswith("data:") else payload.get("path")
-    return payload or None
+def _one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _read_upload(value: str) -> bytes:
-    """The uploaded bytes: Gradio hands over a temp-file path (or, from some sources, a data:
-    URL). Bytes, not the path, go to the decoder so messages say "the uploaded file"."""
-    if value.startswith("data:"):
+# ---------------------------------------------------------------------------------------------
+# Which files a request may name
+# ---------------------------------------------------------------------------------------------
+
+NO_IMAGE = "Upload an image, take one with the webcam, or paste one."
+NOT_RECEIVED = "That image is not one this demo received; upload it again."
+INLINE_REFUSED = "Inline (data: or web address) images are not accepted; upload the image file."
+TOO_LARGE = f"The image is larger than {MAX_FILE_MB} MB; upload a smaller one."
+REFUSED_MARK = "\0cnnlab-refused:"
+REFUSALS = {"inline": INLINE_REFUSED, "not-received": NOT_RECEIVED}
+
+
+class Uploads:
+    """The files a request may name: those Gradio received through its ``/upload`` route for this
+    demo (``demo.upload_file_set``) and the demo's example files (the ones ``build_demo`` wrote,
+    and the copies Gradio made of them in its cache while the demo was built). Paths are
+    resolved (symlinks, ``..``) first and must lie inside Gradio's upload folder or be an
+    example. Everything else gets the same one sentence, whether it exists or not, so nothing
+    on the server can be probed.
+
+    A browser never sends anything else: a file, a webcam shot and a pasted image are all
+    uploaded through ``/gradio_api/upload`` first (only a *streaming* webcam sends ``data:``
+    URLs, and this demo does not stream), so ``data:`` and web-address payloads are refused
+    outright rather than decoded."""
+
+    def __init__(self, examples: list[str] | tuple[str, ...] = ()):
+        self.demo: gr.Blocks | None = None
+        self.examples = {os.path.realpath(p) for p in examples}
+        self.cached_examples: set[str] = set()
+
+    def attach(self, demo: gr.Blocks):
+        """Accept ``demo``'s uploads from now on; what its components hold in Gradio's cache at
+        this point (before launch: only the examples' copies) counts as examples."""
+        self.demo = demo
+        self.cached_examples = {os.path.realpath(p) for files in demo.temp_file_sets for p in files}
+
+    def resolve(self, raw) -> str | None:
+        """The resolved path of ``raw`` when a request may read it, else None."""
+        from gradio.utils import get_upload_folder
+
+        if not isinstance(raw, str) or not raw or "\0" in raw or len(raw) > 4096 or _is_inline(raw):
+            return None
         try:
-            return base64.b64decode(value.split(",", 1)[1], validate=False)
-        except (ValueError, IndexError):
-            raise CnnlabError("the image sent by the browser could not be read.") from None
+            real = os.path.realpath(raw)
+            if real in self.examples:
+                return real
+            if self.demo is None:
+                return None
+            folder = os.path.realpath(get_upload_folder())
+            if os.path.commonpath([real, folder]) != folder:
+                return None
+        except (OSError, ValueError):
+            return None
+        if real in self.cached_examples:
+            return real
+        received = self.demo.upload_file_set
+        if raw in received or os.path.abspath(raw) in received or real in received:
+            return real
+        return None
+
+    def read(self, payload: dict | str | None) -> bytes:
+        """The bytes of the one file the payload names, at most ``MAX_FILE_BYTES``."""
+        if isinstance(payload, dict):
+            raw = payload.get("path")
+            mark = payload.get("orig_name")
+            if raw is None and isinstance(mark, str) and mark.startswith(REFUSED_MARK):
+                raise gr.Error(REFUSALS.get(mark[len(REFUSED_MARK):], NOT_RECEIVED))  # see RequestLimits
+            if _is_inline(raw) or _is_data(payload.get("url")):
+                raise gr.Error(INLINE_REFUSED)
+            if not raw and not payload.get("url"):
+                raise gr.Error(NO_IMAGE)
+        elif payload is None or payload == "":
+            raise gr.Error(NO_IMAGE)
+        else:
+            raw = payload
+            if _is_inline(raw):
+                raise gr.Error(INLINE_REFUSED)
+        real = self.resolve(raw)
+        if real is None:
+            raise gr.Error(NOT_RECEIVED)
+        try:
+            return _read_regular_file(real, MAX_FILE_BYTES)
+        except OSError:
+            raise gr.Error(NOT_RECEIVED) from None
+
+
+def _is_data(value) -> bool:
+    return isinstance(value, str) and value.lstrip()[:5].lower() == "data:"
+
+
+def _is_inline(value) -> bool:
+    """A ``path`` that is not a path: a ``data:`` URL or a web address (which Gradio would fetch)."""
+    web = isinstance(value, str) and value.lstrip()[:8].lower().startswith(("http://", "https://"))
+    return web or _is_data(value)
+
+
+def _read_regular_file(path: str, limit: int) -> bytes:
+    """Read a regular file of at most ``limit`` bytes: no device, FIFO or directory (opened
+    non-blocking, checked on the open descriptor), never more than ``limit + 1`` bytes read."""
+    flags = os.O_RDONLY
+    for name in ("O_NONBLOCK", "O_NOFOLLOW", "O_BINARY"):  # the last on Windows, the others on POSIX
+        flags |= getattr(os, name, 0)
+    fd = os.open(path, flags)
     try:
-        return Path(value).read_bytes()
-    except OSError:
-        raise CnnlabError("the uploaded file could not be read; upload it again.") from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise gr.Error(NOT_RECEIVED)
+        if st.st_size > limit:
+            raise gr.Error(TOO_LARGE)
+        chunks, left = [], limit + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if len(data) > limit:
+        raise gr.Error(TOO_LARGE)
+    return data
 
 
 def example_images(folder: Path, names=("chelsea", "astronaut", "coffee", "rocket")) -> list[str]:
@@ -175,11 +314,189 @@ def dataset_examples(ref: str, folder: Path, n: int = 4) -> list[str]:
     return out
 
 
+# ---------------------------------------------------------------------------------------------
+# Request limits, before Gradio parses anything
+# ---------------------------------------------------------------------------------------------
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+class RequestLimits:
+    """ASGI middleware on the FastAPI app Gradio builds (passed through ``launch(app_kwargs=)``).
+
+    - ``/upload``: at most ``MAX_UPLOAD_BODY`` bytes and one file per request (Gradio's own
+      ``max_file_size`` is per file, so six 9 MB files in one request would pass it).
+    - every other request: at most ``MAX_JSON_BODY`` bytes, read here in full (so a 67 MB JSON
+      body is refused before anything parses it), and a JSON body naming a file by web address
+      or ``data:`` URL is refused (Gradio would otherwise download the address into its cache,
+      or decode the data, before our function runs).
+
+    A declared ``Content-Length`` over the limit is refused without reading the body; a body
+    without one (chunked) is counted as it arrives."""
+
+    def __init__(self, app, uploads: Uploads | None = None, max_upload: int = MAX_UPLOAD_BODY,
+                 max_body: int = MAX_JSON_BODY):
+        self.app, self.uploads, self.max_upload, self.max_body = app, uploads, max_upload, max_body
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def tracking_send(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            receive = await self._guard(scope, receive)
+            await self.app(scope, receive, tracking_send)
+        except _Refused as refusal:
+            if started:
+                raise
+            await _respond(send, refusal.status, refusal.message)
+
+    async def _guard(self, scope, receive):
+        headers = {k.lower(): v for k, v in scope.get("headers", [])}
+        is_upload = scope.get("path", "").rstrip("/").endswith("/upload")
+        limit = self.max_upload if is_upload else self.max_body
+        what = f"an image upload is limited to {MAX_FILE_MB} MB" if is_upload else "this request is too large"
+        declared = headers.get(b"content-length")
+        if declared is not None:
+            try:
+                size = int(declared)
+            except ValueError:
+                raise _Refused(400, "Bad Content-Length.") from None
+            if size > limit:
+                raise _Refused(413, f"Request refused: {what}.")
+        if is_upload:
+            return _counting_receive(receive, limit, what, _multipart_marker(headers))
+        if scope.get("method", "GET") in ("GET", "HEAD", "OPTIONS") and declared is None:
+            return _counting_receive(receive, limit, what, None)
+        body = _check_files(await _read_body(receive, limit, what), self.uploads)
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return replay
+
+
+def _multipart_marker(headers: dict) -> bytes | None:
+    ctype = headers.get(b"content-type", b"").decode("latin-1")
+    if not ctype.lower().startswith("multipart/"):
+        return None
+    for part in ctype.split(";")[1:]:
+        key, _, value = part.strip().partition("=")
+        if key.lower() == "boundary" and value.strip('"'):
+            return b"--" + value.strip('"').encode("latin-1")
+    return None
+
+
+def _counting_receive(receive, limit: int, what: str, marker: bytes | None):
+    """``receive`` that refuses a body over ``limit`` bytes and, given a multipart boundary
+    marker, a body with more than one part (a part opens with the marker, the end is marked by
+    one more)."""
+    total, seen, tail = 0, 0, b""
+
+    async def wrapped():
+        nonlocal total, seen, tail
+        message = await receive()
+        if message["type"] == "http.request":
+            chunk = message.get("body", b"")
+            total += len(chunk)
+            if total > limit:
+                raise _Refused(413, f"Request refused: {what}.")
+            if marker:
+                window = tail + chunk
+                seen += window.count(marker)
+                tail = window[-(len(marker) - 1):]
+                if seen > 2:
+                    raise _Refused(400, "Request refused: send one image per upload.")
+        return message
+
+    return wrapped
+
+
+async def _read_body(receive, limit: int, what: str) -> bytes:
+    chunks, total = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Refused(400, "The request ended early.")
+        chunk = message.get("body", b"")
+        total += len(chunk)
+        if total > limit:
+            raise _Refused(413, f"Request refused: {what}.")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _check_files(body: bytes, uploads: Uploads | None) -> bytes:
+    """The body, with every file object Gradio must not touch replaced by a refusal.
+
+    A file object naming a ``data:`` URL or a web address (Gradio would decode it, or download
+    the address into its cache, before our function runs) or, given the demo's
+    :class:`Uploads`, a path the demo did not receive, is replaced by an empty file object
+    whose ``orig_name`` carries the reason: Gradio passes it on untouched, and the prediction
+    function answers with its one sentence (so the browser, gradio_client and plain HTTP all
+    get the same message, and missing and forbidden paths read alike)."""
+    if not body.strip():
+        return body
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return body  # not JSON for FastAPI either: it refuses it itself
+    changed = False
+
+    def visit(item):
+        nonlocal changed
+        if isinstance(item, list):
+            return [visit(v) for v in item]
+        if not isinstance(item, dict):
+            return item
+        if "path" in item or "url" in item:
+            path, reason = item.get("path"), None
+            if _is_inline(path) or _is_data(item.get("url")):
+                reason = "inline"
+            elif path is not None and (uploads is None or uploads.resolve(path) is None):
+                reason = "not-received" if uploads is not None or not isinstance(path, str) else None
+            if reason:
+                changed = True
+                return {"path": None, "url": None, "orig_name": REFUSED_MARK + reason}
+        return {k: visit(v) for k, v in item.items()}
+
+    try:
+        data = visit(data)
+    except RecursionError:
+        raise _Refused(400, "Request refused: it is nested too deeply.") from None
+    return json.dumps(data).encode() if changed else body
+
+
+async def _respond(send, status: int, message: str):
+    body = json.dumps({"detail": message, "error": message}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
+
+
 def build_demo(choices: list[Choice], k: int = 5) -> gr.Blocks:
-    predictor = Predictor(k)
     tmp = Path(tempfile.mkdtemp(prefix="cnnlab-gradio-"))
     atexit.register(shutil.rmtree, tmp, ignore_errors=True)  # example files live as long as the demo
     examples = dataset_examples(choices[0].ref, tmp) + example_images(tmp)
+    uploads = Uploads(examples)
+    predictor = Predictor(k, refs=[c.ref for c in choices], uploads=uploads)
     with gr.Blocks(title="cnnlab — what does the network see?") as demo:
         gr.Markdown("# What does the network see?\nUpload a photo, take one with the webcam or paste "
                     "one: the model answers with its top classes and shows where it looked (Grad-CAM).")
@@ -197,6 +514,8 @@ def build_demo(choices: list[Choice], k: int = 5) -> gr.Blocks:
         button.click(predictor, inputs=[model, image], outputs=[label, cam], api_name="predict", preprocess=False)
         image.upload(predictor, inputs=[model, image], outputs=[label, cam], api_visibility="private",
                      preprocess=False)
+    uploads.attach(demo)  # from now on, files Gradio receives for this demo may be read
+    demo.cnnlab_uploads = uploads  # for launch(): the request middleware checks paths too
     return demo
 
 
@@ -208,12 +527,19 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def launch(demo: gr.Blocks, host: str, port: int | None, share: bool, block: bool = True):
     """Launch; when a public link is impossible, say so in one line and keep serving locally."""
-    kwargs = dict(server_name=host, server_port=port, max_file_size=MAX_FILE_SIZE, show_error=True,
-                  quiet=True, prevent_thread_lock=True, footer_links=[])
+    from starlette.middleware import Middleware
+
+    limits = Middleware(RequestLimits, uploads=getattr(demo, "cnnlab_uploads", None))
+
+    def kwargs() -> dict:  # fresh each launch: Gradio adds to app_kwargs
+        return dict(server_name=host, server_port=port, max_file_size=MAX_FILE_SIZE, show_error=True,
+                    quiet=True, prevent_thread_lock=True, footer_links=[],
+                    app_kwargs={"middleware": [limits]})
+
     share_ok = False
     if share:
         try:
-            demo.launch(share=True, **kwargs)
+            demo.launch(share=True, **kwargs())
             share_ok = bool(getattr(demo, "share_url", None))
         except Exception as e:  # no network, blocked tunnel
             print(f"Could not create a public link ({type(e).__name__}: {e}).", file=sys.stderr)
@@ -223,9 +549,9 @@ def launch(demo: gr.Blocks, host: str, port: int | None, share: bool, block: boo
             print("No public share link is possible from here (no network or the tunnel is blocked); "
                   "serving on the local address only.", flush=True)
             if not getattr(demo, "local_url", None):
-                demo.launch(share=False, **kwargs)
+                demo.launch(share=False, **kwargs())
         else:
-            demo.launch(share=False, **kwargs)
+            demo.launch(share=False, **kwargs())
     print(f"cnnlab demo on {demo.local_url}" + (f" — public link: {demo.share_url}" if share_ok else ""), flush=True)
     if block:
         demo.block_thread()
