@@ -62,12 +62,12 @@ def model_picker(key: str, allow_zoo: bool = True):
     from cnnlab.runs import list_runs
 
     kinds = (["Zoo model (untrained)"] if allow_zoo else []) + ["Trained run", "Pretrained (ImageNet)"]
-    has_runs = any(r.has_checkpoint for r in list_runs())
+    has_runs = any(r.has_checkpoint and not r.damaged for r in list_runs())
     kind = st.radio("Model", kinds, horizontal=True, key=f"{key}-kind",
                     index=kinds.index("Trained run") if has_runs else 0)
     ref = None
     if kind == "Trained run":
-        runs = [r for r in list_runs() if r.has_checkpoint]
+        runs = [r for r in list_runs() if r.has_checkpoint and not r.damaged]
         if not runs:
             st.info("No trained run yet. Train one on the **Train** page (a LeNet on the digits takes "
                     "seconds), or pick another kind of model.")

@@ -67,7 +67,7 @@ def available_choices(run: str | None = None, model: str | None = None) -> list[
         if not r.has_checkpoint:
             raise CnnlabError(f"run {r.run_id} has no checkpoint yet (status: {r.status}).")
     for r in list_runs():
-        if r.has_checkpoint:
+        if r.has_checkpoint and not r.damaged:
             acc = r.best_val_top1
             acc_txt = f", best val {acc:.1%}" if isinstance(acc, float) and acc <= 1 else ""
             choices.append(Choice(f"run:{r.run_id}",

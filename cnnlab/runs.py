@@ -7,35 +7,51 @@ A run folder (id like ``20261123-142501-lenet-digits-ab12``) holds:
   mean/std, parameter counts, device, creation time;
 - ``metrics.jsonl``: one JSON line per epoch, appended, flushed and fsynced;
 - ``best.pt``: the best-validation ``state_dict``, written atomically;
-- ``status.json``: running/finished/cancelled/diverged/failed, message, pid, hostname and
+- ``status.json``: running/finished/cancelled/diverged/failed, message, pid (with the process's
+  start time and the boot id, so a recycled pid is not mistaken for the trainer), hostname and
   timestamps, written atomically.
 
 A run whose status says "running" but whose process is gone is reported as "interrupted";
 its metrics and best checkpoint so far stay usable.
+
+Every file is untrusted when read back: each is checked against a small schema (an object
+expected, numbers are numbers, a known status word...). What does not fit is left out and noted
+in :attr:`Run.problems` (shown as :attr:`Run.damage`), so one damaged folder never hides the
+other runs, and a damaged run is still listed and can be deleted. A symbolic link in ``runs/``
+is never followed: it is listed as damaged and deleting it removes the link only. Run ids are
+matched literally (a unique prefix is enough); no character is a wildcard.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import math
 import os
 import re
 import secrets
 import shutil
 import socket
+import stat
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, NamedTuple
 
 import torch
 from torch import nn
 
-from .errors import CnnlabError
+from .errors import CnnlabError, UnknownModelError
 from .paths import runs_dir
 
 STATUSES = ("running", "finished", "cancelled", "diverged", "failed")
+FILES = ("config.json", "meta.json", "metrics.jsonl", "status.json")
+MAX_JSON_BYTES = 4 * 2**20  # meta.json with ImageNet's 1000 class names is ~30 KB
+MAX_METRICS_BYTES = 32 * 2**20  # ~300 bytes an epoch
+MAX_ID_CHARS = 200
+STALE_TMP_S = 3600.0  # a temporary file this old is a leftover whoever wrote it
 
 
 class RunNotFoundError(CnnlabError, KeyError):
@@ -91,31 +107,43 @@ def _json_default(o: Any) -> Any:
     return repr(o)
 
 
-def _read_json(path: Path, default: Any = None) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return default
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise RunError(f"{path} is not valid JSON ({e}); the run folder is damaged.") from e
+def _shown(value: Any, limit: int = 60) -> str:
+    """``repr`` for a message: one line, escaped, bounded."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    """Every complete line; a torn last line (process killed mid-write) is ignored."""
-    rows: list[dict] = []
+def _read_bytes(path: Path, limit: int) -> bytes | None:
+    """The bytes of a regular file in a run folder, or None if it does not exist.
+
+    Never follows a symbolic link, never blocks on a pipe, never reads more than ``limit``
+    bytes; anything else is a :class:`_Damaged` with the reason.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
-        text = path.read_text()
+        fd = os.open(path, flags)
     except FileNotFoundError:
-        return rows
-    for line in text.splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
+        return None
+    except OSError as e:
+        if e.errno == errno.ELOOP or path.is_symlink():
+            raise _Damaged("is a symbolic link (cnnlab does not follow links in a run folder)") from None
+        raise _Damaged(f"cannot be read ({e.strerror or e})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _Damaged("is not a regular file")
+        if st.st_size > limit:
+            raise _Damaged(f"is {st.st_size / 2**20:.1f} MB, more than the {limit / 2**20:.0f} MB expected")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read(limit + 1)[:limit]
+    except OSError as e:
+        raise _Damaged(f"cannot be read ({e.strerror or e})") from None
+    finally:
+        os.close(fd)
+
+
+class _Damaged(Exception):
+    """Internal: why a whole file of a run folder is unusable."""
 
 
 def _pid_alive(pid: int) -> bool:
@@ -127,6 +155,8 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
+    except (OverflowError, OSError):
+        return False
     # A zombie (killed, not yet reaped by its parent) is dead for our purposes.
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -136,10 +166,209 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
+def _proc_start(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot: field 22 of /proc/<pid>/stat), or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _boot_id() -> str | None:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
+def _process_identity() -> dict[str, Any]:
+    """What identifies this process beyond its pid (a pid is reused after the process ends)."""
+    return {"pid": os.getpid(), "pid_start": _proc_start(os.getpid()), "boot_id": _boot_id()}
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", str(text).lower()).strip("_")[:40] or "x"
 
 
+# --------------------------------------------------------------------------------------
+# What each file of a run folder may hold
+# --------------------------------------------------------------------------------------
+
+
+def _is_text(v: Any) -> bool:
+    if not isinstance(v, str):
+        return False
+    try:
+        v.encode("utf-8")  # a lone surrogate (JSON "\\ud800") cannot be printed
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return _is_int(v) or isinstance(v, float)
+
+
+def _is_finite(v: Any) -> bool:
+    return _is_num(v) and math.isfinite(v)
+
+
+def _opt(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: v is None or check(v)
+
+
+def _list_of(check: Callable[[Any], bool], n: int | None = None) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, list) and (n is None or len(v) == n) and all(check(x) for x in v)
+
+
+_TEXT = (_is_text, "text")
+_INT = (_is_int, "a whole number")
+_NUM_OR_NULL = (_opt(_is_num), "a number or null")
+_TEXT_OR_NULL = (_opt(_is_text), "text or null")
+_NUMBERS = (_list_of(_is_finite), "a list of numbers")
+
+Schema = Mapping[str, tuple[Callable[[Any], bool], str]]
+
+STATUS_SCHEMA: Schema = {
+    "status": (lambda v: v in STATUSES, f"one of {', '.join(STATUSES)}"),
+    "message": _TEXT, "hostname": _TEXT, "created": _TEXT, "updated": _TEXT, "finished": _TEXT,
+    "pid": _INT, "pid_start": (_opt(_is_int), "a whole number or null"), "boot_id": _TEXT_OR_NULL,
+    "best_val_top1": (_opt(_is_finite), "a number or null"), "best_epoch": (_opt(_is_int), "a whole number or null"),
+    "steps": _INT,
+}
+META_SCHEMA: Schema = {
+    "run_id": _TEXT, "model": (lambda v: _is_text(v) and bool(v.strip()), "a model name"),
+    "model_kwargs": (lambda v: isinstance(v, dict) and all(isinstance(k, str) for k in v), "an object"),
+    "prepared_model": (lambda v: isinstance(v, bool), "true or false"),
+    "dataset": _TEXT, "dataset_name": _TEXT, "display_name": _TEXT,
+    "classes": (_list_of(_is_text), "a list of class names"),
+    "input_shape": (_list_of(lambda x: _is_int(x) and 0 < x <= 100_000, 3), "three positive whole numbers"),
+    "data_shape": (_list_of(lambda x: _is_int(x) and 0 < x <= 100_000, 3), "three positive whole numbers"),
+    "mean": _NUMBERS, "std": _NUMBERS, "model_mean": _NUMBERS, "model_std": _NUMBERS,
+    "num_params": _INT, "trainable_params": _INT, "train_images": _INT, "val_images": _INT,
+    "device": _TEXT, "torch": _TEXT, "notes": (_list_of(_is_text), "a list of notes"),
+    "created": _TEXT, "created_ts": (_is_finite, "a number (seconds since 1970)"),
+}
+METRICS_SCHEMA: Schema = {
+    "epoch": (lambda v: _is_int(v) and v >= 0, "a whole number"), "step": _INT,
+    **{k: _NUM_OR_NULL for k in ("train_loss", "train_top1", "train_top5", "val_loss", "val_top1", "val_top5",
+                                  "lr", "images_per_sec", "elapsed", "eta")},
+    "is_best": (lambda v: isinstance(v, bool), "true or false"),
+}
+
+
+class Problem(NamedTuple):
+    """Something wrong in one file of a run folder (``key`` None: the whole file)."""
+
+    file: str
+    key: str | None
+    text: str
+
+
+def _check(obj: Any, schema: Schema, file: str, problems: list[Problem], where: str = "") -> dict:
+    """The entries of ``obj`` that fit ``schema`` (unknown keys kept); a Problem for each that does not."""
+    if not isinstance(obj, dict):
+        kind = "null" if obj is None else type(obj).__name__
+        problems.append(Problem(file, None, f"{file}{where} holds {kind} {_shown(obj, 40)}, not an object"))
+        return {}
+    clean = {}
+    for key, value in obj.items():
+        rule = schema.get(key)
+        if rule is not None and not rule[0](value):
+            problems.append(Problem(file, key, f"{file}{where}: {key} should be {rule[1]}, got {_shown(value, 40)}"))
+            continue
+        clean[key] = value
+    return clean
+
+
+def _check_config(obj: dict, problems: list[Problem]) -> dict:
+    """``config.json``: each setting has the type of its :class:`~cnnlab.train.TrainConfig` field."""
+    from .train import TrainConfig
+
+    clean = {}
+    for key, value in obj.items():
+        try:
+            TrainConfig.from_dict({key: value})  # checks the one setting's type (unknown keys: ignored)
+        except CnnlabError as e:
+            why = str(e).replace("setting ", "", 1).rstrip(".")
+            problems.append(Problem("config.json", key, f"config.json: {why}"))
+            continue
+        clean[key] = value
+    return clean
+
+
+def _read_json(path: Path, schema: Schema | None, problems: list[Problem]) -> dict:
+    """The file's object, keeping what fits ``schema`` (None: config.json, checked against
+    :class:`~cnnlab.train.TrainConfig`); every problem is noted, none raised."""
+    name = path.name
+    try:
+        data = _read_bytes(path, MAX_JSON_BYTES)
+    except _Damaged as e:
+        problems.append(Problem(name, None, f"{name} {e}"))
+        return {}
+    if data is None:
+        problems.append(Problem(name, None, f"{name} is missing"))
+        return {}
+    try:
+        obj = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        problems.append(Problem(name, None, f"{name} is not UTF-8 text"))
+        return {}
+    except (json.JSONDecodeError, RecursionError) as e:
+        what = "is empty" if not data.strip() else f"is not valid JSON ({e.msg if hasattr(e, 'msg') else 'too deep'})"
+        problems.append(Problem(name, None, f"{name} {what}"))
+        return {}
+    if schema is None:
+        return _check_config(_check(obj, {}, name, problems), problems)
+    return _check(obj, schema, name, problems)
+
+
+def _read_metrics(path: Path, problems: list[Problem]) -> list[dict]:
+    """Every usable epoch line; a torn last line (process killed mid-write) is ignored silently."""
+    name = path.name
+    try:
+        data = _read_bytes(path, MAX_METRICS_BYTES)
+    except _Damaged as e:
+        problems.append(Problem(name, None, f"{name} {e}"))
+        return []
+    if data is None:
+        return []
+    rows: list[dict] = []
+    bad: list[str] = []
+    lines = data.split(b"\n")
+    torn_last = not data.endswith(b"\n")
+    for i, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            bad.append(f"line {i} is not UTF-8 text")
+            continue
+        except (json.JSONDecodeError, RecursionError):
+            if not (torn_last and i == len(lines)):
+                bad.append(f"line {i} is not valid JSON")
+            continue
+        row_problems: list[Problem] = []
+        row = _check(obj, METRICS_SCHEMA, name, row_problems, where=f" line {i}")
+        if row_problems and not row:
+            bad.append(f"line {i} is {type(obj).__name__} {_shown(obj, 30)}, not an epoch record")
+            continue
+        if "epoch" not in row:
+            bad.append(f"line {i} has no epoch number")
+            continue
+        bad.extend(p.text.split(": ", 1)[1] + f" (line {i})" for p in row_problems)
+        rows.append(row)
+    if bad:
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        problems.append(Problem(name, None, f"{name}: " + "; ".join(bad[:3]) + more))
+    return rows
 # --------------------------------------------------------------------------------------
 # Writing a run
 # --------------------------------------------------------------------------------------
@@ -180,7 +409,7 @@ class RunWriter:
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}")
         record = {
-            "status": status, "message": message, "pid": os.getpid(),
+            "status": status, "message": message, **_process_identity(),
             "hostname": socket.gethostname(), "created": self.created, "updated": _now(),
         }
         if status != "running":
@@ -226,7 +455,11 @@ def create_run(config: Mapping[str, Any], meta: Mapping[str, Any]) -> RunWriter:
 
 @dataclass
 class Run:
-    """A run as stored on disk."""
+    """A run as stored on disk.
+
+    ``config``, ``meta``, ``metrics`` and ``status_record`` hold only what fits each file's schema;
+    ``problems`` says what was left out and why (see :attr:`damage`).
+    """
 
     run_id: str
     path: Path
@@ -234,31 +467,53 @@ class Run:
     meta: dict
     metrics: list[dict]
     status_record: dict = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    is_link: bool = False  # a symbolic link in runs/: never followed
+
+    @property
+    def damage(self) -> str:
+        """What is wrong with the run's files, in one line ("" when nothing is)."""
+        return "; ".join(p.text for p in self.problems)
+
+    @property
+    def damaged(self) -> bool:
+        return bool(self.problems)
+
+    def damaged_in(self, file: str, *keys: str) -> list[Problem]:
+        """The problems of ``file`` that concern the whole file or one of ``keys`` (any key if none given)."""
+        return [p for p in self.problems if p.file == file and (p.key is None or not keys or p.key in keys)]
 
     @property
     def status(self) -> str:
-        """The recorded status, or "interrupted" for a "running" run whose process is dead."""
+        """The recorded status; "interrupted" for a "running" run whose process is gone;
+        "damaged" when status.json is missing, unreadable or holds an unknown status."""
+        if self.is_link or self.damaged_in("status.json", "status"):
+            return "damaged"
         rec = self.status_record
-        status = rec.get("status", "interrupted")
-        if status == "running" and rec.get("hostname") == socket.gethostname():
-            if not _pid_alive(int(rec.get("pid", -1))):
-                return "interrupted"
+        status = rec.get("status")
+        if status is None:
+            return "damaged"
+        if status == "running" and not _writer_alive(rec):
+            return "interrupted"
         return status
 
     @property
     def message(self) -> str:
-        if self.status == "interrupted":
+        status = self.status
+        if status == "damaged":
+            return self.damage
+        if status == "interrupted":
             return ("the training process stopped without finishing (killed or crashed); "
                     "metrics and the best checkpoint up to then are kept.")
         return str(self.status_record.get("message", ""))
 
     @property
     def has_checkpoint(self) -> bool:
-        return (self.path / "best.pt").is_file()
+        return not self.is_link and (self.path / "best.pt").is_file() and not (self.path / "best.pt").is_symlink()
 
     @property
     def best_val_top1(self) -> float | None:
-        vals = [m["val_top1"] for m in self.metrics if m.get("val_top1") is not None]
+        vals = [m["val_top1"] for m in self.metrics if _is_finite(m.get("val_top1"))]
         return max(vals) if vals else self.status_record.get("best_val_top1")
 
     @property
@@ -266,61 +521,174 @@ class Run:
         return str(self.meta.get("created", ""))
 
 
+def _writer_alive(rec: Mapping[str, Any]) -> bool:
+    """Whether the process that wrote a "running" status is still that process.
+
+    On another host nothing can be checked: it is taken as alive. Here the pid must be alive
+    and, where /proc tells, have the recorded start time and boot id (a pid is reused).
+    """
+    host = rec.get("hostname")
+    if host is not None and host != socket.gethostname():
+        return True
+    pid = rec.get("pid")
+    if not _is_int(pid) or not _pid_alive(pid):
+        return False
+    boot = _boot_id()
+    if boot is not None and rec.get("boot_id") != boot:
+        return False
+    start = _proc_start(pid)
+    if start is not None and rec.get("pid_start") != start:
+        return False
+    return True
+
+
+def _check_id(run_id: Any) -> str:
+    if not isinstance(run_id, str) or not run_id.strip():
+        raise RunNotFoundError(f"{_shown(run_id)} is not a run id. `python -m cnnlab runs` lists them.")
+    if len(run_id) > MAX_ID_CHARS:
+        raise RunNotFoundError(
+            f"a run id of {len(run_id)} characters is not a run id (ids are like "
+            "20261123-142501-lenet-digits-ab12). `python -m cnnlab runs` lists them."
+        )
+    if "/" in run_id or "\\" in run_id or run_id.startswith(".") or not run_id.isprintable():
+        raise RunNotFoundError(f"{_shown(run_id)} is not a run id. `python -m cnnlab runs` lists them.")
+    return run_id
+
+
+def _entries(root: Path) -> list[os.DirEntry]:
+    """The entries of ``runs/`` that may be runs: folders and symbolic links, never hidden ones."""
+    try:
+        with os.scandir(root) as it:
+            return [e for e in it if not e.name.startswith(".") and (e.is_symlink() or e.is_dir(follow_symlinks=False))]
+    except FileNotFoundError:
+        return []
+    except OSError as e:
+        raise RunError(f"cannot list the runs folder {root} ({e.strerror or e}).") from None
+
+
 def _run_path(run_id: str) -> Path:
+    """The path of a run by id or unique prefix, compared literally (no character is a wildcard)."""
     root = runs_dir()
-    if not run_id or "/" in run_id or "\\" in run_id or run_id.startswith("."):
-        raise RunNotFoundError(f"{run_id!r} is not a run id.")
+    run_id = _check_id(run_id)
     path = root / run_id
-    if path.is_dir():
+    if os.path.lexists(path):
         return path
-    matches = sorted(p for p in root.glob(f"{run_id}*") if p.is_dir()) if root.is_dir() else []
+    matches = sorted(e.name for e in _entries(root) if e.name.startswith(run_id))
     if len(matches) == 1:
-        return matches[0]
+        return root / matches[0]
     if len(matches) > 1:
         raise RunNotFoundError(
-            f"{run_id!r} matches {len(matches)} runs ({', '.join(p.name for p in matches[:4])}...); "
-            "give more of the id."
+            f"{run_id!r} matches {len(matches)} runs ({', '.join(matches[:4])}"
+            f"{', ...' if len(matches) > 4 else ''}); give more of the id."
         )
-    raise RunNotFoundError(
-        f"no run {run_id!r} in {root}. `python -m cnnlab runs` lists them."
+    raise RunNotFoundError(f"no run {run_id!r} in {root}. `python -m cnnlab runs` lists them.")
+
+
+def _load(path: Path) -> Run:
+    """Read a run folder; whatever is wrong becomes a :class:`Problem`, never an exception."""
+    if path.is_symlink():
+        try:
+            target = os.readlink(path)
+        except OSError:
+            target = "?"
+        text = (f"{path.name} is a symbolic link (to {_shown(target, 80)}), not a run folder: cnnlab does not "
+                "follow it; deleting it removes the link only")
+        return Run(path.name, path, {}, {}, [], {}, [Problem("", None, text)], is_link=True)
+    if not path.is_dir():
+        raise RunNotFoundError(f"{path} is not a run folder. `python -m cnnlab runs` lists the runs.")
+    problems: list[Problem] = []
+    run = Run(
+        run_id=path.name, path=path,
+        config=_read_json(path / "config.json", None, problems),
+        meta=_read_json(path / "meta.json", META_SCHEMA, problems),
+        metrics=_read_metrics(path / "metrics.jsonl", problems),
+        status_record=_read_json(path / "status.json", STATUS_SCHEMA, problems),
+        problems=problems,
     )
+    if "status" not in run.status_record and not run.damaged_in("status.json"):
+        problems.append(Problem("status.json", "status", "status.json has no status"))
+    bp = path / "best.pt"
+    if bp.is_symlink():
+        problems.append(Problem("best.pt", None, "best.pt is a symbolic link (cnnlab does not follow links in a "
+                                                 "run folder)"))
+    if run.status != "running":
+        _remove_stale_temp_files(path, writer_gone=run.status_record.get("status") in STATUSES)
+    return run
+
+
+def _remove_stale_temp_files(path: Path, writer_gone: bool) -> None:
+    """Remove the temporary files a killed writer left (``.best.pt.*.tmp``, ``.status.json.*.tmp``...).
+
+    Called for runs not training: when the writer's status is readable and it is gone every
+    leftover goes; otherwise (status damaged) only those older than :data:`STALE_TMP_S`.
+    """
+    prefixes = tuple(f".{n}." for n in ("best.pt", *FILES))
+    now = time.time()
+    with contextlib.suppress(OSError), os.scandir(path) as it:
+        for e in it:
+            if not (e.name.startswith(prefixes) and e.name.endswith(".tmp")):
+                continue
+            with contextlib.suppress(OSError):
+                if writer_gone or now - e.stat(follow_symlinks=False).st_mtime > STALE_TMP_S:
+                    os.unlink(e.path)  # a link is unlinked itself, never followed
 
 
 def load_run(run_id: str) -> Run:
-    """A run by id (or a unique prefix of one)."""
-    path = _run_path(run_id)
-    return Run(
-        run_id=path.name, path=path,
-        config=_read_json(path / "config.json", {}) or {},
-        meta=_read_json(path / "meta.json", {}) or {},
-        metrics=_read_jsonl(path / "metrics.jsonl"),
-        status_record=_read_json(path / "status.json", {}) or {},
-    )
+    """A run by id (or a unique prefix of one). A damaged run loads, with its :attr:`Run.damage`."""
+    return _load(_run_path(run_id))
+
+
+def _being_created(path: Path) -> bool:
+    """A folder :func:`create_run` is filling right now (its files are written one after the other)."""
+    try:
+        young = time.time() - path.stat().st_mtime < 60
+    except OSError:
+        return False
+    return young and not (path / "meta.json").exists()
 
 
 def list_runs() -> list[Run]:
-    """Every run, newest first. Folders that cannot be read are skipped."""
+    """Every run, newest first. A damaged run is listed too, with its :attr:`Run.damage`."""
     root = runs_dir()
-    if not root.is_dir():
-        return []
     runs = []
-    for p in root.iterdir():
-        if not p.is_dir() or p.name.startswith(".") or not (p / "meta.json").exists():
+    for entry in _entries(root):
+        path = root / entry.name
+        if not entry.name.isprintable():
+            continue  # a name that cannot be printed or typed back is not one of ours
+        if not entry.is_symlink() and _being_created(path):
             continue
         try:
-            runs.append(load_run(p.name))
-        except RunError:
+            runs.append(_load(path))
+        except RunNotFoundError:  # removed meanwhile
             continue
     runs.sort(key=lambda r: (float(r.meta.get("created_ts") or 0.0), r.created, r.run_id), reverse=True)
     return runs
 
 
-def delete_run(run_id: str) -> None:
-    """Remove a run folder. A run still training in a live process is refused."""
-    run = load_run(run_id)
+def delete_run(run_id: str) -> str:
+    """Remove a run folder and return its id. A run still training in a live process is refused.
+
+    A symbolic link in ``runs/`` is removed itself; what it points to is never touched.
+    """
+    path = _run_path(run_id)
+    if path.is_symlink():
+        try:
+            path.unlink()
+        except OSError as e:
+            raise RunError(f"cannot remove the link {path} ({e.strerror or e}).") from None
+        return path.name
+    run = _load(path)
     if run.status == "running":
-        raise RunError(f"run {run.run_id} is still training; cancel it before deleting it.")
-    shutil.rmtree(run.path)
+        host = run.status_record.get("hostname")
+        where = f" on {host}" if host and host != socket.gethostname() else f" (process {run.status_record.get('pid')})"
+        raise RunError(f"run {run.run_id} is still training{where}; cancel it before deleting it.")
+    try:
+        shutil.rmtree(path)
+    except OSError as e:
+        raise RunError(
+            f"could not delete all of {path} ({e.strerror or e}); what is left can be removed by hand."
+        ) from None
+    return run.run_id
 
 
 # --------------------------------------------------------------------------------------
@@ -355,21 +723,26 @@ def load_state_into(model: nn.Module, state: Mapping[str, torch.Tensor], source:
 
 
 def load_checkpoint(run_id: str, map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    """The ``state_dict`` in a run's ``best.pt`` (always ``weights_only=True``)."""
+    """The ``state_dict`` in a run's ``best.pt``, through :func:`cnnlab.safeload.load_state_dict_file`
+    (``weights_only=True``; anything else is refused with one line)."""
+    from .safeload import load_state_dict_file
+
     run = load_run(run_id)
+    if run.is_link:
+        raise RunError(f"{run.damage}.")
     path = run.path / "best.pt"
-    if not path.is_file():
+    if path.is_symlink():
+        raise RunError(f"the checkpoint of run {run.run_id} ({path}) is a symbolic link; cnnlab does not follow "
+                       f"links in a run folder. Delete the run (python -m cnnlab runs --delete {run.run_id}).")
+    if not os.path.lexists(path):
         raise RunError(
             f"run {run.run_id} has no checkpoint yet (best.pt is written after the first "
             "validation, or when a run is cancelled)."
         )
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # unpickling error, truncated file...
-        raise RunError(f"cannot read {path}: {e}") from e
-    if not isinstance(state, Mapping):
-        raise RunError(f"{path} does not hold a state_dict.")
-    return dict(state)
+    return load_state_dict_file(
+        path, what=f"the checkpoint of run {run.run_id}", map_location=map_location,
+        remedy=f"Delete the run (python -m cnnlab runs --delete {run.run_id}) or train it again.",
+    )
 
 
 def build_model(meta: Mapping[str, Any]) -> nn.Module:
@@ -378,24 +751,62 @@ def build_model(meta: Mapping[str, Any]) -> nn.Module:
 
     kwargs = dict(meta.get("model_kwargs") or {})
     if "input_size" in kwargs and kwargs["input_size"] is not None:
-        kwargs["input_size"] = tuple(kwargs["input_size"])
-    model = models.create(meta["model"], **kwargs)
+        kwargs["input_size"] = tuple(kwargs["input_size"]) if isinstance(kwargs["input_size"], list) \
+            else kwargs["input_size"]
+    try:
+        model = models.create(meta["model"], **kwargs)
+    except UnknownModelError as e:
+        raise RunError(f"meta.json names the model {meta['model']!r}, which cnnlab does not know ({e})") from None
+    except (CnnlabError, TypeError, ValueError, KeyError) as e:  # creation arguments of the wrong name or type
+        why = str(e) if isinstance(e, CnnlabError) else f"{type(e).__name__}: {e}"
+        raise RunError(f"meta.json's model_kwargs {_shown(kwargs, 80)} do not build a {meta['model']} "
+                       f"({_shown(why, 160)[1:-1]})") from None
     shape = meta.get("input_shape")
     if shape:
         model.cnnlab_input_shape = tuple(int(v) for v in shape)  # type: ignore[attr-defined]
     return model
 
 
+_MODEL_KEYS = ("model", "model_kwargs", "input_shape")
+
+
 def load_model(run_id: str, device: str | torch.device = "cpu") -> nn.Module:
     """The run's model with its best weights, in eval mode, on ``device``."""
     run = load_run(run_id)
+    if run.is_link:
+        raise RunError(f"{run.damage}.")
+    bad = run.damaged_in("meta.json", *_MODEL_KEYS)
+    if bad:
+        raise RunError(f"run {run.run_id} cannot be rebuilt: {'; '.join(p.text for p in bad)}. "
+                       f"Delete it (python -m cnnlab runs --delete {run.run_id}) or train it again.")
     if "model" not in run.meta:
         raise RunError(f"run {run.run_id} has no model name in meta.json; it cannot be rebuilt.")
-    model = build_model(run.meta)
+    try:
+        model = build_model(run.meta)
+    except RunError as e:
+        raise RunError(f"run {run.run_id} cannot be rebuilt: {e}. Delete it (python -m cnnlab runs --delete "
+                       f"{run.run_id}) or train it again.") from None
     state = load_checkpoint(run.run_id, map_location=device)
     load_state_into(model, state, source=f"checkpoint of run {run.run_id}")
     model.cnnlab_run_id = run.run_id  # type: ignore[attr-defined]
     return model.to(device).eval()
+
+
+def run_config(run: Run):
+    """The run's :class:`~cnnlab.train.TrainConfig`, refusing a damaged or incomplete ``config.json``
+    (a default in place of a lost setting would evaluate on another split, or another dataset)."""
+    from .train import TrainConfig
+
+    remedy = f"Delete it (python -m cnnlab runs --delete {run.run_id}) or train it again."
+    if run.is_link:
+        raise RunError(f"{run.damage}.")
+    bad = run.damaged_in("config.json")
+    if bad:
+        raise RunError(f"run {run.run_id} cannot be evaluated: {'; '.join(p.text for p in bad)}. {remedy}")
+    if "dataset" not in run.config:
+        raise RunError(f"run {run.run_id}'s config.json has no dataset, so the data it was trained on is "
+                       f"unknown and it cannot be evaluated. {remedy}")
+    return TrainConfig.from_dict(run.config)
 
 
 def load_run_data(run: Run):
@@ -405,10 +816,10 @@ def load_run_data(run: Run):
     """
     from .transfer import standin_cfg_of, standin_target
 
+    config = run_config(run)
     standin = standin_cfg_of(run)
     if standin is not None:
         return standin_target(standin)
-    from .train import TrainConfig, load_data
+    from .train import load_data
 
-    config = TrainConfig.from_dict(run.config)
     return load_data(config, download=False)

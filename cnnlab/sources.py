@@ -88,7 +88,15 @@ def load_source(ref: str, num_classes: int | None = None) -> ModelSource:
 
 
 def _looks_like_run(key: str) -> bool:
-    from .paths import runs_dir
+    """Whether ``key`` names a saved run (its id or a literal prefix of exactly one id)."""
+    from .runs import RunNotFoundError, load_run
 
-    root = runs_dir()
-    return (root / key).is_dir() or (root.is_dir() and any(root.glob(f"{key}*")) and "-" in key)
+    if "-" not in key:
+        return False
+    try:
+        load_run(key)
+    except RunNotFoundError:
+        return False
+    except CnnlabError:
+        return True  # a run, damaged: loading it says what is wrong
+    return True

@@ -173,11 +173,43 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        """A config from ``asdict`` output (e.g. a run's ``config.json``); unknown keys are ignored."""
-        names = {f.name for f in fields(cls)}
-        kw = {k: v for k, v in d.items() if k in names}
-        if isinstance(kw.get("input_size"), list):
-            kw["input_size"] = tuple(kw["input_size"])
+        """A config from ``asdict`` output (e.g. a run's ``config.json``); unknown keys are ignored.
+
+        Values are checked against the fields' types (as JSON gives them back: a tuple comes back
+        as a list); the first wrong one raises :class:`ConfigError` naming the setting. Ranges are
+        :meth:`validate`'s business.
+        """
+        from collections.abc import Mapping
+
+        if not isinstance(d, Mapping):
+            raise ConfigError(f"a training config must be a JSON object of settings, got {type(d).__name__}.")
+
+        def is_int(v: Any) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        checks: dict[str, tuple[Callable[[Any], bool], str]] = {
+            "str": (lambda v: isinstance(v, str), "text"),
+            "int": (is_int, "a whole number"),
+            "float": (lambda v: is_int(v) or isinstance(v, float), "a number"),
+            "bool": (lambda v: isinstance(v, bool), "true or false"),
+            "None": (lambda v: v is None, "null"),
+            "tuple[int, int]": (lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and all(map(is_int, v)),
+                                "two whole numbers"),
+            "dict": (lambda v: isinstance(v, dict), "an object"),
+        }
+        kw: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name not in d:
+                continue
+            value = d[f.name]
+            options = [t.strip() for t in str(f.type).split("|")]
+            known = [checks["dict"] if t.startswith("dict[") else checks.get(t) for t in options]
+            if all(k is not None for k in known) and not any(k[0](value) for k in known if k):
+                shown = repr(value)
+                shown = shown if len(shown) <= 60 else shown[:57] + "..."
+                wanted = " or ".join(k[1] for k in known if k)
+                raise ConfigError(f"setting {f.name!r} should be {wanted}, got {shown}.")
+            kw[f.name] = tuple(value) if f.name == "input_size" and isinstance(value, list) else value
         return cls(**kw)
 
 

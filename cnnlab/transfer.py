@@ -246,10 +246,15 @@ def submit_standin(cfg: StandinConfig | None = None, manager=None) -> list:
 def standin_cfg_of(run) -> StandinConfig | None:
     """The stand-in settings a run was trained with, or None if it is not a stand-in run."""
     opts = run.config.get("data_options") or {}
-    if opts.get("standin") != "target":
+    if not isinstance(opts, dict) or opts.get("standin") != "target":
         return None
-    return StandinConfig(**{k: v for k, v in (opts.get("standin_config") or {}).items()
-                            if k in StandinConfig.__dataclass_fields__})
+    given = opts.get("standin_config")
+    if not isinstance(given, dict):
+        raise ConfigError(f"run {run.run_id}: its config.json has no valid standin_config; the run cannot be rebuilt.")
+    try:
+        return StandinConfig(**{k: v for k, v in given.items() if k in StandinConfig.__dataclass_fields__})
+    except TypeError as e:
+        raise ConfigError(f"run {run.run_id}: its standin_config is damaged ({e}).") from None
 
 
 # --- side by side ------------------------------------------------------------------------------

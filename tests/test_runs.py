@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from cnnlab import runs
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, UnsafeFileError
 from apphelpers import using_cache
 from cnnlab.train import TrainConfig, fit
 from test_train_data import digits_bundle
@@ -120,5 +120,7 @@ def test_best_pt_is_written_atomically_with_weights_only(tmp_path):
     assert sorted(p.name for p in w.path.iterdir() if p.name.startswith(".")) == []
     assert torch.equal(runs.load_checkpoint(w.run_id)["a"], torch.zeros(3))
     torch.save({"a": torch.ones(1), "evil": object()}, w.path / "best.pt")  # not loadable safely
-    with pytest.raises(runs.RunError, match="cannot read"):
+    with pytest.raises(UnsafeFileError, match="refused") as info:
         runs.load_checkpoint(w.run_id)
+    assert f"checkpoint of run {w.run_id}" in str(info.value) and "weights_only" not in str(info.value)
+    assert "\n" not in str(info.value)

@@ -81,13 +81,19 @@ table = pd.DataFrame([{
     "epochs": f"{len(r.metrics)} / {r.config.get('epochs', '?')}",
     "duration": fmt_duration(duration_s(r)),
     "created": _stamp(r.created),
+    "problem": r.damage,
 } for r in runs])
 table["created"] = pd.to_datetime(table["created"], utc=True)
 st.dataframe(table, hide_index=True, width="stretch", height=min(38 + 35 * len(runs), 420),
              column_config={
                  "best val top-1": st.column_config.NumberColumn(format="%.1f%%"),
                  "created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
+                 "problem": st.column_config.TextColumn(help="what is wrong with a damaged run's files"),
              })
+n_damaged = sum(r.damaged for r in runs)
+if n_damaged:
+    st.warning(f"{n_damaged} run(s) have damaged files (see the **problem** column): what could be read is "
+               "shown, the rest is left out. Pick one below to see why, or delete it.", icon="⚠️")
 
 # ---- curves of several runs -----------------------------------------------------------
 st.subheader("Curves")
@@ -147,6 +153,8 @@ run = by_id[run_id]
 status, message = run.status, run.message or run.status
 {"finished": st.success, "running": st.info, "cancelled": st.warning, "interrupted": st.warning}.get(
     status, st.error)(f"**{status}**: {message}")
+if run.damaged and status != "damaged":
+    st.warning(f"Some of this run's files are damaged, and what they hold is left out: {run.damage}.", icon="⚠️")
 
 cfg = run.config
 st.caption(f"{run.meta.get('model', '?')} on {run.meta.get('dataset', '?')} · {cfg.get('epochs', '?')} epochs, "

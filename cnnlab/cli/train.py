@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     e = subparsers.add_parser("eval", help="evaluate a saved run: per-class top-1/top-5",
                               description="Per-class and overall top-1/top-5 of a run's best weights.")
-    e.add_argument("run", help="run id (or a unique prefix of one)")
+    e.add_argument("run", help="run id (or a unique beginning of one, matched literally)")
     e.add_argument("--split", default="val", choices=["val", "test"])
     e.add_argument("--batch-size", type=int, default=256)
     e.add_argument("--device", default="auto")
@@ -44,7 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     r = subparsers.add_parser("runs", help="list saved training runs (newest first)",
                               description="List the runs in models_cache/runs/, or delete one.")
-    r.add_argument("--delete", metavar="RUN", default=None, help="delete this run")
+    r.add_argument("--delete", metavar="RUN", default=None,
+                   help="delete this run (its id, or a unique beginning of it, matched literally)")
     r.set_defaults(func=cmd_runs)
 
     b = subparsers.add_parser("bench", help="benchmarks (bench train, bench inspect)")
@@ -144,10 +145,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from .. import runs
     from ..evaluate import evaluate
-    from ..train import TrainConfig, load_data
+    from ..train import load_data
 
     run = runs.load_run(args.run)
-    config = TrainConfig.from_dict(run.config)
+    config = runs.run_config(run)  # refuses a damaged config.json, or one without a dataset
     bundle = load_data(config)  # same name, seed and fractions: the same split as in training
     split = bundle.val if args.split == "val" else bundle.test
     if split is None:
@@ -157,7 +158,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
     model = runs.load_model(run.run_id, device=device)
     result = evaluate(model, split, bundle.info, device=device, batch_size=args.batch_size)
-    print(f"run {run.run_id}: {run.meta.get('model')} on {config.dataset}, {args.split} split, "
+    print(f"run {run.run_id}: {run.meta.get('model', '?')} on {config.dataset}, {args.split} split, "
           f"{result.count} images, loss {result.loss:.4f}")
     print(result.table())
     return 0
@@ -167,19 +168,27 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from .. import runs
 
     if args.delete:
-        run = runs.load_run(args.delete)
-        runs.delete_run(run.run_id)
-        print(f"deleted {run.run_id}")
+        link = runs.load_run(args.delete).is_link
+        run_id = runs.delete_run(args.delete)
+        print(f"removed the link {run_id} (what it pointed to was not touched)" if link else f"deleted {run_id}")
         return 0
     found = runs.list_runs()
     if not found:
         print("no runs yet: python -m cnnlab train --model lenet --data digits")
         return 0
-    print(f"{'run id':<44} {'status':<11} {'epochs':>6} {'best val top1':>13}")
+    width = max(44, *(len(r.run_id) for r in found))
+    print(f"{'run id':<{width}} {'status':<11} {'epochs':>6} {'best val top1':>13}")
+    damaged = 0
     for run in found:
         best = run.best_val_top1
         best_s = f"{100 * best:.1f}%" if best is not None else "-"
-        print(f"{run.run_id:<44} {run.status:<11} {len(run.metrics):>6} {best_s:>13}")
+        print(f"{run.run_id:<{width}} {run.status:<11} {len(run.metrics):>6} {best_s:>13}")
+        if run.damaged:
+            damaged += 1
+            print(f"    damaged: {run.damage}")
+    if damaged:
+        print(f"{damaged} damaged run(s): what could be read is shown; delete one with "
+              "python -m cnnlab runs --delete RUN")
     return 0
 
 
