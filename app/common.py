@@ -36,9 +36,15 @@ def job_status() -> None:
             st.progress(job.progress, text=f"#{job.id} {job.config.model} on {job.config.dataset}")
 
 
-def show_error(err: Exception) -> None:
-    """A user-facing error as a red box with the message, never a traceback."""
-    st.error(str(err), icon="⚠️")
+def show_error(err: BaseException | str, context: str | None = None) -> None:
+    """The one place that decides how a page shows what went wrong: a red box with, first, what
+    could not be done (``context``, when the page knows it) in bold, then the library's message,
+    which says what was wrong and what to do. Never a traceback. Every page shows a
+    :class:`~cnnlab.errors.CnnlabError` through this."""
+    message = str(err).strip() or type(err).__name__
+    if context:
+        message = f"**{context.rstrip('. ')}:** {message}"
+    st.error(message, icon="⚠️")
 
 
 @st.cache_resource(show_spinner="Loading model…", max_entries=8)
@@ -53,6 +59,14 @@ def cached_dataset(name: str):
     from cnnlab.data import load_dataset
 
     return load_dataset(name, download=False)
+
+
+@st.cache_resource(show_spinner="Loading the run's data…", max_entries=4)
+def cached_run_data(run_id: str):
+    """The data a run was trained on, split as it was (its seed, fractions, subset, classes)."""
+    from cnnlab.runs import load_run, load_run_data
+
+    return load_run_data(load_run(run_id))
 
 
 def model_picker(key: str, allow_zoo: bool = True):
@@ -117,24 +131,22 @@ def image_picker(key: str, source=None) -> Image.Image | None:
             show_error(err)
             return None
     if kind == "Dataset sample":
-        default = "digits"
-        if source is not None and source.kind == "run":
-            from cnnlab.runs import load_run
-
-            default = load_run(source.ref.split(":", 1)[1]).meta.get("dataset", "digits")
-        elif source is not None and source.input_shape[0] == 3:
-            default = "shapes"
-        names = sorted({"shapes", "digits", default})
-        ds_name = st.selectbox("Dataset", names, index=names.index(default), key=f"{key}-ds")
+        run_id = source.ref.split(":", 1)[1] if source is not None and source.kind == "run" else None
+        options = (["run"] if run_id else []) + ["shapes", "digits"]
+        default = "run" if run_id else "shapes" if source is not None and source.input_shape[0] == 3 else "digits"
+        ds_name = st.selectbox("Dataset", options, index=options.index(default), key=f"{key}-ds",
+                               format_func=lambda n: "this run's validation images" if n == "run" else n)
         try:
-            bundle = cached_dataset(ds_name)
+            # a run's own data, rebuilt from its config: its seed, its split, its classes
+            bundle = cached_run_data(run_id) if ds_name == "run" else cached_dataset(ds_name)
         except CnnlabError as err:
             show_error(err)
             return None
         split = bundle.val
         idx = st.slider("Sample", 0, len(split) - 1, 0, key=f"{key}-idx")
         arr = split.images[idx].permute(1, 2, 0).numpy()
-        st.caption(f"Label: **{bundle.info.classes[int(split.labels[idx])]}**")
+        st.caption(f"Label: **{bundle.info.classes[int(split.labels[idx])]}** · validation image {idx + 1} "
+                   f"of {len(split)}" + (", not used for training" if ds_name == "run" else ""))
         return Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr, "L" if arr.shape[2] == 1 else "RGB")
     photos = bundled_photos()
     name = st.selectbox("Photo (bundled with scikit-image)", photos,

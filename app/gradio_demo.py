@@ -27,6 +27,7 @@ import socket
 import stat
 import sys
 import tempfile
+import threading
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,14 +99,19 @@ class Predictor:
         self.refs = None if refs is None else set(refs)
         self.uploads = uploads or Uploads()
         self._cache: dict[str, object] = {}
+        self._lock = threading.Lock()  # Gradio answers requests from several threads at once
 
     def source(self, ref: str):
+        """The model source of ``ref``, loaded once: one model in memory at a time, and a request
+        for another model waits until the one being loaded is ready (never a half-cleared cache)."""
         from cnnlab.sources import load_source
 
-        if ref not in self._cache:
-            self._cache.clear()  # keep one model in memory at a time
-            self._cache[ref] = load_source(ref)
-        return self._cache[ref]
+        with self._lock:
+            src = self._cache.get(ref)
+            if src is None:
+                self._cache.clear()  # keep one model in memory at a time
+                src = self._cache[ref] = load_source(ref)
+            return src
 
     def __call__(self, ref: str, image: dict | str | None):
         """``image`` is Gradio's raw upload payload. The events run with ``preprocess=False``, so
@@ -290,18 +296,17 @@ def example_images(folder: Path, names=("chelsea", "astronaut", "coffee", "rocke
 
 
 def dataset_examples(ref: str, folder: Path, n: int = 4) -> list[str]:
-    """A few validation images of a run's dataset, saved as PNG for Gradio's examples."""
+    """A few images of a run's own validation split (its seed, split and classes, rebuilt from
+    its config by :func:`cnnlab.runs.load_run_data`), saved as PNG for Gradio's examples."""
     if not ref.startswith("run:"):
         return []
     from PIL import Image
 
-    from cnnlab.data import load_dataset
-    from cnnlab.runs import load_run
+    from cnnlab.runs import load_run, load_run_data
 
-    meta = load_run(ref[4:]).meta
     try:
-        bundle = load_dataset(meta.get("dataset", ""), download=False)
-    except Exception:  # a dataset no longer on disk: bundled photos are enough
+        bundle = load_run_data(load_run(ref[4:]))
+    except (CnnlabError, OSError):  # a dataset no longer on disk, a damaged config: bundled photos are enough
         return []
     folder.mkdir(parents=True, exist_ok=True)
     out = []

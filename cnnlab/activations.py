@@ -28,13 +28,8 @@ import torch
 from PIL import Image, ImageDraw
 from torch import nn
 
-from .errors import CnnlabError
+from .errors import CnnlabError, LayerNotFoundError
 from .locks import model_lock
-
-
-class LayerNotFoundError(CnnlabError, KeyError):
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
 
 
 @contextmanager

@@ -163,7 +163,7 @@ def _ours_round(config: TrainConfig, bundle: Any, batch_size: int, seconds: floa
                 cancel.set()
 
     fit(TrainConfig(**{**config.__dict__, "batch_size": batch_size}), data=bundle, listeners=[listener],
-        cancel=cancel, save=False)
+        cancel=cancel)
     return last[-1].images_per_sec
 
 

@@ -1,15 +1,17 @@
-"""Device selection: CUDA, then Apple MPS, then CPU."""
+"""Device selection (CUDA, then Apple MPS, then CPU) and mixed precision on it."""
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
+
+from .errors import ConfigError
 
 
 def pick_device(preference: str | None = "auto") -> torch.device:
     """``auto`` picks CUDA, then MPS, then CPU; ``cuda``/``mps``/``cpu`` are honoured when
     available, with a clear error otherwise."""
-    from .errors import ConfigError
-
     pref = (preference or "auto").lower()
     if pref == "auto":
         if torch.cuda.is_available():
@@ -42,3 +44,16 @@ def describe_device(device: torch.device | None = None) -> str:
     if device.type == "mps":
         return "Apple GPU (MPS)"
     return f"CPU ({torch.get_num_threads()} threads)"
+
+
+def native_bf16(device: torch.device) -> bool:
+    """True on CUDA GPUs with native bfloat16 (Ampere, compute capability 8.0, and newer).
+    Older cards (T4, V100, P100) only emulate it, slower than fp32: they get fp16 + GradScaler."""
+    return device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 0)
+
+
+def autocast_context(device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA GPUs that have it natively, fp16 on older ones; nothing elsewhere."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16 if native_bf16(device) else torch.float16)
+    return contextlib.nullcontext()

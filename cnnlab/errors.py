@@ -36,3 +36,33 @@ class ConfigError(CnnlabError, ValueError):
 class UnsafeFileError(CnnlabError):
     """A saved file (weights, checkpoint, cache, dataset pickle) that cnnlab refuses or cannot read:
     it would run code, holds something other than what it should, is empty, truncated or too large."""
+
+
+class InputTooSmallError(InputSizeError):
+    """The input shrinks to nothing somewhere inside the network."""
+
+
+class WeightsUnavailableError(CnnlabError):
+    """Pretrained weights are not on disk and cannot be downloaded (or the file there is unusable)."""
+
+
+class RunNotFoundError(CnnlabError, KeyError):
+    """No saved run has this id (or this literal beginning of an id)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class RunError(CnnlabError):
+    """A run that cannot be written, loaded or deleted as asked."""
+
+
+class CheckpointMismatchError(CnnlabError, ValueError):
+    """A checkpoint whose layers do not fit the model (other architecture or class count)."""
+
+
+class LayerNotFoundError(CnnlabError, KeyError):
+    """No layer of the model has this name."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""

@@ -15,10 +15,15 @@ hierarchy, output shapes and parameter counts, and adds what torchinfo does not 
 * a clear :class:`~cnnlab.errors.InputSizeError` when an input is too small (naming the first
   layer whose output would be empty and the smallest square input that works) or has the
   wrong channel count.
+
+The per-layer size checks themselves live in :mod:`cnnlab.models._input_checks`, below both this
+module and the model registry (which uses them to refuse sizes at creation); this module builds
+on the registry, never the other way round.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -27,19 +32,28 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
+from torchinfo import summary as torchinfo_summary
 
-from .errors import CnnlabError, InputSizeError
+from .errors import CnnlabError, InputSizeError, InputTooSmallError
 from .models import create, get_spec
+from .models._input_checks import (
+    CONV,
+    POOL,
+    check_input,
+    check_layer_input,
+    conv_output_size,
+    layer_geometry,
+    smallest_input,
+)
 from .models._layers import FixedFlatten
 
-_CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-_POOL = (nn.MaxPool2d, nn.AvgPool2d)
+__all__ = [
+    "LayerRow", "ModelSummary", "check_input", "conv_output_size", "output_size_formula",
+    "smallest_input", "summarize",
+]
+
 _ADAPTIVE = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 _BYTES_PER_VALUE = 4  # float32
-
-
-class InputTooSmallError(InputSizeError):
-    """The input shrinks to nothing somewhere inside the network."""
 
 
 @dataclass
@@ -155,38 +169,12 @@ def _fmt_bytes(n: int) -> str:
     return f"{n} B"
 
 
-def _pair(v) -> tuple[int, int]:
-    if isinstance(v, (tuple, list)):
-        return (int(v[0]), int(v[-1]))
-    return (int(v), int(v))
-
-
-def conv_output_size(w: int, f: int, p: int, s: int, d: int = 1, ceil_mode: bool = False) -> int:
-    """``floor((W - F_eff + 2P) / S) + 1`` with ``F_eff = D (F - 1) + 1`` (ceil for ceil_mode pools)."""
-    f_eff = d * (f - 1) + 1
-    num = w - f_eff + 2 * p
-    out = (-(-num // s) if ceil_mode else num // s) + 1
-    if ceil_mode and (out - 1) * s >= w + p:  # PyTorch drops a last window starting in padding
-        out -= 1
-    return out
-
-
 def output_size_formula(w: int, f: int, p: int, s: int, d: int = 1, ceil_mode: bool = False) -> str:
     """The formula of seed 001 with numbers filled in, e.g.
     ``floor((28 - 5 + 2*0) / 1) + 1 = 24``."""
     rnd = "ceil" if ceil_mode else "floor"
     f_txt = f"{d}*({f}-1)+1" if d != 1 else f"{f}"
     return f"{rnd}(({w} - {f_txt} + 2*{p}) / {s}) + 1 = {conv_output_size(w, f, p, s, d, ceil_mode)}"
-
-
-def _geometry(module: nn.Module):
-    """(kernel, stride, padding, dilation, ceil_mode) of a conv/pool, each as (h, w)."""
-    k = _pair(module.kernel_size)
-    s = _pair(module.stride if module.stride is not None else module.kernel_size)
-    p = _pair(module.padding) if not isinstance(module.padding, str) else None
-    d = _pair(getattr(module, "dilation", 1))
-    ceil = bool(getattr(module, "ceil_mode", False))
-    return k, s, p, d, ceil
 
 
 # --- receptive-field propagation -------------------------------------------------------------
@@ -251,38 +239,8 @@ class _Recorder:
 
     def _pre(self, module: nn.Module, inputs):
         x = inputs[0] if inputs else None
-        if not isinstance(x, torch.Tensor):
-            return
-        name = self.names.get(module, "?")
-        c, h, w = self.input_shape
-        if isinstance(module, _CONV) and x.dim() >= 3 and x.shape[1] != module.in_channels:
-            first = " (the first layer: the image itself)" if x.shape[1] == c else ""
-            hint = (f" Create the model with in_channels={c}, or give it "
-                    f"{module.in_channels}-channel images." if first else "")
-            raise InputSizeError(
-                f"{self.model_name}: layer '{name}' ({type(module).__name__}) expects "
-                f"{module.in_channels} input channels but receives {x.shape[1]}{first}.{hint}"
-            )
-        if isinstance(module, nn.Linear) and x.shape[-1] != module.in_features:
-            raise InputSizeError(
-                f"{self.model_name}: layer '{name}' (Linear) expects {module.in_features:,} input "
-                f"features but receives {x.shape[-1]:,} from a {c}x{h}x{w} input. Use the input "
-                f"size the model was built for."
-            )
-        if isinstance(module, _CONV + _POOL) and x.dim() == 4:
-            k, s, p, d, ceil = _geometry(module)
-            if p is None:  # padding="same"/"valid" strings
-                return
-            ih, iw = x.shape[-2:]
-            oh = conv_output_size(ih, k[0], p[0], s[0], d[0], ceil)
-            ow = conv_output_size(iw, k[1], p[1], s[1], d[1], ceil)
-            if oh < 1 or ow < 1:
-                raise InputTooSmallError(
-                    f"Input {c}x{h}x{w} is too small for {self.model_name}: layer '{name}' "
-                    f"({type(module).__name__} {k[0]}x{k[1]}, stride {s[0]}, padding {p[0]}) "
-                    f"receives {x.shape[1]}x{ih}x{iw} and its output would be {oh}x{ow} "
-                    f"(floor(({ih} - {d[0] * (k[0] - 1) + 1} + 2*{p[0]}) / {s[0]}) + 1 = {oh})."
-                )
+        if isinstance(x, torch.Tensor):
+            check_layer_input(module, x, self.names.get(module, "?"), self.model_name, self.input_shape)
 
     def _post(self, module: nn.Module, inputs, output):
         x = inputs[0] if inputs else None
@@ -291,15 +249,15 @@ class _Recorder:
         if out is not None:
             rec["numel"] = out[0].numel() if out.dim() > 0 else 1
             rec["inplace"] = isinstance(x, torch.Tensor) and out is x
-        if isinstance(module, _CONV) and out is not None:
+        if isinstance(module, CONV) and out is not None:
             k = math.prod(module.kernel_size)
             rec["macs"] = out[0].numel() * (module.in_channels // module.groups) * k
         elif isinstance(module, nn.Linear) and out is not None:
             rec["macs"] = (out[0].numel() // module.out_features) * module.in_features * module.out_features
         rf_in = _get_rf(x)
         rf_out = rf_in
-        if isinstance(module, _CONV + _POOL) and isinstance(rf_in, tuple):
-            k, s, p, d, ceil = _geometry(module)
+        if isinstance(module, CONV + POOL) and isinstance(rf_in, tuple):
+            k, s, p, d, ceil = layer_geometry(module)
             rh, rw, jh, jw = rf_in
             rf_out = (rh + d[0] * (k[0] - 1) * jh, rw + d[1] * (k[1] - 1) * jw, jh * s[0], jw * s[1])
             if p is not None and isinstance(x, torch.Tensor) and x.dim() == 4:
@@ -359,82 +317,6 @@ def _meta_model(name: str, num_classes: int | None, in_channels: int, size: tupl
         return create(name, num_classes=num_classes, in_channels=in_channels, input_size=size)
 
 
-def check_input(model: nn.Module, input_shape: tuple[int, int, int], model_name: str = "this model") -> None:
-    """Run a meta-device pass; raise :class:`InputSizeError` if ``input_shape`` cannot go through."""
-    if _device_of(model) != "meta":
-        import copy
-
-        model = copy.deepcopy(model).to("meta")
-    rec = _Recorder(model, model_name, input_shape)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(torch.empty(1, *input_shape, device="meta"))
-    except CnnlabError:
-        raise
-    except Exception as e:  # any other failure is still the input's fault here
-        raise InputSizeError(f"{model_name} cannot process a {'x'.join(map(str, input_shape))} input: {e}") from e
-    finally:
-        rec.remove()
-        model.train(was_training)
-
-
-def _device_of(model: nn.Module) -> str:
-    for p in model.parameters():
-        return p.device.type
-    return "cpu"
-
-
-def smallest_input(model: nn.Module, channels: int, limit: int = 1024) -> int | None:
-    """Smallest square side that passes every layer (ignoring a fixed flatten size), or None."""
-    def ok(side: int) -> bool:
-        try:
-            check_input(model, (channels, side, side))
-            return True
-        except InputTooSmallError:
-            return False
-        except InputSizeError:
-            return True  # gets through every layer; only the fixed flatten size differs
-
-    if not ok(limit):
-        return None
-    lo, hi = 1, limit
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if ok(mid):
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
-
-
-def fixed_input_error(spec, size: tuple[int, int]) -> InputSizeError:
-    """The error for creating a fixed-input model at another size (called by the registry)."""
-    c, h, w = spec.input_shape
-    with torch.device("meta"):
-        model = spec.builder(num_classes=spec.num_classes, in_channels=c)
-    _annotate_flatten(model, spec.name, spec.input_shape)
-    try:
-        check_input(model, (c, *size), spec.name)
-    except InputTooSmallError as e:
-        return InputTooSmallError(f"{e} {spec.name} is built for {c}x{h}x{w} inputs.")
-    except InputSizeError as e:
-        return e
-    return InputSizeError(
-        f"{spec.name} is built for {c}x{h}x{w} inputs; {size[0]}x{size[1]} is not supported. "
-        f"Use '{spec.name}_adaptive' for other sizes."
-    )
-
-
-def _annotate_flatten(model: nn.Module, model_name: str, input_shape) -> None:
-    for name, m in model.named_modules():
-        if isinstance(m, FixedFlatten):
-            m.layer_name = name
-            m.model_name = model_name
-            m.required_input = tuple(input_shape) if not m.adaptive else None
-
-
 def summarize(
     model: str | nn.Module,
     input_shape: str | tuple[int, ...] | None = None,
@@ -443,10 +325,6 @@ def summarize(
 ) -> ModelSummary:
     """Per-layer table and totals for a registered model name (built on the meta device) or a
     given module (moved to meta; the caller's module is deep-copied, never modified)."""
-    import copy
-
-    from torchinfo import summary as torchinfo_summary
-
     if isinstance(model, str):
         spec = get_spec(model)
         shape = _as_shape(input_shape, spec.input_shape)

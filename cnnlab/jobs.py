@@ -23,7 +23,10 @@ import time
 from dataclasses import asdict, is_dataclass
 from typing import Any
 
+from torch import nn
+
 from .device import pick_device
+from .runs import recorders
 from .train import TrainConfig, TrainResult, fit
 
 log = logging.getLogger(__name__)
@@ -140,7 +143,11 @@ class JobManager:
         self._workers: dict[str, threading.Thread] = {}
 
     def submit(self, config: TrainConfig, *, model: Any = None, data: Any = None) -> Job:
-        """Queue a training job (the config is validated now) and return it at once."""
+        """Queue a training job (the config is validated now) and return it at once.
+
+        ``model`` is a prepared ``nn.Module``, or a function ``model(cancel_event)`` that builds one
+        when the job starts (slow preparation, such as pretraining, then waits in the device's
+        queue like any training); the run is saved with its TensorBoard log."""
         config.validate()
         device = str(pick_device(config.device))
         with self._lock:
@@ -216,7 +223,10 @@ class JobManager:
 
     def _run(self, job: Job) -> tuple[str, str]:
         try:
-            result = fit(job.config, model=job._model, data=job._data, listeners=[job._record],
+            model = job._model
+            if callable(model) and not isinstance(model, nn.Module):  # a factory: build it in the queue
+                model = model(job._cancel)
+            result = fit(job.config, model=model, data=job._data, listeners=[*recorders(), job._record],
                          cancel=job._cancel)
         except BaseException as e:  # noqa: BLE001 - a job thread must never die silently
             job._model = job._data = None  # a failed job must not pin a dataset or a model

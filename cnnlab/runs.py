@@ -36,15 +36,19 @@ import socket
 import stat
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, NamedTuple
 
 import torch
 from torch import nn
 
-from .errors import CnnlabError, UnknownModelError
+from . import models
+from .errors import CheckpointMismatchError, CnnlabError, RunError, RunNotFoundError, UnknownModelError
 from .paths import runs_dir
+from .safeload import load_state_dict_file
+from .tensorboard_log import TensorBoardRecorder
+from .train import EndEvent, EpochEvent, Prepared, Recorder, TrainConfig, load_data
 
 STATUSES = ("running", "finished", "cancelled", "diverged", "failed")
 FILES = ("config.json", "meta.json", "metrics.jsonl", "status.json")
@@ -52,19 +56,6 @@ MAX_JSON_BYTES = 4 * 2**20  # meta.json with ImageNet's 1000 class names is ~30 
 MAX_METRICS_BYTES = 32 * 2**20  # ~300 bytes an epoch
 MAX_ID_CHARS = 200
 STALE_TMP_S = 3600.0  # a temporary file this old is a leftover whoever wrote it
-
-
-class RunNotFoundError(CnnlabError, KeyError):
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
-
-
-class RunError(CnnlabError):
-    """A run that cannot be written, loaded or deleted as asked."""
-
-
-class CheckpointMismatchError(CnnlabError, ValueError):
-    """A checkpoint whose layers do not fit the model (other architecture or class count)."""
 
 
 # --------------------------------------------------------------------------------------
@@ -289,8 +280,6 @@ def _check(obj: Any, schema: Schema, file: str, problems: list[Problem], where: 
 
 def _check_config(obj: dict, problems: list[Problem]) -> dict:
     """``config.json``: each setting has the type of its :class:`~cnnlab.train.TrainConfig` field."""
-    from .train import TrainConfig
-
     clean = {}
     for key, value in obj.items():
         try:
@@ -446,6 +435,37 @@ def create_run(config: Mapping[str, Any], meta: Mapping[str, Any]) -> RunWriter:
     _atomic_write_json(path / "meta.json", meta)
     (path / "metrics.jsonl").touch()
     return writer
+
+
+class RunRecorder(Recorder):
+    """The trainer's listener that writes the run folder: ``config.json``, ``meta.json`` and a
+    "running" status when training begins, one metrics line per epoch, ``best.pt`` at each new
+    best, and the final status."""
+
+    def __init__(self) -> None:
+        self.writer: RunWriter | None = None
+
+    def begin(self, setup: Prepared) -> None:
+        self.writer = create_run(asdict(setup.config), setup.meta())
+        setup.run_id, setup.run_dir = self.writer.run_id, self.writer.path
+
+    def __call__(self, event: Any) -> None:
+        if self.writer is not None and isinstance(event, EpochEvent):
+            self.writer.append_metrics(asdict(event))
+
+    def save_best(self, state: Mapping[str, torch.Tensor], epoch: int | None) -> None:
+        if self.writer is not None:
+            self.writer.save_best(state)
+
+    def finish(self, setup: Prepared, end: EndEvent) -> None:
+        if self.writer is not None:
+            self.writer.set_status(end.status, end.message, best_val_top1=end.best_val_top1,
+                                   best_epoch=end.best_epoch, steps=end.steps)
+
+
+def recorders(tensorboard: bool = True) -> list[Recorder]:
+    """The listeners that save a training as a run: the run folder, and its TensorBoard log."""
+    return [RunRecorder(), *([TensorBoardRecorder()] if tensorboard else [])]
 
 
 # --------------------------------------------------------------------------------------
@@ -725,7 +745,6 @@ def load_state_into(model: nn.Module, state: Mapping[str, torch.Tensor], source:
 def load_checkpoint(run_id: str, map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     """The ``state_dict`` in a run's ``best.pt``, through :func:`cnnlab.safeload.load_state_dict_file`
     (``weights_only=True``; anything else is refused with one line)."""
-    from .safeload import load_state_dict_file
 
     run = load_run(run_id)
     if run.is_link:
@@ -747,8 +766,6 @@ def load_checkpoint(run_id: str, map_location: str | torch.device = "cpu") -> di
 
 def build_model(meta: Mapping[str, Any]) -> nn.Module:
     """The (untrained) model a run's ``meta.json`` describes, through the model registry."""
-    from . import models
-
     kwargs = dict(meta.get("model_kwargs") or {})
     if "input_size" in kwargs and kwargs["input_size"] is not None:
         kwargs["input_size"] = tuple(kwargs["input_size"]) if isinstance(kwargs["input_size"], list) \
@@ -764,6 +781,9 @@ def build_model(meta: Mapping[str, Any]) -> nn.Module:
     shape = meta.get("input_shape")
     if shape:
         model.cnnlab_input_shape = tuple(int(v) for v in shape)  # type: ignore[attr-defined]
+    mean, std = meta.get("model_mean"), meta.get("model_std")
+    if mean and std:  # the statistics the model was trained with, in its own channels
+        model.cnnlab_norm = (tuple(mean), tuple(std))  # type: ignore[attr-defined]
     return model
 
 
@@ -795,8 +815,6 @@ def load_model(run_id: str, device: str | torch.device = "cpu") -> nn.Module:
 def run_config(run: Run):
     """The run's :class:`~cnnlab.train.TrainConfig`, refusing a damaged or incomplete ``config.json``
     (a default in place of a lost setting would evaluate on another split, or another dataset)."""
-    from .train import TrainConfig
-
     remedy = f"Delete it (python -m cnnlab runs --delete {run.run_id}) or train it again."
     if run.is_link:
         raise RunError(f"{run.damage}.")
@@ -806,20 +824,26 @@ def run_config(run: Run):
     if "dataset" not in run.config:
         raise RunError(f"run {run.run_id}'s config.json has no dataset, so the data it was trained on is "
                        f"unknown and it cannot be evaluated. {remedy}")
-    return TrainConfig.from_dict(run.config)
+    return TrainConfig.from_dict(_upgrade_config(run.config))
+
+
+def _upgrade_config(config: dict) -> dict:
+    """Configs of transfer stand-in runs saved before their data was an ordinary 'shapes' dataset
+    option set (data_options {"standin": "target", ...}) in today's terms."""
+    opts = config.get("data_options")
+    if not isinstance(opts, dict) or opts.get("standin") != "target":
+        return config
+    given = opts.get("standin_config") if isinstance(opts.get("standin_config"), dict) else {}
+    labels = given.get("target_labels", 20)
+    return {**config, "tag": "transfer-standin", "subset": 3 * labels if isinstance(labels, int) else None,
+            "data_options": {"classes": ["ring", "heart", "crescent"], "n_train": 4000,
+                             "n_val": given.get("target_val", 600)}}
 
 
 def load_run_data(run: Run):
-    """The dataset a run was trained on, split the same way (for evaluation after the fact).
+    """The dataset a run was trained on, split the same way, rebuilt from its config alone (the
+    one way every page, command and demo gets a run's data). Never downloads.
 
     Raises a :class:`~cnnlab.errors.DataError` when the data is no longer on disk.
     """
-    from .transfer import standin_cfg_of, standin_target
-
-    config = run_config(run)
-    standin = standin_cfg_of(run)
-    if standin is not None:
-        return standin_target(standin)
-    from .train import load_data
-
-    return load_data(config, download=False)
+    return load_data(run_config(run), download=False)

@@ -16,14 +16,19 @@ import torch
 from PIL import Image
 from torch import nn
 
+from .data.images import to_model_input
+from .data.pipeline import IMAGENET_MEAN, IMAGENET_STD, eval_resize_of, model_eval_resize, model_stats
 from .errors import CnnlabError
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from .models import create, get_spec, pretrained
+from .runs import RunNotFoundError, load_model, load_run
 
 
 @dataclass
 class ModelSource:
+    """A model with what preparing an image for it needs: ``mean``/``std`` in the model's own
+    channels (a run's ``model_mean``/``model_std``) and ``eval_resize`` (a pretrained model's
+    ``resize_size / crop_size``, 256/224: resize the shorter side to 256, cut the central 224)."""
+
     ref: str
     kind: str  # "run" | "pretrained" | "zoo"
     label: str
@@ -32,18 +37,27 @@ class ModelSource:
     input_shape: tuple[int, int, int]
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    eval_resize: float = 1.0
 
     def to_input(self, image: Image.Image) -> torch.Tensor:
-        """A decoded image as this model's normalised ``1 x C x H x W`` input."""
-        from .data.images import to_model_input
-
-        return to_model_input(image, self.input_shape, self.mean, self.std)
+        """A decoded image as this model's normalised ``1 x C x H x W`` input (the input pipeline's
+        per-image path: the same channel adaptation, statistics and evaluation cut as its runs)."""
+        return to_model_input(image, self.input_shape, self.mean, self.std, eval_resize=self.eval_resize)
 
 
 def _default_norm(channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
     if channels == 3:
         return IMAGENET_MEAN, IMAGENET_STD
     return (0.5,) * channels, (0.5,) * channels
+
+
+def pretrained_source(ref: str, model: nn.Module, spec: "pretrained.PretrainedSpec") -> ModelSource:
+    """A source for torchvision ImageNet weights: their own crop size, resize and statistics."""
+    tf = spec.transforms()
+    crop = int(tf.crop_size[0])
+    mean, std = tuple(float(v) for v in tf.mean), tuple(float(v) for v in tf.std)
+    return ModelSource(ref, "pretrained", spec.display_name, model, spec.categories,
+                       (3, crop, crop), mean, std, eval_resize=eval_resize_of(tf))
 
 
 def load_source(ref: str, num_classes: int | None = None) -> ModelSource:
@@ -53,32 +67,25 @@ def load_source(ref: str, num_classes: int | None = None) -> ModelSource:
         raise CnnlabError("no model given: name a run, 'pretrained:vgg16', or a zoo model such as 'lenet'.")
     kind, _, key = ref.partition(":") if ":" in ref else ("", "", ref)
     if kind == "pretrained":
-        from .models.pretrained import load_pretrained
-
-        model, spec = load_pretrained(key)
-        crop = spec.transforms().crop_size[0]
-        return ModelSource(ref, "pretrained", spec.display_name, model, spec.categories,
-                           (3, crop, crop), IMAGENET_MEAN, IMAGENET_STD)
+        model, spec = pretrained.load_pretrained(key)
+        return pretrained_source(ref, model, spec)
     if kind == "run" or (not kind and _looks_like_run(key)):
-        from .runs import load_model, load_run
-
         run = load_run(key)
         model = load_model(run.run_id)
         meta = run.meta
         shape = tuple(int(v) for v in meta.get("input_shape") or model.cnnlab_spec.input_shape)
         classes = list(meta.get("classes") or [])
-        # model_mean/std: the statistics after the trainer's channel adaptation (e.g. luma for RGB
-        # data on a grey model); mean/std: the dataset's own
+        # model_mean/std: the statistics of the images as the model sees them (after the channel
+        # adaptation); a run from before they were recorded falls back on the dataset's mean/std
+        # when they fit the model exactly (see model_stats: never averaged)
         mean = tuple(meta.get("model_mean") or meta.get("mean") or ())
         std = tuple(meta.get("model_std") or meta.get("std") or ())
-        if len(mean) != shape[0] or len(std) != shape[0]:  # e.g. grey data fed to an RGB model
-            mean, std = ((mean[0],) * shape[0], (std[0],) * shape[0]) if mean and std else _default_norm(shape[0])
+        mean, std = model_stats(mean, std, shape[0]) if mean and std else _default_norm(shape[0])
         label = f"{meta.get('model', '?')} on {meta.get('dataset', '?')} · run {run.run_id}"
-        return ModelSource(f"run:{run.run_id}", "run", label, model, classes, shape, mean, std)  # type: ignore[arg-type]
+        return ModelSource(f"run:{run.run_id}", "run", label, model, classes, shape, mean, std,  # type: ignore[arg-type]
+                           eval_resize=model_eval_resize(model))
     if kind not in ("", "zoo"):
         raise CnnlabError(f"unknown model reference {ref!r}: use run:<id>, pretrained:<name> or a zoo model name.")
-    from .models import create, get_spec
-
     spec = get_spec(key)
     model = create(spec.name, num_classes=num_classes).eval()
     n = num_classes or spec.num_classes
@@ -89,8 +96,6 @@ def load_source(ref: str, num_classes: int | None = None) -> ModelSource:
 
 def _looks_like_run(key: str) -> bool:
     """Whether ``key`` names a saved run (its id or a literal prefix of exactly one id)."""
-    from .runs import RunNotFoundError, load_run
-
     if "-" not in key:
         return False
     try:

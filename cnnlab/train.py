@@ -1,15 +1,20 @@
 """The trainer: a config dataclass, one ``fit`` function, structured events.
 
-Read :func:`fit` top to bottom: the whole training loop is there (nanoGPT style).
+Read :func:`fit` top to bottom: the whole training loop is there (nanoGPT style). What it
+needs is prepared first by :func:`prepare` (device, tensors, model, input pipelines, notes).
 
 - Data stays as tensors (airbench style): each batch of uint8 images is moved to the device,
   converted to float, augmented as a whole batch, adapted to the model's channels and size,
-  and normalised. No DataLoader, no PIL per sample.
-- Loss and accuracy are accumulated on the device; the host syncs only to emit an event.
+  and normalised (:mod:`cnnlab.data.pipeline`). No DataLoader, no PIL per sample.
+- Loss and accuracy are accumulated on the device (:class:`Meter`); the host syncs only to
+  emit an event.
 - The loop stops at the first non-finite loss ("diverged"), within one step of a cancel
-  request ("cancelled"), and keeps the best-validation weights in the run registry.
-- The trainer knows nothing about who listens: every listener (a callable) receives the
-  same dataclass events; ``dataclasses.asdict(event)`` is JSON-serialisable.
+  request ("cancelled"), and keeps the best-validation weights.
+- The trainer knows nothing about who listens: every listener (a callable) receives the same
+  dataclass events; ``dataclasses.asdict(event)`` is JSON-serialisable. Listeners that keep
+  more than events carry (the run folder of :mod:`cnnlab.runs`, the TensorBoard log of
+  :mod:`cnnlab.tensorboard_log`) are :class:`Recorder` subclasses: they also see the prepared
+  setup, the best weights and the final model.
 """
 
 from __future__ import annotations
@@ -18,29 +23,27 @@ import logging
 import math
 import threading
 import time
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Callable, Iterable, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .device import pick_device
-from .errors import CnnlabError, ConfigError
-from .evaluate import (
-    AUGMENT_PRESETS,
-    InputPipeline,
-    autocast_context,
-    eval_loop,
-    first_layer_in_channels,
-    native_bf16,
+from .data import DataBundle, load_dataset, stratified_subset
+from .device import autocast_context, native_bf16, pick_device
+from .data.pipeline import (
+    AUGMENT_PRESETS, InputPipeline, eval_loop, first_layer_in_channels, model_eval_resize, model_space_stats,
 )
+from .errors import CnnlabError, ConfigError, InputSizeError, ModelConfigError, UnknownModelError
+from .models import create, get_spec, list_models
 
 log = logging.getLogger(__name__)
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
 SCHEDULERS = ("none", "step", "cosine", "onecycle")
-# Steps by which the non-finite-loss check lags behind, per device type (see fit).
+FREEZE_MODES = ("none", "features")
+# Steps by which the non-finite-loss check lags behind, per device type (see FiniteGuard).
 FINITE_CHECK_LAG: dict[str, int] = {"cuda": 1}
 
 
@@ -49,123 +52,129 @@ FINITE_CHECK_LAG: dict[str, int] = {"cuda": 1}
 # ======================================================================================
 
 
-def _transfer_models() -> list[str]:
-    from .models import list_models
+@dataclass(frozen=True)
+class Rule:
+    """How one setting is checked: a whole number or a number in ``[lo, hi]``, or one of ``choices``."""
 
-    return list_models(family="transfer")
+    kind: str  # "int" | "float" | "choice" | "text"
+    lo: float | None = None
+    hi: float | None = None
+    choices: tuple[str, ...] = ()
+    lo_open: bool = False  # lo itself is not allowed
+    why: str = ""  # appended to the message (e.g. typical values)
+
+    def check(self, label: str, value: Any) -> None:
+        if self.kind == "text":
+            if not isinstance(value, str) or not value.strip():
+                raise ConfigError(f"{label} must be a name{self.why}, got {value!r}.")
+            return
+        if self.kind == "choice":
+            if value not in self.choices:
+                raise ConfigError(f"unknown {label} {value!r}: choose one of {', '.join(self.choices)}.")
+            return
+        is_int = isinstance(value, int) and not isinstance(value, bool)
+        if self.kind == "int" and not is_int:
+            raise ConfigError(f"{label} must be a whole number, got {value!r}.")
+        if not is_int and not (isinstance(value, float) and math.isfinite(value)):
+            raise ConfigError(f"{label} must be a number, got {value!r}.")
+        low_bad = value <= self.lo if self.lo_open else value < self.lo if self.lo is not None else False
+        if low_bad or (self.hi is not None and value > self.hi):
+            lo = f"> {self.lo:g}" if self.lo_open else f">= {self.lo:g}"
+            span = f"between {self.lo:g} and {self.hi:g}" if not self.lo_open else f"{lo} and <= {self.hi:g}"
+            raise ConfigError(f"{label} must be {span}, got {value:g}{self.why}.")
+
+
+def setting(default: Any = None, help: str = "", rule: Rule | None = None, *, label: str = "",
+            cli: bool = True, flag: str = "", factory: Callable[[], Any] | None = None) -> Any:
+    """A TrainConfig field with what the command line and validation need to know about it."""
+    meta = {"help": help, "rule": rule, "label": label, "cli": cli, "flag": flag}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _whole(lo: int, hi: int) -> Rule:
+    return Rule("int", lo, hi)
 
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a training run. ``asdict(config)`` is what ``config.json`` holds."""
+    """Everything that defines a training run. ``asdict(config)`` is what ``config.json`` holds.
 
-    model: str = "lenet"
-    dataset: str = "digits"
-    epochs: int = 3
-    batch_size: int = 64
-    optimizer: str = "adam"  # sgd | momentum (SGD, momentum 0.9) | adam | adamw
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    scheduler: str = "none"  # none | step | cosine | onecycle
-    step_size: int = 7  # StepLR: epochs between decays (seed 001 uses 7)
-    gamma: float = 0.1  # StepLR decay factor
-    augment: str = "none"  # none | flip | cifar | crop28 | imagenet
-    subset: int | None = None  # None, or the number of training images (stratified)
-    val_fraction: float = 0.2
-    seed: int = 0
-    device: str = "auto"
-    num_classes: int | None = None  # default: the dataset's class count
-    in_channels: int | None = None  # default: the model's (data channels are adapted)
-    input_size: int | tuple[int, int] | None = None  # default: the model's fixed size, else the data's
-    data_root: str | None = None
-    data_options: dict[str, Any] = field(default_factory=dict)
-    log_every_steps: int | None = None  # None: a step event at most every log_interval_s
-    log_interval_s: float = 0.5
-    max_steps: int | None = None  # stop (as "finished") after this many steps
-    eval_batch_size: int | None = None  # default: twice batch_size (no gradients kept), at most 1024
-    # For transfer learning (a later issue). Today: pass a prepared nn.Module to fit(model=...);
-    # its frozen parameters (requires_grad=False) are left out of the optimiser.
-    pretrained: bool = False
-    freeze: str = "none"
+    Each field carries its help text and its check (:class:`Rule`): the command line's options
+    (``python -m cnnlab train --help``) and :meth:`validate` are generated from them.
+    """
+
+    model: str = setting("lenet", "model name (python -m cnnlab models)", Rule("text", why=", e.g. 'lenet'"))
+    dataset: str = setting("digits", "dataset: shapes, digits, mnist, fashion_mnist, cifar10, cifar100, "
+                           "caltech101, folder", Rule("text", why=", e.g. 'digits'"), flag="--data")
+    epochs: int = setting(3, "passes over the training set", _whole(1, 1000))
+    batch_size: int = setting(64, "images per training step", _whole(1, 4096), label="batch size")
+    optimizer: str = setting("adam", "sgd | momentum (SGD, momentum 0.9) | adam | adamw",
+                             Rule("choice", choices=OPTIMIZERS))
+    lr: float = setting(1e-3, "learning rate (typical: 0.1 for SGD, 0.001 for Adam)",
+                        Rule("float", 0, 10, lo_open=True, why=" (typical: 0.1 for SGD, 0.001 for Adam)"),
+                        label="learning rate")
+    weight_decay: float = setting(0.0, "L2 penalty of the optimiser", Rule("float", 0, 1), label="weight decay")
+    scheduler: str = setting("none", "learning-rate schedule: none | step | cosine | onecycle",
+                             Rule("choice", choices=SCHEDULERS))
+    step_size: int = setting(7, "StepLR: epochs between decays (seed 001: 7)", _whole(1, 1000), label="step size")
+    gamma: float = setting(0.1, "StepLR: decay factor", Rule("float", 0, 1, lo_open=True),
+                           label="gamma (StepLR decay)")
+    augment: str = setting("none", "batch augmentation preset: " + " | ".join(AUGMENT_PRESETS),
+                           Rule("choice", choices=AUGMENT_PRESETS), label="augmentation preset")
+    subset: int | None = setting(None, "train on this many images (class-balanced)", _whole(1, 100_000_000))
+    val_fraction: float = setting(0.2, "share of the training data held out for validation",
+                                  Rule("float", 0, 0.95, lo_open=True))
+    seed: int = setting(0, "seed of the split, the initialisation, the shuffling and the augmentation",
+                        _whole(0, 2**63 - 1))
+    device: str = setting("auto", "auto, cpu, cuda or mps", Rule("text"))
+    num_classes: int | None = setting(None, "output classes (default: the dataset's)", _whole(1, 100_000))
+    in_channels: int | None = setting(None, "input channels of the model (default: the model's; the data "
+                                      "is adapted)", _whole(1, 64))
+    input_size: int | tuple[int, int] | None = setting(
+        None, "resize images to this size for the model: 32 or 32x28 (default: a fixed-input model's own "
+        "size, else the data's)")
+    data_root: str | None = setting(None, "where the dataset files are (default: data/)")
+    data_options: dict[str, Any] = setting(
+        help="dataset options as KEY=VALUE (repeatable), e.g. n_train=2000", factory=dict, flag="--data-option")
+    log_every_steps: int | None = setting(None, "emit a step event every N steps (default: by time)",
+                                          _whole(1, 1_000_000))
+    log_interval_s: float = setting(0.5, "seconds between step events", Rule("float", 0, 3600))
+    max_steps: int | None = setting(None, "stop (as finished) after this many steps", _whole(1, 100_000_000))
+    eval_batch_size: int | None = setting(None, "validation batch (default: twice the batch size, at most 1024)",
+                                          _whole(1, 4096), label="eval batch size")
+    pretrained: bool = setting(False, "start from ImageNet weights (transfer-learning models)")
+    freeze: str = setting("none", "none | features: keep the pretrained features fixed",
+                          Rule("choice", choices=FREEZE_MODES), label="freeze mode")
+    tag: str = setting("", "a label kept with the run, e.g. the comparison or lesson it belongs to")
 
     def validate(self) -> "TrainConfig":
         """Raise :class:`ConfigError` for the first out-of-range setting; return ``self``."""
-
-        def whole(name: str, value: Any, lo: int, hi: int, why: str = "") -> None:
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ConfigError(f"{name} must be a whole number, got {value!r}.")
-            if not lo <= value <= hi:
-                raise ConfigError(f"{name} must be between {lo} and {hi}, got {value}.{why}")
-
-        def choice(name: str, value: Any, options: Sequence[str]) -> None:
-            if value not in options:
-                raise ConfigError(f"unknown {name} {value!r}: choose one of {', '.join(options)}.")
-
-        if not isinstance(self.model, str) or not self.model.strip():
-            raise ConfigError("model must be a model name, e.g. 'lenet'.")
-        if not isinstance(self.dataset, str) or not self.dataset.strip():
-            raise ConfigError("dataset must be a dataset name, e.g. 'digits'.")
-        whole("epochs", self.epochs, 1, 1000)
-        whole("batch size", self.batch_size, 1, 4096)
-        if self.eval_batch_size is not None:
-            whole("eval batch size", self.eval_batch_size, 1, 4096)
-        choice("optimizer", self.optimizer, OPTIMIZERS)
-        choice("scheduler", self.scheduler, SCHEDULERS)
-        choice("augmentation preset", self.augment, AUGMENT_PRESETS)
-        choice("freeze mode", self.freeze, ("none", "features"))
-        for name, value, hi in (("learning rate", self.lr, 10.0), ("weight decay", self.weight_decay, 1.0)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ConfigError(f"{name} must be a number, got {value!r}.")
-        if not 0 < self.lr <= 10:
-            raise ConfigError(
-                f"learning rate must be > 0 and <= 10, got {self.lr:g} (typical: 0.1 for SGD, 0.001 for Adam)."
-            )
-        if not 0 <= self.weight_decay <= 1:
-            raise ConfigError(f"weight decay must be between 0 and 1, got {self.weight_decay:g}.")
-        if self.scheduler == "step":
-            whole("step size", self.step_size, 1, 1000)
-            if not (isinstance(self.gamma, (int, float)) and 0 < self.gamma <= 1):
-                raise ConfigError(f"gamma (StepLR decay) must be in (0, 1], got {self.gamma!r}.")
-        if not (isinstance(self.val_fraction, (int, float)) and 0 < self.val_fraction < 1):
-            raise ConfigError(f"val_fraction must be between 0 and 1 (exclusive), got {self.val_fraction!r}.")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError(f"seed must be a non-negative whole number, got {self.seed!r}.")
-        if self.num_classes is not None:
-            whole("num_classes", self.num_classes, 1, 100_000)
-        if self.in_channels is not None:
-            whole("in_channels", self.in_channels, 1, 64)
-        if self.subset is not None:
-            whole("subset", self.subset, 1, 100_000_000)
-            if self.num_classes is not None and self.subset < self.num_classes:
-                raise ConfigError(
-                    f"subset={self.subset} is smaller than the {self.num_classes} classes: "
-                    "a stratified subset needs at least one image per class."
-                )
+        for f in fields(self):
+            rule, value = f.metadata.get("rule"), getattr(self, f.name)
+            if rule is not None and not (value is None and f.default is None):
+                rule.check(f.metadata.get("label") or f.name.replace("_", " "), value)
+        if not isinstance(self.pretrained, bool):
+            raise ConfigError(f"pretrained must be true or false, got {self.pretrained!r}.")
+        if not isinstance(self.data_options, dict):
+            raise ConfigError(f"data_options must be a mapping of dataset options, got {self.data_options!r}.")
+        if self.num_classes is not None and self.subset is not None and self.subset < self.num_classes:
+            raise ConfigError(f"subset={self.subset} is smaller than the {self.num_classes} classes: "
+                              "a stratified subset needs at least one image per class.")
         if self.input_size is not None:
             size = (self.input_size,) * 2 if isinstance(self.input_size, int) else tuple(self.input_size)
             if len(size) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or not 8 <= v <= 1024 for v in size):
                 raise ConfigError(f"input size must be one or two whole numbers in 8..1024, got {self.input_size!r}.")
-        if self.log_every_steps is not None:
-            whole("log_every_steps", self.log_every_steps, 1, 1_000_000)
-        if self.max_steps is not None:
-            whole("max_steps", self.max_steps, 1, 100_000_000)
-        if not isinstance(self.log_interval_s, (int, float)) or self.log_interval_s < 0:
-            raise ConfigError(f"log_interval_s must be >= 0, got {self.log_interval_s!r}.")
-        if not isinstance(self.device, str):
-            raise ConfigError(f"device must be auto, cpu, cuda or mps; got {self.device!r}.")
-        from .errors import UnknownModelError
-        from .models import get_spec
-
         try:
             spec = get_spec(self.model)
         except UnknownModelError as e:
             raise ConfigError(str(e)) from e
         if (self.pretrained or self.freeze != "none") and spec.family != "transfer":
-            transfer = ", ".join(n for n in _transfer_models())
             raise ConfigError(
-                f"pretrained weights and freezing apply to the transfer-learning models ({transfer}); "
-                f"{self.model} is trained from scratch. For another prepared model, set requires_grad=False "
-                "yourself and pass it to fit(config, model=...)."
+                f"pretrained weights and freezing apply to the transfer-learning models "
+                f"({', '.join(list_models(family='transfer'))}); {self.model} is trained from scratch. For "
+                "another prepared model, set requires_grad=False yourself and pass it to fit(config, model=...)."
             )
         if self.freeze != "none" and not self.pretrained:
             raise ConfigError("freeze='features' keeps pretrained features fixed: it needs pretrained=True.")
@@ -179,8 +188,6 @@ class TrainConfig:
         as a list); the first wrong one raises :class:`ConfigError` naming the setting. Ranges are
         :meth:`validate`'s business.
         """
-        from collections.abc import Mapping
-
         if not isinstance(d, Mapping):
             raise ConfigError(f"a training config must be a JSON object of settings, got {type(d).__name__}.")
 
@@ -314,8 +321,6 @@ def _size2(size: int | Sequence[int]) -> tuple[int, int]:
 def load_data(config: TrainConfig, download: bool = True) -> Any:
     """The config's dataset through :func:`cnnlab.data.load_dataset` (the split is a pure
     function of the config, so a run's data can be loaded again later)."""
-    from .data import load_dataset
-
     return load_dataset(
         config.dataset, root=config.data_root, seed=config.seed, subset=config.subset,
         val_fraction=config.val_fraction, download=download, **config.data_options,
@@ -330,9 +335,6 @@ def prepare_model(
     Channels: ``config.in_channels``, else the model's own (data is adapted to them).
     Size: ``config.input_size``, else a fixed-input model's size, else the data's size.
     """
-    from .errors import ModelConfigError, InputSizeError
-    from .models import create, get_spec
-
     spec = get_spec(config.model)
     if model is None:
         channels = config.in_channels or spec.input_shape[0]
@@ -417,16 +419,270 @@ def make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer, steps_
     return None, ""
 
 
-def _emit(listeners: Sequence[Listener], event: Any) -> None:
-    for listener in listeners:
+# ======================================================================================
+# The prepared setup and the recorders
+# ======================================================================================
+
+
+@dataclass
+class Prepared:
+    """Everything :func:`fit` needs before its first step, built by :func:`prepare`."""
+
+    config: TrainConfig
+    device: torch.device
+    channels_last: bool
+    bundle: DataBundle
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    num_classes: int
+    model: nn.Module
+    model_shape: tuple[int, int, int]
+    model_kwargs: dict[str, Any]
+    model_given: bool
+    train_pipe: InputPipeline
+    val_pipe: InputPipeline
+    notes: list[str]
+    run_id: str | None = None  # set by the recorder that writes the run folder
+    run_dir: Any = None
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.bundle.info.classes)
+
+    def meta(self) -> dict[str, Any]:
+        """What a run folder's ``meta.json`` records about this training."""
+        info, model = self.bundle.info, self.model
+        return {
+            "model": self.config.model, "model_kwargs": self.model_kwargs, "prepared_model": self.model_given,
+            "dataset": self.config.dataset, "dataset_name": info.name,
+            "display_name": getattr(info, "display_name", info.name), "classes": self.classes,
+            "input_shape": list(self.model_shape), "data_shape": list(self.train_x.shape[1:]),
+            "mean": list(info.mean), "std": list(info.std),
+            # what the model sees: the statistics in its own channels, for pages that prepare images
+            "model_mean": list(self.val_pipe.model_mean), "model_std": list(self.val_pipe.model_std),
+            "num_params": sum(p.numel() for p in model.parameters()),
+            "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+            "device": str(self.device), "torch": torch.__version__, "notes": self.notes,
+            "train_images": len(self.train_y), "val_images": len(self.val_y),
+        }
+
+    @torch.no_grad()
+    def val_probabilities(self, limit: int = 4096, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+        """Softmax outputs and labels of the model on (at most ``limit`` of) the validation split."""
+        model, was_training = self.model, self.model.training
+        model.eval()
+        probs = []
         try:
-            listener(event)
-        except Exception:  # a broken chart must not stop the training
-            log.exception("training event listener %r failed", listener)
+            for start in range(0, min(limit, len(self.val_y)), batch_size):
+                stop = min(start + batch_size, limit)
+                with autocast_context(self.device):
+                    logits = model(self.val_pipe.eval_batch(self.val_x[start:stop]))
+                probs.append(logits.float().softmax(dim=1).cpu())
+        finally:
+            model.train(was_training)
+        return torch.cat(probs), self.val_y[:limit].cpu()
 
 
-def _format_nonfinite(value: float) -> str:
-    return "NaN" if math.isnan(value) else ("+inf" if value > 0 else "-inf")
+class Recorder:
+    """A listener that keeps more than events carry (a run folder, a TensorBoard log).
+
+    :func:`fit` calls :meth:`begin` with the prepared setup before the first event (a recorder
+    that names the run sets ``setup.run_id``), passes every event to ``__call__``, hands the new
+    best weights to :meth:`save_best`, and calls :meth:`finish` with the final model (best weights
+    loaded) after the end event. Failures inside a recorder are logged, never fatal.
+    """
+
+    def begin(self, setup: Prepared) -> None:
+        pass
+
+    def __call__(self, event: Any) -> None:
+        pass
+
+    def save_best(self, state: Mapping[str, torch.Tensor], epoch: int | None) -> None:
+        pass
+
+    def finish(self, setup: Prepared, end: "EndEvent") -> None:
+        pass
+
+
+def _safely(what: str, fn: Callable[..., Any], *args: Any) -> None:
+    try:
+        fn(*args)
+    except Exception:  # a broken chart or a full disk must not stop the training
+        log.exception("training %s %r failed", what, fn)
+
+
+def prepare(config: TrainConfig, model: nn.Module | None = None, data: DataBundle | None = None) -> Prepared:
+    """Device, tensors, model and input pipelines for ``config`` (validated first)."""
+    config.validate()
+    device = pick_device(config.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    bundle = data if data is not None else load_data(config)
+    info = bundle.info
+    train_x, train_y = bundle.train.images, bundle.train.labels.long()
+    val_x, val_y = bundle.val.images, bundle.val.labels.long()
+    num_classes = config.num_classes or len(info.classes)
+    if config.subset is not None and config.subset < num_classes:
+        raise ConfigError(f"subset={config.subset} is smaller than the {num_classes} classes of {info.name}: "
+                          "a stratified subset needs at least one image per class.")
+    if data is not None and config.subset is not None and config.subset < len(train_y):
+        sub = stratified_subset(bundle.train, config.subset, seed=config.seed)
+        train_x, train_y = sub.images, sub.labels.long()
+    if len(train_y) == 0 or len(val_y) == 0:
+        raise ConfigError(f"the {info.name} dataset has an empty train or validation split.")
+    if int(train_y.max()) >= num_classes or int(val_y.max()) >= num_classes:
+        raise ConfigError(f"labels go up to {int(max(train_y.max(), val_y.max()))} but num_classes={num_classes}.")
+    data_shape = tuple(int(v) for v in train_x.shape[1:])
+    if len(data_shape) != 3:
+        raise ConfigError(f"images must be N x C x H x W, got {tuple(train_x.shape)}")
+
+    torch.manual_seed(config.seed)
+    model_given = model is not None
+    model, model_shape, model_kwargs = prepare_model(config, data_shape, num_classes, model)  # type: ignore[arg-type]
+    channels_last = device.type in ("cuda", "cpu")  # faster convolutions on CUDA and (mkldnn) on CPU
+    model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+    _check_forward(model, model_shape, num_classes, config.model, device)
+    mean, std = model_space_stats(train_x, tuple(info.mean), tuple(info.std), model_shape[0])
+    model.cnnlab_norm = (mean, std)  # type: ignore[attr-defined]  # what evaluation and prediction use
+    pipe = dict(data_shape=data_shape, model_shape=model_shape, mean=mean, std=std, device=device,
+                channels_last=channels_last, eval_resize=model_eval_resize(model))
+    notes = list(getattr(bundle, "notes", []) or [])
+    if data_shape[0] != model_shape[0]:
+        how = "repeated" if data_shape[0] == 1 else "converted to greyscale"
+        notes.append(f"{data_shape[0]}-channel images {how} for a {model_shape[0]}-channel model.")
+    if data_shape[1:] != model_shape[1:]:
+        notes.append(f"{data_shape[1]}x{data_shape[2]} images resized to {model_shape[1]}x{model_shape[2]}.")
+    if device.type == "cuda":  # keep a small uint8 dataset on the GPU; otherwise pin it
+        on_gpu = train_x.numel() < 512 * 2**20
+        train_x, train_y = (train_x.to(device), train_y.to(device)) if on_gpu else (train_x.pin_memory(), train_y.pin_memory())
+    return Prepared(config, device, channels_last, bundle, train_x, train_y, val_x, val_y, num_classes, model,
+                    model_shape, model_kwargs, model_given, InputPipeline(augment=config.augment, **pipe),
+                    InputPipeline(augment="none", **pipe), notes)
+
+
+# ======================================================================================
+# The loop's three helpers: metering, the finite-loss guard, the best weights
+# ======================================================================================
+
+
+class Meter:
+    """Loss and top-1/top-5 counts of a window (for step events) and of the epoch, kept on the
+    device; images per second over training time only; ETA."""
+
+    def __init__(self, device: torch.device, num_classes: int, total_steps: int, config: TrainConfig):
+        self.device, self.k, self.total_steps, self.config = device, min(5, num_classes), total_steps, config
+        self.t_start = self.t_loop = time.perf_counter()
+        self.train_time, self.images = 0.0, 0
+        self.last_t, self.last_step = self.t_start, 0
+        self.window = self._zeros()
+        self.epoch = self._zeros()
+        self.history: list[EpochEvent] = []
+
+    def _zeros(self) -> list[torch.Tensor]:  # loss sum, top-1 hits, top-5 hits, images
+        return [torch.zeros((), device=self.device, dtype=d) for d in (torch.float64, torch.int64, torch.int64, torch.int64)]
+
+    def start_epoch(self) -> None:
+        self.epoch, self.t_epoch = self._zeros(), time.perf_counter()
+
+    def end_epoch(self) -> None:
+        self.train_time += time.perf_counter() - self.t_epoch
+
+    @torch.no_grad()
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
+        n = int(y.shape[0])
+        top = logits.topk(self.k, dim=1).indices
+        values = (loss.double() * n, (top[:, 0] == y).sum(), (top == y[:, None]).any(dim=1).sum())
+        for acc in (self.window, self.epoch):
+            for total, v in zip(acc, values):
+                total += v
+            acc[3] += n
+        self.images += n
+
+    def due(self, step: int) -> bool:
+        if self.config.log_every_steps:
+            return step - self.last_step >= self.config.log_every_steps
+        return time.perf_counter() - self.last_t >= self.config.log_interval_s
+
+    def images_per_sec(self, now: float | None = None) -> float:
+        t = self.train_time + ((now - self.t_epoch) if now is not None else 0.0)
+        return self.images / t if t > 0 else 0.0
+
+    def step_event(self, epoch: int, step: int, lr: float) -> "StepEvent":
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        now = time.perf_counter()
+        loss, c1, _, n = (float(v) for v in self.window)
+        eta = (now - self.t_loop) / step * (self.total_steps - step)
+        self.window, self.last_t, self.last_step = self._zeros(), now, step
+        return StepEvent(epoch, step, self.total_steps, loss / max(n, 1), c1 / max(n, 1), float(lr),
+                         self.images_per_sec(now), now - self.t_start, eta)
+
+    @property
+    def epoch_images(self) -> int:
+        return int(self.epoch[3])
+
+    def epoch_event(self, epoch: int, step: int, val: dict[str, Any], lr: float, is_best: bool) -> "EpochEvent":
+        loss, c1, c5, n = (float(v) for v in self.epoch)
+        now = time.perf_counter()
+        count = float(val["count"])
+        event = EpochEvent(
+            epoch=epoch, step=step, train_loss=loss / n, train_top1=c1 / n, train_top5=c5 / n,
+            val_loss=float(val["loss_sum"]) / count, val_top1=float(val["correct1"]) / count,
+            val_top5=float(val["correct5"]) / count, lr=float(lr), images_per_sec=self.images_per_sec(),
+            elapsed=now - self.t_start, eta=(now - self.t_loop) / epoch * (self.config.epochs - epoch), is_best=is_best,
+        )
+        self.history.append(event)
+        return event
+
+
+class FiniteGuard:
+    """The one non-finite-loss check. Reading a loss on the host stalls a GPU's queue, so on CUDA
+    step k's loss is read while step k+1 is already queued (``lag`` 1); on the CPU at once."""
+
+    def __init__(self, device: torch.device, config: TrainConfig):
+        self.lag, self.config = FINITE_CHECK_LAG.get(device.type, 0), config
+        self.pending: list[tuple[torch.Tensor, int, int]] = []
+
+    def push(self, loss: torch.Tensor, step: int, epoch: int) -> str | None:
+        """Queue this step's loss; the diverged message if a checked loss is not finite."""
+        self.pending.append((loss, step, epoch))
+        return self._check(len(self.pending) - self.lag)
+
+    def flush(self) -> str | None:
+        return self._check(len(self.pending))
+
+    def _check(self, count: int) -> str | None:
+        for loss, step, epoch in self.pending[:max(count, 0)]:
+            if not bool(torch.isfinite(loss)):
+                return self._message(float(loss), step, epoch)
+        del self.pending[:max(count, 0)]
+        return None
+
+    def _message(self, value: float, step: int, epoch: int) -> str:
+        c = self.config
+        shown = "NaN" if math.isnan(value) else ("+inf" if value > 0 else "-inf")
+        return (f"training diverged: the loss became {shown} at step {step} (epoch {epoch}); training stopped "
+                f"there. Try a lower learning rate (now {c.lr:g}; e.g. {c.lr / 10:g})"
+                + (", the adam optimizer" if c.optimizer != "adam" else "") + " or a model with batch normalisation.")
+
+
+@dataclass
+class Best:
+    """The best validation top-1 so far and a copy of the weights that reached it."""
+
+    top1: float | None = None
+    epoch: int | None = None
+    state: dict[str, torch.Tensor] | None = None
+
+    def offer(self, top1: float, epoch: int, model: nn.Module) -> bool:
+        if self.top1 is not None and top1 <= self.top1:
+            return False
+        self.top1, self.epoch = top1, epoch
+        self.state = {k: t.detach().clone() for k, t in model.state_dict().items()}
+        return True
 
 
 # ======================================================================================
@@ -438,188 +694,62 @@ def fit(
     config: TrainConfig,
     *,
     model: nn.Module | None = None,
-    data: Any = None,
+    data: DataBundle | None = None,
     listeners: Sequence[Listener] = (),
     cancel: threading.Event | None = None,
-    save: bool = True,
 ) -> TrainResult:
     """Train ``config.model`` (or a prepared ``model``) on ``config.dataset`` (or ``data``).
 
-    Args:
-        config: the run's settings (validated here).
-        model: an already built ``nn.Module`` (e.g. pretrained with a new head); its registry
-            name is still ``config.model`` so the run can be rebuilt.
-        data: a ``DataBundle`` to use instead of ``load_dataset(config.dataset, ...)``.
-        listeners: callables receiving every event.
-        cancel: set it (from any thread) to stop within one step.
-        save: write a run folder through :mod:`cnnlab.runs`.
-
-    Returns a :class:`TrainResult`; the status is "finished", "cancelled" or "diverged".
-    An unexpected error is recorded as "failed" (status file and EndEvent) and re-raised.
+    ``listeners`` receive every event; pass ``cnnlab.runs.RunRecorder()`` to save the run folder
+    and ``cnnlab.tensorboard_log.TensorBoardRecorder()`` for TensorBoard. Set ``cancel`` (from any
+    thread) to stop within one step. Returns a :class:`TrainResult` ("finished", "cancelled" or
+    "diverged"); an unexpected error is reported as "failed" to the listeners and re-raised.
     """
-    config.validate()
-    t_start = time.perf_counter()
-    device = pick_device(config.device)
-    cuda = device.type == "cuda"
-    if cuda:
-        torch.backends.cudnn.benchmark = True
-
-    # ---- data --------------------------------------------------------------------------
-    bundle = data if data is not None else load_data(config)
-    info = bundle.info
-    train_x, train_y = bundle.train.images, bundle.train.labels.long()
-    val_x, val_y = bundle.val.images, bundle.val.labels.long()
-    num_classes = config.num_classes or len(info.classes)
-    if config.subset is not None and config.subset < num_classes:
-        raise ConfigError(
-            f"subset={config.subset} is smaller than the {num_classes} classes of {info.name}: "
-            "a stratified subset needs at least one image per class."
-        )
-    if data is not None and config.subset is not None and config.subset < len(train_y):
-        from .data import stratified_subset  # the one load_dataset(subset=) uses
-
-        sub = stratified_subset(bundle.train, config.subset, seed=config.seed)
-        train_x, train_y = sub.images, sub.labels.long()
-    if len(train_y) == 0 or len(val_y) == 0:
-        raise ConfigError(f"the {info.name} dataset has an empty train or validation split.")
-    if int(train_y.max()) >= num_classes or int(val_y.max()) >= num_classes:
-        raise ConfigError(f"labels go up to {int(max(train_y.max(), val_y.max()))} but num_classes={num_classes}.")
-    data_shape = tuple(int(v) for v in train_x.shape[1:])
-    if len(data_shape) != 3:
-        raise ConfigError(f"images must be N x C x H x W, got {tuple(train_x.shape)}")
-
-    # ---- model -------------------------------------------------------------------------
-    torch.manual_seed(config.seed)
-    model_given = model is not None
-    model, model_shape, model_kwargs = prepare_model(config, data_shape, num_classes, model)  # type: ignore[arg-type]
-    # channels_last: faster convolutions on CUDA and (mkldnn, ~8% for LeNet) on CPU.
-    channels_last = device.type in ("cuda", "cpu")
-    model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
-    _check_forward(model, model_shape, num_classes, config.model, device)
-    pipe_args = dict(data_shape=data_shape, model_shape=model_shape, mean=tuple(info.mean),
-                     std=tuple(info.std), device=device, channels_last=channels_last)
-    train_pipe = InputPipeline(augment=config.augment, **pipe_args)  # type: ignore[arg-type]
-    val_pipe = InputPipeline(augment="none", **pipe_args)  # type: ignore[arg-type]
-    notes = list(getattr(bundle, "notes", []) or [])
-    if data_shape[0] != model_shape[0]:
-        how = "repeated" if data_shape[0] == 1 else "converted to greyscale"
-        notes.append(f"{data_shape[0]}-channel images {how} for a {model_shape[0]}-channel model.")
-    if data_shape[1:] != model_shape[1:]:
-        notes.append(f"{data_shape[1]}x{data_shape[2]} images resized to {model_shape[1]}x{model_shape[2]}.")
-
-    # On CUDA keep the uint8 dataset on the GPU when it is small; otherwise pin it.
-    if cuda:
-        if train_x.numel() < 512 * 2**20:
-            train_x, train_y = train_x.to(device), train_y.to(device)
-        else:
-            train_x, train_y = train_x.pin_memory(), train_y.pin_memory()
-
-    # ---- optimisation ------------------------------------------------------------------
-    bs = config.batch_size
-    eval_bs = config.eval_batch_size or min(2 * bs, 1024)
-    n_train = len(train_y)
-    steps_per_epoch = max(1, math.ceil(n_train / bs))
-    if n_train % bs == 1 and n_train > 1:
-        steps_per_epoch -= 1  # a 1-image last batch breaks batch norm; drop it
-    total_steps = steps_per_epoch * config.epochs
-    if config.max_steps is not None:
-        total_steps = min(total_steps, config.max_steps)
+    s = prepare(config, model, data)
+    model, device, bs = s.model, s.device, config.batch_size
+    n_train = len(s.train_y)
+    steps_per_epoch = max(1, n_train // bs if n_train % bs == 1 and n_train > 1 else math.ceil(n_train / bs))
+    total_steps = min(steps_per_epoch * config.epochs, config.max_steps or math.inf)  # a 1-image last batch breaks batch norm: dropped
     optimizer = make_optimizer(config, model.parameters())
     scheduler, sched_when = make_scheduler(config, optimizer, steps_per_epoch, total_steps)
-    amp_fp16 = cuda and not native_bf16(device)  # fp16 autocast needs loss scaling
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_fp16)
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and not native_bf16(device))
     shuffle_gen = torch.Generator().manual_seed(config.seed)
     aug_gen = torch.Generator(device=device).manual_seed(config.seed + 1)
-    num_params = sum(p.numel() for p in model.parameters())
+    recorders = [r for r in listeners if isinstance(r, Recorder)]
+    for r in recorders:
+        r.begin(s)
 
-    # ---- run registry ------------------------------------------------------------------
-    writer = None
-    if save:
-        from . import runs
+    def emit(event: Any) -> None:
+        for listener in listeners:
+            _safely("listener", listener, event)
 
-        meta = {
-            "model": config.model, "model_kwargs": model_kwargs, "prepared_model": model_given,
-            "dataset": config.dataset, "dataset_name": info.name,
-            "display_name": getattr(info, "display_name", info.name), "classes": list(info.classes),
-            "input_shape": list(model_shape), "data_shape": list(data_shape),
-            "mean": list(info.mean), "std": list(info.std), "num_params": num_params,
-            # what the model sees: mean/std in its own channels (grey -> RGB repeats, RGB -> grey
-            # uses the luma weights), for pages that prepare images themselves
-            "model_mean": list(val_pipe.model_mean), "model_std": list(val_pipe.model_std),
-            "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
-            "device": str(device), "torch": torch.__version__, "notes": notes,
-            "train_images": n_train, "val_images": len(val_y),
-        }
-        writer = runs.create_run(asdict(config), meta)
-    run_id = writer.run_id if writer else None
-    emit = lambda ev: _emit(listeners, ev)  # noqa: E731
-    emit(StartEvent(run_id, config.model, config.dataset, str(device), config.epochs, steps_per_epoch,
-                    total_steps, n_train, len(val_y), num_params, model_shape, list(info.classes), notes))
-
-    # ---- state -------------------------------------------------------------------------
-    status, message = "finished", ""
-    history: list[EpochEvent] = []
-    best_top1, best_epoch, best_state = -1.0, None, None
-    step = 0
-    epoch = 0
-    train_time = 0.0  # seconds spent in training steps (for images/s)
-    images_seen = 0
-    last_emit_t, last_emit_step = time.perf_counter(), 0
-    k5 = min(5, num_classes)
-    zero = lambda dtype: torch.zeros((), device=device, dtype=dtype)  # noqa: E731
-    win_loss, win_correct, win_n = zero(torch.float32), zero(torch.int64), 0
-    # Checking the loss of step k before its update costs nothing on CPU; on CUDA it would
-    # stall the queue, so step k is checked while step k+1's forward is already queued.
-    check_lag = FINITE_CHECK_LAG.get(device.type, 0)
-    pending_finite: tuple[torch.Tensor, int, int, torch.Tensor] | None = None
-
-    def lr_now() -> float:
-        return float(optimizer.param_groups[0]["lr"])
-
-    def diverged_message(bad_step: int, bad_epoch: int, loss_value: float) -> str:
-        return (
-            f"training diverged: the loss became {_format_nonfinite(loss_value)} at step {bad_step} "
-            f"(epoch {bad_epoch}); training stopped there. Try a lower learning rate "
-            f"(now {config.lr:g}; e.g. {config.lr / 10:g})"
-            + (", the adam optimizer" if config.optimizer != "adam" else "")
-            + " or a model with batch normalisation."
-        )
-
+    emit(StartEvent(s.run_id, config.model, config.dataset, str(device), config.epochs, steps_per_epoch,
+                    total_steps, n_train, len(s.val_y), sum(p.numel() for p in model.parameters()),
+                    s.model_shape, s.classes, s.notes))
+    meter, guard, best = Meter(device, s.num_classes, total_steps, config), FiniteGuard(device, config), Best()
+    status, message, step, epoch = "finished", "", 0, 0
     try:
-        model.train()
-        t_loop = time.perf_counter()
         for epoch in range(1, config.epochs + 1):
-            ep_loss, ep_c1, ep_c5, ep_n = zero(torch.float64), zero(torch.int64), zero(torch.int64), 0
-            perm = torch.randperm(n_train, generator=shuffle_gen)
-            if train_x.device != perm.device:
-                perm = perm.to(train_x.device)
-            t_epoch = time.perf_counter()
+            model.train()
+            meter.start_epoch()
+            perm = torch.randperm(n_train, generator=shuffle_gen).to(s.train_x.device)
             for i in range(steps_per_epoch):
                 if cancel is not None and cancel.is_set():
                     status = "cancelled"
                     break
-                if config.max_steps is not None and step >= config.max_steps:
+                if step >= total_steps:
                     break
                 idx = perm[i * bs:(i + 1) * bs]
-                xb, yb = train_x[idx], train_y[idx]
-                if cuda and xb.device.type == "cpu":
+                xb, yb = s.train_x[idx], s.train_y[idx]
+                if device.type == "cuda" and xb.device.type == "cpu":
                     xb, yb = xb.pin_memory(), yb.pin_memory()
-                x = train_pipe.train_batch(xb, aug_gen)
-                y = yb.to(device, non_blocking=True)
+                x, y = s.train_pipe.train_batch(xb, aug_gen), yb.to(device, non_blocking=True)
                 with autocast_context(device):
                     logits = model(x)
                 loss = F.cross_entropy(logits.float(), y)
-                finite = torch.isfinite(loss.detach())
-                if check_lag == 0:
-                    if not bool(finite):
-                        status, message = "diverged", diverged_message(step + 1, epoch, float(loss.detach()))
-                        break
-                else:
-                    if pending_finite is not None and not bool(pending_finite[0]):
-                        bad = pending_finite
-                        status, message = "diverged", diverged_message(bad[1], bad[2], float(bad[3]))
-                        break
-                    pending_finite = (finite, step + 1, epoch, loss.detach())
+                if (bad := guard.push(loss.detach(), step + 1, epoch)) is not None:
+                    status, message = "diverged", bad
+                    break
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
@@ -627,108 +757,61 @@ def fit(
                 if sched_when == "step" and step < total_steps - 1:  # never past its end
                     scheduler.step()
                 step += 1
-                with torch.no_grad():
-                    n = int(y.shape[0])
-                    top = logits.detach().topk(k5, dim=1).indices
-                    c1 = (top[:, 0] == y).sum()
-                    c5 = (top == y[:, None]).any(dim=1).sum()
-                    win_loss += loss.detach() * n
-                    win_correct += c1
-                    win_n += n
-                    ep_loss += loss.detach().double() * n
-                    ep_c1 += c1
-                    ep_c5 += c5
-                    ep_n += n
-                images_seen += n
-                now = time.perf_counter()
-                due = (step - last_emit_step >= config.log_every_steps) if config.log_every_steps \
-                    else (now - last_emit_t >= config.log_interval_s)
-                if due or i == steps_per_epoch - 1:
-                    if cuda:
-                        torch.cuda.synchronize(device)
-                        now = time.perf_counter()
-                    t_train = train_time + (now - t_epoch)
-                    elapsed = now - t_start
-                    ips = images_seen / t_train if t_train > 0 else 0.0
-                    eta = (now - t_loop) / step * (total_steps - step)
-                    wl, wc = float(win_loss) / max(win_n, 1), int(win_correct) / max(win_n, 1)
-                    emit(StepEvent(epoch, step, total_steps, wl, wc, lr_now(), ips, elapsed, eta))
-                    win_loss.zero_(), win_correct.zero_()
-                    win_n = 0
-                    last_emit_t, last_emit_step = now, step
-            train_time += time.perf_counter() - t_epoch
-            if status == "finished" and pending_finite is not None and not bool(pending_finite[0]):
-                bad = pending_finite
-                status, message = "diverged", diverged_message(bad[1], bad[2], float(bad[3]))
-            if status != "finished" or ep_n == 0:
+                meter.add(loss.detach(), logits.detach(), y)
+                if meter.due(step) or i == steps_per_epoch - 1:
+                    emit(meter.step_event(epoch, step, optimizer.param_groups[0]["lr"]))
+            meter.end_epoch()
+            if status == "finished" and (bad := guard.flush()) is not None:
+                status, message = "diverged", bad
+            if status != "finished" or meter.epoch_images == 0:
                 break
 
             # ---- validation, best weights, metrics ---------------------------------------
-            v = eval_loop(model, val_x, val_y, val_pipe, num_classes, eval_bs, cancel=cancel)
+            v = eval_loop(model, s.val_x, s.val_y, s.val_pipe, s.num_classes,
+                          config.eval_batch_size or min(2 * bs, 1024), cancel=cancel)
             if v is None:  # cancelled during validation
                 status = "cancelled"
                 break
             if sched_when == "epoch":
                 scheduler.step()
-            val_top1 = v["correct1"] / v["count"]
-            is_best = val_top1 > best_top1
-            if is_best:
-                best_top1, best_epoch = val_top1, epoch
-                best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
-                if writer:
-                    writer.save_best(best_state)
-            now = time.perf_counter()
-            ev = EpochEvent(
-                epoch=epoch, step=step, train_loss=float(ep_loss) / ep_n, train_top1=int(ep_c1) / ep_n,
-                train_top5=int(ep_c5) / ep_n, val_loss=v["loss_sum"] / v["count"], val_top1=val_top1,
-                val_top5=v["correct5"] / v["count"], lr=lr_now(),
-                images_per_sec=images_seen / train_time if train_time > 0 else 0.0,
-                elapsed=now - t_start, eta=(now - t_loop) / epoch * (config.epochs - epoch), is_best=is_best,
-            )
-            history.append(ev)
-            if writer:
-                writer.append_metrics(asdict(ev))
-            emit(ev)
-            if config.max_steps is not None and step >= config.max_steps:
+            if is_best := best.offer(float(v["correct1"]) / float(v["count"]), epoch, model):
+                for r in recorders:
+                    _safely("recorder", r.save_best, best.state, epoch)
+            emit(meter.epoch_event(epoch, step, v, optimizer.param_groups[0]["lr"], is_best))
+            if step >= total_steps:
                 break
     except BaseException as e:
-        elapsed = time.perf_counter() - t_start
-        if isinstance(e, torch.OutOfMemoryError):
-            msg = f"out of memory on {device}: lower the batch size (now {bs}) or the input size."
-        elif isinstance(e, KeyboardInterrupt):
-            msg = "interrupted (KeyboardInterrupt)."
-        else:
-            msg = f"training failed at step {step}: {type(e).__name__}: {e}"
-        best = best_top1 if best_epoch is not None else None
-        if writer:
-            writer.set_status("failed", msg, best_val_top1=best, best_epoch=best_epoch, steps=step)
-        emit(EndEvent("failed", msg, best, best_epoch, run_id, elapsed, step))
+        msg = (f"out of memory on {device}: lower the batch size (now {bs}) or the input size."
+               if isinstance(e, torch.OutOfMemoryError) else "interrupted (KeyboardInterrupt)."
+               if isinstance(e, KeyboardInterrupt) else f"training failed at step {step}: {type(e).__name__}: {e}")
+        _finish(s, recorders, emit, EndEvent("failed", msg, best.top1, best.epoch, s.run_id,
+                                            time.perf_counter() - meter.t_start, step))
         raise
 
     # ---- the end -----------------------------------------------------------------------
     if status == "cancelled":
         message = f"cancelled at step {step} (epoch {epoch})."
-        if best_state is None and step > 0:
-            best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
-            if writer:
-                writer.save_best(best_state)
+        if best.state is None and step > 0:
+            best.state = {k: t.detach().clone() for k, t in model.state_dict().items()}
+            for r in recorders:
+                _safely("recorder", r.save_best, best.state, None)
             message += " No validation had run yet: best.pt holds the weights at the moment of cancelling."
-        elif best_state is not None:
-            message += f" Best weights kept from epoch {best_epoch}."
+        elif best.state is not None:
+            message += f" Best weights kept from epoch {best.epoch}."
     elif status == "finished":
-        message = (f"finished {len(history)} epoch(s), {step} steps; best val top-1 "
-                   f"{100 * best_top1:.1f}% at epoch {best_epoch}.")
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    if channels_last:  # hand back the usual layout: same numerics as a model loaded from best.pt
+        message = (f"finished {len(meter.history)} epoch(s), {step} steps; best val top-1 "
+                   f"{100 * (best.top1 or 0):.1f}% at epoch {best.epoch}.")
+    if best.state is not None:
+        model.load_state_dict(best.state)
+    if s.channels_last:  # hand back the usual layout: same numerics as a model loaded from best.pt
         model.to(memory_format=torch.contiguous_format)
-    elapsed = time.perf_counter() - t_start
-    best = best_top1 if best_epoch is not None else None
-    if writer:
-        writer.set_status(status, message, best_val_top1=best, best_epoch=best_epoch, steps=step)
-    emit(EndEvent(status, message, best, best_epoch, run_id, elapsed, step))
-    return TrainResult(
-        status=status, message=message, run_id=run_id, best_val_top1=best, best_epoch=best_epoch,
-        history=history, model=model, elapsed=elapsed, steps=step,
-        images_per_sec=images_seen / train_time if train_time > 0 else 0.0, device=str(device),
-    )
+    end = EndEvent(status, message, best.top1, best.epoch, s.run_id, time.perf_counter() - meter.t_start, step)
+    _finish(s, recorders, emit, end)
+    return TrainResult(status, message, s.run_id, best.top1, best.epoch, meter.history, model, end.elapsed,
+                       step, meter.images_per_sec(), str(device))
+
+
+def _finish(s: Prepared, recorders: Sequence[Recorder], emit: Callable[[Any], Any], end: "EndEvent") -> None:
+    emit(end)
+    for r in recorders:
+        _safely("recorder", r.finish, s, end)

@@ -13,19 +13,28 @@ it and an identical fresh network learn three *other* shape classes from a few l
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import tempfile
 import threading
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 
-from .data import DataBundle, DatasetInfo, TensorSplit, load_dataset, stratified_subset
-from .errors import ConfigError, UnsafeFileError
+from .data import DataBundle, load_dataset
+from .device import pick_device
+from .errors import CnnlabError, ConfigError, UnsafeFileError
+from .evaluate import evaluate
+from .jobs import Job, JobManager, get_manager
+from .models import create
+from .models.pretrained import fetch_weights
 from .paths import cache_dir
+from .runs import load_model, load_run, load_run_data, recorders, run_config
 from .safeload import load_state_dict_file
-from .train import TrainConfig, TrainResult, fit
+from .train import TrainConfig, TrainResult, fit, load_data
 
 Listener = Callable[[Any], None]
 
@@ -81,23 +90,23 @@ def compare(config: CompareConfig, listeners: Sequence[Listener] = (), cancel: t
 
     Listeners receive ``(tag, event)`` with tag ``"scratch"`` or ``"pretrained"``.
     """
-    from .models.pretrained import fetch_weights
-
     scratch_cfg, transfer_cfg = config.train_configs()
     fetch_weights(config.pretrained)  # a missing weights file fails now, not after the scratch run
     if data is None:
         data = load_dataset(config.dataset, root=config.data_root, seed=config.seed, **config.data_options)
-    scratch = fit(scratch_cfg, data=data, listeners=_tagged(listeners, "scratch"), cancel=cancel)
-    pretrained = fit(transfer_cfg, data=data, listeners=_tagged(listeners, "pretrained"), cancel=cancel)
+    scratch = fit(scratch_cfg, data=data, listeners=[*recorders(), *_tagged(listeners, "scratch")], cancel=cancel)
+    pretrained = fit(transfer_cfg, data=data, listeners=[*recorders(), *_tagged(listeners, "pretrained")],
+                     cancel=cancel)
     return Comparison(scratch, pretrained)
 
 
 # --- the offline stand-in ------------------------------------------------------------------------
 
 STANDIN_MODEL = "lenet5"
-SOURCE_CLASSES = (0, 1, 2, 3, 4)  # circle, square, triangle, star, cross: the "large" task
-TARGET_CLASSES = (5, 6, 7)  # ring, heart, crescent: the "small" task, never seen in pretraining
-STANDIN_VERSION = 1
+SOURCE_CLASSES = ("circle", "square", "triangle", "star", "cross")  # the "large" task
+TARGET_CLASSES = ("ring", "heart", "crescent")  # the "small" task, never seen in pretraining
+STANDIN_TAG = "transfer-standin"
+STANDIN_VERSION = 2
 
 
 @dataclass
@@ -112,33 +121,29 @@ class StandinConfig:
     seed: int = 0
     device: str = "auto"
 
+    def source_config(self) -> TrainConfig:
+        """The pretraining on the five source shapes (its data is generated from another seed)."""
+        return TrainConfig(model=STANDIN_MODEL, dataset="shapes", epochs=self.source_epochs, lr=self.lr,
+                           batch_size=64, in_channels=3, input_size=32, seed=self.seed + 1000, device=self.device,
+                           data_options={"classes": list(SOURCE_CLASSES), "n_train": self.source_images,
+                                         "n_val": 500}).validate()
 
-def _shape_bundle(classes: Sequence[int], n_train: int, n_val: int, seed: int) -> DataBundle:
-    """A shapes dataset restricted to some classes, labels renumbered from 0."""
-    from .data import SHAPE_CLASSES, generate_shapes
-
-    total = (n_train + n_val) * 8 // len(classes) + 64
-    images, labels = generate_shapes(total, seed=seed)
-    keep = torch.isin(labels, torch.tensor(list(classes)))
-    images, labels = images[keep], labels[keep]
-    remap = torch.full((8,), -1, dtype=torch.int64)
-    remap[list(classes)] = torch.arange(len(classes))
-    labels = remap[labels]
-    train = TensorSplit(images[:n_train].clone(), labels[:n_train].clone())
-    val = TensorSplit(images[n_train:n_train + n_val].clone(), labels[n_train:n_train + n_val].clone())
-    x = train.images.float() / 255
-    info = DatasetInfo(
-        name="shapes", display_name=f"Shapes: {', '.join(SHAPE_CLASSES[c] for c in classes)}",
-        classes=[SHAPE_CLASSES[c] for c in classes], input_shape=tuple(train.images.shape[1:]),
-        mean=tuple(x.mean((0, 2, 3)).tolist()), std=tuple(x.std((0, 2, 3)).tolist()), source="embedded",
-        description="A subset of the procedural shapes, for the transfer-learning stand-in.",
-    )
-    return DataBundle(info, train, val, None, [])
+    def target_configs(self) -> tuple[TrainConfig, TrainConfig]:
+        """Scratch and pretrained on the three target shapes: an ordinary 'shapes' dataset restricted
+        to those classes, so a run's data is rebuilt from its config alone."""
+        common = dict(model=STANDIN_MODEL, dataset="shapes", epochs=self.epochs, batch_size=16, in_channels=3,
+                      input_size=32, seed=self.seed, device=self.device, tag=STANDIN_TAG,
+                      subset=self.target_labels * len(TARGET_CLASSES),
+                      data_options={"classes": list(TARGET_CLASSES), "n_train": 4000, "n_val": self.target_val})
+        return TrainConfig(lr=self.lr, **common).validate(), TrainConfig(lr=self.finetune_lr, **common).validate()
 
 
-def _standin_path(cfg: StandinConfig):
-    key = f"{STANDIN_MODEL}-n{cfg.source_images}-e{cfg.source_epochs}-s{cfg.seed}-v{STANDIN_VERSION}"
-    return cache_dir() / "standin" / f"{key}.pt"
+def _standin_path(cfg: StandinConfig) -> Path:
+    """The cache file of the pretrained stand-in: keyed by everything that changes its weights."""
+    source = asdict(cfg.source_config())
+    source["device"] = pick_device(cfg.device).type  # CPU and GPU numerics differ
+    digest = hashlib.sha1(json.dumps({**source, "v": STANDIN_VERSION}, sort_keys=True).encode()).hexdigest()[:16]
+    return cache_dir() / "standin" / f"{STANDIN_MODEL}-{digest}.pt"
 
 
 _STANDIN_LOCK = threading.Lock()
@@ -154,15 +159,12 @@ def pretrained_standin(cfg: StandinConfig, listeners: Sequence[Listener] = (),
         if path.is_file():
             try:
                 state = load_state_dict_file(path, what="the transfer stand-in's cached weights")
-                if _fits_source_model(state):
+                if _fits(state, _source_model()):
                     return state
             except UnsafeFileError:  # a broken or planted cache file is never used: it is rebuilt
                 pass
             path.unlink(missing_ok=True)
-        source = _shape_bundle(SOURCE_CLASSES, cfg.source_images, 500, seed=cfg.seed + 1000)
-        config = TrainConfig(model=STANDIN_MODEL, dataset="shapes", epochs=cfg.source_epochs, lr=cfg.lr,
-                             batch_size=64, in_channels=3, input_size=32, seed=cfg.seed, device=cfg.device)
-        result = fit(config, data=source, listeners=_tagged(listeners, "source"), cancel=cancel, save=False)
+        result = fit(cfg.source_config(), listeners=_tagged(listeners, "source"), cancel=cancel)
         if result.status != "finished":
             raise ConfigError(f"pretraining the stand-in stopped: {result.message}")
         state = {k: v.detach().cpu() for k, v in result.model.state_dict().items()}
@@ -178,56 +180,53 @@ def pretrained_standin(cfg: StandinConfig, listeners: Sequence[Listener] = (),
         return state
 
 
-def _fits_source_model(state: dict[str, torch.Tensor]) -> bool:
-    """Whether a cached state has exactly the source network's layers and shapes."""
-    from .models import create
+def _source_model() -> torch.nn.Module:
+    return create(STANDIN_MODEL, num_classes=len(SOURCE_CLASSES), in_channels=3, input_size=32)
 
-    own = create(STANDIN_MODEL, num_classes=len(SOURCE_CLASSES), in_channels=3, input_size=32).state_dict()
+
+def _fits(state: dict[str, torch.Tensor], model: torch.nn.Module) -> bool:
+    """Whether ``state`` has exactly ``model``'s layers and shapes."""
+    own = model.state_dict()
     return state.keys() == own.keys() and all(state[k].shape == v.shape for k, v in own.items())
 
 
 def standin_target(cfg: StandinConfig) -> DataBundle:
     """The small target task: three unseen shape classes, ``target_labels`` images each."""
-    target = _shape_bundle(TARGET_CLASSES, 4000, cfg.target_val, seed=cfg.seed + 2000)
-    target.train = stratified_subset(target.train, cfg.target_labels * len(TARGET_CLASSES), seed=cfg.seed)
-    return target
+    return load_data(cfg.target_configs()[0], download=False)
 
 
-def standin_jobs(cfg: StandinConfig, listeners: Sequence[Listener] = (),
-                 cancel: threading.Event | None = None) -> list[tuple[TrainConfig, Any, DataBundle]]:
-    """The two trainings of the stand-in as (config, prepared model or None, data): scratch first.
-    Pretraining (cached) happens here."""
-    from .models import create
-
-    source_state = pretrained_standin(cfg, listeners, cancel)
-    target = standin_target(cfg)
-    n = len(TARGET_CLASSES)
-    common = dict(model=STANDIN_MODEL, dataset="shapes", epochs=cfg.epochs, batch_size=16, in_channels=3,
-                  input_size=32, seed=cfg.seed, device=cfg.device,
-                  data_options={"standin": "target", "standin_config": asdict(cfg)})
-    model = create(STANDIN_MODEL, num_classes=n, in_channels=3, input_size=32)
-    transferable = {k: v for k, v in source_state.items() if not k.startswith("fc3.")}
-    model.load_state_dict(transferable, strict=False)  # everything but the new 3-class head
-    return [(TrainConfig(lr=cfg.lr, **common), None, target),
-            (TrainConfig(lr=cfg.finetune_lr, **common), model, target)]
+def standin_transfer_model(cfg: StandinConfig, listeners: Sequence[Listener] = (),
+                           cancel: threading.Event | None = None) -> torch.nn.Module:
+    """The target network with every pretrained layer but the new 3-class head (``fc3``); pretrains
+    first if the cache is empty. Refuses, rather than silently transferring nothing, when the
+    pretrained layers do not fit."""
+    source = pretrained_standin(cfg, listeners, cancel)
+    model = create(STANDIN_MODEL, num_classes=len(TARGET_CLASSES), in_channels=3, input_size=32)
+    own = model.state_dict()
+    body = {k: v for k, v in source.items() if not k.startswith("fc3.")}
+    missing = [k for k in own if not k.startswith("fc3.") and (k not in body or body[k].shape != own[k].shape)]
+    if missing or len(body) != len(own) - sum(k.startswith("fc3.") for k in own):
+        raise ConfigError(f"the pretrained stand-in does not fit {STANDIN_MODEL}'s layers "
+                          f"({', '.join(missing[:3]) or 'extra layers'}); delete {_standin_path(cfg)} and run it again.")
+    model.load_state_dict({**own, **body})
+    return model
 
 
 def compare_standin(cfg: StandinConfig | None = None, listeners: Sequence[Listener] = (),
                     cancel: threading.Event | None = None) -> Comparison:
     """Scratch against pretrained on the small target task; both become ordinary runs."""
     cfg = cfg or StandinConfig()
-    (c1, _, data), (c2, model, _) = standin_jobs(cfg, listeners, cancel)
-    scratch = fit(c1, data=data, listeners=_tagged(listeners, "scratch"), cancel=cancel)
-    pretrained = fit(c2, model=model, data=data, listeners=_tagged(listeners, "pretrained"), cancel=cancel)
+    scratch_cfg, pretrained_cfg = cfg.target_configs()
+    model = standin_transfer_model(cfg, listeners, cancel)
+    data = load_data(scratch_cfg)
+    scratch = fit(scratch_cfg, data=data, listeners=[*recorders(), *_tagged(listeners, "scratch")], cancel=cancel)
+    pretrained = fit(pretrained_cfg, model=model, data=data,
+                     listeners=[*recorders(), *_tagged(listeners, "pretrained")], cancel=cancel)
     return Comparison(scratch, pretrained)
 
 
-def submit_comparison(config: CompareConfig, manager=None) -> list:
+def submit_comparison(config: CompareConfig, manager: JobManager | None = None) -> list[Job]:
     """Queue both trainings of a real comparison as background jobs (scratch first)."""
-    from .jobs import get_manager
-
-    from .models.pretrained import fetch_weights
-
     manager = manager or get_manager()
     scratch_cfg, transfer_cfg = config.train_configs()
     fetch_weights(config.pretrained)
@@ -235,26 +234,27 @@ def submit_comparison(config: CompareConfig, manager=None) -> list:
     return [manager.submit(scratch_cfg, data=data), manager.submit(transfer_cfg, data=data)]
 
 
-def submit_standin(cfg: StandinConfig | None = None, manager=None) -> list:
-    """Pretrain the stand-in if it is not cached yet (seconds), then queue both trainings."""
-    from .jobs import get_manager
-
+def submit_standin(cfg: StandinConfig | None = None, manager: JobManager | None = None) -> list[Job]:
+    """Queue both trainings of the stand-in at once. The pretraining (when not cached yet) runs in
+    the device's queue too, as the first thing the "pretrained" job does."""
+    cfg = cfg or StandinConfig()
     manager = manager or get_manager()
-    return [manager.submit(c, model=m, data=d) for c, m, d in standin_jobs(cfg or StandinConfig())]
+    scratch_cfg, pretrained_cfg = cfg.target_configs()
+    return [manager.submit(scratch_cfg),
+            manager.submit(pretrained_cfg, model=lambda cancel: standin_transfer_model(cfg, cancel=cancel))]
 
 
 def standin_cfg_of(run) -> StandinConfig | None:
     """The stand-in settings a run was trained with, or None if it is not a stand-in run."""
-    opts = run.config.get("data_options") or {}
-    if not isinstance(opts, dict) or opts.get("standin") != "target":
-        return None
-    given = opts.get("standin_config")
-    if not isinstance(given, dict):
-        raise ConfigError(f"run {run.run_id}: its config.json has no valid standin_config; the run cannot be rebuilt.")
     try:
-        return StandinConfig(**{k: v for k, v in given.items() if k in StandinConfig.__dataclass_fields__})
-    except TypeError as e:
-        raise ConfigError(f"run {run.run_id}: its standin_config is damaged ({e}).") from None
+        config = run_config(run)
+    except CnnlabError:
+        return None
+    if config.tag != STANDIN_TAG:
+        return None
+    return StandinConfig(target_labels=(config.subset or 60) // len(TARGET_CLASSES),
+                         target_val=int(config.data_options.get("n_val", 600)), epochs=config.epochs,
+                         seed=config.seed, device=config.device)
 
 
 # --- side by side ------------------------------------------------------------------------------
@@ -284,9 +284,6 @@ class ComparisonSummary:
 
 
 def _run_summary(run_id: str, data: DataBundle | None, split: str) -> RunSummary:
-    from .evaluate import evaluate
-    from .runs import load_model, load_run, load_run_data
-
     run = load_run(run_id)
     if data is None and run.has_checkpoint:
         data = load_run_data(run)
@@ -312,8 +309,6 @@ def summarize(scratch_run: str, pretrained_run: str, data: DataBundle | None = N
     evaluated on its own data (:func:`cnnlab.runs.load_run_data`). Runs with different class
     lists cannot be compared class by class: that is a :class:`ConfigError`.
     """
-    from .runs import load_run
-
     ca, cb = (load_run(r).meta.get("classes") for r in (scratch_run, pretrained_run))
     if ca and cb and list(ca) != list(cb):
         raise ConfigError(

@@ -1,4 +1,4 @@
-"""Test helpers: opening the Streamlit app in AppTest, and runs trained once per module."""
+"""Test helpers: opening the Streamlit app in AppTest, training saved runs, sharing them between tests."""
 
 from __future__ import annotations
 
@@ -37,3 +37,13 @@ def copy_runs(cache: Path) -> Path:
     target = Path(os.environ["CNNLAB_CACHE"]) / "runs"
     shutil.copytree(cache / "runs", target)
     return target
+
+
+def train_run(config, **kwargs):
+    """``fit`` saving the run folder, as the app, the jobs and the CLI do (no TensorBoard log:
+    it is tested on its own)."""
+    from cnnlab.runs import recorders
+    from cnnlab.train import fit
+
+    listeners = [*recorders(tensorboard=False), *kwargs.pop("listeners", ())]
+    return fit(config, listeners=listeners, **kwargs)

@@ -19,6 +19,7 @@ from cnnlab.activations import (
     overlay,
     saliency,
 )
+from cnnlab.errors import CnnlabError, InputSizeError
 from cnnlab.inspect import summarize
 from cnnlab.models import create
 
@@ -58,11 +59,11 @@ def test_repeated_module_calls_are_numbered():
 
 def test_hooks_removed_even_when_forward_raises():
     model = create("lenet").eval()
-    with pytest.raises(Exception):
+    with pytest.raises(InputSizeError, match="needs a 1x28x28 input"):
         with capture(model, ["C1", "F5"]):
             model(torch.randn(1, 1, 32, 32))  # wrong size: the flatten raises
     assert _hook_count(model) == 0
-    with pytest.raises(Exception):
+    with pytest.raises(RuntimeError, match="channels"):  # torch's own error inside the captured forward
         capture_activations(model, torch.randn(1, 3, 28, 28), ["C1"])
     assert _hook_count(model) == 0
 
@@ -130,7 +131,7 @@ def test_grad_cam_and_saliency_shapes_and_ranges():
     assert cam3.target == 3 and cam3.layer == "layer2"
     sal = saliency(model, x, target=1)
     assert sal.heatmap.shape == (32, 32) and sal.heatmap.max() == pytest.approx(1.0)
-    with pytest.raises(Exception, match="out of range"):
+    with pytest.raises(CnnlabError, match="out of range"):
         grad_cam(model, x, target=10)
     with pytest.raises(LayerNotFoundError):
         grad_cam(model, x, layer="layer9")
@@ -141,18 +142,13 @@ def test_grad_cam_and_saliency_shapes_and_ranges():
     assert pic.size == (32, 32)
 
 
-def test_grad_cam_concentrates_on_the_shape():
-    """A CIFAR ResNet trained for a few seconds on the procedural shapes: the top 20% of its
-    Grad-CAM heat lies on the shape far more often than the top 20% of a random map."""
-    from cnnlab.data import generate_shapes, load_dataset
-    from cnnlab.train import TrainConfig, fit
+def test_grad_cam_concentrates_on_the_shape(shapes_cnn):
+    """A CIFAR ResNet trained for a few seconds on the procedural shapes (once per session, see
+    conftest.py): the top 20% of its Grad-CAM heat lies on the shape far more often than the top
+    20% of a random map."""
+    from cnnlab.data import generate_shapes
 
-    opts = {"n_train": 2000, "n_val": 300}
-    res = fit(TrainConfig(model="cifar_resnet", dataset="shapes", epochs=4, lr=2e-3, batch_size=64, seed=0,
-                          device="cpu", data_options=opts), save=False)
-    assert res.status == "finished"
-    model = res.model.eval().cpu()
-    info = load_dataset("shapes", seed=0, **opts).info
+    model, info = shapes_cnn.model, shapes_cnn.data.info
     images, labels, masks = generate_shapes(40, seed=123, return_masks=True)
     mean = torch.tensor(info.mean).view(1, 3, 1, 1)
     std = torch.tensor(info.std).view(1, 3, 1, 1)
@@ -204,5 +200,5 @@ def test_shared_model_is_safe_across_threads():
 
 def test_grad_cam_on_a_vector_layer_says_so():
     model = create("lenet").eval()
-    with pytest.raises(Exception, match="spatial map"):
+    with pytest.raises(CnnlabError, match="spatial map"):
         grad_cam(model, torch.randn(1, 1, 28, 28), layer="F5")

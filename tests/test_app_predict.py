@@ -1,26 +1,22 @@
 """AppTest of the Predict page: model and image pickers, top-k chart, bad uploads."""
 
 import re
+from pathlib import Path
 
+import numpy as np
 import pytest
-from apphelpers import copy_runs, open_view, using_cache
+from apphelpers import copy_runs, open_view
+from streamlit.testing.v1 import AppTest
 
-from cnnlab.train import TrainConfig, fit
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    with using_cache(tmp_path_factory.mktemp("predict-cache")) as cache:
-        result = fit(TrainConfig(model="lenet", dataset="digits", epochs=2, subset=300))
-    assert result.status == "finished", result.message
-    return cache, result.run_id
+ROOT = str(Path(__file__).resolve().parent.parent)
 
 
 @pytest.fixture
-def run_id(trained):
-    cache, run_id = trained
+def run_id(digits_run):
+    """The session's LeNet digits run (seed 3, conftest.py), copied into this test's cache."""
+    cache, result = digits_run
     copy_runs(cache)
-    return run_id
+    return result.run_id
 
 
 def open_page():
@@ -60,9 +56,58 @@ def test_run_and_bundled_photo_give_the_top_k_of_predict_topk(run_id):
 def test_dataset_sample_of_the_run(run_id):
     at = open_page()
     at.radio(key="predict-img").set_value("Dataset sample").run()
-    assert at.selectbox(key="predict-ds").value == "digits"
+    assert at.selectbox(key="predict-ds").value == "run"  # the run's own split first
     assert not at.exception and not at.error
+    assert any("not used for training" in c.value for c in at.caption)
     assert len(at.get("vega_lite_chart")) == 1
+
+
+def _picker(root: str, ref: str):
+    """A page holding only the image picker for the model ``ref`` (run by AppTest as a script)."""
+    import sys
+
+    import numpy as np
+    import streamlit as st
+
+    sys.path.insert(0, root)
+    from app.common import cached_source, image_picker
+
+    image = image_picker("t", cached_source(ref))
+    if image is not None:
+        st.session_state["picked"] = np.asarray(image)
+
+
+def _assert_samples_are_the_runs_validation_images(run_id: str, indices=(0, 5)):
+    from cnnlab.runs import load_run, load_run_data
+
+    data = load_run_data(load_run(run_id))
+    at = AppTest.from_function(_picker, args=(ROOT, f"run:{run_id}"), default_timeout=120)
+    at.run()
+    at.radio(key="t-img").set_value("Dataset sample").run()
+    assert at.selectbox(key="t-ds").value == "run"
+    for idx in indices:
+        at.slider(key="t-idx").set_value(idx).run()
+        assert not at.exception and not at.error
+        picked = at.session_state["picked"]
+        expected = data.val.images[idx].permute(1, 2, 0).numpy()
+        same = np.array_equal(picked.reshape(expected.shape), expected)
+        assert same, f"sample {idx} is not the run's validation image {idx}"
+        label = data.info.classes[int(data.val.labels[idx])]
+        assert any(f"Label: **{label}**" in c.value for c in at.caption)
+    return data
+
+
+def test_dataset_samples_follow_the_runs_seed_and_split(run_id):
+    """The run was trained with seed 3: its validation images are not those of the digits'
+    default split (seed 0), some of which it was trained on."""
+    _assert_samples_are_the_runs_validation_images(run_id)
+
+
+def test_dataset_samples_of_a_standin_run_are_of_its_classes(standin):
+    cache, comparison = standin
+    copy_runs(cache)
+    data = _assert_samples_are_the_runs_validation_images(comparison.pretrained.run_id, indices=(0, 1, 2))
+    assert data.info.classes == ["ring", "heart", "crescent"]
 
 
 def test_bad_upload_shows_the_decoder_message(run_id):

@@ -1,7 +1,7 @@
 """AppTest of the Transfer learning page: statuses, the one-click stand-in, the summary."""
 
 
-from apphelpers import open_view
+from apphelpers import open_view, using_cache
 
 
 def open_page():
@@ -18,13 +18,21 @@ def test_statuses_and_missing_files_explained(monkeypatch):
     assert not at.error
 
 
-def test_standin_runs_with_one_click_and_shows_the_summary(monkeypatch):
+def test_standin_runs_with_one_click_and_shows_the_summary(monkeypatch, standin, standin_config):
+    """The page's button queues both stand-in trainings; the pretraining is the session's
+    (conftest.py), already in the cache, as on a server where someone ran it before."""
+    import shutil
+
     import cnnlab.transfer as transfer
     from cnnlab.jobs import get_manager
 
-    small = transfer.StandinConfig(source_images=2000, source_epochs=2, target_labels=10, epochs=3, device="cpu")
+    target = transfer._standin_path(standin_config)
+    with using_cache(standin[0]):
+        cached = transfer._standin_path(standin_config)
+    target.parent.mkdir(parents=True)
+    shutil.copyfile(cached, target)
     full = transfer.submit_standin
-    monkeypatch.setattr(transfer, "submit_standin", lambda cfg=None, manager=None: full(small, manager))
+    monkeypatch.setattr(transfer, "submit_standin", lambda cfg=None, manager=None: full(standin_config, manager))
     at = open_page()
     at.button(key="tl-standin").click().run()
     assert not at.exception and not at.error

@@ -1,15 +1,22 @@
-"""Batch augmentation presets and the per-image preview."""
+"""Batch augmentation: the one table of presets, the batch operations, and the preview made by them."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from cnnlab.data import load_bundled_photo
-from cnnlab.data.augment import AUGMENT_DESCRIPTIONS, AUGMENTATIONS, make_batch_augment, make_batch_eval
-from cnnlab.data.transforms import AUGMENTATIONS as PREVIEW_AUGMENTATIONS
-from cnnlab.data.transforms import center_crop_eval, cifar_train, imagenet_eval, imagenet_train, preview, random_crop_train
+from cnnlab.data.augment import (
+    AUGMENT_DESCRIPTIONS,
+    AUGMENT_LABELS,
+    AUGMENTATIONS,
+    PRESETS,
+    make_batch_augment,
+    make_batch_eval,
+)
+from cnnlab.data.pipeline import AUGMENT_PRESETS, InputPipeline, preview
 from cnnlab.errors import ConfigError
 
 
@@ -17,11 +24,17 @@ def _batch(n: int = 16, size: int = 32) -> torch.Tensor:
     return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(1))
 
 
-def test_preset_names_agree_and_are_described():
-    assert AUGMENTATIONS == PREVIEW_AUGMENTATIONS == ["none", "flip", "cifar", "crop28", "imagenet"]
-    assert all(AUGMENT_DESCRIPTIONS[p] for p in AUGMENTATIONS)
+def test_every_list_of_presets_is_a_view_of_the_one_table():
+    names = [p.name for p in PRESETS]
+    assert names == ["none", "flip", "cifar", "crop28", "imagenet"]
+    assert AUGMENTATIONS == names and list(AUGMENT_PRESETS) == names
+    assert list(AUGMENT_DESCRIPTIONS) == names and list(AUGMENT_LABELS) == names
+    assert all(p.description and p.label for p in PRESETS)
+    assert AUGMENT_DESCRIPTIONS["crop28"] == PRESETS[3].description and AUGMENT_LABELS["imagenet"] == PRESETS[4].label
     with pytest.raises(ConfigError, match="Unknown augmentation"):
         make_batch_augment("mixup", (32, 32))
+    with pytest.raises(ConfigError, match="Unknown augmentation"):
+        InputPipeline((3, 32, 32), (3, 32, 32), (0.5,), (0.5,), torch.device("cpu"), augment="mixup")
 
 
 def test_none_is_identity_or_resize():
@@ -68,17 +81,7 @@ def test_augment_runs_on_generator_device_default():
     assert y.shape == (4, 3, 32, 32)
 
 
-def test_torchvision_presets_from_the_seeds():
-    img = load_bundled_photo("chelsea")
-    assert imagenet_train()(img).shape == (3, 224, 224)
-    assert imagenet_eval()(img).shape == (3, 224, 224)
-    small = img.resize((32, 32))
-    assert cifar_train(32)(small).shape == (3, 32, 32)
-    assert random_crop_train(28)(small).shape == (3, 28, 28)
-    assert center_crop_eval(28)(small).shape == (3, 28, 28)
-
-
-def test_preview_is_deterministic_and_varied():
+def test_preview_is_deterministic_and_leaves_the_global_random_state_alone():
     img = load_bundled_photo("astronaut").resize((64, 64))
     state = torch.get_rng_state()
     a = preview(img, "imagenet", 4, seed=0)
@@ -87,9 +90,44 @@ def test_preview_is_deterministic_and_varied():
     assert all(isinstance(i, Image.Image) for i in a) and len(a) == 4
     assert [i.tobytes() for i in a] == [i.tobytes() for i in b]
     assert len({i.tobytes() for i in a}) == 4
+    assert [i.tobytes() for i in preview(img, "imagenet", 4, seed=1)] != [i.tobytes() for i in a]
     assert [i.tobytes() for i in preview(img, "none", 2)] == [img.tobytes()] * 2
     with pytest.raises(ConfigError):
         preview(img, "bogus", 1)
+
+
+def _uint8(x: torch.Tensor) -> torch.Tensor:
+    return (x * 255).round().clamp(0, 255).to(torch.uint8)
+
+
+@pytest.mark.parametrize("preset", AUGMENTATIONS)
+def test_preview_is_the_trainers_batch_augmentation(preset):
+    """Bug 6: the preview is made by the very function the trainer calls, so it cannot show what
+    training never does (the old "imagenet" preview cut a centre crop that training never applies)."""
+    img = load_bundled_photo("chelsea").resize((48, 40))
+    x = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)  # 3 x 40 x 48 uint8
+    out = (32, 32)
+    shots = preview(img, preset, 6, seed=3, out_size=out)
+    pipe = InputPipeline((3, 40, 48), (3, *out), (0.5,), (0.25,), torch.device("cpu"), augment=preset)
+    trained = _uint8(pipe.augment_batch(x[None].expand(6, -1, -1, -1), torch.Generator().manual_seed(3)))
+    assert [s.size for s in shots] == [(32, 32)] * 6  # the model's size, never a smaller centre crop
+    for shot, t in zip(shots, trained):
+        assert torch.equal(torch.from_numpy(np.asarray(shot).copy()).permute(2, 0, 1), t)
+    # and the trainer's batch is exactly these images, normalised
+    normalised = pipe.train_batch(x[None].expand(6, -1, -1, -1), torch.Generator().manual_seed(3))
+    assert torch.allclose(normalised * 0.25 + 0.5, trained.float() / 255, atol=0.5 / 255 + 1e-6)
+
+
+def test_imagenet_preview_keeps_the_full_field_of_view():
+    img = load_bundled_photo("astronaut").resize((64, 64))
+    shots = preview(img, "imagenet", 8, seed=0)
+    assert {s.size for s in shots} == {(64, 64)}  # the old preview: 56x56 centre crops
+
+
+def test_preview_of_a_grey_uint8_tensor():
+    x = (torch.arange(28 * 28) % 256).to(torch.uint8).view(1, 28, 28)
+    shots = preview(x, "crop28", 3, seed=0, out_size=(24, 24))
+    assert [(s.mode, s.size) for s in shots] == [("L", (24, 24))] * 3
 
 
 def test_crop28_evaluates_on_the_full_scale_centre_like_seed_002():

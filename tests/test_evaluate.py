@@ -51,7 +51,7 @@ def test_known_accuracies_per_class_and_confusion():
 
 def test_trained_model_evaluation_matches_training_validation():
     b = digits_bundle(n_train=600)
-    result = fit(TrainConfig(model="lenet", epochs=2, lr=3e-3, device="cpu"), data=b, save=False)
+    result = fit(TrainConfig(model="lenet", epochs=2, lr=3e-3, device="cpu"), data=b)
     r = evaluate(result.model, b.val, b.info, batch_size=37)
     best = max(result.history, key=lambda e: e.val_top1)
     assert r.top1 == pytest.approx(best.val_top1) and r.top5 == pytest.approx(best.val_top5)
@@ -63,7 +63,7 @@ def test_trained_model_evaluation_matches_training_validation():
 def test_evaluation_adapts_channels_and_size():
     b = digits_bundle(n_train=300)
     cfg = TrainConfig(model="cifar_convnet", epochs=1, lr=3e-3, device="cpu")
-    result = fit(cfg, data=b, save=False)
+    result = fit(cfg, data=b)
     r = evaluate(result.model, b.val, b.info)
     assert r.top1 == pytest.approx(result.history[0].val_top1)
 
@@ -72,7 +72,7 @@ def test_predict_topk_from_tensor_and_pil():
     from PIL import Image
 
     b = digits_bundle(n_train=600)
-    model = fit(TrainConfig(model="lenet", epochs=2, lr=3e-3, device="cpu"), data=b, save=False).model
+    model = fit(TrainConfig(model="lenet", epochs=2, lr=3e-3, device="cpu"), data=b).model
     img = b.val.images[0]
     top = predict_topk(model, img, b.info, k=3)
     assert len(top) == 3 and [c for c, _ in top][0] == str(int(b.val.labels[0]))
@@ -87,3 +87,59 @@ def test_predict_topk_from_tensor_and_pil():
     assert len(predict_topk(model, img, b.info, k=50)) == 10
     with pytest.raises(ConfigError):
         predict_topk(model, "not an image", b.info)
+
+
+def _grey_model_and_rgb_info():
+    from types import SimpleNamespace
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)).eval()
+    model.cnnlab_input_shape = (1, 24, 24)
+    info = SimpleNamespace(classes=["a", "b", "c"], input_shape=(3, 24, 24),
+                           mean=(0.6, 0.3, 0.2), std=(0.3, 0.1, 0.2))  # the RGB dataset's own statistics
+    g = torch.Generator().manual_seed(1)
+    rgb = (torch.rand(3, 24, 24, generator=g) * 255).to(torch.uint8)
+    return model, info, rgb
+
+
+def test_predict_topk_on_a_grey_model_uses_the_model_space_statistics():
+    """Bug 4: a PIL image on a grey model trained on RGB data was normalised with the average of
+    the RGB statistics; now the model-space statistics are used, and RGB ones are refused."""
+    from PIL import Image
+
+    from cnnlab.data.pipeline import LUMA_WEIGHTS
+
+    model, info, rgb = _grey_model_and_rgb_info()
+    pil = Image.fromarray(rgb.permute(1, 2, 0).numpy())
+    with pytest.raises(ConfigError, match="never averaged"):
+        predict_topk(model, pil, info, k=3)
+    with pytest.raises(ConfigError, match="never averaged"):
+        predict_topk(model, rgb, info, k=3)
+    mean, std = (0.41,), (0.17,)
+    luma = (rgb.float() / 255 * torch.tensor(LUMA_WEIGHTS).view(3, 1, 1)).sum(0, keepdim=True)
+    expected = model(((luma - mean[0]) / std[0])[None]).softmax(1)[0]
+    for image in (pil, rgb):
+        top = predict_topk(model, image, info, k=3, mean=mean, std=std)
+        assert [p for _, p in sorted(top)] == pytest.approx(expected.tolist(), abs=1e-5)
+    model.cnnlab_norm = (mean, std)  # recorded with the model (trainer, rebuilt run)
+    top = predict_topk(model, pil, info, k=3)
+    assert [p for _, p in sorted(top)] == pytest.approx(expected.tolist(), abs=1e-5)
+
+
+def test_evaluate_uses_the_model_space_statistics():
+    from types import SimpleNamespace
+
+    from cnnlab.data import TensorSplit
+    from cnnlab.data.pipeline import model_space_stats
+
+    model, info, rgb = _grey_model_and_rgb_info()
+    g = torch.Generator().manual_seed(2)
+    images = (torch.rand(20, 3, 24, 24, generator=g) * 255).to(torch.uint8)
+    split = TensorSplit(images, torch.arange(20) % 3)
+    with pytest.raises(ConfigError, match="never averaged"):
+        evaluate(model, split, info, device="cpu")
+    mean, std = model_space_stats(images, info.mean, info.std, 1)
+    r = evaluate(model, split, info, device="cpu", mean=mean, std=std)
+    model.cnnlab_norm = (mean, std)
+    assert evaluate(model, split, info, device="cpu").loss == pytest.approx(r.loss)
+    assert isinstance(info, SimpleNamespace) and r.count == 20

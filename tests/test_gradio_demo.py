@@ -6,29 +6,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from gradio_client.exceptions import AppError
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app import gradio_demo  # noqa: E402
-from apphelpers import using_cache  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    from cnnlab.train import TrainConfig, fit
-
-    with using_cache(tmp_path_factory.mktemp("demo-cache")) as cache:
-        result = fit(TrainConfig(model="lenet", dataset="digits", epochs=1, batch_size=64, lr=2e-3, seed=0))
-    return cache, result.run_id
-
-
-@pytest.fixture(scope="module")
-def _server(trained_run):
+def _server(digits_run):
+    """The demo on the session's LeNet digits run (conftest.py), which it only reads."""
     from gradio_client import Client
 
-    cache, run_id = trained_run
+    cache, run_id = digits_run[0], digits_run[1].run_id
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CNNLAB_CACHE", str(cache))
         choices = gradio_demo.available_choices(run=run_id)
@@ -98,7 +90,7 @@ def test_bad_files_give_messages_and_server_keeps_answering(server, tmp_path, na
 
     client, run_id, _ = server
     data, words = BAD[name]
-    with pytest.raises(Exception) as e:
+    with pytest.raises(AppError) as e:
         client.predict(f"run:{run_id}", handle_file(_file(tmp_path, name, data)), api_name="/predict")
     assert words in str(e.value).lower()
     # still serving
@@ -112,11 +104,11 @@ def test_truncated_and_huge_files(server, tmp_path):
 
     client, run_id, _ = server
     full = _png(Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)))
-    with pytest.raises(Exception, match="truncated|broken|incomplete"):
+    with pytest.raises(AppError, match="truncated|broken|incomplete"):
         client.predict(f"run:{run_id}", handle_file(_file(tmp_path, "cut.png", full[: len(full) // 2])),
                        api_name="/predict")
     huge = _png(Image.new("L", (9000, 9000)), optimize=True)  # 81 megapixels, tiny file
-    with pytest.raises(Exception, match="megapixel"):
+    with pytest.raises(AppError, match="megapixel"):
         client.predict(f"run:{run_id}", handle_file(_file(tmp_path, "huge.png", huge)), api_name="/predict")
 
 
@@ -157,3 +149,78 @@ def test_unknown_run_and_missing_pretrained(tmp_path, monkeypatch, capsys):
     assert "nope" in capsys.readouterr().err
     assert gradio_demo.main(["--model", "vgg16"]) == 2
     assert "vgg16-397923af.pth" in capsys.readouterr().err
+
+
+def _example_pixels(path: str) -> np.ndarray:
+    arr = np.asarray(Image.open(path))[::4, ::4]  # saved 4x larger, nearest neighbour
+    return arr if arr.ndim == 3 else arr[..., None]
+
+
+def _assert_examples_are_the_runs_validation_images(run_id: str, folder: Path):
+    from cnnlab.runs import load_run, load_run_data
+
+    val = load_run_data(load_run(run_id)).val
+    paths = gradio_demo.dataset_examples(f"run:{run_id}", folder, n=4)
+    assert len(paths) == 4
+    for i, path in enumerate(paths):
+        same = np.array_equal(_example_pixels(path), val.images[i].permute(1, 2, 0).numpy())
+        assert same, f"example {i} is not the run's validation image {i}"
+
+
+def test_dataset_examples_are_the_runs_own_validation_images(digits_run, tmp_path, monkeypatch):
+    """The run was trained with seed 3: its validation images are not those of the digits'
+    default split (seed 0), some of which it was trained on."""
+    cache, result = digits_run
+    monkeypatch.setenv("CNNLAB_CACHE", str(cache))
+    _assert_examples_are_the_runs_validation_images(result.run_id, tmp_path)
+
+
+def test_dataset_examples_of_a_standin_run_show_only_its_classes(standin, tmp_path, monkeypatch):
+    """A transfer stand-in run learned three shapes (ring, heart, crescent), not all eight."""
+    cache, comparison = standin
+    monkeypatch.setenv("CNNLAB_CACHE", str(cache))
+    _assert_examples_are_the_runs_validation_images(comparison.pretrained.run_id, tmp_path)
+
+
+def test_the_model_cache_is_safe_across_threads(monkeypatch):
+    """Gradio answers requests in several threads: a model asked for by eight requests at once
+    is loaded once, and every request gets the model it asked for."""
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    import cnnlab.sources
+
+    loads = []
+
+    def slow_load(ref):
+        loads.append(ref)
+        time.sleep(0.2)  # loading a model takes a while: long enough for the others to arrive
+        return SimpleNamespace(ref=ref)
+
+    monkeypatch.setattr(cnnlab.sources, "load_source", slow_load)
+    predictor = gradio_demo.Predictor()
+    refs = ["run:a"] * 8 + ["run:b", "run:a", "run:b", "run:a"]
+    start = threading.Barrier(8)
+    got, errors = [], []
+
+    def ask(ref, wait):
+        try:
+            if wait:
+                start.wait(10)
+            got.append((ref, predictor.source(ref).ref))
+        except Exception as e:  # noqa: BLE001 - any failure is the finding
+            errors.append(e)
+
+    threads = [threading.Thread(target=ask, args=(ref, i < 8)) for i, ref in enumerate(refs)]
+    for t in threads[:8]:
+        t.start()
+    for t in threads[:8]:
+        t.join()
+    assert loads == ["run:a"], loads  # once, not once per request
+    for t in threads[8:]:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert len(got) == len(refs) and all(asked == answered for asked, answered in got)

@@ -3,9 +3,8 @@
 import pytest
 import torch
 
-from cnnlab.errors import InputSizeError
+from cnnlab.errors import InputSizeError, InputTooSmallError
 from cnnlab.inspect import (
-    InputTooSmallError,
     conv_output_size,
     output_size_formula,
     smallest_input,

@@ -159,3 +159,82 @@ def test_sized_at_creation_too_small():
 def test_errors_are_user_errors():
     for exc in (UnknownModelError, ModelConfigError, InputSizeError):
         assert issubclass(exc, CnnlabError)
+
+
+def test_importing_the_package_registers_every_model_without_the_inspector():
+    """`import cnnlab.models` registers every family (pretrained and transfer included, no lazy
+    loader), and neither the package nor its registry imports the inspector."""
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys\n"
+        "import cnnlab.models._registry as r\n"
+        "registry_alone = 'cnnlab.inspect' in sys.modules\n"
+        "import cnnlab.models as m\n"
+        "print(json.dumps({'registry_alone': registry_alone, 'package': 'cnnlab.inspect' in sys.modules,\n"
+        "                  'families': sorted({s.family for s in r._REGISTRY.values()}),\n"
+        "                  'count': len(r._REGISTRY), 'lazy': hasattr(r, '_ensure_loaded')}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    assert found["registry_alone"] is False and found["package"] is False
+    assert found["lazy"] is False
+    assert set(found["families"]) >= {"lenet", "alexnet", "vgg", "nin", "googlenet", "resnet", "densenet",
+                                      "cifar", "transfer", "pretrained"}
+    assert found["count"] == len(list_models(include_pretrained=True)) > 60
+
+
+def test_models_package_has_no_import_inside_a_function():
+    """Imports in cnnlab/models are written at module level (only type-checking imports are guarded)."""
+    import ast
+    from pathlib import Path
+
+    import cnnlab.models
+
+    offenders = []
+    for path in Path(cnnlab.models.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                offenders += [f"{path.name}:{n.lineno}" for n in ast.walk(node)
+                              if isinstance(n, (ast.Import, ast.ImportFrom))]
+    assert offenders == []
+
+
+def test_pretrained_models_are_specs_of_the_one_registry():
+    from cnnlab.errors import WeightsUnavailableError
+    from cnnlab.models import pretrained
+
+    names = list_models(family="pretrained")
+    assert sorted(names) == ["alexnet_imagenet", "resnet18_imagenet", "vgg16_imagenet"]
+    assert not set(names) & set(list_models())  # the zoo's listings (app pages, `cnnlab models`) leave them out
+    assert set(names) <= set(list_models(include_pretrained=True))
+    spec = get_spec("vgg16_imagenet")
+    assert get_spec("pretrained:vgg16") is spec is pretrained.PRETRAINED["vgg16"]
+    assert pretrained.get_pretrained_spec("vgg16") is spec
+    assert spec.family == "pretrained" and spec.weights.url.endswith(spec.filename)
+    assert len(spec.categories) == spec.num_classes == 1000 and spec.transforms().crop_size == [224]
+    assert get_spec("lenet").weights is None and get_spec("lenet").categories is None
+    # the same architecture as the zoo's seed VGG-16 (138,357,544 parameters); on the meta device
+    # the shapes are built without reading any weights file
+    assert n_params(meta("vgg16_imagenet")) == n_params(meta("vgg16")) == 138_357_544
+    assert n_params(meta("pretrained:resnet18")) == 11_689_512
+    with pytest.raises(ModelConfigError, match="vgg16_transfer"):
+        create("vgg16_imagenet", num_classes=10)
+    with pytest.raises(ModelConfigError, match="RGB"):
+        create("alexnet_imagenet", in_channels=1)
+    assert pretrained.WeightsUnavailableError is WeightsUnavailableError
+
+
+def test_user_errors_live_in_errors_module():
+    import cnnlab.errors as errors
+    import cnnlab.inspect
+    import cnnlab.models.pretrained
+
+    assert issubclass(errors.InputTooSmallError, InputSizeError)
+    assert issubclass(errors.WeightsUnavailableError, CnnlabError)
+    assert cnnlab.inspect.InputTooSmallError is errors.InputTooSmallError
+    assert cnnlab.models.pretrained.WeightsUnavailableError is errors.WeightsUnavailableError
+    with pytest.raises(errors.InputTooSmallError):
+        create("lenet5", input_size=8)

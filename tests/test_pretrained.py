@@ -108,3 +108,29 @@ def test_frozen_parameters_get_no_gradient_and_do_not_change(no_network):
         else:
             assert p.grad is None
             assert torch.equal(p, before[name])
+
+
+def test_create_builds_the_pretrained_spec_with_its_weights(no_network):
+    from cnnlab.models import create, get_spec
+
+    state, path = place_fake_weights("resnet18")
+    model = create("pretrained:resnet18")
+    assert torch.equal(model.conv1.weight, state["conv1.weight"]) and not model.training
+    assert model.cnnlab_spec is get_spec("resnet18_imagenet") is get_pretrained_spec("resnet18")
+    loaded, spec = load_pretrained("resnet18")
+    assert spec is model.cnnlab_spec and torch.equal(loaded.fc.weight, state["fc.weight"])
+    scratch = create("resnet18_imagenet", weights=None)  # torchvision's own spelling: no weights
+    assert not torch.equal(scratch.conv1.weight, state["conv1.weight"])
+
+
+def test_pretrained_spec_without_its_file(no_network):
+    from cnnlab.inspect import summarize
+    from cnnlab.models import create
+
+    with pytest.raises(WeightsUnavailableError, match="not allowed") as e:
+        create("vgg16_imagenet", download=False)
+    assert "python -m cnnlab fetch vgg16`" in str(e.value)
+    assert not weights_path("vgg16").exists()
+    s = summarize("vgg16_imagenet")  # the meta device needs no weights
+    assert s.total_params == 138_357_544 and s.output_shape == (1000,)
+    assert not weights_path("vgg16").exists()

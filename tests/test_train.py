@@ -310,9 +310,11 @@ def test_a_failing_run_is_recorded_as_failed():
 _CHILD = """
 import sys
 sys.path[:0] = [{root!r}, {tests!r}]
-from cnnlab.train import TrainConfig, fit, EpochEvent
+from cnnlab.runs import recorders
+from cnnlab.train import TrainConfig, fit
 from test_train_data import digits_bundle
-fit(TrainConfig(model="lenet", epochs=1000, batch_size=64, lr=3e-3, device="cpu"), data=digits_bundle())
+fit(TrainConfig(model="lenet", epochs=1000, batch_size=64, lr=3e-3, device="cpu"), data=digits_bundle(),
+    listeners=recorders(tensorboard=False))
 """
 
 
@@ -321,15 +323,15 @@ def test_a_killed_run_keeps_its_metrics_and_checkpoint(tmp_path):
     code = _CHILD.format(root=str(root), tests=str(root / "tests"))
     proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "OMP_NUM_THREADS": "1"})
     try:
-        deadline = time.time() + 60
+        deadline = time.time() + 500  # a safety net only: the wait ends when the child has saved an epoch
         run = None
-        while time.time() < deadline:
+        while time.time() < deadline and proc.poll() is None:
             found = runs.list_runs()
             if found and found[0].metrics:
                 run = found[0]
                 break
             time.sleep(0.05)
-        assert run is not None, "the child never finished an epoch"
+        assert run is not None, f"the child never finished an epoch (exit code {proc.poll()})"
         assert run.status == "running"
     finally:
         proc.send_signal(signal.SIGKILL)

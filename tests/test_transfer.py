@@ -8,24 +8,13 @@ from cnnlab.runs import list_runs, load_model, load_run, load_run_data
 from cnnlab.train import TrainConfig
 from cnnlab.transfer import (
     CompareConfig,
-    StandinConfig,
     _standin_path,
-    compare_standin,
     pretrained_standin,
     standin_cfg_of,
     summarize,
 )
 
-SMALL = StandinConfig(source_images=4000, source_epochs=6, target_labels=10, epochs=12, seed=0, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def standin(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("standin-cache")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CNNLAB_CACHE", str(cache))
-        result = compare_standin(SMALL)
-    return cache, result
+# ``standin`` (the comparison, run once per session) and ``standin_config`` are in conftest.py.
 
 
 def test_pretrained_beats_scratch_at_equal_budget(standin):
@@ -36,24 +25,26 @@ def test_pretrained_beats_scratch_at_equal_budget(standin):
         c.pretrained.best_val_top1, c.scratch.best_val_top1)
 
 
-def test_standin_pretraining_is_cached(standin, monkeypatch):
+def test_standin_pretraining_is_cached(standin, standin_config, monkeypatch):
     cache, _ = standin
     monkeypatch.setenv("CNNLAB_CACHE", str(cache))
-    path = _standin_path(SMALL)
+    path = _standin_path(standin_config)
     assert path.is_file()
     stamp = path.stat().st_mtime_ns
-    state = pretrained_standin(SMALL)
+    state = pretrained_standin(standin_config)
     assert path.stat().st_mtime_ns == stamp  # read back, not recomputed
     assert state["fc3.weight"].shape == (5, 84)  # five source classes
 
 
-def test_standin_runs_are_ordinary_runs_with_their_data(standin, monkeypatch):
+def test_standin_runs_are_ordinary_runs_with_their_data(standin, standin_config, monkeypatch):
     cache, c = standin
     monkeypatch.setenv("CNNLAB_CACHE", str(cache))
     ids = {r.run_id for r in list_runs()}
     assert {c.scratch.run_id, c.pretrained.run_id} <= ids
     run = load_run(c.pretrained.run_id)
-    assert standin_cfg_of(run) == SMALL
+    cfg = standin_cfg_of(run)  # what the run's data and budget are rebuilt from
+    assert (cfg.target_labels, cfg.target_val, cfg.epochs, cfg.seed) == (
+        standin_config.target_labels, standin_config.target_val, standin_config.epochs, standin_config.seed)
     data = load_run_data(run)
     assert data.info.classes == ["ring", "heart", "crescent"]
     assert len(data.train) == 30
@@ -87,8 +78,9 @@ def test_transfer_model_trains_through_the_config_with_local_weights(monkeypatch
     features stay equal, the new head learns, and the run rebuilds without the weights file."""
     import urllib.request
 
+    from apphelpers import train_run
+
     from cnnlab.models.pretrained import get_pretrained_spec, weights_path
-    from cnnlab.train import fit
 
     monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
     spec = get_pretrained_spec("resnet18")
@@ -99,7 +91,7 @@ def test_transfer_model_trains_through_the_config_with_local_weights(monkeypatch
     cfg = TrainConfig(model="resnet18_transfer", pretrained=True, freeze="features", dataset="shapes",
                       epochs=1, batch_size=16, input_size=64, max_steps=3, device="cpu",
                       data_options={"n_train": 64, "n_val": 32})
-    result = fit(cfg)
+    result = train_run(cfg)
     assert result.status == "finished"
     ref = spec.builder(weights=None)
     ref.load_state_dict(torch.load(path, weights_only=True))

@@ -9,10 +9,8 @@ it the unsafe way creates the marker (so a test cannot pass because the bait was
 from __future__ import annotations
 
 import io
-import os
 import pickle
 import threading
-from contextlib import redirect_stderr
 from pathlib import Path
 
 import numpy as np

@@ -234,10 +234,10 @@ else:
     try:
         result = evaluation(run.run_id, (run.path / "best.pt").stat().st_mtime)
     except DataError as err:
-        st.warning(f"The dataset of this run cannot be loaded, so it cannot be evaluated: {err} "
-                   "Its curves above are still shown.", icon="📂")
+        show_error(err, "The dataset of this run cannot be loaded, so it cannot be evaluated (its curves above "
+                        "are still shown)")
     except (CnnlabError, OSError) as err:
-        show_error(err)
+        show_error(err, "This run cannot be evaluated")
     else:
         draw_evaluation(result, run.best_val_top1)
 

@@ -6,6 +6,7 @@ import streamlit as st
 from PIL import Image
 
 from app.common import cached_dataset, dataset_choices, dataset_classes, job_label, show_error, training_charts
+from cnnlab.data.pipeline import AUGMENT_DESCRIPTIONS, AUGMENT_LABELS, default_input_size, preview
 from cnnlab.errors import CnnlabError
 from cnnlab.jobs import FINAL_STATES, get_manager
 from cnnlab.models import get_spec, list_models
@@ -16,10 +17,7 @@ st.write("Pick a network and a dataset and train for a few minutes. Training run
          "background on the server: switch pages, reload the tab or open a second one, it keeps "
          "going. Each finished run is saved and appears on the **Runs** page.")
 
-AUG_LABELS = {
-    "none": "None", "flip": "Horizontal flip", "cifar": "Pad-crop-flip (CIFAR)",
-    "crop28": "Random 28x28 crop + flip (seed 002)", "imagenet": "ImageNet-style (seed 000)",
-}
+AUG_LABELS = AUGMENT_LABELS  # a view of the one table of presets (cnnlab.data.augment.PRESETS)
 OPT_LABELS = {"sgd": "SGD", "momentum": "SGD + momentum 0.9", "adam": "Adam", "adamw": "AdamW"}
 SCHED_LABELS = {"none": "Constant", "step": "StepLR (x0.1 every 7 epochs)", "cosine": "Cosine",
                 "onecycle": "One-cycle"}
@@ -69,14 +67,15 @@ with st.container(border=True):
         if bundle is None:
             st.info("The preview needs the dataset on disk.")
         else:
-            from cnnlab.data.augment import AUGMENT_DESCRIPTIONS
-            from cnnlab.data.transforms import preview
-
             idx = st.slider("Image", 0, len(bundle.train) - 1, 0, key="train-prev-idx")
-            arr = bundle.train.images[idx].permute(1, 2, 0).numpy()
+            image = bundle.train.images[idx]
+            arr = image.permute(1, 2, 0).numpy()
             img = Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr)
-            st.caption(AUGMENT_DESCRIPTIONS.get(augment, ""))
-            shots = [img] + preview(img, augment, 7, seed=int(seed))
+            # The trainer's own batch augmentation at the model's input size, seeded by the run's seed.
+            size = default_input_size(spec, image.shape[-2:])
+            st.caption(f"{AUGMENT_DESCRIPTIONS.get(augment, '')} Shown at the model's input size, "
+                       f"{size[0]}x{size[1]}, as the trainer makes them.")
+            shots = [img] + preview(image, augment, 7, seed=int(seed), out_size=size)
             st.image([s.resize((96, 96), Image.NEAREST) for s in shots],
                      caption=["original"] + [f"#{i + 1}" for i in range(7)])
 

@@ -6,11 +6,16 @@ import argparse
 
 import torch
 
+from ..inspect import summarize
+from ..models import create, get_spec, list_models
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list every architecture of the zoo")
     p.add_argument("pattern", nargs="?", default="*", help="shell pattern, e.g. 'vgg*'")
     p.add_argument("--all", action="store_true", help="include the _adaptive variants")
+    p.add_argument("--pretrained", action="store_true",
+                   help="include the torchvision models with ImageNet weights (family 'pretrained')")
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("summary", help="per-layer table of a model: shapes, parameters, MACs, receptive field")
@@ -23,16 +28,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_models(args) -> int:
-    from ..models import create, get_spec, list_models
-
-    names = [n for n in list_models(args.pattern) if args.all or not get_spec(n).adaptive]
+    names = [n for n in list_models(args.pattern, include_pretrained=args.pretrained)
+             if args.all or not get_spec(n).adaptive]
     if not names:
         print(f"no model matches {args.pattern!r}")
         return 1
     rows = []
     for n in names:
         s = get_spec(n)
-        with torch.device("meta"):
+        with torch.device("meta"):  # shapes only: no memory, and no weights file is read
             m = create(n)
         params = sum(p.numel() for p in m.parameters())
         twin = " +adaptive" if not args.all and s.fixed_input and not s.sized_at_creation else ""
@@ -52,8 +56,6 @@ def cmd_models(args) -> int:
 
 
 def cmd_summary(args) -> int:
-    from ..inspect import summarize
-
     s = summarize(args.model, args.input, args.classes)
     print(s.format_table(leaves_only=args.leaves))
     if args.formulas:

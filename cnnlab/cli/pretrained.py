@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from ..models.pretrained import PRETRAINED, fetch_weights, weights_path, weights_status
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..models.pretrained import PRETRAINED
-
     p = sub.add_parser("fetch", help="download pretrained ImageNet weights into models_cache/hub/checkpoints")
     p.add_argument("name", choices=sorted(PRETRAINED), help="which model's weights")
     p.set_defaults(func=cmd_fetch)
@@ -16,8 +16,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_fetch(args) -> int:
-    from ..models.pretrained import fetch_weights, weights_path
-
     if weights_path(args.name).is_file():
         print(f"already present: {weights_path(args.name)}")
         return 0
@@ -27,8 +25,6 @@ def cmd_fetch(args) -> int:
 
 
 def cmd_pretrained(args) -> int:
-    from ..models.pretrained import PRETRAINED, weights_status
-
     for name in PRETRAINED:
         state, message = weights_status(name)
         print(f"{name:<10} {state:<13} {message}")

@@ -3,36 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import signal
 import sys
 import threading
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import ConfigError
+from ..train import TrainConfig  # the options below are generated from it
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train", help="train a model on a dataset and save the run",
-        description="Train a zoo model; the run (config, metrics, best weights) is saved under "
-                    "models_cache/runs/. Ctrl-C cancels and keeps the best weights.",
+        description="Train a zoo model; the run (config, metrics, best weights, TensorBoard log) is saved "
+                    "under models_cache/runs/. Ctrl-C cancels and keeps the best weights. Every option is a "
+                    "field of cnnlab.train.TrainConfig.",
     )
-    p.add_argument("--model", default="lenet", help="model name (python -m cnnlab models)")
-    p.add_argument("--data", default="digits", help="dataset name: shapes, digits, mnist, cifar10, ...")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--optimizer", default="adam", help="sgd, momentum, adam or adamw")
-    p.add_argument("--scheduler", default="none", help="none, step, cosine or onecycle")
-    p.add_argument("--step-size", type=int, default=7, help="epochs between StepLR decays")
-    p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--augment", default="none", help="none, flip, cifar, crop28 or imagenet")
-    p.add_argument("--subset", type=int, default=None, help="train on this many images (stratified)")
-    p.add_argument("--input-size", type=int, default=None, help="resize images to this size for the model")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    p.add_argument("--data-root", default=None, help="where the dataset files are (default: data/)")
-    p.set_defaults(func=cmd_train)
+    add_config_options(p)
+    p.add_argument("--no-tensorboard", action="store_true", help="do not write the TensorBoard log")
+    p.set_defaults(func=cmd_train, log_interval_s=0.2)
 
     e = subparsers.add_parser("eval", help="evaluate a saved run: per-class top-1/top-5",
                               description="Per-class and overall top-1/top-5 of a run's best weights.")
@@ -75,6 +66,71 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 # --------------------------------------------------------------------------------------
 
 
+def _option_type(field: dataclasses.Field) -> Callable[[str], Any] | None:
+    """The parser of one TrainConfig field's command-line value, from its annotation."""
+    kinds = {t.strip() for t in str(field.type).split("|")} - {"None"}
+    if field.name == "input_size":
+        return _size
+    for name, parse in (("int", int), ("float", float), ("str", str)):
+        if kinds == {name}:
+            return parse
+    return None
+
+
+def _size(text: str) -> int | tuple[int, int]:
+    """``32`` or ``32x28`` (height x width)."""
+    parts = text.lower().replace(",", "x").split("x")
+    try:
+        values = [int(v) for v in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size such as 32 or 32x28, got {text!r}") from None
+    if len(values) not in (1, 2):
+        raise argparse.ArgumentTypeError(f"expected a size such as 32 or 32x28, got {text!r}")
+    return values[0] if len(values) == 1 else (values[0], values[1])
+
+
+def _key_value(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE``; the value is read as JSON when it parses (numbers, lists), else as text."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value
+
+
+def add_config_options(parser: argparse.ArgumentParser) -> None:
+    """One option per :class:`~cnnlab.train.TrainConfig` field: name, type, default and help come
+    from the field, so every setting is reachable and none is copied by hand. Ranges and choices
+    are checked by ``TrainConfig.validate`` (one message for the app and the command line)."""
+    for f in dataclasses.fields(TrainConfig):
+        meta = f.metadata
+        if not meta.get("cli", True):
+            continue
+        flag = meta.get("flag") or "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else None
+        shown = f" (default: {default})" if default not in (None, "", {}) else ""
+        kwargs: dict[str, Any] = {"dest": f.name, "help": meta.get("help", "") + shown}
+        if str(f.type) == "bool":
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, **kwargs)
+        elif str(f.type).startswith("dict"):
+            parser.add_argument(flag, type=_key_value, action="append", default=None, metavar="KEY=VALUE", **kwargs)
+        else:
+            parse = _option_type(f)
+            if parse is None:  # pragma: no cover - a new field type must be taught here
+                raise TypeError(f"TrainConfig.{f.name}: no command-line parser for {f.type}")
+            parser.add_argument(flag, type=parse, default=default, metavar=f.name.upper(), **kwargs)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
+    if isinstance(values.get("data_options"), list):
+        values["data_options"] = dict(values["data_options"])
+    values["data_options"] = values.get("data_options") or {}
+    return TrainConfig(**values).validate()
+
+
 def _metrics_table(history: list[Any]) -> str:
     head = f"{'epoch':>5}  {'train loss':>10}  {'train top1':>10}  {'val loss':>8}  {'val top1':>8}  " \
            f"{'val top5':>8}  {'lr':>8}  {'time':>6}"
@@ -91,14 +147,10 @@ def _metrics_table(history: list[Any]) -> str:
 def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..train import EndEvent, EpochEvent, StartEvent, StepEvent, TrainConfig, fit
+    from ..runs import recorders
+    from ..train import EndEvent, EpochEvent, StartEvent, StepEvent, fit
 
-    config = TrainConfig(
-        model=args.model, dataset=args.data, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        optimizer=args.optimizer, scheduler=args.scheduler, step_size=args.step_size,
-        weight_decay=args.weight_decay, augment=args.augment, subset=args.subset, input_size=args.input_size,
-        seed=args.seed, device=args.device, data_root=args.data_root, log_interval_s=0.2,
-    ).validate()
+    config = config_from_args(args)
     bar: list[Any] = []
 
     def listener(event: Any) -> None:
@@ -131,7 +183,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         previous = signal.signal(signal.SIGINT, on_sigint)
     try:
-        result = fit(config, listeners=[listener], cancel=cancel)
+        result = fit(config, listeners=[*recorders(tensorboard=not args.no_tensorboard), listener], cancel=cancel)
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)

@@ -56,10 +56,17 @@ def cmd_transfer(args) -> int:
     s = summarize(result.scratch.run_id, result.pretrained.run_id, data, split=split)
     print(f"\n{'':<12} {'top-1':>7} {'top-5':>7}  status     run")
     for tag, r in (("scratch", s.scratch), ("pretrained", s.pretrained)):
-        print(f"{tag:<12} {r.top1:>7.1%} {r.top5:>7.1%}  {r.status:<10} {r.run_id}")
+        print(f"{tag:<12} {_pct(r.top1):>7} {_pct(r.top5):>7}  {r.status:<10} {r.run_id}")
         if r.status != "finished":
             print(f"{'':<12} {r.message}")
-    print(f"\nClasses where they differ most ({split} split, top-1):")
+        if r.top1 is None:
+            print(f"{'':<12} no checkpoint: this run stopped before its first validation, so it has no result.")
+    if s.differences:
+        print(f"\nClasses where they differ most ({split} split, top-1):")
     for d in s.differences:
-        print(f"  {d['class']:<28} scratch {d['scratch top-1']:>6.1%}  pretrained {d['pretrained top-1']:>6.1%}")
-    return 0
+        print(f"  {d['class']:<28} scratch {_pct(d['scratch top-1']):>6}  pretrained {_pct(d['pretrained top-1']):>6}")
+    return 0 if s.scratch.top1 is not None and s.pretrained.top1 is not None else 1
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"

@@ -1,4 +1,4 @@
-"""cnnlab's data layer: datasets as in-memory uint8 tensors, transform presets, safe decoding.
+"""cnnlab's data layer: datasets as in-memory uint8 tensors, the input pipeline, safe decoding.
 
 >>> from cnnlab.data import load_dataset
 >>> bundle = load_dataset("shapes", seed=0)            # embedded, offline
@@ -11,11 +11,18 @@ Registry keys: "shapes", "digits" (embedded); "mnist", "fashion_mnist", "cifar10
 
 from ._types import DataBundle, DatasetInfo, DatasetSpec, DatasetStatus, TensorSplit
 from .images import bundled_photos, decode_image, load_bundled_photo, to_model_input
-from .registry import IMAGENET_MEAN, IMAGENET_STD, dataset_status, list_datasets, load_dataset
+from .pipeline import AUGMENTATIONS, IMAGENET_MEAN, IMAGENET_STD, LUMA_WEIGHTS, PRESETS, InputPipeline, measure_stats, model_space_stats
+from .registry import dataset_status, list_datasets, load_dataset
 from .shapes import SHAPE_CLASSES, generate_shapes
 from .splits import balanced_split, stratified_split, stratified_subset
 
 __all__ = [
+    "AUGMENTATIONS",
+    "InputPipeline",
+    "LUMA_WEIGHTS",
+    "PRESETS",
+    "measure_stats",
+    "model_space_stats",
     "DataBundle",
     "DatasetInfo",
     "DatasetSpec",

@@ -9,6 +9,7 @@ GPU as the model. Inputs are in [0, 1], before normalisation. Every augment is c
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -18,15 +19,10 @@ from torch import Tensor
 from ..errors import ConfigError
 
 BatchAugment = Callable[[Tensor, "torch.Generator | None"], Tensor]
+BatchEval = Callable[[Tensor], Tensor]
 
-AUGMENT_DESCRIPTIONS: dict[str, str] = {
-    "none": "No augmentation (images only resized to the model's input size if needed).",
-    "flip": "Random horizontal flip, half the images.",
-    "cifar": "Random translation by up to 4 pixels with zero padding, plus flip (pad-crop-flip, airbench).",
-    "crop28": "Random crop of the input size (e.g. 28x28 from 32x32, seed 002's MiniAlexNet V3) plus flip.",
-    "imagenet": "Random resized crop (scale 0.8-1), rotation of +-15 degrees, flip, brightness/contrast/saturation jitter (seed 000).",
-}
-AUGMENTATIONS: list[str] = list(AUGMENT_DESCRIPTIONS)
+# ITU-R BT.601 luma weights, as PIL's convert("L") and torchvision's rgb_to_grayscale.
+LUMA_WEIGHTS: tuple[float, float, float] = (0.299, 0.587, 0.114)
 
 
 def _rand(n: int, x: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -115,25 +111,9 @@ def color_jitter(x: Tensor, generator: torch.Generator | None, strength: float =
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     x = (x - mean) * factor() + mean
     if x.shape[1] == 3:
-        gray = (x * torch.tensor([0.299, 0.587, 0.114], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)).sum(1, keepdim=True)
+        gray = (x * torch.tensor(LUMA_WEIGHTS, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)).sum(1, keepdim=True)
         x = (x - gray) * factor() + gray
     return x.clamp(0, 1)
-
-
-def make_batch_augment(preset: str, out_size: tuple[int, int]) -> BatchAugment:
-    """The batch augmentation named ``preset`` (see :data:`AUGMENT_DESCRIPTIONS`) producing ``out_size`` images."""
-    out_size = (int(out_size[0]), int(out_size[1]))
-    if preset == "none":
-        return lambda x, generator=None: resize_center_crop(x, out_size)
-    if preset == "flip":
-        return lambda x, generator=None: random_flip(resize_center_crop(x, out_size), generator)
-    if preset == "cifar":
-        return lambda x, generator=None: random_flip(random_translate(resize_center_crop(x, out_size), 4, generator), generator)
-    if preset == "crop28":
-        return lambda x, generator=None: random_flip(random_crop(x, out_size, generator), generator)
-    if preset == "imagenet":
-        return lambda x, generator=None: color_jitter(random_resized_rotate(x, out_size, generator), generator)
-    raise ConfigError(f"Unknown augmentation {preset!r}; choose one of {', '.join(AUGMENTATIONS)}.")
 
 
 def center_crop(x: Tensor, out_size: tuple[int, int]) -> Tensor:
@@ -147,11 +127,98 @@ def center_crop(x: Tensor, out_size: tuple[int, int]) -> Tensor:
     return x[..., top : top + out_h, left : left + out_w]
 
 
-def make_batch_eval(out_size: tuple[int, int], preset: str = "none") -> Callable[[Tensor], Tensor]:
-    """Evaluation-time geometry matching the training preset: for ``crop28`` the centre window at
-    full scale (seed 002's ``CenterCrop(28)``, the same scale as the random training crops),
-    otherwise resize the shorter side then centre-crop (identity when sizes match)."""
-    out_size = (int(out_size[0]), int(out_size[1]))
-    if preset == "crop28":
-        return lambda x: center_crop(x, out_size)
-    return lambda x: resize_center_crop(x, out_size)
+# --------------------------------------------------------------------------------------
+# The one table of presets: every list of names, descriptions and labels is a view of it
+# --------------------------------------------------------------------------------------
+
+
+def _none(x: Tensor, out: tuple[int, int], g: torch.Generator | None) -> Tensor:
+    return resize_center_crop(x, out)
+
+
+def _flip(x: Tensor, out: tuple[int, int], g: torch.Generator | None) -> Tensor:
+    return random_flip(resize_center_crop(x, out), g)
+
+
+def _cifar(x: Tensor, out: tuple[int, int], g: torch.Generator | None) -> Tensor:
+    return random_flip(random_translate(resize_center_crop(x, out), 4, g), g)
+
+
+def _crop28(x: Tensor, out: tuple[int, int], g: torch.Generator | None) -> Tensor:
+    return random_flip(random_crop(x, out, g), g)
+
+
+def _imagenet(x: Tensor, out: tuple[int, int], g: torch.Generator | None) -> Tensor:
+    return color_jitter(random_resized_rotate(x, out, g), g)
+
+
+@dataclass(frozen=True)
+class AugmentPreset:
+    """One augmentation preset: its name (the config value), the label the app shows, a
+    description, the batch operation ``apply(x, out_size, generator)`` and how evaluation cuts
+    the image (``"resize"``: shorter side then centre; ``"center"``: the centre window at full
+    scale, matching random crops taken at full scale)."""
+
+    name: str
+    label: str
+    description: str
+    apply: Callable[[Tensor, tuple[int, int], "torch.Generator | None"], Tensor]
+    eval_cut: str = "resize"
+
+
+PRESETS: tuple[AugmentPreset, ...] = (
+    AugmentPreset("none", "None",
+                  "No augmentation (images only resized to the model's input size if needed).", _none),
+    AugmentPreset("flip", "Horizontal flip", "Random horizontal flip, half the images.", _flip),
+    AugmentPreset("cifar", "Pad-crop-flip (CIFAR)",
+                  "Random translation by up to 4 pixels with zero padding, plus flip (pad-crop-flip, airbench).",
+                  _cifar),
+    AugmentPreset("crop28", "Random 28x28 crop + flip (seed 002)",
+                  "Random crop of the input size (e.g. 28x28 from 32x32, seed 002's MiniAlexNet V3) plus flip.",
+                  _crop28, eval_cut="center"),
+    AugmentPreset("imagenet", "ImageNet-style (seed 000)",
+                  "Random resized crop (scale 0.8-1), rotation of +-15 degrees, flip, "
+                  "brightness/contrast/saturation jitter (seed 000).", _imagenet),
+)
+_BY_NAME: dict[str, AugmentPreset] = {p.name: p for p in PRESETS}
+
+#: Views of :data:`PRESETS` (names in table order; name -> description; name -> label).
+AUGMENTATIONS: list[str] = [p.name for p in PRESETS]
+AUGMENT_DESCRIPTIONS: dict[str, str] = {p.name: p.description for p in PRESETS}
+AUGMENT_LABELS: dict[str, str] = {p.name: p.label for p in PRESETS}
+
+
+def get_preset(name: str) -> AugmentPreset:
+    """The preset called ``name``; a :class:`ConfigError` naming the choices otherwise."""
+    try:
+        return _BY_NAME[name]
+    except (KeyError, TypeError):
+        raise ConfigError(f"Unknown augmentation {name!r}; choose one of {', '.join(AUGMENTATIONS)}.") from None
+
+
+def make_batch_augment(preset: str, out_size: tuple[int, int]) -> BatchAugment:
+    """The batch augmentation named ``preset`` (see :data:`PRESETS`) producing ``out_size`` images."""
+    apply = get_preset(preset).apply
+    out = (int(out_size[0]), int(out_size[1]))
+    return lambda x, generator=None: apply(x, out, generator)
+
+
+def make_batch_eval(out_size: tuple[int, int], preset: str = "none", resize: float = 1.0) -> BatchEval:
+    """Evaluation-time geometry matching the training preset.
+
+    For ``crop28`` the centre window at full scale (seed 002's ``CenterCrop(28)``, the same scale
+    as the random training crops); otherwise resize the shorter side then centre-crop (identity
+    when sizes match). ``resize`` > 1 first resizes to ``resize`` times the output size and then
+    cuts the central ``out_size`` (ImageNet weights: ``Resize(256)`` then ``CenterCrop(224)``,
+    ``resize = 256 / 224``).
+    """
+    out = (int(out_size[0]), int(out_size[1]))
+    cut = get_preset(preset).eval_cut
+    if not resize >= 1.0:
+        raise ConfigError(f"the evaluation resize ratio must be at least 1, got {resize}")
+    if resize != 1.0:
+        cover = (round(out[0] * resize), round(out[1] * resize))
+        return lambda x: center_crop(resize_center_crop(x, cover), out)
+    if cut == "center":
+        return lambda x: center_crop(x, out)
+    return lambda x: resize_center_crop(x, out)

@@ -41,6 +41,7 @@ import torch
 from PIL import Image, ImageOps
 
 from ..errors import DataError
+from .pipeline import adapt_channels, model_stats
 
 ImageSource = Union[bytes, bytearray, str, Path, BinaryIO]
 
@@ -502,43 +503,48 @@ def resize_shorter_then_center_crop(img: Image.Image, size: tuple[int, int]) -> 
         raise DataError(f"Not enough memory to resize a {w}x{h} image to {out_w}x{out_h}.") from None
 
 
+_GREY_MODES = ("L", "1", "I", "F", "I;16", "I;16L", "I;16B", "I;16N", "LA", "La")
+
+
 def to_model_input(
     img: Image.Image,
     input_shape: tuple[int, int, int],
     mean: Sequence[float],
     std: Sequence[float],
     resize: str = "shorter_then_center_crop",
+    eval_resize: float = 1.0,
 ) -> torch.Tensor:
     """A PIL image as a normalised ``1 x C x H x W`` float tensor for a model of ``input_shape``.
 
-    Channels are converted as needed (RGB to L, L to RGB); ``resize`` is
-    ``"shorter_then_center_crop"`` (keeps the aspect ratio) or ``"stretch"``.
+    The per-image side of :mod:`cnnlab.data.pipeline`: the geometry is done here on the PIL image
+    (only the centre region is resized, see :func:`resize_shorter_then_center_crop`), then the
+    channels are adapted and the image normalised by the pipeline's own rules (1 -> 3 repeats,
+    RGB -> grey takes the luma as the trainer does). ``mean``/``std`` are the model-space
+    statistics (one value per model channel, or one for all; anything else is refused, see
+    :func:`cnnlab.data.pipeline.model_stats`). ``resize`` is ``"shorter_then_center_crop"``
+    (keeps the aspect ratio) or ``"stretch"``; ``eval_resize`` > 1 first resizes to that many
+    times the input size and cuts the centre (ImageNet weights: 256 then 224, ``256 / 224``).
     """
     channels, height, width = input_shape
     if channels not in (1, 3):
         raise ValueError(f"input_shape must have 1 or 3 channels, got {channels}")
     if resize not in RESIZE_MODES:
         raise ValueError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
-    img = _normalise_mode(img, "L" if channels == 1 else "RGB")
+    if not eval_resize >= 1.0:
+        raise ValueError(f"eval_resize must be at least 1, got {eval_resize}")
+    m, s = (torch.tensor(v).view(1, channels, 1, 1) for v in model_stats(mean, std, channels))
+    img = _normalise_mode(img, "L" if channels == 1 and img.mode in _GREY_MODES else "RGB")
     if resize == "stretch":
         if img.size != (width, height):
             img = img.resize((width, height), Image.Resampling.BILINEAR)
+    elif eval_resize != 1.0:
+        cover_h, cover_w = round(height * eval_resize), round(width * eval_resize)
+        img = resize_shorter_then_center_crop(img, (cover_h, cover_w))
+        top, left = (cover_h - height) // 2, (cover_w - width) // 2  # as the batch path's centre_crop
+        img = img.crop((left, top, left + width, top + height))
     else:
         img = resize_shorter_then_center_crop(img, (height, width))
-    arr = np.asarray(img, dtype=np.uint8).reshape(height, width, channels)
-    x = torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
-    m = _per_channel(mean, channels, "mean")
-    s = _per_channel(std, channels, "std")
-    return ((x - m) / s).unsqueeze(0)
-
-
-def _per_channel(values: Sequence[float], channels: int, what: str) -> torch.Tensor:
-    vals = [float(v) for v in values]
-    if len(vals) == 1:
-        vals = vals * channels
-    elif len(vals) != channels:
-        vals = [sum(vals) / len(vals)] * channels  # RGB statistics for a grayscale model, or vice versa
-    t = torch.tensor(vals).view(channels, 1, 1)
-    if what == "std" and bool((t <= 0).any()):
-        raise ValueError(f"std must be positive, got {values}")
-    return t
+    depth = 1 if img.mode == "L" else 3
+    arr = np.asarray(img, dtype=np.uint8).reshape(height, width, depth)
+    x = torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0).unsqueeze(0)
+    return (adapt_channels(x, channels) - m) / s

@@ -23,8 +23,7 @@ from ._types import DataBundle, DatasetInfo, DatasetSpec, DatasetStatus, TensorS
 from .shapes import SHAPE_CLASSES, generate_shapes
 from .splits import balanced_split, stratified_split, stratified_subset, take
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from .pipeline import IMAGENET_MEAN, IMAGENET_STD  # the one copy
 DEFAULT_STORAGE_SIZE = 256
 
 _SPECS: dict[str, DatasetSpec] = {}
@@ -106,15 +105,44 @@ def _load_shapes(root: Path | None, image_size: int | None, seed: int, download:
     n_train = int(options.pop("n_train", 6000))
     n_val = int(options.pop("n_val", 1500))
     n_test = int(options.pop("n_test", 0))
-    train = TensorSplit(*generate_shapes(n_train, size=size, seed=seed))
-    val = TensorSplit(*generate_shapes(n_val, size=size, seed=seed + 1_000_003))
-    test = TensorSplit(*generate_shapes(n_test, size=size, seed=seed + 2_000_003)) if n_test > 0 else None
+    chosen = _shape_classes(options.pop("classes", None))
+
+    def split(n: int, offset: int) -> TensorSplit:
+        if chosen is None:
+            return TensorSplit(*generate_shapes(n, size=size, seed=seed + offset))
+        # labels cycle through the 8 classes: ceil(n / k) * 8 images hold ceil(n / k) of each
+        images, labels = generate_shapes(-(-n // len(chosen)) * len(SHAPE_CLASSES), size=size, seed=seed + offset)
+        keep = torch.isin(labels, torch.tensor(chosen))
+        remap = torch.full((len(SHAPE_CLASSES),), -1, dtype=torch.int64)
+        remap[chosen] = torch.arange(len(chosen))
+        return TensorSplit(images[keep][:n].clone(), remap[labels[keep]][:n].clone())
+
+    train = split(n_train, 0)
+    val = split(n_val, 1_000_003)
+    test = split(n_test, 2_000_003) if n_test > 0 else None
     mean, std = _channel_stats(train.images)
+    classes = list(SHAPE_CLASSES) if chosen is None else [SHAPE_CLASSES[c] for c in chosen]
+    name = "Shapes (procedural)" if chosen is None else f"Shapes: {', '.join(classes)}"
     info = DatasetInfo(
-        "shapes", "Shapes (procedural)", list(SHAPE_CLASSES), (3, size, size), mean, std, "embedded",
-        f"{len(SHAPE_CLASSES)} coloured shapes at random position, scale and rotation over clutter; generated from seed {seed}.",
+        "shapes", name, classes, (3, size, size), mean, std, "embedded",
+        f"{len(classes)} coloured shapes at random position, scale and rotation over clutter; generated from seed {seed}.",
     )
     return DataBundle(info, train, val, test, [f"generated {n_train} train / {n_val} val shape images from seed {seed}"])
+
+
+def _shape_classes(value: Any) -> list[int] | None:
+    """The ``classes`` option of 'shapes': names or indices of a subset of the 8 shapes, in order."""
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)) or not 2 <= len(value) <= len(SHAPE_CLASSES):
+        raise DataError(f"classes must list 2 to {len(SHAPE_CLASSES)} of the shapes {', '.join(SHAPE_CLASSES)}; got {value!r}.")
+    out = []
+    for v in value:
+        index = SHAPE_CLASSES.index(v) if isinstance(v, str) and v in SHAPE_CLASSES else v
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(SHAPE_CLASSES) or index in out:
+            raise DataError(f"classes: {v!r} is not one of the shapes {', '.join(SHAPE_CLASSES)} (each at most once).")
+        out.append(index)
+    return out
 
 
 def _load_digits(root: Path | None, image_size: int | None, seed: int, download: bool, val_fraction: float, options: dict) -> DataBundle:

@@ -2,7 +2,12 @@
 
 Every model is built through :func:`create` and described by a :class:`ModelSpec`
 (display name, family, year, paper, the seed it comes from, default input and classes).
+The torchvision models with ImageNet weights are specs too (family ``"pretrained"``, their
+``weights`` a torchvision weights enum); see :mod:`cnnlab.models.pretrained`.
 Models return raw logits; the loss lives in the trainer.
+
+This module sits below the inspector: it uses only :mod:`cnnlab.models._input_checks` to refuse
+sizes a model cannot take, and never imports :mod:`cnnlab.inspect`.
 """
 
 from __future__ import annotations
@@ -10,11 +15,18 @@ from __future__ import annotations
 import difflib
 import fnmatch
 from dataclasses import dataclass, field, replace
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
+import torch
 from torch import nn
 
-from ..errors import ModelConfigError, UnknownModelError
+from ..errors import InputSizeError, InputTooSmallError, ModelConfigError, UnknownModelError
+from ._input_checks import annotate_flatten, check_input, smallest_input
+
+if TYPE_CHECKING:
+    from torchvision.models import WeightsEnum
+
+PRETRAINED_FAMILY = "pretrained"  # torchvision models with ImageNet weights
 
 
 @dataclass(frozen=True)
@@ -37,16 +49,45 @@ class ModelSpec:
     adaptive: bool = False  # the -adaptive variant of a fixed-input model
     builder: Callable[..., nn.Module] = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
     tags: tuple[str, ...] = ()
+    # The torchvision weights enum (address, transforms, class names) of a pretrained model;
+    # None for models that start from random initialisation.
+    weights: WeightsEnum | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str | None:
+        """Where the weights file is downloaded from (None without weights)."""
+        return self.weights.url if self.weights is not None else None
+
+    @property
+    def filename(self) -> str | None:
+        """The weights file's name in the torch hub cache, e.g. ``vgg16-397923af.pth``."""
+        return self.weights.url.rsplit("/", 1)[-1] if self.weights is not None else None
+
+    @property
+    def categories(self) -> list[str] | None:
+        """The class names the weights predict (None without weights)."""
+        return list(self.weights.meta["categories"]) if self.weights is not None else None
+
+    def transforms(self):
+        """The weights' own preprocessing (resize, crop, normalisation); None without weights."""
+        return self.weights.transforms() if self.weights is not None else None
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
+_ALIASES: dict[str, str] = {}  # other spellings accepted by get_spec, e.g. "pretrained:vgg16"
 
 
-def register(spec: ModelSpec, *, adaptive_variant: bool | None = None) -> ModelSpec:
-    """Add a spec; fixed-input models also get a ``<name>_adaptive`` twin unless told otherwise."""
-    if spec.name in _REGISTRY:
+def register(spec: ModelSpec, *, adaptive_variant: bool | None = None,
+             aliases: tuple[str, ...] = ()) -> ModelSpec:
+    """Add a spec; fixed-input models also get a ``<name>_adaptive`` twin unless told otherwise.
+    ``aliases`` are other names :func:`get_spec` (and so :func:`create`) accepts for it."""
+    if spec.name in _REGISTRY or spec.name in _ALIASES:
         raise ValueError(f"model {spec.name!r} registered twice")
+    for alias in aliases:
+        if alias in _REGISTRY or alias in _ALIASES:
+            raise ValueError(f"alias {alias!r} of {spec.name!r} is already a model name")
     _REGISTRY[spec.name] = spec
+    _ALIASES.update({alias: spec.name for alias in aliases})
     if adaptive_variant is None:
         adaptive_variant = spec.fixed_input and not spec.sized_at_creation
     if adaptive_variant:
@@ -66,12 +107,18 @@ def register(spec: ModelSpec, *, adaptive_variant: bool | None = None) -> ModelS
     return spec
 
 
-def list_models(pattern: str = "*", family: str | None = None) -> list[str]:
-    """Names of registered models matching a shell-style pattern (timm's ``list_models``)."""
-    _ensure_loaded()
+def list_models(pattern: str = "*", family: str | None = None, include_pretrained: bool = False) -> list[str]:
+    """Names of registered models matching a shell-style pattern (timm's ``list_models``).
+
+    The torchvision models with ImageNet weights (family ``"pretrained"``) predict ImageNet's
+    1000 classes and are not trained from scratch, so the zoo's listings leave them out: they
+    are listed with ``family="pretrained"`` or ``include_pretrained=True``.
+    """
     names = [n for n, s in _REGISTRY.items() if fnmatch.fnmatch(n, pattern)]
     if family is not None:
         names = [n for n in names if _REGISTRY[n].family == family]
+    elif not include_pretrained:
+        names = [n for n in names if _REGISTRY[n].family != PRETRAINED_FAMILY]
     return sorted(names, key=_sort_key)
 
 
@@ -81,8 +128,8 @@ def _sort_key(name: str) -> tuple:
 
 
 def get_spec(name: str) -> ModelSpec:
-    _ensure_loaded()
     key = name.strip().lower().replace("-", "_")
+    key = _ALIASES.get(key, key)
     if key in _REGISTRY:
         return _REGISTRY[key]
     close = difflib.get_close_matches(key, list(_REGISTRY), n=4, cutoff=0.5)
@@ -149,32 +196,30 @@ def create(
     if spec.sized_at_creation:
         build_kwargs["input_size"] = size or spec.input_shape[1:]
     elif spec.fixed_input and size is not None and size != tuple(spec.input_shape[1:]):
-        from ..inspect import fixed_input_error
-
-        raise fixed_input_error(spec, size)
+        raise _fixed_input_error(spec, size)
     if spec.adaptive:
         build_kwargs["adaptive"] = True
     if spec.sized_at_creation:
         _check_creation_size(spec, build_kwargs, in_channels)
     model = spec.builder(**build_kwargs)
-    from ..inspect import _annotate_flatten
-
     required = (in_channels, *(size or spec.input_shape[1:]))
-    _annotate_flatten(model, spec.name, required)
+    annotate_flatten(model, spec.name, required)
     model.cnnlab_spec = spec  # type: ignore[attr-defined]
     return model
 
 
-def _check_creation_size(spec: ModelSpec, build_kwargs: dict, in_channels: int) -> None:
-    """A model sized at creation must still fit the size: probe it on the meta device."""
-    import torch
-
-    from ..inspect import InputTooSmallError, _annotate_flatten, check_input, smallest_input
-
+def _meta_probe(spec: ModelSpec, build_kwargs: dict, input_shape) -> nn.Module:
+    """The model built on the meta device (no memory), its flatten layers named for messages."""
     with torch.device("meta"):
         probe = spec.builder(**build_kwargs)
+    annotate_flatten(probe, spec.name, input_shape)
+    return probe
+
+
+def _check_creation_size(spec: ModelSpec, build_kwargs: dict, in_channels: int) -> None:
+    """A model sized at creation must still fit the size: probe it on the meta device."""
     shape = (in_channels, *build_kwargs["input_size"])
-    _annotate_flatten(probe, spec.name, shape)
+    probe = _meta_probe(spec, build_kwargs, shape)
     try:
         check_input(probe, shape, spec.name)
     except InputTooSmallError as e:
@@ -183,15 +228,21 @@ def _check_creation_size(spec: ModelSpec, build_kwargs: dict, in_channels: int) 
         raise InputTooSmallError(f"{e}{extra}") from None
 
 
-def all_specs() -> list[ModelSpec]:
-    return [get_spec(n) for n in list_models()]
+def _fixed_input_error(spec: ModelSpec, size: tuple[int, int]) -> InputSizeError:
+    """The error for creating a fixed-input model at another size: the layer that fails, if any."""
+    c, h, w = spec.input_shape
+    probe = _meta_probe(spec, dict(num_classes=spec.num_classes, in_channels=c), spec.input_shape)
+    try:
+        check_input(probe, (c, *size), spec.name)
+    except InputTooSmallError as e:
+        return InputTooSmallError(f"{e} {spec.name} is built for {c}x{h}x{w} inputs.")
+    except InputSizeError as e:
+        return e
+    return InputSizeError(
+        f"{spec.name} is built for {c}x{h}x{w} inputs; {size[0]}x{size[1]} is not supported. "
+        f"Use '{spec.name}_adaptive' for other sizes."
+    )
 
 
-_loaded = False
-
-
-def _ensure_loaded() -> None:
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        from . import zoo  # noqa: F401  (registers every family)
+def all_specs(include_pretrained: bool = False) -> list[ModelSpec]:
+    return [get_spec(n) for n in list_models(include_pretrained=include_pretrained)]

@@ -13,6 +13,13 @@ Seed 000's transfer setup for VGG16: every pretrained parameter frozen and ``cla
 replaced by ``Linear(4096, 256) - ReLU - Dropout(0.4) - Linear(256, classes)``: 1,075,046
 trainable parameters for Caltech101's 102 classes. Seed 001's for ResNet18: ``fc`` replaced by
 ``Linear(512, classes)``, either frozen (feature extraction) or fully fine-tuned.
+
+In the registry, each pretrained model is a :class:`~cnnlab.models.ModelSpec` of family
+``"pretrained"`` whose ``weights`` is the torchvision enum: ``create("vgg16_imagenet")`` (or
+``create("pretrained:vgg16")``) builds it with its weights, ``weights=None`` without them;
+:data:`PRETRAINED` holds the same specs by short name (``vgg16``, as in ``pretrained:vgg16`` and
+``python -m cnnlab fetch vgg16``). ``vgg16_transfer`` and ``resnet18_transfer`` (family
+``"transfer"``) put the seeds' new heads on them.
 """
 
 from __future__ import annotations
@@ -20,73 +27,44 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 from urllib.parse import urlparse
 
+import torch
 import torch.hub
 import torchvision
 from torch import nn
 from torchvision.models import WeightsEnum
 
-from ..errors import CnnlabError, ModelConfigError, UnsafeFileError
+from ..errors import ModelConfigError, UnsafeFileError, WeightsUnavailableError
 from ..net import DOWNLOADS_DISABLED, can_reach, offline_forced
 from ..paths import use_project_hub
 from ..safeload import load_state_dict_file
+from ._registry import PRETRAINED_FAMILY, ModelSpec, create, register
+
+__all__ = [
+    "PRETRAINED", "PretrainedSpec", "WeightsUnavailableError", "count_trainable", "fetch_weights",
+    "get_pretrained_spec", "load_pretrained", "seed_vgg16_head", "transfer_model", "weights_path",
+    "weights_status",
+]
+
+PretrainedSpec = ModelSpec  # the former name of a pretrained model's spec (now a ModelSpec with weights)
+
+IMAGENET_SUFFIX = "_imagenet"  # registry name of a pretrained model: vgg16 -> vgg16_imagenet
+
+# The pretrained models by their short name ("vgg16"), as in ``pretrained:vgg16`` and
+# ``python -m cnnlab fetch vgg16``; each is also in the registry as ``<short name>_imagenet``.
+PRETRAINED: dict[str, ModelSpec] = {}
 
 
-class WeightsUnavailableError(CnnlabError):
-    """Pretrained weights are not on disk and cannot be downloaded."""
+def _short_name(spec: ModelSpec) -> str:
+    return spec.name.removesuffix(IMAGENET_SUFFIX)
 
 
-@dataclass(frozen=True)
-class PretrainedSpec:
-    name: str
-    display_name: str
-    builder: Callable[..., nn.Module]
-    weights: WeightsEnum
-    seed: str
-    notes: str = ""
-
-    @property
-    def filename(self) -> str:
-        return os.path.basename(self.weights.url)
-
-    @property
-    def url(self) -> str:
-        return self.weights.url
-
-    @property
-    def categories(self) -> list[str]:
-        return list(self.weights.meta["categories"])
-
-    def transforms(self):
-        """The weights' own preprocessing (resize, crop, normalisation)."""
-        return self.weights.transforms()
-
-
-PRETRAINED: dict[str, PretrainedSpec] = {
-    "vgg16": PretrainedSpec(
-        "vgg16", "VGG-16 (ImageNet)", torchvision.models.vgg16,
-        torchvision.models.VGG16_Weights.IMAGENET1K_V1, "000",
-        "Seed 000's pretrained model: ImageNet top-1 71.6%.",
-    ),
-    "resnet18": PretrainedSpec(
-        "resnet18", "ResNet-18 (ImageNet)", torchvision.models.resnet18,
-        torchvision.models.ResNet18_Weights.IMAGENET1K_V1, "001",
-        "Seed 001's transfer-learning model (ants and bees): ImageNet top-1 69.8%.",
-    ),
-    "alexnet": PretrainedSpec(
-        "alexnet", "AlexNet (ImageNet)", torchvision.models.alexnet,
-        torchvision.models.AlexNet_Weights.IMAGENET1K_V1, "002",
-        "Seed 002's exercise on a pretrained AlexNet: ImageNet top-1 56.5%.",
-    ),
-}
-
-
-def get_pretrained_spec(name: str) -> PretrainedSpec:
-    key = name.strip().lower()
+def get_pretrained_spec(name: str) -> ModelSpec:
+    """The spec of a pretrained model: ``vgg16``, ``vgg16_imagenet`` or ``pretrained:vgg16``."""
+    key = name.strip().lower().removeprefix("pretrained:").removesuffix(IMAGENET_SUFFIX)
     if key not in PRETRAINED:
         raise ModelConfigError(
             f"No pretrained weights for {name!r}. Available: {', '.join(PRETRAINED)}."
@@ -103,6 +81,7 @@ def weights_path(name: str) -> Path:
 def weights_status(name: str) -> tuple[str, str]:
     """("present" | "downloadable" | "missing", what it means for the user)."""
     spec = get_pretrained_spec(name)
+    name = _short_name(spec)
     path = weights_path(name)
     if path.is_file():
         return "present", f"{spec.display_name}: weights present at {path}."
@@ -149,38 +128,77 @@ def fetch_weights(name: str, progress: bool = True) -> Path:
     return path
 
 
-def _missing_error(spec: PretrainedSpec, path: Path, why: str) -> WeightsUnavailableError:
+def _missing_error(spec: ModelSpec, path: Path, why: str) -> WeightsUnavailableError:
     return WeightsUnavailableError(
         f"Pretrained weights for {spec.display_name} are not at {path} and {why}. "
         f"Download {spec.url} on a machine with internet and copy the file {spec.filename} "
-        f"into the folder {path.parent}/ (or run `python -m cnnlab fetch {spec.name}` there)."
+        f"into the folder {path.parent}/ (or run `python -m cnnlab fetch {_short_name(spec)}` there)."
     )
 
 
-def load_pretrained(name: str, download: bool = True) -> tuple[nn.Module, PretrainedSpec]:
-    """The torchvision model with its ImageNet weights, read with ``weights_only=True``."""
-    spec = get_pretrained_spec(name)
+def _read_weights(spec: ModelSpec, download: bool) -> dict:
+    """The state dict of ``spec``'s weights file, read with ``weights_only=True`` (fetched first
+    when absent and ``download`` allows it)."""
+    name = _short_name(spec)
     path = weights_path(name)
     if not path.is_file():
         if not download:
             raise _missing_error(spec, path, "downloading was not allowed")
         fetch_weights(name)
     try:
-        state = load_state_dict_file(
+        return load_state_dict_file(
             path, what=f"the {spec.display_name} weights file",
-            remedy=f"Delete it and fetch it again (`python -m cnnlab fetch {spec.name}`, or copy "
+            remedy=f"Delete it and fetch it again (`python -m cnnlab fetch {name}`, or copy "
                    f"{spec.filename} from {spec.url}).")
     except UnsafeFileError as e:
         raise WeightsUnavailableError(str(e)) from None
-    model = spec.builder(weights=None, num_classes=len(spec.categories))
-    try:
-        model.load_state_dict(state)
-    except RuntimeError:
-        raise WeightsUnavailableError(
-            f"The weights file {path} does not fit {spec.display_name} (other layer names or shapes): it "
-            f"is for another model or incomplete. Delete it and fetch it again (`python -m cnnlab fetch {spec.name}`)."
-        ) from None
-    model.eval()
+
+
+def _imagenet_builder(short_name: str, architecture: Callable[..., nn.Module],
+                      imagenet: WeightsEnum) -> Callable[..., nn.Module]:
+    """The registry builder of a pretrained model: torchvision's ``architecture`` with the spec's
+    ImageNet weights, read by cnnlab (:func:`_read_weights`), or, with ``weights=None``, from random
+    initialisation (as torchvision's own builders). On the meta device (shapes only, e.g. for
+    :func:`cnnlab.inspect.summarize`) no file is read: a meta tensor holds no values."""
+    def build(num_classes: int = 1000, in_channels: int = 3, weights: WeightsEnum | None = imagenet,
+              download: bool = True) -> nn.Module:
+        spec = PRETRAINED[short_name]
+        if in_channels != 3:
+            raise ModelConfigError(
+                f"{spec.name} takes RGB images (its ImageNet weights have 3 input channels); "
+                f"got in_channels={in_channels}."
+            )
+        if weights is None:
+            return architecture(weights=None, num_classes=num_classes)
+        if weights != spec.weights:
+            raise ModelConfigError(f"{spec.name} has the weights {spec.weights}, not {weights}.")
+        if num_classes != len(spec.categories or ()):
+            raise ModelConfigError(
+                f"{spec.name} predicts the {len(spec.categories or ())} ImageNet classes of its weights; "
+                f"got num_classes={num_classes}. For other classes use a transfer-learning model "
+                f"({', '.join(_TRANSFER)}) or weights=None."
+            )
+        if torch.get_default_device().type == "meta":
+            return architecture(weights=None, num_classes=num_classes)
+        state = _read_weights(spec, download)
+        model = architecture(weights=None, num_classes=num_classes)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError:
+            raise WeightsUnavailableError(
+                f"The weights file {weights_path(short_name)} does not fit {spec.display_name} (other layer "
+                f"names or shapes): it is for another model or incomplete. Delete it and fetch it again "
+                f"(`python -m cnnlab fetch {short_name}`)."
+            ) from None
+        return model.eval()
+    return build
+
+
+def load_pretrained(name: str, download: bool = True) -> tuple[nn.Module, ModelSpec]:
+    """The torchvision model with its ImageNet weights, read with ``weights_only=True``:
+    ``create("<name>_imagenet", download=download)``, with its spec."""
+    spec = get_pretrained_spec(name)
+    model = create(spec.name, download=download).eval()
     model.cnnlab_pretrained = spec  # type: ignore[attr-defined]
     return model, spec
 
@@ -209,10 +227,8 @@ def transfer_model(
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ModelConfigError(f"num_classes must be a whole number of at least 1, got {num_classes!r}")
     spec = get_pretrained_spec(name)
-    if pretrained:
-        model, _ = load_pretrained(name, download=download)
-    else:
-        model = spec.builder(weights=None)
+    name = _short_name(spec)
+    model = spec.builder(weights=spec.weights if pretrained else None, download=download)
     if mode == "feature_extract" and pretrained:
         for p in model.parameters():
             p.requires_grad = False
@@ -241,21 +257,50 @@ def _transfer_builder(base: str):
     return build
 
 
-def _register_transfer_models() -> None:
-    from ._registry import ModelSpec, register
+# --- the registry entries ----------------------------------------------------------------------
 
-    register(ModelSpec(
-        name="vgg16_transfer", display_name="VGG-16 + seed head (torchvision)", family="transfer",
-        year=2014, paper="Simonyan & Zisserman, Very Deep Convolutional Networks, ICLR 2015", seed="000",
-        input_shape=(3, 224, 224), num_classes=102, builder=_transfer_builder("vgg16"),
-        notes="torchvision's VGG-16 with classifier[6] replaced by Linear(4096, 256)-ReLU-Dropout(0.4)-"
-              "Linear(256, classes), as in seed 000. With pretrained=True the ImageNet weights are loaded "
-              "and frozen (1,075,046 trainable parameters for 102 classes).",
-    ))
-    register(ModelSpec(
-        name="resnet18_transfer", display_name="ResNet-18 + new fc (torchvision)", family="transfer",
-        year=2015, paper="He et al., Deep Residual Learning for Image Recognition, CVPR 2016", seed="001",
-        input_shape=(3, 224, 224), num_classes=2, builder=_transfer_builder("resnet18"),
-        notes="torchvision's ResNet-18 with fc replaced by Linear(512, classes), as in seed 001 (ants and "
-              "bees). pretrained=True loads ImageNet weights; mode 'feature_extract' freezes them.",
-    ))
+
+def _register_pretrained(short_name: str, display_name: str, architecture: Callable[..., nn.Module],
+                         weights: WeightsEnum, year: int, paper: str, seed: str, notes: str) -> None:
+    PRETRAINED[short_name] = register(ModelSpec(
+        name=f"{short_name}{IMAGENET_SUFFIX}", display_name=display_name, family=PRETRAINED_FAMILY,
+        year=year, paper=paper, seed=seed, input_shape=(3, 224, 224),
+        num_classes=len(weights.meta["categories"]), notes=notes, weights=weights,
+        builder=_imagenet_builder(short_name, architecture, weights),
+    ), aliases=(f"pretrained:{short_name}",))
+
+
+_register_pretrained(
+    "vgg16", "VGG-16 (ImageNet)", torchvision.models.vgg16, torchvision.models.VGG16_Weights.IMAGENET1K_V1,
+    2014, "Simonyan & Zisserman, Very Deep Convolutional Networks, ICLR 2015", "000",
+    "Seed 000's pretrained model: ImageNet top-1 71.6%.",
+)
+_register_pretrained(
+    "resnet18", "ResNet-18 (ImageNet)", torchvision.models.resnet18,
+    torchvision.models.ResNet18_Weights.IMAGENET1K_V1,
+    2015, "He et al., Deep Residual Learning for Image Recognition, CVPR 2016", "001",
+    "Seed 001's transfer-learning model (ants and bees): ImageNet top-1 69.8%.",
+)
+_register_pretrained(
+    "alexnet", "AlexNet (ImageNet)", torchvision.models.alexnet, torchvision.models.AlexNet_Weights.IMAGENET1K_V1,
+    2012, "Krizhevsky et al., ImageNet Classification with Deep CNNs, NeurIPS 2012",
+    "002", "Seed 002's exercise on a pretrained AlexNet: ImageNet top-1 56.5%.",
+)
+
+_TRANSFER = ("vgg16_transfer", "resnet18_transfer")
+
+register(ModelSpec(
+    name="vgg16_transfer", display_name="VGG-16 + seed head (torchvision)", family="transfer",
+    year=2014, paper="Simonyan & Zisserman, Very Deep Convolutional Networks, ICLR 2015", seed="000",
+    input_shape=(3, 224, 224), num_classes=102, builder=_transfer_builder("vgg16"),
+    notes="torchvision's VGG-16 with classifier[6] replaced by Linear(4096, 256)-ReLU-Dropout(0.4)-"
+          "Linear(256, classes), as in seed 000. With pretrained=True the ImageNet weights are loaded "
+          "and frozen (1,075,046 trainable parameters for 102 classes).",
+))
+register(ModelSpec(
+    name="resnet18_transfer", display_name="ResNet-18 + new fc (torchvision)", family="transfer",
+    year=2015, paper="He et al., Deep Residual Learning for Image Recognition, CVPR 2016", seed="001",
+    input_shape=(3, 224, 224), num_classes=2, builder=_transfer_builder("resnet18"),
+    notes="torchvision's ResNet-18 with fc replaced by Linear(512, classes), as in seed 001 (ants and "
+          "bees). pretrained=True loads ImageNet weights; mode 'feature_extract' freezes them.",
+))

@@ -1,0 +1,67 @@
+"""app/common.py: the one error box, and every page using it for the library's errors."""
+
+import ast
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parent.parent
+APP_FILES = sorted((ROOT / "app" / "views").glob("*.py")) + [ROOT / "app" / "common.py", ROOT / "app" / "main.py"]
+LIBRARY_ERRORS = {"CnnlabError", "DataError", "ConfigError", "UnsafeFileError", "UnknownModelError",
+                  "ModelConfigError", "InputSizeError", "LayerNotFoundError", "RunNotFoundError", "RunError"}
+
+
+def _box(root: str, message: str, context):
+    import sys
+
+    sys.path.insert(0, root)
+    from app.common import show_error
+    from cnnlab.errors import DataError
+
+    show_error(DataError(message), context)
+
+
+@pytest.mark.parametrize("context, shown", [
+    (None, "No file at /data/x_y.png: put it there or pick another one."),
+    ("The dataset cannot be loaded.", "**The dataset cannot be loaded:** No file at /data/x_y.png: put it there "
+                                      "or pick another one."),
+])
+def test_show_error_is_one_red_box_with_the_libraries_message(context, shown):
+    at = AppTest.from_function(_box, args=(str(ROOT), "No file at /data/x_y.png: put it there or pick another one.\n",
+                                           context))
+    at.run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [shown]
+    assert at.error[0].icon == "⚠️"
+    assert not at.warning and not at.info
+
+
+def _handlers(path: Path):
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ExceptHandler) and node.type is not None:
+            names = {n.id for n in ast.walk(node.type) if isinstance(n, ast.Name)}
+            names |= {n.attr for n in ast.walk(node.type) if isinstance(n, ast.Attribute)}
+            yield node, names
+
+
+def _calls(node, name: str) -> bool:
+    return any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == name for n in ast.walk(node))
+
+
+@pytest.mark.parametrize("path", APP_FILES, ids=lambda p: p.name)
+def test_every_page_shows_library_errors_through_show_error(path):
+    """A handler of a library error either shows it with ``show_error`` or skips an item of a
+    list (``continue``); no page writes its own box around an error's text."""
+    for handler, names in _handlers(path):
+        where = f"{path.name}:{handler.lineno}"
+        if names & LIBRARY_ERRORS:
+            skips = len(handler.body) == 1 and isinstance(handler.body[0], ast.Continue)
+            assert skips or _calls(handler, "show_error"), f"{where}: a library error not shown by show_error"
+        if handler.name:
+            for call in ast.walk(handler):
+                if (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
+                        and isinstance(call.func.value, ast.Name) and call.func.value.id == "st"
+                        and call.func.attr in ("error", "warning", "info", "exception", "markdown", "write")):
+                    used = {n.id for n in ast.walk(call) if isinstance(n, ast.Name)}
+                    assert handler.name not in used, f"{where}: st.{call.func.attr} shows an error itself"
