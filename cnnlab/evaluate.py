@@ -25,6 +25,7 @@ from .data.pipeline import (
 from .device import autocast_context, pick_device
 from .errors import ConfigError
 from .locks import model_lock
+from .runs import Run, load_model, load_run, load_run_data
 
 
 
@@ -215,3 +216,25 @@ def _topk(model: nn.Module, batch: torch.Tensor, classes: list[str], k: int) -> 
     probs = logits.float().softmax(dim=1)[0].cpu()
     values, indices = probs.topk(k)
     return [(classes[int(i)], float(v)) for v, i in zip(values, indices)]
+
+
+def evaluate_run(run: Run | str, split: str = "val", device: str | torch.device = "cpu",
+                 batch_size: int = 256, data: Any = None) -> EvalResult:
+    """A saved run's best weights on its own data, split as in training (the one way the Runs page,
+    ``cnnlab eval`` and the transfer summaries evaluate a run).
+
+    ``split`` is "val", "test" or "train" (clean: no augmentation). ``data``: the run's dataset if
+    the caller has it already (else rebuilt from the run's config, never downloading).
+    """
+    run = load_run(run) if isinstance(run, str) else run
+    bundle = data if data is not None else load_run_data(run)
+    part = getattr(bundle, split, None) if split in ("val", "test", "train") else None
+    if part is None:
+        raise ConfigError(f"{bundle.info.name} has no {split!r} split; use val"
+                          + (" or test." if getattr(bundle, "test", None) is not None else "."))
+    classes = list(run.meta.get("classes") or bundle.info.classes)
+    if len(classes) != len(bundle.info.classes):
+        raise ConfigError(f"run {run.run_id} has {len(classes)} classes but its dataset now has "
+                          f"{len(bundle.info.classes)}: the data changed since training.")
+    dev = pick_device(device) if isinstance(device, str) else device
+    return evaluate(load_model(run.run_id, device=dev), part, bundle.info, device=dev, batch_size=batch_size)

@@ -847,3 +847,68 @@ def load_run_data(run: Run):
     Raises a :class:`~cnnlab.errors.DataError` when the data is no longer on disk.
     """
     return load_data(run_config(run), download=False)
+
+
+# --------------------------------------------------------------------------------------
+# What a listing shows
+# --------------------------------------------------------------------------------------
+
+
+def _stamp(text: Any) -> float | None:
+    try:
+        return time.mktime(time.strptime(str(text), "%Y-%m-%dT%H:%M:%S%z")) if text else None
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def run_duration(run: Run, now: float | None = None) -> float | None:
+    """Seconds from creation to the end (to ``now`` while running); sub-second precision from the
+    metrics for short runs. None when the files do not say."""
+    rec = run.status_record
+    start = run.meta.get("created_ts") if _is_finite(run.meta.get("created_ts")) else _stamp(rec.get("created") or run.created)
+    if start is None:
+        return None
+    if run.status == "running":
+        return max(0.0, (now or time.time()) - float(start))
+    end = _stamp(rec.get("finished"))
+    wall = end - float(start) if end is not None else None
+    elapsed = run.metrics[-1].get("elapsed") if run.metrics else None
+    if _is_finite(elapsed) and (wall is None or wall < 10):
+        return float(elapsed)
+    return wall if wall is None or wall >= 0 else None
+
+
+def format_duration(seconds: float | None) -> str:
+    """"4.2 s", "52 s", "3 min 07 s", "1 h 02 min"; "—" when unknown."""
+    if seconds is None:
+        return "—"
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    s = int(round(seconds))
+    if s >= 3600:
+        return f"{s // 3600} h {s % 3600 // 60:02d} min"
+    return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
+
+
+def runs_table(found: list[Run] | None = None) -> list[dict[str, Any]]:
+    """One row per run for listings: id, status, model, dataset, best val top-1, epochs done and
+    planned, duration, creation time (seconds since the epoch), problem."""
+    return [{
+        "run": r.run_id, "status": r.status,
+        "model": r.meta.get("model") or r.config.get("model"),
+        "dataset": r.meta.get("dataset") or r.config.get("dataset"),
+        "best_val_top1": r.best_val_top1, "epochs_done": len(r.metrics), "epochs_planned": r.config.get("epochs"),
+        "duration_s": run_duration(r), "created": r.meta.get("created_ts") if _is_finite(r.meta.get("created_ts"))
+        else _stamp(r.created), "problem": r.damage,
+    } for r in (list_runs() if found is None else found)]
+
+
+CURVES = (("accuracy", "validation", "val_top1"), ("accuracy", "train", "train_top1"),
+          ("loss", "validation", "val_loss"), ("loss", "train", "train_loss"))
+
+
+def curve_rows(run: Run) -> list[dict[str, Any]]:
+    """The run's per-epoch curves as long-format rows (epoch, metric, split, value), finite values only."""
+    return [{"epoch": int(m["epoch"]), "metric": metric, "split": split, "value": float(m[key])}
+            for m in run.metrics if _is_int(m.get("epoch"))
+            for metric, split, key in CURVES if _is_finite(m.get(key))]

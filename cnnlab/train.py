@@ -125,7 +125,7 @@ class TrainConfig:
                            Rule("choice", choices=AUGMENT_PRESETS), label="augmentation preset")
     subset: int | None = setting(None, "train on this many images (class-balanced)", _whole(1, 100_000_000))
     val_fraction: float = setting(0.2, "share of the training data held out for validation",
-                                  Rule("float", 0, 0.95, lo_open=True))
+                                  Rule("float", 0, 0.95, lo_open=True), label="val_fraction")
     seed: int = setting(0, "seed of the split, the initialisation, the shuffling and the augmentation",
                         _whole(0, 2**63 - 1))
     device: str = setting("auto", "auto, cpu, cuda or mps", Rule("text"))

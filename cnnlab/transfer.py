@@ -27,12 +27,12 @@ import torch
 from .data import DataBundle, load_dataset
 from .device import pick_device
 from .errors import CnnlabError, ConfigError, UnsafeFileError
-from .evaluate import evaluate
+from .evaluate import evaluate_run
 from .jobs import Job, JobManager, get_manager
-from .models import create
+from .models import create, get_spec
 from .models.pretrained import fetch_weights
 from .paths import cache_dir
-from .runs import load_model, load_run, load_run_data, recorders, run_config
+from .runs import Run, list_runs, load_run, load_run_data, recorders, run_config
 from .safeload import load_state_dict_file
 from .train import TrainConfig, TrainResult, fit, load_data
 
@@ -257,6 +257,32 @@ def standin_cfg_of(run) -> StandinConfig | None:
                          seed=config.seed, device=config.device)
 
 
+def is_pretrained(run: Run) -> bool:
+    """Whether a run started from pretrained weights (ImageNet, or the stand-in's pretraining)."""
+    return bool(run.config.get("pretrained") or run.meta.get("prepared_model"))
+
+
+def comparison_candidates(found: Sequence[Run] | None = None) -> tuple[list[Run], list[Run]]:
+    """Runs with a checkpoint that belong to a transfer comparison, as (from scratch, pretrained):
+    stand-in runs, transfer-model runs and Caltech101 runs, newest first."""
+    runs = [r for r in (list_runs() if found is None else found) if r.has_checkpoint and not r.damaged]
+    cands = [r for r in runs if r.config.get("tag") == STANDIN_TAG or standin_cfg_of(r) is not None
+             or r.config.get("dataset") == "caltech101" or _family(r) == "transfer"]
+    return [r for r in cands if not is_pretrained(r)], [r for r in cands if is_pretrained(r)]
+
+
+def comparable(scratch: Run, pretrained: Sequence[Run]) -> list[Run]:
+    """The pretrained runs trained on the same classes as ``scratch`` (compared class by class)."""
+    return [r for r in pretrained if r.meta.get("classes") == scratch.meta.get("classes")]
+
+
+def _family(run: Run) -> str:
+    try:
+        return get_spec(str(run.meta.get("model") or run.config.get("model") or "")).family
+    except CnnlabError:
+        return ""
+
+
 # --- side by side ------------------------------------------------------------------------------
 
 
@@ -294,7 +320,7 @@ def _run_summary(run_id: str, data: DataBundle | None, split: str) -> RunSummary
     if data is not None and run.has_checkpoint:
         if getattr(data, split, None) is None:
             split = "val"  # no test split (embedded data): say which split the numbers are on
-        result = evaluate(load_model(run.run_id), getattr(data, split), data.info)
+        result = evaluate_run(run, split=split, data=data)
         top1, top5 = result.top1, result.top5
         per_class = [dict(row) if isinstance(row, dict) else asdict(row) for row in result.per_class]
     return RunSummary(run.run_id, label, run.status, run.message, run.metrics, top1, top5, per_class, split)

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app import gradio_demo  # noqa: E402
-from apphelpers import using_cache  # noqa: E402
+from apphelpers import train_run, using_cache  # noqa: E402
 
 META = {"_type": "gradio.FileData"}
 NOT_RECEIVED = gradio_demo.NOT_RECEIVED
@@ -42,11 +42,11 @@ INLINE = gradio_demo.INLINE_REFUSED
 def _server(tmp_path_factory):
     from gradio_client import Client
 
-    from cnnlab.train import TrainConfig, fit
+    from cnnlab.train import TrainConfig
 
     with using_cache(tmp_path_factory.mktemp("security-cache")) as cache:
         config = TrainConfig(model="lenet", dataset="digits", epochs=1, batch_size=64, lr=2e-3, seed=0)
-        run_id = fit(config).run_id
+        run_id = train_run(config).run_id
         demo = gradio_demo.build_demo(gradio_demo.available_choices(run=run_id), k=3)
     port = gradio_demo.free_port()
     gradio_demo.launch(demo, "127.0.0.1", port, share=False, block=False)

@@ -7,12 +7,13 @@ import os
 import socket
 
 import pytest
+from apphelpers import train_run
 import torch
 
 from cnnlab import runs
 from cnnlab.errors import CnnlabError, UnsafeFileError
 from apphelpers import using_cache
-from cnnlab.train import TrainConfig, fit
+from cnnlab.train import TrainConfig
 from test_train_data import digits_bundle
 
 FAST = dict(model="lenet", dataset="digits", batch_size=64, optimizer="adam", lr=3e-3, device="cpu")
@@ -21,7 +22,7 @@ FAST = dict(model="lenet", dataset="digits", batch_size=64, optimizer="adam", lr
 @pytest.fixture(scope="module")
 def _trained(tmp_path_factory):
     with using_cache(tmp_path_factory.mktemp("runs_cache")) as cache:
-        result = fit(TrainConfig(epochs=2, **FAST), data=digits_bundle(n_train=500))
+        result = train_run(TrainConfig(epochs=2, **FAST), data=digits_bundle(n_train=500))
     return cache, result
 
 

@@ -18,18 +18,18 @@ from pathlib import Path
 
 import pytest
 
-from apphelpers import open_view, using_cache
+from apphelpers import train_run, open_view, using_cache
 from cnnlab import runs
 from cnnlab.cli import main
 from cnnlab.paths import runs_dir
-from cnnlab.train import TrainConfig, fit
+from cnnlab.train import TrainConfig
 from test_train_data import digits_bundle
 
 
 @pytest.fixture(scope="module")
 def _trained(tmp_path_factory):
     with using_cache(tmp_path_factory.mktemp("damage-cache")) as cache:
-        result = fit(TrainConfig(model="lenet", dataset="digits", epochs=1, batch_size=64, lr=3e-3, device="cpu"),
+        result = train_run(TrainConfig(model="lenet", dataset="digits", epochs=1, batch_size=64, lr=3e-3, device="cpu"),
                      data=digits_bundle(n_train=200))
     assert result.status == "finished", result.message
     return cache / "runs" / result.run_id
@@ -257,7 +257,8 @@ def test_glob_characters_are_literal(pair, capsys):
         runs.load_run("20260101-00000")
 
 
-@pytest.mark.parametrize("run_id", ["**", "x" * 5000, "../runs", ".hidden", "a\x00b", "a\nb", ""])
+@pytest.mark.parametrize("run_id", ["**", "x" * 5000, "../runs", ".hidden", "a\x00b", "a\nb", ""],
+                         ids=["glob", "5000-chars", "parent", "hidden", "nul", "newline", "empty"])
 def test_hostile_ids_give_one_line(pair, run_id, capsys):
     for argv in (["eval", run_id], ["runs", "--delete", run_id]):
         if not run_id and argv[0] == "runs":

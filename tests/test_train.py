@@ -13,6 +13,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
+from apphelpers import train_run
 import torch
 from torch import nn
 
@@ -31,7 +32,7 @@ def _record():
 
 def test_lenet_reaches_90_percent_on_digits_and_saves_the_run():
     events, listener = _record()
-    result = fit(TrainConfig(epochs=3, **FAST), data=digits_bundle(), listeners=[listener])
+    result = train_run(TrainConfig(epochs=3, **FAST), data=digits_bundle(), listeners=[listener])
     assert result.status == "finished"
     assert result.best_val_top1 >= 0.90
     assert [type(e) for e in events[:1]] == [StartEvent] and isinstance(events[-1], EndEvent)
@@ -64,9 +65,9 @@ def _comparable(history):
 
 def test_seeded_runs_are_reproducible_on_cpu():
     cfg = TrainConfig(epochs=2, augment="flip", **FAST)
-    a = fit(cfg, data=digits_bundle(n_train=400), save=False)
-    b = fit(cfg, data=digits_bundle(n_train=400), save=False)
-    c = fit(replace(cfg, seed=1), data=digits_bundle(n_train=400), save=False)
+    a = train_run(cfg, data=digits_bundle(n_train=400))
+    b = train_run(cfg, data=digits_bundle(n_train=400))
+    c = train_run(replace(cfg, seed=1), data=digits_bundle(n_train=400))
     assert _comparable(a.history) == _comparable(b.history)
     assert _comparable(a.history) != _comparable(c.history)
     for p, q in zip(a.model.state_dict().values(), b.model.state_dict().values()):
@@ -92,7 +93,7 @@ def test_cancel_from_another_thread_stops_within_one_step():
     thread = threading.Thread(target=canceller)
     thread.start()
     cfg = TrainConfig(epochs=5, log_every_steps=1, **FAST)
-    result = fit(cfg, data=digits_bundle(), listeners=[listener], cancel=cancel)
+    result = train_run(cfg, data=digits_bundle(), listeners=[listener], cancel=cancel)
     thread.join()
     assert result.status == "cancelled"
     assert result.steps == 5 and seen == [1, 2, 3, 4, 5]
@@ -111,7 +112,7 @@ def test_cancel_after_an_epoch_keeps_the_best_weights():
         if isinstance(event, EpochEvent):
             cancel.set()
 
-    result = fit(TrainConfig(epochs=4, **FAST), data=digits_bundle(), listeners=[listener], cancel=cancel)
+    result = train_run(TrainConfig(epochs=4, **FAST), data=digits_bundle(), listeners=[listener], cancel=cancel)
     assert result.status == "cancelled" and result.best_epoch == 1 and len(result.history) == 1
     assert result.steps == 23  # not one step of epoch 2
     assert "Best weights kept from epoch 1" in result.message
@@ -144,7 +145,7 @@ def test_stops_at_the_first_non_finite_loss():
     model = _ExplodesAt(4)
     events, listener = _record()
     cfg = TrainConfig(epochs=3, log_every_steps=1, **FAST)
-    result = fit(cfg, model=model, data=digits_bundle(), listeners=[listener])
+    result = train_run(cfg, model=model, data=digits_bundle(), listeners=[listener])
     assert result.status == "diverged"
     assert model.train_calls == 4  # no step after the bad one
     assert result.steps == 3
@@ -160,17 +161,17 @@ def test_lagged_finiteness_check_as_on_cuda(monkeypatch):
 
     monkeypatch.setattr(cnnlab.train, "FINITE_CHECK_LAG", {"cpu": 1})
     model = _ExplodesAt(4)
-    result = fit(TrainConfig(epochs=3, log_every_steps=1, **FAST), model=model, data=digits_bundle(), save=False)
+    result = train_run(TrainConfig(epochs=3, log_every_steps=1, **FAST), model=model, data=digits_bundle())
     assert result.status == "diverged" and "step 4" in result.message
     assert model.train_calls == 5 and result.steps == 4  # one step in flight, no further update
     model = _ExplodesAt(23)  # the last step of the first epoch: caught before validation
-    result = fit(TrainConfig(epochs=3, **FAST), model=model, data=digits_bundle(), save=False)
+    result = train_run(TrainConfig(epochs=3, **FAST), model=model, data=digits_bundle())
     assert result.status == "diverged" and "step 23" in result.message and result.history == []
 
 
 def test_huge_learning_rate_diverges_with_a_message():
     cfg = TrainConfig(**{**FAST, "model": "lenet_v2", "optimizer": "sgd", "lr": 10.0, "epochs": 2})
-    result = fit(cfg, data=digits_bundle(), save=False)
+    result = train_run(cfg, data=digits_bundle())
     assert result.status == "diverged"
     assert "diverged" in result.message and ("NaN" in result.message or "inf" in result.message)
     assert result.steps < 23  # stopped in the first epoch, no validation of NaN weights
@@ -211,18 +212,18 @@ def test_config_errors(changes, words):
 
 def test_subset_smaller_than_the_classes_of_the_data():
     with pytest.raises(ConfigError, match="at least one image per class"):
-        fit(TrainConfig(subset=7, **FAST), data=digits_bundle(), save=False)
+        train_run(TrainConfig(subset=7, **FAST), data=digits_bundle())
 
 
 def test_subset_is_stratified():
-    result = fit(TrainConfig(subset=100, epochs=1, **FAST), data=digits_bundle())
+    result = train_run(TrainConfig(subset=100, epochs=1, **FAST), data=digits_bundle())
     run = runs.load_run(result.run_id)
     assert run.meta["train_images"] == 100
     assert result.steps == 2
 
 
 def test_grey_digits_train_a_three_channel_32px_model():
-    result = fit(TrainConfig(**{**FAST, "model": "cifar_convnet", "epochs": 1, "max_steps": 5}),
+    result = train_run(TrainConfig(**{**FAST, "model": "cifar_convnet", "epochs": 1, "max_steps": 5}),
                  data=digits_bundle())
     assert result.status == "finished"
     meta = runs.load_run(result.run_id).meta
@@ -234,7 +235,7 @@ def test_grey_digits_train_a_three_channel_32px_model():
 
 
 def test_colour_data_into_a_grey_model():
-    result = fit(TrainConfig(epochs=1, max_steps=5, **FAST), data=digits_bundle(channels=3), save=False)
+    result = train_run(TrainConfig(epochs=1, max_steps=5, **FAST), data=digits_bundle(channels=3))
     assert result.status == "finished" and result.model.cnnlab_input_shape == (1, 28, 28)
 
 
@@ -244,12 +245,12 @@ def test_channels_that_cannot_be_adapted():
     bundle.val.images = bundle.val.images.repeat(1, 2, 1, 1)
     bundle.info.mean, bundle.info.std = (0.2, 0.2), (0.3, 0.3)
     with pytest.raises(ConfigError, match="2 channels"):
-        fit(TrainConfig(epochs=1, **FAST), data=bundle, save=False)
+        train_run(TrainConfig(epochs=1, **FAST), data=bundle)
 
 
 def test_model_that_cannot_take_the_input_size():
     with pytest.raises(ConfigError, match="cannot process 3x28x28"):
-        fit(TrainConfig(**{**FAST, "model": "d2l_nin", "epochs": 1}), data=digits_bundle(), save=False)
+        train_run(TrainConfig(**{**FAST, "model": "d2l_nin", "epochs": 1}), data=digits_bundle())
 
 
 @pytest.mark.parametrize("scheduler", ["step", "cosine", "onecycle"])
@@ -257,7 +258,7 @@ def test_model_that_cannot_take_the_input_size():
 def test_optimizers_and_schedulers_run(optimizer, scheduler):
     cfg = TrainConfig(**{**FAST, "optimizer": optimizer, "lr": 0.05, "scheduler": scheduler,
                          "epochs": 2, "step_size": 1})
-    result = fit(cfg, data=digits_bundle(n_train=400), save=False)
+    result = train_run(cfg, data=digits_bundle(n_train=400))
     assert result.status == "finished" and len(result.history) == 2
     if scheduler == "step":
         assert [e.lr for e in result.history] == pytest.approx([0.005, 0.0005])
@@ -269,7 +270,7 @@ def test_optimizers_and_schedulers_run(optimizer, scheduler):
 @pytest.mark.parametrize("augment", ["flip", "cifar", "crop28", "imagenet"])
 def test_augmentation_presets_train(augment):
     cfg = TrainConfig(**{**FAST, "model": "lenet5", "augment": augment, "epochs": 1, "max_steps": 3})
-    result = fit(cfg, data=digits_bundle(n_train=200), save=False)
+    result = train_run(cfg, data=digits_bundle(n_train=200))
     assert result.status == "finished" and result.steps == 3 and len(result.history) == 1
 
 
@@ -280,7 +281,7 @@ def test_a_prepared_model_with_frozen_layers_trains_only_the_rest():
     for name, p in model.named_parameters():
         p.requires_grad = name.startswith("F7")
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    result = fit(TrainConfig(epochs=1, max_steps=5, **FAST), model=model, data=digits_bundle(), save=False)
+    result = train_run(TrainConfig(epochs=1, max_steps=5, **FAST), model=model, data=digits_bundle())
     after = result.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before if not k.startswith("F7"))
     assert not torch.equal(before["F7.weight"], after["F7.weight"])
@@ -301,7 +302,7 @@ def test_a_failing_run_is_recorded_as_failed():
 
     events, listener = _record()
     with pytest.raises(RuntimeError, match="boom"):
-        fit(TrainConfig(epochs=1, **FAST), model=Broken(), data=digits_bundle(), listeners=[listener])
+        train_run(TrainConfig(epochs=1, **FAST), model=Broken(), data=digits_bundle(), listeners=[listener])
     assert events[-1].status == "failed" and "boom" in events[-1].message
     run = runs.list_runs()[0]
     assert run.status == "failed" and "boom" in run.message
@@ -342,3 +343,11 @@ def test_a_killed_run_keeps_its_metrics_and_checkpoint(tmp_path):
     model = runs.load_model(run.run_id)
     assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
     assert not [p for p in run.path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_fit_alone_writes_nothing_the_run_folder_is_a_listeners_job():
+    from cnnlab.paths import runs_dir
+
+    result = fit(TrainConfig(epochs=1, max_steps=3, **FAST), data=digits_bundle())
+    assert result.status == "finished" and result.run_id is None
+    assert not runs_dir().exists()

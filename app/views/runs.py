@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import time
-from datetime import datetime
 
 import altair as alt
 import pandas as pd
@@ -12,7 +9,8 @@ import streamlit as st
 
 from app.common import show_error
 from cnnlab.errors import CnnlabError, DataError
-from cnnlab.runs import delete_run, list_runs, load_run
+from cnnlab.evaluate import evaluate_run
+from cnnlab.runs import curve_rows, delete_run, format_duration, list_runs, load_run, runs_table
 
 st.title("Runs")
 st.write("Every training run saved on this machine: compare their curves, evaluate one on its "
@@ -37,53 +35,18 @@ if deleted:
         st.session_state["runs-compare"] = [i for i in st.session_state["runs-compare"] if i in by_id]
 
 
-def _stamp(text: str) -> datetime | None:
-    try:
-        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S%z")
-    except (TypeError, ValueError):
-        return None
-
-
-def duration_s(run) -> float | None:
-    """Wall time from creation to the end (or to now while running)."""
-    rec = run.status_record
-    start = _stamp(rec.get("created") or run.created)
-    if run.status == "running" and start is not None:
-        return max(0.0, time.time() - start.timestamp())
-    end = _stamp(rec.get("finished", ""))
-    wall = (end - start).total_seconds() if start is not None and end is not None else None
-    elapsed = run.metrics[-1].get("elapsed") if run.metrics else None  # sub-second, up to the last epoch
-    if isinstance(elapsed, (int, float)) and (wall is None or wall < 10):
-        return float(elapsed)
-    return wall
-
-
-def fmt_duration(s: float | None) -> str:
-    if s is None:
-        return "—"
-    if s < 10:
-        return f"{s:.1f} s"
-    s = int(round(s))
-    return f"{s // 3600} h {s % 3600 // 60:02d} min" if s >= 3600 else f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
-
-
 def label(run) -> str:
     return f"{run.meta.get('model', '?')} on {run.meta.get('dataset', '?')} — {run.status} · {run.run_id}"
 
 
 # ---- the table ----------------------------------------------------------------------
 table = pd.DataFrame([{
-    "run": r.run_id,
-    "status": r.status,
-    "model": r.meta.get("model") or r.config.get("model"),
-    "dataset": r.meta.get("dataset") or r.config.get("dataset"),
-    "best val top-1": None if r.best_val_top1 is None else 100 * r.best_val_top1,
-    "epochs": f"{len(r.metrics)} / {r.config.get('epochs', '?')}",
-    "duration": fmt_duration(duration_s(r)),
-    "created": _stamp(r.created),
-    "problem": r.damage,
-} for r in runs])
-table["created"] = pd.to_datetime(table["created"], utc=True)
+    "run": row["run"], "status": row["status"], "model": row["model"], "dataset": row["dataset"],
+    "best val top-1": None if row["best_val_top1"] is None else 100 * row["best_val_top1"],
+    "epochs": f"{row['epochs_done']} / {row['epochs_planned'] or '?'}",
+    "duration": format_duration(row["duration_s"]), "created": row["created"], "problem": row["problem"],
+} for row in runs_table(runs)])
+table["created"] = pd.to_datetime(table["created"], unit="s", utc=True)
 st.dataframe(table, hide_index=True, width="stretch", height=min(38 + 35 * len(runs), 420),
              column_config={
                  "best val top-1": st.column_config.NumberColumn(format="%.1f%%"),
@@ -109,12 +72,7 @@ def draw_curves(run_ids: list[str]) -> None:
             run = load_run(run_id)  # fresh from disk: a running run grows
         except CnnlabError:
             continue
-        for m in run.metrics:
-            for metric, split, key in (("accuracy", "validation", "val_top1"), ("accuracy", "train", "train_top1"),
-                                       ("loss", "validation", "val_loss"), ("loss", "train", "train_loss")):
-                v = m.get(key)
-                if isinstance(v, (int, float)) and math.isfinite(v):
-                    rows.append((run_id, int(m["epoch"]), metric, split, float(v)))
+        rows += [(run_id, c["epoch"], c["metric"], c["split"], c["value"]) for c in curve_rows(run)]
     if not rows:
         st.caption("No epoch finished yet in the selected runs: curves appear after the first validation.")
         return
@@ -170,16 +128,7 @@ def evaluation(run_id: str, checkpoint_stamp: float):
 
     ``checkpoint_stamp`` (best.pt's mtime) is only part of the cache key.
     """
-    from cnnlab.evaluate import evaluate
-    from cnnlab.runs import load_model, load_run_data
-
-    r = load_run(run_id)
-    bundle = load_run_data(r)  # the split the trainer used, never downloading
-    classes = list(r.meta.get("classes") or bundle.info.classes)
-    if len(classes) != len(bundle.info.classes):
-        raise CnnlabError(f"the run has {len(classes)} classes but its dataset now has "
-                          f"{len(bundle.info.classes)}: the data changed since training.")
-    return evaluate(load_model(r.run_id), bundle.val, bundle.info, device="cpu")
+    return evaluate_run(run_id, split="val", device="cpu")  # its own split, rebuilt from its config
 
 
 def draw_evaluation(res, best: float | None) -> None:

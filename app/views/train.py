@@ -161,9 +161,9 @@ def live() -> None:
         elif end["status"] == "cancelled":
             st.warning(f"{text} Run {end['run_id']} keeps its best weights.")
         else:
-            st.error(text)
+            show_error(text, context=f"Training {end['status']}")
     elif job.state in FINAL_STATES and job.message:
-        st.error(job.message)
+        show_error(job.message, context=f"Training {job.state}")
 
 
 st.subheader("Live")

@@ -11,8 +11,10 @@ from cnnlab.errors import CnnlabError
 from cnnlab.jobs import get_manager
 from cnnlab.models import get_spec, list_models
 from cnnlab.models.pretrained import weights_status
-from cnnlab.runs import list_runs, load_run
-from cnnlab.transfer import CompareConfig, StandinConfig, standin_cfg_of, submit_comparison, submit_standin, summarize
+from cnnlab.runs import load_run
+from cnnlab.transfer import (
+    CompareConfig, StandinConfig, comparable, comparison_candidates, submit_comparison, submit_standin, summarize,
+)
 
 st.title("Transfer learning")
 st.write(
@@ -105,21 +107,10 @@ def progress() -> None:
 progress()
 
 st.subheader("Results")
-runs = [r for r in list_runs() if r.has_checkpoint]
-
-
-def is_pretrained(run) -> bool:
-    return bool(run.config.get("pretrained") or run.meta.get("prepared_model"))
-
-
-def is_candidate(run) -> bool:
-    return standin_cfg_of(run) is not None or get_spec(run.meta.get("model", "lenet")).family == "transfer" \
-        or run.config.get("dataset") == "caltech101"
-
-
-cands = [r for r in runs if is_candidate(r)]
-scratch_runs = [r.run_id for r in cands if not is_pretrained(r)]
-pre_runs = [r.run_id for r in cands if is_pretrained(r)]
+scratch_cands, pre_cands = comparison_candidates()
+cands = scratch_cands + pre_cands
+scratch_runs = [r.run_id for r in scratch_cands]
+pre_runs = [r.run_id for r in pre_cands]
 if not scratch_runs or not pre_runs:
     st.info("No comparison yet: run one above (the stand-in takes about a minute on a CPU).")
     st.stop()
@@ -129,7 +120,7 @@ labels = {r.run_id: f"{r.meta.get('model')} on {r.meta.get('display_name', r.con
           for r in cands}
 s_id = a.selectbox("From scratch", scratch_runs, index=scratch_runs.index(pair[0]) if pair[0] in scratch_runs else 0,
                    format_func=labels.get, key="tl-s")
-same = [r for r in pre_runs if load_run(r).meta.get("classes") == load_run(s_id).meta.get("classes")]
+same = [r.run_id for r in comparable(load_run(s_id), pre_cands)]
 if not same:
     st.info("No pretrained run was trained on the same classes as this scratch run: pick another one, "
             "or run a comparison above.")

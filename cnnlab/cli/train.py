@@ -10,7 +10,6 @@ import sys
 import threading
 from typing import Any, Callable
 
-from ..errors import ConfigError
 from ..train import TrainConfig  # the options below are generated from it
 
 
@@ -28,7 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e = subparsers.add_parser("eval", help="evaluate a saved run: per-class top-1/top-5",
                               description="Per-class and overall top-1/top-5 of a run's best weights.")
     e.add_argument("run", help="run id (or a unique beginning of one, matched literally)")
-    e.add_argument("--split", default="val", choices=["val", "test"])
+    e.add_argument("--split", default="val", choices=["val", "test", "train"],
+                   help="val (default), test, or train (clean accuracy on the training images, no augmentation)")
     e.add_argument("--batch-size", type=int, default=256)
     e.add_argument("--device", default="auto")
     e.set_defaults(func=cmd_eval)
@@ -196,20 +196,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from .. import runs
-    from ..evaluate import evaluate
-    from ..train import load_data
+    from ..evaluate import evaluate_run
 
     run = runs.load_run(args.run)
     config = runs.run_config(run)  # refuses a damaged config.json, or one without a dataset
-    bundle = load_data(config)  # same name, seed and fractions: the same split as in training
-    split = bundle.val if args.split == "val" else bundle.test
-    if split is None:
-        raise ConfigError(f"{config.dataset} has no test split; use --split val.")
-    from ..device import pick_device
-
-    device = pick_device(args.device)
-    model = runs.load_model(run.run_id, device=device)
-    result = evaluate(model, split, bundle.info, device=device, batch_size=args.batch_size)
+    result = evaluate_run(run, split=args.split, device=args.device, batch_size=args.batch_size)
     print(f"run {run.run_id}: {run.meta.get('model', '?')} on {config.dataset}, {args.split} split, "
           f"{result.count} images, loss {result.loss:.4f}")
     print(result.table())
