@@ -209,3 +209,18 @@ def dataset_classes(name: str) -> int | None:
     from cnnlab.data import list_datasets
 
     return next((s.num_classes for s in list_datasets() if s.name == name), None)
+
+
+def remember(store: str, key: str, default):
+    """Keep a widget's value for the session across page switches; returns ``key``.
+
+    Streamlit drops the state of a page's widgets once another page is shown. Call this just
+    before creating the widget with ``key=key`` and no value/index argument: the first time it
+    puts ``default`` in ``st.session_state[key]``, after a page switch the value kept in the plain
+    (non-widget) dict ``st.session_state[store]``; each run copies the current value there.
+    """
+    kept = st.session_state.setdefault(store, {})
+    if key not in st.session_state:
+        st.session_state[key] = kept.get(key, default)
+    kept[key] = st.session_state[key]
+    return key

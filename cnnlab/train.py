@@ -23,17 +23,18 @@ import logging
 import math
 import threading
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .data import DataBundle, load_dataset, stratified_subset
+from .data import DataBundle, TensorSplit, load_dataset, stratified_subset
 from .device import autocast_context, native_bf16, pick_device
 from .data.pipeline import (
-    AUGMENT_PRESETS, InputPipeline, eval_loop, first_layer_in_channels, model_eval_resize, model_space_stats,
+    AUGMENT_PRESETS, InputPipeline, default_input_size, eval_loop, first_layer_in_channels, model_eval_resize,
+    model_space_stats,
 )
 from .errors import CnnlabError, ConfigError, InputSizeError, ModelConfigError, UnknownModelError
 from .models import create, get_spec, list_models
@@ -43,8 +44,11 @@ log = logging.getLogger(__name__)
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
 SCHEDULERS = ("none", "step", "cosine", "onecycle")
 FREEZE_MODES = ("none", "features")
-# Steps by which the non-finite-loss check lags behind, per device type (see FiniteGuard).
+INITS = ("default", "kaiming", "xavier")
+VAL_SPLITS = ("holdout", "test")
+# Steps by which the non-finite-loss check lags behind, per device type (see DivergenceGuard).
 FINITE_CHECK_LAG: dict[str, int] = {"cuda": 1}
+EXPLODED = 20.0  # a loss this many times the loss of guessing at random means the training diverged
 
 
 # ======================================================================================
@@ -110,11 +114,16 @@ class TrainConfig:
                            "caltech101, folder", Rule("text", why=", e.g. 'digits'"), flag="--data")
     epochs: int = setting(3, "passes over the training set", _whole(1, 1000))
     batch_size: int = setting(64, "images per training step", _whole(1, 4096), label="batch size")
-    optimizer: str = setting("adam", "sgd | momentum (SGD, momentum 0.9) | adam | adamw",
+    optimizer: str = setting("adam", "sgd | momentum (SGD with --momentum) | adam | adamw",
                              Rule("choice", choices=OPTIMIZERS))
-    lr: float = setting(1e-3, "learning rate (typical: 0.1 for SGD, 0.001 for Adam)",
-                        Rule("float", 0, 10, lo_open=True, why=" (typical: 0.1 for SGD, 0.001 for Adam)"),
+    lr: float = setting(1e-3, "learning rate (typical: 0.1 for SGD, 0.001 for Adam; try 100 to see a divergence)",
+                        Rule("float", 0, 1e6, lo_open=True, why=" (typical: 0.1 for SGD, 0.001 for Adam)"),
                         label="learning rate")
+    momentum: float = setting(0.9, "momentum of the 'momentum' optimizer (seed 003: 0.5; seed 002: 0.99)",
+                              Rule("float", 0, 0.999), label="momentum")
+    nesterov: bool = setting(False, "Nesterov momentum (with the 'momentum' optimizer)")
+    init: str = setting("default", "weight initialisation: default (the model's own) | kaiming (seed 000) | "
+                        "xavier (seed 004)", Rule("choice", choices=INITS), label="initialisation")
     weight_decay: float = setting(0.0, "L2 penalty of the optimiser", Rule("float", 0, 1), label="weight decay")
     scheduler: str = setting("none", "learning-rate schedule: none | step | cosine | onecycle",
                              Rule("choice", choices=SCHEDULERS))
@@ -124,6 +133,9 @@ class TrainConfig:
     augment: str = setting("none", "batch augmentation preset: " + " | ".join(AUGMENT_PRESETS),
                            Rule("choice", choices=AUGMENT_PRESETS), label="augmentation preset")
     subset: int | None = setting(None, "train on this many images (class-balanced)", _whole(1, 100_000_000))
+    val_split: str = setting("holdout", "validate on a hold-out of the training set (holdout) or on the "
+                             "dataset's official test split (test), as the seeds do", Rule("choice", choices=VAL_SPLITS),
+                             label="validation split")
     val_fraction: float = setting(0.2, "share of the training data held out for validation",
                                   Rule("float", 0, 0.95, lo_open=True), label="val_fraction")
     seed: int = setting(0, "seed of the split, the initialisation, the shuffling and the augmentation",
@@ -321,10 +333,35 @@ def _size2(size: int | Sequence[int]) -> tuple[int, int]:
 def load_data(config: TrainConfig, download: bool = True) -> Any:
     """The config's dataset through :func:`cnnlab.data.load_dataset` (the split is a pure
     function of the config, so a run's data can be loaded again later)."""
-    return load_dataset(
-        config.dataset, root=config.data_root, seed=config.seed, subset=config.subset,
+    official = config.val_split == "test"
+    bundle = load_dataset(
+        config.dataset, root=config.data_root, seed=config.seed, subset=None if official else config.subset,
         val_fraction=config.val_fraction, download=download, **config.data_options,
     )
+    if official:  # the seeds' way: train on the whole training set, validate on the test split
+        if bundle.test is None:
+            raise ConfigError(f"{bundle.info.display_name} has no official test split: validate on a hold-out "
+                              "(val_split='holdout').")
+        train = TensorSplit(torch.cat([bundle.train.images, bundle.val.images]),
+                            torch.cat([bundle.train.labels, bundle.val.labels]))
+        if config.subset is not None and config.subset < len(train):
+            train = stratified_subset(train, config.subset, seed=config.seed)
+        bundle = replace(bundle, train=train, val=bundle.test,
+                         notes=[*bundle.notes, "validating on the official test split (no hold-out)"])
+    return bundle
+
+
+def init_weights(model: nn.Module, scheme: str) -> None:
+    """Re-initialise every convolution and fully connected layer: "kaiming" (He normal, fan-out,
+    for ReLU networks: seed 000) or "xavier" (Glorot uniform: seed 004); biases to zero."""
+    for m in model.modules():
+        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear)):
+            if scheme == "kaiming":
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            else:
+                nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
 
 
 def prepare_model(
@@ -338,14 +375,7 @@ def prepare_model(
     spec = get_spec(config.model)
     if model is None:
         channels = config.in_channels or spec.input_shape[0]
-        if config.input_size is not None:
-            size = _size2(config.input_size)
-        elif spec.family == "transfer":  # ImageNet models: the weights' own 224x224 crops
-            size = tuple(spec.input_shape[1:])
-        elif spec.fixed_input and not spec.sized_at_creation:
-            size = tuple(spec.input_shape[1:])
-        else:
-            size = tuple(data_shape[1:])
+        size = _size2(config.input_size) if config.input_size is not None else default_input_size(spec, data_shape[1:])
         kwargs: dict[str, Any] = {"num_classes": num_classes, "in_channels": channels, "input_size": list(size)}
         extra: dict[str, Any] = {}
         if spec.family == "transfer":  # only the first build loads ImageNet weights; a rebuild loads best.pt
@@ -361,10 +391,8 @@ def prepare_model(
             size = _size2(config.input_size)
         elif getattr(model, "cnnlab_input_shape", None) is not None:
             size = tuple(model.cnnlab_input_shape[1:])  # type: ignore[attr-defined]
-        elif spec.fixed_input and not spec.sized_at_creation:
-            size = tuple(spec.input_shape[1:])
         else:
-            size = tuple(data_shape[1:])
+            size = default_input_size(spec, data_shape[1:])
         kwargs = {"num_classes": num_classes, "in_channels": channels, "input_size": list(size)}
     shape = (int(channels), int(size[0]), int(size[1]))
     model.cnnlab_input_shape = shape  # type: ignore[attr-defined]
@@ -401,7 +429,8 @@ def make_optimizer(config: TrainConfig, params: Iterable[nn.Parameter]) -> torch
     if config.optimizer == "sgd":
         return torch.optim.SGD(params, lr=config.lr, weight_decay=wd)
     if config.optimizer == "momentum":
-        return torch.optim.SGD(params, lr=config.lr, momentum=0.9, weight_decay=wd)
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov and
+                               config.momentum > 0, weight_decay=wd)
     if config.optimizer == "adam":
         return torch.optim.Adam(params, lr=config.lr, weight_decay=wd)
     return torch.optim.AdamW(params, lr=config.lr, weight_decay=wd)
@@ -542,6 +571,11 @@ def prepare(config: TrainConfig, model: nn.Module | None = None, data: DataBundl
     torch.manual_seed(config.seed)
     model_given = model is not None
     model, model_shape, model_kwargs = prepare_model(config, data_shape, num_classes, model)  # type: ignore[arg-type]
+    if config.init != "default":
+        if model_given or config.pretrained:
+            raise ConfigError(f"init={config.init!r} would overwrite the weights this training starts from; "
+                              "keep init='default' for a prepared or pretrained model.")
+        init_weights(model, config.init)
     channels_last = device.type in ("cuda", "cpu")  # faster convolutions on CUDA and (mkldnn) on CPU
     model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     _check_forward(model, model_shape, num_classes, config.model, device)
@@ -638,13 +672,23 @@ class Meter:
         return event
 
 
-class FiniteGuard:
-    """The one non-finite-loss check. Reading a loss on the host stalls a GPU's queue, so on CUDA
-    step k's loss is read while step k+1 is already queued (``lag`` 1); on the CPU at once."""
+class DivergenceGuard:
+    """Decides that a training diverged, three ways, each with a message saying what happened and
+    what to try:
 
-    def __init__(self, device: torch.device, config: TrainConfig):
-        self.lag, self.config = FINITE_CHECK_LAG.get(device.type, 0), config
+    - a loss that is not finite (checked every step; on CUDA step k's loss is read while step k+1
+      is already queued, ``lag`` 1, since reading it at once would stall the GPU's queue);
+    - a loss that explodes: a window's mean above :data:`EXPLODED` times the loss of guessing at
+      random, ln(classes) (LeNet at learning rate 10 with SGD: 150 against 2.3);
+    - stuck at chance: after an epoch, validation top-1 no better than guessing and a training
+      loss worse than guessing, rising.
+    """
+
+    def __init__(self, device: torch.device, config: TrainConfig, num_classes: int):
+        self.lag, self.config, self.classes = FINITE_CHECK_LAG.get(device.type, 0), config, num_classes
+        self.chance_loss = math.log(max(num_classes, 2))
         self.pending: list[tuple[torch.Tensor, int, int]] = []
+        self.last_train_loss: float | None = None
 
     def push(self, loss: torch.Tensor, step: int, epoch: int) -> str | None:
         """Queue this step's loss; the diverged message if a checked loss is not finite."""
@@ -657,16 +701,37 @@ class FiniteGuard:
     def _check(self, count: int) -> str | None:
         for loss, step, epoch in self.pending[:max(count, 0)]:
             if not bool(torch.isfinite(loss)):
-                return self._message(float(loss), step, epoch)
+                value = float(loss)
+                shown = "NaN" if math.isnan(value) else ("+inf" if value > 0 else "-inf")
+                return self._message(f"the loss became {shown} at step {step} (epoch {epoch})")
         del self.pending[:max(count, 0)]
         return None
 
-    def _message(self, value: float, step: int, epoch: int) -> str:
+    def window(self, event: "StepEvent") -> str | None:
+        """After a step event (already on the host): has the loss exploded?"""
+        if math.isfinite(event.loss) and event.loss > EXPLODED * self.chance_loss:
+            return self._message(
+                f"the loss rose to {event.loss:.4g} by step {event.step} (epoch {event.epoch}), "
+                f"{event.loss / self.chance_loss:.0f} times the {self.chance_loss:.2f} of guessing at random")
+        return None
+
+    def epoch(self, event: "EpochEvent") -> str | None:
+        """After an epoch's validation: stuck at chance with a loss worse than guessing, and rising?"""
+        rising = self.last_train_loss is not None and event.train_loss > self.last_train_loss
+        self.last_train_loss = event.train_loss
+        if (event.val_top1 <= 1.2 / self.classes and event.train_loss > 1.5 * self.chance_loss
+                and (rising or event.epoch == 1)):
+            return self._message(
+                f"after epoch {event.epoch} the validation accuracy is {event.val_top1:.1%}, no better than "
+                f"guessing among {self.classes} classes, and the training loss ({event.train_loss:.3g}) is worse "
+                f"than guessing ({self.chance_loss:.2f})" + (" and rising" if rising else ""))
+        return None
+
+    def _message(self, what: str) -> str:
         c = self.config
-        shown = "NaN" if math.isnan(value) else ("+inf" if value > 0 else "-inf")
-        return (f"training diverged: the loss became {shown} at step {step} (epoch {epoch}); training stopped "
-                f"there. Try a lower learning rate (now {c.lr:g}; e.g. {c.lr / 10:g})"
-                + (", the adam optimizer" if c.optimizer != "adam" else "") + " or a model with batch normalisation.")
+        return (f"diverged: {what}; training stopped there. Try a lower learning rate (now {c.lr:g}; e.g. "
+                f"{c.lr / 10:g})" + (", the adam optimizer" if c.optimizer != "adam" else "")
+                + " or a model with batch normalisation.")
 
 
 @dataclass
@@ -726,7 +791,7 @@ def fit(
     emit(StartEvent(s.run_id, config.model, config.dataset, str(device), config.epochs, steps_per_epoch,
                     total_steps, n_train, len(s.val_y), sum(p.numel() for p in model.parameters()),
                     s.model_shape, s.classes, s.notes))
-    meter, guard, best = Meter(device, s.num_classes, total_steps, config), FiniteGuard(device, config), Best()
+    meter, guard, best = Meter(device, s.num_classes, total_steps, config), DivergenceGuard(device, config, s.num_classes), Best()
     status, message, step, epoch = "finished", "", 0, 0
     try:
         for epoch in range(1, config.epochs + 1):
@@ -759,7 +824,10 @@ def fit(
                 step += 1
                 meter.add(loss.detach(), logits.detach(), y)
                 if meter.due(step) or i == steps_per_epoch - 1:
-                    emit(meter.step_event(epoch, step, optimizer.param_groups[0]["lr"]))
+                    emit(event := meter.step_event(epoch, step, optimizer.param_groups[0]["lr"]))
+                    if (bad := guard.window(event)) is not None:
+                        status, message = "diverged", bad
+                        break
             meter.end_epoch()
             if status == "finished" and (bad := guard.flush()) is not None:
                 status, message = "diverged", bad
@@ -777,7 +845,10 @@ def fit(
             if is_best := best.offer(float(v["correct1"]) / float(v["count"]), epoch, model):
                 for r in recorders:
                     _safely("recorder", r.save_best, best.state, epoch)
-            emit(meter.epoch_event(epoch, step, v, optimizer.param_groups[0]["lr"], is_best))
+            emit(event := meter.epoch_event(epoch, step, v, optimizer.param_groups[0]["lr"], is_best))
+            if (bad := guard.epoch(event)) is not None:
+                status, message = "diverged", bad
+                break
             if step >= total_steps:
                 break
     except BaseException as e:

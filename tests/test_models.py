@@ -28,6 +28,8 @@ SEED_COUNTS = [
     ("vgg16", {"num_classes": 102}, 134_678_438, "seed 000: VGG16 for Caltech101"),
     ("googlenet", {}, 5_832_378, "seed 000: GoogLeNet, 10 classes"),
     ("resnet34", {}, 21_535_626, "seed 000: ResNet [3,4,6,3] basic, 10 classes"),
+    ("mlp_100", {}, 79_510, "seed 001: NeuralNet 784-100-10 on MNIST"),
+    ("mlp_64", {}, 50_890, "seed 002: question 2's MLP with 64 hidden units"),
 ]
 
 
@@ -238,3 +240,53 @@ def test_user_errors_live_in_errors_module():
     assert cnnlab.models.pretrained.WeightsUnavailableError is errors.WeightsUnavailableError
     with pytest.raises(errors.InputTooSmallError):
         create("lenet5", input_size=8)
+
+
+def test_mlps_are_the_seeds_networks():
+    """Seed 001's NeuralNet (l1 784->100, ReLU, l2 100->10) and seed 002's 64-hidden-unit MLP, which
+    question 2 compares with LeNet: more parameters than LeNet's 44,426 despite one hidden layer."""
+    assert list_models(family="mlp") == ["mlp_100", "mlp_64"]
+    assert set(list_models(family="mlp")) <= set(list_models())
+    for name, hidden, act, seed in (("mlp_100", 100, torch.nn.ReLU, "001"), ("mlp_64", 64, torch.nn.Tanh, "002")):
+        spec = get_spec(name)
+        assert spec.family == "mlp" and spec.seed == seed and spec.sized_at_creation
+        assert spec.input_shape == (1, 28, 28) and spec.num_classes == 10
+        m = meta(name)
+        assert [type(c) for c in m.children()][1:] == [torch.nn.Linear, act, torch.nn.Linear]
+        assert (m.l1.in_features, m.l1.out_features, m.l2.out_features) == (784, hidden, 10)
+        assert [n_params(m.l1), n_params(m.l2)] == [784 * hidden + hidden, hidden * 10 + 10]
+    assert n_params(meta("mlp_64")) > n_params(meta("lenet")) == 44_426
+
+
+def test_mlp_first_layer_sized_from_channels_and_input_size():
+    m = meta("mlp_100", in_channels=3, input_size=32, num_classes=100)
+    assert m.l1.in_features == 3 * 32 * 32 and n_params(m) == 3072 * 100 + 100 + 100 * 100 + 100
+    m = create("mlp_64", in_channels=3, input_size=(16, 20), num_classes=4).eval()
+    torch.manual_seed(0)
+    y = m(torch.randn(2, 3, 16, 20))
+    assert y.shape == (2, 4)
+    assert not torch.allclose(y.exp().sum(1), torch.ones(2), atol=1e-3)  # logits, not log-probabilities
+    with pytest.raises(InputSizeError) as e:
+        m(torch.randn(1, 3, 28, 28))
+    msg = str(e.value)
+    assert "'flatten'" in msg and "3x16x20" in msg and "input_size" in msg and "_adaptive" not in msg
+
+
+def test_mlp_summary_and_activations():
+    from cnnlab.activations import capture_activations
+    from cnnlab.inspect import summarize
+
+    s = summarize("mlp_100")
+    assert s.total_params == 79_510 and s.output_shape == (10,)
+    assert [(r.name, r.output_shape, r.params) for r in s.rows if r.is_leaf] == [
+        ("flatten", (784,), 0), ("l1", (100,), 78_500), ("act", (100,), 0), ("l2", (10,), 1_010)]
+    acts = capture_activations(create("mlp_100").eval(), torch.randn(2, 1, 28, 28), ["l1", "act"])
+    assert acts["l1"].shape == acts["act"].shape == (2, 100) and (acts["act"] >= 0).all()
+
+
+def test_sized_at_creation_models_do_not_suggest_a_missing_adaptive_twin():
+    with pytest.raises(InputSizeError) as e:
+        create("lenet5").eval()(torch.randn(1, 1, 32, 32))
+    assert "lenet5_adaptive" not in str(e.value) and "input_size" in str(e.value)
+    with pytest.raises(UnknownModelError):
+        get_spec("lenet5_adaptive")

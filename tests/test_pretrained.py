@@ -134,3 +134,34 @@ def test_pretrained_spec_without_its_file(no_network):
     s = summarize("vgg16_imagenet")  # the meta device needs no weights
     assert s.total_params == 138_357_544 and s.output_shape == (1000,)
     assert not weights_path("vgg16").exists()
+
+
+def test_alexnet_transfer_new_last_layer(no_network):
+    """Seed 002's exercise 3: torchvision AlexNet with ImageNet weights, classifier[6] replaced by
+    Linear(4096, classes); frozen features leave 4096*10+10 trainable parameters for 10 classes."""
+    from cnnlab.models import create, get_spec, list_models
+
+    spec = get_spec("alexnet_transfer")
+    assert spec.family == "transfer" and spec.seed == "002" and "alexnet_transfer" in list_models(family="transfer")
+    state, path = place_fake_weights("alexnet")
+    model = create("alexnet_transfer", num_classes=10, pretrained=True)
+    assert count_trainable(model) == 40_970 == 4096 * 10 + 10
+    head = model.classifier[6]
+    assert isinstance(head, torch.nn.Linear) and (head.in_features, head.out_features) == (4096, 10)
+    assert all(p.requires_grad == n.startswith("classifier.6.") for n, p in model.named_parameters())
+    assert torch.equal(model.features[0].weight, state["features.0.weight"])  # ImageNet weights, read by cnnlab
+    assert sum(p.numel() for p in model.parameters()) == 61_100_840 - (4096 * 1000 + 1000) + 40_970
+    finetune = create("alexnet_transfer", num_classes=10, pretrained=True, mode="finetune")
+    assert count_trainable(finetune) == sum(p.numel() for p in finetune.parameters())
+    assert torch.equal(finetune.features[0].weight, state["features.0.weight"])
+    assert finetune.cnnlab_transfer == {"base": "alexnet", "mode": "finetune", "pretrained": True, "num_classes": 10}
+
+
+def test_alexnet_transfer_without_its_weights_file(no_network):
+    from cnnlab.models import create
+
+    with pytest.raises(WeightsUnavailableError, match="alexnet-owt-7be5be79.pth"):
+        create("alexnet_transfer", num_classes=10, pretrained=True)
+    assert not weights_path("alexnet").exists()
+    with torch.device("meta"):  # shapes only: no file needed
+        assert count_trainable(create("alexnet_transfer", num_classes=10)) == 61_100_840 - 4_097_000 + 40_970

@@ -183,7 +183,7 @@ def test_huge_learning_rate_diverges_with_a_message():
     [
         (dict(lr=0), "learning rate"),
         (dict(lr=-1e-3), "learning rate"),
-        (dict(lr=11.0), "learning rate"),
+        (dict(lr=2e6), "learning rate"),
         (dict(lr=float("nan")), "learning rate"),
         (dict(batch_size=0), "batch size"),
         (dict(batch_size=4097), "batch size"),
@@ -351,3 +351,57 @@ def test_fit_alone_writes_nothing_the_run_folder_is_a_listeners_job():
     result = fit(TrainConfig(epochs=1, max_steps=3, **FAST), data=digits_bundle())
     assert result.status == "finished" and result.run_id is None
     assert not runs_dir().exists()
+
+
+def test_lr_10_with_sgd_on_lenet_ends_diverged_not_finished():
+    """Only NaN counted: LeNet at LR 10 ended "finished" with a loss of 150."""
+    result = fit(TrainConfig(model="lenet", optimizer="sgd", lr=10, epochs=3, log_every_steps=1, device="cpu"),
+                 data=digits_bundle())
+    assert result.status == "diverged", result.message
+    assert result.message.startswith("diverged: the loss rose to") and "guessing at random" in result.message
+    assert "learning rate" in result.message
+
+
+def test_stuck_at_chance_with_a_rising_loss_is_divergence():
+    from cnnlab.train import DivergenceGuard, EpochEvent
+
+    guard = DivergenceGuard(torch.device("cpu"), TrainConfig(), num_classes=10)
+
+    def epoch(n, train_loss, val_top1):
+        return EpochEvent(n, 10 * n, train_loss, 0.1, 0.5, 2.3, val_top1, 0.5, 0.1, 100.0, 1.0, 1.0, False)
+
+    assert guard.epoch(epoch(1, 2.0, 0.30)) is None  # learning
+    assert guard.epoch(epoch(2, 3.0, 0.35)) is None  # loss up, but accuracy well above chance
+    assert guard.epoch(epoch(3, 3.6, 0.10)) is not None  # chance, loss worse than guessing, rising
+    fresh = DivergenceGuard(torch.device("cpu"), TrainConfig(), num_classes=10)
+    assert fresh.epoch(epoch(1, 2.4, 0.10)) is None  # a slow start at chance-level loss is not divergence
+
+
+def test_momentum_nesterov_and_initialisation_reach_the_optimizer_and_the_model():
+    from cnnlab.train import init_weights, make_optimizer, prepare
+
+    cfg = TrainConfig(**{**FAST, "optimizer": "momentum", "momentum": 0.5, "nesterov": True, "lr": 0.01})
+    opt = make_optimizer(cfg, torch.nn.Linear(2, 2).parameters())
+    assert opt.param_groups[0]["momentum"] == 0.5 and opt.param_groups[0]["nesterov"] is True
+    a = prepare(TrainConfig(init="xavier", **FAST), data=digits_bundle()).model
+    b = prepare(TrainConfig(init="kaiming", **FAST), data=digits_bundle()).model
+    default = prepare(TrainConfig(**FAST), data=digits_bundle()).model
+    name = next(n for n, p in default.named_parameters() if n.endswith("weight") and p.dim() == 4)
+    ws = [dict(m.named_parameters())[name] for m in (a, b, default)]
+    assert not torch.equal(ws[0], ws[2]) and not torch.equal(ws[1], ws[2])
+    assert all(float(p.abs().sum()) == 0 for n, p in a.named_parameters() if n.endswith("bias"))
+    layer = torch.nn.Conv2d(3, 64, 3)
+    init_weights(layer, "kaiming")
+    assert float(layer.weight.std()) == pytest.approx((2 / (64 * 9)) ** 0.5, rel=0.1)  # He, fan-out
+
+
+def test_official_test_split_is_the_validation_when_asked():
+    from cnnlab.train import load_data
+
+    opts = {"n_train": 300, "n_val": 60, "n_test": 120}
+    holdout = load_data(TrainConfig(dataset="shapes", data_options=opts))
+    official = load_data(TrainConfig(dataset="shapes", val_split="test", data_options=opts))
+    assert torch.equal(official.val.images, holdout.test.images)
+    assert len(official.train) == len(holdout.train) + len(holdout.val)  # no hold-out taken away
+    with pytest.raises(ConfigError, match="no official test split"):
+        load_data(TrainConfig(dataset="digits", val_split="test"))

@@ -222,8 +222,8 @@ def first_layer_in_channels(model: nn.Module) -> int | None:
 
 def default_input_size(spec: Any, data_size: Sequence[int]) -> tuple[int, int]:
     """The size a registry model is trained at when no ``input_size`` is given: its spec's for
-    fixed-input models and models on ImageNet weights (family ``"transfer"``), else the data's."""
-    if spec is not None and (spec.family == "transfer" or (spec.fixed_input and not spec.sized_at_creation)):
+    fixed-input models and models on ImageNet weights (families "transfer" and "pretrained"), else the data's."""
+    if spec is not None and (spec.family in ("transfer", "pretrained") or (spec.fixed_input and not spec.sized_at_creation)):
         return (int(spec.input_shape[1]), int(spec.input_shape[2]))
     return (int(data_size[0]), int(data_size[1]))
 

@@ -9,6 +9,6 @@ the transfer-learning models built on them included.
 from ._registry import PRETRAINED_FAMILY, ModelSpec, all_specs, create, get_spec, list_models, register
 
 # Each family module registers its models when imported (the order does not matter).
-from . import alexnet, cifar, densenet, googlenet, lenet, nin, pretrained, resnet, vgg  # noqa: E402,F401,I001
+from . import alexnet, cifar, densenet, googlenet, lenet, mlp, nin, pretrained, resnet, vgg  # noqa: E402,F401,I001
 
 __all__ = ["PRETRAINED_FAMILY", "ModelSpec", "all_specs", "create", "get_spec", "list_models", "register"]

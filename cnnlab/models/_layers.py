@@ -32,6 +32,8 @@ class FixedFlatten(nn.Module):
         self.model_name = "this model"
         self.required_input: tuple[int, ...] | None = None
         self.consumer = "the next fully connected layer"
+        # What to do about a mismatch; None: resize, or use the model's ``_adaptive`` twin.
+        self.remedy: str | None = None
 
     @property
     def features(self) -> int:
@@ -55,8 +57,8 @@ class FixedFlatten(nn.Module):
             f"{self.model_name}: layer '{self.layer_name}' flattens the features for "
             f"{self.consumer}, which expects {c}x{h}x{w} = {self.features:,} values, but this "
             f"input produced {'x'.join(map(str, got))} = {math.prod(got):,}.{need} "
-            f"Resize the input, or use '{self.model_name}_adaptive', which pools to "
-            f"{h}x{w} first and accepts other sizes."
+            + (self.remedy or f"Resize the input, or use '{self.model_name}_adaptive', which pools to "
+                              f"{h}x{w} first and accepts other sizes.")
         )
 
     def extra_repr(self) -> str:

@@ -99,6 +99,10 @@ class LeNet5(nn.Module):
         self.relu2 = nn.ReLU()
         self.pool2 = nn.MaxPool2d(2)
         self.flatten = FixedFlatten(layers[2], max(fh, 1), max(fw, 1))
+        self.flatten.remedy = (  # sized at creation: there is no lenet5_adaptive
+            "Create the model again with input_size set to the images' size (its first FC layer is "
+            f"sized from the input at creation), or resize the images to {input_size[0]}x{input_size[1]}."
+        )
         self.fc1 = nn.Linear(layers[3], layers[4])
         self.fc2 = nn.Linear(layers[4], layers[5])
         self.fc3 = nn.Linear(layers[5], layers[6])

@@ -12,14 +12,16 @@ the error names the exact file, the folder to put it in, and the address to get 
 Seed 000's transfer setup for VGG16: every pretrained parameter frozen and ``classifier[6]``
 replaced by ``Linear(4096, 256) - ReLU - Dropout(0.4) - Linear(256, classes)``: 1,075,046
 trainable parameters for Caltech101's 102 classes. Seed 001's for ResNet18: ``fc`` replaced by
-``Linear(512, classes)``, either frozen (feature extraction) or fully fine-tuned.
+``Linear(512, classes)``, either frozen (feature extraction) or fully fine-tuned. Seed 002's
+exercise 3 for AlexNet: ``classifier[6]`` replaced by ``Linear(4096, classes)`` (40,970 trainable
+parameters for 10 classes when the rest is frozen).
 
 In the registry, each pretrained model is a :class:`~cnnlab.models.ModelSpec` of family
 ``"pretrained"`` whose ``weights`` is the torchvision enum: ``create("vgg16_imagenet")`` (or
 ``create("pretrained:vgg16")``) builds it with its weights, ``weights=None`` without them;
 :data:`PRETRAINED` holds the same specs by short name (``vgg16``, as in ``pretrained:vgg16`` and
-``python -m cnnlab fetch vgg16``). ``vgg16_transfer`` and ``resnet18_transfer`` (family
-``"transfer"``) put the seeds' new heads on them.
+``python -m cnnlab fetch vgg16``). ``vgg16_transfer``, ``resnet18_transfer`` and
+``alexnet_transfer`` (family ``"transfer"``) put the seeds' new heads on them.
 """
 
 from __future__ import annotations
@@ -287,7 +289,7 @@ _register_pretrained(
     "002", "Seed 002's exercise on a pretrained AlexNet: ImageNet top-1 56.5%.",
 )
 
-_TRANSFER = ("vgg16_transfer", "resnet18_transfer")
+_TRANSFER = ("vgg16_transfer", "resnet18_transfer", "alexnet_transfer")
 
 register(ModelSpec(
     name="vgg16_transfer", display_name="VGG-16 + seed head (torchvision)", family="transfer",
@@ -303,4 +305,13 @@ register(ModelSpec(
     input_shape=(3, 224, 224), num_classes=2, builder=_transfer_builder("resnet18"),
     notes="torchvision's ResNet-18 with fc replaced by Linear(512, classes), as in seed 001 (ants and "
           "bees). pretrained=True loads ImageNet weights; mode 'feature_extract' freezes them.",
+))
+register(ModelSpec(
+    name="alexnet_transfer", display_name="AlexNet + new last layer (torchvision)", family="transfer",
+    year=2012, paper="Krizhevsky et al., ImageNet Classification with Deep CNNs, NeurIPS 2012", seed="002",
+    input_shape=(3, 224, 224), num_classes=8, builder=_transfer_builder("alexnet"),
+    notes="torchvision's AlexNet with classifier[6] replaced by Linear(4096, classes), as in seed 002's "
+          "exercise 3 (pretrained AlexNet fine-tuned on the 8 classes of 8Scenes). pretrained=True loads "
+          "ImageNet weights; mode 'feature_extract' freezes them (40,970 trainable parameters for 10 "
+          "classes), 'finetune' trains everything, as the exercise asks.",
 ))
