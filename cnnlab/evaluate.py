@@ -56,6 +56,7 @@ class ClassResult:
     count: int
     top1: float
     top5: float
+    loss: float = float("nan")  # mean cross-entropy over the class's images (seed 000's table)
 
 
 @dataclass
@@ -71,16 +72,17 @@ class EvalResult:
     confusion: np.ndarray  # K x K int64, rows = true class, columns = predicted class
 
     def table(self) -> str:
-        """A per-class table like seed 000's (class, images, top1, top5), then overall."""
+        """A per-class table like seed 000's (class, images, top1, top5, loss), then overall."""
         width = max([len("class"), len("overall")] + [len(c.name) for c in self.per_class])
-        lines = [f"{'class':<{width}}  {'images':>6}  {'top1':>6}  {'top5':>6}"]
+        lines = [f"{'class':<{width}}  {'images':>6}  {'top1':>6}  {'top5':>6}  {'loss':>7}"]
         for c in self.per_class:
             t1 = f"{100 * c.top1:5.1f}%" if c.count else "     -"
             t5 = f"{100 * c.top5:5.1f}%" if c.count else "     -"
-            lines.append(f"{c.name:<{width}}  {c.count:>6}  {t1:>6}  {t5:>6}")
+            loss = f"{c.loss:7.4f}" if c.count else "      -"
+            lines.append(f"{c.name:<{width}}  {c.count:>6}  {t1:>6}  {t5:>6}  {loss}")
         lines.append("-" * len(lines[0]))
         lines.append(
-            f"{'overall':<{width}}  {self.count:>6}  {100 * self.top1:5.1f}%  {100 * self.top5:5.1f}%"
+            f"{'overall':<{width}}  {self.count:>6}  {100 * self.top1:5.1f}%  {100 * self.top5:5.1f}%  {self.loss:7.4f}"
         )
         return "\n".join(lines)
 
@@ -142,11 +144,13 @@ def evaluate(
     counts = confusion.sum(axis=1)
     diag = np.diag(confusion)
     top5 = r["class_top5"].numpy()
+    class_loss = r["class_loss"].numpy()
     per_class = [
         ClassResult(
             name=classes[i], count=int(counts[i]),
             top1=float(diag[i] / counts[i]) if counts[i] else 0.0,
             top5=float(top5[i] / counts[i]) if counts[i] else 0.0,
+            loss=float(class_loss[i] / counts[i]) if counts[i] else float("nan"),
         )
         for i in range(num_classes)
     ]

@@ -33,8 +33,8 @@ from torch.nn import functional as F
 from .data import DataBundle, TensorSplit, load_dataset, stratified_subset
 from .device import autocast_context, native_bf16, pick_device
 from .data.pipeline import (
-    AUGMENT_PRESETS, InputPipeline, default_input_size, eval_loop, first_layer_in_channels, model_eval_resize,
-    model_space_stats,
+    AUGMENT_PRESETS, InputPipeline, default_input_size, eval_loop, first_layer_in_channels, get_preset,
+    model_eval_resize, model_space_stats,
 )
 from .errors import CnnlabError, ConfigError, InputSizeError, ModelConfigError, UnknownModelError
 from .models import create, get_spec, list_models
@@ -159,6 +159,8 @@ class TrainConfig:
     pretrained: bool = setting(False, "start from ImageNet weights (transfer-learning models)")
     freeze: str = setting("none", "none | features: keep the pretrained features fixed",
                           Rule("choice", choices=FREEZE_MODES), label="freeze mode")
+    init_from: str | None = setting(None, "start from this run's best weights: every layer whose shape fits is "
+                                    "reused, the others (a new head for another class count) start fresh")
     tag: str = setting("", "a label kept with the run, e.g. the comparison or lesson it belongs to")
 
     def validate(self) -> "TrainConfig":
@@ -543,8 +545,12 @@ def _safely(what: str, fn: Callable[..., Any], *args: Any) -> None:
         log.exception("training %s %r failed", what, fn)
 
 
-def prepare(config: TrainConfig, model: nn.Module | None = None, data: DataBundle | None = None) -> Prepared:
-    """Device, tensors, model and input pipelines for ``config`` (validated first)."""
+def prepare(config: TrainConfig, model: nn.Module | None = None, data: DataBundle | None = None,
+            initial_state: Mapping[str, torch.Tensor] | None = None) -> Prepared:
+    """Device, tensors, model and input pipelines for ``config`` (validated first).
+
+    ``initial_state``: the weights ``config.init_from`` names (``cnnlab.runs.load_checkpoint``),
+    loaded into every layer whose shape fits."""
     config.validate()
     device = pick_device(config.device)
     if device.type == "cuda":
@@ -576,6 +582,12 @@ def prepare(config: TrainConfig, model: nn.Module | None = None, data: DataBundl
             raise ConfigError(f"init={config.init!r} would overwrite the weights this training starts from; "
                               "keep init='default' for a prepared or pretrained model.")
         init_weights(model, config.init)
+    notes = list(getattr(bundle, "notes", []) or [])
+    if config.init_from is not None:
+        if initial_state is None:
+            raise ConfigError(f"init_from={config.init_from!r}: pass the run's weights too, e.g. "
+                              "fit(config, initial_state=cnnlab.runs.load_checkpoint(config.init_from)).")
+        notes.append(_load_fitting(model, initial_state, config.init_from))
     channels_last = device.type in ("cuda", "cpu")  # faster convolutions on CUDA and (mkldnn) on CPU
     model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     _check_forward(model, model_shape, num_classes, config.model, device)
@@ -583,18 +595,32 @@ def prepare(config: TrainConfig, model: nn.Module | None = None, data: DataBundl
     model.cnnlab_norm = (mean, std)  # type: ignore[attr-defined]  # what evaluation and prediction use
     pipe = dict(data_shape=data_shape, model_shape=model_shape, mean=mean, std=std, device=device,
                 channels_last=channels_last, eval_resize=model_eval_resize(model))
-    notes = list(getattr(bundle, "notes", []) or [])
     if data_shape[0] != model_shape[0]:
         how = "repeated" if data_shape[0] == 1 else "converted to greyscale"
         notes.append(f"{data_shape[0]}-channel images {how} for a {model_shape[0]}-channel model.")
     if data_shape[1:] != model_shape[1:]:
-        notes.append(f"{data_shape[1]}x{data_shape[2]} images resized to {model_shape[1]}x{model_shape[2]}.")
+        size, target = f"{data_shape[1]}x{data_shape[2]}", f"{model_shape[1]}x{model_shape[2]}"
+        notes.append(f"random {target} crops of the {size} images (the centre {target} at validation)."
+                     if get_preset(config.augment).eval_cut == "center" else f"{size} images resized to {target}.")
     if device.type == "cuda":  # keep a small uint8 dataset on the GPU; otherwise pin it
         on_gpu = train_x.numel() < 512 * 2**20
         train_x, train_y = (train_x.to(device), train_y.to(device)) if on_gpu else (train_x.pin_memory(), train_y.pin_memory())
     return Prepared(config, device, channels_last, bundle, train_x, train_y, val_x, val_y, num_classes, model,
                     model_shape, model_kwargs, model_given, InputPipeline(augment=config.augment, **pipe),
                     InputPipeline(augment="none", **pipe), notes)
+
+
+def _load_fitting(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> str:
+    """Load every tensor of ``state`` whose name and shape fit ``model``; the note says which."""
+    own = model.state_dict()
+    fits = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
+    if not fits:
+        raise ConfigError(f"none of the layers of run {source} fits {type(model).__name__}: start from a run of "
+                          "the same architecture.")
+    model.load_state_dict({**own, **fits})
+    fresh = sorted({k.rsplit(".", 1)[0] for k in own if k not in fits})
+    return (f"started from run {source}: reused {len(fits)} of {len(own)} tensors"
+            + (f"; new (fresh) layers: {', '.join(fresh[:6])}" if fresh else "; every layer reused") + ".")
 
 
 # ======================================================================================
@@ -762,15 +788,16 @@ def fit(
     data: DataBundle | None = None,
     listeners: Sequence[Listener] = (),
     cancel: threading.Event | None = None,
+    initial_state: Mapping[str, torch.Tensor] | None = None,
 ) -> TrainResult:
     """Train ``config.model`` (or a prepared ``model``) on ``config.dataset`` (or ``data``).
 
     ``listeners`` receive every event; pass ``cnnlab.runs.RunRecorder()`` to save the run folder
     and ``cnnlab.tensorboard_log.TensorBoardRecorder()`` for TensorBoard. Set ``cancel`` (from any
-    thread) to stop within one step. Returns a :class:`TrainResult` ("finished", "cancelled" or
+    thread) to stop within one step. ``initial_state``: the weights ``config.init_from`` names. Returns a :class:`TrainResult` ("finished", "cancelled" or
     "diverged"); an unexpected error is reported as "failed" to the listeners and re-raised.
     """
-    s = prepare(config, model, data)
+    s = prepare(config, model, data, initial_state)
     model, device, bs = s.model, s.device, config.batch_size
     n_train = len(s.train_y)
     steps_per_epoch = max(1, n_train // bs if n_train % bs == 1 and n_train > 1 else math.ceil(n_train / bs))

@@ -143,3 +143,16 @@ def test_evaluate_uses_the_model_space_statistics():
     model.cnnlab_norm = (mean, std)
     assert evaluate(model, split, info, device="cpu").loss == pytest.approx(r.loss)
     assert isinstance(info, SimpleNamespace) and r.count == 20
+
+
+def test_per_class_loss_averages_to_the_overall_loss():
+    from cnnlab.data import load_dataset
+    from cnnlab.evaluate import evaluate
+    from cnnlab.models import create
+
+    bundle = load_dataset("digits", seed=0)
+    result = evaluate(create("lenet", num_classes=10).eval(), bundle.val, bundle.info, device="cpu")
+    weighted = sum(c.loss * c.count for c in result.per_class) / result.count
+    assert weighted == pytest.approx(result.loss, rel=1e-6)
+    assert len({round(c.loss, 6) for c in result.per_class}) > 1
+    assert "loss" in result.table().splitlines()[0]

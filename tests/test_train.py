@@ -405,3 +405,39 @@ def test_official_test_split_is_the_validation_when_asked():
     assert len(official.train) == len(holdout.train) + len(holdout.val)  # no hold-out taken away
     with pytest.raises(ConfigError, match="no official test split"):
         load_data(TrainConfig(dataset="digits", val_split="test"))
+
+
+def test_init_from_a_run_reuses_every_layer_but_the_head(capsys):
+    """Seed 002's CIFAR-100 -> CIFAR-10 fine-tuning, here 8 shape classes -> 3, from the command line."""
+    from cnnlab.cli import main
+
+    opts = ["--data-option", "n_train=160", "--data-option", "n_val=40"]
+    assert main(["train", "--model", "cifar_convnet", "--data", "shapes", "--max-steps", "3", "--epochs", "1",
+                 "--device", "cpu", "--no-tensorboard", *opts]) == 0
+    (source,) = runs.list_runs()
+    assert main(["train", "--model", "cifar_convnet", "--data", "shapes", "--epochs", "1", "--max-steps", "3",
+                 "--device", "cpu", "--no-tensorboard", "--init-from", source.run_id, *opts,
+                 "--data-option", 'classes=["ring","heart","crescent"]']) == 0
+    out = capsys.readouterr().out
+    target = runs.list_runs()[0]
+    note = next(n for n in target.meta["notes"] if n.startswith("started from run"))
+    assert note in out and "fc3" in note
+    before = runs.load_checkpoint(source.run_id)
+    fresh = [k for k in before if k.startswith("fc3.")]
+    assert f"reused {len(before) - len(fresh)} of {len(before)} tensors" in note
+    assert target.config["init_from"] == source.run_id and target.meta["model_kwargs"]["num_classes"] == 3
+
+
+def test_init_from_needs_the_weights():
+    with pytest.raises(ConfigError, match="initial_state"):
+        fit(TrainConfig(init_from="20260101-000000-lenet-digits-abcd", **FAST), data=digits_bundle())
+
+
+def test_crop_augmentation_says_crop_not_resize():
+    from cnnlab.train import prepare
+
+    setup = prepare(TrainConfig(model="mini_alexnet_v3", dataset="shapes", augment="crop28", device="cpu",
+                                data_options={"n_train": 64, "n_val": 16}))
+    assert setup.model_shape == (3, 28, 28)
+    assert "random 28x28 crops of the 32x32 images (the centre 28x28 at validation)." in setup.notes
+    assert not any("resized" in n for n in setup.notes)

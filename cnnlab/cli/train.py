@@ -147,7 +147,7 @@ def _metrics_table(history: list[Any]) -> str:
 def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..runs import recorders
+    from ..runs import load_checkpoint, recorders
     from ..train import EndEvent, EpochEvent, StartEvent, StepEvent, fit
 
     config = config_from_args(args)
@@ -183,7 +183,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         previous = signal.signal(signal.SIGINT, on_sigint)
     try:
-        result = fit(config, listeners=[*recorders(tensorboard=not args.no_tensorboard), listener], cancel=cancel)
+        start = load_checkpoint(config.init_from) if config.init_from else None
+        result = fit(config, listeners=[*recorders(tensorboard=not args.no_tensorboard), listener], cancel=cancel,
+                     initial_state=start)
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)

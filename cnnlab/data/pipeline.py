@@ -337,7 +337,8 @@ def eval_loop(
     """Loss and top-1/top-5 counts over a split (one host sync at the end).
 
     Returns tensors on the host: ``loss_sum``, ``correct1``, ``correct5``, ``count`` and, with
-    ``per_class``, ``confusion`` (K x K, rows true, columns predicted) and ``class_top5``.
+    ``per_class``, ``confusion`` (K x K, rows true, columns predicted), ``class_top5`` and
+    ``class_loss`` (the sum of the loss over each class's images).
     Returns ``None`` if ``cancel`` is set before the loop ends (checked before each batch).
     """
     device = pipeline.device
@@ -349,6 +350,7 @@ def eval_loop(
     correct5 = torch.zeros((), device=device, dtype=torch.int64)
     confusion = torch.zeros(num_classes * num_classes, device=device, dtype=torch.int64)
     class_top5 = torch.zeros(num_classes, device=device, dtype=torch.int64)
+    class_loss = torch.zeros(num_classes, device=device, dtype=torch.float64)
     n = int(labels.shape[0])
     try:
         for start in range(0, n, batch_size):
@@ -359,7 +361,8 @@ def eval_loop(
             with autocast_context(device):
                 logits = model(x)
             logits = logits.float()
-            loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
+            losses = F.cross_entropy(logits, y, reduction="none").double()
+            loss_sum += losses.sum()
             topk = logits.topk(k, dim=1).indices
             hit5 = (topk == y[:, None]).any(dim=1)
             pred = topk[:, 0]
@@ -368,6 +371,7 @@ def eval_loop(
             if per_class:
                 confusion += torch.bincount(y * num_classes + pred, minlength=num_classes**2)
                 class_top5 += torch.bincount(y, weights=hit5.float(), minlength=num_classes).long()
+                class_loss.index_add_(0, y, losses)
     finally:
         model.train(was_training)
     out: dict[str, Any] = {
@@ -376,6 +380,7 @@ def eval_loop(
     if per_class:
         out["confusion"] = confusion.view(num_classes, num_classes).cpu()
         out["class_top5"] = class_top5.cpu()
+        out["class_loss"] = class_loss.cpu()
     return out
 
 
