@@ -142,8 +142,8 @@ class TrainConfig:
                         _whole(0, 2**63 - 1))
     device: str = setting("auto", "auto, cpu, cuda or mps", Rule("text"))
     num_classes: int | None = setting(None, "output classes (default: the dataset's)", _whole(1, 100_000))
-    in_channels: int | None = setting(None, "input channels of the model (default: the model's; the data "
-                                      "is adapted)", _whole(1, 64))
+    in_channels: int | None = setting(None, "input channels of the model (default: the data's; 3 for ImageNet "
+                                      "weights; other data is adapted: grey repeated, colour to luma)", _whole(1, 64))
     input_size: int | tuple[int, int] | None = setting(
         None, "resize images to this size for the model: 32 or 32x28 (default: a fixed-input model's own "
         "size, else the data's)")
@@ -376,7 +376,10 @@ def prepare_model(
     """
     spec = get_spec(config.model)
     if model is None:
-        channels = config.in_channels or spec.input_shape[0]
+        # the model takes the data's channels (LeNet-5 on CIFAR-10 is the seed's RGB LeNet-5, not a grey
+        # one), except models with ImageNet weights, which take RGB (grey images are repeated)
+        pretrained = spec.family in ("transfer", "pretrained")
+        channels = config.in_channels or (spec.input_shape[0] if pretrained else data_shape[0])
         size = _size2(config.input_size) if config.input_size is not None else default_input_size(spec, data_shape[1:])
         kwargs: dict[str, Any] = {"num_classes": num_classes, "in_channels": channels, "input_size": list(size)}
         extra: dict[str, Any] = {}

@@ -187,7 +187,7 @@ def test_the_trainer_records_the_statistics_of_the_luma_images():
     rgb_mean, rgb_std = measure_stats(images, 3)
     info = DatasetInfo("colour", "Colour (test)", [str(i) for i in range(10)], (3, 28, 28), rgb_mean, rgb_std, "embedded")
     bundle = DataBundle(info, TensorSplit(images[:40], labels[:40]), TensorSplit(images[40:], labels[40:]), None, [])
-    s = prepare(TrainConfig(model="lenet", epochs=1, device="cpu"), data=bundle)
+    s = prepare(TrainConfig(model="lenet", epochs=1, device="cpu", in_channels=1), data=bundle)
     luma = rgb_to_grayscale(images[:40].double() / 255)
     assert s.model_shape[0] == 1
     assert s.meta()["model_std"] == pytest.approx([float(luma.std())], abs=1e-4)

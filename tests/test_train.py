@@ -223,8 +223,8 @@ def test_subset_is_stratified():
 
 
 def test_grey_digits_train_a_three_channel_32px_model():
-    result = train_run(TrainConfig(**{**FAST, "model": "cifar_convnet", "epochs": 1, "max_steps": 5}),
-                 data=digits_bundle())
+    result = train_run(TrainConfig(**{**FAST, "model": "cifar_convnet", "epochs": 1, "max_steps": 5, "in_channels": 3}),
+                       data=digits_bundle())
     assert result.status == "finished"
     meta = runs.load_run(result.run_id).meta
     assert meta["input_shape"] == [3, 32, 32] and meta["data_shape"] == [1, 28, 28]
@@ -235,7 +235,7 @@ def test_grey_digits_train_a_three_channel_32px_model():
 
 
 def test_colour_data_into_a_grey_model():
-    result = train_run(TrainConfig(epochs=1, max_steps=5, **FAST), data=digits_bundle(channels=3))
+    result = train_run(TrainConfig(epochs=1, max_steps=5, in_channels=1, **FAST), data=digits_bundle(channels=3))
     assert result.status == "finished" and result.model.cnnlab_input_shape == (1, 28, 28)
 
 
@@ -245,11 +245,11 @@ def test_channels_that_cannot_be_adapted():
     bundle.val.images = bundle.val.images.repeat(1, 2, 1, 1)
     bundle.info.mean, bundle.info.std = (0.2, 0.2), (0.3, 0.3)
     with pytest.raises(ConfigError, match="2 channels"):
-        train_run(TrainConfig(epochs=1, **FAST), data=bundle)
+        train_run(TrainConfig(epochs=1, in_channels=1, **FAST), data=bundle)
 
 
 def test_model_that_cannot_take_the_input_size():
-    with pytest.raises(ConfigError, match="cannot process 3x28x28"):
+    with pytest.raises(ConfigError, match="cannot process 1x28x28"):
         train_run(TrainConfig(**{**FAST, "model": "d2l_nin", "epochs": 1}), data=digits_bundle())
 
 
@@ -441,3 +441,15 @@ def test_crop_augmentation_says_crop_not_resize():
     assert setup.model_shape == (3, 28, 28)
     assert "random 28x28 crops of the 32x32 images (the centre 28x28 at validation)." in setup.notes
     assert not any("resized" in n for n in setup.notes)
+
+
+def test_models_take_the_datas_channels_by_default():
+    """LeNet-5 on RGB CIFAR-10 silently became greyscale (82,826 parameters, not the seed's 83,126)."""
+    from cnnlab.data import load_dataset
+    from cnnlab.train import prepare
+
+    shapes = load_dataset("shapes", n_train=64, n_val=16)
+    setup = prepare(TrainConfig(model="lenet5", dataset="shapes", device="cpu"), data=shapes)
+    assert setup.model_shape == (3, 32, 32) and setup.meta()["num_params"] == 83_126 - 10 * 84 - 10 + 8 * 84 + 8
+    grey = prepare(TrainConfig(model="lenet5", dataset="shapes", in_channels=1, device="cpu"), data=shapes)
+    assert grey.model_shape[0] == 1 and any("converted to greyscale" in n for n in grey.notes)
