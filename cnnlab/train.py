@@ -190,6 +190,9 @@ class TrainConfig:
                 f"({', '.join(list_models(family='transfer'))}); {self.model} is trained from scratch. For "
                 "another prepared model, set requires_grad=False yourself and pass it to fit(config, model=...)."
             )
+        if self.init != "default" and (self.pretrained or self.init_from):
+            raise ConfigError(f"init={self.init!r} would overwrite the weights this training starts from; keep "
+                              "init='default' with pretrained weights or init_from.")
         if self.freeze != "none" and not self.pretrained:
             raise ConfigError("freeze='features' keeps pretrained features fixed: it needs pretrained=True.")
         return self
@@ -741,7 +744,7 @@ class DivergenceGuard:
         if math.isfinite(event.loss) and event.loss > EXPLODED * self.chance_loss:
             return self._message(
                 f"the loss rose to {event.loss:.4g} by step {event.step} (epoch {event.epoch}), "
-                f"{event.loss / self.chance_loss:.0f} times the {self.chance_loss:.2f} of guessing at random")
+                f"{event.loss / self.chance_loss:.3g} times the {self.chance_loss:.2f} of guessing at random")
         return None
 
     def epoch(self, event: "EpochEvent") -> str | None:

@@ -33,7 +33,7 @@ def trained(tmp_path_factory, digits_run):
     finished = digits_run[1]
     shutil.copytree(digits_run[0] / "runs" / finished.run_id, cache / "runs" / finished.run_id)
     assert gone.status == "finished", gone.message
-    assert diverged.status == "diverged", diverged.message  # really diverges (NaN loss), not a fake
+    assert diverged.status == "diverged", diverged.message  # really diverges (the loss explodes), not a fake
     assert finished.status == "finished", finished.message
     return {"cache": cache, "finished": finished, "diverged": diverged, "gone": gone}
 
@@ -67,6 +67,7 @@ def test_lists_runs_with_status_and_accuracy_and_overlays_curves(with_runs):
     assert row["best val top-1"] == pytest.approx(100 * finished.best_val_top1)
     assert table.set_index("run").loc[diverged.run_id, "status"] == "diverged"
     assert at.multiselect(key="runs-compare").value == [r.run_id for r in runs.list_runs()]
+    at.selectbox(key="runs-detail").set_value(finished.run_id).run()  # the diverged run has no checkpoint
     specs = [c.proto.spec for c in at.get("vega_lite_chart")]
     assert len(specs) >= 2 + 2  # accuracy and loss curves, then per-class bars and confusion matrix
 

@@ -1,11 +1,29 @@
-"""AppTest of the Train page: a short training driven to the end through the page."""
+"""AppTest of the Train page: its settings reach the job, survive a page switch, can be copied
+from a run; a short training driven to the end through the page.
 
+Jobs started only to look at their config are cancelled at once: no test waits for a training
+to run for some wall-clock time."""
 
-from apphelpers import open_view
+import pytest
+from apphelpers import open_view, train_run
 
 
 def open_page():
     return open_view("train")
+
+
+def start_and_cancel(at):
+    """Press Start training; return the submitted job's config (the job is cancelled and awaited)."""
+    from cnnlab.jobs import get_manager
+
+    before = {j.id for j in get_manager().jobs()}
+    at.button(key="train-start").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    job = get_manager().jobs()[-1]
+    assert job.id not in before and job.id == at.session_state["train-job"]
+    job.cancel()
+    assert job.wait(120), "the cancelled job did not end"
+    return job.config
 
 
 def test_train_page_renders_controls():
@@ -16,12 +34,205 @@ def test_train_page_renders_controls():
     assert not at.error
 
 
+def test_widget_help_is_trainconfigs_wording():
+    from dataclasses import fields
+
+    from cnnlab.train import TrainConfig
+
+    helps = {f.name: f.metadata["help"] for f in fields(TrainConfig)}
+    at = open_page()
+    assert at.number_input(key="train-momentum").help == helps["momentum"]
+    assert at.selectbox(key="train-init").help == helps["init"]
+    assert at.text_input(key="train-size").help == helps["input_size"]
+    assert at.radio(key="train-val").help == helps["val_split"]
+
+
+def test_model_picker_lists_transfer_models_with_pretrained_and_freeze():
+    from cnnlab.models import list_models
+    from cnnlab.models.pretrained import weights_status
+
+    transfer = list_models(family="transfer")
+    at = open_page()
+    options = at.selectbox(key="train-model").options
+    assert transfer and all(any(f" · {n} · " in o for o in options) for n in transfer)
+    with pytest.raises(KeyError):
+        at.checkbox(key="train-pretrained")  # only for transfer models
+    at.selectbox(key="train-model").set_value("resnet18_transfer").run()
+    assert not at.exception
+    state, message = weights_status("resnet18")
+    assert state != "present"  # tests have no network and an empty cache
+    assert at.checkbox(key="train-pretrained").value is (state != "missing")
+    assert any(message in c.value for c in [*at.caption, *at.warning])
+    assert at.selectbox(key="train-freeze").disabled  # freezing needs the pretrained weights
+    at.checkbox(key="train-pretrained").check().run()
+    assert any(message in w.value for w in at.warning)
+    assert not at.selectbox(key="train-freeze").disabled
+    at.selectbox(key="train-freeze").set_value("features").run()
+    if state == "missing":  # refused on the page, with the weights' own message
+        at.button(key="train-start").click().run()
+        assert at.error and message in at.error[0].value
+
+
+def test_transfer_model_from_scratch_is_submitted():
+    at = open_page()
+    at.selectbox(key="train-model").set_value("resnet18_transfer").run()
+    at.checkbox(key="train-pretrained").uncheck().run()
+    config = start_and_cancel(at)
+    assert config.model == "resnet18_transfer" and config.pretrained is False and config.freeze == "none"
+
+
+def test_new_settings_reach_the_submitted_job():
+    at = open_page()
+    at.selectbox(key="train-opt").set_value("momentum").run()
+    assert at.number_input(key="train-lr").value == 0.01  # the typical value follows the optimizer
+    assert not at.number_input(key="train-momentum").disabled
+    at.number_input(key="train-momentum").set_value(0.5).run()
+    at.checkbox(key="train-nesterov").check().run()
+    at.number_input(key="train-lr").set_value(0.05).run()
+    at.number_input(key="train-batch").set_value(4).run()
+    at.selectbox(key="train-init").set_value("xavier").run()
+    at.selectbox(key="train-channels").set_value(3).run()
+    at.text_input(key="train-size").input("32").run()
+    at.number_input(key="train-valfrac").set_value(0.25).run()
+    at.selectbox(key="train-sched").set_value("step").run()
+    at.number_input(key="train-step").set_value(2).run()
+    at.number_input(key="train-gamma").set_value(0.5).run()
+    config = start_and_cancel(at)
+    assert (config.optimizer, config.momentum, config.nesterov, config.lr) == ("momentum", 0.5, True, 0.05)
+    assert (config.batch_size, config.init, config.in_channels, config.input_size) == (4, "xavier", 3, 32)
+    assert (config.val_split, config.val_fraction) == ("holdout", 0.25)
+    assert (config.scheduler, config.step_size, config.gamma) == ("step", 2, 0.5)
+
+
+def test_batch_size_spans_1_to_4096():
+    at = open_page()
+    batch = at.number_input(key="train-batch")
+    assert (batch.min, batch.max) == (1, 4096)
+    batch.set_value(1024).run()
+    assert start_and_cancel(at).batch_size == 1024
+
+
+def test_learning_rate_has_no_upper_cap_in_the_widget():
+    from cnnlab.errors import ConfigError
+    from cnnlab.train import TrainConfig
+
+    at = open_page()
+    assert not at.number_input(key="train-lr").proto.has_max
+    at.number_input(key="train-lr").set_value(100.0).run()
+    assert at.number_input(key="train-lr").value == 100.0
+    try:
+        TrainConfig(lr=100.0).validate()
+    except ConfigError as err:  # TrainConfig decides: its message, not a traceback
+        at.button(key="train-start").click().run()
+        assert not at.exception and at.error and str(err) in at.error[0].value
+    else:
+        assert start_and_cancel(at).lr == 100.0
+
+
+def test_d2l_googlenet_at_96x96_is_submitted_with_input_size_96():
+    at = open_page()
+    at.selectbox(key="train-model").set_value("d2l_googlenet").run()
+    assert any("designed for 96x96" in c.value for c in at.caption)  # its own size is shown
+    at.selectbox(key="train-data").set_value("shapes").run()
+    at.text_input(key="train-size").input("96").run()
+    assert any("96x96" in w.value for w in at.warning)  # slow on a CPU: said before it starts
+    config = start_and_cancel(at)
+    assert config.model == "d2l_googlenet" and config.input_size == 96
+
+
+def test_invalid_settings_show_trainconfigs_message():
+    from cnnlab.errors import ConfigError
+    from cnnlab.train import TrainConfig
+
+    with pytest.raises(ConfigError) as bad:
+        TrainConfig(input_size=5).validate()
+    at = open_page()
+    at.text_input(key="train-size").input("5").run()
+    at.button(key="train-start").click().run()
+    assert not at.exception
+    assert at.error and str(bad.value) in at.error[0].value
+
+
+def test_official_test_split_only_where_the_dataset_has_one():
+    at = open_page()  # digits: no official test split
+    at.radio(key="train-val").set_value("test").run()
+    assert at.number_input(key="train-valfrac").disabled
+    assert any("no official test split" in w.value for w in at.warning)
+    at.button(key="train-start").click().run()
+    assert not at.exception and at.error and "no official test split" in at.error[0].value
+
+
 def test_bad_setting_gives_message():
     at = open_page()
     at.number_input(key="train-subset").set_value(5).run()  # fewer images than the 10 classes
     at.button(key="train-start").click().run()
     assert not at.exception
     assert at.error and "subset" in at.error[0].value
+
+
+def test_settings_survive_switching_page_and_back():
+    at = open_page()
+    at.selectbox(key="train-model").set_value("lenet5").run()
+    at.selectbox(key="train-data").set_value("shapes").run()
+    at.number_input(key="train-epochs").set_value(7).run()
+    at.selectbox(key="train-opt").set_value("momentum").run()
+    at.number_input(key="train-momentum").set_value(0.99).run()
+    at.selectbox(key="train-init").set_value("kaiming").run()
+    at.text_input(key="train-size").input("30x28").run()
+    at.switch_page("views/architectures.py").run()
+    assert not at.exception
+    with pytest.raises(KeyError):
+        at.selectbox(key="train-model")  # another page is shown
+    at.switch_page("views/train.py").run()
+    assert not at.exception
+    assert at.selectbox(key="train-model").value == "lenet5"
+    assert at.selectbox(key="train-data").value == "shapes"
+    assert at.number_input(key="train-epochs").value == 7
+    assert at.selectbox(key="train-opt").value == "momentum"
+    assert at.number_input(key="train-momentum").value == 0.99
+    assert at.selectbox(key="train-init").value == "kaiming"
+    assert at.text_input(key="train-size").value == "30x28"
+    config = start_and_cancel(at)
+    assert (config.model, config.epochs, config.momentum, config.input_size) == ("lenet5", 7, 0.99, (30, 28))
+
+
+def test_copy_settings_from_a_run_fills_the_form():
+    from cnnlab.runs import list_runs
+    from cnnlab.train import TrainConfig
+
+    options = {"n_train": 80, "n_val": 16, "n_test": 16}
+    source = TrainConfig(model="lenet5", dataset="shapes", epochs=4, batch_size=8, optimizer="momentum", lr=0.02,
+                         momentum=0.5, nesterov=True, init="xavier", in_channels=3, input_size=32, seed=3,
+                         val_split="test", data_options=options, max_steps=2, device="cpu")
+    res = train_run(source)
+    assert res.status == "finished", res.message
+    run_id = list_runs()[0].run_id
+
+    at = open_page()
+    at.selectbox(key="train-copy-run").set_value(run_id).run()
+    at.button(key="train-copy").click().run()
+    assert not at.exception and not at.error
+    assert at.selectbox(key="train-model").value == "lenet5"
+    assert at.selectbox(key="train-data").value == "shapes"
+    assert at.number_input(key="train-epochs").value == 4
+    assert at.number_input(key="train-batch").value == 8
+    assert at.selectbox(key="train-opt").value == "momentum"
+    assert at.number_input(key="train-lr").value == 0.02
+    assert at.number_input(key="train-momentum").value == 0.5
+    assert at.checkbox(key="train-nesterov").value is True
+    assert at.selectbox(key="train-init").value == "xavier"
+    assert at.selectbox(key="train-channels").value == 3
+    assert at.text_input(key="train-size").value == "32"
+    assert at.radio(key="train-val").value == "test"  # shapes with n_test has an official test split
+    assert any("max_steps=2" in c.value for c in at.caption)  # what the page cannot set is said
+    config = start_and_cancel(at)
+    for name in ("model", "dataset", "epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "init",
+                 "in_channels", "input_size", "seed", "val_split", "data_options"):
+        assert getattr(config, name) == getattr(source, name), name
+    assert config.max_steps is None
+
+    at.button(key="train-reset").click().run()  # and back to the defaults
+    assert at.selectbox(key="train-model").value == "lenet" and at.number_input(key="train-epochs").value == 3
 
 
 def test_short_training_to_the_end_shows_curves_and_run():

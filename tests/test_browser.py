@@ -129,7 +129,7 @@ def test_training_in_the_browser_updates_the_curves_and_stops(browser, app_url, 
     page = open_page(browser, f"{app_url}/train")
     page.get_by_role("heading", name="Train", level=1).wait_for(timeout=60_000)
     wait_idle(page)
-    epochs = page.get_by_label("Epochs")
+    epochs = page.get_by_role("spinbutton", name="Epochs")
     epochs.fill("200")  # far more than the test waits for: it is stopped below
     epochs.press("Enter")
     wait_idle(page)

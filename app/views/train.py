@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
 import streamlit as st
 from PIL import Image
 
-from app.common import cached_dataset, dataset_choices, dataset_classes, job_label, show_error, training_charts
+from app.common import (
+    cached_dataset,
+    dataset_choices,
+    dataset_classes,
+    job_label,
+    remember,
+    show_error,
+    training_charts,
+)
+from cnnlab.data import list_datasets
 from cnnlab.data.pipeline import AUGMENT_DESCRIPTIONS, AUGMENT_LABELS, default_input_size, preview
 from cnnlab.errors import CnnlabError
 from cnnlab.jobs import FINAL_STATES, get_manager
 from cnnlab.models import get_spec, list_models
-from cnnlab.train import OPTIMIZERS, SCHEDULERS, TrainConfig
+from cnnlab.train import FREEZE_MODES, INITS, OPTIMIZERS, SCHEDULERS, VAL_SPLITS, TrainConfig
 
 st.title("Train")
 st.write("Pick a network and a dataset and train for a few minutes. Training runs in the "
@@ -18,45 +32,256 @@ st.write("Pick a network and a dataset and train for a few minutes. Training run
          "going. Each finished run is saved and appears on the **Runs** page.")
 
 AUG_LABELS = AUGMENT_LABELS  # a view of the one table of presets (cnnlab.data.augment.PRESETS)
-OPT_LABELS = {"sgd": "SGD", "momentum": "SGD + momentum 0.9", "adam": "Adam", "adamw": "AdamW"}
-SCHED_LABELS = {"none": "Constant", "step": "StepLR (x0.1 every 7 epochs)", "cosine": "Cosine",
+OPT_LABELS = {"sgd": "SGD", "momentum": "SGD + momentum", "adam": "Adam", "adamw": "AdamW"}
+SCHED_LABELS = {"none": "Constant", "step": "StepLR (see Advanced)", "cosine": "Cosine",
                 "onecycle": "One-cycle"}
+INIT_LABELS = {"default": "The model's own", "kaiming": "Kaiming (He normal)", "xavier": "Xavier (Glorot uniform)"}
+VAL_LABELS = {"holdout": "Hold-out of the training set", "test": "The official test split"}
+FREEZE_LABELS = {"none": "Fine-tune every layer", "features": "Freeze the pretrained features"}
+HELP = {f.name: f.metadata.get("help", "") for f in fields(TrainConfig)}  # the wording lives in TrainConfig
 
+FORM = "train-form"  # the page's settings, kept for the session under a non-widget key
+DATA_OPTIONS = "train-data-options"  # {"dataset": name, "options": {...}} copied from a run
+COPY_MSG = "train-copy-msg"
+
+
+def default_lr(optimizer: str) -> float:
+    return 0.01 if optimizer in ("sgd", "momentum") else 0.001
+
+
+def size_text(size: Any) -> str:
+    if size is None:
+        return ""
+    if isinstance(size, int):
+        return str(size)
+    h, w = size
+    return str(h) if h == w else f"{h}x{w}"
+
+
+def parse_size(text: str) -> Any:
+    """"" -> None, "96" -> 96, "32x28" -> (32, 28); anything else is passed on as typed, so that
+    TrainConfig.validate says what is wrong with it."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    m = re.fullmatch(r"(\d+)\s*(?:[x×,]\s*(\d+))?", text)
+    if m is None:
+        return text
+    h = int(m.group(1))
+    return h if m.group(2) is None or int(m.group(2)) == h else (h, int(m.group(2)))
+
+
+def form_values(c: TrainConfig) -> dict[str, Any]:
+    """The widgets' values for a config (the defaults, or a run's settings to copy)."""
+    return {
+        "train-model": c.model, "train-data": c.dataset, "train-root": c.data_root or "",
+        "train-epochs": int(c.epochs), "train-batch": int(c.batch_size), "train-opt": c.optimizer,
+        "train-lr": float(c.lr), "train-momentum": float(c.momentum), "train-nesterov": bool(c.nesterov),
+        "train-init": c.init, "train-wd": float(c.weight_decay), "train-sched": c.scheduler,
+        "train-step": int(c.step_size), "train-gamma": float(c.gamma), "train-aug": c.augment,
+        "train-subset": int(c.subset or 0), "train-seed": int(c.seed), "train-val": c.val_split,
+        "train-valfrac": float(c.val_fraction), "train-channels": int(c.in_channels or 0),
+        "train-size": size_text(c.input_size), "train-pretrained": bool(c.pretrained), "train-freeze": c.freeze,
+    }
+
+
+DEFAULTS = form_values(TrainConfig())
+# Settings a run may have that this page has no widget for: copying a run says which it leaves out.
+NOT_ON_PAGE = ("device", "num_classes", "log_every_steps", "log_interval_s", "max_steps", "eval_batch_size", "tag")
+
+
+def keep(key: str) -> str:
+    return remember(FORM, key, DEFAULTS[key])
+
+
+def has_test_split(dataset: str, root: str | None, options: dict) -> bool:
+    """Whether the dataset comes with an official test split (cheap: no loading)."""
+    spec = next((s for s in list_datasets() if s.name == dataset), None)
+    if spec is None:
+        return False
+    if spec.source == "torchvision":  # the official test files (Caltech101: the balanced 25% test part)
+        return True
+    if dataset == "folder":
+        return bool(root) and (Path(root).expanduser() / "test").is_dir()
+    if dataset == "shapes":
+        return int(options.get("n_test", 0) or 0) > 0
+    return False
+
+
+def _optimizer_changed() -> None:
+    """A learning rate left at the old optimizer's typical value follows the new optimizer."""
+    old = st.session_state[FORM].get("train-opt")
+    if old and st.session_state.get("train-lr") == default_lr(old):
+        st.session_state["train-lr"] = default_lr(st.session_state["train-opt"])
+
+
+def _copy_from_run() -> None:
+    from cnnlab.runs import load_run, run_config
+
+    run_id = st.session_state.get("train-copy-run")
+    try:
+        config = run_config(load_run(run_id))
+        get_spec(config.model)  # a model this version of cnnlab still has
+    except CnnlabError as err:
+        st.session_state[COPY_MSG] = ("error", str(err))
+        return
+    values = form_values(config)
+    st.session_state.update(values)
+    st.session_state[FORM].update(values)
+    st.session_state[DATA_OPTIONS] = {"dataset": config.dataset, "options": dict(config.data_options)}
+    default = TrainConfig()
+    left = [f"{n}={getattr(config, n)!r}" for n in NOT_ON_PAGE if getattr(config, n) != getattr(default, n)]
+    st.session_state[COPY_MSG] = ("ok", f"Copied the settings of {run_id}." + (
+        f" Not set on this page, so not copied: {', '.join(left)}." if left else ""))
+
+
+def _reset() -> None:
+    values = {k: v for k, v in DEFAULTS.items() if k != "train-pretrained"}  # its default depends on the weights
+    st.session_state.update(values)
+    st.session_state[FORM] = dict(values)
+    st.session_state.pop("train-pretrained", None)
+    st.session_state.pop(DATA_OPTIONS, None)
+    st.session_state.pop(COPY_MSG, None)
+
+
+def copy_row() -> None:
+    from cnnlab.runs import list_runs
+
+    runs = [r for r in list_runs() if not r.damaged]
+    c1, c2, c3 = st.columns([4, 1, 1], vertical_alignment="bottom")
+    if runs:
+        labels = {r.run_id: f"{r.meta.get('model', '?')} on {r.meta.get('dataset', '?')} — {r.status} · {r.run_id}"
+                  for r in runs}
+        c1.selectbox("Copy settings from a run", list(labels), format_func=labels.get, key="train-copy-run",
+                     help="Fills the form below with the settings the run was trained with.")
+        c2.button("Copy settings", key="train-copy", on_click=_copy_from_run, use_container_width=True)
+    else:
+        c1.caption("Copy settings from a run: no run yet (finished trainings appear here).")
+    c3.button("Reset", key="train-reset", on_click=_reset, use_container_width=True,
+              help="Back to the page's default settings.")
+    msg = st.session_state.get(COPY_MSG)
+    if msg:
+        if msg[0] == "error":
+            show_error(msg[1], context="Could not copy the run's settings")
+        else:
+            st.caption(msg[1])
+
+
+st.session_state.setdefault(FORM, {})
 with st.container(border=True):
+    copy_row()
+
     c1, c2 = st.columns(2)
-    names = [n for n in list_models() if not get_spec(n).adaptive and get_spec(n).family != "transfer"]
-    model = c1.selectbox("Model", names, index=names.index("lenet"), key="train-model",
-                         format_func=lambda n: f"{get_spec(n).display_name} · {n}")
+    names = [n for n in list_models() if not get_spec(n).adaptive]
+    current = st.session_state.get("train-model", st.session_state[FORM].get("train-model"))
+    if current and current not in names:  # an -adaptive variant, from a copied run
+        names.append(current)
+    model = c1.selectbox("Model", names, key=keep("train-model"), help=HELP["model"],
+                         format_func=lambda n: f"{get_spec(n).display_name} · {n}"
+                         + (" · transfer learning" if get_spec(n).family == "transfer" else ""))
     datasets, statuses = dataset_choices()
-    dataset = c2.selectbox("Dataset", datasets, index=datasets.index("digits"), key="train-data",
+    dataset = c2.selectbox("Dataset", datasets, key=keep("train-data"), help=HELP["dataset"],
                            format_func=lambda n: f"{n} — {statuses[n].state}")
     status = statuses[dataset]
     data_root = None
     if dataset == "folder":
-        data_root = c2.text_input("Folder (class subfolders, optionally train/ and val/)", key="train-root")
+        data_root = c2.text_input("Folder (class subfolders, optionally train/, val/ and test/)",
+                                  key=keep("train-root"), help=HELP["data_root"]) or None
     elif status.state != "present":
         c2.caption(status.message)
+    copied = st.session_state.get(DATA_OPTIONS) or {}
+    data_options = dict(copied.get("options") or {}) if copied.get("dataset") == dataset else {}
 
     c1, c2, c3, c4 = st.columns(4)
-    epochs = c1.number_input("Epochs", 1, 200, 3, key="train-epochs")
-    batch = c2.select_slider("Batch size", [8, 16, 32, 64, 128, 256, 512], 64, key="train-batch")
-    optimizer = c3.selectbox("Optimizer", OPTIMIZERS, index=OPTIMIZERS.index("adam"),
-                             format_func=OPT_LABELS.get, key="train-opt")
-    default_lr = 0.01 if optimizer in ("sgd", "momentum") else 0.001
-    lr = c4.number_input("Learning rate", 1e-6, 10.0, default_lr, format="%.5f", key=f"train-lr-{optimizer}")
+    # no help tooltip: its "Help for Epochs" button would share the label the browser test looks up
+    epochs = c1.number_input("Epochs", 1, 1000, key=keep("train-epochs"))
+    batch = c2.number_input("Batch size", 1, 4096, key=keep("train-batch"), help=HELP["batch_size"])
+    optimizer = c3.selectbox("Optimizer", OPTIMIZERS, format_func=OPT_LABELS.get, key=keep("train-opt"),
+                             on_change=_optimizer_changed, help=HELP["optimizer"])
+    lr = c4.number_input("Learning rate", min_value=0.0, step=0.0001, format="%g", key=keep("train-lr"),
+                         help=HELP["lr"])
     c1, c2, c3, c4 = st.columns(4)
-    scheduler = c1.selectbox("Schedule", SCHEDULERS, format_func=SCHED_LABELS.get, key="train-sched")
-    augment = c2.selectbox("Augmentation", list(AUG_LABELS), format_func=AUG_LABELS.get, key="train-aug")
-    subset = c3.number_input("Training images (0 = all)", 0, 1_000_000, 0, step=40, key="train-subset",
+    scheduler = c1.selectbox("Schedule", SCHEDULERS, format_func=SCHED_LABELS.get, key=keep("train-sched"),
+                             help=HELP["scheduler"])
+    augment = c2.selectbox("Augmentation", list(AUG_LABELS), format_func=AUG_LABELS.get, key=keep("train-aug"),
+                           help=HELP["augment"])
+    subset = c3.number_input("Training images (0 = all)", 0, 100_000_000, step=40, key=keep("train-subset"),
                              help="A stratified subset, as in seed 003's 160-image experiment on overfitting.")
-    seed = c4.number_input("Seed", 0, 2**31 - 1, 0, key="train-seed")
-    weight_decay = st.slider("Weight decay", 0.0, 0.01, 0.0, 0.0001, format="%.4f", key="train-wd")
+    seed = c4.number_input("Seed", 0, 2**31 - 1, key=keep("train-seed"), help=HELP["seed"])
 
     spec = get_spec(model)
-    if spec.input_shape[1] >= 96:
-        st.warning(f"{spec.display_name} works on {spec.input_shape[1]}x{spec.input_shape[2]} images: "
-                   "each batch is resized to that size. Without a GPU this is very slow; for a classroom "
-                   "minute pick a small model (LeNet, LeNet-5, MiniAlexNet, CIFAR ResNet).", icon="🐢")
+    transfer = spec.family == "transfer"
+    pretrained, freeze = False, "none"
+    if transfer:
+        from cnnlab.models.pretrained import weights_status
+
+        state, message = weights_status(model.removesuffix("_transfer"))
+        c1, c2 = st.columns(2)
+        # by default a transfer model starts from the ImageNet weights, when they can be had
+        pretrained = c1.checkbox("Start from ImageNet weights", key=remember(FORM, "train-pretrained", state != "missing"),
+                                 help=HELP["pretrained"])
+        freeze = c2.selectbox("Pretrained layers", FREEZE_MODES, format_func=FREEZE_LABELS.get,
+                              key=keep("train-freeze"), disabled=not pretrained, help=HELP["freeze"])
+        if not pretrained:
+            freeze = "none"
+        if state != "present":
+            (st.warning if pretrained else st.caption)(message)
+
+    with st.expander("Advanced: input size and channels, momentum, initialisation, validation"):
+        data_spec = next((s for s in list_datasets() if s.name == dataset), None)
+        data_shape = data_spec.input_shape if data_spec is not None else spec.input_shape
+        own = default_input_size(spec, data_shape[1:])
+        c1, c2, c3, c4 = st.columns(4)
+        size_typed = c1.text_input("Input size (blank = default)", key=keep("train-size"), placeholder=f"{own[0]}x{own[1]}",
+                                   help=HELP["input_size"])
+        why = ("the model's own size" if own == tuple(spec.input_shape[1:]) and (spec.fixed_input or transfer)
+               else f"the data's size; the model is designed for {spec.input_shape[1]}x{spec.input_shape[2]}"
+               if own != tuple(spec.input_shape[1:]) else "the data's size")
+        c1.caption(f"Default: {own[0]}x{own[1]} ({why}).")
+        channel_opts = [0, 1, 3]
+        current = st.session_state.get("train-channels", st.session_state[FORM].get("train-channels"))
+        if current and current not in channel_opts:  # a copied run's
+            channel_opts.append(current)
+        channels = c2.selectbox("Input channels", channel_opts, key=keep("train-channels"), help=HELP["in_channels"],
+                                format_func=lambda c: f"The model's own ({spec.input_shape[0]})" if c == 0
+                                else {1: "1 (grey)", 3: "3 (RGB)"}.get(c, str(c)))
+        init = c3.selectbox("Weight initialisation", INITS, format_func=INIT_LABELS.get, key=keep("train-init"),
+                            help=HELP["init"])
+        weight_decay = c4.number_input("Weight decay", 0.0, 1.0, step=0.0001, format="%g", key=keep("train-wd"),
+                                       help=HELP["weight_decay"])
+        c1, c2, c3, c4 = st.columns(4)
+        uses_momentum = optimizer == "momentum"
+        momentum = c1.number_input("Momentum", 0.0, 0.999, step=0.05, format="%g", key=keep("train-momentum"),
+                                   disabled=not uses_momentum, help=HELP["momentum"])
+        nesterov = c2.checkbox("Nesterov", key=keep("train-nesterov"), disabled=not uses_momentum,
+                               help=HELP["nesterov"])
+        step_size = c3.number_input("StepLR step size", 1, 1000, key=keep("train-step"),
+                                    disabled=scheduler != "step", help=HELP["step_size"])
+        gamma = c4.number_input("StepLR: decay factor", 0.0, 1.0, step=0.05, format="%g", key=keep("train-gamma"),
+                                disabled=scheduler != "step", help=HELP["gamma"])
+        if not uses_momentum:
+            c1.caption("Momentum and Nesterov apply to the optimizer “SGD + momentum”.")
+        c1, c2, c3 = st.columns([2, 1, 1])
+        val_split = c1.radio("Validate on", VAL_SPLITS, format_func=VAL_LABELS.get, horizontal=True,
+                             key=keep("train-val"), help=HELP["val_split"])
+        val_fraction = c2.number_input("Hold-out fraction", 0.0, 0.95, step=0.05, format="%g", key=keep("train-valfrac"),
+                                       disabled=val_split != "holdout", help=HELP["val_fraction"])
+        test_split = has_test_split(dataset, data_root, data_options)
+        if val_split == "test" and not test_split:
+            c1.warning(f"{dataset} has no official test split: validate on a hold-out of the training set.")
+        if data_options:
+            c3.caption("Dataset options (copied from a run): "
+                       + ", ".join(f"{k}={v}" for k, v in data_options.items()))
+
+    input_size = parse_size(size_typed)
+    if isinstance(input_size, (int, tuple)):
+        size = (input_size, input_size) if isinstance(input_size, int) else input_size
+    else:
+        size = own
+    if size[0] >= 96:
+        st.warning(f"{spec.display_name} trains on {size[0]}x{size[1]} images: each batch is resized to that size. "
+                   "Without a GPU this is very slow; for a classroom minute pick a small model (LeNet, LeNet-5, "
+                   "MiniAlexNet, CIFAR ResNet).", icon="🐢")
 
     with st.expander("Preview the augmentation on one training image"):
         try:
@@ -72,29 +297,38 @@ with st.container(border=True):
             arr = image.permute(1, 2, 0).numpy()
             img = Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr)
             # The trainer's own batch augmentation at the model's input size, seeded by the run's seed.
-            size = default_input_size(spec, image.shape[-2:])
+            shown = size if isinstance(input_size, (int, tuple)) else default_input_size(spec, image.shape[-2:])
             st.caption(f"{AUGMENT_DESCRIPTIONS.get(augment, '')} Shown at the model's input size, "
-                       f"{size[0]}x{size[1]}, as the trainer makes them.")
-            shots = [img] + preview(image, augment, 7, seed=int(seed), out_size=size)
+                       f"{shown[0]}x{shown[1]}, as the trainer makes them.")
+            shots = [img] + preview(image, augment, 7, seed=int(seed), out_size=tuple(shown))
             st.image([s.resize((96, 96), Image.NEAREST) for s in shots],
                      caption=["original"] + [f"#{i + 1}" for i in range(7)])
 
     config = TrainConfig(model=model, dataset=dataset, epochs=int(epochs), batch_size=int(batch),
-                         optimizer=optimizer, lr=float(lr), weight_decay=float(weight_decay),
-                         scheduler=scheduler, augment=augment, subset=int(subset) or None,
-                         seed=int(seed), data_root=data_root or None)
+                         optimizer=optimizer, lr=float(lr), momentum=float(momentum), nesterov=bool(nesterov),
+                         init=init, weight_decay=float(weight_decay), scheduler=scheduler,
+                         step_size=int(step_size), gamma=float(gamma), augment=augment,
+                         subset=int(subset) or None, val_split=val_split, val_fraction=float(val_fraction),
+                         seed=int(seed), in_channels=int(channels) or None, input_size=input_size,
+                         data_root=data_root, data_options=data_options, pretrained=bool(pretrained),
+                         freeze=freeze)
     if st.button("Start training", type="primary", key="train-start"):
         try:
             config.validate()
             if dataset == "folder" and not data_root:
                 raise CnnlabError("Give the folder of the image dataset first.")
+            if val_split == "test" and not test_split:
+                raise CnnlabError(f"{dataset} has no official test split: choose “Hold-out of the training set” "
+                                  "under Advanced.")
             n_classes = dataset_classes(dataset)
             if subset and n_classes and subset < n_classes:
                 raise CnnlabError(f"A subset of {subset} training images is smaller than the {n_classes} "
                                   f"classes of {dataset}: a stratified subset needs at least one per class.")
+            if transfer and pretrained and state == "missing":
+                raise CnnlabError(message)
             job = get_manager().submit(config)
         except CnnlabError as err:
-            show_error(err)
+            show_error(err, context="Training not started")
         else:
             st.session_state["train-job"] = job.id
             st.session_state["train-live-job"] = job.id  # the live view follows the new job
