@@ -123,7 +123,7 @@ def _copy_from_run() -> None:
         config = run_config(load_run(run_id))
         get_spec(config.model)  # a model this version of cnnlab still has
     except CnnlabError as err:
-        st.session_state[COPY_MSG] = ("error", str(err))
+        st.session_state[COPY_MSG] = ("error", err)  # shown with show_error where the form is drawn
         return
     values = form_values(config)
     st.session_state.update(values)
@@ -193,8 +193,7 @@ with st.container(border=True):
     data_options = dict(copied.get("options") or {}) if copied.get("dataset") == dataset else {}
 
     c1, c2, c3, c4 = st.columns(4)
-    # no help tooltip: its "Help for Epochs" button would share the label the browser test looks up
-    epochs = c1.number_input("Epochs", 1, 1000, key=keep("train-epochs"))
+    epochs = c1.number_input("Epochs", 1, 1000, key=keep("train-epochs"), help=HELP["epochs"])
     batch = c2.number_input("Batch size", 1, 4096, key=keep("train-batch"), help=HELP["batch_size"])
     optimizer = c3.selectbox("Optimizer", OPTIMIZERS, format_func=OPT_LABELS.get, key=keep("train-opt"),
                              on_change=_optimizer_changed, help=HELP["optimizer"])
