@@ -36,8 +36,9 @@ from .data.pipeline import (
     AUGMENT_PRESETS, InputPipeline, default_input_size, eval_loop, first_layer_in_channels, get_preset,
     model_eval_resize, model_space_stats,
 )
-from .errors import CnnlabError, ConfigError, InputSizeError, ModelConfigError, UnknownModelError
+from .errors import CnnlabError, ConfigError, InputSizeError, InputTooSmallError, ModelConfigError, UnknownModelError
 from .models import create, get_spec, list_models
+from .models._input_checks import check_input, smallest_input
 
 log = logging.getLogger(__name__)
 
@@ -409,16 +410,19 @@ def prepare_model(
 
 def _check_forward(model: nn.Module, shape: tuple[int, int, int], num_classes: int, name: str,
                    device: torch.device) -> None:
-    """A dry run on two blank images: a clear ConfigError instead of an error at step 1."""
+    """A dry run on two blank images: a clear ConfigError instead of an error at step 1 (naming the
+    layer an input is too small for, and the smallest size that works)."""
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad(), autocast_context(device):
             out = model(torch.zeros(2, *shape, device=device))
     except (RuntimeError, CnnlabError) as e:
+        _explain_too_small(model, shape, name)
         raise ConfigError(
             f"{name} cannot process {shape[0]}x{shape[1]}x{shape[2]} inputs: {str(e).strip().rstrip('.')}. "
-            "Choose another input size (input_size=...) or the model's _adaptive variant."
+            "Choose another input size (input_size=...)"
+            + (f" or the {name}_adaptive variant." if f"{name}_adaptive" in list_models() else ".")
         ) from e
     finally:
         model.train(was_training)
@@ -427,6 +431,19 @@ def _check_forward(model: nn.Module, shape: tuple[int, int, int], num_classes: i
             f"{name} outputs {tuple(out.shape[1:])} values per image but the dataset has "
             f"{num_classes} classes; create it with num_classes={num_classes}."
         )
+
+
+def _explain_too_small(model: nn.Module, shape: tuple[int, int, int], name: str) -> None:
+    """If ``shape`` shrinks to nothing inside ``model``, a ConfigError naming the layer and the
+    smallest square input that works (checked on a meta-device copy: no memory, no compute)."""
+    try:
+        check_input(model, shape, name)
+    except InputTooSmallError as e:
+        side = smallest_input(model, shape[0])
+        raise ConfigError(f"{e}" + (f" Train it at input_size={side} or more (a setting of the Train page and "
+                                    "--input-size)." if side else "")) from None
+    except InputSizeError:
+        pass  # a fixed flatten size: the caller's message says which size the model needs
 
 
 def make_optimizer(config: TrainConfig, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
