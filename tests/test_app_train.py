@@ -278,3 +278,33 @@ def test_second_training_waits_in_queue_and_a_new_session_sees_both():
         first.cancel()
         assert first.wait(60) and second.wait(60)
     assert second.state == "cancelled" and first.state == "cancelled"
+
+
+def test_start_from_a_run_sets_init_from():
+    from cnnlab.jobs import get_manager
+    from cnnlab.runs import list_runs
+    from cnnlab.train import TrainConfig
+
+    res = train_run(TrainConfig(model="cifar_convnet", dataset="shapes", max_steps=2, epochs=1,
+                                data_options={"n_train": 64, "n_val": 16}))
+    assert res.status == "finished", res.message
+    run_id = list_runs()[0].run_id
+
+    at = open_page()
+    box = at.selectbox(key="train-init-from")
+    assert box.value == "none" and any(o.endswith(f"· {run_id}") for o in box.options)  # runs with a checkpoint
+    assert any("every layer whose shape fits is reused; the head for a new class count starts fresh" in c.value
+               for c in at.caption)
+    at.selectbox(key="train-init-from").set_value(run_id).run()
+    assert any(f"Run {run_id} trained cifar_convnet, not lenet" in w.value for w in at.warning)  # another model
+    at.selectbox(key="train-model").set_value("cifar_convnet").run()
+    at.selectbox(key="train-data").set_value("shapes").run()
+    assert not at.exception
+    assert not any("are reused" in w.value for w in at.warning)  # the same model: no warning about layers
+    assert at.selectbox(key="train-init").disabled  # the run's weights replace the initialisation
+    config = start_and_cancel(at)
+    assert get_manager().jobs()[-1].config.init_from == run_id == config.init_from
+    assert config.init == "default"
+
+    at.selectbox(key="train-init-from").set_value("none").run()  # back to a fresh start
+    assert start_and_cancel(at).init_from is None

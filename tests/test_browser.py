@@ -7,6 +7,7 @@ with its own empty cache and no network; screenshots are kept in pytest's tempor
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -153,6 +154,53 @@ def test_training_in_the_browser_updates_the_curves_and_stops(browser, app_url, 
     assert 3 <= done < planned == 200
     expect(page.get_by_role("button", name="Stop")).to_have_count(0, timeout=60_000)  # an ended job has none
     assert page.locator(ERROR_SELECTOR).count() == 0
+    page.close()
+
+
+def choose(page, label: str, option: str) -> None:
+    """Pick ``option`` (a part of its text) in the selectbox labelled ``label``, typing to filter the list."""
+    box = page.get_by_role("combobox", name=label)
+    box.click()
+    box.fill(option)
+    page.get_by_role("option", name=re.compile(re.escape(option))).first.click()
+    wait_idle(page)
+
+
+def test_transfer_model_training_starts_in_the_browser_and_stops(browser, app_url, shots):
+    """A transfer-learning model (ResNet-18 with its new head) trained from the Train page: from
+    scratch (no ImageNet weights offline), on the shapes at 64x64 so that a step is cheap. Start,
+    wait until the live view shows a step done, Stop: the job ends "cancelled". Every wait is for
+    something the page shows; the timeouts are safety nets."""
+    from playwright.sync_api import expect
+
+    page = open_page(browser, f"{app_url}/train")
+    page.get_by_role("heading", name="Train", level=1).wait_for(timeout=60_000)
+    wait_idle(page)
+    choose(page, "Model", "resnet18_transfer")
+    pretrained = page.get_by_role("checkbox", name="Start from ImageNet weights")
+    pretrained.wait_for(timeout=60_000)  # shown for the transfer models only
+    if pretrained.is_checked():  # the weights are cached here: train from scratch anyway, it is cheaper
+        page.get_by_text("Start from ImageNet weights").click()
+        wait_idle(page)
+    expect(pretrained).not_to_be_checked()
+    choose(page, "Dataset", "shapes")
+    page.get_by_text("Advanced: start from a run").click()
+    size = page.get_by_role("textbox", name="Input size")
+    size.fill("64")
+    size.press("Enter")
+    wait_idle(page)
+    expect(page.get_by_text("each batch is resized")).to_have_count(0)  # 64x64: no slow-training warning
+
+    page.get_by_role("button", name="Start training").click()
+    page.get_by_text(re.compile(r"running · step [1-9]\d* of")).first.wait_for(timeout=300_000)
+    page.screenshot(path=str(shots / "transfer-training.png"))
+    assert "resnet18_transfer on shapes" in page.locator("body").inner_text()  # the start event's caption
+
+    page.get_by_role("button", name="Stop").click()
+    page.get_by_text("cancelled · step").first.wait_for(timeout=300_000)  # the job's state once it has ended
+    page.screenshot(path=str(shots / "transfer-stopped.png"))
+    expect(page.get_by_role("button", name="Stop")).to_have_count(0, timeout=60_000)
+    assert page.locator(ERROR_SELECTOR).count() == 0, page.locator(ERROR_SELECTOR).first.inner_text()
     page.close()
 
 

@@ -40,6 +40,7 @@ VAL_LABELS = {"holdout": "Hold-out of the training set", "test": "The official t
 FREEZE_LABELS = {"none": "Fine-tune every layer", "features": "Freeze the pretrained features"}
 HELP = {f.name: f.metadata.get("help", "") for f in fields(TrainConfig)}  # the wording lives in TrainConfig
 
+NO_RUN = "none"  # "Start from a run": the option for a fresh start
 FORM = "train-form"  # the page's settings, kept for the session under a non-widget key
 DATA_OPTIONS = "train-data-options"  # {"dataset": name, "options": {...}} copied from a run
 COPY_MSG = "train-copy-msg"
@@ -82,6 +83,7 @@ def form_values(c: TrainConfig) -> dict[str, Any]:
         "train-subset": int(c.subset or 0), "train-seed": int(c.seed), "train-val": c.val_split,
         "train-valfrac": float(c.val_fraction), "train-channels": int(c.in_channels or 0),
         "train-size": size_text(c.input_size), "train-pretrained": bool(c.pretrained), "train-freeze": c.freeze,
+        "train-init-from": c.init_from or NO_RUN,
     }
 
 
@@ -144,14 +146,26 @@ def _reset() -> None:
     st.session_state.pop(COPY_MSG, None)
 
 
+def run_label(run) -> str:
+    # No status in the label: a selectbox's value comes back as its label, so a label must not change
+    # while the widget lives (a run goes from running to finished).
+    return f"{run.meta.get('model', '?')} on {run.meta.get('dataset', '?')} · {run.run_id}"
+
+
+def start_runs() -> dict[str, str]:
+    """The runs a training can start from (those with a checkpoint), id -> label, newest first."""
+    from cnnlab.runs import list_runs
+
+    return {r.run_id: run_label(r) for r in list_runs() if r.has_checkpoint and not r.damaged}
+
+
 def copy_row() -> None:
     from cnnlab.runs import list_runs
 
     runs = [r for r in list_runs() if not r.damaged]
     c1, c2, c3 = st.columns([4, 1, 1], vertical_alignment="bottom")
     if runs:
-        labels = {r.run_id: f"{r.meta.get('model', '?')} on {r.meta.get('dataset', '?')} — {r.status} · {r.run_id}"
-                  for r in runs}
+        labels = {r.run_id: run_label(r) for r in runs}
         c1.selectbox("Copy settings from a run", list(labels), format_func=labels.get, key="train-copy-run",
                      help="Fills the form below with the settings the run was trained with.")
         c2.button("Copy settings", key="train-copy", on_click=_copy_from_run, use_container_width=True)
@@ -180,6 +194,10 @@ with st.container(border=True):
                          format_func=lambda n: f"{get_spec(n).display_name} · {n}"
                          + (" · transfer learning" if get_spec(n).family == "transfer" else ""))
     datasets, statuses = dataset_choices()
+    picked = st.session_state.get("train-data")
+    if isinstance(picked, str) and picked not in datasets and picked.split(" — ")[0] in datasets:
+        # the label of the dataset picked earlier, from before its state changed (e.g. downloaded meanwhile)
+        st.session_state["train-data"] = picked.split(" — ")[0]
     dataset = c2.selectbox("Dataset", datasets, key=keep("train-data"), help=HELP["dataset"],
                            format_func=lambda n: f"{n} — {statuses[n].state}")
     status = statuses[dataset]
@@ -226,7 +244,26 @@ with st.container(border=True):
         if state != "present":
             (st.warning if pretrained else st.caption)(message)
 
-    with st.expander("Advanced: input size and channels, momentum, initialisation, validation"):
+    with st.expander("Advanced: start from a run, input size and channels, momentum, initialisation, validation"):
+        starts = start_runs()
+        current = st.session_state.get("train-init-from", st.session_state[FORM].get("train-init-from", NO_RUN))
+        gone = current if current != NO_RUN and current not in starts else None
+        if gone:  # a copied run's start, or a run deleted since: no checkpoint to start from any more
+            st.session_state["train-init-from"] = st.session_state[FORM]["train-init-from"] = NO_RUN
+        c1, c2 = st.columns([2, 2], vertical_alignment="bottom")
+        init_from = c1.selectbox("Start from a run", [NO_RUN, *starts], key=keep("train-init-from"),
+                                 format_func=lambda r: "none (a fresh start)" if r == NO_RUN else starts.get(r, r),
+                                 help=HELP["init_from"])
+        c2.caption("Starting from a run: every layer whose shape fits is reused; the head for a new class count "
+                   "starts fresh (seed 002: a CIFAR-100 run fine-tuned on CIFAR-10).")
+        if gone:
+            c1.caption(f"Run {gone} has no checkpoint here any more: starting fresh.")
+        init_from = None if init_from == NO_RUN else init_from
+        if init_from:
+            run_model = starts[init_from].split(" on ", 1)[0]
+            if run_model != model:
+                c1.warning(f"Run {init_from} trained {run_model}, not {model}: only the layers with the same "
+                           "name and shape are reused.")
         data_spec = next((s for s in list_datasets() if s.name == dataset), None)
         data_shape = data_spec.input_shape if data_spec is not None else spec.input_shape
         own = default_input_size(spec, data_shape[1:])
@@ -242,10 +279,16 @@ with st.container(border=True):
         if current and current not in channel_opts:  # a copied run's
             channel_opts.append(current)
         channels = c2.selectbox("Input channels", channel_opts, key=keep("train-channels"), help=HELP["in_channels"],
-                                format_func=lambda c: f"The model's own ({spec.input_shape[0]})" if c == 0
+                                format_func=lambda c: "The model's own" if c == 0  # a label that stays with the model
                                 else {1: "1 (grey)", 3: "3 (RGB)"}.get(c, str(c)))
+        if not channels:
+            c2.caption(f"The model's own: {spec.input_shape[0]} ({'grey' if spec.input_shape[0] == 1 else 'RGB'}).")
+        starts_from_weights = bool(init_from or pretrained)
         init = c3.selectbox("Weight initialisation", INITS, format_func=INIT_LABELS.get, key=keep("train-init"),
-                            help=HELP["init"])
+                            disabled=starts_from_weights, help=HELP["init"])
+        if starts_from_weights:  # the weights it starts from replace the initialisation (fresh layers: the model's own)
+            init = "default"
+            c3.caption("Starts from trained weights: new layers get the model's own initialisation.")
         weight_decay = c4.number_input("Weight decay", 0.0, 1.0, step=0.0001, format="%g", key=keep("train-wd"),
                                        help=HELP["weight_decay"])
         c1, c2, c3, c4 = st.columns(4)
@@ -310,7 +353,7 @@ with st.container(border=True):
                          subset=int(subset) or None, val_split=val_split, val_fraction=float(val_fraction),
                          seed=int(seed), in_channels=int(channels) or None, input_size=input_size,
                          data_root=data_root, data_options=data_options, pretrained=bool(pretrained),
-                         freeze=freeze)
+                         freeze=freeze, init_from=init_from)
     if st.button("Start training", type="primary", key="train-start"):
         try:
             config.validate()
