@@ -389,7 +389,7 @@ def test_momentum_nesterov_and_initialisation_reach_the_optimizer_and_the_model(
     name = next(n for n, p in default.named_parameters() if n.endswith("weight") and p.dim() == 4)
     ws = [dict(m.named_parameters())[name] for m in (a, b, default)]
     assert not torch.equal(ws[0], ws[2]) and not torch.equal(ws[1], ws[2])
-    assert all(float(p.abs().sum()) == 0 for n, p in a.named_parameters() if n.endswith("bias"))
+    assert all(float(p.detach().abs().sum()) == 0 for n, p in a.named_parameters() if n.endswith("bias"))
     layer = torch.nn.Conv2d(3, 64, 3)
     init_weights(layer, "kaiming")
     assert float(layer.weight.std()) == pytest.approx((2 / (64 * 9)) ** 0.5, rel=0.1)  # He, fan-out
