@@ -26,7 +26,7 @@ from typing import Any
 from torch import nn
 
 from .device import pick_device
-from .runs import load_checkpoint, recorders
+from .runs import recorders, start_weights
 from .train import TrainConfig, TrainResult, fit
 
 log = logging.getLogger(__name__)
@@ -226,9 +226,8 @@ class JobManager:
             model = job._model
             if callable(model) and not isinstance(model, nn.Module):  # a factory: build it in the queue
                 model = model(job._cancel)
-            start = load_checkpoint(job.config.init_from) if job.config.init_from else None
             result = fit(job.config, model=model, data=job._data, listeners=[*recorders(), job._record],
-                         cancel=job._cancel, initial_state=start)
+                         cancel=job._cancel, initial_state=start_weights(job.config))
         except BaseException as e:  # noqa: BLE001 - a job thread must never die silently
             job._model = job._data = None  # a failed job must not pin a dataset or a model
             job.error = e

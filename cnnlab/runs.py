@@ -764,6 +764,12 @@ def load_checkpoint(run_id: str, map_location: str | torch.device = "cpu") -> di
     )
 
 
+def start_weights(config: TrainConfig) -> dict[str, torch.Tensor] | None:
+    """The weights ``config.init_from`` names (its run's ``best.pt``), for ``fit(initial_state=...)``;
+    None when the training starts fresh."""
+    return load_checkpoint(config.init_from) if config.init_from else None
+
+
 def build_model(meta: Mapping[str, Any]) -> nn.Module:
     """The (untrained) model a run's ``meta.json`` describes, through the model registry."""
     kwargs = dict(meta.get("model_kwargs") or {})

@@ -600,16 +600,16 @@ def prepare(config: TrainConfig, model: nn.Module | None = None, data: DataBundl
     torch.manual_seed(config.seed)
     model_given = model is not None
     model, model_shape, model_kwargs = prepare_model(config, data_shape, num_classes, model)  # type: ignore[arg-type]
-    if config.init != "default":
-        if model_given or config.pretrained:
-            raise ConfigError(f"init={config.init!r} would overwrite the weights this training starts from; "
-                              "keep init='default' for a prepared or pretrained model.")
+    if config.init != "default":  # validate() refused it with pretrained weights or init_from
+        if model_given:
+            raise ConfigError(f"init={config.init!r} would overwrite the weights of the model given to fit; "
+                              "keep init='default' for a prepared model.")
         init_weights(model, config.init)
     notes = list(getattr(bundle, "notes", []) or [])
     if config.init_from is not None:
         if initial_state is None:
             raise ConfigError(f"init_from={config.init_from!r}: pass the run's weights too, e.g. "
-                              "fit(config, initial_state=cnnlab.runs.load_checkpoint(config.init_from)).")
+                              "fit(config, initial_state=cnnlab.runs.start_weights(config)).")
         notes.append(_load_fitting(model, initial_state, config.init_from))
     channels_last = device.type in ("cuda", "cpu")  # faster convolutions on CUDA and (mkldnn) on CPU
     model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)

@@ -33,6 +33,11 @@ PAGES = [  # (url path, heading)
 ERROR_SELECTOR = '[data-testid="stAlertContentError"], [data-testid="stException"]'
 
 
+
+def stop_button(page):
+    """The Train page's Stop, not Streamlit's own header "Stop" shown while a rerun is in progress."""
+    return page.get_by_test_id("stMainBlockContainer").get_by_role("button", name="Stop")
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -144,7 +149,7 @@ def test_training_in_the_browser_updates_the_curves_and_stops(browser, app_url, 
     later = charts.first.screenshot()
     assert first != later, "the loss curve did not change while training"
 
-    page.get_by_role("button", name="Stop").click()
+    stop_button(page).click()
     stopped = page.get_by_text("keeps its best weights").first  # a fragment's redraw may show it twice for a moment
     stopped.wait_for(timeout=120_000)
     page.screenshot(path=str(shots / "training-stopped.png"))
@@ -152,7 +157,7 @@ def test_training_in_the_browser_updates_the_curves_and_stops(browser, app_url, 
     page.get_by_text("cancelled · step").first.wait_for(timeout=60_000)  # the job's state, set just after its end event
     done, planned = (int(v) for v in shown_epoch(page).split("/"))
     assert 3 <= done < planned == 200
-    expect(page.get_by_role("button", name="Stop")).to_have_count(0, timeout=60_000)  # an ended job has none
+    expect(stop_button(page)).to_have_count(0, timeout=60_000)  # an ended job has none
     assert page.locator(ERROR_SELECTOR).count() == 0
     page.close()
 
@@ -196,10 +201,10 @@ def test_transfer_model_training_starts_in_the_browser_and_stops(browser, app_ur
     page.screenshot(path=str(shots / "transfer-training.png"))
     assert "resnet18_transfer on shapes" in page.locator("body").inner_text()  # the start event's caption
 
-    page.get_by_role("button", name="Stop").click()
+    stop_button(page).click()
     page.get_by_text("cancelled · step").first.wait_for(timeout=300_000)  # the job's state once it has ended
     page.screenshot(path=str(shots / "transfer-stopped.png"))
-    expect(page.get_by_role("button", name="Stop")).to_have_count(0, timeout=60_000)
+    expect(stop_button(page)).to_have_count(0, timeout=60_000)
     assert page.locator(ERROR_SELECTOR).count() == 0, page.locator(ERROR_SELECTOR).first.inner_text()
     page.close()
 

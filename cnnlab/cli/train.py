@@ -147,7 +147,7 @@ def _metrics_table(history: list[Any]) -> str:
 def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..runs import load_checkpoint, recorders
+    from ..runs import recorders, start_weights
     from ..train import EndEvent, EpochEvent, StartEvent, StepEvent, fit
 
     config = config_from_args(args)
@@ -183,9 +183,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         previous = signal.signal(signal.SIGINT, on_sigint)
     try:
-        start = load_checkpoint(config.init_from) if config.init_from else None
         result = fit(config, listeners=[*recorders(tensorboard=not args.no_tensorboard), listener], cancel=cancel,
-                     initial_state=start)
+                     initial_state=start_weights(config))
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)

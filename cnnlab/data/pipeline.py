@@ -36,6 +36,7 @@ from torch.nn import functional as F
 from ..device import autocast_context
 from ..errors import ConfigError
 from ..models.pretrained import get_pretrained_spec
+from .stats import channel_stats
 from .augment import (
     AUGMENT_DESCRIPTIONS,
     AUGMENT_LABELS,
@@ -109,25 +110,7 @@ def measure_stats(
     if images.ndim != 4 or len(images) == 0:
         raise ConfigError(f"statistics need a non-empty N x C x H x W batch, got shape {tuple(images.shape)}")
     check_channels(int(images.shape[1]), model_channels)
-    per_image = max(1, int(images[0].numel()))
-    limit = max(1, min(int(max_images), int(max_values) // per_image))
-    step = max(1, len(images) // limit)
-    sample = images[::step]
-    total = torch.zeros(int(model_channels), dtype=torch.float64)
-    total_sq = torch.zeros(int(model_channels), dtype=torch.float64)
-    count = 0
-    for start in range(0, len(sample), chunk):
-        x = sample[start:start + chunk].to("cpu", torch.float64)
-        if images.dtype == torch.uint8:
-            x = x.div_(255.0)
-        x = adapt_channels(x, model_channels)
-        total += x.sum(dim=(0, 2, 3))
-        total_sq += x.square().sum(dim=(0, 2, 3))
-        count += x.shape[0] * x.shape[2] * x.shape[3]
-    mean = total / count
-    var = (total_sq - count * mean.square()) / max(1, count - 1)
-    std = var.clamp_min(0).sqrt().clamp_min(1e-4)
-    return tuple(round(float(v), 4) for v in mean), tuple(round(float(v), 4) for v in std)
+    return channel_stats(images, max_images, max_values, lambda x: adapt_channels(x, model_channels), chunk)
 
 
 def model_space_stats(

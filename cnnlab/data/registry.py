@@ -19,6 +19,8 @@ import torch.nn.functional as F
 from .. import paths
 from ..errors import DataError
 from . import folders, tvsets
+from .augment import LUMA_WEIGHTS
+from .stats import channel_stats
 from ._types import DataBundle, DatasetInfo, DatasetSpec, DatasetStatus, TensorSplit
 from .shapes import SHAPE_CLASSES, generate_shapes
 from .splits import balanced_split, stratified_split, stratified_subset, take
@@ -55,15 +57,6 @@ def get_spec(name: str) -> DatasetSpec:
 # --------------------------------------------------------------------------------------
 
 
-def _channel_stats(images: torch.Tensor, max_images: int = 5000) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std (for [0, 1] pixels) of up to ``max_images`` evenly spaced images."""
-    step = max(1, len(images) // max_images)
-    x = images[::step].to(torch.float64).div_(255.0)
-    mean = x.mean(dim=(0, 2, 3))
-    std = x.std(dim=(0, 2, 3)).clamp_min(1e-6)
-    return tuple(round(float(v), 4) for v in mean), tuple(round(float(v), 4) for v in std)
-
-
 def resize_images(images: torch.Tensor, size: int, chunk: int = 4096) -> torch.Tensor:
     """uint8 ``N x C x H x W`` resized to ``size x size`` (bilinear, antialiased when shrinking)."""
     if images.shape[-2:] == (size, size):
@@ -82,7 +75,7 @@ def _convert_channels(split: TensorSplit | None, channels: int) -> TensorSplit |
         return split
     if channels == 3:
         return TensorSplit(split.images.expand(-1, 3, -1, -1).contiguous(), split.labels)
-    weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    weights = torch.tensor(LUMA_WEIGHTS).view(1, 3, 1, 1)
     gray = (split.images.float() * weights).sum(dim=1, keepdim=True).round_().clamp_(0, 255).to(torch.uint8)
     return TensorSplit(gray, split.labels)
 
@@ -120,7 +113,7 @@ def _load_shapes(root: Path | None, image_size: int | None, seed: int, download:
     train = split(n_train, 0)
     val = split(n_val, 1_000_003)
     test = split(n_test, 2_000_003) if n_test > 0 else None
-    mean, std = _channel_stats(train.images)
+    mean, std = channel_stats(train.images)
     classes = list(SHAPE_CLASSES) if chosen is None else [SHAPE_CLASSES[c] for c in chosen]
     name = "Shapes (procedural)" if chosen is None else f"Shapes: {', '.join(classes)}"
     info = DatasetInfo(
@@ -157,7 +150,7 @@ def _load_digits(root: Path | None, image_size: int | None, seed: int, download:
     full = TensorSplit(images, labels)
     train_idx, val_idx = stratified_split(labels, val_fraction, seed)
     train, val = take(full, train_idx), take(full, val_idx)
-    mean, std = _channel_stats(train.images)
+    mean, std = channel_stats(train.images)
     info = DatasetInfo(
         "digits", "Digits (scikit-learn, 8x8)", [str(d) for d in range(10)], (1, size, size), mean, std, "embedded",
         f"scikit-learn's 1,797 handwritten 8x8 digits, upsampled to {size}x{size}; stratified {1 - val_fraction:.0%}/{val_fraction:.0%} split.",
@@ -381,8 +374,8 @@ def load_dataset(
     if channels is not None and channels != bundle.info.input_shape[0]:
         bundle.train, bundle.val, bundle.test = (_convert_channels(s, channels) for s in (bundle.train, bundle.val, bundle.test))  # type: ignore[assignment]
         info = bundle.info
-        mean = info.mean * 3 if channels == 3 else (round(sum(info.mean) / 3, 4),)
-        std = info.std * 3 if channels == 3 else (round(sum(info.std) / 3, 4),)
+        # repeated grey keeps its statistics exactly; the luma's are measured (never an average)
+        mean, std = (info.mean * 3, info.std * 3) if channels == 3 else channel_stats(bundle.train.images)
         bundle.info = DatasetInfo(info.name, info.display_name, info.classes, (channels, *info.input_shape[1:]), mean, std, info.source, info.description)  # type: ignore[arg-type]
         bundle.notes.append(f"converted to {channels} channel{'s' if channels == 3 else ''}")
     return bundle

@@ -230,7 +230,8 @@ def transfer_model(
         raise ModelConfigError(f"num_classes must be a whole number of at least 1, got {num_classes!r}")
     spec = get_pretrained_spec(name)
     name = _short_name(spec)
-    model = spec.builder(weights=spec.weights if pretrained else None, download=download)
+    # the registry's builder reads the ImageNet weights with weights_only=True (see _read_weights)
+    model = create(spec.name, download=download) if pretrained else create(spec.name, weights=None)
     if mode == "feature_extract" and pretrained:
         for p in model.parameters():
             p.requires_grad = False
@@ -291,27 +292,32 @@ _register_pretrained(
 
 _TRANSFER = ("vgg16_transfer", "resnet18_transfer", "alexnet_transfer")
 
-register(ModelSpec(
-    name="vgg16_transfer", display_name="VGG-16 + seed head (torchvision)", family="transfer",
-    year=2014, paper="Simonyan & Zisserman, Very Deep Convolutional Networks, ICLR 2015", seed="000",
-    input_shape=(3, 224, 224), num_classes=102, builder=_transfer_builder("vgg16"),
-    notes="torchvision's VGG-16 with classifier[6] replaced by Linear(4096, 256)-ReLU-Dropout(0.4)-"
-          "Linear(256, classes), as in seed 000. With pretrained=True the ImageNet weights are loaded "
-          "and frozen (1,075,046 trainable parameters for 102 classes).",
-))
-register(ModelSpec(
-    name="resnet18_transfer", display_name="ResNet-18 + new fc (torchvision)", family="transfer",
-    year=2015, paper="He et al., Deep Residual Learning for Image Recognition, CVPR 2016", seed="001",
-    input_shape=(3, 224, 224), num_classes=2, builder=_transfer_builder("resnet18"),
-    notes="torchvision's ResNet-18 with fc replaced by Linear(512, classes), as in seed 001 (ants and "
-          "bees). pretrained=True loads ImageNet weights; mode 'feature_extract' freezes them.",
-))
-register(ModelSpec(
-    name="alexnet_transfer", display_name="AlexNet + new last layer (torchvision)", family="transfer",
-    year=2012, paper="Krizhevsky et al., ImageNet Classification with Deep CNNs, NeurIPS 2012", seed="002",
-    input_shape=(3, 224, 224), num_classes=8, builder=_transfer_builder("alexnet"),
-    notes="torchvision's AlexNet with classifier[6] replaced by Linear(4096, classes), as in seed 002's "
-          "exercise 3 (pretrained AlexNet fine-tuned on the 8 classes of 8Scenes). pretrained=True loads "
-          "ImageNet weights; mode 'feature_extract' freezes them (40,970 trainable parameters for 10 "
-          "classes), 'finetune' trains everything, as the exercise asks.",
-))
+def _register_transfer(base: str, display_name: str, year: int, paper: str, seed: str, num_classes: int,
+                       notes: str) -> None:
+    register(ModelSpec(
+        name=f"{base}_transfer", display_name=display_name, family="transfer", year=year, paper=paper, seed=seed,
+        input_shape=(3, 224, 224), num_classes=num_classes, builder=_transfer_builder(base), notes=notes,
+    ))
+
+
+_register_transfer(
+    "vgg16", "VGG-16 + seed head (torchvision)", 2014,
+    "Simonyan & Zisserman, Very Deep Convolutional Networks, ICLR 2015", "000", 102,
+    "torchvision's VGG-16 with classifier[6] replaced by Linear(4096, 256)-ReLU-Dropout(0.4)-"
+    "Linear(256, classes), as in seed 000. With pretrained=True the ImageNet weights are loaded "
+    "and frozen (1,075,046 trainable parameters for 102 classes).",
+)
+_register_transfer(
+    "resnet18", "ResNet-18 + new fc (torchvision)", 2015,
+    "He et al., Deep Residual Learning for Image Recognition, CVPR 2016", "001", 2,
+    "torchvision's ResNet-18 with fc replaced by Linear(512, classes), as in seed 001 (ants and "
+    "bees). pretrained=True loads ImageNet weights; mode 'feature_extract' freezes them.",
+)
+_register_transfer(
+    "alexnet", "AlexNet + new last layer (torchvision)", 2012,
+    "Krizhevsky et al., ImageNet Classification with Deep CNNs, NeurIPS 2012", "002", 8,
+    "torchvision's AlexNet with classifier[6] replaced by Linear(4096, classes), as in seed 002's "
+    "exercise 3 (pretrained AlexNet fine-tuned on the 8 classes of 8Scenes). pretrained=True loads "
+    "ImageNet weights; mode 'feature_extract' freezes them (40,970 trainable parameters for 10 "
+    "classes), 'finetune' trains everything, as the exercise asks.",
+)
