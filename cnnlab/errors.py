@@ -66,3 +66,7 @@ class LayerNotFoundError(CnnlabError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class LessonError(ConfigError):
+    """A lesson file that cannot be read or run: the message names the file, the key and its line."""

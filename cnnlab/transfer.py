@@ -196,12 +196,18 @@ def standin_target(cfg: StandinConfig) -> DataBundle:
 
 
 def standin_transfer_model(cfg: StandinConfig, listeners: Sequence[Listener] = (),
-                           cancel: threading.Event | None = None) -> torch.nn.Module:
+                           cancel: threading.Event | None = None, freeze: bool = False) -> torch.nn.Module:
     """The target network with every pretrained layer but the new 3-class head (``fc3``); pretrains
     first if the cache is empty. Refuses, rather than silently transferring nothing, when the
-    pretrained layers do not fit."""
+    pretrained layers do not fit. ``freeze``: keep the pretrained convolutions (the features) fixed
+    and train the fully connected layers only, as seed 000 does with VGG16.
+
+    The new head's initial weights come from ``cfg.seed`` (not from whatever the global random state
+    happens to be), so the same settings give the same result."""
     source = pretrained_standin(cfg, listeners, cancel)
-    model = create(STANDIN_MODEL, num_classes=len(TARGET_CLASSES), in_channels=3, input_size=32)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        model = create(STANDIN_MODEL, num_classes=len(TARGET_CLASSES), in_channels=3, input_size=32)
     own = model.state_dict()
     body = {k: v for k, v in source.items() if not k.startswith("fc3.")}
     missing = [k for k in own if not k.startswith("fc3.") and (k not in body or body[k].shape != own[k].shape)]
@@ -209,6 +215,10 @@ def standin_transfer_model(cfg: StandinConfig, listeners: Sequence[Listener] = (
         raise ConfigError(f"the pretrained stand-in does not fit {STANDIN_MODEL}'s layers "
                           f"({', '.join(missing[:3]) or 'extra layers'}); delete {_standin_path(cfg)} and run it again.")
     model.load_state_dict({**own, **body})
+    if freeze:
+        for module in model.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                module.requires_grad_(False)
     return model
 
 

@@ -87,6 +87,8 @@ def test_no_import_cycle_among_cnnlab_modules():
     ("cnnlab.runs", "cnnlab.jobs"),
     ("cnnlab.train", "cnnlab.jobs"),
     ("cnnlab.data.registry", "cnnlab.train"),
+    ("cnnlab.transfer", "cnnlab.lessons.runner"),
+    ("cnnlab.jobs", "cnnlab.lessons"),
 ])
 def test_layers_point_one_way(lower, upper):
     edges = graph()

@@ -1,0 +1,425 @@
+"""A lesson is data: a small TOML file read with the standard library's ``tomllib``.
+
+::
+
+    title = "LeNet against LeNetV2"
+    seed = "002"                       # the lecture it comes from (or a list: ["000", "003"])
+    question = "Do ReLU and max pooling make LeNet learn better than tanh and average pooling?"
+    plots = ["curves", "gap"]          # what the page draws besides the table (see PLOTS)
+
+    [base]                             # TrainConfig settings shared by every arm
+    dataset = "digits"
+    optimizer = "momentum"
+
+    [budget.quick]                     # on top of base: embedded data, minutes on 2 CPU cores
+    epochs = 4
+    [budget.full]                      # the seed's own dataset and epochs (meant for a GPU)
+    dataset = "mnist"
+    epochs = 50
+
+    [[arms]]                           # two to eight arms; each differs from the base
+    id = "lenet"                       # a short identifier, used by the conclusion's templates
+    name = "LeNet (tanh, average pooling)"
+    model = "lenet"
+    [arms.full]                        # optional: this arm's settings in one budget only
+    batch_size = 1024
+
+    [conclusion]                       # written from the measured numbers (see conclude.py)
+    metric = "best_val_top1"
+    expect = "lenet_v2"
+    expected = "{best.name} reached {best.best_val_top1:.1%} ..."
+
+An arm's settings are merged in this order: base, the budget's, the arm's, the arm's for the
+budget. Besides TrainConfig fields an arm may set ``start = "standin"`` (begin from the offline
+transfer stand-in's pretrained network, :mod:`cnnlab.transfer`; ``freeze = "features"`` then keeps
+its convolutions fixed) and ``init_from = "@other"`` (begin from the best weights of arm ``other``
+of the same lesson run, which then runs first).
+
+Every problem is a :class:`~cnnlab.errors.LessonError` naming the file, the key and its line.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..errors import CnnlabError, LessonError
+from ..train import TrainConfig
+
+BUDGETS = ("quick", "full")
+PLOTS = {
+    "curves": "validation accuracy and loss per epoch, the arms overlaid",
+    "gap": "final training against validation accuracy per arm (the overfitting gap)",
+    "time": "seconds per epoch per arm",
+    "params": "parameters against best validation accuracy",
+}
+STARTS = ("scratch", "standin")
+MAX_LESSON_BYTES = 64 * 1024
+MAX_ARMS = 8
+MAX_TEXT = 2000  # characters of any text field
+ID_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
+LESSON_KEYS = {"title", "seed", "question", "plots", "base", "budget", "arms", "conclusion", "columns"}
+ARM_KEYS = {"id", "name", "note", "start"}  # besides TrainConfig fields and the budget tables
+CONCLUSION_KEYS = {"metric", "higher_is_better", "expect", "expected", "unexpected", "close", "always",
+                   "diverged", "tie"}
+CONFIG_FIELDS = {f.name for f in fields(TrainConfig)}
+LESSON_ONLY_FIELDS = {"device"}  # chosen by whoever runs the lesson, never by the file
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One side of the comparison: a name and the settings that differ from the lesson's base."""
+
+    id: str
+    name: str
+    settings: dict[str, Any]
+    budgets: dict[str, dict[str, Any]]
+    start: str = "scratch"  # the arm's start in every budget without its own "start"
+    note: str = ""
+    starts: dict[str, str] = field(default_factory=dict)  # per budget, from [arms.quick] / [arms.full]
+
+    def start_in(self, budget: str) -> str:
+        return self.starts.get(budget, self.start)
+
+    def depends_on(self, budget: str) -> str | None:
+        """The id of the arm whose weights this one starts from (``init_from = "@id"``), if any."""
+        value = {**self.settings, **self.budgets.get(budget, {})}.get("init_from")
+        return value[1:] if isinstance(value, str) and value.startswith("@") else None
+
+
+@dataclass(frozen=True)
+class Conclusion:
+    metric: str = "best_val_top1"
+    higher_is_better: bool = True
+    expect: str | None = None
+    expected: str = ""
+    unexpected: str = ""
+    close: str = ""
+    always: str = ""
+    diverged: str = ""
+    tie: float | None = None  # for metrics other than accuracies: a difference this small is a tie
+
+
+@dataclass(frozen=True)
+class Lesson:
+    name: str  # the file's stem: how the command line and the page call it
+    title: str
+    seeds: tuple[str, ...]
+    question: str
+    base: dict[str, Any]
+    budgets: dict[str, dict[str, Any]]
+    arms: tuple[Arm, ...]
+    plots: tuple[str, ...]
+    conclusion: Conclusion
+    columns: tuple[str, ...] = ()
+    source: str = ""  # the file's text: kept with every result, so a result is read without the file
+    path: str = ""
+    builtin: bool = False
+
+    def arm(self, arm_id: str) -> Arm:
+        for a in self.arms:
+            if a.id == arm_id:
+                return a
+        raise LessonError(f"lesson {self.name!r} has no arm {arm_id!r} (arms: {', '.join(a.id for a in self.arms)}).")
+
+    def settings(self, arm: Arm, budget: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The arm's TrainConfig settings in ``budget``: base, budget, arm, arm's budget, ``overrides``."""
+        merged: dict[str, Any] = {}
+        for layer in (self.base, self.budgets.get(budget, {}), arm.settings, arm.budgets.get(budget, {}),
+                      overrides or {}):
+            for key, value in layer.items():
+                if key == "data_options" and isinstance(value, dict):
+                    merged[key] = {**merged.get(key, {}), **value}
+                else:
+                    merged[key] = value
+        return merged
+
+    def config(self, arm: Arm, budget: str, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
+        """The arm's validated TrainConfig (``init_from = "@id"`` stays a reference to resolve)."""
+        settings = self.settings(arm, budget, overrides)
+        if arm.start_in(budget) == "standin":
+            settings.pop("freeze", None)  # the stand-in's convolutions are frozen by the lesson runner
+        settings.setdefault("tag", f"lesson {self.name}: {arm.id}")
+        return TrainConfig.from_dict(settings).validate()
+
+    def standin_freeze(self, arm: Arm, budget: str) -> bool:
+        return arm.start_in(budget) == "standin" and self.settings(arm, budget).get("freeze", "none") == "features"
+
+    @property
+    def seed_label(self) -> str:
+        return ", ".join(self.seeds)
+
+
+# ---- parsing ----------------------------------------------------------------------------------
+
+
+def _line_of(text: str, path: tuple[Any, ...]) -> int | None:
+    """The line of ``path`` (e.g. ("arms", 2, "lr"), ("budget", "quick", "epochs")) in a TOML text:
+    the line of the key inside its table, else of the table's header, else the key's first use."""
+    if not path:
+        return None
+    table: tuple[Any, ...] = ()
+    counts: dict[tuple, int] = {}
+    header_line: int | None = None
+    want_table, key = tuple(path[:-1]), path[-1]
+    lines = text.splitlines()
+    for number, raw in enumerate(lines, 1):
+        line = raw.strip()
+        if line.startswith("[["):
+            name = tuple(line.strip("[] ").split("."))
+            counts[name] = counts.get(name, -1) + 1
+            table = (*name, counts[name])
+        elif line.startswith("["):
+            parts = line.strip("[] ").split(".")
+            if parts and parts[0] == "arms" and ("arms",) in counts:  # [arms.quick] belongs to the last [[arms]]
+                table = ("arms", counts[("arms",)], *parts[1:])
+            else:
+                table = tuple(parts)
+        else:
+            m = re.match(r'["\']?([A-Za-z0-9_\-]+)["\']?\s*=', line)
+            if m and table == want_table and m.group(1) == str(key):
+                return number
+            continue
+        if table == tuple(path):
+            header_line = number
+    if header_line is not None:
+        return header_line
+    for number, raw in enumerate(lines, 1):
+        if re.match(rf'\s*["\']?{re.escape(str(key))}["\']?\s*=', raw):
+            return number
+    return None
+
+
+class _Reader:
+    def __init__(self, text: str, source: str):
+        self.text, self.source = text, source
+
+    def error(self, path: tuple[Any, ...], what: str) -> LessonError:
+        shown = ".".join(f"arms[{p}]" if isinstance(p, int) else str(p) for p in path).replace(".arms[", "[")
+        shown = re.sub(r"^arms\.(\d+)", r"arms[\1]", shown)
+        line = _line_of(self.text, path)
+        where = f"{self.source}, line {line}" if line else self.source
+        return LessonError(f"{where}: key '{shown}': {what}")
+
+    def text_value(self, table: Mapping[str, Any], path: tuple[Any, ...], required: bool = True, default: str = "") -> str:
+        key = path[-1]
+        if key not in table:
+            if required:
+                raise self.error(path, "is missing.")
+            return default
+        value = table[key]
+        if not isinstance(value, str) or (required and not value.strip()):
+            raise self.error(path, f"must be a text, got {_shown(value)}.")
+        if len(value) > MAX_TEXT:
+            raise self.error(path, f"is longer than {MAX_TEXT} characters.")
+        return value.strip()
+
+    def table(self, parent: Mapping[str, Any], path: tuple[Any, ...], required: bool = False) -> dict[str, Any]:
+        key = path[-1]
+        if key not in parent:
+            if required:
+                raise self.error(path, "is missing.")
+            return {}
+        value = parent[key]
+        if not isinstance(value, dict):
+            raise self.error(path, f"must be a table ([{'.'.join(map(str, path))}]), got {_shown(value)}.")
+        return value
+
+    def settings(self, table: Mapping[str, Any], path: tuple[Any, ...], extra: set[str] = frozenset()) -> dict[str, Any]:
+        """TrainConfig settings, each checked for its type now (ranges when the arms are built)."""
+        out: dict[str, Any] = {}
+        for key, value in table.items():
+            if key in extra:
+                continue
+            if key in LESSON_ONLY_FIELDS:
+                raise self.error((*path, key), "is chosen by whoever runs the lesson (--device, the page's "
+                                 "device), not by the lesson file.")
+            if key not in CONFIG_FIELDS:
+                hint = _close(key, CONFIG_FIELDS | extra)
+                raise self.error((*path, key), "is not a training setting" + (f" (did you mean {hint!r}?)" if hint else "")
+                                 + ". Settings: python -m cnnlab train --help.")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise self.error((*path, key), f"must be a finite number, got {value}.")
+            if key == "init_from" and not (isinstance(value, str) and value.startswith("@")):
+                raise self.error((*path, key), "must name another arm of this lesson as \"@id\" (a lesson runs "
+                                 f"from scratch, so it cannot depend on a run of this machine), got {_shown(value)}.")
+            try:
+                TrainConfig.from_dict({key: value})
+            except CnnlabError as e:
+                raise self.error((*path, key), str(e).replace(f"setting {key!r} ", "")) from None
+            out[key] = value
+        return out
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _close(key: str, choices: set[str]) -> str | None:
+    import difflib
+
+    found = difflib.get_close_matches(key, sorted(choices), n=1)
+    return found[0] if found else None
+
+
+def parse_lesson(text: str, name: str, source: str = "", builtin: bool = False) -> Lesson:
+    """A :class:`Lesson` from TOML ``text``; every arm's config is built and validated for both
+    budgets now, and the conclusion's templates are tried, so a broken file fails at once."""
+    source = source or f"{name}.toml"
+    if len(text.encode("utf-8", "replace")) > MAX_LESSON_BYTES:
+        raise LessonError(f"{source}: a lesson file is at most {MAX_LESSON_BYTES // 1024} KB.")
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise LessonError(f"{source}: not valid TOML: {e}.") from None
+    r = _Reader(text, source)
+    for key in doc:
+        if key not in LESSON_KEYS:
+            hint = _close(key, LESSON_KEYS)
+            raise r.error((key,), "is not a lesson key" + (f" (did you mean {hint!r}?)" if hint else "")
+                          + f"; lesson keys: {', '.join(sorted(LESSON_KEYS))}.")
+    title = r.text_value(doc, ("title",))
+    question = r.text_value(doc, ("question",))
+    seeds_raw = doc.get("seed", [])
+    seeds_list = [seeds_raw] if isinstance(seeds_raw, str) else seeds_raw
+    if not isinstance(seeds_list, list) or not all(isinstance(s, str) and re.fullmatch(r"\d{3}", s) for s in seeds_list):
+        raise r.error(("seed",), f"must be a seed number such as \"002\" or a list of them, got {_shown(seeds_raw)}.")
+    plots = doc.get("plots", ["curves"])
+    if not isinstance(plots, list) or not all(isinstance(p, str) for p in plots):
+        raise r.error(("plots",), f"must be a list of plot names ({', '.join(PLOTS)}).")
+    for p in plots:
+        if p not in PLOTS:
+            raise r.error(("plots",), f"unknown plot {p!r}: choose among {', '.join(PLOTS)}.")
+    from .conclude import COLUMNS, METRICS  # the metric names live with the conclusions
+
+    columns = doc.get("columns", [])
+    if not isinstance(columns, list) or not all(isinstance(c, str) and c in COLUMNS for c in columns):
+        raise r.error(("columns",), f"must be a list of extra table columns among {', '.join(COLUMNS)}.")
+
+    base = r.settings(r.table(doc, ("base",)), ("base",))
+    budget_doc = r.table(doc, ("budget",))
+    for key in budget_doc:
+        if key not in BUDGETS:
+            raise r.error(("budget", key), f"unknown budget: lessons have {' and '.join(BUDGETS)}.")
+    budgets = {b: r.settings(r.table(budget_doc, ("budget", b), required=True), ("budget", b)) for b in BUDGETS}
+
+    arms_doc = doc.get("arms")
+    if not isinstance(arms_doc, list) or not 2 <= len(arms_doc) <= MAX_ARMS:
+        raise r.error(("arms",), f"a lesson compares 2 to {MAX_ARMS} arms, each a [[arms]] table.")
+    arms: list[Arm] = []
+    for i, a in enumerate(arms_doc):
+        if not isinstance(a, dict):
+            raise r.error(("arms", i), "must be a table.")
+        arm_id = a.get("id")
+        if not isinstance(arm_id, str) or not ID_RE.fullmatch(arm_id):
+            raise r.error(("arms", i, "id"), "must be a short lower-case identifier (letters, digits, _), e.g. "
+                          f"\"lenet_v2\", got {_shown(arm_id)}.")
+        from .conclude import RESERVED
+
+        if arm_id in RESERVED or any(x.id == arm_id for x in arms):
+            raise r.error(("arms", i, "id"), f"{arm_id!r} is " + ("used by another arm." if arm_id not in RESERVED
+                                                                  else "a name the conclusion uses; pick another."))
+        start = a.get("start", "scratch")
+        if start not in STARTS:
+            raise r.error(("arms", i, "start"), f"must be one of {', '.join(STARTS)}, got {_shown(start)}.")
+        arm_budgets, starts = {}, {}
+        for b in BUDGETS:
+            sub = r.table(a, ("arms", i, b))
+            arm_budgets[b] = r.settings(sub, ("arms", i, b), extra={"start"})
+            if "start" in sub:
+                if sub["start"] not in STARTS:
+                    raise r.error(("arms", i, b, "start"), f"must be one of {', '.join(STARTS)}, got {_shown(sub['start'])}.")
+                starts[b] = sub["start"]
+        extra = ARM_KEYS | set(BUDGETS)
+        settings = r.settings(a, ("arms", i), extra=extra)
+        arms.append(Arm(arm_id, r.text_value(a, ("arms", i, "name")), settings, arm_budgets, start,
+                        r.text_value(a, ("arms", i, "note"), required=False), starts))
+
+    ids = [a.id for a in arms]
+    for i, arm in enumerate(arms):
+        for b in BUDGETS:
+            dep = arm.depends_on(b)
+            if dep is not None and dep not in ids[:i]:
+                raise r.error(("arms", i, "init_from"), f"'@{dep}' must name an arm listed before this one "
+                              f"(earlier arms: {', '.join(ids[:i]) or 'none'}).")
+
+    c = r.table(doc, ("conclusion",), required=True)
+    for key in c:
+        if key not in CONCLUSION_KEYS:
+            hint = _close(key, CONCLUSION_KEYS)
+            raise r.error(("conclusion", key), "is not a conclusion key" + (f" (did you mean {hint!r}?)" if hint else "")
+                          + f"; keys: {', '.join(sorted(CONCLUSION_KEYS))}.")
+    metric = c.get("metric", "best_val_top1")
+    if metric not in METRICS:
+        raise r.error(("conclusion", "metric"), f"unknown metric {_shown(metric)}: choose among {', '.join(METRICS)}.")
+    higher = c.get("higher_is_better", METRICS[metric].higher_is_better)
+    if not isinstance(higher, bool):
+        raise r.error(("conclusion", "higher_is_better"), "must be true or false.")
+    expect = c.get("expect")
+    if expect is not None and expect not in ids:
+        raise r.error(("conclusion", "expect"), f"must be the id of an arm ({', '.join(ids)}), got {_shown(expect)}.")
+    tie = c.get("tie")
+    if tie is not None and (isinstance(tie, bool) or not isinstance(tie, (int, float)) or not 0 <= tie < 1e9):
+        raise r.error(("conclusion", "tie"), f"must be a number >= 0, got {_shown(tie)}.")
+    templates = {k: r.text_value(c, ("conclusion", k), required=k == "expected")
+                 for k in ("expected", "unexpected", "close", "always", "diverged")}
+    conclusion = Conclusion(metric, higher, expect, tie=None if tie is None else float(tie), **templates)
+
+    lesson = Lesson(name, title, tuple(seeds_list), question, base, budgets, tuple(arms), tuple(plots),
+                    conclusion, tuple(columns), text, source, builtin)
+    for i, arm in enumerate(arms):  # every arm's whole config, in both budgets
+        for b in BUDGETS:
+            try:
+                config = lesson.config(arm, b)
+            except CnnlabError as e:
+                raise r.error(("arms", i), f"in the {b} budget: {e}") from None
+            if arm.start_in(b) == "standin":
+                _check_standin(r, lesson, arm, i, b, config)
+    from .conclude import check_templates
+
+    for key, problem in check_templates(lesson):
+        raise r.error(("conclusion", key), problem)
+    return lesson
+
+
+def _check_standin(r: _Reader, lesson: Lesson, arm: Arm, i: int, budget: str, config: TrainConfig) -> None:
+    from ..transfer import STANDIN_MODEL, TARGET_CLASSES
+
+    if budget == "full":
+        raise r.error(("arms", i, "start"), "start = \"standin\" is the offline stand-in of the quick budget: put "
+                      "it in [arms.quick], and give [arms.full] a pretrained model of the seed (e.g. model = "
+                      "\"vgg16_transfer\", pretrained = true).")
+    classes = config.data_options.get("classes")
+    if (config.model != STANDIN_MODEL or config.dataset != "shapes" or classes != list(TARGET_CLASSES)
+            or config.in_channels != 3 or config.input_size not in (32, (32, 32))):
+        raise r.error(("arms", i, "start"), f"the stand-in is {STANDIN_MODEL} pretrained on other shapes, for the "
+                      f"shapes {', '.join(TARGET_CLASSES)}: set model = \"{STANDIN_MODEL}\", dataset = \"shapes\", "
+                      f"in_channels = 3, input_size = 32 and data_options.classes = {list(TARGET_CLASSES)}.")
+
+
+def read_lesson(path: str | Path, builtin: bool = False) -> Lesson:
+    """A lesson from a file (bounded size, UTF-8)."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise LessonError(f"no lesson file at {p}: give the path of a .toml lesson file, or the name of a "
+                          "built-in lesson (python -m cnnlab lessons).")
+    if p.stat().st_size > MAX_LESSON_BYTES:
+        raise LessonError(f"{p.name}: a lesson file is at most {MAX_LESSON_BYTES // 1024} KB.")
+    try:
+        text = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise LessonError(f"{p.name}: not a UTF-8 text file (a lesson is a TOML text file).") from None
+    except OSError as e:
+        raise LessonError(f"cannot read {p}: {e.strerror or e}.") from None
+    return parse_lesson(text, _name_of(p.stem), source=p.name, builtin=builtin)
+
+
+def _name_of(stem: str) -> str:
+    """A lesson's name from its file name: "03_minialexnet.toml" is "minialexnet" (the number orders the course)."""
+    name = re.sub(r"[^a-z0-9_-]+", "-", re.sub(r"^\d+_", "", stem.lower())).strip("-")[:60]
+    return name or "lesson"
