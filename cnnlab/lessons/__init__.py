@@ -20,14 +20,14 @@ from .runner import (
     lesson_runs, lesson_to_dict, list_results, load_result, measure_arm, plan, result_table, results_dir,
     start_lesson,
 )
-from .spec import BUDGETS, PLOTS, Arm, Conclusion, Lesson, parse_lesson, read_lesson
+from .spec import BUDGETS, PLOTS, Arm, Conclusion, Lesson, _name_of, parse_lesson, read_lesson
 
 BUILTIN_DIR = Path(__file__).resolve().parent
 
 
 def builtin_names() -> list[str]:
     """The built-in lessons' names, in course order (their files are numbered)."""
-    return [p.stem.split("_", 1)[-1] for p in sorted(BUILTIN_DIR.glob("*.toml"))]
+    return [_name_of(p.stem) for p in sorted(BUILTIN_DIR.glob("*.toml"))]
 
 
 def builtin_lessons() -> list[Lesson]:
@@ -36,7 +36,7 @@ def builtin_lessons() -> list[Lesson]:
 
 def _builtin_path(name: str) -> Path | None:
     for p in sorted(BUILTIN_DIR.glob("*.toml")):
-        if p.stem.split("_", 1)[-1] == name or p.stem == name:
+        if _name_of(p.stem) == name or p.stem == name:
             return p
     return None
 

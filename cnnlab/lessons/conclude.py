@@ -91,6 +91,7 @@ class _Missing:
 
 
 MISSING = _Missing()
+_SPEC = re.compile(r"(?:[<>^]?[+ -]?\d{0,2}[,_]?(?:\.\d{1,2})?[%fFeEgGds]?)")  # widths and precisions bounded
 _FIELD = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:\.([A-Za-z_][A-Za-z0-9_]*))?")
 
 
@@ -129,6 +130,9 @@ class _Formatter(string.Formatter):
     def format_field(self, value: Any, format_spec: str) -> Any:
         if value is None:
             value = MISSING
+        if not _SPEC.fullmatch(format_spec):
+            raise TemplateError(f"':{format_spec}' is not a number format a lesson may use (e.g. :.1%, :,.0f, :.3g, "
+                                ":>8; widths up to 99).")
         try:
             return format(value, format_spec)
         except (ValueError, TypeError) as e:
@@ -203,12 +207,24 @@ def _stopped_at(message: str) -> str:
     return message[: cut + len("training stopped there")] + "." if cut >= 0 else message
 
 
+def _say(template: str, names: Mapping[str, Any], fallback: str = "") -> str:
+    """``template`` filled from ``names``; a template that needs what this run lacks (e.g. {best} when
+    every arm diverged) falls back to ``fallback``, never losing the result."""
+    for t in (template, fallback):
+        if not t:
+            continue
+        try:
+            return render(t, names)
+        except TemplateError:
+            continue
+    return ""
+
+
 def conclude(lesson: Any, arms: Sequence[Mapping[str, Any]], budget: str = "quick") -> str:
     """The conclusion of ``lesson`` from the measured ``arms`` (dicts of :data:`ARM_FIELDS`)."""
     c = lesson.conclusion
     m = METRICS[c.metric]
     names = _names(lesson, arms, budget)
-    v = f"value:{m.fmt}"
     sentences: list[str] = []
     ranked = [a for a in arms if a.get("status") in RANKED_STATUSES and _num(a.get(c.metric)) is not None]
     if len(ranked) < 2:
@@ -216,39 +232,42 @@ def conclude(lesson: Any, arms: Sequence[Mapping[str, Any]], budget: str = "quic
         sentences.append(f"Only {done} finished, so this run cannot answer the question: see why below and "
                          "run the lesson again.")
     else:
-        best, second = names["best"], names["second"]
+        best = names["best"]
         expected = names.get("expected")
         if expected is not None and expected.get("status") not in RANKED_STATUSES:
-            sentences.append(render(f"{{expected.name}}, the arm the lecture expects to come first, did not finish "
-                                    f"({{expected.status}}); among the others {{best.name}} came first "
-                                    f"({{best.{v}}}).", names))
+            sentences.append(_say(f"{{expected.name}}, the arm the lecture expects to come first, did not finish "
+                                  f"({{expected.status}}); among the others {{best.name}} came first "
+                                  f"({m.label} {{best.value:{m.fmt}}}).", names))
         elif expected is not None and expected["id"] != best["id"]:
             diff = abs(best["value"] - expected["value"])
             names_close = {**names, "second": expected,
                            "margin": noise_margin(best, expected, c.metric, c.tie), "lead": diff}
             if diff <= names_close["margin"]:
-                sentences.append(render(c.close or _default_close(m), names_close))
+                sentences.append(_say(c.close, names_close, _default_close(m)))
             else:
-                sentences.append(render(c.unexpected or _default_unexpected(m), names))
+                sentences.append(_say(c.unexpected, names, _default_unexpected(m)))
         elif names["lead"] <= names["margin"]:
-            sentences.append(render(c.close or _default_close(m), names))
+            sentences.append(_say(c.close, names, _default_close(m)))
         else:
-            sentences.append(render(c.expected, names))
+            sentences.append(_say(c.expected, names, _default_expected(m)))
     for a in arms:
         status = a.get("status")
         if status in RANKED_STATUSES:
             continue
-        view = {**names[a["id"]]}
+        default = (f"{a['name']} {_stopped_at(str(a.get('message') or 'diverged.'))}" if status == "diverged" else
+                   f"{a['name']} {status}" + (f": {str(a.get('message')).strip()}" if a.get("message") else "."))
         if status == "diverged" and c.diverged:
-            sentences.append(render(c.diverged, {**names, "arm": view}))
-        elif status == "diverged":
-            sentences.append(f"{a['name']} {_stopped_at(str(a.get('message') or 'diverged.'))}")
+            sentences.append(_say(c.diverged, {**names, "arm": names[a["id"]]}) or default)
         else:
-            why = str(a.get("message") or "").strip()
-            sentences.append(f"{a['name']} {status}" + (f": {why}" if why else "."))
-    if c.always and len(ranked) >= 1:
-        sentences.append(render(c.always, names))
-    return " ".join(s.strip() for s in sentences if s.strip())
+            sentences.append(default)
+    if c.always and ranked:
+        sentences.append(_say(c.always, names))
+    return " ".join(s.strip() for s in sentences if s and s.strip())
+
+
+def _default_expected(m: Metric) -> str:
+    return (f"{{best.name}} came first ({m.label} {{best.value:{m.fmt}}}), ahead of {{second.name}} "
+            f"({{second.value:{m.fmt}}}) and {{worst.name}} ({{worst.value:{m.fmt}}}).")
 
 
 def _default_unexpected(m: Metric) -> str:

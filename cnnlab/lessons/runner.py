@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import os
+import re
 import secrets
 import threading
 import time
@@ -35,13 +36,14 @@ from ..runs import load_run
 from ..train import TrainConfig, load_data
 from ..transfer import StandinConfig, standin_transfer_model
 from .conclude import conclude
-from .spec import BUDGETS, CONFIG_FIELDS, LESSON_ONLY_FIELDS, Arm, Lesson, parse_lesson
+from .spec import BUDGETS, CONFIG_FIELDS, Arm, Lesson, _name_of, parse_lesson
 
 log = logging.getLogger(__name__)
 
 RESULT_FILE = "result.json"
 MAX_RESULT_BYTES = 4 * 2**20
 RESULT_VERSION = 1
+RESULT_ID = re.compile(r"[a-z0-9][a-z0-9_.-]{0,150}")
 
 
 def results_dir() -> Path:
@@ -172,10 +174,11 @@ class LessonRun:
     """One run of a lesson (all its arms). Attributes are safe to read from any thread."""
 
     def __init__(self, lesson: Lesson, budget: str, plans: list[ArmPlan], manager: JobManager,
-                 overrides: Mapping[str, Any] | None = None):
+                 overrides: Mapping[str, Any] | None = None, standin: StandinConfig | None = None):
         self.id = next(_ids)
         self.lesson, self.budget, self.manager = lesson, budget, manager
         self.overrides = dict(overrides or {})
+        self.standin = standin or StandinConfig()
         self.arms = [ArmState(p) for p in plans]
         self.state = "running"
         self.message = ""
@@ -241,8 +244,8 @@ class LessonRun:
                         a.state, a.message = "cancelled", "the lesson was stopped before this arm started."
                     elif a.job is not None:
                         a.job.wait()
+            self.result = measure(self, data_cache)
             data_cache.clear()
-            self.result = measure(self)
             self.result_id = save_result(self.result)
             self.state = "cancelled" if self._cancel.is_set() else "finished"
         except BaseException as e:  # noqa: BLE001 - the page must learn what happened
@@ -271,7 +274,7 @@ class LessonRun:
             return
         model = None
         if a.plan.start == "standin":
-            cfg = StandinConfig(seed=config.seed, device=config.device)
+            cfg = dataclasses.replace(self.standin, seed=config.seed, device=config.device)
             model = lambda cancel, cfg=cfg, freeze=a.plan.freeze: standin_transfer_model(  # noqa: E731
                 cfg, cancel=cancel, freeze=freeze)
         a.job = self.manager.submit(config, model=model, data=data)
@@ -296,10 +299,12 @@ _runs_lock = threading.Lock()
 
 
 def start_lesson(lesson: Lesson, budget: str = "quick", *, manager: JobManager | None = None,
-                 overrides: Mapping[str, Any] | None = None, device: str = "auto") -> LessonRun:
-    """Plan ``lesson`` (errors now) and start it in the background; see :class:`LessonRun`."""
+                 overrides: Mapping[str, Any] | None = None, device: str = "auto",
+                 standin: StandinConfig | None = None) -> LessonRun:
+    """Plan ``lesson`` (errors now) and start it in the background; see :class:`LessonRun`.
+    ``standin``: the pretraining of arms with ``start = "standin"`` (default: cnnlab.transfer's)."""
     plans = plan(lesson, budget, overrides, device)
-    run = LessonRun(lesson, budget, plans, manager or get_manager(), overrides)
+    run = LessonRun(lesson, budget, plans, manager or get_manager(), overrides, standin)
     with _runs_lock:
         _runs.append(run)
         del _runs[:-20]
@@ -330,7 +335,7 @@ def _macs(model: str, meta: Mapping[str, Any]) -> int | None:
         return None
 
 
-def measure_arm(a: ArmState, run: LessonRun | None = None) -> dict[str, Any]:
+def measure_arm(a: ArmState, data_cache: dict[str, Any] | None = None) -> dict[str, Any]:
     """One arm's row: what it is, how it ended, and what it measured."""
     p, job = a.plan, a.job
     c = p.config
@@ -390,7 +395,7 @@ def measure_arm(a: ArmState, run: LessonRun | None = None) -> dict[str, Any]:
     if stored is not None and stored.has_checkpoint and c.val_split != "test" and row["status"] in ("finished", "cancelled"):
         data = None
         try:
-            data = load_data(c, download=False)
+            data = _data_for(c, data_cache if data_cache is not None else {})
             if getattr(data, "test", None) is not None:
                 row["test_top1"] = evaluate_run(stored, "test", device=job.device, data=data).top1
                 row["test_images"] = len(data.test.labels)
@@ -399,15 +404,20 @@ def measure_arm(a: ArmState, run: LessonRun | None = None) -> dict[str, Any]:
     return row
 
 
-def measure(run: LessonRun) -> dict[str, Any]:
+def measure(run: LessonRun, data_cache: dict[str, Any] | None = None) -> dict[str, Any]:
     """The whole result: arms, conclusion, where and how it ran."""
-    arms = [measure_arm(a, run) for a in run.arms]
+    arms = [measure_arm(a, data_cache) for a in run.arms]
+    try:
+        conclusion = conclude(run.lesson, arms, run.budget)
+    except Exception as e:  # noqa: BLE001 - the measured arms are kept whatever the text does
+        log.exception("conclusion of %s failed", run.lesson.name)
+        conclusion = f"The conclusion could not be written ({e}); the table above holds the measured numbers."
     return {
         "version": RESULT_VERSION, "lesson": run.lesson.name, "title": run.lesson.title, "budget": run.budget,
         "seeds": list(run.lesson.seeds), "question": run.lesson.question,
         "created": datetime.now().isoformat(timespec="seconds"), "seconds": round(time.time() - run.started, 1),
         "state": "cancelled" if run._cancel.is_set() else "finished", "overrides": run.overrides,
-        "arms": arms, "conclusion": conclude(run.lesson, arms, run.budget), "lesson_source": run.lesson.source,
+        "arms": arms, "conclusion": conclusion, "lesson_source": run.lesson.source,
         "builtin": run.lesson.builtin,
         "machine": {"device": next((a.job.device for a in run.arms if a.job is not None), "cpu"),
                     "threads": torch.get_num_threads(), "cpus": os.cpu_count(), "torch": torch.__version__},
@@ -423,7 +433,7 @@ def save_result(result: Mapping[str, Any]) -> str:
     root.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     for _ in range(100):
-        rid = f"{result['lesson']}-{result['budget']}-{stamp}-{secrets.token_hex(2)}"
+        rid = f"{_name_of(str(result['lesson']))}-{_name_of(str(result['budget']))}-{stamp}-{secrets.token_hex(2)}"
         path = root / rid
         try:
             path.mkdir()
@@ -500,7 +510,7 @@ def _checked(data: Any) -> dict[str, Any]:
 
 def load_result(result_id: str) -> StoredResult:
     """A saved result by id (the folder name); its lesson parsed again from the stored text."""
-    if not isinstance(result_id, str) or not result_id or "/" in result_id or "\\" in result_id or result_id.startswith("."):
+    if not isinstance(result_id, str) or not RESULT_ID.fullmatch(result_id) or ".." in result_id:
         raise LessonError(f"not a lesson result id: {result_id!r}.")
     path = results_dir() / result_id / RESULT_FILE
     if path.is_symlink() or not path.is_file() or (results_dir() / result_id).is_symlink():

@@ -169,6 +169,8 @@ def _line_of(text: str, path: tuple[Any, ...]) -> int | None:
     lines = text.splitlines()
     for number, raw in enumerate(lines, 1):
         line = raw.strip()
+        if line.startswith("["):  # a header may end with a comment: [budget.full]  # the seed's setting
+            line = line.split("#", 1)[0].strip()
         if line.startswith("[["):
             name = tuple(line.strip("[] ").split("."))
             counts[name] = counts.get(name, -1) + 1
@@ -270,6 +272,7 @@ def _close(key: str, choices: set[str]) -> str | None:
 def parse_lesson(text: str, name: str, source: str = "", builtin: bool = False) -> Lesson:
     """A :class:`Lesson` from TOML ``text``; every arm's config is built and validated for both
     budgets now, and the conclusion's templates are tried, so a broken file fails at once."""
+    name = _name_of(name)  # the name becomes a folder name of results: never a path
     source = source or f"{name}.toml"
     if len(text.encode("utf-8", "replace")) > MAX_LESSON_BYTES:
         raise LessonError(f"{source}: a lesson file is at most {MAX_LESSON_BYTES // 1024} KB.")
@@ -355,7 +358,7 @@ def parse_lesson(text: str, name: str, source: str = "", builtin: bool = False) 
             raise r.error(("conclusion", key), "is not a conclusion key" + (f" (did you mean {hint!r}?)" if hint else "")
                           + f"; keys: {', '.join(sorted(CONCLUSION_KEYS))}.")
     metric = c.get("metric", "best_val_top1")
-    if metric not in METRICS:
+    if not isinstance(metric, str) or metric not in METRICS:
         raise r.error(("conclusion", "metric"), f"unknown metric {_shown(metric)}: choose among {', '.join(METRICS)}.")
     higher = c.get("higher_is_better", METRICS[metric].higher_is_better)
     if not isinstance(higher, bool):
@@ -377,7 +380,7 @@ def parse_lesson(text: str, name: str, source: str = "", builtin: bool = False) 
             try:
                 config = lesson.config(arm, b)
             except CnnlabError as e:
-                raise r.error(("arms", i), f"in the {b} budget: {e}") from None
+                raise r.error(_culprit(lesson, arm, i, b), f"in the {b} budget: {e}") from None
             if arm.start_in(b) == "standin":
                 _check_standin(r, lesson, arm, i, b, config)
     from .conclude import check_templates
@@ -385,6 +388,20 @@ def parse_lesson(text: str, name: str, source: str = "", builtin: bool = False) 
     for key, problem in check_templates(lesson):
         raise r.error(("conclusion", key), problem)
     return lesson
+
+
+def _culprit(lesson: Lesson, arm: Arm, i: int, budget: str) -> tuple[Any, ...]:
+    """Where the setting that breaks an arm's config is written: the first (most specific) layer
+    whose value fails on its own, else the arm."""
+    layers = ((("arms", i, budget), arm.budgets.get(budget, {})), (("arms", i), arm.settings),
+              (("budget", budget), lesson.budgets.get(budget, {})), (("base",), lesson.base))
+    for path, layer in layers:
+        for key, value in layer.items():
+            try:
+                TrainConfig.from_dict({key: value}).validate()
+            except CnnlabError:
+                return (*path, key)
+    return ("arms", i)
 
 
 def _check_standin(r: _Reader, lesson: Lesson, arm: Arm, i: int, budget: str, config: TrainConfig) -> None:
