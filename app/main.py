@@ -21,6 +21,7 @@ pages = [
     st.Page(str(PAGES / "inside.py"), title="Look inside", icon=":material/visibility:"),
     st.Page(str(PAGES / "train.py"), title="Train", icon=":material/model_training:"),
     st.Page(str(PAGES / "transfer.py"), title="Transfer learning", icon=":material/swap_horiz:"),
+    st.Page(str(PAGES / "lessons.py"), title="Lessons", icon=":material/school:"),
     st.Page(str(PAGES / "runs.py"), title="Runs", icon=":material/history:"),
     st.Page(str(PAGES / "predict.py"), title="Predict", icon=":material/label:"),
 ]

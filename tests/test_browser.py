@@ -6,6 +6,7 @@ with its own empty cache and no network; screenshots are kept in pytest's tempor
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -232,3 +233,79 @@ def test_gradio_demo_upload_shows_labels(browser, digits_run, tmp_path, monkeypa
         assert text in [str(d) for d in range(10)], text  # a LeNet of the digits answers with a digit
     finally:
         demo.close()
+
+
+# ---- Lessons ------------------------------------------------------------------------------------
+
+LESSON_OVERRIDES = {"epochs": 1, "max_steps": 3}  # a tiny budget for every arm: the page's test hook
+
+
+@pytest.fixture(scope="module")
+def lesson_app(tmp_path_factory):
+    """The app with the Lessons page's tiny-budget hook (CNNLAB_LESSON_OVERRIDES) set for the whole
+    server, as a teacher trying a lesson file would: ``(url, cache)``. A server of its own, so the
+    other tests' pages keep the real settings."""
+    port = free_port()
+    cache = tmp_path_factory.mktemp("browser-lesson-cache")
+    env = {**os.environ, "CNNLAB_CACHE": str(cache), "CNNLAB_OFFLINE": "1",
+           "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false", "CNNLAB_LESSON_OVERRIDES": json.dumps(LESSON_OVERRIDES)}
+    log = open(cache / "streamlit.log", "w")
+    proc = subprocess.Popen(
+        [shutil.which("streamlit") or "streamlit", "run", "app/main.py", "--server.headless", "true",
+         "--server.port", str(port), "--server.address", "127.0.0.1"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("streamlit did not start: " + (cache / "streamlit.log").read_text())
+    yield url, cache
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+def test_lesson_runs_in_the_browser_and_shows_the_table_and_conclusion(browser, lesson_app, shots, monkeypatch):
+    """Open the Lessons page at 1280x720, run the first lesson (LeNet against LeNetV2) with the tiny
+    budget, wait for its conclusion and table: they are the result saved on disk. Every wait is for
+    something the page shows; the timeouts are safety nets."""
+    from playwright.sync_api import expect
+
+    url, cache = lesson_app
+    page = browser.new_page(viewport={"width": 1280, "height": 720})
+    page.goto(f"{url}/lessons")
+    page.get_by_role("heading", name="Lessons", level=1).wait_for(timeout=60_000)
+    wait_idle(page)
+    main = page.get_by_test_id("stMainBlockContainer")
+    expect(main.get_by_text("epochs=1, max_steps=3").first).to_be_visible(timeout=60_000)  # the hook is in force
+    page.screenshot(path=str(shots / "lessons.png"))
+    main.get_by_role("button", name="Run").click()
+    main.get_by_text("Side by side").wait_for(timeout=600_000)  # drawn once every arm has ended
+    wait_idle(page, timeout=120_000)
+    conclusion = main.get_by_test_id("stAlertContentInfo").first.get_by_test_id("stMarkdownContainer")
+    table = main.get_by_test_id("stTable")
+    expect(table).to_contain_text("LeNetV2 (ReLU, max pooling)")
+    expect(table).to_contain_text("finished")
+    page.screenshot(path=str(shots / "lesson-finished.png"), full_page=True)
+
+    monkeypatch.setenv("CNNLAB_CACHE", str(cache))  # the server's results, read back
+    from cnnlab.lessons import list_results
+
+    results = list_results("lenet-vs-lenetv2")
+    assert len(results) == 1 and results[0].data["overrides"] == LESSON_OVERRIDES
+    assert " ".join(conclusion.inner_text().split()) == " ".join(results[0].conclusion.split())
+    params = f"{results[0].arms[0]['params']:,}"  # readable: 44,256
+    expect(table).to_contain_text(params)
+    expect(main.get_by_role("button", name="Run again")).to_be_enabled()
+    assert page.locator(ERROR_SELECTOR).count() == 0, page.locator(ERROR_SELECTOR).first.inner_text()
+    page.close()

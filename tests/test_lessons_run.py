@@ -447,7 +447,7 @@ def test_a_lesson_name_never_puts_a_result_outside_the_results_folder(name):
     name) writes its result in models_cache/ instead of models_cache/lessons/ ("../../x": anywhere).
     A name with "/" makes the save fail; ".." or ".hidden" gives an id that `load_result` refuses,
     so the result is never listed.
-    parse_lesson should clean the name as `_name_of` does (or refuse it), and save_result should
+    parse_lesson should clean the name as `lesson_name` does (or refuse it), and save_result should
     build the id from a cleaned name."""
     try:
         rid = save_result(fake_result(lesson=name))

@@ -107,7 +107,8 @@ def cmd_lesson(args: argparse.Namespace) -> int:
         print(_table(result_table(result["arms"], lesson.columns)))
         for a in result["arms"]:
             if a["status"] != "finished":
-                print(f"  {a['name']}: {a['status']}: {a['message']}")
+                message = str(a["message"] or "")
+                print(f"  {a['name']}: " + (message if message.startswith(a["status"]) else f"{a['status']}: {message}"))
         print(f"\nConclusion: {result['conclusion']}")
         print(f"\nsaved as lesson result {run.result_id} ({result['seconds']:.0f} s); runs: "
               + ", ".join(a["run_id"] or "-" for a in result["arms"]))

@@ -20,14 +20,14 @@ from .runner import (
     lesson_runs, lesson_to_dict, list_results, load_result, measure_arm, plan, result_table, results_dir,
     start_lesson,
 )
-from .spec import BUDGETS, PLOTS, Arm, Conclusion, Lesson, _name_of, parse_lesson, read_lesson
+from .spec import BUDGETS, PLOTS, Arm, Conclusion, Lesson, lesson_name, parse_lesson, read_lesson
 
 BUILTIN_DIR = Path(__file__).resolve().parent
 
 
 def builtin_names() -> list[str]:
     """The built-in lessons' names, in course order (their files are numbered)."""
-    return [_name_of(p.stem) for p in sorted(BUILTIN_DIR.glob("*.toml"))]
+    return [lesson_name(p.stem) for p in sorted(BUILTIN_DIR.glob("*.toml"))]
 
 
 def builtin_lessons() -> list[Lesson]:
@@ -36,7 +36,7 @@ def builtin_lessons() -> list[Lesson]:
 
 def _builtin_path(name: str) -> Path | None:
     for p in sorted(BUILTIN_DIR.glob("*.toml")):
-        if _name_of(p.stem) == name or p.stem == name:
+        if lesson_name(p.stem) == name or p.stem == name:
             return p
     return None
 
@@ -60,7 +60,7 @@ def get_lesson(name_or_path: str | Path) -> Lesson:
 __all__ = [
     "ARM_FIELDS", "Arm", "ArmState", "BUDGETS", "BUILTIN_DIR", "COLUMN_LABELS", "Conclusion", "DEFAULT_COLUMNS",
     "Lesson", "LessonRun", "METRICS", "PLOTS", "StoredResult", "budget_summary", "builtin_lessons", "builtin_names",
-    "conclude", "delete_result", "full_budget_state", "get_lesson", "latest_result", "lesson_runs", "lesson_to_dict",
+    "conclude", "delete_result", "full_budget_state", "get_lesson", "latest_result", "lesson_name", "lesson_runs", "lesson_to_dict",
     "list_results", "load_result", "measure_arm", "parse_lesson", "plan", "read_lesson", "render", "result_table",
     "results_dir", "start_lesson",
 ]

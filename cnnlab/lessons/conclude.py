@@ -177,12 +177,13 @@ def _num(v: Any) -> float | None:
 def _names(lesson: Any, arms: Sequence[Mapping[str, Any]], budget: str) -> dict[str, Any]:
     c = lesson.conclusion
     metric = c.metric
-    views = {a["id"]: {**a, "value": a.get(metric)} for a in arms}
-    ranked = [views[a["id"]] for a in arms if a.get("status") in RANKED_STATUSES and _num(a.get(metric)) is not None]
+    views = {a["id"]: {**a, "value": a.get(metric), "message": _stopped_at(str(a.get("message") or ""))}
+             for a in arms}
+    ranked = [views[a["id"]] for a in arms if _ranked(a, metric)]
     ranked.sort(key=lambda a: a["value"], reverse=c.higher_is_better)
     names: dict[str, Any] = dict(views)
     names["_ids"] = tuple(views)
-    done = [views[a["id"]] for a in arms if a.get("status") in RANKED_STATUSES]
+    done = [views[a["id"]] for a in arms if a.get("status") in RANKED_STATUSES and a.get("compare", True)]
     if ranked:
         names.update(best=ranked[0], worst=ranked[-1], second=ranked[1] if len(ranked) > 1 else ranked[0])
         names["gap"] = abs(ranked[0]["value"] - ranked[-1]["value"])
@@ -199,6 +200,11 @@ def _names(lesson: Any, arms: Sequence[Mapping[str, Any]], budget: str) -> dict[
     names.update(epochs=max(epochs) if epochs else MISSING, budget=budget, metric=METRICS[metric].label,
                  n_arms=len(arms), dataset=next((a.get("dataset") for a in arms if a.get("dataset")), MISSING))
     return names
+
+
+def _ranked(a: Mapping[str, Any], metric: str) -> bool:
+    """Whether an arm takes part in the ranking: compared, finished, and measured."""
+    return a.get("compare", True) and a.get("status") in RANKED_STATUSES and _num(a.get(metric)) is not None
 
 
 def _stopped_at(message: str) -> str:
@@ -226,7 +232,7 @@ def conclude(lesson: Any, arms: Sequence[Mapping[str, Any]], budget: str = "quic
     m = METRICS[c.metric]
     names = _names(lesson, arms, budget)
     sentences: list[str] = []
-    ranked = [a for a in arms if a.get("status") in RANKED_STATUSES and _num(a.get(c.metric)) is not None]
+    ranked = [a for a in arms if _ranked(a, c.metric)]
     if len(ranked) < 2:
         done = ", ".join(a["name"] for a in ranked) or "no arm"
         sentences.append(f"Only {done} finished, so this run cannot answer the question: see why below and "
@@ -252,7 +258,7 @@ def conclude(lesson: Any, arms: Sequence[Mapping[str, Any]], budget: str = "quic
             sentences.append(_say(c.expected, names, _default_expected(m)))
     for a in arms:
         status = a.get("status")
-        if status in RANKED_STATUSES:
+        if status in RANKED_STATUSES or (status == "skipped" and not a.get("compare", True)):
             continue
         default = (f"{a['name']} {_stopped_at(str(a.get('message') or 'diverged.'))}" if status == "diverged" else
                    f"{a['name']} {status}" + (f": {str(a.get('message')).strip()}" if a.get("message") else "."))
@@ -299,7 +305,7 @@ def example_arms(lesson: Any) -> list[dict[str, Any]]:
             "gap": 0.05, "test_top1": p, "seconds": 10.0 + i, "epoch_seconds": 3.0 + i, "images_per_sec": 500.0,
             "train_images": 1000, "val_images": 10_000, "model": "lenet", "model_name": "LeNet",
             "optimizer": "adam", "lr": 0.001, "momentum": 0.9, "batch_size": 64, "augment": "none",
-            "subset": None, "freeze": "none", "run_id": "example", "dataset": "Digits",
+            "subset": None, "freeze": "none", "run_id": "example", "dataset": "Digits", "compare": arm.compare,
         })
     return arms
 

@@ -36,7 +36,7 @@ from ..runs import load_run
 from ..train import TrainConfig, load_data
 from ..transfer import StandinConfig, standin_transfer_model
 from .conclude import conclude
-from .spec import BUDGETS, CONFIG_FIELDS, Arm, Lesson, _name_of, parse_lesson
+from .spec import BUDGETS, CONFIG_FIELDS, Arm, Lesson, lesson_name, parse_lesson
 
 log = logging.getLogger(__name__)
 
@@ -342,7 +342,7 @@ def measure_arm(a: ArmState, data_cache: dict[str, Any] | None = None) -> dict[s
     row: dict[str, Any] = {
         "id": p.arm.id, "name": p.arm.name, "note": p.arm.note, "model": c.model, "optimizer": c.optimizer,
         "lr": c.lr, "momentum": c.momentum, "batch_size": c.batch_size, "augment": c.augment, "subset": c.subset,
-        "freeze": "features" if p.freeze else c.freeze, "start": p.start,
+        "freeze": "features" if p.freeze else c.freeze, "start": p.start, "compare": p.arm.compare,
         "status": job.state if job is not None else a.state,
         "message": job.message if job is not None else a.message,
         "run_id": job.run_id if job is not None else None, "curves": [],
@@ -433,7 +433,7 @@ def save_result(result: Mapping[str, Any]) -> str:
     root.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     for _ in range(100):
-        rid = f"{_name_of(str(result['lesson']))}-{_name_of(str(result['budget']))}-{stamp}-{secrets.token_hex(2)}"
+        rid = f"{lesson_name(str(result['lesson']))}-{lesson_name(str(result['budget']))}-{stamp}-{secrets.token_hex(2)}"
         path = root / rid
         try:
             path.mkdir()
@@ -501,6 +501,7 @@ def _checked(data: Any) -> dict[str, Any]:
             clean[k] = v if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
         for k in ("note", "model", "model_name", "optimizer", "augment", "freeze", "start", "run_id", "dataset"):
             clean[k] = a.get(k) if isinstance(a.get(k), str) else None
+        clean["compare"] = a.get("compare") is not False
         curves = a.get("curves") if isinstance(a.get("curves"), list) else []
         clean["curves"] = [{k: (v if isinstance(v, (int, float)) and not isinstance(v, bool) else None)
                             for k, v in e.items() if isinstance(k, str)} for e in curves[:10_000] if isinstance(e, dict)]
@@ -530,8 +531,10 @@ def load_result(result_id: str) -> StoredResult:
     return StoredResult(result_id, data, lesson, problem)
 
 
-def list_results(lesson: str | None = None, budget: str | None = None) -> list[StoredResult]:
-    """Saved results, newest first (damaged folders are skipped and logged)."""
+def list_results(lesson: str | None = None, budget: str | None = None,
+                 builtin: bool | None = None) -> list[StoredResult]:
+    """Saved results, newest first (damaged folders are skipped and logged); ``builtin``: only those
+    of built-in lessons (True) or of teachers' own files (False)."""
     root = results_dir()
     if not root.is_dir():
         return []
@@ -544,7 +547,8 @@ def list_results(lesson: str | None = None, budget: str | None = None) -> list[S
         except LessonError as e:
             log.warning("%s", e)
             continue
-        if (lesson is None or r.data["lesson"] == lesson) and (budget is None or r.data["budget"] == budget):
+        if ((lesson is None or r.data["lesson"] == lesson) and (budget is None or r.data["budget"] == budget)
+                and (builtin is None or bool(r.data.get("builtin")) == builtin)):
             found.append(r)
     found.sort(key=lambda r: r.data["created"], reverse=True)
     return found

@@ -63,7 +63,7 @@ MAX_ARMS = 8
 MAX_TEXT = 2000  # characters of any text field
 ID_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
 LESSON_KEYS = {"title", "seed", "question", "plots", "base", "budget", "arms", "conclusion", "columns"}
-ARM_KEYS = {"id", "name", "note", "start"}  # besides TrainConfig fields and the budget tables
+ARM_KEYS = {"id", "name", "note", "start", "compare"}  # besides TrainConfig fields and the budget tables
 CONCLUSION_KEYS = {"metric", "higher_is_better", "expect", "expected", "unexpected", "close", "always",
                    "diverged", "tie"}
 CONFIG_FIELDS = {f.name for f in fields(TrainConfig)}
@@ -81,6 +81,7 @@ class Arm:
     start: str = "scratch"  # the arm's start in every budget without its own "start"
     note: str = ""
     starts: dict[str, str] = field(default_factory=dict)  # per budget, from [arms.quick] / [arms.full]
+    compare: bool = True  # False: a preparatory arm (e.g. the pretraining another arm starts from), not ranked
 
     def start_in(self, budget: str) -> str:
         return self.starts.get(budget, self.start)
@@ -272,7 +273,7 @@ def _close(key: str, choices: set[str]) -> str | None:
 def parse_lesson(text: str, name: str, source: str = "", builtin: bool = False) -> Lesson:
     """A :class:`Lesson` from TOML ``text``; every arm's config is built and validated for both
     budgets now, and the conclusion's templates are tried, so a broken file fails at once."""
-    name = _name_of(name)  # the name becomes a folder name of results: never a path
+    name = lesson_name(name)  # the name becomes a folder name of results: never a path
     source = source or f"{name}.toml"
     if len(text.encode("utf-8", "replace")) > MAX_LESSON_BYTES:
         raise LessonError(f"{source}: a lesson file is at most {MAX_LESSON_BYTES // 1024} KB.")
@@ -340,10 +341,15 @@ def parse_lesson(text: str, name: str, source: str = "", builtin: bool = False) 
                 starts[b] = sub["start"]
         extra = ARM_KEYS | set(BUDGETS)
         settings = r.settings(a, ("arms", i), extra=extra)
+        compare = a.get("compare", True)
+        if not isinstance(compare, bool):
+            raise r.error(("arms", i, "compare"), f"must be true or false, got {_shown(compare)}.")
         arms.append(Arm(arm_id, r.text_value(a, ("arms", i, "name")), settings, arm_budgets, start,
-                        r.text_value(a, ("arms", i, "note"), required=False), starts))
+                        r.text_value(a, ("arms", i, "note"), required=False), starts, compare))
 
     ids = [a.id for a in arms]
+    if sum(a.compare for a in arms) < 2:
+        raise r.error(("arms",), "at least two arms must be compared (compare = false marks only preparatory arms).")
     for i, arm in enumerate(arms):
         for b in BUDGETS:
             dep = arm.depends_on(b)
@@ -433,10 +439,11 @@ def read_lesson(path: str | Path, builtin: bool = False) -> Lesson:
         raise LessonError(f"{p.name}: not a UTF-8 text file (a lesson is a TOML text file).") from None
     except OSError as e:
         raise LessonError(f"cannot read {p}: {e.strerror or e}.") from None
-    return parse_lesson(text, _name_of(p.stem), source=p.name, builtin=builtin)
+    return parse_lesson(text, lesson_name(p.stem), source=p.name, builtin=builtin)
 
 
-def _name_of(stem: str) -> str:
+def lesson_name(stem: str) -> str:
     """A lesson's name from its file name: "03_minialexnet.toml" is "minialexnet" (the number orders the course)."""
     name = re.sub(r"[^a-z0-9_-]+", "-", re.sub(r"^\d+_", "", stem.lower())).strip("-")[:60]
     return name or "lesson"
+

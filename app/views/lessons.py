@@ -1,0 +1,621 @@
+"""Lessons: every comparison of the course in one click, concluded from the numbers it measured.
+
+The page lists the lessons (``cnnlab.lessons``: the built-in TOML files, or a teacher's own file
+uploaded or given by path), runs one (every arm a background job on the shared queue, one live
+chart overlaying the arms) and shows its result: the conclusion, the side-by-side table, the
+overlaid curves and the plots the lesson asks for. A lesson already run is shown from disk.
+
+Test and teacher hook: settings applied on top of every arm (e.g. ``{"epochs": 1, "max_steps": 3}``
+for a tiny run) come from ``st.session_state["lesson_overrides"]`` (AppTest sets it) or, failing
+that, from the environment variable ``CNNLAB_LESSON_OVERRIDES`` holding a JSON object (set by
+whoever starts the server: the browser test, a teacher trying a new lesson file). The page says
+when such settings are in force, and every result records them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from app.common import remember, show_error
+from cnnlab.errors import CnnlabError, LessonError
+from cnnlab.lessons import (
+    BUDGETS,
+    BUILTIN_DIR,
+    COLUMN_LABELS,
+    PLOTS,
+    Lesson,
+    budget_summary,
+    full_budget_state,
+    lesson_runs,
+    list_results,
+    parse_lesson,
+    read_lesson,
+    result_table,
+    start_lesson,
+)
+from cnnlab.lessons.spec import MAX_LESSON_BYTES, lesson_name
+
+OVERRIDES_KEY = "lesson_overrides"  # session-state test hook (see the module docstring)
+OVERRIDES_ENV = "CNNLAB_LESSON_OVERRIDES"  # the same, for a whole server
+STORE = "lessons-form"  # widget values kept across page switches (app.common.remember)
+LIVE = "lesson-live"  # the LessonRun.id this session follows
+PICK = "lesson-result"  # the result shown (a result id)
+ENDED = "lesson-ended"  # what a followed run ended with, shown once
+BUILTIN, OWN = "builtin", "own"
+# Tableau 10: distinct colours, one per arm (a lesson has at most 8), the same in every chart.
+PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#eeca3b", "#9d755d",
+           "#ff9da6", "#bab0ac")
+BUDGET_LABELS = {"quick": "Quick: embedded data, minutes on a CPU",
+                 "full": "Full: the seed's dataset and epochs, for a GPU"}
+PERCENT_COLUMNS = {COLUMN_LABELS[c] for c in ("best_val_top1", "final_val_top1", "final_train_top1", "test_top1")}
+COUNT_COLUMNS = {COLUMN_LABELS[c] for c in ("params", "trainable_params", "macs", "train_images")}
+STATUS_ICONS = {"finished": ":material/check_circle:", "diverged": ":material/trending_up:",
+                "failed": ":material/error:", "cancelled": ":material/cancel:", "skipped": ":material/block:",
+                "queued": ":material/schedule:", "waiting": ":material/hourglass_empty:",
+                "running": ":material/autorenew:"}
+
+
+# ---- small helpers ----------------------------------------------------------------------------
+
+
+def text(value: Any) -> str:
+    """A lesson's own text (title, question, names, conclusion) shown literally in markdown."""
+    return re.sub(r"([\\`*_\[\]$~|#<>])", r"\\\1", str(value))
+
+
+def count(v: Any) -> str:
+    """Parameters and the like, readable: 44,256 or 11.2 M."""
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return "—"
+    if abs(v) >= 1e9:
+        return f"{v / 1e9:.1f} G"
+    return f"{v / 1e6:.1f} M" if abs(v) >= 1e6 else f"{int(v):,}"
+
+
+def cell(v: Any, column: str) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "—"
+    if column in PERCENT_COLUMNS:
+        return f"{v:.1%}"
+    if column == COLUMN_LABELS["gap"]:
+        return f"{v:+.1%}"  # percentage points, signed: training above validation is positive
+    if column in COUNT_COLUMNS:
+        return count(v)
+    if column == COLUMN_LABELS["images_per_sec"]:
+        return f"{v:,.0f}"
+    if column == COLUMN_LABELS["epoch_seconds"]:
+        return f"{v:.2f}"
+    if isinstance(v, float):
+        return f"{v:,.1f}"
+    return str(v)
+
+
+def arm_labels(arms: Sequence[tuple[str, str]]) -> list[str]:
+    """One label per arm (its name; its id added when two arms share a name)."""
+    names = [name for _, name in arms]
+    return [name if names.count(name) == 1 else f"{name} ({arm_id})" for arm_id, name in arms]
+
+
+def colour_scale(labels: Sequence[str]) -> alt.Scale:
+    return alt.Scale(domain=list(labels), range=list(PALETTE[: len(labels)]))
+
+
+def arm_colour(labels: Sequence[str], title: str | None = None) -> alt.Color:
+    return alt.Color("arm:N", scale=colour_scale(labels), title=title,
+                     legend=alt.Legend(orient="bottom", direction="vertical", labelLimit=600, title=None))
+
+
+def accuracy_scale(values: Sequence[float]) -> alt.Scale:
+    """An accuracy axis zoomed on the values, at least 10 points wide (whole-percent ticks stay distinct)."""
+    lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
+    pad = max(0.0, 0.1 - (hi - lo)) / 2 + 0.01
+    lo, hi = max(0.0, math.floor((lo - pad) * 20) / 20), min(1.0, math.ceil((hi + pad) * 20) / 20)
+    return alt.Scale(domain=[lo, hi] if hi > lo else [0, 1])
+
+
+def finite(v: Any) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
+
+
+def overrides() -> tuple[dict[str, Any], str]:
+    """The settings for every arm from the test/teacher hook, and where they came from."""
+    value = st.session_state.get(OVERRIDES_KEY)
+    where = f"st.session_state['{OVERRIDES_KEY}']"
+    if value is None and os.environ.get(OVERRIDES_ENV, "").strip():
+        where = f"the environment variable {OVERRIDES_ENV}"
+        try:
+            value = json.loads(os.environ[OVERRIDES_ENV])
+        except ValueError as e:
+            raise LessonError(f"{where} is not JSON ({e}): write e.g. {{\"epochs\": 1}}.") from None
+    if value is None:
+        return {}, ""
+    if not isinstance(value, Mapping):
+        raise LessonError(f"{where} must be a JSON object of training settings, e.g. {{\"epochs\": 1}}.")
+    return dict(value), where
+
+
+def builtin_lessons() -> list[Lesson]:
+    """The built-in lessons; a broken file is reported and the others still listed."""
+    lessons = []
+    for path in sorted(BUILTIN_DIR.glob("*.toml")):
+        try:
+            lessons.append(read_lesson(path, builtin=True))
+        except CnnlabError as err:
+            show_error(err, context="A built-in lesson cannot be read")
+    return lessons
+
+
+UPLOAD, PATH, SAVED = "upload", "path", "saved"
+OPEN_LABELS = {UPLOAD: "Upload a file", PATH: "A path on this server", SAVED: "One run before on this machine"}
+FORMAT_HINT = ("A lesson is a small TOML file: a title, the question, a shared base config, two to eight arms and "
+               "a conclusion template; the built-in ones in `cnnlab/lessons/` are examples of the format.")
+
+
+def uploaded_lesson(up) -> Lesson:
+    data = up.getvalue()
+    if len(data) > MAX_LESSON_BYTES:
+        raise LessonError(f"{up.name}: a lesson file is at most {MAX_LESSON_BYTES // 1024} KB.")
+    if not up.name.lower().endswith(".toml"):
+        raise LessonError(f"{up.name}: a lesson is a .toml file.")
+    try:
+        source = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise LessonError(f"{up.name}: not a UTF-8 text file (a lesson is a TOML text file).") from None
+    return parse_lesson(source, lesson_name(Path(up.name).stem), source=up.name)
+
+
+def own_lesson() -> Lesson | None:
+    """A teacher's lesson: an uploaded .toml file, the path of one on this server, or one whose result
+    is saved here (each result keeps the lesson's text, so it opens and runs again without the file)."""
+    how = st.radio("Open", list(OPEN_LABELS), format_func=OPEN_LABELS.get, horizontal=True,
+                   key=remember(STORE, "lesson-open", UPLOAD), label_visibility="collapsed")
+    try:
+        if how == UPLOAD:
+            up = st.file_uploader("A lesson file (.toml)", type=["toml"], key="lesson-upload", max_upload_size=1,
+                                  help=f"At most {MAX_LESSON_BYTES // 1024} KB. {FORMAT_HINT}")
+            if up is not None:
+                return uploaded_lesson(up)
+        elif how == PATH:
+            path = st.text_input("The path of a .toml lesson file on this server",
+                                 key=remember(STORE, "lesson-path", ""), placeholder="e.g. ~/lessons/my_lesson.toml")
+            path = path.strip()
+            if path:
+                if not path.lower().endswith(".toml"):
+                    raise LessonError(f"{path}: only .toml lesson files can be opened here.")
+                return read_lesson(path)
+        else:
+            saved: dict[str, Any] = {}
+            for r in list_results():  # newest first: each lesson as it was last run
+                if not r.data.get("builtin") and r.lesson is not None:
+                    saved.setdefault(r.data["lesson"], r)
+            if not saved:
+                st.info("No lesson of your own has been run on this machine yet.", icon=":material/info:")
+                return None
+            name = st.selectbox("Your lessons run before", list(saved), index=None, key="lesson-saved",
+                                placeholder="Choose a lesson",
+                                format_func=lambda n: f"{saved[n].data['title']} · {n}")
+            if name is not None:
+                return saved[name].lesson
+            return None
+    except CnnlabError as err:
+        show_error(err, context="This lesson file cannot be used")
+        return None
+    st.info(("Upload a lesson file. " if how == UPLOAD else "Type the path of a lesson file. ") + FORMAT_HINT,
+            icon=":material/upload_file:")
+    return None
+
+
+def find_run(run_id: Any):
+    return next((r for r in lesson_runs() if r.id == run_id), None)
+
+
+def same_lesson(a: Lesson, b: Lesson) -> bool:
+    return a.name == b.name and a.builtin == b.builtin
+
+
+def results_of(lesson: Lesson, budget: str) -> list:
+    """Saved results of this lesson (built-in, or a teacher's file of the same name) in ``budget``."""
+    return list_results(lesson.name, budget, builtin=lesson.builtin)
+
+
+# ---- charts ---------------------------------------------------------------------------------------
+
+
+def legend_space(n: int) -> int:
+    """Pixels the colour legend under a chart takes (a chart's height includes its legend)."""
+    return 40 + 22 * n
+
+
+def bars_height(n: int, per_arm: int) -> int:
+    return 70 + per_arm * n + legend_space(n)
+
+
+def curves_chart(result_arms: Sequence[Mapping[str, Any]], labels: Sequence[str], metric: str) -> alt.Chart | None:
+    """Validation (solid) and training (dashed) ``metric`` per epoch, the arms overlaid."""
+    rows = []
+    for arm, label in zip(result_arms, labels):
+        for e in arm.get("curves") or []:
+            for split, key in (("validation", f"val_{metric}"), ("training", f"train_{metric}")):
+                v = finite(e.get(key))
+                if v is not None and isinstance(e.get("epoch"), (int, float)):
+                    rows.append({"arm": label, "epoch": e["epoch"], "split": split, "value": v})
+    if not rows:
+        return None
+    df = pd.DataFrame(rows)
+    acc = metric == "top1"
+    y = alt.Y("value:Q", title="accuracy" if acc else "loss",
+              scale=accuracy_scale(list(df.value)) if acc else alt.Scale(zero=False),
+              axis=alt.Axis(format=".0%") if acc else alt.Axis())
+    return alt.Chart(df).mark_line(point=True).encode(
+        alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1, format="d")), y, arm_colour(labels),
+        alt.StrokeDash("split:N", sort=["validation", "training"], legend=None),  # said in the chart's title
+        tooltip=["arm", "epoch", "split", alt.Tooltip("value:Q", format=".1%" if acc else ".4f")],
+    ).properties(height=280 + legend_space(len(labels)))
+
+
+def gap_chart(result_arms, labels) -> alt.Chart | None:
+    rows = []
+    for arm, label in zip(result_arms, labels):
+        for split, key in (("training", "final_train_top1"), ("validation", "final_val_top1")):
+            v = finite(arm.get(key))
+            if v is not None:
+                rows.append({"arm": label, "split": split, "value": v})
+    if not rows:
+        return None
+    df = pd.DataFrame(rows)
+    base = alt.Chart(df).encode(
+        alt.Y("arm:N", title=None, sort=list(labels), axis=alt.Axis(labelLimit=400)),
+        alt.YOffset("split:N", sort=["training", "validation"]),
+        alt.X("value:Q", title="final accuracy", scale=alt.Scale(domain=[0, 1.12]),
+              axis=alt.Axis(format=".0%", values=[0, 0.2, 0.4, 0.6, 0.8, 1.0])),
+    )
+    bars = base.mark_bar().encode(
+        arm_colour(labels),
+        alt.Opacity("split:N", sort=["training", "validation"], scale=alt.Scale(range=[0.45, 1.0]),
+                    legend=alt.Legend(orient="bottom", title="light: training, dark: validation")),
+        tooltip=["arm", "split", alt.Tooltip("value:Q", format=".1%")],
+    )
+    labels_ = base.mark_text(align="left", dx=4).encode(text=alt.Text("value:Q", format=".1%"))
+    return (bars + labels_).properties(height=bars_height(len(labels), 56))
+
+
+def time_chart(result_arms, labels) -> alt.Chart | None:
+    rows = [{"arm": label, "value": v} for arm, label in zip(result_arms, labels)
+            if (v := finite(arm.get("epoch_seconds"))) is not None]
+    if not rows:
+        return None
+    base = alt.Chart(pd.DataFrame(rows)).encode(
+        alt.Y("arm:N", title=None, sort=list(labels), axis=alt.Axis(labelLimit=400)),
+        alt.X("value:Q", title="seconds per epoch", scale=alt.Scale(zero=True)),
+    )
+    bars = base.mark_bar().encode(arm_colour(labels), tooltip=["arm", alt.Tooltip("value:Q", format=".2f")])
+    values = base.mark_text(align="left", dx=4).encode(text=alt.Text("value:Q", format=".2f"))
+    return (bars + values).properties(height=bars_height(len(labels), 36))
+
+
+def params_chart(result_arms, labels) -> alt.Chart | None:
+    rows = [{"arm": label, "params": p, "value": v} for arm, label in zip(result_arms, labels)
+            if (p := finite(arm.get("params"))) and (v := finite(arm.get("best_val_top1"))) is not None]
+    if not rows:
+        return None
+    df = pd.DataFrame(rows)
+    spread = df.params.max() / max(df.params.min(), 1)
+    base = alt.Chart(df).encode(
+        alt.X("params:Q", title="parameters" + (" (log scale)" if spread > 20 else ""),
+              scale=alt.Scale(type="log" if spread > 20 else "linear", zero=False, padding=30),
+              axis=alt.Axis(format="~s")),
+        alt.Y("value:Q", title="best validation accuracy", axis=alt.Axis(format=".0%"),
+              scale=accuracy_scale(list(df.value))),
+    )
+    points = base.mark_point(filled=True, size=160).encode(
+        arm_colour(labels),
+        tooltip=["arm", alt.Tooltip("params:Q", format=","), alt.Tooltip("value:Q", format=".1%")])
+    return points.properties(height=280 + legend_space(len(labels)))
+
+
+PLOT_CHARTS = {"gap": ("Training against validation accuracy", gap_chart),
+               "time": ("Time per epoch", time_chart),
+               "params": ("Parameters against accuracy", params_chart)}
+
+
+# ---- the live view --------------------------------------------------------------------------------
+
+
+def live_rows(run) -> tuple[list[dict], list[dict]]:
+    """(validation accuracy per epoch, running training loss per step) of every arm, read
+    incrementally from its job's events (a cursor per arm in this session)."""
+    cache = st.session_state.setdefault("lesson-live-cache", {})
+    if cache.get("run") != run.id:
+        cache.clear()
+        cache["run"] = run.id
+    labels = arm_labels([(a.plan.arm.id, a.plan.arm.name) for a in run.arms])
+    epochs, steps = [], []
+    for a, label in zip(run.arms, labels):
+        if a.job is None:
+            continue
+        c = cache.setdefault(a.plan.arm.id, {"i": 0, "per_epoch": 0, "epochs": [], "steps": []})
+        new, c["i"] = a.job.events_since(c["i"])
+        for e in new:
+            if e["kind"] == "start":
+                c["per_epoch"] = max(1, int(e.get("steps_per_epoch") or 1))
+            elif e["kind"] == "epoch" and finite(e.get("val_top1")) is not None:
+                c["epochs"].append({"arm": label, "epoch": e["epoch"], "value": e["val_top1"]})
+            elif e["kind"] == "step" and c["per_epoch"] and finite(e.get("loss")) is not None:
+                c["steps"].append({"arm": label, "epoch": e["step"] / c["per_epoch"], "value": e["loss"]})
+                if len(c["steps"]) > 600:  # a chart, not a log: keep every other point
+                    c["steps"] = c["steps"][::2]
+        epochs += c["epochs"]
+        steps += c["steps"]
+    return epochs, steps
+
+
+def arm_line(run, a, label: str) -> str:
+    state = run.arm_state(a)
+    job = a.job
+    epochs = a.plan.config.epochs
+    if state == "queued" and job is not None:
+        detail = f"queued (position {job.position})" if job.position else "queued"
+    elif state == "waiting":
+        dep = a.plan.depends_on
+        detail = f"waits for the weights of arm {dep}" if dep else "preparing its data"
+    elif state == "running" and job is not None:
+        epoch = job.latest_epoch or {}
+        step = job.latest_step or {}
+        now = min(epochs, max(int(step.get("epoch", 1)), int(epoch.get("epoch", 0)) + 1))
+        detail = f"running · epoch {now} of {epochs}"
+        if "val_top1" in epoch:
+            detail += f" · validation accuracy {epoch['val_top1']:.1%} after epoch {epoch['epoch']}"
+        elif "loss" in step:
+            detail += f" · training loss {step['loss']:.3f}"
+    elif state == "finished" and job is not None:
+        best = job.result.best_val_top1 if job.result is not None else None
+        detail = "finished" + (f" · best validation accuracy {best:.1%}" if isinstance(best, float) else "")
+    else:
+        detail = state
+    return f"{STATUS_ICONS.get(state, '')} **{text(label)}** · {detail}"
+
+
+@st.fragment(run_every=1.5)
+def live_view(run_id: int) -> None:
+    run = find_run(run_id)
+    if run is None:
+        return
+    if run.done:
+        st.rerun()  # the whole page: the result is on disk now
+    labels = arm_labels([(a.plan.arm.id, a.plan.arm.name) for a in run.arms])
+    top = st.columns([4, 1], vertical_alignment="center")
+    top[0].progress(run.progress, text=f"**All arms** · {run.budget} budget · {run.progress:.0%} of the training "
+                                       "steps done")
+    if top[1].button("Stop", icon=":material/stop_circle:", key=f"lesson-stop-{run.id}", width="stretch",
+                     help="Stop every arm; the arms measured so far are kept in the result."):
+        run.cancel()
+        st.toast("Stopping the lesson: the arms measured so far are kept.", icon=":material/stop_circle:")
+    for a, label in zip(run.arms, labels):
+        st.progress(a.progress, text=arm_line(run, a, label))
+        state = run.arm_state(a)
+        message = a.job.message if a.job is not None else a.message
+        if state in ("failed", "diverged", "skipped", "cancelled") and message:
+            st.caption(f"{STATUS_ICONS.get(state, '')} {text(message)}")
+    epochs, steps = live_rows(run)
+    x = alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1, format="~g"))
+    if epochs:
+        chart = alt.Chart(pd.DataFrame(epochs)).mark_line(point=True).encode(
+            x, alt.Y("value:Q", title="validation accuracy", axis=alt.Axis(format=".0%"),
+                     scale=accuracy_scale([e["value"] for e in epochs])),
+            arm_colour(labels), tooltip=["arm", "epoch", alt.Tooltip("value:Q", format=".1%")])
+        st.markdown("**Validation accuracy per epoch**, the arms overlaid")
+    elif steps:
+        chart = alt.Chart(pd.DataFrame(steps)).mark_line().encode(
+            x, alt.Y("value:Q", title="training loss (running mean)", scale=alt.Scale(zero=False)),
+            arm_colour(labels),
+            tooltip=["arm", alt.Tooltip("epoch:Q", format=".2f"), alt.Tooltip("value:Q", format=".3f")])
+        st.markdown("**Training loss** while the first epoch runs (validation accuracy follows after it)")
+    else:
+        st.caption("The chart appears after the first training steps.")
+        return
+    st.altair_chart(chart.properties(height=260 + legend_space(len(labels))), width="stretch")
+
+
+# ---- a result -------------------------------------------------------------------------------------
+
+
+def show_result(stored, lesson: Lesson) -> None:
+    data = stored.data
+    shown = stored.lesson or lesson  # the lesson as it was run (its plots and columns)
+    arms = stored.arms
+    labels = arm_labels([(a["id"], a["name"]) for a in arms])
+    machine = data.get("machine") or {}
+    facts = [f"{data['budget']} budget", str(data["created"]).replace("T", " ")[:16]]
+    if isinstance(data.get("seconds"), (int, float)):
+        facts.append(f"{data['seconds']:,.0f} s in all")
+    if machine.get("device"):
+        threads = f", {machine['threads']} threads" if machine.get("threads") else ""
+        facts.append(f"on {machine['device']}{threads}")
+    st.caption(" · ".join(facts) + f" · result {data.get('id', stored.id)}")
+    if data.get("overrides"):
+        st.caption(":material/tune: Run with these settings for every arm: "
+                   + ", ".join(f"{k}={v}" for k, v in data["overrides"].items()))
+    if data.get("state") == "cancelled":
+        st.warning("This run was stopped before every arm ended: the table has what was measured.",
+                   icon=":material/cancel:")
+    if stored.problem:
+        st.caption(f"The lesson as it was run no longer parses ({text(stored.problem)}); shown with today's file.")
+
+    st.markdown("#### :material/lightbulb: Conclusion")
+    st.info(text(stored.conclusion), icon=":material/school:")
+
+    st.markdown("#### :material/table_chart: Side by side")
+    rows = result_table(arms, shown.columns)
+    if not rows:
+        st.caption("This result has no arm.")
+        return
+    measured = [k for k in rows[0] if k != "arm" and (k == "status" or any(r[k] is not None for r in rows))]
+    table = pd.DataFrame([{k: cell(row[k], k) for k in measured} for row in rows],
+                         index=pd.Index(labels, name="arm"))
+    st.table(table)
+    for arm, label in zip(arms, labels):
+        if arm["status"] == "finished":
+            continue
+        what = f"**{text(label)}** {arm['status']}" + (f": {text(arm['message'])}" if arm.get("message") else ".")
+        icon = STATUS_ICONS.get(arm["status"], ":material/info:")
+        (st.error if arm["status"] == "failed" else st.warning)(what, icon=icon)
+
+    st.markdown("#### :material/show_chart: Curves")
+    c1, c2 = st.columns(2)
+    for col, metric, title in ((c1, "top1", "Accuracy"), (c2, "loss", "Loss")):
+        chart = curves_chart(arms, labels, metric)
+        col.markdown(f"**{title}** per epoch (solid: validation, dashed: training)")
+        if chart is None:
+            col.caption("No epoch was measured.")
+        else:
+            col.altair_chart(chart, width="stretch")
+    for plot in shown.plots:
+        if plot not in PLOT_CHARTS:
+            continue
+        title, make = PLOT_CHARTS[plot]
+        st.markdown(f"#### {title}")
+        st.caption(PLOTS[plot].capitalize() + ".")
+        chart = make(arms, labels)
+        if chart is None:
+            st.caption("Not measured for any arm of this run.")
+        else:
+            st.altair_chart(chart, width="stretch")
+
+
+# ---- the page -------------------------------------------------------------------------------------
+
+st.title("Lessons")
+st.write("Each lesson is one comparison of the course, run in one go: its arms train one after the other as "
+         "background jobs (they also appear on the **Train** and **Runs** pages), then the page lines them up "
+         "and writes a conclusion from the numbers just measured. A lesson already run opens from disk at once, "
+         "so a teacher can prepare it before class.")
+
+try:
+    extra, extra_from = overrides()
+except CnnlabError as err:
+    show_error(err, context="The lesson settings hook is ignored")
+    extra, extra_from = {}, ""
+
+kind = st.segmented_control("Lessons", [BUILTIN, OWN], key=remember(STORE, "lesson-kind", BUILTIN),
+                            format_func={BUILTIN: "The course's lessons", OWN: "Your own lesson file"}.get,
+                            label_visibility="collapsed", required=True) or BUILTIN
+lesson: Lesson | None = None
+if kind == BUILTIN:
+    lessons = builtin_lessons()
+    if not lessons:
+        st.stop()
+    by_name = {x.name: x for x in lessons}
+    if st.session_state.get("lesson-pick", st.session_state.get(STORE, {}).get("lesson-pick")) not in by_name:
+        st.session_state.pop("lesson-pick", None)
+        st.session_state.get(STORE, {}).pop("lesson-pick", None)
+    with st.container(height=380 if len(lessons) > 4 else "content", border=len(lessons) > 4):
+        name = st.radio(
+            "Lesson", list(by_name), key=remember(STORE, "lesson-pick", lessons[0].name),
+            format_func=lambda n: f"{list(by_name).index(n) + 1}. {by_name[n].title}",
+            captions=[f"Seed {x.seed_label} · {len(x.arms)} arms: {text('; '.join(a.name for a in x.arms))}  \n"
+                      f"{text(x.question)}" for x in lessons],
+        )
+    lesson = by_name[name]
+else:
+    lesson = own_lesson()
+if lesson is None:
+    st.stop()
+
+for other in lesson_runs():
+    if not other.done and not same_lesson(other.lesson, lesson):
+        st.caption(f":material/pending: Also running: {text(other.lesson.title)} ({other.budget} budget, "
+                   f"{other.progress:.0%}).")
+
+# ---- the chosen lesson ------------------------------------------------------------------------------
+st.divider()
+st.subheader(lesson.title, anchor=False)
+st.caption(f"Seed {lesson.seed_label} · lesson `{lesson.name}`"
+           + (f" · from {text(lesson.path)}" if not lesson.builtin and lesson.path else ""))
+st.markdown(f"**Question.** {text(lesson.question)}")
+st.markdown("\n".join(f"- **{text(a.name)}**" + (f": {text(a.note)}" if a.note else "") for a in lesson.arms))
+
+running = find_run(st.session_state.get(LIVE))
+if running is not None and running.done:  # the run this session followed has ended since the last rerun
+    st.session_state.pop(LIVE, None)
+    if running.result_id:
+        st.session_state[PICK] = running.result_id
+    if running.state == "failed":
+        st.session_state[ENDED] = running.message
+    running = None
+if running is None or not same_lesson(running.lesson, lesson):
+    running = next((r for r in reversed(lesson_runs(lesson.name)) if not r.done and same_lesson(r.lesson, lesson)),
+                   None)
+    if running is not None:  # e.g. started before a reload, or from another tab
+        st.session_state[LIVE] = running.id
+
+can_full, why_full = full_budget_state(lesson)
+if not can_full and st.session_state.get("lesson-budget") == "full":
+    st.session_state["lesson-budget"] = "quick"
+c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+budget = c1.radio("Budget", BUDGETS, key=remember(STORE, "lesson-budget", "quick"), horizontal=True,
+                  format_func=BUDGET_LABELS.get, disabled=running is not None or not can_full)
+if running is not None:
+    budget = running.budget
+results = results_of(lesson, budget)
+start = c2.button("Run again" if results else "Run", type="primary", icon=":material/play_arrow:", key="lesson-run",
+                  disabled=running is not None, width="stretch",
+                  help="Queue every arm of the lesson as a background job; the result is saved and listed below.")
+why = ("the default: embedded data, offline" if budget == "quick" else "chosen: " + why_full.rstrip("."))
+try:
+    summary = budget_summary(lesson, budget, extra)
+except CnnlabError as err:
+    summary = ""
+    show_error(err, context="The settings for every arm do not fit this lesson")
+st.caption(f"Runs the **{budget}** budget ({text(why)}). {text(summary.split(': ', 1)[-1])}")
+if not can_full:
+    st.caption(f":material/block: The full budget is not offered here: {text(why_full)}")
+if extra:
+    st.caption(f":material/tune: Settings for every arm from {extra_from} (a test or teacher hook): "
+               + ", ".join(f"{k}={v}" for k, v in extra.items()))
+
+if start and running is None:
+    try:
+        started = start_lesson(lesson, budget, overrides=extra)
+    except CnnlabError as err:
+        show_error(err, context="The lesson did not start")
+    else:
+        st.session_state[LIVE] = started.id
+        st.session_state.pop(ENDED, None)
+        st.rerun()  # drawn again as running: Run and the budget disabled, the live view
+
+ended = st.session_state.pop(ENDED, None)
+if ended:
+    show_error(ended, context="The lesson stopped")
+
+if running is not None:
+    st.subheader("Running", anchor=False)
+    live_view(running.id)
+    st.stop()
+
+st.subheader("Result", anchor=False)
+if not results:
+    st.info(f"This lesson has no saved result in the {budget} budget on this machine yet: press **Run**. "
+            "The result is saved and opens here instantly next time.", icon=":material/info:")
+    st.stop()
+by_id = {r.id: r for r in results}
+if st.session_state.get(PICK) not in by_id:
+    st.session_state[PICK] = results[0].id
+if len(results) > 1:
+    def result_label(rid: str) -> str:
+        d = by_id[rid].data
+        extra_text = (" · settings: " + ", ".join(f"{k}={v}" for k, v in d["overrides"].items())
+                      if d.get("overrides") else "")
+        return (f"{str(d['created']).replace('T', ' ')[:19]}" + (" · newest" if rid == results[0].id else "")
+                + (" · stopped" if d.get("state") == "cancelled" else "") + extra_text)
+
+    st.selectbox("Saved results of this lesson (newest first)", list(by_id), key=PICK, format_func=result_label)
+show_result(by_id[st.session_state[PICK]], lesson)

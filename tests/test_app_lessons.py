@@ -1,0 +1,314 @@
+"""AppTest of the Lessons page: the list, a result shown from disk, a tiny lesson run through the
+page, a teacher's malformed lesson file, failed arms.
+
+Results "from disk" are built here from made-up measurements and saved with the runner's own
+``save_result``: no training. The one run through the page uses the page's test hook
+(``st.session_state["lesson_overrides"]``) for a tiny budget, and waits for the lesson's end
+event (``LessonRun.wait``), never for some wall-clock time.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+from apphelpers import open_view
+
+LESSON = "lenet-vs-lenetv2"
+TINY = {"epochs": 1, "max_steps": 3}
+
+BAD_LESSON = '''title = "A broken lesson"
+seed = "002"
+question = "Does it parse?"
+
+[base]
+dataset = "digits"
+
+[budget.quick]
+epochs = 1
+
+[budget.full]
+epochs = 2
+
+[[arms]]
+id = "a"
+name = "First"
+model = "lenet"
+
+[[arms]]
+id = "b"
+name = "Second"
+model = "lenet_v2"
+lr = "fast"
+
+[conclusion]
+expected = "{best.name} won."
+'''
+
+
+def open_page():
+    return open_view("lessons")
+
+
+def unescaped(text: str) -> str:
+    """The page shows a lesson's own text literally: markdown characters are backslash-escaped."""
+    return text.replace("\\", "")
+
+
+def all_text(at) -> str:
+    parts = [e.value for kind in ("markdown", "caption", "info", "warning", "error", "success", "subheader")
+             for e in getattr(at, kind)]
+    return unescaped(" ".join(str(p) for p in parts))
+
+
+def fake_result(lesson, *, created: datetime | None = None, change: dict | None = None, overrides=None) -> str:
+    """Save a result of ``lesson`` with made-up measurements (arm i: 90 - 10 i % validation), each arm's
+    fields updated by ``change[arm id]``; the conclusion is written by the lesson's own templates."""
+    from cnnlab.lessons import conclude
+    from cnnlab.lessons.conclude import example_arms
+    from cnnlab.lessons.runner import save_result
+
+    arms = example_arms(lesson)
+    for a in arms:
+        a["curves"] = [{"epoch": e, "train_loss": 2.0 / e, "val_loss": 2.2 / e, "elapsed": 3.0 * e,
+                        "train_top1": a["final_train_top1"] - 0.1 * (3 - e), "val_top1": a["best_val_top1"] - 0.1 * (3 - e)}
+                       for e in (1, 2, 3)]
+        a.update((change or {}).get(a["id"], {}))
+        if a["status"] != "finished":
+            a["curves"] = a["curves"][:1]
+    result = {
+        "version": 1, "lesson": lesson.name, "title": lesson.title, "budget": "quick", "seeds": list(lesson.seeds),
+        "question": lesson.question, "created": (created or datetime.now()).isoformat(timespec="seconds"),
+        "seconds": 12.0, "state": "finished", "overrides": overrides or {}, "arms": arms,
+        "conclusion": conclude(lesson, arms, "quick"), "lesson_source": lesson.source, "builtin": lesson.builtin,
+        "machine": {"device": "cpu", "threads": 2, "cpus": 2, "torch": "test"},
+    }
+    return save_result(result)
+
+
+def test_page_opens_and_lists_every_builtin_lesson_with_its_question():
+    from cnnlab.lessons import builtin_lessons
+
+    lessons = builtin_lessons()
+    at = open_page()
+    assert at.title[0].value == "Lessons"
+    assert not at.error
+    pick = at.radio(key="lesson-pick")
+    assert pick.options == [f"{i}. {x.title}" for i, x in enumerate(lessons, 1)]
+    captions = [unescaped(c) for c in pick.proto.captions]
+    for lesson, caption in zip(lessons, captions):
+        assert lesson.question in caption and f"Seed {lesson.seed_label}" in caption
+        assert all(a.name in caption for a in lesson.arms)
+    page = all_text(at)
+    assert lessons[0].question in page  # the chosen lesson's question, its arms, the budget that runs and why
+    assert all(a.name in page for a in lessons[0].arms)
+    assert "Runs the **quick** budget (the default" in page
+    assert at.radio(key="lesson-budget").value == "quick"
+    assert "no saved result" in at.info[0].value
+    assert at.button(key="lesson-run").label == "Run"
+
+
+def test_full_budget_offered_only_when_it_can_run_and_says_why_not():
+    from cnnlab.lessons import full_budget_state, get_lesson
+
+    can, why = full_budget_state(get_lesson(LESSON))
+    at = open_page()
+    budget = at.radio(key="lesson-budget")
+    assert budget.disabled is (not can)
+    if not can:  # no MNIST offline in tests: the reason is on the page
+        assert unescaped(why) in all_text(at)
+
+
+def test_a_stored_result_is_shown_from_disk_without_training():
+    from cnnlab.jobs import get_manager
+    from cnnlab.lessons import get_lesson, load_result
+
+    lesson = get_lesson(LESSON)
+    rid = fake_result(lesson)
+    jobs_before = len(get_manager().jobs())
+    at = open_page()
+    assert not at.exception and not at.error
+    assert len(get_manager().jobs()) == jobs_before  # nothing was trained
+    assert at.button(key="lesson-run").label == "Run again"
+    table = at.table[0].value
+    assert list(table.index) == [a.name for a in lesson.arms]
+    assert list(table["parameters"]) == ["1,000", "2,000"]  # readable counts
+    assert list(table["best val top-1"]) == ["90.0%", "80.0%"]  # percentages
+    assert list(table["status"]) == ["finished", "finished"]
+    assert "test top-1" in table.columns
+    conclusion = load_result(rid).conclusion
+    assert any(unescaped(i.value) == conclusion for i in at.info), [i.value for i in at.info]
+    assert rid in all_text(at)
+    assert len(at.get("vega_lite_chart")) >= 3  # accuracy and loss curves, the gap plot the lesson asks for
+
+
+def test_earlier_results_can_be_picked_and_the_newest_is_shown_first():
+    from cnnlab.lessons import get_lesson, load_result
+
+    lesson = get_lesson(LESSON)
+    now = datetime.now()
+    # the older run: the arm the lecture expects first lost clearly, and the conclusion says so
+    older = fake_result(lesson, created=now - timedelta(days=1),
+                        change={"lenet_v2": {"best_val_top1": 0.5, "final_val_top1": 0.5}})
+    newer = fake_result(lesson, created=now, overrides=TINY)
+    at = open_page()
+    pick = at.selectbox(key="lesson-result")
+    assert pick.options[0].startswith(now.isoformat(timespec="seconds").replace("T", " "))
+    assert "newest" in pick.options[0]
+    assert "epochs=1" in pick.options[0]  # a result made with the test hook says so
+    assert pick.value == newer
+    assert any(unescaped(i.value) == load_result(newer).conclusion for i in at.info)
+    pick.set_value(older).run()
+    assert not at.exception
+    old_conclusion = load_result(older).conclusion
+    assert "expects" in old_conclusion  # honest: the expected winner lost
+    assert any(unescaped(i.value) == old_conclusion for i in at.info)
+    assert list(at.table[0].value["best val top-1"]) == ["90.0%", "50.0%"]
+
+
+def test_running_a_tiny_lesson_through_the_page_shows_the_table_and_conclusion():
+    from cnnlab.lessons import lesson_runs, load_result
+
+    at = open_page()
+    at.session_state["lesson_overrides"] = TINY  # the page's test hook: a tiny budget for every arm
+    at.run()
+    assert "epochs=1, max_steps=3" in all_text(at)
+    before = {r.id for r in lesson_runs(LESSON)}
+    at.button(key="lesson-run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    run = next(r for r in lesson_runs(LESSON) if r.id not in before)
+    assert at.session_state["lesson-live"] == run.id
+    assert {a.plan.config.max_steps for a in run.arms} == {3}
+    assert at.button(key="lesson-run").disabled  # one run of a lesson at a time
+    assert at.button(key=f"lesson-stop-{run.id}")
+    assert run.wait(600), "the lesson did not end"
+    assert run.state == "finished", run.message
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.session_state["lesson-result"] == run.result_id
+    stored = load_result(run.result_id)
+    assert any(unescaped(i.value) == stored.conclusion for i in at.info)
+    assert stored.conclusion and "epoch" in stored.conclusion
+    table = at.table[0].value
+    assert list(table.index) == [a.plan.arm.name for a in run.arms]
+    assert list(table["status"]) == ["finished", "finished"]
+    assert all(v.endswith("%") for v in table["best val top-1"])
+    assert list(table["parameters"]) == [f"{a['params']:,}" for a in stored.arms]
+    assert at.button(key="lesson-run").label == "Run again" and not at.button(key="lesson-run").disabled
+
+
+def test_a_malformed_uploaded_lesson_names_the_key_and_line():
+    from cnnlab.errors import LessonError
+    from cnnlab.lessons import parse_lesson
+
+    with pytest.raises(LessonError) as err:
+        parse_lesson(BAD_LESSON, "broken", source="broken.toml")
+    assert "line 23" in str(err.value) and "'arms[1].lr'" in str(err.value)
+    at = open_page()
+    at.segmented_control(key="lesson-kind").set_value("own").run()
+    assert at.info and "Upload a lesson file" in at.info[0].value
+    at.file_uploader(key="lesson-upload").set_value(("broken.toml", BAD_LESSON.encode(), "application/toml")).run()
+    assert not at.exception
+    assert at.error and str(err.value) in unescaped(at.error[0].value)
+    assert not at.table
+
+
+def test_a_lesson_by_path_must_be_a_toml_file_and_is_checked(tmp_path):
+    at = open_page()
+    at.segmented_control(key="lesson-kind").set_value("own").run()
+    at.radio(key="lesson-open").set_value("path").run()
+    assert at.info and "Type the path" in at.info[0].value
+    other = tmp_path / "notes.txt"
+    other.write_text("title = 'x'")
+    at.text_input(key="lesson-path").input(str(other)).run()
+    assert at.error and "only .toml lesson files" in at.error[0].value
+    bad = tmp_path / "broken.toml"
+    bad.write_text(BAD_LESSON)
+    at.text_input(key="lesson-path").input(str(bad)).run()
+    assert not at.exception
+    assert at.error and "broken.toml, line 23: key 'arms[1].lr'" in unescaped(at.error[0].value)
+    good = tmp_path / "mine.toml"
+    good.write_text(BAD_LESSON.replace('lr = "fast"', "lr = 0.05"))
+    at.text_input(key="lesson-path").input(str(good)).run()
+    assert not at.exception and not at.error
+    assert at.subheader[0].value == "A broken lesson"
+    assert "no saved result" in at.info[-1].value
+
+
+def test_an_oversized_upload_is_refused_with_a_message():
+    at = open_page()
+    at.segmented_control(key="lesson-kind").set_value("own").run()
+    big = BAD_LESSON + "#" * (70 * 1024)
+    at.file_uploader(key="lesson-upload").set_value(("big.toml", big.encode(), "application/toml")).run()
+    assert not at.exception
+    assert at.error and "at most 64 KB" in at.error[0].value
+
+
+def test_failed_and_diverged_arms_are_shown_with_their_message_and_the_rest_still_shows(tmp_path):
+    from cnnlab.lessons import load_result, read_lesson
+
+    source = BAD_LESSON.replace('lr = "fast"', "lr = 0.05").replace(
+        '[conclusion]', '[[arms]]\nid = "c"\nname = "Third"\nmodel = "lenet"\n\n[conclusion]').replace(
+        'seed = "002"', 'seed = "002"\nplots = ["curves", "gap", "time", "params"]')
+    path = tmp_path / "three.toml"
+    path.write_text(source)
+    lesson = read_lesson(path)
+    rid = fake_result(lesson, change={
+        "b": {"status": "failed", "message": "out of memory at step 7: try a smaller batch."},
+        "c": {"status": "diverged", "message": "the loss became NaN at epoch 1, step 12; training stopped there.",
+              "best_val_top1": None, "final_val_top1": None, "final_train_top1": None, "gap": None},
+    })
+    at = open_page()
+    at.segmented_control(key="lesson-kind").set_value("own").run()
+    at.radio(key="lesson-open").set_value("path").run()
+    at.text_input(key="lesson-path").input(str(path)).run()
+    assert not at.exception
+    errors = [unescaped(e.value) for e in at.error]
+    warnings = [unescaped(w.value) for w in at.warning]
+    assert any("Second** failed: out of memory at step 7" in e for e in errors), errors
+    assert any("Third** diverged: the loss became NaN" in w for w in warnings), warnings
+    table = at.table[0].value
+    assert list(table["status"]) == ["finished", "failed", "diverged"]
+    assert table.loc["Third", "best val top-1"] == "—"
+    conclusion = load_result(rid).conclusion
+    assert "Second failed" in conclusion and "Third" in conclusion
+    assert any(unescaped(i.value) == conclusion for i in at.info)
+    assert len(at.get("vega_lite_chart")) == 5  # two curves, gap, time, params: the finished arm still shows
+
+
+def test_a_teachers_lesson_run_before_opens_from_its_saved_result_without_the_file(tmp_path):
+    from cnnlab.lessons import load_result, read_lesson
+
+    path = tmp_path / "mine.toml"
+    path.write_text(BAD_LESSON.replace('lr = "fast"', "lr = 0.05"))
+    rid = fake_result(read_lesson(path))
+    path.unlink()  # the result keeps the lesson's text
+    at = open_page()
+    at.segmented_control(key="lesson-kind").set_value("own").run()
+    at.radio(key="lesson-open").set_value("saved").run()
+    assert at.selectbox(key="lesson-saved").options == ["A broken lesson · mine"]
+    at.selectbox(key="lesson-saved").set_value("mine").run()
+    assert not at.exception and not at.error
+    assert at.subheader[0].value == "A broken lesson"
+    assert any(unescaped(i.value) == load_result(rid).conclusion for i in at.info)
+    assert at.button(key="lesson-run").label == "Run again"
+
+
+def test_stop_ends_the_lesson_and_keeps_what_was_measured():
+    """Run the real quick budget and press Stop at once: the lesson ends "cancelled" (an event, not a
+    timing) and its result says so."""
+    from cnnlab.lessons import lesson_runs
+
+    at = open_page()
+    at.button(key="lesson-run").click().run()
+    assert not at.exception and not at.error
+    run = lesson_runs(LESSON)[-1]
+    at.button(key=f"lesson-stop-{run.id}").click().run()
+    assert run.wait(600), "the stopped lesson did not end"
+    assert run.state == "cancelled", (run.state, run.message)
+    at.run()
+    assert not at.exception
+    assert any("was stopped" in w.value for w in at.warning)
+    statuses = list(at.table[0].value["status"])
+    assert "cancelled" in statuses and "finished" not in statuses
+    assert at.info and at.info[0].value  # a conclusion, saying the run cannot answer the question
