@@ -30,6 +30,7 @@ PAGES = [  # (url path, heading)
     ("transfer", "Transfer learning"),
     ("runs", "Runs"),
     ("predict", "Predict"),
+    ("lessons", "Lessons"),
 ]
 ERROR_SELECTOR = '[data-testid="stAlertContentError"], [data-testid="stException"]'
 

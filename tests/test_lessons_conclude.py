@@ -1,7 +1,7 @@
 """Honest conclusions: written from the measured numbers, saying so when the lecture's expected
 arm loses, when the arms are too close to call, and when an arm diverged or failed.
 
-Tests marked "BUG" below document a defect found while writing them (see the test's docstring).
+Tests marked "Regression" keep fixed the defects found while writing them.
 """
 
 from __future__ import annotations
@@ -249,7 +249,7 @@ def test_no_expected_arm_close_and_clear(three):
 
 
 def test_a_diverged_template_naming_a_role_still_concludes_when_every_arm_diverged():
-    """BUG: a lesson's `diverged` template may name roles such as {best.name}; the templates are
+    """Regression (a defect found while writing these tests, now fixed): a lesson's `diverged` template may name roles such as {best.name}; the templates are
     checked at parse time with every arm finished only. When every arm diverges, `conclude` raises
     TemplateError ("unknown name {best.name}"), and the lesson runner (runner.py, `_coordinate`)
     then marks the whole lesson "failed" and saves no result, losing the measured arms. `conclude`

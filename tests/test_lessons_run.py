@@ -3,7 +3,7 @@ runs, the result is stored and read back, the same seed gives the same numbers, 
 from another's weights, a diverged arm is reported; the command line; damaged stored results; the
 transfer stand-in's new head is seeded.
 
-Tests marked "BUG" below document a defect found while writing them (see the test's docstring).
+Tests marked "Regression" keep fixed the defects found while writing them.
 """
 
 from __future__ import annotations
@@ -250,11 +250,11 @@ expected = "{best.name} came first."
 
 @pytest.mark.parametrize("diverged", [
     "",
-    # BUG: a `diverged` template naming a role ({best.name}) passes the parse-time check (made with
+    # Regression (fixed): a `diverged` template naming a role ({best.name}) passes the parse-time check (made with
     # every arm finished), then `conclude` raises TemplateError when no arm finished: the runner marks
     # the lesson "failed" and saves no result (see test_lessons_conclude.py for the details).
     'diverged = "{arm.name} diverged, unlike {best.name}."\n',
-], ids=["default-sentence", "BUG-template-naming-best"])
+], ids=["default-sentence", "template-naming-best"])
 def test_a_lesson_where_every_arm_diverges_still_saves_its_result(diverged):
     run = run_lesson(parse_lesson(ALL_DIVERGE + diverged, "all-diverge"), overrides=None)
     assert [run.arm_state(a) for a in run.arms] == ["diverged", "diverged"]
@@ -441,7 +441,7 @@ def test_delete_result_never_leaves_the_results_folder():
 
 @pytest.mark.parametrize("name", ["../escape", "a/b", "..", ".hidden"])
 def test_a_lesson_name_never_puts_a_result_outside_the_results_folder(name):
-    """BUG: `parse_lesson(text, name)` keeps ``name`` as given (only `read_lesson` cleans a file's
+    """Regression (a defect found while writing these tests, now fixed): `parse_lesson(text, name)` keeps ``name`` as given (only `read_lesson` cleans a file's
     stem), and `save_result` (runner.py) builds the folder as ``results_dir() / f"{lesson}-{budget}-..."``:
     a lesson parsed with the name "../escape" (e.g. the Lessons page passing an uploaded file's
     name) writes its result in models_cache/ instead of models_cache/lessons/ ("../../x": anywhere).
@@ -465,7 +465,7 @@ def test_a_lesson_name_never_puts_a_result_outside_the_results_folder(name):
 
 
 def test_a_very_long_result_id_is_refused():
-    """BUG: `load_result("x" * 300)` (runner.py, `load_result`) raises OSError "File name too long"
+    """Regression (a defect found while writing these tests, now fixed): `load_result("x" * 300)` (runner.py, `load_result`) raises OSError "File name too long"
     from `Path.is_symlink()` instead of LessonError; so does `delete_result`. Ids should be checked
     against a pattern (e.g. `[A-Za-z0-9][A-Za-z0-9_.-]{0,200}`) or OSError caught."""
     save_result(fake_result())  # the results folder exists (else the lookup stops at the missing folder)
@@ -514,3 +514,36 @@ def test_standin_transfer_model_freeze():
     # freezing changes nothing but requires_grad
     for (k, v), (k2, v2) in zip(model.state_dict().items(), unfrozen.state_dict().items()):
         assert k == k2 and torch.equal(v, v2)
+
+
+# ---- more built-in lessons end to end: the stand-in start and a preparatory arm -----------------------
+
+
+def test_transfer_lesson_end_to_end_with_a_small_standin():
+    """Lesson 7 quick, tiny: the pretrained arm starts from the stand-in (pretrained here on a few
+    images), its convolutions frozen; the scratch arm trains every weight."""
+    from cnnlab.transfer import StandinConfig
+
+    small = StandinConfig(source_images=400, source_epochs=1)
+    run = start_lesson(get_lesson("transfer-vs-scratch"), "quick", manager=JobManager(), overrides=SMALL_SHAPES,
+                       device="cpu", standin=small)
+    assert run.wait(WAIT) and run.state == "finished", run.message
+    arms = {a["id"]: a for a in run.result["arms"]}
+    assert {a["status"] for a in arms.values()} == {"finished"}
+    assert arms["pretrained"]["start"] == "standin" and arms["pretrained"]["freeze"] == "features"
+    assert arms["pretrained"]["trainable_params"] < arms["pretrained"]["params"]
+    assert arms["scratch"]["trainable_params"] == arms["scratch"]["params"]
+    assert load_run(arms["pretrained"]["run_id"]).meta["prepared_model"] is True
+    assert run.result["conclusion"]
+
+
+def test_reuse_lesson_end_to_end_starts_from_its_own_first_arm():
+    """Lesson 9 quick, tiny: the preparatory arm runs first, the reused arm starts from its run, and
+    the preparatory arm is never ranked in the conclusion."""
+    run = run_lesson(get_lesson("reuse-vs-scratch"), SMALL_SHAPES)
+    assert run.state == "finished", run.message
+    arms = {a["id"]: a for a in run.result["arms"]}
+    assert {a["status"] for a in arms.values()} == {"finished"}
+    assert load_run(arms["reused"]["run_id"]).config["init_from"] == arms["source"]["run_id"]
+    assert arms["source"]["compare"] is False
+    assert "Pretraining on the larger task" not in run.result["conclusion"]

@@ -1,7 +1,7 @@
 """Lesson files: every built-in lesson parses and plans in both budgets; a malformed file is one
 LessonError naming the key and its line; conclusion templates reach nothing but the measured numbers.
 
-Tests marked "BUG" below document a defect found while writing them (see the test's docstring).
+Tests marked "Regression" keep fixed the defects found while writing them.
 """
 
 from __future__ import annotations
@@ -311,7 +311,7 @@ def test_unknown_conclusion_key_and_metric():
 
 @pytest.mark.parametrize("value", ["[]", "{}", '["best_val_top1"]', "1"])
 def test_metric_of_the_wrong_type_is_a_lesson_error(value):
-    """BUG: `metric = []` (or a table) in [conclusion] raised TypeError (unhashable type) from
+    """Regression (a defect found while writing these tests, now fixed): `metric = []` (or a table) in [conclusion] raised TypeError (unhashable type) from
     spec.py's `if metric not in METRICS`, a traceback on the command line instead of a message."""
     msg = error_of(VALID.replace('expect = "fast"', f'expect = "fast"\nmetric = {value}'))
     assert "conclusion.metric" in msg
@@ -364,7 +364,7 @@ def test_long_text_refused():
 
 
 def test_header_with_a_comment_still_gives_the_right_line():
-    """BUG: `_line_of` (spec.py) reads a table header with a trailing comment, such as the built-in
+    """Regression (a defect found while writing these tests, now fixed): `_line_of` (spec.py) reads a table header with a trailing comment, such as the built-in
     lenet file's `[budget.full]                 # seed 002: MNIST ...`, as a table named
     "full]   # seed 002: ...", so it loses track of the table and falls back to the key's *first*
     use in the file: a bad `epochs` in [budget.full] is reported at the quick budget's epochs line."""
@@ -421,7 +421,7 @@ def test_every_template_is_checked(key):
 
 
 def test_huge_format_width_is_refused():
-    """BUG: a format spec's width is passed straight to `format()` by `_Formatter.format_field`
+    """Regression (a defect found while writing these tests, now fixed): a format spec's width is passed straight to `format()` by `_Formatter.format_field`
     (conclude.py). `{best.name:>99999999999}` makes parsing the lesson raise MemoryError (not a
     LessonError; not tried here, since on a machine with much memory it would fill it); a width of
     10 million is accepted and makes a conclusion of 10 MB, stored in result.json, whose reader
@@ -449,3 +449,19 @@ def test_valid_lesson_templates_with_the_documented_names():
         "{fewest_params.name} {fastest.epoch_seconds:.2f} {slowest.name} {best.test_top1:.1%}")
     lesson = parse_lesson(text + 'diverged = "{arm.name} stopped: {arm.message}"\n', "my")
     assert lesson.conclusion.diverged
+
+
+def test_the_readme_lesson_example_parses():
+    """The lesson file shown in the README is a lesson cnnlab reads, in both budgets."""
+    import re
+    from pathlib import Path
+
+    from cnnlab.lessons import parse_lesson, plan
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = re.findall(r"```toml\n(.*?)```", readme, flags=re.S)
+    assert blocks, "the README shows a lesson file"
+    lesson = parse_lesson(blocks[0], "readme-example")
+    assert [a.id for a in lesson.arms] == ["plain", "heavy"]
+    for budget in ("quick", "full"):
+        assert len(plan(lesson, budget, check_data=False)) == 2
