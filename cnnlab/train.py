@@ -37,6 +37,7 @@ from .data.pipeline import (
     model_eval_resize, model_space_stats,
 )
 from .errors import CnnlabError, ConfigError, InputSizeError, InputTooSmallError, ModelConfigError, UnknownModelError
+from .threads import ThreadGovernor
 from .models import create, get_spec, list_models
 from .models._input_checks import check_input, smallest_input
 
@@ -163,6 +164,8 @@ class TrainConfig:
     init_from: str | None = setting(None, "start from this run's best weights: every layer whose shape fits is "
                                     "reused, the others (a new head for another class count) start fresh")
     tag: str = setting("", "a label kept with the run, e.g. the comparison or lesson it belongs to")
+    threads: int | None = setting(None, "CPU threads for training (default: one per core the other processes leave "
+                                  "free, adapted while training)", _whole(1, 1024), label="threads")
 
     def validate(self) -> "TrainConfig":
         """Raise :class:`ConfigError` for the first out-of-range setting; return ``self``."""
@@ -821,6 +824,20 @@ def fit(
     "diverged"); an unexpected error is reported as "failed" to the listeners and re-raised.
     """
     s = prepare(config, model, data, initial_state)
+    governor = ThreadGovernor(config.threads, s.device.type)  # threads from the free cores, adapted as it runs
+    governor.start()
+    if note := governor.note():
+        s.notes.append(note)
+    try:
+        return _train(s, listeners, cancel, governor)
+    finally:
+        governor.stop()  # the process's previous thread count back
+
+
+def _train(s: Prepared, listeners: Sequence[Listener], cancel: threading.Event | None,
+           governor: ThreadGovernor) -> TrainResult:
+    """:func:`fit`'s loop, on a prepared setup."""
+    config = s.config
     model, device, bs = s.model, s.device, config.batch_size
     n_train = len(s.train_y)
     steps_per_epoch = max(1, n_train // bs if n_train % bs == 1 and n_train > 1 else math.ceil(n_train / bs))
@@ -873,6 +890,7 @@ def fit(
                     scheduler.step()
                 step += 1
                 meter.add(loss.detach(), logits.detach(), y)
+                governor.tick()
                 if meter.due(step) or i == steps_per_epoch - 1:
                     emit(event := meter.step_event(epoch, step, optimizer.param_groups[0]["lr"]))
                     if (bad := guard.window(event)) is not None:

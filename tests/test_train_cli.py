@@ -50,5 +50,15 @@ def test_bench_reports_both_loops():
     r = bench_train(seconds=1.0, rounds=1, our_batch_sizes=(128,))
     assert set(r.ours) == {64, 128} and r.baseline_images_per_sec > 0 and r.ceiling > 0
     assert r.ratio == pytest.approx(r.ours[64] / r.baseline_images_per_sec)
+    assert r.busy > 0 and r.busy_threads >= 1 and r.cores >= 1  # beside a busy process (its own process)
     text = r.report()
-    assert "seed style" in text and "cnnlab trainer" in text and "x" in text
+    assert "seed-style loop" in text and "cnnlab trainer, quiet" in text and "beside a busy process" in text
+    assert "trainer / model alone" in text and "busy process / quiet" in text
+
+
+def test_bench_app_compares_a_polled_job_with_the_command_line():
+    from cnnlab.bench import bench_app
+
+    r = bench_app(seconds=1.0, poll_s=0.1, rounds=1)
+    assert r["cli_images_per_sec"] > 0 and r["app_images_per_sec"] > 0 and r["polls"] >= 1
+    assert r["ratio"] == pytest.approx(r["app_images_per_sec"] / r["cli_images_per_sec"])

@@ -89,7 +89,8 @@ def form_values(c: TrainConfig) -> dict[str, Any]:
 
 DEFAULTS = form_values(TrainConfig())
 # Settings a run may have that this page has no widget for: copying a run says which it leaves out.
-NOT_ON_PAGE = ("device", "num_classes", "log_every_steps", "log_interval_s", "max_steps", "eval_batch_size", "tag")
+NOT_ON_PAGE = ("device", "num_classes", "log_every_steps", "log_interval_s", "max_steps", "eval_batch_size", "tag",
+               "threads")
 
 
 def keep(key: str) -> str:

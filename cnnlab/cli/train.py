@@ -53,7 +53,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bt.add_argument("--also-batch", type=int, action="append", default=None,
                     help="also measure our trainer at this batch size (repeatable; default 256)")
     bt.add_argument("--device", default="cpu")
+    bt.add_argument("--no-busy", action="store_true", help="skip the measurement beside a busy process")
     bt.set_defaults(func=cmd_bench_train)
+    ba = bsub.add_parser(
+        "app", help="images/s of a training as an app job polled like the live view, against the command line",
+        description="Trains the same model on the same data as the command line does (fit in the main thread) and "
+                    "as an app job in a worker thread while the main thread polls it like the Train page's live "
+                    "view, in alternating rounds, and prints both and their ratio (goal: at least 0.8).")
+    ba.add_argument("--model", default="lenet")
+    ba.add_argument("--data", default="digits")
+    ba.add_argument("--seconds", type=float, default=10.0, help="total seconds per side")
+    ba.add_argument("--poll", type=float, default=1.0, help="seconds between two polls (the live view's refresh)")
+    ba.set_defaults(func=cmd_bench_app)
     bi = bsub.add_parser(
         "inspect", help="time of the meta-device layer table vs one real forward pass of the same model",
     )
@@ -241,8 +252,19 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
 
     also = tuple(args.also_batch) if args.also_batch else (256,)
     result = bench_train(model=args.model, dataset=args.data, seconds=args.seconds, batch_size=args.batch_size,
-                         device=args.device, our_batch_sizes=also)
+                         device=args.device, our_batch_sizes=also, busy=not args.no_busy)
     print(result.report())
+    return 0
+
+
+def cmd_bench_app(args: argparse.Namespace) -> int:
+    from ..bench import bench_app
+
+    r = bench_app(model=args.model, dataset=args.data, seconds=args.seconds, poll_s=args.poll)
+    print(f"{r['model']} on {r['dataset']}, cpu (load average {r['load'][0]:.1f} -> {r['load'][1]:.1f})\n"
+          f"  command line (fit in the main thread)          {r['cli_images_per_sec']:>9,.0f} images/s\n"
+          f"  app job, polled every {r['poll_s']:g} s like the live view {r['app_images_per_sec']:>9,.0f} images/s\n"
+          f"  app / command line                             {r['ratio']:>9.2f}  (goal >= 0.80)")
     return 0
 
 
