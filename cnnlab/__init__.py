@@ -1,7 +1,7 @@
 """cnnlab: build, inspect, train and look inside convolutional networks (see README.md)."""
 
-from .threads import passive_wait
+from .threads import short_spin
 
-# Before anything imports torch: OpenMP threads waiting for each other sleep instead of spinning, so
-# a training shares the cores with the app's server, a browser or a second job (see cnnlab.threads).
-passive_wait()
+# Before anything imports torch: OpenMP threads waiting for each other spin only briefly, then sleep,
+# so a training shares the cores with the app's server, a browser or a second job (cnnlab.threads).
+short_spin()

@@ -11,6 +11,7 @@ ratio of images per second, never an absolute claim.
 
 from __future__ import annotations
 
+import copy
 import os
 import threading
 import time
@@ -40,6 +41,8 @@ class BenchResult:
     busy_threads: int = 0  # the threads the trainer chose beside the busy process
     cores: int = 1
     notes: tuple[str, ...] = ()  # what made a figure unreliable, and what was repeated
+    macs_per_image: int = 0  # forward multiply-accumulates (training costs about 3x: forward + backward)
+    peak_tflops: float = 0.0  # the GPU's dense bf16 peak, when it is a known one
 
     @property
     def ratio(self) -> float:
@@ -80,8 +83,26 @@ class BenchResult:
                          "share; goal >= 0.50)")
         if base and ours:
             lines.append(f"    trainer / seed-style loop  {ours / base:5.2f}")
+        if self.peak_tflops and self.macs_per_image and ours:
+            best = max(self.ours.values())
+            achieved = 6 * self.macs_per_image * best / 1e12  # 2 FLOPs per MAC, x3 for forward + backward
+            lines.append(f"    share of the GPU's bf16 peak   {achieved / self.peak_tflops:5.1%}  ({achieved:.1f} of "
+                         f"{self.peak_tflops:g} TFLOP/s at the best batch size)")
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
+
+
+# Dense bf16 tensor-core peaks (TFLOP/s) from the vendors' data sheets, by a piece of the device name.
+GPU_BF16_PEAK = {"H200": 989.0, "H100 PCIe": 756.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0,
+                 "A10G": 70.0, "A10": 125.0, "RTX 4090": 165.0, "RTX 3090": 71.0, "T4": 65.0, "V100": 125.0}
+
+
+def gpu_bf16_peak(name: str) -> float:
+    """The dense bf16 peak of a GPU by its name (0 when unknown: the share is then not printed)."""
+    for key, peak in GPU_BF16_PEAK.items():  # the more specific names come first
+        if key in name:
+            return peak
+    return 0.0
 
 
 class _PilDataset(torch.utils.data.Dataset):
@@ -170,7 +191,9 @@ def _load() -> float:
 def _model_alone(model: nn.Module, shape: tuple[int, ...], num_classes: int, batch_size: int,
                  device: torch.device, seconds: float) -> float:
     """Images/s of forward + backward + Adam on one fixed batch: the ceiling of any data loop."""
-    x = torch.randn(batch_size, *shape, device=device)
+    fmt = torch.channels_last if device.type in ("cpu", "cuda") else torch.preserve_format  # as fit does
+    model = copy.deepcopy(model).to(device, memory_format=fmt)
+    x = torch.randn(batch_size, *shape, device=device).to(memory_format=fmt)
     y = torch.randint(0, num_classes, (batch_size,), device=device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     model.train()
@@ -240,6 +263,11 @@ def bench_train(
     # Both loops run in alternating rounds and the best round of each counts (as timeit
     # does): other processes on a shared machine then slow both sides alike.
     load_before = _load()
+    from .threads import CpuMonitor
+
+    monitor = CpuMonitor()
+    time.sleep(1.0)
+    others_before = monitor.others_busy() or 0.0  # what the other processes did in the last second
     per_round = seconds / rounds
     ours: dict[int, float] = {}
     train = bundle.train
@@ -279,12 +307,19 @@ def bench_train(
         ceiling = max(ceiling, _model_alone(net, model_shape, len(bundle.info.classes), batch_size, dev, per_round))
         notes.append("the model alone first came out slower than the whole trainer (another process took the "
                      "cores during its round); it was measured again.")
-    if load_before > 0.5 * cores:
-        notes.append(f"the machine was busy before the benchmark started (load {load_before:.1f} on {cores} cores): "
+    if others_before > 0.3:
+        notes.append(f"other processes kept {others_before:.1f} of the {cores} cores busy when the benchmark started: "
                      "the quiet figures are lower than on a quiet machine and the ratios less reliable; run it "
                      "again when nothing else runs.")
+    macs, peak = 0, 0.0
+    if dev.type == "cuda":
+        from .inspect import summarize
+
+        macs = summarize(model, input_shape=model_shape, num_classes=len(bundle.info.classes)).total_macs
+        peak = gpu_bf16_peak(torch.cuda.get_device_name(dev))
     return BenchResult(
         model=model, dataset=dataset, device=str(dev), batch_size=batch_size, threads=torch.get_num_threads(),
+        macs_per_image=macs, peak_tflops=peak,
         baseline_images_per_sec=base_best, baseline_images=base_images, ours=ours,
         ceiling=ceiling, load=(load_before, _load()), busy=busy_best, busy_threads=busy_threads[0] if busy_threads else 0,
         cores=cores, notes=tuple(notes),

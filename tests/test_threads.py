@@ -140,12 +140,15 @@ def test_threads_is_checked_like_every_setting():
         TrainConfig(threads=0).validate()
 
 
-@pytest.mark.parametrize("given, expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
-def test_importing_cnnlab_makes_openmp_waits_sleep_unless_told_otherwise(given, expected):
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    if given:
-        env["OMP_WAIT_POLICY"] = given
+@pytest.mark.parametrize("given, expected", [
+    ({}, "1000"),  # cnnlab's short spin
+    ({"GOMP_SPINCOUNT": "5"}, "5"),  # the user's own count wins
+    ({"OMP_WAIT_POLICY": "PASSIVE"}, "unset"),  # so does the user's own policy
+])
+def test_importing_cnnlab_makes_openmp_waits_short_unless_told_otherwise(given, expected):
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env.update(given)
     env["PYTHONPATH"] = str(ROOT)
-    out = subprocess.run([sys.executable, "-c", "import cnnlab, os; print(os.environ['OMP_WAIT_POLICY'])"],
+    out = subprocess.run([sys.executable, "-c", "import cnnlab, os; print(os.environ.get('GOMP_SPINCOUNT', 'unset'))"],
                          env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.stdout.strip() == expected, out.stderr

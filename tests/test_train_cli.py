@@ -62,3 +62,17 @@ def test_bench_app_compares_a_polled_job_with_the_command_line():
     r = bench_app(seconds=1.0, poll_s=0.1, rounds=1)
     assert r["cli_images_per_sec"] > 0 and r["app_images_per_sec"] > 0 and r["polls"] >= 1
     assert r["ratio"] == pytest.approx(r["app_images_per_sec"] / r["cli_images_per_sec"])
+
+
+def test_bench_report_on_a_gpu_gives_the_share_of_its_bf16_peak():
+    from cnnlab.bench import BenchResult, gpu_bf16_peak
+
+    assert gpu_bf16_peak("NVIDIA H100 80GB HBM3") == 989.0
+    assert gpu_bf16_peak("NVIDIA H100 PCIe") == 756.0
+    assert gpu_bf16_peak("an unknown accelerator") == 0.0
+    r = BenchResult("cifar_resnet", "shapes", "cuda:0", 64, 1, 5000.0, 1, {64: 15000.0, 256: 65000.0}, 34000.0,
+                    macs_per_image=41_000_000, peak_tflops=989.0)
+    text = r.report()
+    # 6 FLOPs per MAC and image (forward + backward) at the best batch: 6 * 41e6 * 65000 = 16.0 TFLOP/s
+    assert "share of the GPU's bf16 peak" in text and "16.0 of 989 TFLOP/s" in text and "1.6%" in text
+    assert "share of the GPU" not in BenchResult("lenet", "digits", "cpu", 64, 2, 100.0, 1, {64: 200.0}).report()

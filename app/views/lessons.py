@@ -569,7 +569,7 @@ results = results_of(lesson, budget)
 start = c2.button("Run again" if results else "Run", type="primary", icon=":material/play_arrow:", key="lesson-run",
                   disabled=running is not None, width="stretch",
                   help="Queue every arm of the lesson as a background job; the result is saved and listed below.")
-why = ("the default: embedded data, offline" if budget == "quick" else "chosen: " + why_full.rstrip("."))
+why = ("the default" if budget == "quick" else "chosen: " + why_full.rstrip("."))
 try:
     summary = budget_summary(lesson, budget, extra)
 except CnnlabError as err:
