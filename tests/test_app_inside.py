@@ -30,3 +30,22 @@ def test_inside_pretrained_missing_weights_says_what_to_do(monkeypatch):
     at.radio(key="inside-kind").set_value("Pretrained (ImageNet)").run()
     assert not at.exception
     assert at.warning and "vgg16-397923af.pth" in at.warning[0].value
+
+
+def test_kernels_of_a_one_channel_conv_offer_no_channel_slider_and_cam_warns_when_untrained():
+    at = open_page()
+    at.selectbox(key="inside-zoo").set_value("lenet").run()
+    at.selectbox(key="inside-conv").set_value("C1").run()
+    assert not at.exception and not at.error
+    keys = {s.key for s in at.slider}
+    assert "inside-ni" not in keys  # a 1-channel conv has nothing to choose (it used to offer 2)
+    assert any("1 input channel: one grey tile" in c.value for c in at.caption)
+    assert any("untrained" in c.value and "heatmap" in c.value for c in at.caption)  # Grad-CAM's caveat
+
+
+def test_kernels_of_a_many_channel_conv_keep_the_slider():
+    at = open_page()
+    at.selectbox(key="inside-zoo").set_value("lenet").run()
+    at.selectbox(key="inside-conv").set_value("C3").run()
+    assert not at.exception
+    assert at.slider(key="inside-ni").max == 6  # C3 has 6 input channels

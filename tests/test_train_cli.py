@@ -76,3 +76,11 @@ def test_bench_report_on_a_gpu_gives_the_share_of_its_bf16_peak():
     # 6 FLOPs per MAC and image (forward + backward) at the best batch: 6 * 41e6 * 65000 = 16.0 TFLOP/s
     assert "share of the GPU's bf16 peak" in text and "16.0 of 989 TFLOP/s" in text and "1.6%" in text
     assert "share of the GPU" not in BenchResult("lenet", "digits", "cpu", 64, 2, 100.0, 1, {64: 200.0}).report()
+
+
+def test_picture_commands_create_a_missing_output_folder(tmp_path, capsys):
+    out = tmp_path / "slides" / "week 3" / "kernels.png"
+    assert main(["kernels", "lenet", "--out", str(out)]) == 0
+    assert out.is_file()
+    assert main(["kernels", "lenet", "--out", str(tmp_path / "kernels.txt")]) == 2
+    assert "ending in .png" in capsys.readouterr().err

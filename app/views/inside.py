@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import altair as alt
 import pandas as pd
 import streamlit as st
 from torch import nn
@@ -79,9 +80,15 @@ with tab_kernels:
         conv_name = st.selectbox("Convolution", convs, key="inside-conv")
         conv = dict(source.model.named_modules())[conv_name]
         c1, c2 = st.columns(2)
-        nf = c1.slider("Filters", 1, min(128, conv.out_channels), min(32, conv.out_channels), key="inside-nf")
-        ni = c2.slider("Input channels per filter", 1, max(2, min(16, conv.in_channels)),
-                       min(8, conv.in_channels), key="inside-ni", disabled=conv.in_channels == 3)
+        nf = (c1.slider("Filters", 1, min(128, conv.out_channels), min(32, conv.out_channels), key="inside-nf")
+              if conv.out_channels > 1 else 1)
+        if conv.in_channels in (1, 3):  # one grey tile, or one RGB tile: nothing to choose
+            ni = conv.in_channels
+            c2.caption(f"Each filter has {conv.in_channels} input channel{'s' if conv.in_channels > 1 else ''}: "
+                       + ("shown as one RGB tile." if conv.in_channels == 3 else "one grey tile."))
+        else:
+            ni = c2.slider("Input channels per filter", 1, min(16, conv.in_channels), min(8, conv.in_channels),
+                           key="inside-ni")
         st.image(kernel_grid(conv, max_filters=nf, max_in=ni),
                  caption=(f"{conv_name}: {conv.out_channels} filters of {conv.in_channels} x "
                           f"{conv.kernel_size[0]} x {conv.kernel_size[1]}. "
@@ -117,6 +124,11 @@ with tab_cam:
                 caption=f"{method} for '{classes[cam.target]}'" + (f" at layer {cam.layer}" if cam.layer else ""))
         top = cam.probabilities.argsort()[::-1][:5]
         b.markdown("**Top-5 prediction**")
-        b.bar_chart(pd.DataFrame({"class": [classes[i] for i in top],
-                                  "probability": [float(cam.probabilities[i]) for i in top]}).set_index("class"),
-                    horizontal=True)
+        frame = pd.DataFrame({"class": [classes[i] for i in top], "probability": [float(cam.probabilities[i]) for i in top]})
+        b.altair_chart(alt.Chart(frame).mark_bar().encode(  # most probable first, not alphabetical
+            x=alt.X("probability:Q", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1]), title="probability"),
+            y=alt.Y("class:N", sort=None, title=None), tooltip=["class", alt.Tooltip("probability:Q", format=".1%")]),
+            width="stretch")
+        if source.kind == "zoo":
+            b.caption(":material/warning: This model is untrained: its prediction is a guess and the heatmap "
+                      "shows where random weights respond, not what the network learnt. Pick a trained run.")

@@ -57,7 +57,7 @@ def cmd_activations(args) -> int:
     layer = args.layer or first_conv(src.model)[0]
     act = capture_activations(src.model, x, [layer])[layer]
     grid, stats = feature_grid(act, max_channels=args.max_channels, cmap=args.cmap)
-    grid.save(args.out)
+    grid.save(_out(args.out))
     print(f"{layer}: output {' x '.join(map(str, stats.shape))}, mean {stats.mean:.4f}, std {stats.std:.4f}, "
           f"zeros {stats.zero_fraction:.1%}"
           + (f", strongest channel {stats.strongest_channel}" if stats.strongest_channel is not None else ""))
@@ -77,7 +77,7 @@ def cmd_kernels(args) -> int:
     conv = resolve_layers(src.model, [name])[name]
     if not isinstance(conv, nn.Conv2d):
         raise CnnlabError(f"layer {name!r} is a {type(conv).__name__}, not a convolution.")
-    kernel_grid(conv).save(args.out)
+    kernel_grid(conv).save(_out(args.out))
     print(f"{name}: {conv.out_channels} filters of {conv.in_channels} x {conv.kernel_size[0]} x "
           f"{conv.kernel_size[1]}; saved {args.out}")
     return 0
@@ -103,10 +103,26 @@ def cmd_cam(args) -> int:
 
     seen = Image.fromarray(denormalize(x, src.mean, src.std))
     scale = max(1, 256 // max(seen.size))
-    overlay(seen.resize((seen.width * scale, seen.height * scale)), cam.heatmap).save(args.out)
+    overlay(seen.resize((seen.width * scale, seen.height * scale)), cam.heatmap).save(_out(args.out))
     top = cam.probabilities.argsort()[::-1][:5]
     print(f"{args.method} for class '{src.classes[cam.target]}'" + (f" at layer {cam.layer}" if cam.layer else ""))
     for i in top:
         print(f"  {src.classes[i]:<24} {cam.probabilities[i]:.3f}")
     print(f"saved {args.out}")
     return 0
+
+
+def _out(path: str) -> str:
+    """The output file, its folder created if missing (a clear error if it cannot be)."""
+    from pathlib import Path
+
+    from ..errors import ConfigError
+
+    out = Path(path).expanduser()
+    if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"):
+        raise ConfigError(f"--out {path}: give an image file name ending in .png (or .jpg).")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"--out {path}: cannot create the folder {out.parent} ({e.strerror or e}).") from None
+    return str(out)
