@@ -31,7 +31,7 @@ def job_status() -> None:
         return
     for job in active:
         if job.state == "queued":
-            st.caption(f"⏳ #{job.id} {job.config.model} on {job.config.dataset}: queued ({job.position})")
+            st.caption(f":material/schedule: #{job.id} {job.config.model} on {job.config.dataset}: queued ({job.position})")
         else:
             st.progress(job.progress, text=f"#{job.id} {job.config.model} on {job.config.dataset}")
 
@@ -44,7 +44,7 @@ def show_error(err: BaseException | str, context: str | None = None) -> None:
     message = str(err).strip() or type(err).__name__
     if context:
         message = f"**{context.rstrip('. ')}:** {message}"
-    st.error(message, icon="⚠️")
+    st.error(message, icon=":material/error:")
 
 
 @st.cache_resource(show_spinner="Loading model…", max_entries=8)
@@ -224,3 +224,21 @@ def remember(store: str, key: str, default):
         st.session_state[key] = kept.get(key, default)
     kept[key] = st.session_state[key]
     return key
+
+
+def short_number(value: float, unit: str = "") -> str:
+    """A headline number that fits a metric box at 1280x720: 44,426 · 138.4 M · 15.5 G (the exact value
+    goes in the metric's help)."""
+    v = float(value)
+    for limit, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M")):
+        if abs(v) >= limit:
+            return f"{v / limit:.1f} {suffix}{unit}"
+    return f"{v:,.0f}" + (f" {unit}" if unit else "")
+
+
+def short_bytes(n: float) -> str:
+    """Bytes as KB, MB or GB with one decimal."""
+    for limit, suffix in ((2**30, "GB"), (2**20, "MB"), (2**10, "KB")):
+        if n >= limit:
+            return f"{n / limit:.1f} {suffix}"
+    return f"{n:.0f} B"

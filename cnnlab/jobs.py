@@ -105,8 +105,9 @@ class Job:
 
     @property
     def progress(self) -> float:
-        """Fraction of training steps done, 0..1 (1 once the job is over)."""
-        if self.done:
+        """Fraction of training steps done, 0..1: 1 once it finished; a cancelled, diverged or failed
+        job stays where it stopped (a full bar would say it completed)."""
+        if self.done and self.state == "finished":
             return 1.0
         step = self.latest_step
         if not step or not step.get("total_steps"):

@@ -20,8 +20,18 @@ def test_architectures_page_renders_lenet():
 def test_architectures_too_small_input_shows_message():
     at = run_app()
     at.selectbox[0].set_value("alexnet").run()
-    assert at.metric[0].value == "62,071,144"
+    assert at.metric[0].value == "62.1 M"  # short enough for a metric box at 1280x720
+    assert "62,071,144" in at.metric[0].help  # the exact count is one hover away
     at.number_input(key="h-alexnet").set_value(32).run()
     at.number_input(key="w-alexnet").set_value(32).run()
     assert not at.exception
     assert at.error and "too small" in at.error[0].value
+
+
+def test_headline_numbers_are_short():
+    from app.common import short_bytes, short_number
+
+    assert short_number(44_426) == "44,426"
+    assert short_number(138_357_544) == "138.4 M"
+    assert short_number(15_470_264_320) == "15.5 G"
+    assert short_bytes(553_430_176) == "527.8 MB" and short_bytes(2048) == "2.0 KB" and short_bytes(12) == "12 B"

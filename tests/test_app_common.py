@@ -33,7 +33,7 @@ def test_show_error_is_one_red_box_with_the_libraries_message(context, shown):
     at.run()
     assert not at.exception
     assert [e.value for e in at.error] == [shown]
-    assert at.error[0].icon == "⚠️"
+    assert at.error[0].icon == ":material/error:"  # a Material icon: Debian's Chromium has no emoji font
     assert not at.warning and not at.info
 
 

@@ -45,6 +45,7 @@ def test_second_job_waits_in_the_queue_then_runs(manager):
     assert manager.active() == [first, second]
     first.cancel()
     assert first.wait(30) and first.state == "cancelled"
+    assert first.progress < 1.0  # a stopped job's bar stays where it stopped: a full bar would say it completed
     assert second.wait(60)
     assert second.state == "finished" and second.progress == 1.0
     assert second.latest_epoch["epoch"] == 2
@@ -62,7 +63,7 @@ def test_cancel_a_queued_job_and_poll_events(manager):
     third = manager.submit(TrainConfig(epochs=1, **FAST), data=data)
     assert third.position == 2
     waiting.cancel()
-    assert waiting.done and waiting.state == "cancelled" and waiting.run_id is None
+    assert waiting.done and waiting.state == "cancelled" and waiting.run_id is None and waiting.progress == 0.0
     assert third.position == 1
     events, index = waiting.events_since(0)
     assert [e["kind"] for e in events] == ["end"] and index == 1

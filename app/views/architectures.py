@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app.common import show_error
+from app.common import show_error, short_bytes, short_number
 from cnnlab.errors import CnnlabError
 from cnnlab.inspect import summarize
 from cnnlab.models import get_spec, list_models
@@ -55,11 +55,12 @@ except CnnlabError as err:
     st.stop()
 
 m1, m2, m3, m4, m5 = st.columns(5)
-m1.metric("Parameters", f"{s.total_params:,}")
-m2.metric("Trainable", f"{s.trainable_params:,}")
-m3.metric("MACs / image", f"{s.total_macs / 1e6:,.1f} M")
-m4.metric("Activations / image", f"{s.activation_bytes / 2**20:,.2f} MB")
-m5.metric("Parameter memory", f"{s.param_bytes / 2**20:,.2f} MB")
+# short units, so no value is cut off on a projector at 1280x720; the exact number is in each help
+m1.metric("Parameters", short_number(s.total_params), help=f"{s.total_params:,} parameters")
+m2.metric("Trainable", short_number(s.trainable_params), help=f"{s.trainable_params:,} trainable parameters")
+m3.metric("MACs / image", short_number(s.total_macs), help=f"{s.total_macs:,} multiply-accumulates per image")
+m4.metric("Activations / image", short_bytes(s.activation_bytes), help=f"{s.activation_bytes:,} bytes")
+m5.metric("Parameter memory", short_bytes(s.param_bytes), help=f"{s.param_bytes:,} bytes")
 
 tab_table, tab_flow, tab_formula, tab_compare = st.tabs(
     ["Layer table", "Shape flow", "Output-size formula", "Compare models"])

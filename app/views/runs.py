@@ -56,7 +56,7 @@ st.dataframe(table, hide_index=True, width="stretch", height=min(38 + 35 * len(r
 n_damaged = sum(r.damaged for r in runs)
 if n_damaged:
     st.warning(f"{n_damaged} run(s) have damaged files (see the **problem** column): what could be read is "
-               "shown, the rest is left out. Pick one below to see why, or delete it.", icon="⚠️")
+               "shown, the rest is left out. Pick one below to see why, or delete it.", icon=":material/warning:")
 
 # ---- curves of several runs -----------------------------------------------------------
 st.subheader("Curves")
@@ -112,7 +112,7 @@ status, message = run.status, run.message or run.status
 {"finished": st.success, "running": st.info, "cancelled": st.warning, "interrupted": st.warning}.get(
     status, st.error)(f"**{status}**: {message}")
 if run.damaged and status != "damaged":
-    st.warning(f"Some of this run's files are damaged, and what they hold is left out: {run.damage}.", icon="⚠️")
+    st.warning(f"Some of this run's files are damaged, and what they hold is left out: {run.damage}.", icon=":material/warning:")
 
 cfg = run.config
 st.caption(f"{run.meta.get('model', '?')} on {run.meta.get('dataset', '?')} · {cfg.get('epochs', '?')} epochs, "

@@ -324,7 +324,7 @@ with st.container(border=True):
     if size[0] >= 96:
         st.warning(f"{spec.display_name} trains on {size[0]}x{size[1]} images: each batch is resized to that size. "
                    "Without a GPU this is very slow; for a classroom minute pick a small model (LeNet, LeNet-5, "
-                   "MiniAlexNet, CIFAR ResNet).", icon="🐢")
+                   "MiniAlexNet, CIFAR ResNet).", icon=":material/hourglass_top:")
 
     with st.expander("Preview the augmentation on one training image"):
         try:
@@ -377,9 +377,9 @@ with st.container(border=True):
             st.session_state["train-live-job"] = job.id  # the live view follows the new job
             busy = [j for j in get_manager().active() if j.id != job.id and j.device == job.device
                     and j.submitted < job.submitted]
-            if busy:
-                st.info(f"Another training is using the {job.device.upper()}: this one waits in the queue "
-                        f"(position {job.position or len(busy)}) and starts when it is free.")
+            if busy:  # a toast, not a box that would stay after the queue empties (the live view says the rest)
+                st.toast(f"Another training is using the {job.device.upper()}: this one waits in the queue "
+                         f"(position {job.position or len(busy)}) and starts when it is free.", icon=":material/schedule:")
 
 
 @st.fragment(run_every=1.5)

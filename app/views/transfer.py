@@ -27,7 +27,7 @@ st.write(
 weights_state, weights_msg = weights_status("vgg16")
 data_status = dataset_status("caltech101")
 c1, c2 = st.columns(2)
-icon = {"present": "✅", "downloadable": "⬇️", "missing": "❌"}
+icon = {"present": ":material/check_circle:", "downloadable": ":material/download:", "missing": ":material/cancel:"}  # not emoji: Debian's Chromium has no emoji font
 c1.markdown(f"**VGG-16 ImageNet weights** {icon.get(weights_state, '')} {weights_state}")
 c1.caption(weights_msg)
 c2.markdown(f"**Caltech101** {icon.get(data_status.state, '')} {data_status.state}")
@@ -56,7 +56,7 @@ with tab_real:
 
         if pick_device().type == "cpu":
             st.warning("No GPU here: VGG-16 at 224x224 trains at a few images per second on a CPU, so "
-                           "one epoch of Caltech101 takes tens of minutes.", icon="🐢")
+                           "one epoch of Caltech101 takes tens of minutes.", icon=":material/hourglass_top:")
         if st.button("Run the comparison", type="primary", key="tl-run"):
             try:
                 cfg = CompareConfig(scratch_model=scratch_model, mode=mode, epochs=int(epochs),

@@ -211,6 +211,8 @@ class LessonRun:
 
     @property
     def progress(self) -> float:
+        if self.done:
+            return 1.0
         return sum(a.progress for a in self.arms) / max(len(self.arms), 1)
 
     def arm_state(self, a: ArmState) -> str:
