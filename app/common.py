@@ -178,8 +178,10 @@ def job_label(job) -> str:
     return f"#{job.id} {c.model} on {c.dataset}, {c.epochs} epoch{'s' if c.epochs != 1 else ''}"
 
 
-def training_charts(events: list[dict]) -> None:
-    """Loss and accuracy curves from trainer events: train per step window, val per epoch."""
+def curve_charts(events: list[dict]):
+    """The live view's (loss chart, accuracy chart, log scale?) from trainer events (train per step
+    window, validation per epoch), or None before the first step."""
+    import altair as alt
     import pandas as pd
 
     start = next((e for e in events if e["kind"] == "start"), None)
@@ -195,14 +197,43 @@ def training_charts(events: list[dict]) -> None:
             rows += [("loss", "train (epoch)", x, e["train_loss"]), ("loss", "validation", x, e["val_loss"]),
                      ("accuracy", "train (epoch)", x, e["train_top1"]), ("accuracy", "validation", x, e["val_top1"])]
     if not rows:
+        return None
+    df = pd.DataFrame(rows, columns=["metric", "series", "epoch", "value"])
+    # one colour per split, the same in both charts; real axis titles, accuracy in percent, a log scale
+    # for the loss when its values span more than 10x (one blown-up step would flatten the rest)
+    colour = alt.Color("series:N", title=None, scale=alt.Scale(domain=CURVE_SERIES, range=CURVE_COLOURS),
+                       legend=alt.Legend(orient="bottom", labelLimit=300))
+    x = alt.X("epoch:Q", title="epoch")
+    loss = df[(df.metric == "loss") & (df.value > 0)].value
+    log = bool(len(loss) > 0 and float(loss.max()) > 10 * float(loss.min()))
+    loss_chart = alt.Chart(df[df.metric == "loss"]).mark_line().encode(
+        x, alt.Y("value:Q", title="cross-entropy loss", scale=alt.Scale(type="log" if log else "linear")), colour,
+        tooltip=["series", alt.Tooltip("epoch:Q", format=".2f"), alt.Tooltip("value:Q", title="loss", format=".4f")],
+    ).properties(height=260)
+    acc_chart = alt.Chart(df[df.metric == "accuracy"]).mark_line().encode(
+        x, alt.Y("value:Q", title="top-1 accuracy", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
+        colour, tooltip=["series", alt.Tooltip("epoch:Q", format=".2f"),
+                         alt.Tooltip("value:Q", title="accuracy", format=".1%")],
+    ).properties(height=260)
+    return loss_chart, acc_chart, log
+
+
+def training_charts(events: list[dict]) -> None:
+    """The live view's loss and accuracy curves (see :func:`curve_charts`)."""
+    charts = curve_charts(events)
+    if charts is None:
         st.caption("Curves appear after the first steps.")
         return
-    df = pd.DataFrame(rows, columns=["metric", "series", "epoch", "value"])
+    loss_chart, acc_chart, log = charts
     a, b = st.columns(2)
-    for col, metric in ((a, "loss"), (b, "accuracy")):
-        part = df[df.metric == metric]
-        col.markdown(f"**{metric.capitalize()}**")
-        col.line_chart(part, x="epoch", y="value", color="series", height=260)
+    a.markdown("**Loss**" + (" (log scale: the values span more than 10x)" if log else ""))
+    a.altair_chart(loss_chart, width="stretch")
+    b.markdown("**Accuracy**")
+    b.altair_chart(acc_chart, width="stretch")
+
+
+CURVE_SERIES = ["train (running)", "train (epoch)", "validation"]
+CURVE_COLOURS = ["#9ecae1", "#1f77b4", "#ff7f0e"]  # light and dark blue for training, orange for validation
 
 
 def dataset_classes(name: str) -> int | None:

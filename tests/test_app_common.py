@@ -68,3 +68,28 @@ def test_every_page_shows_library_errors_through_show_error(path):
                         and call.func.attr in ("error", "warning", "info", "exception", "markdown", "write")):
                     used = {n.id for n in ast.walk(call) if isinstance(n, ast.Name)}
                     assert handler.name not in used, f"{where}: st.{call.func.attr} shows an error itself"
+
+
+def _events(losses):
+    events = [{"kind": "start", "steps_per_epoch": 2}]
+    for i, loss in enumerate(losses, 1):
+        events.append({"kind": "step", "step": i, "loss": loss, "top1": 0.5})
+    events.append({"kind": "epoch", "epoch": 1, "train_loss": losses[-1], "val_loss": losses[-1], "train_top1": 0.5,
+                   "val_top1": 0.6})
+    return events
+
+
+def test_live_curves_have_titles_percentages_and_a_log_scale_when_needed():
+    from app.common import CURVE_SERIES, curve_charts
+
+    assert curve_charts([{"kind": "start", "steps_per_epoch": 2}]) is None
+    loss, acc, log = curve_charts(_events([2.3, 1.9]))
+    assert not log
+    loss_spec, acc_spec = loss.to_dict(), acc.to_dict()
+    assert loss_spec["encoding"]["y"]["title"] == "cross-entropy loss"
+    assert acc_spec["encoding"]["y"]["title"] == "top-1 accuracy" and acc_spec["encoding"]["y"]["axis"]["format"] == "%"
+    assert acc_spec["encoding"]["x"]["title"] == "epoch"
+    assert acc_spec["encoding"]["color"]["scale"]["domain"] == CURVE_SERIES  # the same colour per split everywhere
+    assert len(set(acc_spec["encoding"]["color"]["scale"]["range"])) == len(CURVE_SERIES)
+    _, _, log = curve_charts(_events([200.0, 2.0]))  # one blown-up window: log scale
+    assert log
