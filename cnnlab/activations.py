@@ -260,16 +260,21 @@ def last_conv_name(model: nn.Module, x: torch.Tensor | None = None) -> str:
     """The layer Grad-CAM explains by default: the end of the convolutional part.
 
     With an input, this is the last module (block or layer) to finish whose output is still a
-    spatial map (4-D, larger than 1x1) and that runs once per pass: ``features`` for VGG,
-    ``layer4`` for a ResNet, the last Inception block for GoogLeNet, as pytorch-grad-cam
-    recommends. Without an input it is the last registered Conv2d.
+    spatial map at least 7x7 and that runs once per pass: ``features`` for VGG, ``layer4`` for a
+    ResNet, the last Inception block for GoogLeNet at 224x224, as pytorch-grad-cam recommends; ``C3``
+    (10x10) for LeNet rather than its 5x5 pooling, whose coarse map lights up a corner. When no
+    layer is that large, the last map larger than 1x1. Without an input it is the last Conv2d.
     """
     if x is not None:
         trace = _trace(model, x, leaves_only=False)
         repeated = {name for name, _, _, k in trace if k > 1}
-        for name, shape, _, _ in reversed(trace):
-            if len(shape) == 4 and shape[-1] * shape[-2] > 1 and name not in repeated:
+        maps = [(name, shape) for name, shape, _, _ in trace
+                if len(shape) == 4 and shape[-1] * shape[-2] > 1 and name not in repeated]
+        for name, shape in reversed(maps):
+            if min(shape[-2:]) >= 7:
                 return name
+        if maps:
+            return maps[-1][0]
     convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
     if not convs:
         raise CnnlabError(f"{type(model).__name__} has no convolution layer for Grad-CAM; name a layer.")
@@ -280,8 +285,9 @@ def kernel_grid(conv: nn.Conv2d, max_filters: int = 64, max_in: int = 8, tile_si
     """Learned kernels of one convolution.
 
     With 3 input channels, each filter is one RGB tile (the way the first layer of AlexNet is
-    usually shown); otherwise each filter is a row of grey tiles, one per input channel (the
-    first ``max_in``). Each tile is normalised on its own.
+    usually shown); with 1, one grey tile per filter, in a square grid like the RGB ones (not a
+    strip of one tile per row); otherwise each filter is a row of grey tiles, one per input channel
+    (the first ``max_in``). Each tile is normalised on its own.
     """
     w = conv.weight.detach().float().cpu()
     n = min(w.shape[0], max_filters)
@@ -299,7 +305,8 @@ def kernel_grid(conv: nn.Conv2d, max_filters: int = 64, max_in: int = 8, tile_si
     grey = _normalise(w[:, :m].reshape(n * m, *w.shape[-2:]))
     grey = grey.repeat_interleave(scale, -2).repeat_interleave(scale, -1)
     tiles = np.repeat((grey.numpy()[..., None] * 255).astype(np.uint8), 3, axis=-1)
-    return Image.fromarray(_tile(tiles, m, 2))
+    columns = max(1, math.ceil(math.sqrt(n))) if m == 1 else m  # one channel: filters side by side
+    return Image.fromarray(_tile(tiles, columns, 2))
 
 
 # --- class-activation maps ---------------------------------------------------------------------

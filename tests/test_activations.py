@@ -202,3 +202,29 @@ def test_grad_cam_on_a_vector_layer_says_so():
     model = create("lenet").eval()
     with pytest.raises(CnnlabError, match="spatial map"):
         grad_cam(model, torch.randn(1, 1, 28, 28), layer="F5")
+
+
+def test_default_grad_cam_layer_is_the_last_map_of_at_least_7x7():
+    """LeNet's 5x5 pooling output made a map that lit up a corner; the default is now C3 (10x10),
+    while ResNet's and VGG's ends (7x7 at 224) stay the default."""
+    from cnnlab.activations import last_conv_name
+    from cnnlab.models import create
+
+    assert last_conv_name(create("lenet").eval(), torch.zeros(1, 1, 28, 28)) == "C3"
+    assert last_conv_name(create("vgg11").eval(), torch.zeros(1, 3, 224, 224)) == "features"
+    assert last_conv_name(create("cifar_resnet").eval(), torch.zeros(1, 3, 32, 32)) == "layer3"
+
+
+@pytest.mark.parametrize("in_channels, out_channels, columns", [(1, 6, 3), (1, 16, 4), (3, 16, 4), (64, 4, 8)])
+def test_kernel_layout_for_one_three_and_many_input_channels(in_channels, out_channels, columns):
+    """One grey tile per filter in a square grid (1 channel: no more 3,900-pixel strips), one RGB
+    tile per filter (3 channels), a row of per-channel tiles per filter (more)."""
+    from torch import nn
+
+    from cnnlab.activations import kernel_grid
+
+    conv = nn.Conv2d(in_channels, out_channels, 5)
+    img = kernel_grid(conv, max_in=8, tile_size=40)
+    tile = 40 + 2  # tile plus the 2-pixel gap
+    rows = -(-out_channels // columns) if in_channels in (1, 3) else out_channels
+    assert abs(img.width - columns * tile) <= 2 and abs(img.height - rows * tile) <= 2

@@ -82,5 +82,10 @@ def test_picture_commands_create_a_missing_output_folder(tmp_path, capsys):
     out = tmp_path / "slides" / "week 3" / "kernels.png"
     assert main(["kernels", "lenet", "--out", str(out)]) == 0
     assert out.is_file()
+    from PIL import Image
+
+    assert Image.open(out).width >= 800  # readable on a slide by default
+    assert main(["kernels", "lenet", "--out", str(out), "--size", "300"]) == 0 and Image.open(out).width >= 300
+    assert main(["kernels", "lenet", "--out", str(out), "--size", "10"]) == 2
     assert main(["kernels", "lenet", "--out", str(tmp_path / "kernels.txt")]) == 2
     assert "ending in .png" in capsys.readouterr().err

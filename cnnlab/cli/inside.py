@@ -7,6 +7,7 @@ from pathlib import Path
 
 SOURCE_HELP = "a run id (or run:ID), pretrained:vgg16, or a zoo model name (untrained)"
 IMAGE_HELP = "an image file, or photo:NAME for a photo bundled with scikit-image (photo:chelsea)"
+SLIDE_WIDTH = 800
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,12 +19,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-channels", type=int, default=64)
     p.add_argument("--cmap", default="viridis")
     p.add_argument("--out", default="activations.png")
+    p.add_argument("--size", type=int, default=SLIDE_WIDTH, help="width in pixels at least (default: %(default)s, "
+                   "readable on a slide); small pictures are enlarged")
     p.set_defaults(func=cmd_activations)
 
     p = sub.add_parser("kernels", help="learned kernels of a convolution, as a PNG grid")
     p.add_argument("source", help=SOURCE_HELP)
     p.add_argument("--layer", help="convolution name (default: the first)")
     p.add_argument("--out", default="kernels.png")
+    p.add_argument("--size", type=int, default=SLIDE_WIDTH, help="width in pixels at least (default: %(default)s, "
+                   "readable on a slide); small pictures are enlarged")
     p.set_defaults(func=cmd_kernels)
 
     p = sub.add_parser("cam", help="Grad-CAM (or saliency) overlay of one image")
@@ -33,6 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layer", help="layer for Grad-CAM (default: the end of the convolutional part)")
     p.add_argument("--method", choices=["gradcam", "saliency"], default="gradcam")
     p.add_argument("--out", default="cam.png")
+    p.add_argument("--size", type=int, default=SLIDE_WIDTH, help="width in pixels at least (default: %(default)s, "
+                   "readable on a slide); small pictures are enlarged")
     p.set_defaults(func=cmd_cam)
 
 
@@ -57,7 +64,7 @@ def cmd_activations(args) -> int:
     layer = args.layer or first_conv(src.model)[0]
     act = capture_activations(src.model, x, [layer])[layer]
     grid, stats = feature_grid(act, max_channels=args.max_channels, cmap=args.cmap)
-    grid.save(_out(args.out))
+    _save(grid, args.out, args.size, crisp=True)
     print(f"{layer}: output {' x '.join(map(str, stats.shape))}, mean {stats.mean:.4f}, std {stats.std:.4f}, "
           f"zeros {stats.zero_fraction:.1%}"
           + (f", strongest channel {stats.strongest_channel}" if stats.strongest_channel is not None else ""))
@@ -77,7 +84,7 @@ def cmd_kernels(args) -> int:
     conv = resolve_layers(src.model, [name])[name]
     if not isinstance(conv, nn.Conv2d):
         raise CnnlabError(f"layer {name!r} is a {type(conv).__name__}, not a convolution.")
-    kernel_grid(conv).save(_out(args.out))
+    _save(kernel_grid(conv), args.out, args.size, crisp=True)
     print(f"{name}: {conv.out_channels} filters of {conv.in_channels} x {conv.kernel_size[0]} x "
           f"{conv.kernel_size[1]}; saved {args.out}")
     return 0
@@ -103,7 +110,7 @@ def cmd_cam(args) -> int:
 
     seen = Image.fromarray(denormalize(x, src.mean, src.std))
     scale = max(1, 256 // max(seen.size))
-    overlay(seen.resize((seen.width * scale, seen.height * scale)), cam.heatmap).save(_out(args.out))
+    _save(overlay(seen.resize((seen.width * scale, seen.height * scale)), cam.heatmap), args.out, args.size, crisp=False)
     top = cam.probabilities.argsort()[::-1][:5]
     print(f"{args.method} for class '{src.classes[cam.target]}'" + (f" at layer {cam.layer}" if cam.layer else ""))
     for i in top:
@@ -126,3 +133,23 @@ def _out(path: str) -> str:
     except OSError as e:
         raise ConfigError(f"--out {path}: cannot create the folder {out.parent} ({e.strerror or e}).") from None
     return str(out)
+
+
+def _save(img, path: str, size: int, crisp: bool) -> None:
+    """Save ``img`` at least ``size`` pixels wide: grids of feature maps and kernels grow by a whole
+    factor with nearest-neighbour (every value stays a sharp square), photos smoothly."""
+    from PIL import Image
+
+    from ..errors import ConfigError
+
+    if not 64 <= size <= 4096:
+        raise ConfigError(f"--size must be between 64 and 4096 pixels, got {size}.")
+    out = _out(path)
+    if img.width < size:
+        factor = -(-size // img.width) if crisp else size / img.width
+        w, h = int(round(img.width * factor)), int(round(img.height * factor))
+        if max(w, h) > 8192:  # a very tall strip: bound the larger side instead
+            scale = 8192 / max(w, h)
+            w, h = max(1, int(w * scale)), max(1, int(h * scale))
+        img = img.resize((w, h), Image.NEAREST if crisp else Image.LANCZOS)
+    img.save(out)
