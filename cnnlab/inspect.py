@@ -364,6 +364,9 @@ def summarize(
 
     names = {id(m): n for n, m in net.named_modules()}
     counters: dict[int, int] = {}
+    uses: dict[int, int] = {}
+    for info in stats.summary_list:
+        uses[id(info.module)] = uses.get(id(info.module), 0) + 1
     rows: list[LayerRow] = []
     for info in stats.summary_list:
         module = info.module
@@ -378,9 +381,15 @@ def summarize(
         is_leaf = not any(True for _ in module.children())
         own_params = sum(p.numel() for p in module.parameters())
         own_trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+        name = names.get(key, info.var_name)
+        if idx > 0:  # a module used several times (LeNet's one Tanh): its calls as capture names them
+            name = f"{name}#{idx + 1}"
+        kind = type(module).__name__
+        if isinstance(module, nn.Sequential) and len(module) == 0:
+            kind = "Identity (empty Sequential)"  # a ResNet's identity shortcut: x passes unchanged
         rows.append(LayerRow(
-            name=names.get(key, info.var_name),
-            type=type(module).__name__,
+            name=name,
+            type=kind,
             depth=info.depth,
             output_shape=out_shape,
             params=own_params if idx == 0 else 0,  # a module called twice owns its weights once

@@ -61,8 +61,8 @@ def test_branches_and_residuals_propagate():
 def test_container_macs_sum_leaves_and_shared_module_params_once():
     s = summarize("cifar_convnet")
     assert s.rows[0].macs == s.total_macs
-    # the seed reuses one pooling module twice: it appears twice, parameters counted once
-    assert [r.name for r in s.rows].count("pool") == 2
+    # the seed reuses one pooling module twice: it appears twice (its second call as pool#2), parameters once
+    assert [r.name for r in s.rows if r.name.split("#")[0] == "pool"] == ["pool", "pool#2"]
     assert sum(r.params for r in s.leaf_rows) == s.total_params
 
 
@@ -126,3 +126,16 @@ def test_bench_inspect_reports_both_timings(capsys):
     assert main(["bench", "inspect", "--model", "lenet", "--repeat", "2"]) == 0
     out = capsys.readouterr().out
     assert "one real forward pass" in out and "meta device" in out and "faster" in out
+
+
+def test_shared_modules_and_identity_shortcuts_are_named_for_what_they_are():
+    """LeNet's one Tanh, used four times, is listed as its four calls (named as capture_activations
+    names them); a ResNet's empty Sequential shortcut says it is an identity."""
+    from cnnlab.inspect import summarize
+
+    names = [r.name for r in summarize("lenet").rows]
+    assert [n for n in names if n.startswith("activation")] == ["activation", "activation#2", "activation#3",
+                                                                "activation#4"]
+    rows = {r.name: r for r in summarize("resnet18").rows}
+    assert rows["conv2_x.0.shortcut"].type == "Identity (empty Sequential)" and rows["conv2_x.0.shortcut"].params == 0
+    assert rows["conv3_x.0.shortcut"].type == "Sequential"  # a projection shortcut keeps its name
