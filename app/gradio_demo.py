@@ -113,6 +113,21 @@ class Predictor:
                 src = self._cache[ref] = load_source(ref)
             return src
 
+    def classes_text(self, ref: str) -> str:
+        """What the chosen model can answer: its classes (a 3-class model only ever says one of three)."""
+        if not ref or not isinstance(ref, str) or (self.refs is not None and ref not in self.refs):
+            return "Pick a model from the list."
+        try:
+            classes = list(self.source(ref).classes)
+        except CnnlabError as err:
+            return _one_line(str(err))
+        except Exception:  # noqa: BLE001 - never a traceback for a visitor
+            traceback.print_exc()
+            return "This model cannot be loaded."
+        shown = ", ".join(classes[:30]) + (f" and {len(classes) - 30} more" if len(classes) > 30 else "")
+        return (f"**This model knows {len(classes)} classes:** {shown}. Whatever the image, its answer is one "
+                "of these.")
+
     def __call__(self, ref: str, image: dict | str | None):
         """``image`` is Gradio's raw upload payload. The events run with ``preprocess=False``, so
         Gradio never opens the file itself: every file, even a broken one, reaches cnnlab's safe
@@ -508,6 +523,7 @@ def build_demo(choices: list[Choice], k: int = 5) -> gr.Blocks:
         with gr.Row():
             with gr.Column():
                 model = gr.Dropdown([(c.label, c.ref) for c in choices], value=choices[0].ref, label="Model")
+                known = gr.Markdown(predictor.classes_text(choices[0].ref))
                 image = gr.Image(type="filepath", sources=["upload", "webcam", "clipboard"], label="Image")
                 button = gr.Button("Predict", variant="primary")
             with gr.Column():
@@ -516,6 +532,7 @@ def build_demo(choices: list[Choice], k: int = 5) -> gr.Blocks:
                                interactive=False, height=340)
         if examples:
             gr.Examples(examples, inputs=[image], label="Examples")
+        model.change(predictor.classes_text, inputs=[model], outputs=[known], api_visibility="private")
         button.click(predictor, inputs=[model, image], outputs=[label, cam], api_name="predict", preprocess=False)
         image.upload(predictor, inputs=[model, image], outputs=[label, cam], api_visibility="private",
                      preprocess=False)

@@ -224,3 +224,15 @@ def test_the_model_cache_is_safe_across_threads(monkeypatch):
         t.join()
     assert not errors, errors
     assert len(got) == len(refs) and all(asked == answered for asked, answered in got)
+
+
+def test_the_demo_says_which_classes_the_model_knows(standin, monkeypatch):
+    """A 3-class stand-in answers "heart 95%" for a yellow circle: the page says it only knows three."""
+    cache, comparison = standin
+    monkeypatch.setenv("CNNLAB_CACHE", str(cache))
+    ref = f"run:{comparison.pretrained.run_id}"
+    predictor = gradio_demo.Predictor(refs=[ref])
+    text = predictor.classes_text(ref)
+    assert "knows 3 classes" in text and all(c in text for c in ("ring", "heart", "crescent"))
+    assert predictor.classes_text("pretrained:vgg16") == "Pick a model from the list."  # not a choice: not loaded
+    assert predictor.classes_text("") == "Pick a model from the list."
