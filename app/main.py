@@ -18,6 +18,7 @@ st.set_page_config(page_title="cnnlab", page_icon=":material/grid_on:", layout="
 PAGES = Path(__file__).parent / "views"
 pages = [
     st.Page(str(PAGES / "architectures.py"), title="Architectures", icon=":material/account_tree:", default=True),
+    st.Page(str(PAGES / "data.py"), title="Data", icon=":material/photo_library:"),
     st.Page(str(PAGES / "inside.py"), title="Look inside", icon=":material/visibility:"),
     st.Page(str(PAGES / "train.py"), title="Train", icon=":material/model_training:"),
     st.Page(str(PAGES / "transfer.py"), title="Transfer learning", icon=":material/swap_horiz:"),

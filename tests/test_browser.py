@@ -25,6 +25,7 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is n
 
 PAGES = [  # (url path, heading)
     ("", "Architectures"),
+    ("data", "Data"),
     ("inside", "Look inside"),
     ("train", "Train"),
     ("transfer", "Transfer learning"),

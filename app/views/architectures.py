@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from app.common import show_error, short_bytes, short_number
+from cnnlab.diagram import MAX_DEPTH, model_graph, node_count
 from cnnlab.errors import CnnlabError
 from cnnlab.inspect import summarize
 from cnnlab.models import get_spec, list_models
@@ -14,6 +15,14 @@ from cnnlab.models import get_spec, list_models
 @st.cache_data(show_spinner="Inspecting…", max_entries=64)
 def cached_summary(name: str, shape: tuple[int, int, int], classes: int):
     return summarize(name, shape, classes)
+
+
+@st.cache_data(show_spinner="Drawing…", max_entries=64)
+def cached_graph(name: str, shape: tuple[int, int, int], classes: int, depth: int) -> str:
+    return model_graph(name, shape, depth=depth, num_classes=classes)
+
+
+LARGE_GRAPH = 400  # nodes; beyond this the browser takes long to lay the drawing out
 
 
 st.title("Architectures")
@@ -62,8 +71,8 @@ m3.metric("MACs / image", short_number(s.total_macs), help=f"{s.total_macs:,} mu
 m4.metric("Activations / image", short_bytes(s.activation_bytes), help=f"{s.activation_bytes:,} bytes")
 m5.metric("Parameter memory", short_bytes(s.param_bytes), help=f"{s.param_bytes:,} bytes")
 
-tab_table, tab_flow, tab_formula, tab_compare = st.tabs(
-    ["Layer table", "Shape flow", "Output-size formula", "Compare models"])
+tab_table, tab_flow, tab_formula, tab_diagram, tab_compare = st.tabs(
+    ["Layer table", "Shape flow", "Output-size formula", "Diagram", "Compare models"])
 
 with tab_table:
     leaves = st.toggle("Only layers without children", value=True)
@@ -103,6 +112,24 @@ with tab_formula:
                    f"output {' x '.join(map(str, r.output_shape))}.")
     else:
         st.info("No convolution or pooling layer in this model.")
+
+with tab_diagram:
+    depth = st.slider("Block depth", 0, MAX_DEPTH, 2, key="diagram-depth",
+                      help="How many levels of nested modules to open: 1 shows stages, "
+                           "deeper levels open blocks into their layers.")
+    try:
+        dot = cached_graph(name, shape, int(classes), int(depth))
+    except CnnlabError as err:
+        show_error(err)
+    else:
+        n_nodes = node_count(dot)
+        if n_nodes > LARGE_GRAPH:
+            st.caption(f"{n_nodes} nodes: a large drawing takes a while to appear; "
+                       "a lower block depth gives a shorter overview.")
+        st.graphviz_chart(dot, width="content")  # natural size: a stretched narrow graph had giant boxes
+        st.caption("Edges carry the tensor's shape (channels x height x width); residual additions "
+                   "(add) and branch concatenations (cat) are where several edges meet. "
+                   f"`python -m cnnlab graph {name} --depth {depth} --out {name}.dot` writes it to a file.")
 
 with tab_compare:
     others = st.multiselect("Compare with", [n for n in names if n != name],

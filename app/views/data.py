@@ -1,0 +1,196 @@
+"""Data: look at a dataset before training on it — class counts, samples per class, one image's
+channels and pixel values, and the augmentation the trainer applies."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+from PIL import Image
+
+from app.common import cached_dataset, dataset_choices, remember, short_number, show_error
+from cnnlab.data.gallery import (
+    MAX_GRID_CLASSES,
+    MAX_PER_CLASS,
+    channel_patch,
+    channel_views,
+    class_counts,
+    count_summary,
+    grid_classes,
+    mark_patch,
+    sample_grid,
+    to_pil,
+    zoom_patch,
+)
+from cnnlab.data.pipeline import AUGMENT_DESCRIPTIONS, AUGMENT_LABELS, preview
+from cnnlab.errors import CnnlabError
+
+STORE = "data-form"  # the page's settings, kept for the session across page switches
+SPLIT_LABELS = {"train": "training", "val": "validation", "test": "test"}
+SHOW_PX = 160  # how wide one channel is drawn
+
+
+@st.cache_resource(show_spinner="Loading the folder…", max_entries=2)
+def cached_folder(root: str):
+    from cnnlab.data import load_dataset
+
+    return load_dataset("folder", root=root, download=False)
+
+
+def counts_chart(counts: list[dict], splits: list[str]):
+    import altair as alt
+
+    rows = [(r["class"], r["index"], SPLIT_LABELS[s], k, r[s]) for r in counts for k, s in enumerate(splits)]
+    df = pd.DataFrame(rows, columns=["class", "index", "split", "split_order", "images"])
+    order = [r["class"] for r in counts]
+    many = len(order) > 30
+    return alt.Chart(df).mark_bar().encode(
+        alt.X("class:N", title="class", sort=order,
+              axis=alt.Axis(labelAngle=-90 if many else -45 if len(order) > 10 else 0, labelLimit=140,
+                            labelFontSize=9 if many else 11)),
+        alt.Y("images:Q", title="images", stack="zero"),
+        alt.Color("split:N", title="split", sort=[SPLIT_LABELS[s] for s in splits],
+                  legend=alt.Legend(orient="top")),
+        order=alt.Order("split_order:Q"),
+        tooltip=["class", "split", "images"],
+    ).properties(height=300)
+
+
+st.title("Data")
+st.write("Look at a dataset before training on it: how many images each class has in the splits the "
+         "trainer uses, samples of every class, one image channel by channel down to its pixel values, "
+         "and what the augmentation does to it.")
+
+names, statuses = dataset_choices()
+dataset = st.selectbox("Dataset", names, key=remember(STORE, "data-ds", "shapes" if "shapes" in names else names[0]),
+                       format_func=lambda n: f"{n} — {statuses[n].state}")
+bundle = None
+try:
+    if dataset == "folder":
+        root = st.text_input("Folder (class subfolders, optionally train/, val/ and test/)",
+                             key=remember(STORE, "data-root", "")).strip()
+        if not root:
+            st.info("Type the path of a folder with one subfolder per class.", icon=":material/folder_open:")
+        else:
+            from cnnlab.data import dataset_status
+
+            status = dataset_status("folder", root)
+            if status.state == "present":
+                bundle = cached_folder(root)
+            else:
+                st.info(status.message, icon=":material/folder_off:")
+    elif statuses[dataset].state == "present":
+        bundle = cached_dataset(dataset)
+    else:  # never download from this page: the Train page (or the command line) does that
+        st.info(f"{statuses[dataset].message} This page shows datasets already on disk; it does not download "
+                "them.", icon=":material/cloud_off:")
+except CnnlabError as err:
+    bundle = None
+    show_error(err, context=f"Could not load {dataset}")
+if bundle is None:
+    st.stop()
+
+info = bundle.info
+c, h, w = info.input_shape
+st.caption(f"**{info.display_name}**: {info.num_classes} classes, {w}x{h} pixels, "
+           f"{'1 channel (grey)' if c == 1 else f'{c} channels'}. {info.description}")
+for note in bundle.notes:
+    st.caption(note)
+
+# ---------------------------------------------------------------- class counts
+st.subheader("Images per class")
+counts = class_counts(bundle)
+splits = [s for s in ("train", "val", "test") if any(r[s] for r in counts)]
+train = count_summary(counts, "train")
+total = sum(count_summary(counts, s)["total"] for s in splits)
+m1, m2, m3, m4 = st.columns(4)
+m1.metric("Total images", short_number(total), help=" + ".join(
+    f"{count_summary(counts, s)['total']:,} {SPLIT_LABELS[s]}" for s in splits))
+m2.metric("Training images", short_number(train["total"]), help=f"{train['total']:,} images in the training split.")
+m3.metric("Min per class", short_number(train["min"]),
+          help="Fewest training images of one class: " + ", ".join(train["min_classes"][:10])
+          + (" …" if len(train["min_classes"]) > 10 else ""))
+m4.metric("Max per class", short_number(train["max"]),
+          help="Most training images of one class: " + ", ".join(train["max_classes"][:10])
+          + (" …" if len(train["max_classes"]) > 10 else ""))
+st.caption(("Balanced: every class has the same number of training images. " if train["balanced"] else
+            f"Not balanced: the training split has {train['min']:,} to {train['max']:,} images per class. ")
+           + "These are the splits training uses" + (" (validation: a stratified hold-out of the training data)"
+                                                      if info.source == "embedded" else "") + ".")
+st.altair_chart(counts_chart(counts, splits), width="stretch")
+with st.expander("The counts as a table"):
+    st.dataframe([{k: r[k] for k in ("class", *splits)} for r in counts], hide_index=True, width="stretch")
+
+# ---------------------------------------------------------------- samples per class
+st.subheader("Samples of every class")
+g1, g2, g3, g4 = st.columns(4)
+grid_split = g1.selectbox("Split", splits, format_func=SPLIT_LABELS.get, key=remember(STORE, "data-grid-split", "train"))
+per_class = g2.slider("Samples per class", 1, MAX_PER_CLASS, key=remember(STORE, "data-grid-n", 8))
+grid_seed = g3.number_input("Seed", 0, 2**31 - 1, key=remember(STORE, "data-grid-seed", 0),
+                            help="Which samples are picked: change it to see others.")
+first = 0
+if info.num_classes > MAX_GRID_CLASSES:
+    starts = list(range(0, info.num_classes, MAX_GRID_CLASSES))
+    first = g4.selectbox("Classes", starts, key=f"data-grid-first-{dataset}",
+                         format_func=lambda s: f"{s + 1}–{min(s + MAX_GRID_CLASSES, info.num_classes)} "
+                                               f"of {info.num_classes}")
+try:
+    shown = grid_classes(info.num_classes, first)
+    grid = sample_grid(getattr(bundle, grid_split), info.classes, per_class=int(per_class),
+                       size=64 if max(h, w) >= 48 else 48, seed=int(grid_seed), first=first)
+    st.image(grid, caption=f"{len(shown)} of {info.num_classes} classes, {per_class} random "
+                           f"{SPLIT_LABELS[grid_split]} images each (seed {grid_seed})")
+except CnnlabError as err:
+    show_error(err, context="Could not draw the grid")
+
+# ---------------------------------------------------------------- one image, channel by channel
+st.subheader("One image, channel by channel")
+n_train = len(bundle.train)
+i1, i2, i3 = st.columns([2, 1, 1])
+idx = i1.slider("Training image", 0, n_train - 1, key=remember(STORE, f"data-idx-{dataset}", 0))
+size = min(8, h, w)
+px = i2.slider("Patch x (column)", 0, w - size, key=remember(STORE, f"data-px-{dataset}", (w - size) // 2))
+py = i3.slider("Patch y (row)", 0, h - size, key=remember(STORE, f"data-py-{dataset}", (h - size) // 2))
+image = bundle.train.images[idx]
+label = info.classes[int(bundle.train.labels[idx])]
+try:
+    views = channel_views(image)
+    scale = max(1, SHOW_PX // max(h, w))
+    cols = st.columns(len(views) + 2)
+    cols[0].image(mark_patch(image, px, py, size, scale=scale), width=SHOW_PX,
+                  caption=f"{label} (image {idx}); red: the patch")
+    for col, (name, view) in zip(cols[1:], views):
+        col.image(view.resize((w * scale, h * scale), Image.NEAREST), width=SHOW_PX,
+                  caption="grey (one channel)" if name == "grey" else f"{name} channel")
+    cols[-1].image(zoom_patch(image, px, py, size, scale=max(1, SHOW_PX // size)), width=SHOW_PX,
+                   caption=f"the {size}x{size} patch at x={px}, y={py}")
+    st.caption("Pixel values of the patch (0 = dark, 255 = bright); rows are y, columns x.")
+    patches = channel_patch(image, px, py, size)
+    names = ["grey" if name == "grey" else f"{name} channel" for name, _ in patches]
+    cols = st.tabs(names) if len(patches) > 1 else [st.container()]  # one table at a time: never clipped
+    for col, (name, rows) in zip(cols, patches):
+        df = pd.DataFrame(rows, index=[str(py + r) for r in range(size)], columns=[str(px + k) for k in range(size)])
+        if len(patches) == 1:
+            col.markdown(f"**{names[0]}**")
+        # narrow columns: the whole patch fits a third of the page at 1280x720, no horizontal scrolling
+        narrow = {"_index": st.column_config.TextColumn(width=30),
+                  **{c: st.column_config.NumberColumn(width=30) for c in df.columns}}
+        col.dataframe(df, column_config=narrow)
+except CnnlabError as err:
+    show_error(err, context="Could not show the image's channels")
+
+# ---------------------------------------------------------------- augmentation preview
+st.subheader("Augmentation")
+a1, a2 = st.columns([3, 1])
+augment = a1.selectbox("Augmentation", list(AUGMENT_LABELS), format_func=AUGMENT_LABELS.get,
+                       key=remember(STORE, "data-aug", "cifar" if "cifar" in AUGMENT_LABELS else "none"))
+aug_seed = a2.number_input("Seed", 0, 2**31 - 1, key=remember(STORE, "data-aug-seed", 0),
+                           help="The random generator of the augmentation, as a training run's seed.")
+st.caption(f"{AUGMENT_DESCRIPTIONS.get(augment, '')} The same image as above, at its stored size "
+           f"{w}x{h}, through the trainer's own batch augmentation (the Train page shows it at the model's "
+           "input size).")
+try:
+    shots = [to_pil(image)] + preview(image, augment, 7, seed=int(aug_seed))
+    st.image([s.resize((96, 96), Image.NEAREST if max(h, w) <= 96 else Image.BILINEAR) for s in shots],
+             caption=["original"] + [f"#{i + 1}" for i in range(7)])
+except CnnlabError as err:
+    show_error(err, context="Could not preview the augmentation")
