@@ -249,6 +249,33 @@ def feature_grid(act: torch.Tensor, max_channels: int | None = 64, cmap: str = "
     return img, stats
 
 
+MAX_VALUES_SIDE = 16  # the values of at most a 16x16 window are listed (a 112x112 map would be 12,544 numbers)
+
+
+def channel_view(act: torch.Tensor, channel: int, cmap: str = "viridis", size: int = 320
+                 ) -> tuple[Image.Image, np.ndarray, tuple[int, int]]:
+    """One channel of a C x H x W activation, large: the picture (nearest-neighbour, about ``size``
+    pixels), its values (the whole map when it is at most 16x16, else the central 16x16 window), and
+    the window's top-left corner (row, column) in the map."""
+    a = act.detach().float().cpu()
+    if a.dim() == 4:
+        a = a[0]
+    if a.dim() != 3:
+        raise CnnlabError(f"a single channel is shown for spatial maps (C x H x W), not {tuple(act.shape)}.")
+    if not 0 <= channel < a.shape[0]:
+        raise CnnlabError(f"channel {channel} does not exist: this layer has channels 0 to {a.shape[0] - 1}.")
+    if not 16 <= size <= 2048:
+        raise CnnlabError(f"size must be between 16 and 2048 pixels, got {size}.")
+    m = a[channel]
+    h, w = m.shape
+    scale = max(1, size // max(h, w))
+    picture = _normalise(m[None]).repeat_interleave(scale, -2).repeat_interleave(scale, -1)[0]
+    img = Image.fromarray(_colormap(picture.numpy(), cmap))
+    top, left = max(0, (h - MAX_VALUES_SIDE) // 2), max(0, (w - MAX_VALUES_SIDE) // 2)
+    values = m[top:top + MAX_VALUES_SIDE, left:left + MAX_VALUES_SIDE].numpy()
+    return img, values, (top, left)
+
+
 def first_conv(model: nn.Module) -> tuple[str, nn.Conv2d]:
     for name, m in model.named_modules():
         if isinstance(m, nn.Conv2d):

@@ -228,3 +228,22 @@ def test_kernel_layout_for_one_three_and_many_input_channels(in_channels, out_ch
     tile = 40 + 2  # tile plus the 2-pixel gap
     rows = -(-out_channels // columns) if in_channels in (1, 3) else out_channels
     assert abs(img.width - columns * tile) <= 2 and abs(img.height - rows * tile) <= 2
+
+
+def test_channel_view_shows_one_channel_large_with_its_values():
+    from cnnlab.activations import MAX_VALUES_SIDE, channel_view
+    from cnnlab.errors import CnnlabError
+
+    act = torch.arange(2 * 8 * 8, dtype=torch.float32).view(1, 2, 8, 8)
+    img, values, corner = channel_view(act, 1, size=320)
+    assert img.size == (320, 320) and corner == (0, 0)
+    assert np.array_equal(values, act[0, 1].numpy())  # a small map: every value
+    big = torch.randn(3, 40, 30)
+    _, values, (top, left) = channel_view(big, 2)
+    assert values.shape == (MAX_VALUES_SIDE, MAX_VALUES_SIDE) and (top, left) == (12, 7)
+    assert np.array_equal(values, big[2, 12:28, 7:23].numpy())  # the central window, exactly
+    for bad in (-1, 3):
+        with pytest.raises(CnnlabError, match="channels 0 to 2"):
+            channel_view(big, bad)
+    with pytest.raises(CnnlabError):
+        channel_view(torch.randn(10), 0)

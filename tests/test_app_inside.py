@@ -49,3 +49,14 @@ def test_kernels_of_a_many_channel_conv_keep_the_slider():
     at.selectbox(key="inside-conv").set_value("C3").run()
     assert not at.exception
     assert at.slider(key="inside-ni").max == 6  # C3 has 6 input channels
+
+
+def test_one_channel_large_with_its_values():
+    at = open_page()
+    assert not at.exception
+    inputs = [n for n in at.number_input if n.key and n.key.startswith("inside-channel-")]
+    assert inputs, "a channel picker under the feature maps"
+    inputs[0].set_value(1).run()
+    assert not at.exception and not at.error
+    assert any("channel 1" in str(getattr(i, "caption", "")) for i in at.get("imgs")) or any(
+        "Its values" in c.value for c in at.caption)

@@ -117,6 +117,32 @@ def test_every_page_renders_without_error(browser, app_url, shots, path, heading
     page.close()
 
 
+TRUNCATED_METRICS = """() => [...document.querySelectorAll('[data-testid="stMetricValue"]')]
+    .filter(el => el.scrollWidth > el.clientWidth + 1 || [...el.querySelectorAll('*')].some(c => c.scrollWidth > c.clientWidth + 1))
+    .map(el => el.innerText)"""
+
+
+@pytest.mark.parametrize("path,heading", PAGES)
+def test_every_page_reads_at_1280x720_without_cut_off_numbers(browser, app_url, shots, path, heading):
+    """A projector at 1280x720: every headline number is shown whole (no ellipsis), nothing raised."""
+    page = browser.new_page(viewport={"width": 1280, "height": 720})
+    page.goto(f"{app_url}/{path}")
+    page.get_by_role("heading", name=heading, level=1).wait_for(timeout=60_000)
+    page.wait_for_timeout(1500)
+    wait_idle(page)
+    page.screenshot(path=str(shots / f"page-1280-{path or 'home'}.png"), full_page=True)
+    assert page.locator(ERROR_SELECTOR).count() == 0, page.locator(ERROR_SELECTOR).first.inner_text()
+    assert page.evaluate(TRUNCATED_METRICS) == []
+    if path == "":  # the widest numbers of the zoo: VGG-16's 138 M parameters and 15.5 G MACs
+        choose(page, "Model", "VGG-16 (config D)")
+        page.wait_for_timeout(1000)
+        wait_idle(page)
+        values = page.locator('[data-testid="stMetricValue"]').all_inner_texts()
+        assert "138.4 M" in values, values
+        assert page.evaluate(TRUNCATED_METRICS) == []
+    page.close()
+
+
 EPOCH_AT_LEAST = """n => {
     const metric = [...document.querySelectorAll('[data-testid="stMetric"]')].find(m => m.innerText.includes("Epoch"));
     const value = metric && metric.querySelector('[data-testid="stMetricValue"]');

@@ -11,6 +11,7 @@ from app.common import image_picker, model_picker, show_error
 from cnnlab.activations import (
     activation_points,
     capture_activations,
+    channel_view,
     denormalize,
     feature_grid,
     grad_cam,
@@ -71,6 +72,20 @@ with tab_maps:
         if stats.strongest_channel is not None:
             caption += f" Outlined in red: channel {stats.strongest_channel}, the strongest mean response."
         st.image(grid, caption=caption, width="stretch" if grid.size[0] > 600 else "content")
+        if len(stats.shape) == 3:  # one channel, large, with its numbers (seed 000 enlarges one filter)
+            st.markdown("**One channel, large**")
+            n_ch = stats.shape[0]
+            default = stats.strongest_channel if stats.strongest_channel is not None else 0
+            key = f"inside-channel-{layer}"  # per layer: a channel number from another layer may not exist here
+            c1, c2 = st.columns([1, 2])
+            ch = c1.number_input(f"Channel (0 to {n_ch - 1})", 0, n_ch - 1, int(default), key=key)
+            big, values, (top, left) = channel_view(act, int(ch), cmap=cmap)
+            c1.image(big, caption=f"{layer}, channel {ch}: {stats.shape[1]} x {stats.shape[2]}", width=300)
+            whole = values.shape == tuple(stats.shape[1:])
+            c2.caption("Its values" + ("" if whole else f" (the central {values.shape[0]} x {values.shape[1]} window, "
+                                       f"from row {top}, column {left})") + ": the numbers the next layer receives.")
+            c2.dataframe(pd.DataFrame(values.round(2), index=[str(top + i) for i in range(values.shape[0])],
+                                      columns=[str(left + j) for j in range(values.shape[1])]), height=300)
 
 with tab_kernels:
     convs = [n for n, m in source.model.named_modules() if isinstance(m, nn.Conv2d)]
