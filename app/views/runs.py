@@ -80,7 +80,9 @@ def draw_curves(run_ids: list[str]) -> None:
     losses = df[(df.metric == "loss") & (df.value > 0)].value
     huge = len(losses) > 0 and losses.max() > 1000 * losses.min()  # e.g. a run that blew up
     log_loss = st.checkbox("Loss on a log scale", value=bool(huge), key="runs-logloss")
-    colour = alt.Color("run:N", legend=alt.Legend(orient="bottom", direction="vertical", labelLimit=400))
+    # tableau10: distinct hues per run (Streamlit's own palette starts with two near-identical blues)
+    colour = alt.Color("run:N", scale=alt.Scale(scheme="tableau10"),
+                       legend=alt.Legend(orient="bottom", direction="vertical", labelLimit=0))
     dash = alt.StrokeDash("split:N", sort=["validation", "train"], legend=alt.Legend(orient="bottom"))
     x = alt.X("epoch:Q", axis=alt.Axis(tickMinStep=1, format="d"))
     tooltip = ["run", "epoch", "split", alt.Tooltip("value:Q", format=".4f")]
