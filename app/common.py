@@ -268,8 +268,7 @@ def short_number(value: float, unit: str = "") -> str:
 
 
 def short_bytes(n: float) -> str:
-    """Bytes as KB, MB or GB with one decimal."""
-    for limit, suffix in ((2**30, "GB"), (2**20, "MB"), (2**10, "KB")):
-        if n >= limit:
-            return f"{n / limit:.1f} {suffix}"
-    return f"{n:.0f} B"
+    """Bytes as KB, MB or GB with one decimal (cnnlab.inspect's format, shared with `summary`)."""
+    from cnnlab.inspect import format_bytes
+
+    return format_bytes(int(n))

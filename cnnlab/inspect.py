@@ -156,12 +156,13 @@ class ModelSummary:
             f"Input {c}x{h}x{w} -> output {' x '.join(map(str, self.output_shape))}",
             f"Parameters:        {self.total_params:,} ({self.trainable_params:,} trainable)",
             f"MACs per image:    {self.total_macs:,} ({self.total_macs / 1e6:,.1f} M)",
-            f"Activations/image: {_fmt_bytes(self.activation_bytes)} (float32, forward)",
-            f"Parameter memory:  {_fmt_bytes(self.param_bytes)} (float32)",
+            f"Activations/image: {format_bytes(self.activation_bytes)} (float32, forward)",
+            f"Parameter memory:  {format_bytes(self.param_bytes)} (float32)",
         ])
 
 
-def _fmt_bytes(n: int) -> str:
+def format_bytes(n: int) -> str:
+    """Bytes with one decimal in the largest unit below 1024: 12 B, 2.0 KB, 527.8 MB."""
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n:,.1f} {unit}" if unit != "B" else f"{n} B"

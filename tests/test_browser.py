@@ -15,7 +15,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -52,12 +54,12 @@ def shots(tmp_path_factory):
     return tmp_path_factory.mktemp("screenshots")
 
 
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
+@contextmanager
+def serve_app(cache: Path, **extra_env: str) -> Iterator[str]:
+    """``streamlit run app/main.py`` on a free local port with its own cache, offline; its URL once healthy."""
     port = free_port()
-    cache = tmp_path_factory.mktemp("browser-cache")
     env = {**os.environ, "CNNLAB_CACHE": str(cache), "CNNLAB_OFFLINE": "1",
-           "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
+           "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false", **extra_env}
     log = open(cache / "streamlit.log", "w")
     proc = subprocess.Popen(
         [shutil.which("streamlit") or "streamlit", "run", "app/main.py", "--server.headless", "true",
@@ -75,13 +77,21 @@ def app_url(tmp_path_factory):
     else:
         proc.kill()
         pytest.fail("streamlit did not start: " + (cache / "streamlit.log").read_text())
-    yield url
-    proc.terminate()
     try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    with serve_app(tmp_path_factory.mktemp("browser-cache")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -273,34 +283,9 @@ def lesson_app(tmp_path_factory):
     """The app with the Lessons page's tiny-budget hook (CNNLAB_LESSON_OVERRIDES) set for the whole
     server, as a teacher trying a lesson file would: ``(url, cache)``. A server of its own, so the
     other tests' pages keep the real settings."""
-    port = free_port()
     cache = tmp_path_factory.mktemp("browser-lesson-cache")
-    env = {**os.environ, "CNNLAB_CACHE": str(cache), "CNNLAB_OFFLINE": "1",
-           "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false", "CNNLAB_LESSON_OVERRIDES": json.dumps(LESSON_OVERRIDES)}
-    log = open(cache / "streamlit.log", "w")
-    proc = subprocess.Popen(
-        [shutil.which("streamlit") or "streamlit", "run", "app/main.py", "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("streamlit did not start: " + (cache / "streamlit.log").read_text())
-    yield url, cache
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    with serve_app(cache, CNNLAB_LESSON_OVERRIDES=json.dumps(LESSON_OVERRIDES)) as url:
+        yield url, cache
 
 
 def test_lesson_runs_in_the_browser_and_shows_the_table_and_conclusion(browser, lesson_app, shots, monkeypatch):

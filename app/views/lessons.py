@@ -25,7 +25,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from app.common import remember, show_error
+from app.common import remember, short_number, show_error
 from cnnlab.errors import CnnlabError, LessonError
 from cnnlab.lessons import (
     BUDGETS,
@@ -72,15 +72,6 @@ def text(value: Any) -> str:
     return re.sub(r"([\\`*_\[\]$~|#<>])", r"\\\1", str(value))
 
 
-def count(v: Any) -> str:
-    """Parameters and the like, readable: 44,256 or 11.2 M."""
-    if not isinstance(v, (int, float)) or isinstance(v, bool):
-        return "—"
-    if abs(v) >= 1e9:
-        return f"{v / 1e9:.1f} G"
-    return f"{v / 1e6:.1f} M" if abs(v) >= 1e6 else f"{int(v):,}"
-
-
 def cell(v: Any, column: str) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "—"
@@ -89,7 +80,7 @@ def cell(v: Any, column: str) -> str:
     if column == COLUMN_LABELS["gap"]:
         return f"{v:+.1%}"  # percentage points, signed: training above validation is positive
     if column in COUNT_COLUMNS:
-        return count(v)
+        return short_number(v)
     if column == COLUMN_LABELS["images_per_sec"]:
         return f"{v:,.0f}"
     if column == COLUMN_LABELS["epoch_seconds"]:
