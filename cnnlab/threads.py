@@ -45,6 +45,18 @@ def short_spin() -> None:
         os.environ.setdefault("GOMP_SPINCOUNT", SPIN_COUNT)
 
 
+THREADS_ENV = "CNNLAB_THREADS"  # a fixed count for every training of a process (a class server, the tests)
+
+
+def threads_from_env() -> int | None:
+    """The count ``CNNLAB_THREADS`` fixes, if any (ignored unless a whole number in 1..1024).
+
+    The automatic count follows the machine's load, and the thread count changes the order of
+    floating-point sums: bit-for-bit identical results across runs need a fixed count."""
+    value = os.environ.get(THREADS_ENV, "").strip()
+    return int(value) if value.isdigit() and 1 <= int(value) <= 1024 else None
+
+
 def usable_cores() -> int:
     """The cores this process may run on (its CPU affinity), at least 1."""
     try:

@@ -37,7 +37,7 @@ from .data.pipeline import (
     model_eval_resize, model_space_stats,
 )
 from .errors import CnnlabError, ConfigError, InputSizeError, InputTooSmallError, ModelConfigError, UnknownModelError
-from .threads import ThreadGovernor
+from .threads import ThreadGovernor, threads_from_env
 from .models import create, get_spec, list_models
 from .models._input_checks import check_input, smallest_input
 
@@ -824,7 +824,8 @@ def fit(
     "diverged"); an unexpected error is reported as "failed" to the listeners and re-raised.
     """
     s = prepare(config, model, data, initial_state)
-    governor = ThreadGovernor(config.threads, s.device.type)  # threads from the free cores, adapted as it runs
+    # threads from the free cores, adapted as it runs, unless the config or CNNLAB_THREADS fixes them
+    governor = ThreadGovernor(config.threads or threads_from_env(), s.device.type)
     governor.start()
     if note := governor.note():
         s.notes.append(note)

@@ -21,6 +21,9 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Trainings use a fixed thread count here: the automatic count follows the machine's load, and a
+# different count changes floating-point sums, so "same seed, same numbers" tests would depend on it.
+os.environ.setdefault("CNNLAB_THREADS", str(torch.get_num_threads()))
 
 from apphelpers import train_run, using_cache  # noqa: E402  (tests/ is on sys.path: pytest puts a conftest's folder there)
 

@@ -125,7 +125,8 @@ def test_fit_honours_a_forced_count_and_gives_the_previous_one_back(two_threads)
     assert any("1 CPU thread(s), as asked" in n for n in notes)
 
 
-def test_fit_notes_its_thread_choice(two_threads):
+def test_fit_notes_its_thread_choice(two_threads, monkeypatch):
+    monkeypatch.delenv("CNNLAB_THREADS", raising=False)  # the automatic choice (conftest fixes a count)
     notes: list[str] = []
     fit(TrainConfig(model="lenet", dataset="digits", epochs=1, max_steps=2, device="cpu"),
         listeners=[lambda e: notes.extend(e.notes) if getattr(e, "kind", "") == "start" else None])
@@ -152,3 +153,17 @@ def test_importing_cnnlab_makes_openmp_waits_short_unless_told_otherwise(given, 
     out = subprocess.run([sys.executable, "-c", "import cnnlab, os; print(os.environ.get('GOMP_SPINCOUNT', 'unset'))"],
                          env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.stdout.strip() == expected, out.stderr
+
+
+def test_cnnlab_threads_fixes_the_count_of_every_training(two_threads, monkeypatch):
+    from cnnlab.threads import threads_from_env
+
+    for bad in ("", "zero", "0", "-1", "5000"):
+        monkeypatch.setenv("CNNLAB_THREADS", bad)
+        assert threads_from_env() is None
+    monkeypatch.setenv("CNNLAB_THREADS", "1")
+    assert threads_from_env() == 1
+    seen: list[int] = []
+    fit(TrainConfig(model="lenet", dataset="digits", epochs=1, max_steps=4, log_every_steps=2, device="cpu"),
+        listeners=[lambda e: seen.append(torch.get_num_threads()) if getattr(e, "kind", "") == "step" else None])
+    assert set(seen) == {1} and torch.get_num_threads() == 2
