@@ -49,7 +49,7 @@ from .models._layers import FixedFlatten
 
 __all__ = [
     "LayerRow", "ModelSummary", "check_input", "conv_output_size", "output_size_formula",
-    "smallest_input", "summarize",
+    "param_arithmetic", "smallest_input", "summarize",
 ]
 
 _ADAPTIVE = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
@@ -73,6 +73,8 @@ class LayerRow:
     kernel: tuple[int, int] | None = None
     stride: tuple[int, int] | None = None
     padding: tuple[int, int] | None = None
+    param_formula: str | None = None  # this layer's count as the product it comes from: "6x5x5x1+6 = 156"
+    param_words: str | None = None  # the same in words: "6 filters of 5x5 over 1 input channel, plus 6 biases"
 
     @property
     def rf_text(self) -> str:
@@ -125,6 +127,8 @@ class ModelSummary:
                 "trainable": r.trainable,
                 "MACs": r.macs,
                 "receptive field": r.rf_text,
+                "params =": r.param_formula or "",
+                "size =": r.formula or "",
             }
             for r in rows
         ]
@@ -176,6 +180,57 @@ def output_size_formula(w: int, f: int, p: int, s: int, d: int = 1, ceil_mode: b
     rnd = "ceil" if ceil_mode else "floor"
     f_txt = f"{d}*({f}-1)+1" if d != 1 else f"{f}"
     return f"{rnd}(({w} - {f_txt} + 2*{p}) / {s}) + 1 = {conv_output_size(w, f, p, s, d, ceil_mode)}"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" if n == 1 else f"{n:,} {word}{'es' if word.endswith('s') else 's'}"
+
+
+def param_arithmetic(module: nn.Module) -> tuple[str, str] | None:
+    """A layer's own parameter count as the product it comes from, and the same in words.
+
+    ConvNetJS's notation ``filters x kh x kw x in + biases``: LeNet's C1 gives
+    ``("6x5x5x1+6 = 156", "6 filters of 5x5 over 1 input channel, plus 6 biases")``. A grouped
+    convolution's filters see ``in / groups`` channels; a linear layer is ``out x in + out``;
+    batch norm learns a scale and a shift per channel. Any other layer lists its parameter
+    tensors' shapes. None for a layer without parameters. The left side always evaluates to the
+    count (``x`` read as a product): the tests check it for every zoo model.
+    """
+    own = list(module.named_parameters(recurse=False))
+    if not own:
+        return None
+    total = sum(p.numel() for _, p in own)
+    bias = getattr(module, "bias", None)
+    nb = bias.numel() if isinstance(bias, torch.Tensor) else 0
+    plus_bias = f"+{nb}" if nb else ""
+    bias_words = f", plus {_plural(nb, 'bias')}" if nb else ", no bias"
+    weight = getattr(module, "weight", None)
+    if isinstance(module, nn.modules.conv._ConvNd) and isinstance(weight, torch.Tensor) and len(own) == 1 + bool(nb):
+        out_c, in_per_group, *kernel = weight.shape
+        k_txt = "x".join(map(str, kernel))
+        groups = module.groups
+        in_words = _plural(in_per_group, "input channel")
+        if groups > 1:
+            in_words += f" (its group's share: {module.in_channels} / {groups} groups)"
+        if isinstance(module, nn.modules.conv._ConvTransposeNd):  # weight is (in, out/groups, k...)
+            in_c, out_per_group = out_c, in_per_group
+            arith = f"{in_c}x{k_txt}x{out_per_group}{plus_bias}"
+            words = f"{in_c} input channels each spread by a {k_txt} kernel over {_plural(out_per_group, 'output channel')}{bias_words}"
+        else:
+            arith = f"{out_c}x{k_txt}x{in_per_group}{plus_bias}"
+            words = f"{_plural(out_c, 'filter')} of {k_txt} over {in_words}{bias_words}"
+    elif isinstance(module, nn.Linear) and isinstance(weight, torch.Tensor) and len(own) == 1 + bool(nb):
+        out_f, in_f = weight.shape
+        arith = f"{out_f}x{in_f}{plus_bias}"
+        words = f"{out_f:,} outputs, each a weighted sum of {_plural(in_f, 'input')}{bias_words}"
+    elif isinstance(module, nn.modules.batchnorm._NormBase) and isinstance(weight, torch.Tensor) and len(own) == 2:
+        c = weight.numel()
+        arith = f"{c}+{c}"
+        words = f"a scale and a shift for each of {_plural(c, 'channel')} (running mean and variance are not learned)"
+    else:
+        arith = "+".join("x".join(map(str, p.shape)) or "1" for _, p in own)
+        words = ", ".join(f"{n} {'x'.join(map(str, p.shape)) or 'scalar'}" for n, p in own)
+    return f"{arith} = {total:,}", words
 
 
 # --- receptive-field propagation -------------------------------------------------------------
@@ -386,6 +441,7 @@ def summarize(
         if idx > 0:  # a module used several times (LeNet's one Tanh): its calls as capture names them
             name = f"{name}#{idx + 1}"
         kind = type(module).__name__
+        arithmetic = param_arithmetic(module) if idx == 0 and is_leaf else None
         if isinstance(module, nn.Sequential) and len(module) == 0:
             kind = "Identity (empty Sequential)"  # a ResNet's identity shortcut: x passes unchanged
         rows.append(LayerRow(
@@ -404,6 +460,8 @@ def summarize(
             kernel=geom[0] if geom else None,
             stride=geom[1] if geom else None,
             padding=geom[2] if geom else None,
+            param_formula=arithmetic[0] if arithmetic else None,
+            param_words=arithmetic[1] if arithmetic else None,
         ))
     # containers: MACs are the sum of their leaves' (computed bottom-up over the call order)
     _sum_container_macs(rows)

@@ -35,3 +35,17 @@ def test_headline_numbers_are_short():
     assert short_number(138_357_544) == "138.4 M"
     assert short_number(15_470_264_320) == "15.5 G"
     assert short_bytes(553_430_176) == "527.8 MB" and short_bytes(2048) == "2.0 KB" and short_bytes(12) == "12 B"
+
+
+def test_table_and_formulas_tab_teach_the_arithmetic():
+    at = run_app()
+    df = at.dataframe[0].value
+    c1 = df[df["layer"] == "C1"].iloc[0]
+    assert c1["params ="] == "6x5x5x1+6 = 156"
+    assert c1["size ="] == "floor((28 - 5 + 2*0) / 1) + 1 = 24"
+    layer = next(sb for sb in at.selectbox if sb.label == "Layer")
+    layer.set_value("F5").run()
+    assert not at.exception
+    codes = [c.value for c in at.code]
+    assert "120x256+120 = 30,840" in codes
+    assert any("120 outputs, each a weighted sum of 256 inputs" in c.value for c in at.caption)

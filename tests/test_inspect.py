@@ -1,16 +1,20 @@
 """Per-layer inspection: numbers checked by hand, and every bad input."""
 
+import math
+
 import pytest
 import torch
+from torch import nn
 
 from cnnlab.errors import InputSizeError, InputTooSmallError
 from cnnlab.inspect import (
     conv_output_size,
     output_size_formula,
+    param_arithmetic,
     smallest_input,
     summarize,
 )
-from cnnlab.models import create
+from cnnlab.models import create, list_models
 
 
 def test_lenet_table_by_hand():
@@ -139,3 +143,41 @@ def test_shared_modules_and_identity_shortcuts_are_named_for_what_they_are():
     rows = {r.name: r for r in summarize("resnet18").rows}
     assert rows["conv2_x.0.shortcut"].type == "Identity (empty Sequential)" and rows["conv2_x.0.shortcut"].params == 0
     assert rows["conv3_x.0.shortcut"].type == "Sequential"  # a projection shortcut keeps its name
+
+
+def _evaluate_arithmetic(text: str) -> tuple[int, int]:
+    """'6x5x5x1+6 = 156' -> (value of the left side computed here, the count on the right)."""
+    left, right = text.split(" = ")
+    value = sum(math.prod(int(f) for f in term.split("x")) for term in left.split("+"))
+    return value, int(right.replace(",", ""))
+
+
+def test_parameter_arithmetic_reads_like_convnetjs():
+    s = summarize("lenet")
+    assert s.row("C1").param_formula == "6x5x5x1+6 = 156"
+    assert s.row("C1").param_words == "6 filters of 5x5 over 1 input channel, plus 6 biases"
+    assert s.row("C3").param_formula == "16x5x5x6+16 = 2,416"
+    assert s.row("F5").param_formula == "120x256+120 = 30,840"
+    assert s.row("S2").param_formula is None  # pooling learns nothing
+    grouped = nn.Conv2d(96, 256, 5, groups=2)
+    formula, words = param_arithmetic(grouped)
+    assert formula == "256x5x5x48+256 = 307,456" and "96 / 2 groups" in words
+    assert param_arithmetic(nn.BatchNorm2d(64))[0] == "64+64 = 128"
+    assert param_arithmetic(nn.Conv2d(3, 8, 3, bias=False))[0] == "8x3x3x3 = 216"
+    assert param_arithmetic(nn.PReLU(4))[0] == "4 = 4"  # any other layer: its tensors' shapes
+    assert param_arithmetic(nn.ReLU()) is None
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_parameter_arithmetic_adds_up_for_every_zoo_model(name):
+    s = summarize(name)
+    counted = 0
+    for row in s.leaf_rows:
+        if row.params == 0:
+            assert row.param_formula is None, row.name
+            continue
+        assert row.param_formula, f"{name}: {row.name} ({row.type}) has {row.params} parameters but no arithmetic"
+        value, stated = _evaluate_arithmetic(row.param_formula)
+        assert value == stated == row.params, (name, row.name, row.param_formula)
+        counted += row.params
+    assert counted == s.total_params  # every parameter of the model is in some layer's arithmetic

@@ -72,7 +72,7 @@ m4.metric("Activations / image", short_bytes(s.activation_bytes), help=f"{s.acti
 m5.metric("Parameter memory", short_bytes(s.param_bytes), help=f"{s.param_bytes:,} bytes")
 
 tab_table, tab_flow, tab_formula, tab_diagram, tab_compare = st.tabs(
-    ["Layer table", "Shape flow", "Output-size formula", "Diagram", "Compare models"])
+    ["Layer table", "Shape flow", "Formulas", "Diagram", "Compare models"])
 
 with tab_table:
     leaves = st.toggle("Only layers without children", value=True)
@@ -82,7 +82,10 @@ with tab_table:
                  column_config={"params": num, "trainable": num, "MACs": num})
     st.caption("MACs count weight multiply-accumulates of convolutions and fully connected layers. "
                "Receptive field: how many input pixels one output value can see; jump: the "
-               "distance in input pixels between neighbouring outputs.")
+               "distance in input pixels between neighbouring outputs. *params =* is the count as "
+               "the product it comes from (filters x kernel height x kernel width x input channels "
+               "+ biases; outputs x inputs + biases); *size =* is the output-size formula with the "
+               "layer's numbers.")
 
 with tab_flow:
     spatial = [r for r in s.leaf_rows if len(r.output_shape) == 3]
@@ -101,17 +104,32 @@ with tab_flow:
         st.info("This model has no spatial layers to plot.")
 
 with tab_formula:
-    geo = [r for r in s.rows if r.formula]
-    if geo:
-        pick = st.selectbox("Layer", [r.name for r in geo],
+    taught = [r for r in s.rows if r.formula or r.param_formula]
+    if taught:
+        pick = st.selectbox("Layer", [r.name for r in taught],
                             format_func=lambda n: f"{n} ({s.row(n).type})")
         r = s.row(pick)
-        st.latex(r"W_{out} = \left\lfloor \frac{W - F + 2P}{S} \right\rfloor + 1")
-        st.code(r.formula, language=None)
-        st.caption(f"F = kernel {r.kernel}, S = stride {r.stride}, P = padding {r.padding}; "
-                   f"output {' x '.join(map(str, r.output_shape))}.")
+        size_col, param_col = st.columns(2)
+        with size_col:
+            st.markdown("**Output size**")
+            if r.formula:
+                st.latex(r"W_{out} = \left\lfloor \frac{W - F + 2P}{S} \right\rfloor + 1")
+                st.code(r.formula, language=None)
+                st.caption(f"F = kernel {r.kernel}, S = stride {r.stride}, P = padding {r.padding}; "
+                           f"output {' x '.join(map(str, r.output_shape))}.")
+            else:
+                st.caption(f"{r.type} has no kernel sliding over the image: its output is "
+                           f"{' x '.join(map(str, r.output_shape))}.")
+        with param_col:
+            st.markdown("**Parameters**")
+            if r.param_formula:
+                st.code(r.param_formula, language=None)
+                st.caption(f"{r.param_words[0].upper()}{r.param_words[1:]}.")
+            else:
+                st.caption(f"{r.type} learns nothing: 0 parameters.")
+        st.caption("The layer table shows both for every layer, in its last two columns.")
     else:
-        st.info("No convolution or pooling layer in this model.")
+        st.info("No layer with a kernel or parameters in this model.")
 
 with tab_diagram:
     depth = st.slider("Block depth", 0, MAX_DEPTH, 2, key="diagram-depth",

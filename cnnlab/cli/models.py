@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input", default=None, help="input shape CxHxW, e.g. 3x224x224 (default: the model's)")
     p.add_argument("--classes", type=int, default=None, help="number of classes (default: the model's)")
     p.add_argument("--leaves", action="store_true", help="only layers without children")
-    p.add_argument("--formulas", action="store_true", help="print the output-size formula of every conv/pool")
+    p.add_argument("--formulas", action="store_true", help="print the output-size formula of every conv/pool and the parameter arithmetic of every layer with weights")
     p.set_defaults(func=cmd_summary)
 
 
@@ -63,6 +63,10 @@ def cmd_summary(args) -> int:
         for r in s.rows:
             if r.formula:
                 print(f"  {r.name:<24} {r.formula}")
+        print("\nParameters of each layer with weights (filters x kh x kw x inputs + biases; outputs x inputs + biases):")
+        for r in s.rows:
+            if r.param_formula:
+                print(f"  {r.name:<24} {r.param_formula:<28} {r.param_words}")
     for note in s.notes:
         print(f"\nNote: {note}")
     return 0
