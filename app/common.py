@@ -242,19 +242,46 @@ def dataset_classes(name: str) -> int | None:
     return next((s.num_classes for s in list_datasets() if s.name == name), None)
 
 
-def remember(store: str, key: str, default):
+def remember(store: str, key: str, default, *, options=None, bounds: tuple | None = None):
     """Keep a widget's value for the session across page switches; returns ``key``.
 
     Streamlit drops the state of a page's widgets once another page is shown. Call this just
     before creating the widget with ``key=key`` and no value/index argument: the first time it
-    puts ``default`` in ``st.session_state[key]``, after a page switch the value kept in the plain
-    (non-widget) dict ``st.session_state[store]``; each run copies the current value there.
+    puts ``default`` in ``st.session_state[key]`` (or the value a shared link gives it, see
+    :mod:`app.share`), after a page switch the value kept in the plain (non-widget) dict
+    ``st.session_state[store]``; each run copies the current value there and, for a shareable
+    widget, into the page's URL. ``options`` (a selectbox's choices) or ``bounds`` (a number
+    input's min and max) check a value before the widget sees it: one a link or an older session
+    gives that the widget cannot take falls back to ``default`` with a notice.
     """
+    from app import share
+
     kept = st.session_state.setdefault(store, {})
     if key not in st.session_state:
-        st.session_state[key] = kept.get(key, default)
-    kept[key] = st.session_state[key]
+        linked = share.from_link(key, default) if key not in kept else None
+        st.session_state[key] = linked if linked is not None else kept.get(key, default)
+    value = st.session_state[key]
+    if not _fits(value, default, options, bounds):
+        name = share.link_name(key) or key
+        st.toast(f"The value {str(value)[:40]!r} for '{name}' is not available here; using {default!r}.",
+                 icon=":material/link_off:")
+        st.session_state[key] = value = default
+    kept[key] = value
+    share.seen(key, store, default)
+    share.publish(key, value, default)
     return key
+
+
+def _fits(value, default, options, bounds) -> bool:
+    if options is not None and value not in list(options):
+        return False
+    if bounds is not None:
+        lo, hi = bounds
+        if not isinstance(value, (int, float)) or isinstance(value, bool) != isinstance(default, bool):
+            return False
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            return False
+    return True
 
 
 def short_number(value: float, unit: str = "") -> str:

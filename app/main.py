@@ -12,6 +12,7 @@ if str(ROOT) not in sys.path:  # `streamlit run app/main.py` from a fresh clone,
     sys.path.insert(0, str(ROOT))
 
 from app.common import sidebar_status  # noqa: E402
+from app.share import open_page, share_box  # noqa: E402
 
 st.set_page_config(page_title="cnnlab", page_icon=":material/grid_on:", layout="wide")
 
@@ -27,5 +28,8 @@ pages = [
     st.Page(str(PAGES / "predict.py"), title="Predict", icon=":material/label:"),
 ]
 nav = st.navigation(pages)
+page = nav.url_path or "architectures"  # the default page's path is the bare address
+open_page(page)
 sidebar_status()
+share_box(page)
 nav.run()

@@ -22,8 +22,8 @@ def test_architectures_too_small_input_shows_message():
     at.selectbox[0].set_value("alexnet").run()
     assert at.metric[0].value == "62.1 M"  # short enough for a metric box at 1280x720
     assert "62,071,144" in at.metric[0].help  # the exact count is one hover away
-    at.number_input(key="h-alexnet").set_value(32).run()
-    at.number_input(key="w-alexnet").set_value(32).run()
+    at.number_input(key="arch-h").set_value(32).run()
+    at.number_input(key="arch-w").set_value(32).run()
     assert not at.exception
     assert at.error and "too small" in at.error[0].value
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app.common import show_error, short_bytes, short_number
+from app.common import remember, show_error, short_bytes, short_number
+from app.share import shown
 from cnnlab.diagram import MAX_DEPTH, model_graph, node_count
 from cnnlab.errors import CnnlabError
 from cnnlab.inspect import summarize
@@ -34,19 +35,38 @@ st.write(
 
 show_adaptive = st.sidebar.toggle("Show _adaptive variants", value=False,
                                   help="Twins of fixed-input models that accept any input size.")
-names = [n for n in list_models() if show_adaptive or not get_spec(n).adaptive]
-default = names.index("lenet") if "lenet" in names else 0
-name = st.selectbox("Model", names, index=default,
-                    format_func=lambda n: f"{get_spec(n).display_name}  ·  {n}")
+STORE = "arch-form"
+SHAPE_KEYS = ("arch-c", "arch-h", "arch-w", "arch-k")
+
+
+def _model_changed() -> None:
+    """A new model starts from its own input shape and class count."""
+    sp = get_spec(st.session_state["arch-model"])
+    for key, value in zip(SHAPE_KEYS, (*sp.input_shape, sp.num_classes)):
+        st.session_state[key] = st.session_state.setdefault(STORE, {})[key] = value
+
+
+all_names = list_models()
+model_key = remember(STORE, "arch-model", "lenet" if "lenet" in all_names else all_names[0], options=all_names)
+names = [n for n in all_names if show_adaptive or not get_spec(n).adaptive or n == st.session_state[model_key]]
+if shown(model_key):
+    st.selectbox("Model", names, key=model_key, on_change=_model_changed,
+                 format_func=lambda n: f"{get_spec(n).display_name}  ·  {n}")
+name = st.session_state[model_key]
 spec = get_spec(name)
 
 left, right = st.columns([2, 3])
 with left:
-    c1, c2, c3, c4 = st.columns(4)
-    channels = c1.number_input("Channels", 1, 64, spec.input_shape[0], key=f"c-{name}")
-    height = c2.number_input("Height", 1, 2048, spec.input_shape[1], key=f"h-{name}")
-    width = c3.number_input("Width", 1, 2048, spec.input_shape[2], key=f"w-{name}")
-    classes = c4.number_input("Classes", 1, 100_000, spec.num_classes, key=f"k-{name}")
+    cols = st.columns(4)
+    limits = ((1, 64), (1, 2048), (1, 2048), (1, 100_000))
+    labels = ("Channels", "Height", "Width", "Classes")
+    values = []
+    for col, key, label, (lo, hi), default in zip(cols, SHAPE_KEYS, labels, limits, (*spec.input_shape, spec.num_classes)):
+        remember(STORE, key, default, bounds=(lo, hi))
+        if shown(key):
+            col.number_input(label, lo, hi, key=key)
+        values.append(int(st.session_state[key]))
+    channels, height, width, classes = values
 with right:
     st.markdown(
         f"**{spec.display_name}** — {spec.family}, {spec.year}. *{spec.paper}*. "
@@ -132,9 +152,12 @@ with tab_formula:
         st.info("No layer with a kernel or parameters in this model.")
 
 with tab_diagram:
-    depth = st.slider("Block depth", 0, MAX_DEPTH, 2, key="diagram-depth",
-                      help="How many levels of nested modules to open: 1 shows stages, "
-                           "deeper levels open blocks into their layers.")
+    depth_key = remember(STORE, "diagram-depth", 2, bounds=(0, MAX_DEPTH))
+    if shown(depth_key):
+        st.slider("Block depth", 0, MAX_DEPTH, key=depth_key,
+                  help="How many levels of nested modules to open: 1 shows stages, "
+                       "deeper levels open blocks into their layers.")
+    depth = st.session_state[depth_key]
     try:
         dot = cached_graph(name, shape, int(classes), int(depth))
     except CnnlabError as err:

@@ -26,6 +26,7 @@ import pandas as pd
 import streamlit as st
 
 from app.common import remember, short_number, show_error
+from app.share import shown
 from cnnlab.errors import CnnlabError, LessonError
 from cnnlab.lessons import (
     BUDGETS,
@@ -508,14 +509,16 @@ if kind == BUILTIN:
     if st.session_state.get("lesson-pick", st.session_state.get(STORE, {}).get("lesson-pick")) not in by_name:
         st.session_state.pop("lesson-pick", None)
         st.session_state.get(STORE, {}).pop("lesson-pick", None)
-    with st.container(height=380 if len(lessons) > 4 else "content", border=len(lessons) > 4):
-        name = st.radio(
-            "Lesson", list(by_name), key=remember(STORE, "lesson-pick", lessons[0].name),
-            format_func=lambda n: f"{list(by_name).index(n) + 1}. {by_name[n].title}",
-            captions=[f"Seed {x.seed_label} · {len(x.arms)} arms: {text('; '.join(a.name for a in x.arms))}  \n"
-                      f"{text(x.question)}" for x in lessons],
-        )
-    lesson = by_name[name]
+    pick_key = remember(STORE, "lesson-pick", lessons[0].name, options=list(by_name))
+    if shown(pick_key):
+        with st.container(height=380 if len(lessons) > 4 else "content", border=len(lessons) > 4):
+            st.radio(
+                "Lesson", list(by_name), key=pick_key,
+                format_func=lambda n: f"{list(by_name).index(n) + 1}. {by_name[n].title}",
+                captions=[f"Seed {x.seed_label} · {len(x.arms)} arms: {text('; '.join(a.name for a in x.arms))}  \n"
+                          f"{text(x.question)}" for x in lessons],
+            )
+    lesson = by_name[st.session_state[pick_key]]
 else:
     lesson = own_lesson()
 if lesson is None:
@@ -552,8 +555,13 @@ can_full, why_full = full_budget_state(lesson)
 if not can_full and st.session_state.get("lesson-budget") == "full":
     st.session_state["lesson-budget"] = "quick"
 c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
-budget = c1.radio("Budget", BUDGETS, key=remember(STORE, "lesson-budget", "quick"), horizontal=True,
-                  format_func=BUDGET_LABELS.get, disabled=running is not None or not can_full)
+budget_key = remember(STORE, "lesson-budget", "quick", options=BUDGETS)
+if not can_full and st.session_state[budget_key] == "full":  # e.g. a link asking for the full budget here
+    st.session_state[budget_key] = st.session_state[STORE][budget_key] = "quick"
+if shown(budget_key):
+    c1.radio("Budget", BUDGETS, key=budget_key, horizontal=True,
+             format_func=BUDGET_LABELS.get, disabled=running is not None or not can_full)
+budget = st.session_state[budget_key]
 if running is not None:
     budget = running.budget
 results = results_of(lesson, budget)

@@ -1,0 +1,71 @@
+"""Links that share a view: the URL restores a page's settings, hides what a lesson fixes, and
+refuses what a person could not pick."""
+
+from streamlit.testing.v1 import AppTest
+
+from apphelpers import MAIN
+
+
+def open_link(params: dict, view: str | None = None) -> AppTest:
+    at = AppTest.from_file(MAIN, default_timeout=120)
+    at.query_params.update(params)
+    if view:
+        at.switch_page(f"views/{view}.py")
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def url(at: AppTest) -> dict[str, str]:
+    """The app's query parameters after a run, one string per name."""
+    return {k: v[-1] if isinstance(v, list) else v for k, v in at.query_params.items()}
+
+
+def test_a_link_restores_the_architectures_view_and_the_url_follows_changes():
+    at = open_link({"model": "alexnet", "classes": "10"})
+    assert at.selectbox(key="arch-model").value == "alexnet"
+    assert at.number_input(key="arch-k").value == 10
+    assert at.metric[0].value == "58.0 M"  # AlexNet with a 10-class head: 62,071,144 - 4096x990 - 990
+    assert url(at) == {"model": "alexnet", "classes": "10"}
+    at.selectbox(key="arch-model").set_value("lenet").run()
+    # a new model starts from its own shape; the defaults leave the URL, the choice enters it
+    assert at.number_input(key="arch-k").value == 10 and at.number_input(key="arch-h").value == 28
+    assert url(at) == {}  # LeNet's own 10 classes and 28x28: nothing differs from its defaults
+    at.number_input(key="arch-h").set_value(32).run()
+    at.number_input(key="arch-w").set_value(32).run()
+    assert url(at) == {"height": "32", "width": "32"}
+
+
+def test_hidden_settings_are_fixed_and_not_drawn():
+    at = open_link({"model": "vgg16", "depth": "1", "_hide": "model,depth"})
+    assert not [s for s in at.selectbox if s.key == "arch-model"]
+    assert not [s for s in at.slider if s.key == "diagram-depth"]
+    assert at.metric[0].value == "138.4 M"
+    assert url(at)["_hide"] == "depth,model"  # kept in the URL, so a reload keeps them hidden
+    at.number_input(key="arch-k").set_value(10).run()  # what is not hidden still changes
+    assert not at.exception and at.metric[0].value != "138.4 M"
+
+
+def test_a_link_cannot_give_what_a_person_could_not_pick():
+    at = open_link({"model": "../../etc/passwd", "height": "999999", "channels": "x" * 500, "_hide": "nonsense"})
+    assert at.selectbox(key="arch-model").value == "lenet"
+    assert at.number_input(key="arch-h").value == 28 and at.number_input(key="arch-c").value == 1
+    assert not at.error
+    toasts = " ".join(t.value for t in at.toast)
+    assert "'model' is not available here" in toasts and "'height'" in toasts
+
+
+def test_a_lesson_link_opens_the_lesson_with_its_budget_hidden():
+    from cnnlab.lessons import builtin_lessons
+
+    third = builtin_lessons()[2]
+    at = open_link({"lesson": third.name, "_hide": "budget"}, view="lessons")
+    assert third.title in [h.value for h in at.subheader]
+    assert not [r for r in at.radio if r.key == "lesson-budget"]
+
+
+def test_the_share_box_builds_the_link_with_hidden_names():
+    at = open_link({"model": "resnet18"})
+    at.multiselect(key="share-hide-architectures").set_value(["model"]).run()
+    links = [c.value for c in at.code if c.value.startswith("http")]
+    assert links == ["http://localhost:8501/?model=resnet18&_hide=model"]
