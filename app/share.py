@@ -113,6 +113,8 @@ def open_page(page: str) -> None:
     if raw is not None and page not in hidden:
         names = {n.strip() for n in raw.split(",")[:64]} if len(raw) <= 2000 else set()
         hidden[page] = sorted(names & set(SHARED.get(page, {})))
+    if hidden.get(page):
+        st.caption(f":material/lock: The link that opened this page fixes: {', '.join(hidden[page])}.")
 
 
 def hidden_names() -> set[str]:
@@ -173,6 +175,7 @@ def share_box(page: str) -> None:
     with st.sidebar.popover("Share this view", icon=":material/link:", width="stretch"):
         st.caption("This link opens this page with its current settings on any machine that can reach "
                    "this server (a slide, the class chat). The address bar holds the same settings.")
-        hide = st.multiselect("Fixed and hidden for whoever opens it", names, key=f"share-hide-{page}",
+        fixed = st.session_state.get(_HIDDEN, {}).get(page, [])
+        hide = st.multiselect("Fixed and hidden for whoever opens it", names, default=fixed, key=f"share-hide-{page}",
                               help="A lesson link can keep students from changing what the lesson is about.")
         st.code(link_for(page, hide), language=None, wrap_lines=True)

@@ -42,6 +42,8 @@ def test_hidden_settings_are_fixed_and_not_drawn():
     assert not [s for s in at.slider if s.key == "diagram-depth"]
     assert at.metric[0].value == "138.4 M"
     assert url(at)["_hide"] == "depth,model"  # kept in the URL, so a reload keeps them hidden
+    assert "fixes: depth, model" in at.caption[0].value
+    assert at.multiselect(key="share-hide-architectures").value == ["depth", "model"]  # a re-shared link keeps them
     at.number_input(key="arch-k").set_value(10).run()  # what is not hidden still changes
     assert not at.exception and at.metric[0].value != "138.4 M"
 

@@ -127,6 +127,27 @@ def test_every_page_renders_without_error(browser, app_url, shots, path, heading
     page.close()
 
 
+def test_a_shared_link_restores_a_page_with_its_settings_hidden(browser, app_url, shots):
+    page = open_page(browser, f"{app_url}/?model=vgg16&depth=1&_hide=model")
+    page.get_by_role("heading", name="Architectures", level=1).wait_for(timeout=60_000)
+    page.get_by_test_id("stMetricValue").filter(has_text="138.4 M").first.wait_for(timeout=60_000)
+    wait_idle(page)
+    # the model is fixed by the link: no Model picker; the block depth is set and still changeable
+    assert page.get_by_test_id("stSelectbox").filter(has_text="Model").count() == 0
+    assert page.get_by_test_id("stSlider").filter(has_text="Block depth").count() == 0  # on its tab
+    page.get_by_role("tab", name="Diagram").click()
+    page.get_by_test_id("stSlider").filter(has_text="Block depth").wait_for(timeout=30_000)
+    assert page.get_by_test_id("stSliderThumbValue").first.inner_text() == "1"
+    # the sidebar's Share this view gives the link of what is on screen, hidden names included
+    page.get_by_role("button", name="Share this view").click()
+    link = page.get_by_test_id("stCode").filter(has_text="http").first
+    link.wait_for(timeout=30_000)
+    text = link.inner_text()
+    assert "model=vgg16" in text and "depth=1" in text, text
+    page.screenshot(path=str(shots / "share-link.png"))
+    page.close()
+
+
 TRUNCATED_METRICS = """() => [...document.querySelectorAll('[data-testid="stMetricValue"]')]
     .filter(el => el.scrollWidth > el.clientWidth + 1 || [...el.querySelectorAll('*')].some(c => c.scrollWidth > c.clientWidth + 1))
     .map(el => el.innerText)"""
