@@ -438,3 +438,53 @@ def denormalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) ->
     if t.shape[0] == 1:
         t = t.repeat(3, 1, 1)
     return (t.permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+
+
+# --- penultimate features ----------------------------------------------------------------------
+
+
+def penultimate_layer(model: nn.Module) -> str:
+    """The layer whose *input* is the network's penultimate features: its last ``nn.Linear`` (the
+    classifier). A network without one (NiN ends with convolutions that give one map per class,
+    then global pooling) uses the first of its trailing convolutions with as many outputs as the
+    last one (the class count): the map it receives, averaged over space."""
+    linear = [n for n, m in model.named_modules() if n and isinstance(m, nn.Linear)]
+    if linear:
+        return linear[-1]
+    convs = [(n, m) for n, m in model.named_modules() if n and isinstance(m, nn.Conv2d)]
+    if convs:
+        k = len(convs) - 1
+        while k > 0 and convs[k - 1][1].out_channels == convs[-1][1].out_channels:
+            k -= 1
+        return convs[k][0]
+    raise CnnlabError(f"{type(model).__name__} has neither a linear nor a convolution layer: it has no "
+                      "penultimate features to compare images by.")
+
+
+def penultimate(model: nn.Module, x: torch.Tensor, layer: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One forward pass (eval mode, no grad): ``(features, logits)`` for a batch ``x``.
+
+    ``features`` (N x D, float32, on the input's device) is the input of ``layer`` (default
+    :func:`penultimate_layer`), captured by a forward hook: flattened, or averaged over space when
+    it is a map (the convolution fallback). A layer run several times in one pass keeps its last
+    call (the one that feeds the output).
+    """
+    name = layer or penultimate_layer(model)
+    module = resolve_layers(model, [name])[name]
+    seen: list[torch.Tensor] = []
+
+    def hook(mod, args):
+        if args and isinstance(args[0], torch.Tensor):
+            seen.append(args[0].detach())
+
+    with _inspecting(model), torch.no_grad():
+        handle = module.register_forward_pre_hook(hook)
+        try:
+            logits = model(x)
+        finally:
+            handle.remove()
+    if not seen:
+        raise LayerNotFoundError(f"Layer {name!r} did not run in the forward pass: it has no input to capture.")
+    feats = seen[-1].float()
+    feats = feats.mean(dim=(-2, -1)) if feats.dim() == 4 else feats.flatten(1)
+    return feats, logits.detach().float()

@@ -50,6 +50,30 @@ def _stats_for(model: nn.Module, info: Any, model_channels: int, mean: Sequence[
 # --------------------------------------------------------------------------------------
 
 
+def eval_pipeline(
+    model: nn.Module,
+    data_shape: Sequence[int],
+    info: Any,
+    device: torch.device,
+    *,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    eval_resize: float | None = None,
+) -> InputPipeline:
+    """The :class:`~cnnlab.data.pipeline.InputPipeline` that shows ``model`` images of
+    ``data_shape`` (C x H x W, uint8) as at validation time (see :func:`evaluate` for ``mean``,
+    ``std`` and ``eval_resize``). :func:`evaluate` and :mod:`cnnlab.mistakes` share it."""
+    data_shape = tuple(int(v) for v in data_shape)
+    model_shape = model_input_shape(model, data_shape)
+    mean, std = _stats_for(model, info, model_shape[0], mean, std)
+    return InputPipeline(
+        data_shape=data_shape,  # type: ignore[arg-type]
+        model_shape=model_shape, mean=mean, std=std, device=device,
+        eval_resize=model_eval_resize(model) if eval_resize is None else float(eval_resize),
+    )
+
+
+
 @dataclass
 class ClassResult:
     name: str
@@ -131,14 +155,7 @@ def evaluate(
     num_classes = len(classes)
     if int(split.labels.shape[0]) == 0:
         raise ConfigError("the split to evaluate is empty.")
-    data_shape = tuple(int(v) for v in split.images.shape[1:])
-    model_shape = model_input_shape(model, data_shape)
-    mean, std = _stats_for(model, info, model_shape[0], mean, std)
-    pipeline = InputPipeline(
-        data_shape=data_shape,  # type: ignore[arg-type]
-        model_shape=model_shape, mean=mean, std=std, device=dev,
-        eval_resize=model_eval_resize(model) if eval_resize is None else float(eval_resize),
-    )
+    pipeline = eval_pipeline(model, split.images.shape[1:], info, dev, mean=mean, std=std, eval_resize=eval_resize)
     r = eval_loop(model, split.images, split.labels, pipeline, num_classes, batch_size, per_class=True)
     confusion = r["confusion"].numpy()
     counts = confusion.sum(axis=1)
@@ -222,14 +239,10 @@ def _topk(model: nn.Module, batch: torch.Tensor, classes: list[str], k: int) -> 
     return [(classes[int(i)], float(v)) for v, i in zip(values, indices)]
 
 
-def evaluate_run(run: Run | str, split: str = "val", device: str | torch.device = "cpu",
-                 batch_size: int = 256, data: Any = None) -> EvalResult:
-    """A saved run's best weights on its own data, split as in training (the one way the Runs page,
-    ``cnnlab eval`` and the transfer summaries evaluate a run).
-
-    ``split`` is "val", "test" or "train" (clean: no augmentation). ``data``: the run's dataset if
-    the caller has it already (else rebuilt from the run's config, never downloading).
-    """
+def run_split(run: Run | str, split: str = "val", data: Any = None) -> tuple[Run, Any, Any]:
+    """``(run, bundle, part)``: a saved run, its data rebuilt from its config (or ``data`` when the
+    caller has it already; never downloading) and the ``split`` ("val", "test" or "train") as the
+    trainer split it. A class count that changed since training is refused (:class:`ConfigError`)."""
     run = load_run(run) if isinstance(run, str) else run
     bundle = data if data is not None else load_run_data(run)
     part = getattr(bundle, split, None) if split in ("val", "test", "train") else None
@@ -240,5 +253,17 @@ def evaluate_run(run: Run | str, split: str = "val", device: str | torch.device 
     if len(classes) != len(bundle.info.classes):
         raise ConfigError(f"run {run.run_id} has {len(classes)} classes but its dataset now has "
                           f"{len(bundle.info.classes)}: the data changed since training.")
+    return run, bundle, part
+
+
+def evaluate_run(run: Run | str, split: str = "val", device: str | torch.device = "cpu",
+                 batch_size: int = 256, data: Any = None) -> EvalResult:
+    """A saved run's best weights on its own data, split as in training (the one way the Runs page,
+    ``cnnlab eval`` and the transfer summaries evaluate a run).
+
+    ``split`` is "val", "test" or "train" (clean: no augmentation). ``data``: the run's dataset if
+    the caller has it already (else rebuilt from the run's config, never downloading).
+    """
+    run, bundle, part = run_split(run, split, data)
     dev = pick_device(device) if isinstance(device, str) else device
     return evaluate(load_model(run.run_id, device=dev), part, bundle.info, device=dev, batch_size=batch_size)

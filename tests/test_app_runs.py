@@ -1,5 +1,6 @@
 """AppTest of the Runs page, on real runs trained once per module and copied into each test's cache."""
 
+import re
 import shutil
 import threading
 
@@ -9,6 +10,7 @@ from PIL import Image
 from apphelpers import copy_runs, open_view, train_run, using_cache
 
 from cnnlab import runs
+from cnnlab.evaluate import evaluate_run
 from cnnlab.train import TrainConfig
 
 
@@ -96,6 +98,90 @@ def test_diverged_run_says_why_and_missing_dataset_keeps_curves(with_runs):
     assert not at.exception
     assert any("cannot be loaded" in e.value and "does not exist" in e.value for e in at.error)
     assert len(at.get("vega_lite_chart")) >= 2  # curves still there
+
+
+def click_cell(at, run_id: str, true: int, predicted: int):
+    """What a click on a confusion-matrix cell sends back: the chart's point selection."""
+    at.session_state[f"runs-confusion-{run_id}"] = {"selection": {"cell": [{"t": true, "p": predicted}]}}
+    return at.run()
+
+
+def captions(at) -> list[str]:
+    return [img.caption for el in at.get("image") for img in el.proto.imgs]
+
+
+def test_clicking_a_confusion_cell_shows_its_images_with_grad_cam_and_nearest_examples(with_runs):
+    finished = with_runs["finished"]
+    conf = evaluate_run(finished.run_id).confusion
+    wrong = conf - np.diag(np.diag(conf))
+    t, p = (int(v) for v in np.unravel_index(wrong.argmax(), wrong.shape))
+    count = int(conf[t, p])
+    assert count > 0
+    at = open_page()
+    at.selectbox(key="runs-detail").set_value(finished.run_id).run()
+    matrix = next(c.proto for c in at.get("vega_lite_chart") if '"rect"' in c.proto.spec)
+    assert '"cell"' in matrix.spec and "cell" in matrix.selection_mode  # clickable: a point selection
+    assert at.selectbox(key=f"runs-mistakes-{finished.run_id}").value is None  # nothing computed until asked
+
+    click_cell(at, finished.run_id, t, p)
+    assert not at.exception and not at.error
+    assert at.selectbox(key=f"runs-mistakes-{finished.run_id}").value == f"{t} {p}"
+    assert any(f"**True {t}, predicted {p}**: {count} image" in m.value for m in at.markdown)
+    shown = min(count, 8)
+    names = captions(at)
+    assert len([c for c in names if c.startswith("validation image #")]) == shown
+    assert len([c for c in names if c.startswith(f"Grad-CAM of {p} · ")]) == shown
+    nearest = [re.fullmatch(r"#(\d+), -?[01]\.\d{3}", c) for c in names]
+    nearest = [int(m.group(1)) for m in nearest if m]
+    assert len(nearest) == 4 * shown
+    assert sum(f"Nearest training images of class **{p}**" in c.value for c in at.caption) == shown
+    train_labels = runs.load_run_data(runs.load_run(finished.run_id)).train.labels
+    assert {int(train_labels[j]) for j in nearest} == {p}  # of the predicted class
+    verdicts = [m.value for m in at.markdown if m.value.startswith("**true:**")]
+    assert len(verdicts) == shown and all(f"**true:** {t}" in v and f"**predicted:** {p}" in v
+                                          and f"**top-3:** {p} " in v and v.count("%") == 3 for v in verdicts)
+
+    at.selectbox(key=f"runs-mistakes-{finished.run_id}").set_value("top").run()
+    assert not at.exception and not at.error
+    assert any("**The 8 highest losses**" in m.value for m in at.markdown)
+    assert len([c for c in captions(at) if c.startswith("validation image #")]) == 8
+
+    empty = [(i, j) for i in range(len(conf)) for j in range(len(conf)) if conf[i, j] == 0][0]
+    click_cell(at, finished.run_id, *empty)
+    assert not at.exception
+    assert any("this cell is empty" in i.value for i in at.info)
+    assert not [c for c in captions(at) if c.startswith("validation image #")]
+
+
+@pytest.fixture(scope="module")
+def vanishing(tmp_path_factory):
+    """A finished run on an image folder that a test deletes while the page is open."""
+    cache = tmp_path_factory.mktemp("vanishing-cache")
+    folder = tmp_path_factory.mktemp("vanishing-imgs") / "colours"
+    rng = np.random.default_rng(1)
+    for name, colour in (("red", (200, 30, 30)), ("blue", (30, 30, 200))):
+        (folder / name).mkdir(parents=True)
+        for i in range(10):
+            pixels = (rng.integers(0, 60, (32, 32, 3)) + np.array(colour)).clip(0, 255).astype("uint8")
+            Image.fromarray(pixels).save(folder / name / f"{i}.png")
+    with using_cache(cache):
+        result = train_run(TrainConfig(model="lenet", dataset="folder", data_root=str(folder), epochs=1,
+                                       batch_size=8, data_options={"image_size": 32, "progress": False}))
+    assert result.status == "finished", result.message
+    return cache, result, folder
+
+
+def test_drilldown_says_so_when_the_runs_images_are_gone(vanishing):
+    cache, result, folder = vanishing
+    copy_runs(cache)
+    at = open_page()
+    assert not at.exception and not at.error
+    assert any(m.label == "Val top-1" for m in at.metric)  # evaluated while its images were there
+    shutil.rmtree(folder)  # then the folder is deleted
+    at.selectbox(key=f"runs-mistakes-{result.run_id}").set_value("top").run()
+    assert not at.exception
+    assert any("data of this run cannot be loaded" in e.value and "does not exist" in e.value for e in at.error)
+    assert not [c for c in captions(at) if c.startswith("validation image #")]
 
 
 def test_delete_with_confirmation_removes_only_that_run(with_runs):

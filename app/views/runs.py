@@ -6,16 +6,18 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 import streamlit as st
+from PIL import Image
 
-from app.common import show_error
+from app.common import cached_run_data, show_error
 from cnnlab.errors import CnnlabError, DataError
 from cnnlab.evaluate import evaluate_run
+from cnnlab.mistakes import MAX_TRAIN_IMAGES, RunMistakes
 from cnnlab.runs import curve_rows, delete_run, format_duration, list_runs, load_run, runs_table
 
 st.title("Runs")
 st.write("Every training run saved on this machine: compare their curves, evaluate one on its "
-         "validation split (per-class accuracy and confusion matrix) and delete the ones you no "
-         "longer need.")
+         "validation split (per-class accuracy and confusion matrix), look at its mistakes (click a "
+         "cell of the matrix) and delete the ones you no longer need.")
 
 # A run deleted on the previous rerun: drop it from the widgets before they are created.
 deleted = st.session_state.pop("runs-deleted", None)
@@ -133,7 +135,9 @@ def evaluation(run_id: str, checkpoint_stamp: float):
     return evaluate_run(run_id, split="val", device="cpu")  # its own split, rebuilt from its config
 
 
-def draw_evaluation(res, best: float | None) -> None:
+def draw_evaluation(res, best: float | None, chart_key: str):
+    """The metrics, the per-class bars and the clickable confusion matrix; returns the matrix's
+    selection event."""
     m1, m2, m3, m4 = st.columns(4)
     m1.metric("Val top-1", f"{res.top1:.1%}")
     m2.metric("Val top-5", f"{res.top5:.1%}")
@@ -154,23 +158,160 @@ def draw_evaluation(res, best: float | None) -> None:
     ).properties(height=280)
     st.altair_chart(bars, width="stretch")
 
-    st.markdown("**Confusion matrix** (rows: true class, columns: predicted; colour: share of the row)")
+    st.markdown("**Confusion matrix** (rows: true class, columns: predicted; colour: share of the row). "
+                "Click a cell to see its images below.")
     conf = res.confusion
     rows_total = conf.sum(axis=1, keepdims=True).clip(min=1)
-    cells = pd.DataFrame([(res.classes[i], res.classes[j], int(conf[i, j]), float(conf[i, j] / rows_total[i, 0]))
-                          for i in range(n) for j in range(n)], columns=["true", "predicted", "images", "share"])
+    cells = pd.DataFrame([(res.classes[i], res.classes[j], i, j, int(conf[i, j]), float(conf[i, j] / rows_total[i, 0]))
+                          for i in range(n) for j in range(n)], columns=["true", "predicted", "t", "p", "images", "share"])
     step = max(6, min(40, 560 // n))  # pixels per cell
+    pick = alt.selection_point(name="cell", fields=["t", "p"], on="click", clear="dblclick")
     base = alt.Chart(cells).encode(alt.X("predicted:N", sort=res.classes), alt.Y("true:N", sort=res.classes))
-    heat = base.mark_rect().encode(
+    heat = base.mark_rect(cursor="pointer").encode(
         alt.Color("share:Q", scale=alt.Scale(scheme="blues", domain=[0, 1]), legend=alt.Legend(format="%")),
-        tooltip=["true", "predicted", "images", alt.Tooltip("share:Q", format=".1%")])
+        stroke=alt.condition(pick, alt.value("#e4572e"), alt.value(None)),  # the clicked cell outlined
+        strokeWidth=alt.condition(pick, alt.value(3), alt.value(0)),
+        tooltip=["true", "predicted", "images", alt.Tooltip("share:Q", format=".1%")]).add_params(pick)
     chart = heat
     if step >= 24:  # counts readable in the cells
         chart = heat + base.mark_text(fontSize=10).encode(
             alt.Text("images:Q"), color=alt.condition("datum.share > 0.5", alt.value("white"), alt.value("black")))
-    st.altair_chart(chart.properties(width=alt.Step(step), height=alt.Step(step)), width="content")
+    event = st.altair_chart(chart.properties(width=alt.Step(step), height=alt.Step(step)), width="content",
+                            on_select="rerun", selection_mode="cell", key=chart_key)
     with st.expander("Per-class table (as in seed 000)"):
         st.code(res.table(), language=None)
+    return event
+
+
+# ---- the mistakes: a confusion cell or the top losses, with Grad-CAM and nearest examples ------
+
+
+@st.cache_resource(show_spinner="Predicting every validation image…", max_entries=2)
+def mistakes_of(run_id: str, checkpoint_stamp: float) -> RunMistakes:
+    """Per-image predictions of the run's best weights (shared by every session; the training
+    images' features are added on first use). ``checkpoint_stamp`` is only part of the key."""
+    return RunMistakes(run_id, data=cached_run_data(run_id), device="cpu")
+
+
+@st.cache_data(show_spinner="Grad-CAM and the nearest training images…", max_entries=64)
+def explained(run_id: str, checkpoint_stamp: float, indices: tuple[int, ...], neighbours: int):
+    return mistakes_of(run_id, checkpoint_stamp).explain(list(indices), n_neighbours=neighbours)
+
+
+def clicked_cell(event) -> tuple[int, int] | None:
+    """The (true, predicted) class indices of the clicked cell in the matrix's selection event."""
+    points = ((event or {}).get("selection") or {}).get("cell") or []
+    if isinstance(points, list) and points and isinstance(points[0], dict):
+        t, p = points[0].get("t"), points[0].get("p")
+        if isinstance(t, (int, float)) and isinstance(p, (int, float)):
+            return int(t), int(p)
+    return None
+
+
+def enlarged(picture, size: int = 112) -> Image.Image:
+    """Small images (28 x 28 digits) made big enough to see on a projector, pixels kept sharp."""
+    img = picture if isinstance(picture, Image.Image) else Image.fromarray(picture)
+    scale = size / max(img.size)
+    if scale > 1:
+        return img.resize((round(img.width * scale), round(img.height * scale)), Image.NEAREST)
+    return img
+
+
+TOP = "top"
+
+
+def images(k: int) -> str:
+    return f"{k:,} image" + ("" if k == 1 else "s")
+
+
+def draw_mistakes(run, res, event, stamp: float) -> None:
+    st.subheader("Look at the mistakes")
+    st.caption("Each image with its true and predicted class, the three most probable classes, where the network "
+               "looked (Grad-CAM of the predicted class) and the training images it finds most similar among "
+               "those of the predicted class (cosine similarity of its penultimate features, the input of its "
+               "last layer). A heat map alone can mislead; the nearest examples show what the network thinks it saw.")
+    n, conf = len(res.classes), res.confusion
+    choice_key, click_key = f"runs-mistakes-{run.run_id}", f"runs-mistakes-click-{run.run_id}"
+    cell = clicked_cell(event)
+    if cell is not None and not (0 <= cell[0] < n and 0 <= cell[1] < n):
+        cell = None
+    if cell != st.session_state.get(click_key):  # a new click chooses its cell below
+        st.session_state[click_key] = cell
+        if cell is not None:
+            st.session_state[choice_key] = f"{cell[0]} {cell[1]}"
+    wrong = sorted(((i, j) for i in range(n) for j in range(n) if i != j and conf[i, j]), key=lambda c: -conf[c])
+    right = [(i, i) for i in range(n) if conf[i, i]]
+    options = [TOP] + [f"{i} {j}" for i, j in wrong + right]
+    chosen = st.session_state.get(choice_key)
+    if chosen is not None and chosen not in options:  # a clicked empty cell stays choosable
+        options.append(chosen)
+
+    def describe(option: str) -> str:
+        if option == TOP:
+            return "Top losses: the images the network is most wrong about"
+        i, j = map(int, option.split())
+        what = "right" if i == j else "mistaken"
+        return f"true {res.classes[i]} → predicted {res.classes[j]} ({images(int(conf[i, j]))}, {what})"
+
+    c1, c2, c3 = st.columns([3, 1, 1])
+    option = c1.selectbox("Show", options, format_func=describe, index=None, key=choice_key,
+                          placeholder="Click a cell of the matrix, or choose here (top losses, or a cell)")
+    count = c2.slider("Images", 4, 24, 8, step=4, key="runs-mistakes-count")
+    neighbours = c3.slider("Nearest examples", 0, 6, 4, key="runs-mistakes-neighbours",
+                           help="Training images of the predicted class shown next to each image.")
+    if option is None:
+        return
+    try:
+        found = mistakes_of(run.run_id, stamp)
+    except DataError as err:
+        show_error(err, "The data of this run cannot be loaded, so its images cannot be shown")
+        return
+    except (CnnlabError, OSError) as err:
+        show_error(err, "The images of this run cannot be shown")
+        return
+    if option == TOP:
+        indices = found.top_losses(count)
+        st.markdown(f"**The {len(indices)} highest losses** of {len(found.predictions):,} validation images "
+                    "(cross-entropy, highest first), right or wrong.")
+    else:
+        i, j = map(int, option.split())
+        indices = found.cell(i, j)
+        if len(indices) == 0:
+            st.info(f"No validation image of class **{res.classes[i]}** was predicted as **{res.classes[j]}**: this cell "
+                    "is empty. Click a cell with a number in it, or choose the top losses.")
+            return
+        st.markdown(f"**True {res.classes[i]}, predicted {res.classes[j]}**: {images(len(indices))}"
+                    + (f", the {count} with the highest loss shown" if len(indices) > count else "") + ".")
+        indices = indices[:count]
+    try:
+        examples = explained(run.run_id, stamp, tuple(int(k) for k in indices), neighbours)
+    except DataError as err:
+        show_error(err, "The training images of this run cannot be loaded")
+        return
+    except (CnnlabError, RuntimeError, ValueError) as err:  # captum/torch complaints: a message, not a trace
+        show_error(err, "These images cannot be explained")
+        return
+    if neighbours:
+        emb = found.embedding()
+        st.caption(f"Nearest examples: penultimate features (input of layer `{emb.layer}`) of "
+                   + (f"{len(emb.indices):,} of the {emb.total:,} training images (a sample with every class; at most "
+                      f"{MAX_TRAIN_IMAGES:,}, fewer for a large network)" if emb.capped
+                      else f"all {emb.total:,} training images") + ", cosine similarity.")
+    for ex in examples:
+        with st.container(border=True):
+            a, b, c, d = st.columns([1, 1, 1.6, 3.6])
+            a.image(enlarged(ex.image), caption=f"validation image #{ex.index}", output_format="PNG", width=100)
+            b.image(enlarged(ex.overlay), caption=f"Grad-CAM of {ex.predicted} · {ex.cam_layer}",
+                    output_format="PNG", width=100)
+            mark = ":green[right]" if ex.correct else ":red[wrong]"
+            c.markdown(f"**true:** {ex.true}  \n**predicted:** {ex.predicted} · {mark}  \n**loss:** {ex.loss:.3f}  \n"
+                       "**top-3:** " + " · ".join(f"{name} {p:.0%}" for name, p in ex.top))
+            if ex.neighbours:
+                d.caption(f"Nearest training images of class **{ex.predicted}** (#position, cosine similarity)")
+                d.image([enlarged(nb.image, 84) for nb in ex.neighbours], output_format="PNG", width=84,
+                        caption=[f"#{nb.index}, {nb.similarity:.3f}" for nb in ex.neighbours])
+            elif neighbours:
+                d.caption(f"No training image of class {ex.predicted} among those compared.")
 
 
 if status == "running":
@@ -183,14 +324,16 @@ else:
     if status in ("interrupted", "cancelled"):
         st.caption("The run did not complete its epochs: this evaluates the best weights saved until it stopped.")
     try:
-        result = evaluation(run.run_id, (run.path / "best.pt").stat().st_mtime)
+        stamp = (run.path / "best.pt").stat().st_mtime
+        result = evaluation(run.run_id, stamp)
     except DataError as err:
         show_error(err, "The dataset of this run cannot be loaded, so it cannot be evaluated (its curves above "
                         "are still shown)")
     except (CnnlabError, OSError) as err:
         show_error(err, "This run cannot be evaluated")
     else:
-        draw_evaluation(result, run.best_val_top1)
+        clicked = draw_evaluation(result, run.best_val_top1, chart_key=f"runs-confusion-{run.run_id}")
+        draw_mistakes(run, result, clicked, stamp)
 
 # ---- delete ---------------------------------------------------------------------------------
 st.divider()
