@@ -15,8 +15,14 @@ def device_text() -> str:
 
 
 def sidebar_status() -> None:
+    from cnnlab.jobs import get_manager
+
     with st.sidebar:
         st.caption(f"Device: **{device_text()}**")
+        devices = get_manager().devices
+        if len(devices) > 1:  # a server with several GPUs: one training on each at once
+            st.caption(f"{len(devices)} devices ({', '.join(devices)}): one training on each at once, "
+                       "the others wait in their device's queue.")
         job_status()
 
 
@@ -25,15 +31,20 @@ def job_status() -> None:
     """The training jobs running or waiting on this server, refreshed every few seconds."""
     from cnnlab.jobs import get_manager
 
-    active = get_manager().active()
+    manager = get_manager()
+    active = manager.active()
     if not active:
         st.caption("No training running.")
         return
+    # which job is on which device, when there is more than one (one queue per GPU)
+    several = len(manager.devices) > 1 or len({job.device for job in active}) > 1
     for job in active:
+        where = f" · {job.device}" if several else ""
         if job.state == "queued":
-            st.caption(f":material/schedule: #{job.id} {job.config.model} on {job.config.dataset}: queued ({job.position})")
+            st.caption(f":material/schedule: #{job.id} {job.config.model} on {job.config.dataset}: queued"
+                       f"{' for ' + job.device if several else ''} ({job.position})")
         else:
-            st.progress(job.progress, text=f"#{job.id} {job.config.model} on {job.config.dataset}")
+            st.progress(job.progress, text=f"#{job.id} {job.config.model} on {job.config.dataset}{where}")
 
 
 def show_error(err: BaseException | str, context: str | None = None) -> None:

@@ -1,9 +1,11 @@
 """Background training jobs, usable from the app, a notebook or a script.
 
 One process-wide :class:`JobManager` (see :func:`get_manager`) owns a worker thread per
-device: one job trains per device, the others wait in a FIFO queue. A job's events are kept
-in order with an absolute index, so a page that refreshes every second can poll
-``job.events_since(i)`` and draw only what is new::
+device: one job trains per device, the others wait in a FIFO queue. On a machine with several
+GPUs every GPU has its queue, so as many jobs train at once as there are GPUs (a class on one
+server): a job for ``auto`` or ``cuda`` goes to the GPU with the fewest jobs, ``cuda:N`` to that
+one. A job's events are kept in order with an absolute index, so a page that refreshes every
+second can poll ``job.events_since(i)`` and draw only what is new::
 
     job = get_manager().submit(TrainConfig(model="lenet", dataset="digits"))
     i = 0
@@ -21,11 +23,11 @@ import logging
 import threading
 import time
 from dataclasses import asdict, is_dataclass
-from typing import Any
+from typing import Any, Callable, Sequence
 
 from torch import nn
 
-from .device import pick_device
+from .device import job_devices, pick_device
 from .runs import recorders, start_weights
 from .train import TrainConfig, TrainResult, fit
 
@@ -132,9 +134,18 @@ class Job:
 
 
 class JobManager:
-    """Owns the job queues and one worker thread per device."""
+    """Owns the job queues and one worker thread per device.
 
-    def __init__(self) -> None:
+    ``devices``: the devices jobs are spread over, one queue each (default:
+    :func:`cnnlab.device.job_devices`, every GPU of the machine, else the best other device).
+    ``train``: the function a job trains with, called as :func:`cnnlab.train.fit` is, with the
+    job's device as ``device=`` (default ``fit``; a test gives one that trains on the CPU whatever
+    device the job was given)."""
+
+    def __init__(self, devices: Sequence[str] | None = None,
+                 train: Callable[..., TrainResult] | None = None) -> None:
+        self.devices = [str(d) for d in devices] if devices is not None else job_devices()
+        self._train = train or fit
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._jobs: list[Job] = []
@@ -150,8 +161,8 @@ class JobManager:
         when the job starts (slow preparation, such as pretraining, then waits in the device's
         queue like any training); the run is saved with its TensorBoard log."""
         config.validate()
-        device = str(pick_device(config.device))
         with self._lock:
+            device = self._device_for(config)
             job = Job(next(self._ids), config, device, self, model=model, data=data)
             self._jobs.append(job)
             self._queues.setdefault(device, collections.deque()).append(job)
@@ -181,7 +192,27 @@ class JobManager:
         with self._lock:
             return next((j for j in self._jobs if j.id == job_id), None)
 
+    def running_on(self) -> dict[str, Job]:
+        """The job training on each device now (devices without one are left out)."""
+        with self._lock:
+            return dict(self._running)
+
     # ---- internals ---------------------------------------------------------------------
+
+    def _load(self, device: str) -> int:
+        return len(self._queues.get(device, ())) + (device in self._running)
+
+    def _device_for(self, config: TrainConfig) -> str:
+        """The queue a new job joins (under the lock): ``auto`` and ``cuda`` go to the GPU (or the device)
+        with the fewest jobs running or waiting, the first one on a tie; a named device to its own queue."""
+        pref = (config.device or "auto").lower()
+        if pref in ("auto", "cuda"):
+            pool = [d for d in self.devices if pref == "auto" or d.startswith("cuda")]
+            if pool:
+                return min(pool, key=lambda d: (self._load(d), pool.index(d)))
+        if pref in self.devices:
+            return pref
+        return str(pick_device(pref))  # refuses a device this machine does not have
 
     def _position(self, job: Job) -> int | None:
         with self._lock:
@@ -227,8 +258,8 @@ class JobManager:
             model = job._model
             if callable(model) and not isinstance(model, nn.Module):  # a factory: build it in the queue
                 model = model(job._cancel)
-            result = fit(job.config, model=model, data=job._data, listeners=[*recorders(), job._record],
-                         cancel=job._cancel, initial_state=start_weights(job.config))
+            result = self._train(job.config, model=model, data=job._data, listeners=[*recorders(), job._record],
+                                 cancel=job._cancel, initial_state=start_weights(job.config), device=job.device)
         except BaseException as e:  # noqa: BLE001 - a job thread must never die silently
             job._model = job._data = None  # a failed job must not pin a dataset or a model
             job.error = e

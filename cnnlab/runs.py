@@ -4,7 +4,8 @@ A run folder (id like ``20261123-142501-lenet-digits-ab12``) holds:
 
 - ``config.json``: the :class:`~cnnlab.train.TrainConfig` as a dict;
 - ``meta.json``: model name and creation arguments, dataset, class names, input shape,
-  mean/std, parameter counts, device, creation time;
+  mean/std, parameter counts, device, creation time, and ``world_size``: how many processes trained
+  the model together (torchrun; only rank 0 writes the folder);
 - ``metrics.jsonl``: one JSON line per epoch, appended, flushed and fsynced;
 - ``best.pt``: the best-validation ``state_dict``, written atomically;
 - ``status.json``: running/finished/cancelled/diverged/failed, message, pid (with the process's
@@ -244,6 +245,7 @@ META_SCHEMA: Schema = {
     "mean": _NUMBERS, "std": _NUMBERS, "model_mean": _NUMBERS, "model_std": _NUMBERS,
     "num_params": _INT, "trainable_params": _INT, "train_images": _INT, "val_images": _INT,
     "device": _TEXT, "torch": _TEXT, "notes": (_list_of(_is_text), "a list of notes"),
+    "world_size": (lambda v: _is_int(v) and v >= 1, "a whole number of processes"), "backend": _TEXT,
     "created": _TEXT, "created_ts": (_is_finite, "a number (seconds since 1970)"),
 }
 METRICS_SCHEMA: Schema = {
@@ -251,6 +253,7 @@ METRICS_SCHEMA: Schema = {
     **{k: _NUM_OR_NULL for k in ("train_loss", "train_top1", "train_top5", "val_loss", "val_top1", "val_top5",
                                   "lr", "images_per_sec", "elapsed", "eta")},
     "is_best": (lambda v: isinstance(v, bool), "true or false"),
+    "train_images": (lambda v: _is_int(v) and v >= 0, "a whole number"),
 }
 
 

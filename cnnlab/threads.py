@@ -154,18 +154,20 @@ def initial_others() -> float:
 class ThreadGovernor:
     """Sets torch's CPU thread count for one training and gives the previous one back at the end.
 
-    ``forced``: a fixed count (the user's choice). Otherwise the count follows
+    ``forced``: a fixed count (the user's choice, or one per process's share of the cores when several
+    processes of a torchrun group train on one machine: ``why`` says so in the note). Otherwise the count follows
     :func:`choose_threads`: first from the load average, then, every :data:`ADAPT_EVERY_S` seconds
     (:meth:`tick`, called by the trainer between steps), from what the other processes used since.
     """
 
     def __init__(self, forced: int | None = None, device_type: str = "cpu",
                  monitor: Callable[[], float | None] | None = None, cores: int | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, why: str = ""):
         import torch
 
         self.torch = torch
         self.forced = forced
+        self.why = why  # why the count is fixed, when not the user's choice (the note says it)
         self.cores = cores or usable_cores()
         self.active = device_type == "cpu" or forced is not None
         self.previous = torch.get_num_threads()
@@ -226,6 +228,6 @@ class ThreadGovernor:
         if not self.active:
             return ""
         if self.forced is not None:
-            return f"{self.forced} CPU thread(s), as asked."
+            return f"{self.forced} CPU thread(s), {self.why or 'as asked'}."
         return (f"{self.threads} CPU thread(s) of {self.cores} cores, chosen from what else runs and adapted "
                 "while training (threads=N fixes the count).")

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from . import distributed
 from .data import DataBundle, TensorSplit, load_dataset, stratified_subset
 from .device import autocast_context, native_bf16, pick_device
 from .data.pipeline import (
@@ -37,7 +38,7 @@ from .data.pipeline import (
     model_eval_resize, model_space_stats,
 )
 from .errors import CnnlabError, ConfigError, InputSizeError, InputTooSmallError, ModelConfigError, UnknownModelError
-from .threads import ThreadGovernor, threads_from_env
+from .threads import ThreadGovernor, threads_from_env, usable_cores
 from .models import create, get_spec, list_models
 from .models._input_checks import check_input, smallest_input
 
@@ -115,7 +116,8 @@ class TrainConfig:
     dataset: str = setting("digits", "dataset: shapes, digits, mnist, fashion_mnist, cifar10, cifar100, "
                            "caltech101, folder", Rule("text", why=", e.g. 'digits'"), flag="--data")
     epochs: int = setting(3, "passes over the training set", _whole(1, 1000))
-    batch_size: int = setting(64, "images per training step", _whole(1, 4096), label="batch size")
+    batch_size: int = setting(64, "images per training step (with torchrun: in all, shared by the processes)",
+                              _whole(1, 4096), label="batch size")
     optimizer: str = setting("adam", "sgd | momentum (SGD with --momentum) | adam | adamw",
                              Rule("choice", choices=OPTIMIZERS))
     lr: float = setting(1e-3, "learning rate (typical: 0.1 for SGD, 0.001 for Adam; try 100 to see a divergence)",
@@ -166,6 +168,8 @@ class TrainConfig:
     tag: str = setting("", "a label kept with the run, e.g. the comparison or lesson it belongs to")
     threads: int | None = setting(None, "CPU threads for training (default: one per core the other processes leave "
                                   "free, adapted while training)", _whole(1, 1024), label="threads")
+    sync_bn: bool = setting(False, "with torchrun on GPUs: batch-norm statistics over the whole batch of all the "
+                            "processes (SyncBatchNorm) instead of each process's share")
 
     def validate(self) -> "TrainConfig":
         """Raise :class:`ConfigError` for the first out-of-range setting; return ``self``."""
@@ -173,8 +177,9 @@ class TrainConfig:
             rule, value = f.metadata.get("rule"), getattr(self, f.name)
             if rule is not None and not (value is None and f.default is None):
                 rule.check(f.metadata.get("label") or f.name.replace("_", " "), value)
-        if not isinstance(self.pretrained, bool):
-            raise ConfigError(f"pretrained must be true or false, got {self.pretrained!r}.")
+        for name in ("pretrained", "sync_bn"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}.")
         if not isinstance(self.data_options, dict):
             raise ConfigError(f"data_options must be a mapping of dataset options, got {self.data_options!r}.")
         if self.num_classes is not None and self.subset is not None and self.subset < self.num_classes:
@@ -293,6 +298,7 @@ class EpochEvent:
     elapsed: float
     eta: float
     is_best: bool
+    train_images: int = 0  # images trained on in this epoch (with torchrun: by all processes, each once)
     kind: str = field(default="epoch", init=False)
 
 
@@ -503,6 +509,7 @@ class Prepared:
     notes: list[str]
     run_id: str | None = None  # set by the recorder that writes the run folder
     run_dir: Any = None
+    group: Any = None  # the cnnlab.distributed.Group of a data-parallel training (torchrun), else None
 
     @property
     def classes(self) -> list[str]:
@@ -523,6 +530,9 @@ class Prepared:
             "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
             "device": str(self.device), "torch": torch.__version__, "notes": self.notes,
             "train_images": len(self.train_y), "val_images": len(self.val_y),
+            # processes that trained the model together (torchrun), each on its share of every batch
+            "world_size": self.group.world if self.group is not None else 1,
+            **({"backend": self.group.backend} if self.group is not None else {}),
         }
 
     @torch.no_grad()
@@ -572,13 +582,13 @@ def _safely(what: str, fn: Callable[..., Any], *args: Any) -> None:
 
 
 def prepare(config: TrainConfig, model: nn.Module | None = None, data: DataBundle | None = None,
-            initial_state: Mapping[str, torch.Tensor] | None = None) -> Prepared:
+            initial_state: Mapping[str, torch.Tensor] | None = None, device: str | None = None) -> Prepared:
     """Device, tensors, model and input pipelines for ``config`` (validated first).
 
     ``initial_state``: the weights ``config.init_from`` names (``cnnlab.runs.load_checkpoint``),
-    loaded into every layer whose shape fits."""
+    loaded into every layer whose shape fits. ``device``: instead of ``config.device``."""
     config.validate()
-    device = pick_device(config.device)
+    device = pick_device(device or config.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     bundle = data if data is not None else load_data(config)
@@ -656,12 +666,19 @@ def _load_fitting(model: nn.Module, state: Mapping[str, torch.Tensor], source: s
 
 class Meter:
     """Loss and top-1/top-5 counts of a window (for step events) and of the epoch, kept on the
-    device; images per second over training time only; ETA."""
+    device; images per second over training time only; ETA.
 
-    def __init__(self, device: torch.device, num_classes: int, total_steps: int, config: TrainConfig):
+    With a process ``group`` (data-parallel training) each process counts its own images and the
+    counts are summed over the processes whenever an event is made, so every event is about all the
+    images of the step or the epoch, each counted once."""
+
+    def __init__(self, device: torch.device, num_classes: int, total_steps: int, config: TrainConfig,
+                 group: Any = None):
         self.device, self.k, self.total_steps, self.config = device, min(5, num_classes), total_steps, config
+        self.group = group
         self.t_start = self.t_loop = time.perf_counter()
         self.train_time, self.images = 0.0, 0
+        self.other_images = 0  # images the other processes trained on (known at each step event)
         self.last_t, self.last_step = self.t_start, 0
         self.window = self._zeros()
         self.epoch = self._zeros()
@@ -694,24 +711,34 @@ class Meter:
 
     def images_per_sec(self, now: float | None = None) -> float:
         t = self.train_time + ((now - self.t_epoch) if now is not None else 0.0)
-        return self.images / t if t > 0 else 0.0
+        return (self.images + self.other_images) / t if t > 0 else 0.0
+
+    def _summed(self, acc: list[torch.Tensor]) -> list[float]:
+        """The four counters of ``acc``, summed over the processes of the group (if any)."""
+        values = torch.stack([v.double() for v in acc])
+        if self.group is not None:
+            values = self.group.sum(values)
+        return [float(v) for v in values.cpu()]
 
     def step_event(self, epoch: int, step: int, lr: float) -> "StepEvent":
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+        own = int(self.window[3])
+        loss, c1, _, n = self._summed(self.window)
+        self.other_images += int(n) - own
         now = time.perf_counter()
-        loss, c1, _, n = (float(v) for v in self.window)
         eta = (now - self.t_loop) / step * (self.total_steps - step)
         self.window, self.last_t, self.last_step = self._zeros(), now, step
         return StepEvent(epoch, step, self.total_steps, loss / max(n, 1), c1 / max(n, 1), float(lr),
                          self.images_per_sec(now), now - self.t_start, eta)
 
-    @property
-    def epoch_images(self) -> int:
-        return int(self.epoch[3])
+    def reduce_epoch(self) -> int:
+        """At the end of an epoch: the epoch's counters summed over the processes; the images trained on."""
+        self.epoch_totals = self._summed(self.epoch)
+        return int(self.epoch_totals[3])
 
     def epoch_event(self, epoch: int, step: int, val: dict[str, Any], lr: float, is_best: bool) -> "EpochEvent":
-        loss, c1, c5, n = (float(v) for v in self.epoch)
+        loss, c1, c5, n = self.epoch_totals
         now = time.perf_counter()
         count = float(val["count"])
         event = EpochEvent(
@@ -719,6 +746,7 @@ class Meter:
             val_loss=float(val["loss_sum"]) / count, val_top1=float(val["correct1"]) / count,
             val_top5=float(val["correct5"]) / count, lr=float(lr), images_per_sec=self.images_per_sec(),
             elapsed=now - self.t_start, eta=(now - self.t_loop) / epoch * (self.config.epochs - epoch), is_best=is_best,
+            train_images=int(n),
         )
         self.history.append(event)
         return event
@@ -753,11 +781,15 @@ class DivergenceGuard:
     def _check(self, count: int) -> str | None:
         for loss, step, epoch in self.pending[:max(count, 0)]:
             if not bool(torch.isfinite(loss)):
-                value = float(loss)
-                shown = "NaN" if math.isnan(value) else ("+inf" if value > 0 else "-inf")
-                return self._message(f"the loss became {shown} at step {step} (epoch {epoch})")
+                return self.not_finite(step, epoch, float(loss))
         del self.pending[:max(count, 0)]
         return None
+
+    def not_finite(self, step: int, epoch: int, value: float | None = None) -> str:
+        """The message for a loss that became NaN or infinite (``value`` None: in another process)."""
+        shown = ("NaN or infinite in one of the processes" if value is None else
+                 "NaN" if math.isnan(value) else ("+inf" if value > 0 else "-inf"))
+        return self._message(f"the loss became {shown} at step {step} (epoch {epoch})")
 
     def window(self, event: "StepEvent") -> str | None:
         """After a step event (already on the host): has the loss exploded?"""
@@ -815,17 +847,34 @@ def fit(
     listeners: Sequence[Listener] = (),
     cancel: threading.Event | None = None,
     initial_state: Mapping[str, torch.Tensor] | None = None,
+    device: str | None = None,
 ) -> TrainResult:
     """Train ``config.model`` (or a prepared ``model``) on ``config.dataset`` (or ``data``).
 
     ``listeners`` receive every event; pass ``cnnlab.runs.RunRecorder()`` to save the run folder
     and ``cnnlab.tensorboard_log.TensorBoardRecorder()`` for TensorBoard. Set ``cancel`` (from any
-    thread) to stop within one step. ``initial_state``: the weights ``config.init_from`` names. Returns a :class:`TrainResult` ("finished", "cancelled" or
-    "diverged"); an unexpected error is reported as "failed" to the listeners and re-raised.
+    thread) to stop within one step. ``initial_state``: the weights ``config.init_from`` names.
+    ``device``: where to train instead of ``config.device`` (the job manager's choice of GPU). Returns a
+    :class:`TrainResult` ("finished", "cancelled" or "diverged"); an unexpected error is reported as
+    "failed" to the listeners and re-raised.
+
+    Data-parallel: when a process group of several processes is initialised (``torchrun``; see
+    :mod:`cnnlab.distributed`), every process calls ``fit`` with the same config and they train one
+    model together with DistributedDataParallel, ``config.batch_size`` images per step in all (the
+    global batch: the same steps, and the same accuracy, as one process with that batch). Only rank 0's
+    recorders run (one run folder, its ``meta.json`` records the world size); the other listeners get
+    the same events, with the numbers summed over all the processes, in every process.
     """
-    s = prepare(config, model, data, initial_state)
-    # threads from the free cores, adapted as it runs, unless the config or CNNLAB_THREADS fixes them
-    governor = ThreadGovernor(config.threads or threads_from_env(), s.device.type)
+    s = prepare(config, model, data, initial_state, device=device)
+    s.group = group = distributed.Group.current(s.device)
+    # threads from the free cores, adapted as it runs, unless the config or CNNLAB_THREADS fixes them; the
+    # processes of a torchrun group on one machine share its cores: a fixed share each, never oversubscribed
+    forced, why = config.threads or threads_from_env(), ""
+    if group is not None and forced is None and s.device.type == "cpu":
+        cores, here = usable_cores(), distributed.local_world_size()
+        forced = distributed.threads_per_process(cores, here)
+        why = f"this process's share of the {cores} cores used by {here} processes of the torchrun group"
+    governor = ThreadGovernor(forced, s.device.type, why=why)
     governor.start()
     if note := governor.note():
         s.notes.append(note)
@@ -835,22 +884,76 @@ def fit(
         governor.stop()  # the process's previous thread count back
 
 
+def _data_parallel(s: Prepared, group: distributed.Group) -> tuple[nn.Module, Callable[[], None]]:
+    """The model wrapped for data-parallel training, and what undoes the batch-norm conversion."""
+    config, device, world = s.config, s.device, group.world
+    if group.backend == "nccl" and device.type != "cuda":
+        raise ConfigError(f"the process group uses NCCL, which works on GPUs only, but this training runs on "
+                          f"{device}: train on the GPU (device auto or cuda), or start the group with gloo.")
+    if config.batch_size < world:
+        raise ConfigError(f"batch size {config.batch_size} is the batch of all {world} processes together: use at "
+                          f"least {world} (e.g. {64 * world} for 64 images per process).")
+    if not any(p.requires_grad for p in s.model.parameters()):
+        raise ConfigError("the model has no trainable parameters (everything is frozen).")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # this thread's current GPU: NCCL's object collectives use it
+    restore: Callable[[], None] = lambda: None  # noqa: E731
+    if config.sync_bn:
+        if device.type != "cuda":
+            raise ConfigError("sync_bn synchronises batch norm across GPUs; PyTorch's SyncBatchNorm does not run "
+                              "on CPUs: train without --sync-bn here (each process normalises its own share).")
+        restore = distributed.convert_sync_batchnorm(s.model)
+    per = math.ceil(config.batch_size / world)
+    s.notes.append(f"data-parallel on {world} processes ({group.backend}): every step's batch of "
+                   f"{config.batch_size} images is shared by them (about {per} each); validation is shared too, "
+                   "and every number is summed over all of them"
+                   + ("; batch norm synchronised (SyncBatchNorm)." if config.sync_bn else "."))
+    try:
+        return group.wrap(s.model), restore
+    except BaseException:
+        restore()
+        raise
+
+
 def _train(s: Prepared, listeners: Sequence[Listener], cancel: threading.Event | None,
            governor: ThreadGovernor) -> TrainResult:
-    """:func:`fit`'s loop, on a prepared setup."""
-    config = s.config
+    """:func:`fit`'s loop, on a prepared setup (data-parallel when ``s.group`` is set)."""
+    config, group = s.config, s.group
+    world = group.world if group is not None else 1
+    n_train, bs = len(s.train_y), config.batch_size
+    # a 1-image last batch breaks batch norm: dropped (with several processes: fewer than 2 images each)
+    steps_per_epoch = distributed.steps_per_epoch(n_train, bs, world)
+    total_steps = min(steps_per_epoch * config.epochs, config.max_steps or math.inf)
+    net, restore_bn = (s.model, lambda: None) if group is None else _data_parallel(s, group)
+    if group is None and config.sync_bn:
+        s.notes.append("sync_bn has no effect in a single process (it synchronises the processes of torchrun).")
+    try:
+        return _loop(s, net, listeners, cancel, governor, steps_per_epoch, total_steps)
+    finally:
+        restore_bn()
+
+
+def _loop(s: Prepared, net: nn.Module, listeners: Sequence[Listener], cancel: threading.Event | None,
+          governor: ThreadGovernor, steps_per_epoch: int, total_steps: int) -> TrainResult:
+    config, group = s.config, s.group
     model, device, bs = s.model, s.device, config.batch_size
+    rank, world = (group.rank, group.world) if group is not None else (0, 1)
     n_train = len(s.train_y)
-    steps_per_epoch = max(1, n_train // bs if n_train % bs == 1 and n_train > 1 else math.ceil(n_train / bs))
-    total_steps = min(steps_per_epoch * config.epochs, config.max_steps or math.inf)  # a 1-image last batch breaks batch norm: dropped
     optimizer = make_optimizer(config, model.parameters())
     scheduler, sched_when = make_scheduler(config, optimizer, steps_per_epoch, total_steps)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and not native_bf16(device))
-    shuffle_gen = torch.Generator().manual_seed(config.seed)
-    aug_gen = torch.Generator(device=device).manual_seed(config.seed + 1)
+    shuffle_gen = torch.Generator().manual_seed(config.seed)  # the same permutation in every process
+    aug_gen = torch.Generator(device=device).manual_seed(config.seed + 1 + rank)
+    if rank:  # other dropout masks than rank 0's (DDP gave every process rank 0's weights)
+        torch.manual_seed(config.seed + 1 + rank)
+    # one run folder: rank 0 records; the other processes' listeners get the same (summed) events
+    listeners = [x for x in listeners if rank == 0 or not isinstance(x, Recorder)]
     recorders = [r for r in listeners if isinstance(r, Recorder)]
     for r in recorders:
         r.begin(s)
+    if group is not None:
+        s.run_id = group.broadcast(s.run_id)
+    val_x, val_y = (s.val_x, s.val_y) if group is None else (s.val_x[rank::world], s.val_y[rank::world])
 
     def emit(event: Any) -> None:
         for listener in listeners:
@@ -859,32 +962,59 @@ def _train(s: Prepared, listeners: Sequence[Listener], cancel: threading.Event |
     emit(StartEvent(s.run_id, config.model, config.dataset, str(device), config.epochs, steps_per_epoch,
                     total_steps, n_train, len(s.val_y), sum(p.numel() for p in model.parameters()),
                     s.model_shape, s.classes, s.notes))
-    meter, guard, best = Meter(device, s.num_classes, total_steps, config), DivergenceGuard(device, config, s.num_classes), Best()
+    meter = Meter(device, s.num_classes, total_steps, config, group)
+    guard, best = DivergenceGuard(device, config, s.num_classes), Best()
+    agreement = distributed.StepAgreement(group, guard.lag) if group is not None else None
     status, message, step, epoch = "finished", "", 0, 0
+
+    def stop_for(agreed: distributed.Agreed | None) -> tuple[str, str] | None:
+        if agreed is None:
+            return None
+        if agreed.cancel:
+            return "cancelled", ""
+        if agreed.not_finite:
+            return "diverged", guard.not_finite(agreed.step, agreed.epoch)
+        return None
+
     try:
         for epoch in range(1, config.epochs + 1):
-            model.train()
+            net.train()
             meter.start_epoch()
             perm = torch.randperm(n_train, generator=shuffle_gen).to(s.train_x.device)
             for i in range(steps_per_epoch):
-                if cancel is not None and cancel.is_set():
+                if agreement is None and cancel is not None and cancel.is_set():
                     status = "cancelled"
                     break
                 if step >= total_steps:
                     break
                 idx = perm[i * bs:(i + 1) * bs]
+                batch = len(idx)  # the whole step's batch (all processes)
+                if group is not None:
+                    idx = distributed.shard_of_batch(idx, rank, world)
                 xb, yb = s.train_x[idx], s.train_y[idx]
                 if device.type == "cuda" and xb.device.type == "cpu":
                     xb, yb = xb.pin_memory(), yb.pin_memory()
                 x, y = s.train_pipe.train_batch(xb, aug_gen), yb.to(device, non_blocking=True)
                 with autocast_context(device):
-                    logits = model(x)
+                    logits = net(x)
                 loss = F.cross_entropy(logits.float(), y)
-                if (bad := guard.push(loss.detach(), step + 1, epoch)) is not None:
-                    status, message = "diverged", bad
-                    break
+                due, weighted = False, loss
+                if agreement is None:
+                    if (bad := guard.push(loss.detach(), step + 1, epoch)) is not None:
+                        status, message = "diverged", bad
+                        break
+                else:  # all processes stop at the same step, before a backward the others would wait for
+                    agreed = agreement.push(loss, cancel is not None and cancel.is_set(), meter.due(step + 1),
+                                            step + 1, epoch)
+                    if (stop := stop_for(agreed)) is not None:
+                        status, message = stop
+                        break
+                    due = agreed is not None and agreed.due
+                    # DDP averages the processes' gradients: weighted so that the average is the gradient
+                    # of the mean loss over the whole batch, as one process computes it
+                    weighted = loss * (len(y) * world / batch)
                 optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
+                scaler.scale(weighted).backward()
                 scaler.step(optimizer)
                 scaler.update()
                 if sched_when == "step" and step < total_steps - 1:  # never past its end
@@ -892,23 +1022,39 @@ def _train(s: Prepared, listeners: Sequence[Listener], cancel: threading.Event |
                 step += 1
                 meter.add(loss.detach(), logits.detach(), y)
                 governor.tick()
-                if meter.due(step) or i == steps_per_epoch - 1:
+                distributed.failure_for_tests(group, step)
+                if (meter.due(step) if agreement is None else due) or i == steps_per_epoch - 1:
                     emit(event := meter.step_event(epoch, step, optimizer.param_groups[0]["lr"]))
                     if (bad := guard.window(event)) is not None:
                         status, message = "diverged", bad
                         break
             meter.end_epoch()
-            if status == "finished" and (bad := guard.flush()) is not None:
-                status, message = "diverged", bad
-            if status != "finished" or meter.epoch_images == 0:
+            if status == "finished":
+                if agreement is None:
+                    if (bad := guard.flush()) is not None:
+                        status, message = "diverged", bad
+                else:
+                    for agreed in agreement.flush():
+                        if (stop := stop_for(agreed)) is not None:
+                            status, message = stop
+                            break
+            if agreement is not None:
+                agreement.clear()
+            if status != "finished" or meter.reduce_epoch() == 0:
                 break
 
             # ---- validation, best weights, metrics ---------------------------------------
-            v = eval_loop(model, s.val_x, s.val_y, s.val_pipe, s.num_classes,
-                          config.eval_batch_size or min(2 * bs, 1024), cancel=cancel)
+            # with several processes each validates its share; the counts are summed (the same in all)
+            v = eval_loop(model, val_x, val_y, s.val_pipe, s.num_classes,
+                          config.eval_batch_size or min(2 * bs, 1024), cancel=cancel if group is None else None)
             if v is None:  # cancelled during validation
                 status = "cancelled"
                 break
+            if group is not None:
+                keys = ("loss_sum", "correct1", "correct5", "count")
+                summed = group.sum(torch.stack([torch.as_tensor(v[k], dtype=torch.float64).cpu() for k in keys]),
+                                   "summing the validation")
+                v = {**v, **dict(zip(keys, summed))}
             if sched_when == "epoch":
                 scheduler.step()
             if is_best := best.offer(float(v["correct1"]) / float(v["count"]), epoch, model):
@@ -920,12 +1066,19 @@ def _train(s: Prepared, listeners: Sequence[Listener], cancel: threading.Event |
                 break
             if step >= total_steps:
                 break
-    except BaseException as e:
+    except BaseException as error:
+        e: BaseException = error
+        if group is not None and not isinstance(e, (CnnlabError, KeyboardInterrupt, torch.OutOfMemoryError)) \
+                and distributed.from_collective(e):  # e.g. DDP's gradient exchange in backward, when a peer died
+            e = group.peer_lost(f"the exchange of gradients at step {step + 1}", e)
         msg = (f"out of memory on {device}: lower the batch size (now {bs}) or the input size."
-               if isinstance(e, torch.OutOfMemoryError) else "interrupted (KeyboardInterrupt)."
+               if isinstance(e, torch.OutOfMemoryError) else str(e)
+               if isinstance(e, (distributed.PeerLostError, distributed.GroupStopped)) else "interrupted (KeyboardInterrupt)."
                if isinstance(e, KeyboardInterrupt) else f"training failed at step {step}: {type(e).__name__}: {e}")
         _finish(s, recorders, emit, EndEvent("failed", msg, best.top1, best.epoch, s.run_id,
                                             time.perf_counter() - meter.t_start, step))
+        if e is not error:
+            raise e from error
         raise
 
     # ---- the end -----------------------------------------------------------------------
@@ -947,6 +1100,8 @@ def _train(s: Prepared, listeners: Sequence[Listener], cancel: threading.Event |
         model.to(memory_format=torch.contiguous_format)
     end = EndEvent(status, message, best.top1, best.epoch, s.run_id, time.perf_counter() - meter.t_start, step)
     _finish(s, recorders, emit, end)
+    if group is not None:  # nobody goes on (e.g. to a lesson's next arm) before the run folder is complete
+        group.barrier()
     return TrainResult(status, message, s.run_id, best.top1, best.epoch, meter.history, model, end.elapsed,
                        step, meter.images_per_sec(), str(device))
 

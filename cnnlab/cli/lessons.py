@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
-import threading
 import time
 from typing import Any
 
-from .train import _key_value
+from .train import _key_value, cancel_on_signals
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Run a lesson (a built-in name from `python -m cnnlab lessons`, or the path "
                        "of a .toml lesson file): its arms train one after the other, then the side-by-side table "
                        "and the conclusion written from the measured numbers are printed. The result is saved "
-                       "in models_cache/lessons/ and shown on the app's Lessons page.")
+                       "in models_cache/lessons/ and shown on the app's Lessons page. Started by torchrun "
+                       "(torchrun --nproc_per_node N -m cnnlab lesson NAME --budget full), every arm trains "
+                       "data-parallel on the N processes, one arm after the other.")
     p.add_argument("lesson", help="lesson name or path to a .toml lesson file")
     p.add_argument("--budget", choices=["quick", "full"], default="quick",
                    help="quick: embedded data, minutes on a CPU (default); full: the seed's dataset and epochs")
@@ -64,41 +64,46 @@ def cmd_lessons(args: argparse.Namespace) -> int:
 
 
 def cmd_lesson(args: argparse.Namespace) -> int:
+    from ..distributed import torchrun_group
+
+    with torchrun_group(args.device):  # under torchrun: every arm trains data-parallel on all the processes
+        return _lesson(args)
+
+
+def _lesson(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from ..distributed import is_main
     from ..jobs import JobManager
     from ..lessons import budget_summary, get_lesson, result_table, start_lesson
 
     lesson = get_lesson(args.lesson)
     overrides = dict(args.overrides or [])
+    main_process = is_main()  # under torchrun only rank 0 prints (and saves the result)
     run = start_lesson(lesson, args.budget, manager=JobManager(), overrides=overrides, device=args.device)
     err = sys.stderr
-    print(f"{lesson.title} (seed {lesson.seed_label})\nQ: {lesson.question}\n{budget_summary(lesson, args.budget, overrides)}"
-          + (f"\nsettings for every arm: {overrides}" if overrides else ""), file=err)
+    if main_process:
+        print(f"{lesson.title} (seed {lesson.seed_label})\nQ: {lesson.question}\n"
+              f"{budget_summary(lesson, args.budget, overrides)}"
+              + (f"\nsettings for every arm: {overrides}" if overrides else ""), file=err)
 
-    cancel_requests = []
-    previous = None
-    if threading.current_thread() is threading.main_thread():
-        def on_sigint(signum, frame):  # first Ctrl-C stops the lesson (measured arms kept), second interrupts
-            if cancel_requests:
-                raise KeyboardInterrupt
-            cancel_requests.append(1)
-            run.cancel()
-
-        previous = signal.signal(signal.SIGINT, on_sigint)
     bars: dict[str, Any] = {}
-    try:
-        while not run.wait(0.25):
-            _update_bars(run, bars, tqdm, err)
-        _update_bars(run, bars, tqdm, err)
-    finally:
-        for bar in bars.values():
-            bar.close()
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+    # first Ctrl-C (or torchrun's SIGTERM) stops the lesson (measured arms kept), a second one interrupts
+    with cancel_on_signals(run.cancel):
+        try:
+            while not run.wait(0.25):
+                if main_process:
+                    _update_bars(run, bars, tqdm, err)
+            if main_process:
+                _update_bars(run, bars, tqdm, err)
+        finally:
+            for bar in bars.values():
+                bar.close()
     if run.state == "failed":
         print(f"error: the lesson stopped: {run.message}", file=err)
         return 1
+    if not main_process:
+        return 0 if run.state == "finished" else 130
     result = run.result or {}
     if args.json:
         print(json.dumps({**{k: v for k, v in result.items() if k != "lesson_source"}, "id": run.result_id},

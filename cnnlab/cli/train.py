@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import signal
 import sys
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
+from .. import distributed
 from ..train import TrainConfig  # the options below are generated from it
 
 
@@ -18,7 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train", help="train a model on a dataset and save the run",
         description="Train a zoo model; the run (config, metrics, best weights, TensorBoard log) is saved "
                     "under models_cache/runs/. Ctrl-C cancels and keeps the best weights. Every option is a "
-                    "field of cnnlab.train.TrainConfig.",
+                    "field of cnnlab.train.TrainConfig. Started by torchrun (torchrun --nproc_per_node N -m cnnlab "
+                    "train ...), the N processes train one model together (DistributedDataParallel: NCCL on GPUs, "
+                    "gloo on CPUs); --batch-size is then the batch of all of them together.",
     )
     add_config_options(p)
     p.add_argument("--no-tensorboard", action="store_true", help="do not write the TensorBoard log")
@@ -156,15 +160,25 @@ def _metrics_table(history: list[Any]) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from ..distributed import torchrun_group
+
+    config = config_from_args(args)
+    with torchrun_group(config.device):  # under torchrun: one process of a data-parallel training
+        return _train_and_report(args, config)
+
+
+def _train_and_report(args: argparse.Namespace, config: TrainConfig) -> int:
     from tqdm import tqdm
 
     from ..runs import recorders, start_weights
     from ..train import EndEvent, EpochEvent, StartEvent, StepEvent, fit
 
-    config = config_from_args(args)
     bar: list[Any] = []
+    main_process = distributed.is_main()  # under torchrun only rank 0 prints (and writes the run folder)
 
     def listener(event: Any) -> None:
+        if not main_process:
+            return
         if isinstance(event, StartEvent):
             print(f"run {event.run_id}: {event.model} ({event.num_params:,} parameters) on {event.dataset} "
                   f"({event.train_images} train / {event.val_images} val images), device {event.device}")
@@ -183,27 +197,47 @@ def cmd_train(args: argparse.Namespace) -> int:
         elif isinstance(event, EndEvent) and bar:
             bar[0].close()
 
-    # The first Ctrl-C cancels cleanly (best weights kept); a second one interrupts.
     cancel = threading.Event()
-    previous = None
-    if threading.current_thread() is threading.main_thread():
-        def on_sigint(signum, frame):
-            if cancel.is_set():
-                raise KeyboardInterrupt
-            cancel.set()
-
-        previous = signal.signal(signal.SIGINT, on_sigint)
-    try:
+    with cancel_on_signals(cancel.set):
         result = fit(config, listeners=[*recorders(tensorboard=not args.no_tensorboard), listener], cancel=cancel,
                      initial_state=start_weights(config))
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
-    if result.history:
-        print(_metrics_table(result.history))
-    print(result.message if result.message.startswith(result.status) else f"{result.status}: {result.message}")
-    print(f"run id: {result.run_id}")
+    if main_process:
+        if result.history:
+            print(_metrics_table(result.history))
+        print(result.message if result.message.startswith(result.status) else f"{result.status}: {result.message}")
+        print(f"run id: {result.run_id}")
     return {"finished": 0, "cancelled": 130}.get(result.status, 1)
+
+
+@contextlib.contextmanager
+def cancel_on_signals(cancel: Callable[[], None]) -> Iterator[None]:
+    """The first Ctrl-C calls ``cancel`` (a clean stop: best weights kept); a second one interrupts.
+    Under torchrun SIGTERM does the same: its agent sends it to every process when one failed or the
+    job is stopped, and a clean stop agreed by the processes still alive beats being killed; a second
+    SIGTERM raises :class:`~cnnlab.distributed.GroupStopped` with a message saying why."""
+    from ..distributed import GroupStopped, launched_by_torchrun
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    asked: set[int] = set()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        if signum in asked:
+            if signum == signal.SIGTERM:
+                raise GroupStopped("stopped by torchrun (SIGTERM): another process of the group failed, or the "
+                                   "job was stopped; that process's message says why.")
+            raise KeyboardInterrupt
+        asked.add(signum)
+        cancel()
+
+    handled = [signal.SIGINT] + ([signal.SIGTERM] if launched_by_torchrun() else [])
+    previous = {sig: signal.signal(sig, on_signal) for sig in handled}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

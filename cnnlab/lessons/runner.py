@@ -5,6 +5,11 @@ coordinator thread queues the arms on the job manager (one queue per device, the
 Train page uses: each arm becomes an ordinary run on the Runs page), waits for them, measures each
 arm and writes the result folder ``models_cache/lessons/<result id>/result.json``. The command line
 and the Lessons page both use it; results are read back by :func:`list_results`.
+
+Under torchrun (``torchrun --nproc_per_node N -m cnnlab lesson NAME --budget full``) every process
+runs the same lesson: its one queue (its own GPU) trains the arms one after the other, in the same
+order in every process, each arm data-parallel with the others (:mod:`cnnlab.distributed`); rank 0
+writes the runs, measures the arms and saves the result, the other processes only train.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
+from .. import distributed
 from ..data import dataset_status
 from ..data.registry import get_spec as get_dataset_spec
 from ..errors import CnnlabError, LessonError
@@ -246,6 +252,9 @@ class LessonRun:
                         a.state, a.message = "cancelled", "the lesson was stopped before this arm started."
                     elif a.job is not None:
                         a.job.wait()
+            if not distributed.is_main():  # under torchrun rank 0 measures and saves; the others trained
+                self.state = "cancelled" if self._cancel.is_set() else "finished"
+                return
             self.result = measure(self, data_cache)
             data_cache.clear()
             self.result_id = save_result(self.result)

@@ -1,0 +1,360 @@
+"""Data-parallel training on PyTorch's own engine: ``torchrun`` starts the processes, this module
+joins them into a process group and gives the trainer what it needs to train one model with them.
+
+Launch (see the README, "A class on one server, long trainings with torchrun")::
+
+    torchrun --nproc_per_node 4 -m cnnlab train --model vgg16 --data caltech101 --batch-size 256
+
+- The command line joins the group when torchrun started it (``WORLD_SIZE`` > 1): NCCL on GPUs,
+  each process on the GPU ``LOCAL_RANK`` names; gloo on CPUs. A library user calls
+  :func:`init_from_env` (or ``torch.distributed.init_process_group``) before :func:`cnnlab.train.fit`:
+  ``fit`` trains data-parallel whenever a process group of more than one process is initialised.
+- ``batch_size`` is the **global** batch: the images of one optimiser step, summed over the
+  processes. Each step's batch is the same slice of the same permutation a single process would take
+  (every process draws the permutation from the same seed) and each process trains on its share of
+  it (every ``world``-th image), with the loss scaled so that the averaged gradient is exactly the
+  single-process one. Every process makes the same number of steps (so none waits forever for a
+  collective the others never reach), and each image is trained on once per epoch, by one process.
+- Everything that decides what happens next is agreed by all processes: the metrics are summed
+  across them (:meth:`Group.sum`), and cancel, a non-finite loss and "time for a progress event" are
+  exchanged every step (:meth:`Group.agree`), so all stop at the same step.
+- A process that fails takes the others down with a clear message: a collective that cannot reach a
+  peer raises :class:`PeerLostError`, and every collective has the group's timeout
+  (``CNNLAB_DIST_TIMEOUT``, seconds; default 600). torchrun's agent stops the rest of the group when one
+  process exits with an error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Callable, Iterator
+
+import torch
+from torch import nn
+
+from .errors import CnnlabError, ConfigError
+
+TIMEOUT_ENV = "CNNLAB_DIST_TIMEOUT"  # seconds a collective may wait for the other processes
+DEFAULT_TIMEOUT_S = 600.0
+# Tests only: the process of this rank raises an error after CNNLAB_TEST_FAIL_STEP (default 3) training
+# steps, so a test can check that the other processes stop with a clear message instead of hanging.
+FAIL_RANK_ENV = "CNNLAB_TEST_FAIL_RANK"
+FAIL_STEP_ENV = "CNNLAB_TEST_FAIL_STEP"
+
+
+class PeerLostError(CnnlabError):
+    """A collective failed: another process of the group stopped or cannot be reached."""
+
+
+class GroupStopped(KeyboardInterrupt):
+    """torchrun's agent asked this process to stop (a second SIGTERM): another process failed, or the
+    whole job was stopped. A KeyboardInterrupt, so nothing on the way catches it by accident."""
+
+
+def _dist() -> Any:
+    import torch.distributed as dist
+
+    return dist
+
+
+def launched_by_torchrun() -> bool:
+    """True in a process torchrun started as one of several (``WORLD_SIZE`` > 1)."""
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    except ValueError:
+        return False
+
+
+def is_active() -> bool:
+    """True when a process group of more than one process is initialised in this process."""
+    dist = _dist()
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def rank() -> int:
+    return _dist().get_rank() if is_active() else 0
+
+
+def world_size() -> int:
+    return _dist().get_world_size() if is_active() else 1
+
+
+def is_main() -> bool:
+    """True in the process that writes, prints and saves (rank 0), and in a single process."""
+    return rank() == 0
+
+
+def local_rank() -> int:
+    """This process's index on its machine (torchrun's ``LOCAL_RANK``), 0 when not set."""
+    try:
+        return max(0, int(os.environ.get("LOCAL_RANK", "0")))
+    except ValueError:
+        return 0
+
+
+def local_world_size() -> int:
+    """How many processes of the group run on this machine (torchrun's ``LOCAL_WORLD_SIZE``)."""
+    try:
+        return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
+
+
+def timeout() -> timedelta:
+    """How long a collective waits for the other processes before it fails (``CNNLAB_DIST_TIMEOUT``)."""
+    try:
+        seconds = float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT_S))
+    except ValueError:
+        seconds = DEFAULT_TIMEOUT_S
+    return timedelta(seconds=max(1.0, seconds))
+
+
+def uses_cuda(preference: str | None) -> bool:
+    """Whether the group's processes train on GPUs: CUDA is there and the device asked for allows it."""
+    pref = (preference or "auto").lower()
+    return torch.cuda.is_available() and (pref == "auto" or pref.startswith("cuda"))
+
+
+def init_from_env(device: str | None = "auto") -> bool:
+    """Join the process group torchrun set up (its environment variables, ``env://``): NCCL with the GPU
+    ``LOCAL_RANK`` names when ``device`` allows CUDA and there is one, gloo on CPUs. Returns True if
+    this call initialised the group (then :func:`shutdown` it), False when not launched by torchrun
+    or already initialised."""
+    dist = _dist()
+    if not launched_by_torchrun() or not dist.is_available() or dist.is_initialized():
+        return False
+    backend = "gloo"
+    if uses_cuda(device):
+        count, index = torch.cuda.device_count(), local_rank()
+        if index >= count:
+            raise ConfigError(f"this machine has {count} GPU(s) but torchrun started process {index} of "
+                              f"{local_world_size()} on it: use --nproc_per_node {count} (one process per GPU).")
+        torch.cuda.set_device(index)
+        backend = "nccl"
+    dist.init_process_group(backend, timeout=timeout())
+    return True
+
+
+def shutdown() -> None:
+    """Leave the process group (after a training that ended normally)."""
+    dist = _dist()
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def torchrun_group(device: str | None = "auto") -> Iterator[None]:
+    """Inside: in the process group torchrun set up, if it launched this process (see
+    :func:`init_from_env`); left at the end of a normal exit. After an error it is not left: a peer
+    may be gone, and leaving would wait for it; the process ends anyway."""
+    started = init_from_env(device)
+    yield
+    if started:
+        shutdown()
+
+
+def rank_device(device: torch.device) -> torch.device:
+    """The device of this process in the group: a GPU without an index becomes ``cuda:LOCAL_RANK``."""
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", local_rank() % max(1, torch.cuda.device_count()))
+    return device
+
+
+def threads_per_process(cores: int, processes: int) -> int:
+    """CPU threads for each of ``processes`` trainings sharing ``cores`` cores: never oversubscribed."""
+    return max(1, cores // max(1, processes))
+
+
+def steps_per_epoch(n_train: int, batch_size: int, world: int = 1) -> int:
+    """Optimiser steps in one epoch of ``n_train`` images at a global ``batch_size``.
+
+    A last batch too small to share (fewer than 2 images for each process: batch norm cannot train on
+    one image) is dropped, as a single process drops a 1-image last batch."""
+    if n_train <= 1:
+        return 1
+    full, rest = divmod(n_train, batch_size)
+    if rest and rest < 2 * world:
+        return max(1, full)
+    return full + (1 if rest else 0)
+
+
+def shard_of_batch(indices: torch.Tensor, rank_: int, world: int) -> torch.Tensor:
+    """This process's share of one step's (global) batch: every ``world``-th index from its rank on."""
+    return indices[rank_::world]
+
+
+def convert_sync_batchnorm(model: nn.Module) -> Callable[[], None]:
+    """Replace every batch-norm layer of ``model`` by a :class:`torch.nn.SyncBatchNorm` (PyTorch's
+    ``convert_sync_batchnorm``; statistics computed over the whole global batch) and return a function
+    that puts the original layers back. They share their weights and running statistics with the
+    synchronised ones, so what was trained stays in the model."""
+    originals = [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()
+                 if isinstance(child, nn.modules.batchnorm._BatchNorm)]
+    if not originals:
+        return lambda: None
+    converted = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if converted is not model:  # pragma: no cover - the model itself is one batch-norm layer
+        raise ConfigError("sync_bn: the model is a single batch-norm layer; nothing to synchronise.")
+
+    def restore() -> None:
+        for parent, name, child in originals:
+            setattr(parent, name, child)
+
+    return restore
+
+
+@dataclass
+class Group:
+    """The trainer's view of the process group: who it is, where it trains, and the collectives it uses
+    (each one turns a lost peer into :class:`PeerLostError`)."""
+
+    rank: int
+    world: int
+    device: torch.device
+    backend: str
+    lost: list[str] = field(default_factory=list)
+
+    @classmethod
+    def current(cls, device: torch.device) -> "Group | None":
+        """The initialised process group (more than one process), or None."""
+        if not is_active():
+            return None
+        dist = _dist()
+        return cls(dist.get_rank(), dist.get_world_size(), device, str(dist.get_backend()))
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def describe(self) -> str:
+        return f"process {self.rank} of {self.world}"
+
+    def _call(self, what: str, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except (RuntimeError, ValueError, ConnectionError) as e:  # DistBackendError is a RuntimeError
+            if isinstance(e, torch.OutOfMemoryError):
+                raise
+            raise self.peer_lost(what, e) from e
+
+    def peer_lost(self, what: str, error: BaseException) -> PeerLostError:
+        detail = " ".join(str(error).split())[:300]
+        return PeerLostError(
+            f"{self.describe()} stopped: {what} could not complete because another process of this torchrun "
+            f"group ({self.world} processes) stopped or cannot be reached; its own message says why. "
+            f"({type(error).__name__}: {detail})")
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        """``model`` in :class:`~torch.nn.parallel.DistributedDataParallel` (rank 0's weights and buffers
+        are copied to every process now; gradients are averaged during ``backward``)."""
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        try:
+            return DistributedDataParallel(model, device_ids=ids, output_device=ids[0] if ids else None)
+        except RuntimeError as e:
+            if from_collective(e):  # the first copy of rank 0's weights could not reach everyone
+                raise self.peer_lost("starting DistributedDataParallel", e) from e
+            raise
+
+    def _on_device(self, values: torch.Tensor) -> torch.Tensor:
+        # NCCL reduces GPU tensors only; gloo reduces CPU tensors
+        return values.to(self.device) if self.backend == "nccl" else values.cpu()
+
+    def sum(self, values: torch.Tensor, what: str = "summing the metrics") -> torch.Tensor:
+        """The element-wise sum of ``values`` over every process (a new tensor, on ``values``' device)."""
+        t = self._on_device(values.detach().clone())
+        self._call(what, lambda: _dist().all_reduce(t, op=_dist().ReduceOp.SUM))
+        return t.to(values.device)
+
+    def agree(self, flags: torch.Tensor) -> torch.Tensor:
+        """The element-wise maximum of 0/1 ``flags`` over every process (asynchronous on a GPU: read it
+        a step later, as the trainer does)."""
+        t = self._on_device(flags)
+        self._call("agreeing on the next step", lambda: _dist().all_reduce(t, op=_dist().ReduceOp.MAX))
+        return t
+
+    def broadcast(self, obj: Any, what: str = "sharing the run id") -> Any:
+        """Rank 0's ``obj`` on every process."""
+        box = [obj]
+        device = self.device if self.backend == "nccl" else None
+        self._call(what, lambda: _dist().broadcast_object_list(box, src=0, device=device))
+        return box[0]
+
+    def barrier(self, what: str = "waiting for the run folder to be written") -> None:
+        """Wait until every process reaches this point (a tiny all-reduce: the same on every backend)."""
+        self.sum(torch.zeros(1), what)
+
+
+@dataclass
+class Agreed:
+    """What every process agreed on about one step (the OR of their flags)."""
+
+    step: int
+    epoch: int
+    cancel: bool  # some process was asked to stop (Ctrl-C, a job's cancel, torchrun's SIGTERM)
+    not_finite: bool  # some process's loss of that step was NaN or infinite
+    due: bool  # time for a progress event (some process's clock said so)
+
+
+class StepAgreement:
+    """Every step each process puts in its flags (cancel asked, loss not finite, progress event due) and
+    all of them get the same OR of everybody's flags, so all stop, or report, at the same step.
+
+    ``lag`` steps late, as the trainer's finite-loss check on a GPU: the flags of step k are read while
+    step k+1 is already queued, so the GPU's queue never runs dry waiting for the host."""
+
+    def __init__(self, group: Group, lag: int = 0):
+        self.group, self.lag = group, lag
+        self.pending: list[tuple[torch.Tensor, int, int]] = []
+
+    def push(self, loss: torch.Tensor, cancel: bool, due: bool, step: int, epoch: int) -> Agreed | None:
+        """This step's flags; what all agreed about the step ``lag`` steps back (None while too early)."""
+        bad = (~torch.isfinite(loss.detach().float())).to(torch.float32).reshape(1)
+        flags = torch.cat([torch.tensor([float(cancel), float(due)]).to(bad.device), bad])
+        self.pending.append((self.group.agree(flags), step, epoch))
+        return self._read(len(self.pending) > self.lag)
+
+    def flush(self) -> list[Agreed]:
+        """At the end of an epoch: what was agreed about the steps still in flight (the same on all)."""
+        out = []
+        while self.pending:
+            out.append(self._read(True))
+        return out  # type: ignore[return-value]
+
+    def clear(self) -> None:
+        self.pending.clear()
+
+    def _read(self, ready: bool) -> Agreed | None:
+        if not ready:
+            return None
+        flags, step, epoch = self.pending.pop(0)
+        cancel, due, bad = (bool(v) for v in flags.tolist())
+        return Agreed(step, epoch, cancel, bad, due)
+
+
+def from_collective(error: BaseException) -> bool:
+    """Whether ``error`` came from a collective of the process group (a lost peer), not from this process
+    (e.g. DDP's exchange of gradients inside ``backward``)."""
+    if isinstance(error, getattr(_dist(), "DistError", ())):
+        return True
+    text = str(error).lower()
+    return any(w in text for w in ("gloo", "nccl", "connection closed", "connection reset", "broken pipe",
+                                   "timed out", "process group", "c10d"))
+
+
+def failure_for_tests(group: Group | None, step: int) -> None:
+    """Raise on the rank ``CNNLAB_TEST_FAIL_RANK`` names once it made ``CNNLAB_TEST_FAIL_STEP`` steps
+    (tests only: they check that the other processes stop with a clear message)."""
+    wanted = os.environ.get(FAIL_RANK_ENV)
+    if group is None or wanted is None or wanted.strip() != str(group.rank):
+        return
+    try:
+        at = int(os.environ.get(FAIL_STEP_ENV, "3"))
+    except ValueError:
+        at = 3
+    if step >= at:
+        raise RuntimeError(f"failure injected for a test ({FAIL_RANK_ENV}={group.rank}) at step {step}")
