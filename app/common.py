@@ -126,10 +126,13 @@ def _pct(v) -> str:
 
 
 def image_picker(key: str, source=None) -> Image.Image | None:
-    """A bundled photo, a dataset sample or an upload, decoded safely; None if unusable."""
+    """A bundled photo, a dataset sample, an upload or a drawing, decoded safely; None if unusable."""
     from cnnlab.data.images import bundled_photos, decode_image, load_bundled_photo
 
-    kind = st.radio("Image", ["Bundled photo", "Dataset sample", "Upload"], horizontal=True, key=f"{key}-img")
+    kind = st.radio("Image", ["Bundled photo", "Dataset sample", "Upload", "Draw"], horizontal=True,
+                    key=f"{key}-img")
+    if kind == "Draw":
+        return drawing_picker(key, source)
     if kind == "Upload":
         up = st.file_uploader("An image (PNG, JPEG, BMP, GIF, TIFF, WebP)", key=f"{key}-upload",
                               type=["png", "jpg", "jpeg", "bmp", "gif", "tif", "tiff", "webp"])
@@ -163,6 +166,80 @@ def image_picker(key: str, source=None) -> Image.Image | None:
     name = st.selectbox("Photo (bundled with scikit-image)", photos,
                         index=photos.index("chelsea") if "chelsea" in photos else 0, key=f"{key}-photo")
     return load_bundled_photo(name)
+
+
+CANVAS_SIDE = 280  # pixels on screen: ten times MNIST's 28, as in the TF.js digit demos
+CANVAS_TOOLS = {"freedraw": "pen", "circle": "ellipse", "rect": "rectangle", "polygon": "polygon",
+                "line": "line"}
+
+
+def drawing_style(source):
+    """The drawing style (:mod:`cnnlab.data.drawing`) of the images ``source``'s model learned from."""
+    from cnnlab.data.drawing import style_for
+
+    if source is None:
+        return style_for("digits", (1, 28, 28))
+    return style_for(source.dataset, source.input_shape)
+
+
+def drawing_picker(key: str, source=None) -> Image.Image | None:
+    """A canvas (streamlit-drawable-canvas) whose drawing becomes an image like the dataset's
+    (:func:`cnnlab.data.drawing.drawing_to_image`); every stroke reruns the page, so the top-k,
+    the feature maps and the Grad-CAM follow the drawing. None while the canvas is empty."""
+    from cnnlab.data.drawing import EmptyDrawingError, decode_drawing, drawing_to_image
+
+    style = drawing_style(source)
+    try:
+        from streamlit_drawable_canvas import st_canvas
+    except Exception as err:  # noqa: BLE001 - a missing or broken component: say so, keep the page
+        show_error(f"{type(err).__name__}: {err}".strip(), context="The drawing canvas could not be loaded "
+                   "(install it with `pip install -r requirements.txt`); pick another kind of image")
+        return None
+    opts = st.columns([2, 2, 1, 1] if not style.grey else [2, 3])
+    tool, pen, background = "freedraw", style.pen, style.background
+    if not style.grey:  # the shapes are filled: ellipses, rectangles and polygons draw them
+        tool = opts[0].selectbox("Tool", list(CANVAS_TOOLS), format_func=CANVAS_TOOLS.get, key=f"{key}-tool")
+        pen = opts[2].color_picker("Pen", style.pen, key=f"{key}-pen")
+        background = opts[3].color_picker("Canvas", style.background, key=f"{key}-bg")
+    width = opts[1].slider("Pen width", 2, 40, style.stroke_width, key=f"{key}-width")
+    left, right = st.columns([3, 2])
+    with left:
+        result = st_canvas(fill_color=pen, stroke_width=width, stroke_color=pen, background_color=background,
+                           height=CANVAS_SIDE, width=CANVAS_SIDE, drawing_mode=tool, return_image_data=True,
+                           update_streamlit=True, key=f"{key}-canvas-{style.name}")
+    hint = (f"Draw {style.subject} on the canvas: the answer follows every stroke. The bin on the canvas's "
+            "toolbar clears it, the arrows undo and redo.")
+    try:
+        image = drawing_to_image(decode_drawing(_canvas_png(result)), style, background=background)
+    except EmptyDrawingError:
+        right.info(hint)
+        return None
+    except CnnlabError as err:
+        with right:
+            show_error(err, context="The drawing could not be used")
+        return None
+    preview = image.resize((CANVAS_SIDE // 2, CANVAS_SIDE // 2) if image.width < 140 else image.size,
+                           Image.NEAREST)
+    right.image(preview, width=CANVAS_SIDE * 2 // 3, caption=f"Your drawing as {style.what} look: {style.describe()}.")
+    right.caption(hint)
+    return image
+
+
+def _canvas_png(result) -> bytes | None:
+    """The PNG a canvas sent, its size bounded before the base64 text is decoded."""
+    import base64
+
+    from cnnlab.data.drawing import MAX_BYTES
+
+    url = getattr(result, "_image_data_url", None)  # streamlit-drawable-canvas 0.13: a data: URL or None
+    if not isinstance(url, str) or ";base64," not in url:
+        return None
+    if len(url) > MAX_BYTES * 4 // 3 + 256:
+        raise CnnlabError("the drawing is too large; clear the canvas and draw again.")
+    try:
+        return base64.b64decode(url.split(";base64,", 1)[1], validate=False)
+    except ValueError:
+        raise CnnlabError("the canvas sent an unreadable drawing; clear it and draw again.") from None
 
 
 

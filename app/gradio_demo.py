@@ -5,9 +5,13 @@
     python app/gradio_demo.py --model vgg16    # the pretrained ImageNet VGG-16 (weights must be present)
     python app/gradio_demo.py --share          # ask Gradio for a public link
 
-Students upload a photo (or use the webcam or the clipboard) and get the top classes with
-probabilities and the Grad-CAM overlay of the top class. Only the prediction function is
-exposed; uploads are limited in size and decoded by cnnlab's one safe decoder.
+Students upload a photo (or use the webcam or the clipboard), or draw a digit or a shape on the
+sketchpad, and get the top classes with probabilities and the Grad-CAM overlay of the top class.
+A drawing goes through :func:`cnnlab.data.drawing.drawing_to_image` first (inverted, cropped,
+centred and scaled like the images of the model's dataset), as on the app's Predict page. The
+examples follow the selected model: a run's own validation images, photos for ImageNet models.
+Only the two prediction functions are exposed; uploads are limited in size and decoded by
+cnnlab's safe decoders.
 
 The link is shared with a room, so every request is untrusted (see :class:`Uploads` and
 :class:`RequestLimits`): the prediction reads only files Gradio received as uploads for this
@@ -99,6 +103,8 @@ class Predictor:
         self.refs = None if refs is None else set(refs)
         self.uploads = uploads or Uploads()
         self._cache: dict[str, object] = {}
+        self._datasets: dict[str, str | None] = {}
+        self.sketchpad: gr.ImageEditor | None = None  # the page's Sketchpad, whose blobs a drawing is read from
         self._lock = threading.Lock()  # Gradio answers requests from several threads at once
 
     def source(self, ref: str):
@@ -112,6 +118,18 @@ class Predictor:
                 self._cache.clear()  # keep one model in memory at a time
                 src = self._cache[ref] = load_source(ref)
             return src
+
+    def dataset_of(self, ref: str) -> str | None:
+        """The dataset ``ref``'s model learned from ("imagenet" for pretrained weights; None when
+        unknown), which decides how a drawing is made to look (:func:`cnnlab.data.drawing.style_for`)."""
+        from cnnlab.sources import dataset_of
+
+        if ref not in self._datasets:
+            self._datasets[ref] = dataset_of(ref)
+        return self._datasets[ref]
+
+    def allowed(self, ref) -> bool:
+        return bool(ref) and isinstance(ref, str) and (self.refs is None or ref in self.refs)
 
     def classes_text(self, ref: str) -> str:
         """What the chosen model can answer: its classes (a 3-class model only ever says one of three)."""
@@ -135,28 +153,67 @@ class Predictor:
         anyway: ``gr.Image`` opens a payload's path without checking it when the payload has no
         ``meta``, and decodes ``data:`` URLs without a size bound.) So the payload is checked
         here: only files Gradio received for this demo, or its examples, are read."""
-        try:
-            if not ref or not isinstance(ref, str) or (self.refs is not None and ref not in self.refs):
-                raise gr.Error("Pick a model from the list first.")
+        with _one_message():
+            if not self.allowed(ref):
+                raise gr.Error(PICK_MODEL)
             data = self.uploads.read(image)
             return self._predict(ref, data)
-        except gr.Error:
-            raise
-        except CnnlabError as err:
-            raise gr.Error(_one_line(str(err))) from None
-        except Exception:  # never a traceback or an empty message for the user; the log has it
-            traceback.print_exc()
-            raise gr.Error("The prediction failed unexpectedly; try another image or model.") from None
+
+    def sketch(self, ref: str, value: dict | None):
+        """The Sketchpad's raw value (``preprocess=False``), as a browser or a client sends it:
+
+        - from the page: ``{"id": ...}``, the drawing's PNG having been posted just before to the
+          Sketchpad's own ``accept_blobs`` route (bytes in memory, within the request limit),
+          taken out of ``self.sketchpad.blob_storage`` here; no drawing yet (the brush was just
+          picked, the canvas was cleared) clears the answer, the hint above the pad says what to do;
+        - from gradio_client or HTTP: ``{"composite": <file>}``, an uploaded file read through
+          :class:`Uploads` like any image; a missing or blank drawing is an error sentence.
+
+        The PNG is decoded within :data:`cnnlab.data.drawing.MAX_BYTES` and ``MAX_SIDE``, made to
+        look like the model's dataset (:func:`cnnlab.data.drawing.drawing_to_image`), and predicted."""
+        from cnnlab.data.drawing import EmptyDrawingError
+
+        with _one_message():
+            if not self.allowed(ref):
+                raise gr.Error(PICK_MODEL)
+            if not isinstance(value, dict):
+                raise gr.Error(NO_SKETCH)
+            blob_id = value.get("id")
+            if blob_id is not None and value.get("composite") is None:
+                blobs = self.sketchpad.blob_storage.pop(blob_id, None) if (
+                    self.sketchpad is not None and isinstance(blob_id, str)) else None
+                data = getattr(blobs, "composite", None)
+                if not isinstance(data, (bytes, bytearray)) or not data:
+                    return None, None  # nothing drawn yet
+                try:
+                    return self._predict_drawing(ref, bytes(data))
+                except EmptyDrawingError:
+                    return None, None  # a cleared canvas
+            composite = value.get("composite")
+            if composite is None or composite == "":
+                raise gr.Error(NO_SKETCH)
+            return self._predict_drawing(ref, self.uploads.read(composite))
+
+    def _predict_drawing(self, ref: str, data: bytes):
+        from cnnlab.data.drawing import decode_drawing, drawing_to_image, style_for
+
+        rgba = decode_drawing(data)  # bounded before decoding: MAX_BYTES, MAX_SIDE
+        src = self.source(ref)
+        style = style_for(self.dataset_of(ref), src.input_shape)
+        return self._answer(src, drawing_to_image(rgba, style, background=SKETCH_BACKGROUND))
 
     def _predict(self, ref: str, data: bytes):
+        from cnnlab.data.images import decode_image
+
+        image = decode_image(data)
+        return self._answer(self.source(ref), image)
+
+    def _answer(self, src, image):
         from PIL import Image
 
         from cnnlab.activations import denormalize, grad_cam, overlay
-        from cnnlab.data.images import decode_image
         from cnnlab.evaluate import predict_topk
 
-        image = decode_image(data)
-        src = self.source(ref)
         top = predict_topk(src.model, image, src, k=min(self.k, len(src.classes)))
         x = src.to_input(image)
         cam = grad_cam(src.model, x, target=src.classes.index(top[0][0]))
@@ -165,6 +222,23 @@ class Predictor:
         seen = seen.resize((seen.width * scale, seen.height * scale), Image.BILINEAR)
         picture = overlay(seen, cam.heatmap)
         return {name: float(p) for name, p in top}, picture
+
+
+class _one_message:
+    """Every failure of a prediction as one :class:`gr.Error` of one short sentence: cnnlab's own
+    message, or a generic sentence (the log keeps the traceback) -- never a traceback or an empty
+    message for a visitor."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, err, tb):
+        if err is None or isinstance(err, gr.Error) or not isinstance(err, Exception):
+            return False
+        if isinstance(err, CnnlabError):
+            raise gr.Error(_one_line(str(err))) from None
+        traceback.print_exception(kind, err, tb)
+        raise gr.Error("The prediction failed unexpectedly; try another image or model.") from None
 
 
 def _one_line(text: str, limit: int = 300) -> str:
@@ -177,6 +251,10 @@ def _one_line(text: str, limit: int = 300) -> str:
 # ---------------------------------------------------------------------------------------------
 
 NO_IMAGE = "Upload an image, take one with the webcam, or paste one."
+NO_SKETCH = "Draw on the sketchpad first."
+PICK_MODEL = "Pick a model from the list first."
+SKETCH_SIDE = 280  # pixels: ten times MNIST's 28, as in the TF.js digit demos
+SKETCH_BACKGROUND = "#ffffff"  # the sketchpad's paper: a drawing's transparent pixels are white
 NOT_RECEIVED = "That image is not one this demo received; upload it again."
 INLINE_REFUSED = "Inline (data: or web address) images are not accepted; upload the image file."
 TOO_LARGE = f"The image is larger than {MAX_FILE_MB} MB; upload a smaller one."
@@ -511,31 +589,82 @@ async def _respond(send, status: int, message: str):
     await send({"type": "http.response.body", "body": body})
 
 
+def examples_for(ref: str, folder: Path) -> list[str]:
+    """The examples shown for one model: a run's own validation images (photos when its data
+    cannot be rebuilt), photos for a pretrained ImageNet model."""
+    if ref.startswith("run:"):
+        own = dataset_examples(ref, folder / ref[4:].replace("/", "_"))
+        if own:
+            return own
+    return example_images(folder / "photos")
+
+
 def build_demo(choices: list[Choice], k: int = 5) -> gr.Blocks:
+    from cnnlab.data.drawing import style_for
+
     tmp = Path(tempfile.mkdtemp(prefix="cnnlab-gradio-"))
     atexit.register(shutil.rmtree, tmp, ignore_errors=True)  # example files live as long as the demo
-    examples = dataset_examples(choices[0].ref, tmp) + example_images(tmp)
-    uploads = Uploads(examples)
+    per_choice = {c.ref: examples_for(c.ref, tmp) for c in choices}
+    groups: dict[tuple[str, ...], list[str]] = {}  # one gr.Examples per distinct set of files
+    for ref, files in per_choice.items():
+        groups.setdefault(tuple(files), []).append(ref)
+    uploads = Uploads([p for files in per_choice.values() for p in files])
     predictor = Predictor(k, refs=[c.ref for c in choices], uploads=uploads)
+
+    def sketch_hint(ref: str) -> str:
+        try:
+            style = style_for(predictor.dataset_of(ref), tuple(predictor.source(ref).input_shape))
+        except Exception:  # noqa: BLE001 - a model that cannot load says so in the classes text
+            return ""
+        return (f"Draw {style.subject} in black: the answer follows your pen. The drawing is "
+                f"{style.describe()} before the model sees it.")
+
     with gr.Blocks(title="cnnlab — what does the network see?") as demo:
-        gr.Markdown("# What does the network see?\nUpload a photo, take one with the webcam or paste "
-                    "one: the model answers with its top classes and shows where it looked (Grad-CAM).")
+        gr.Markdown("# What does the network see?\nUpload a photo, take one with the webcam, paste one or "
+                    "draw one: the model answers with its top classes and shows where it looked (Grad-CAM).")
         with gr.Row():
             with gr.Column():
                 model = gr.Dropdown([(c.label, c.ref) for c in choices], value=choices[0].ref, label="Model")
                 known = gr.Markdown(predictor.classes_text(choices[0].ref))
-                image = gr.Image(type="filepath", sources=["upload", "webcam", "clipboard"], label="Image")
-                button = gr.Button("Predict", variant="primary")
+                with gr.Tabs():
+                    with gr.Tab("Image", id="image"):
+                        image = gr.Image(type="filepath", sources=["upload", "webcam", "clipboard"], label="Image")
+                        button = gr.Button("Predict", variant="primary")
+                    with gr.Tab("Draw", id="draw"):
+                        hint = gr.Markdown(sketch_hint(choices[0].ref))
+                        sketch = gr.Sketchpad(label="Sketchpad", canvas_size=(SKETCH_SIDE, SKETCH_SIDE),
+                                              fixed_canvas=True, format="png", image_mode="RGBA", layers=False,
+                                              transforms=(), brush=gr.Brush(default_size=18, colors=["#000000"],
+                                                                            color_mode="fixed"))
             with gr.Column():
                 label = gr.Label(num_top_classes=k, label="Top classes")
                 cam = gr.Image(type="pil", label="Grad-CAM of the top class (the input as the model sees it)",
                                interactive=False, height=340)
-        if examples:
-            gr.Examples(examples, inputs=[image], label="Examples")
-        model.change(predictor.classes_text, inputs=[model], outputs=[known], api_visibility="private")
-        button.click(predictor, inputs=[model, image], outputs=[label, cam], api_name="predict", preprocess=False)
+        predictor.sketchpad = sketch
+        example_sets = []
+        for files, refs in groups.items():
+            if files:
+                with gr.Column(visible=choices[0].ref in refs) as box:  # shown for its models only
+                    gr.Examples(list(files), inputs=[image], label="Examples")
+                example_sets.append((box, set(refs)))
+
+        def on_model(ref):
+            """The classes, the drawing hint and the examples of the model just picked."""
+            if not predictor.allowed(ref):
+                return (predictor.classes_text(ref), gr.update(), *[gr.update() for _ in example_sets])
+            return (predictor.classes_text(ref), sketch_hint(ref),
+                    *[gr.Column(visible=ref in refs) for _, refs in example_sets])
+
+        model.change(on_model, inputs=[model], outputs=[known, hint, *[b for b, _ in example_sets]],
+                     api_visibility="private")
+        # show_progress="hidden": a failure is shown once, in Gradio's error toast, not also as an
+        # "Error" badge on each of the two outputs
+        button.click(predictor, inputs=[model, image], outputs=[label, cam], api_name="predict", preprocess=False,
+                     show_progress="hidden")
         image.upload(predictor, inputs=[model, image], outputs=[label, cam], api_visibility="private",
-                     preprocess=False)
+                     preprocess=False, show_progress="hidden")
+        sketch.change(predictor.sketch, inputs=[model, sketch], outputs=[label, cam], api_name="predict_sketch",
+                      preprocess=False, show_progress="hidden", trigger_mode="always_last")
     uploads.attach(demo)  # from now on, files Gradio receives for this demo may be read
     demo.cnnlab_uploads = uploads  # for launch(): the request middleware checks paths too
     return demo

@@ -38,6 +38,7 @@ class ModelSource:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     eval_resize: float = 1.0
+    dataset: str | None = None  # what it learned from: a run's dataset, "imagenet" for pretrained weights
 
     def to_input(self, image: Image.Image) -> torch.Tensor:
         """A decoded image as this model's normalised ``1 x C x H x W`` input (the input pipeline's
@@ -57,7 +58,7 @@ def pretrained_source(ref: str, model: nn.Module, spec: "pretrained.PretrainedSp
     crop = int(tf.crop_size[0])
     mean, std = tuple(float(v) for v in tf.mean), tuple(float(v) for v in tf.std)
     return ModelSource(ref, "pretrained", spec.display_name, model, spec.categories,
-                       (3, crop, crop), mean, std, eval_resize=eval_resize_of(tf))
+                       (3, crop, crop), mean, std, eval_resize=eval_resize_of(tf), dataset="imagenet")
 
 
 def load_source(ref: str, num_classes: int | None = None) -> ModelSource:
@@ -82,8 +83,9 @@ def load_source(ref: str, num_classes: int | None = None) -> ModelSource:
         std = tuple(meta.get("model_std") or meta.get("std") or ())
         mean, std = model_stats(mean, std, shape[0]) if mean and std else _default_norm(shape[0])
         label = f"{meta.get('model', '?')} on {meta.get('dataset', '?')} · run {run.run_id}"
+        dataset = meta.get("dataset")
         return ModelSource(f"run:{run.run_id}", "run", label, model, classes, shape, mean, std,  # type: ignore[arg-type]
-                           eval_resize=model_eval_resize(model))
+                           eval_resize=model_eval_resize(model), dataset=dataset if isinstance(dataset, str) else None)
     if kind not in ("", "zoo"):
         raise CnnlabError(f"unknown model reference {ref!r}: use run:<id>, pretrained:<name> or a zoo model name.")
     spec = get_spec(key)
@@ -92,6 +94,23 @@ def load_source(ref: str, num_classes: int | None = None) -> ModelSource:
     mean, std = _default_norm(spec.input_shape[0])
     return ModelSource(f"zoo:{spec.name}", "zoo", f"{spec.display_name} (untrained)", model,
                        [f"class {i}" for i in range(n)], spec.input_shape, mean, std)
+
+
+def dataset_of(ref: str) -> str | None:
+    """The dataset a model reference learned from, without loading its weights: a run's own (from
+    its folder), "imagenet" for pretrained weights; None for an untrained zoo model, anything else,
+    or a run that cannot be read."""
+    if not isinstance(ref, str):
+        return None
+    if ref.startswith("pretrained:"):
+        return "imagenet"
+    if not ref.startswith("run:"):
+        return None
+    try:
+        dataset = load_run(ref[4:]).meta.get("dataset")
+    except CnnlabError:  # a missing or damaged run: no dataset to follow (loading it says why)
+        return None
+    return dataset if isinstance(dataset, str) else None
 
 
 def _looks_like_run(key: str) -> bool:

@@ -60,3 +60,27 @@ def test_one_channel_large_with_its_values():
     assert not at.exception and not at.error
     assert any("channel 1" in str(getattr(i, "caption", "")) for i in at.get("imgs")) or any(
         "Its values" in c.value for c in at.caption)
+
+
+def test_draw_a_digit_and_the_maps_and_cam_follow_it():
+    """LeNet (one channel, untrained): the drawing is made to look like MNIST (white on black,
+    centred), and the feature maps and the class-activation map change with every stroke."""
+    from test_app_predict import _canvas_state, _captions
+
+    at = open_page()
+    at.selectbox(key="inside-zoo").set_value("lenet").run()
+    at.radio(key="inside-img").set_value("Draw").run()
+    assert not at.exception and not at.error
+    assert any("Draw a digit on the canvas" in i.value for i in at.info)
+    assert not at.metric  # nothing to look inside yet
+    means = []
+    for draw in (lambda d: d.line([(60, 60), (220, 220)], fill=(0, 0, 0, 255), width=22),
+                 lambda d: d.ellipse([60, 40, 220, 240], outline=(0, 0, 0, 255), width=22)):
+        at.session_state["inside-canvas-mnist"] = _canvas_state(draw)[0]
+        at.run()
+        assert not at.exception and not at.error
+        assert any("like MNIST" in c for c in _captions(at))  # the preview says how it was made to look
+        assert next(m.value for m in at.metric if m.label == "Shape") == "6 x 24 x 24"  # C1 of the 28 x 28 input
+        assert any("Grad-CAM for" in c for c in _captions(at))
+        means.append(next(m.value for m in at.metric if m.label == "Mean"))
+    assert means[0] != means[1], "the feature maps did not follow the drawing"

@@ -124,3 +124,51 @@ def test_bad_upload_shows_the_decoder_message(run_id):
     assert not at.exception
     assert at.error and str(err.value) in at.error[0].value
     assert not at.get("vega_lite_chart")
+
+
+def _canvas_state(draw) -> dict:
+    """The value streamlit-drawable-canvas sends after a stroke: the canvas as a PNG data URL."""
+    import base64
+    import io
+
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGBA", (280, 280), (255, 255, 255, 255))
+    draw(ImageDraw.Draw(img))
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    return {"drawing": {"raw": {"objects": [{"type": "path"}]}, "data": url}}, np.asarray(img)
+
+
+def test_draw_a_digit_and_the_top_k_follows_the_drawing(run_id):
+    from cnnlab.data.drawing import drawing_to_image, style_for
+    from cnnlab.evaluate import predict_topk
+    from cnnlab.sources import load_source
+
+    at = open_page()
+    at.radio(key="predict-img").set_value("Draw").run()
+    assert not at.exception and not at.error
+    assert any("Draw a digit on the canvas" in i.value for i in at.info)  # a blank canvas: what to do
+    assert not at.get("vega_lite_chart")
+    source = load_source(f"run:{run_id}")
+    for draw in (lambda d: d.ellipse([80, 40, 200, 240], outline=(0, 0, 0, 255), width=26),
+                 lambda d: d.line([(150, 40), (150, 240)], fill=(0, 0, 0, 255), width=26)):
+        state, rgba = _canvas_state(draw)
+        at.session_state["predict-canvas-digits"] = state
+        at.run()
+        assert not at.exception and not at.error
+        expected = predict_topk(source.model, drawing_to_image(rgba, style_for("digits", source.input_shape)), source, 5)
+        says = next(m.value for m in at.markdown if " says " in m.value)
+        assert re.search(r"says \*\*(.+?)\*\* with probability \*\*([\d.]+)%", says).groups() == (
+            expected[0][0], f"{100 * expected[0][1]:.1f}")
+        assert any("scikit-learn's 8 x 8 digits" in c for c in _captions(at))  # how the drawing was made to look
+    state, _ = _canvas_state(lambda d: None)  # cleared with the bin
+    at.session_state["predict-canvas-digits"] = state
+    at.run()
+    assert not at.exception and not at.error and not at.get("vega_lite_chart")
+    assert any("Draw a digit on the canvas" in i.value for i in at.info)
+
+
+def _captions(at) -> list[str]:
+    return [caption for image in at.get("image") for caption in image.captions]

@@ -131,7 +131,7 @@ def test_unusual_modes_decode(server, tmp_path, mode):
 def test_only_predict_is_exposed(server):
     client, _, _ = server
     api = client.view_api(print_info=False, return_format="dict")
-    assert list(api["named_endpoints"]) == ["/predict"]
+    assert sorted(api["named_endpoints"]) == ["/predict", "/predict_sketch"]
     assert not api["unnamed_endpoints"]
 
 
@@ -236,3 +236,108 @@ def test_the_demo_says_which_classes_the_model_knows(standin, monkeypatch):
     assert "knows 3 classes" in text and all(c in text for c in ("ring", "heart", "crescent"))
     assert predictor.classes_text("pretrained:vgg16") == "Pick a model from the list."  # not a choice: not loaded
     assert predictor.classes_text("") == "Pick a model from the list."
+
+
+def _sketch_png(tmp_path, draw, name="sketch.png") -> str:
+    """A Sketchpad composite: black strokes on a transparent 280 x 280 canvas."""
+    from PIL import ImageDraw
+
+    img = Image.new("RGBA", (280, 280), (0, 0, 0, 0))
+    draw(ImageDraw.Draw(img))
+    return _file(tmp_path, name, _png(img))
+
+
+def _zero(d):
+    d.ellipse([80, 40, 200, 240], outline=(0, 0, 0, 255), width=24)
+
+
+def test_a_sketch_goes_through_the_drawing_pipeline(server, tmp_path):
+    from gradio_client import handle_file
+
+    from cnnlab.data.drawing import drawing_to_image, style_for
+    from cnnlab.evaluate import predict_topk
+    from cnnlab.sources import load_source
+
+    client, run_id, _ = server
+    path = _sketch_png(tmp_path, _zero)
+    label, cam = client.predict(f"run:{run_id}", {"background": None, "layers": [], "composite": handle_file(path)},
+                                api_name="/predict_sketch")
+    src = load_source(f"run:{run_id}")
+    image = drawing_to_image(np.asarray(Image.open(path)), style_for("digits", src.input_shape), background="#ffffff")
+    expected = predict_topk(src.model, image, src, k=3)
+    assert [(c["label"], round(c["confidence"], 5)) for c in label["confidences"]] == [
+        (c, round(p, 5)) for c, p in expected]
+    assert Path(cam).is_file()
+
+
+def test_a_blank_or_missing_sketch_is_one_clear_message(server, tmp_path):
+    from gradio_client import handle_file
+
+    client, run_id, _ = server
+    blank = _sketch_png(tmp_path, lambda d: None, "blank.png")
+    with pytest.raises(AppError, match="canvas is empty: draw a digit"):
+        client.predict(f"run:{run_id}", {"background": None, "layers": [], "composite": handle_file(blank)},
+                       api_name="/predict_sketch")
+    with pytest.raises(AppError, match=gradio_demo.NO_SKETCH):
+        client.predict(f"run:{run_id}", {"background": None, "layers": [], "composite": None},
+                       api_name="/predict_sketch")
+
+
+def test_a_browser_sketch_is_read_from_the_sketchpads_blobs(digits_run, tmp_path, monkeypatch):
+    """The page posts the drawing's PNG to the Sketchpad's own route, then sends only its id:
+    the bytes are taken (and removed) from the pad's memory; nothing drawn yet clears the answer."""
+    from types import SimpleNamespace
+
+    cache, result = digits_run
+    monkeypatch.setenv("CNNLAB_CACHE", str(cache))
+    ref = f"run:{result.run_id}"
+    predictor = gradio_demo.Predictor(k=3, refs=[ref])
+    png = Path(_sketch_png(tmp_path, _zero)).read_bytes()
+    predictor.sketchpad = SimpleNamespace(blob_storage={"abc": SimpleNamespace(composite=png)})
+    label, cam = predictor.sketch(ref, {"background": None, "layers": [], "composite": None, "id": "abc"})
+    assert len(label) == 3 and cam.size[0] >= 280
+    assert predictor.sketchpad.blob_storage == {}  # taken out: the pad's memory does not grow
+    assert predictor.sketch(ref, {"composite": None, "id": "abc"}) == (None, None)  # no drawing yet
+    huge = _png(Image.new("RGBA", (5000, 10)))
+    predictor.sketchpad.blob_storage["big"] = SimpleNamespace(composite=huge)
+    import gradio as gr
+
+    with pytest.raises(gr.Error, match="at most 2048 pixels"):  # bounded before decoding
+        predictor.sketch(ref, {"composite": None, "id": "big"})
+
+
+def test_each_error_is_shown_once(server):
+    """A failed prediction is one toast: the events hide Gradio's per-output status, which showed
+    an "Error" badge on each of the two outputs as well."""
+    import httpx
+
+    client = server[0]
+    deps = httpx.get(client.src.rstrip("/") + "/config", timeout=60).json()["dependencies"]
+    predicting = [d for d in deps if len(d.get("outputs", [])) == 2]  # the events answering [label, cam]
+    assert {d.get("api_name") for d in predicting} >= {"predict", "predict_sketch"}
+    assert len(predicting) == 3  # the button, the upload, the sketch
+    assert all(d["show_progress"] == "hidden" for d in predicting), [
+        (d.get("api_name"), d.get("show_progress")) for d in predicting]
+
+
+def test_examples_follow_the_models_dataset(digits_run, tmp_path, monkeypatch):
+    """A digits run shows its own digits; a pretrained ImageNet model shows photos; picking the
+    model switches the examples shown."""
+    cache, result = digits_run
+    monkeypatch.setenv("CNNLAB_CACHE", str(cache))
+    ref = f"run:{result.run_id}"
+    digits = gradio_demo.examples_for(ref, tmp_path)
+    photos = gradio_demo.examples_for("pretrained:vgg16", tmp_path)
+    assert len(digits) == 4 and all(Image.open(p).mode == "L" for p in digits)
+    assert len(photos) >= 3 and all(Image.open(p).mode == "RGB" for p in photos)
+    assert gradio_demo.examples_for("run:no-such-run", tmp_path) == photos  # data gone: photos
+    choices = [gradio_demo.Choice(ref, "digits run"), gradio_demo.Choice("pretrained:vgg16", "VGG-16")]
+    demo = gradio_demo.build_demo(choices, k=3)
+    on_model = next(b.fn for b in demo.fns.values() if getattr(b.fn, "__name__", "") == "on_model")
+    boxes = [o for o in next(b for b in demo.fns.values() if b.fn is on_model).outputs][2:]
+    assert len(boxes) == 2 and [b.visible for b in boxes] == [True, False]  # the digits run's shown first
+    _, hint, *shown = on_model("pretrained:vgg16")
+    assert [u.visible if hasattr(u, "visible") else u["visible"] for u in shown] == [False, True]
+    _, hint, *shown = on_model(ref)
+    assert "Draw a digit" in hint and "scikit-learn" in hint
+    assert [u.visible if hasattr(u, "visible") else u["visible"] for u in shown] == [True, False]

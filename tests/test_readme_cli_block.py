@@ -9,7 +9,6 @@ import re
 import shlex
 from pathlib import Path
 
-import pytest
 
 from cnnlab.cli import main
 

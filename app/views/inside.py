@@ -23,7 +23,8 @@ from cnnlab.errors import CnnlabError
 
 st.title("Look inside")
 st.write("Feed one image to a network and watch what each layer makes of it: every channel of "
-         "a layer as a picture, the learned kernels, and where the network looks when it decides.")
+         "a layer as a picture, the learned kernels, and where the network looks when it decides. "
+         "Choose **Draw** to sketch the image yourself: the maps change with every stroke.")
 
 source = model_picker("inside")
 if source is None:

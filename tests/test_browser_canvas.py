@@ -1,0 +1,51 @@
+"""The drawing canvas in Debian's Chromium: a stroke drawn with the mouse on Predict gets an answer.
+
+The app runs as in tests/test_browser.py (``serve_app``: `streamlit run`, offline, its own cache),
+here with the session's LeNet digits run copied into that cache.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from test_browser import CHROMIUM, ERROR_SELECTOR, serve_app, wait_idle
+
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+
+
+def test_a_stroke_on_the_canvas_gets_a_prediction(digits_run, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    cache, _ = digits_run
+    shutil.copytree(cache / "runs", tmp_path / "runs")
+    with serve_app(tmp_path) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(f"{url}/predict")
+            page.get_by_role("heading", name="Predict", level=1).wait_for(timeout=60_000)
+            wait_idle(page)
+            main = page.get_by_test_id("stMainBlockContainer")
+            main.get_by_text("Draw", exact=True).click()  # the image picker's "Draw" choice
+            main.get_by_text("Draw a digit on the canvas").wait_for(timeout=60_000)
+            expect(main.get_by_text(" says ")).to_have_count(0)  # a blank canvas: no prediction
+            canvas = main.locator("canvas").last  # Fabric.js draws on its upper canvas
+            canvas.wait_for(timeout=60_000)
+            box = canvas.bounding_box()
+            x, top = box["x"] + box["width"] / 2, box["y"] + box["height"] * 0.15
+            page.mouse.move(x, top)
+            page.mouse.down()
+            for i in range(1, 21):  # a "1", top to bottom
+                page.mouse.move(x, top + i * box["height"] * 0.035)
+            page.mouse.up()
+            says = main.get_by_text(" says ")
+            says.wait_for(timeout=60_000)
+            wait_idle(page)
+            assert "with probability" in says.inner_text()
+            expect(main.get_by_text("like scikit-learn's digits")).to_have_count(1)  # the drawing as the model sees it
+            assert page.locator(ERROR_SELECTOR).count() == 0, page.locator(ERROR_SELECTOR).first.inner_text()
+            page.screenshot(path=str(tmp_path / "drawing.png"))
+        finally:
+            browser.close()
