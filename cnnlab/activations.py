@@ -249,6 +249,27 @@ def feature_grid(act: torch.Tensor, max_channels: int | None = 64, cmap: str = "
     return img, stats
 
 
+def grid_channel_at(grid_size: tuple[int, int], n: int, x: float, y: float, cols: int | None = None) -> int | None:
+    """The channel under the point ``(x, y)`` (pixels of the picture) of a :func:`feature_grid` of
+    ``n`` channels, ``grid_size`` = the picture's (width, height); None on the padding between tiles
+    or outside. ``cols`` as given to :func:`feature_grid` (default: its square-ish layout)."""
+    if n < 1:
+        return None
+    cols = cols or max(1, math.ceil(math.sqrt(n)))
+    rows = math.ceil(n / cols)
+    pad = 2
+    width, height = grid_size
+    tw, th = (width - pad) / cols - pad, (height - pad) / rows - pad
+    if tw <= 0 or th <= 0 or not (0 <= x < width and 0 <= y < height):
+        return None
+    k, dx = divmod(x - pad, tw + pad)
+    r, dy = divmod(y - pad, th + pad)
+    if dx >= tw or dy >= th or k < 0 or r < 0:
+        return None
+    channel = int(r) * cols + int(k)
+    return channel if channel < n else None
+
+
 MAX_VALUES_SIDE = 16  # the values of at most a 16x16 window are listed (a 112x112 map would be 12,544 numbers)
 
 

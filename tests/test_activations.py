@@ -247,3 +247,25 @@ def test_channel_view_shows_one_channel_large_with_its_values():
             channel_view(big, bad)
     with pytest.raises(CnnlabError):
         channel_view(torch.randn(10), 0)
+
+
+def test_a_click_on_the_feature_grid_finds_its_channel():
+    from cnnlab.activations import feature_grid, grid_channel_at
+
+    act = torch.zeros(10, 6, 6)
+    for c in range(10):
+        act[c, c % 6, c // 2] = 1.0 + c  # every channel different
+    grid, _ = feature_grid(act, max_channels=10, tile_size=60)  # 4 columns of 60-pixel tiles, 2 px apart
+    assert grid.size == (4 * 62 + 2, 3 * 62 + 2)
+    # the centre of every tile is its channel; the padding and the empty last cells are none
+    for c in range(10):
+        r, k = divmod(c, 4)
+        assert grid_channel_at(grid.size, 10, 2 + k * 62 + 30, 2 + r * 62 + 30) == c
+    assert grid_channel_at(grid.size, 10, 1, 1) is None  # the outer padding
+    assert grid_channel_at(grid.size, 10, 62.5, 30) is None  # between channel 0 and 1
+    assert grid_channel_at(grid.size, 10, 2 + 3 * 62 + 30, 2 + 2 * 62 + 30) is None  # cell 11 of 10
+    assert grid_channel_at(grid.size, 10, -5, 30) is None and grid_channel_at(grid.size, 10, 30, 9999) is None
+    # a click scaled to the picture as displayed maps back (the page scales by width / shown width)
+    shown = 125
+    x, y = (2 + 62 + 30) * shown / grid.size[0], (2 + 30) * shown / grid.size[0]
+    assert grid_channel_at(grid.size, 10, x * grid.size[0] / shown, y * grid.size[0] / shown) == 1

@@ -7,6 +7,7 @@ with its own empty cache and no network; screenshots are kept in pytest's tempor
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -145,6 +146,38 @@ def test_a_shared_link_restores_a_page_with_its_settings_hidden(browser, app_url
     text = link.inner_text()
     assert "model=vgg16" in text and "depth=1" in text, text
     page.screenshot(path=str(shots / "share-link.png"))
+    page.close()
+
+
+def test_a_click_on_a_feature_map_shows_that_channel_large(browser, app_url, shots):
+    page = open_page(browser, f"{app_url}/inside")
+    page.get_by_role("heading", name="Look inside", level=1).wait_for(timeout=60_000)
+    number = page.get_by_label(re.compile(r"Channel \(0 to \d+\)"))
+    number.wait_for(timeout=90_000)
+    wait_idle(page)
+    before = int(number.input_value())
+    caption = page.get_by_text(re.compile(r"\d+ of \d+ channels, each scaled")).first.inner_text()
+    n = int(re.search(r"(\d+) of \d+ channels", caption).group(1))
+    target = 1 if before != 1 else 2
+    frame = page.frame_locator('iframe[title="streamlit_image_coordinates.streamlit_image_coordinates"]')
+    img = frame.locator("img")
+    img.wait_for(timeout=30_000)
+    box = img.bounding_box()
+    cols = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    tile_w, tile_h = (box["width"] - 2) / cols, (box["height"] - 2) / rows  # tile + its 2 px gap, as shown
+    r, k = divmod(target, cols)
+    img.click(position={"x": 1 + (k + 0.5) * tile_w, "y": 1 + (r + 0.5) * tile_h})
+    page.wait_for_function(
+        "t => [...document.querySelectorAll('input')].some(i => i.getAttribute('aria-label')?.startsWith('Channel (') && i.value === String(t))",
+        arg=target, timeout=60_000)
+    wait_idle(page)
+    assert page.get_by_text(re.compile(rf", channel {target}: \d+ x \d+")).count() >= 1
+    # the number stays free: typing another channel is not overridden by the old click
+    number.fill(str(before))
+    number.press("Enter")
+    page.get_by_text(re.compile(rf", channel {before}: \d+ x \d+")).first.wait_for(timeout=60_000)
+    page.screenshot(path=str(shots / "inside-click.png"))
     page.close()
 
 

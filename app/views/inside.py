@@ -5,6 +5,7 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 import streamlit as st
+from streamlit_image_coordinates import streamlit_image_coordinates
 from torch import nn
 
 from app.common import image_picker, model_picker, show_error
@@ -15,6 +16,7 @@ from cnnlab.activations import (
     denormalize,
     feature_grid,
     grad_cam,
+    grid_channel_at,
     kernel_grid,
     overlay,
     saliency,
@@ -72,14 +74,26 @@ with tab_maps:
         caption = f"{layer}: {min(limit, stats.shape[0])} of {stats.shape[0]} channels, each scaled to its own range."
         if stats.strongest_channel is not None:
             caption += f" Outlined in red: channel {stats.strongest_channel}, the strongest mean response."
-        st.image(grid, caption=caption, width="stretch" if grid.size[0] > 600 else "content")
-        if len(stats.shape) == 3:  # one channel, large, with its numbers (seed 000 enlarges one filter)
+        spatial_map = len(stats.shape) == 3
+        if spatial_map:
+            caption += " Click a channel to see it large below."
+        click = streamlit_image_coordinates(grid, key=f"inside-click-{layer}", cursor="pointer" if spatial_map else "auto",
+                                            width="stretch" if grid.size[0] > 600 else "content")
+        st.caption(caption)
+        if spatial_map:  # one channel, large, with its numbers (seed 000 enlarges one filter)
             st.markdown("**One channel, large**")
             n_ch = stats.shape[0]
             default = stats.strongest_channel if stats.strongest_channel is not None else 0
             key = f"inside-channel-{layer}"  # per layer: a channel number from another layer may not exist here
+            if click and click.get("width") and click.get("unix_time") != st.session_state.get(f"{key}-clicked"):
+                st.session_state[f"{key}-clicked"] = click.get("unix_time")  # a new click, once: the number stays free
+                scale = grid.size[0] / click["width"]
+                picked = grid_channel_at(grid.size, min(limit, n_ch), click["x"] * scale, click["y"] * scale)
+                if picked is not None:
+                    st.session_state[key] = picked
             c1, c2 = st.columns([1, 2])
-            ch = c1.number_input(f"Channel (0 to {n_ch - 1})", 0, n_ch - 1, int(default), key=key)
+            st.session_state.setdefault(key, int(default))  # set here, not as the widget's value: a click sets it too
+            ch = c1.number_input(f"Channel (0 to {n_ch - 1})", 0, n_ch - 1, key=key)
             big, values, (top, left) = channel_view(act, int(ch), cmap=cmap)
             c1.image(big, caption=f"{layer}, channel {ch}: {stats.shape[1]} x {stats.shape[2]}", width=300)
             whole = values.shape == tuple(stats.shape[1:])
