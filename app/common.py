@@ -245,17 +245,29 @@ def _canvas_png(result) -> bytes | None:
 
 
 @st.cache_data(ttl=20, show_spinner=False)
-def _statuses() -> dict:
+def _statuses(made: tuple = ()) -> dict:
+    """Every dataset's status. ``made`` is :func:`cnnlab.data.maker.fingerprint`: a dataset made or grown
+    on the Your images page (or the command line) a moment ago is listed at once, not after the 20 s."""
     from cnnlab.data import dataset_status, list_datasets
 
-    return {s.name: dataset_status(s.name) for s in list_datasets()}
+    out = {}
+    for spec in list_datasets():
+        try:
+            out[spec.name] = dataset_status(spec.name)
+        except CnnlabError:  # a made dataset removed from disk meanwhile: not listed
+            continue
+    return out
 
 
 def dataset_choices() -> tuple[list[str], dict]:
-    """Dataset names (embedded first) and their status: present, downloadable or missing."""
-    statuses = _statuses()
+    """Dataset names and their status (present, downloadable or missing): what can be loaded now
+    first, the digits (the default) first of all, then the datasets made from your own images."""
+    from cnnlab.data import maker
+
+    statuses = _statuses(maker.fingerprint())
+    yours = {m.key for m in maker.list_made()}
     order = {"present": 0, "downloadable": 1, "missing": 2}
-    names = sorted(statuses, key=lambda n: (order.get(statuses[n].state, 3), n != "digits", n))
+    names = sorted(statuses, key=lambda n: (order.get(statuses[n].state, 3), n != "digits", n not in yours, n))
     return names, statuses
 
 

@@ -20,6 +20,7 @@ PAGES = Path(__file__).parent / "views"
 pages = [
     st.Page(str(PAGES / "architectures.py"), title="Architectures", icon=":material/account_tree:", default=True),
     st.Page(str(PAGES / "data.py"), title="Data", icon=":material/photo_library:"),
+    st.Page(str(PAGES / "mydata.py"), title="Your images", icon=":material/add_photo_alternate:"),
     st.Page(str(PAGES / "inside.py"), title="Look inside", icon=":material/visibility:"),
     st.Page(str(PAGES / "train.py"), title="Train", icon=":material/model_training:"),
     st.Page(str(PAGES / "transfer.py"), title="Transfer learning", icon=":material/swap_horiz:"),

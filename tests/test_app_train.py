@@ -308,3 +308,58 @@ def test_start_from_a_run_sets_init_from():
 
     at.selectbox(key="train-init-from").set_value("none").run()  # back to a fresh start
     assert start_and_cancel(at).init_from is None
+
+
+def make_own_dataset(root, per_class: int = 6) -> str:
+    """A dataset of your own images (cnnlab.data.maker) under ``root``: three classes of generated shapes."""
+    import io
+
+    from PIL import Image
+
+    from cnnlab.data import maker
+    from cnnlab.data.shapes import generate_shapes
+
+    images, labels = generate_shapes(8 * per_class, size=40, seed=2)
+    maker.create_dataset("own", ["circle", "square", "triangle"])
+    for c, name in enumerate(["circle", "square", "triangle"]):
+        files = []
+        for i in (labels == c).nonzero().flatten().tolist()[:per_class]:
+            buf = io.BytesIO()
+            Image.fromarray(images[i].permute(1, 2, 0).numpy()).save(buf, "PNG")
+            files.append((f"{i}.png", buf.getvalue()))
+        assert len(maker.add_images("own", name, files).saved) == per_class
+    return "own"
+
+
+def test_your_images_get_small_data_settings_the_holdout_and_a_transfer_choice(tmp_path, monkeypatch):
+    from cnnlab.models.pretrained import weights_path
+
+    monkeypatch.setenv("CNNLAB_DATA", str(tmp_path / "data"))
+    name = make_own_dataset(tmp_path / "data")
+    at = open_page()
+    assert f"{name} — your images" in at.selectbox(key="train-data").options
+    at.selectbox(key="train-data").set_value(name).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.selectbox(key="train-model").value == "cifar_resnet"
+    assert at.text_input(key="train-size").value == "32" and at.selectbox(key="train-aug").value == "cifar"
+    assert at.selectbox(key="train-made-size").value == 32
+    assert any("Settings for a small image folder applied" in m.value for m in at.markdown)
+    holdout = [c.value for c in at.caption if c.value.startswith("Hold-out")]
+    assert holdout and "3 validation images" in holdout[0] and "circle 5/1" in holdout[0]
+    assert any("no ImageNet weights on this machine" in c.value for c in at.caption)
+    at.number_input(key="train-valfrac").set_value(0.5).run()  # the split shown follows the setting
+    assert any(c.value.startswith("Hold-out: 50% of every class, 9 validation") for c in at.caption)
+
+    path = weights_path("resnet18")  # weights "present": the transfer-learning choice is offered
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"stand-in: never loaded by this test")
+    at.run()
+    at.button(key="train-suggest-transfer").click().run()
+    assert not at.exception
+    assert at.selectbox(key="train-model").value == "resnet18_transfer"
+    assert at.checkbox(key="train-pretrained").value and at.selectbox(key="train-freeze").value == "features"
+    assert at.selectbox(key="train-made-size").value == 224
+    at.button(key="train-suggest").click().run()  # back to the small CNN
+    assert at.selectbox(key="train-model").value == "cifar_resnet"
+    config = start_and_cancel(at)
+    assert config.dataset == name and config.data_options == {"image_size": 32} and config.augment == "cifar"

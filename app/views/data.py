@@ -8,6 +8,7 @@ import streamlit as st
 from PIL import Image
 
 from app.common import cached_dataset, dataset_choices, remember, short_number, show_error
+from cnnlab.data import maker
 from cnnlab.data.gallery import (
     MAX_GRID_CLASSES,
     MAX_PER_CLASS,
@@ -36,6 +37,14 @@ def cached_folder(root: str):
     return load_dataset("folder", root=root, download=False)
 
 
+@st.cache_resource(show_spinner="Loading your images…", max_entries=2)
+def cached_made(name: str, stamp: tuple):
+    """A dataset made from your own images, loaded again when images are added (``stamp``)."""
+    from cnnlab.data import load_dataset
+
+    return load_dataset(name, download=False, progress=False)
+
+
 def counts_chart(counts: list[dict], splits: list[str]):
     import altair as alt
 
@@ -61,11 +70,21 @@ st.write("Look at a dataset before training on it: how many images each class ha
          "and what the augmentation does to it.")
 
 names, statuses = dataset_choices()
+yours = {m.key for m in maker.list_made()}
 dataset = st.selectbox("Dataset", names, key=remember(STORE, "data-ds", "shapes" if "shapes" in names else names[0]),
-                       format_func=lambda n: f"{n} — {statuses[n].state}")
+                       format_func=lambda n: (f"{n} — your images" + ("" if statuses[n].state == "present" else
+                                                                       ", too few to train")) if n in yours
+                       else f"{n} — {statuses[n].state}")
+st.page_link("views/mydata.py", label="Make a dataset of your own pictures (upload or camera) on the Your images page",
+             icon=":material/add_photo_alternate:")
 bundle = None
 try:
-    if dataset == "folder":
+    if dataset in yours:
+        if statuses[dataset].state == "present":
+            bundle = cached_made(dataset, maker.fingerprint())
+        else:
+            st.info(statuses[dataset].message, icon=":material/add_photo_alternate:")
+    elif dataset == "folder":
         root = st.text_input("Folder (class subfolders, optionally train/, val/ and test/)",
                              key=remember(STORE, "data-root", "")).strip()
         if not root:
@@ -115,7 +134,7 @@ m4.metric("Max per class", short_number(train["max"]),
 st.caption(("Balanced: every class has the same number of training images. " if train["balanced"] else
             f"Not balanced: the training split has {train['min']:,} to {train['max']:,} images per class. ")
            + "These are the splits training uses" + (" (validation: a stratified hold-out of the training data)"
-                                                      if info.source == "embedded" else "") + ".")
+                                                      if info.source in ("embedded", "yours") else "") + ".")
 st.altair_chart(counts_chart(counts, splits), width="stretch")
 with st.expander("The counts as a table"):
     st.dataframe([{k: r[k] for k in ("class", *splits)} for r in counts], hide_index=True, width="stretch")

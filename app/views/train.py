@@ -19,7 +19,7 @@ from app.common import (
     show_error,
     training_charts,
 )
-from cnnlab.data import list_datasets
+from cnnlab.data import list_datasets, maker
 from cnnlab.data.pipeline import AUGMENT_DESCRIPTIONS, AUGMENT_LABELS, default_input_size, preview
 from cnnlab.errors import CnnlabError
 from cnnlab.jobs import FINAL_STATES, get_manager
@@ -44,6 +44,11 @@ NO_RUN = "none"  # "Start from a run": the option for a fresh start
 FORM = "train-form"  # the page's settings, kept for the session under a non-widget key
 DATA_OPTIONS = "train-data-options"  # {"dataset": name, "options": {...}} copied from a run
 COPY_MSG = "train-copy-msg"
+HANDOFF = "train-handoff"  # set by the Your images page: a dataset to open with the small-data settings
+SUGGESTED = "train-suggested"  # (dataset, reasons, transfer?) of the small-data settings applied last
+MADE_SIZE = "train-made-size"  # the size your images are decoded at (the data option image_size)
+MADE_SIZES = [32, 64, 96, 128, 224]
+TRANSFER_ORDER = ("resnet18", "alexnet", "vgg16")  # the transfer model offered first whose weights are here
 
 
 def default_lr(optimizer: str) -> float:
@@ -132,6 +137,9 @@ def _copy_from_run() -> None:
     st.session_state.update(values)
     st.session_state[FORM].update(values)
     st.session_state[DATA_OPTIONS] = {"dataset": config.dataset, "options": dict(config.data_options)}
+    size = config.data_options.get("image_size")
+    if size in MADE_SIZES:  # your images, decoded at the size the run used
+        st.session_state[MADE_SIZE] = st.session_state[FORM][MADE_SIZE] = size
     default = TrainConfig()
     left = [f"{n}={getattr(config, n)!r}" for n in NOT_ON_PAGE if getattr(config, n) != getattr(default, n)]
     st.session_state[COPY_MSG] = ("ok", f"Copied the settings of {run_id}." + (
@@ -145,6 +153,92 @@ def _reset() -> None:
     st.session_state.pop("train-pretrained", None)
     st.session_state.pop(DATA_OPTIONS, None)
     st.session_state.pop(COPY_MSG, None)
+    st.session_state.pop(SUGGESTED, None)
+    st.session_state[FORM].pop(MADE_SIZE, None)
+    st.session_state.pop(MADE_SIZE, None)
+
+
+def made_dataset(name: str | None) -> maker.MadeDataset | None:
+    """The dataset made from your own images called ``name``, or None (any other dataset)."""
+    return maker.find_made(name) if name else None
+
+
+def transfer_available() -> str | None:
+    """The transfer-learning model offered for small datasets: the first whose ImageNet weights are on disk."""
+    from cnnlab.models.pretrained import weights_status
+
+    for name in TRANSFER_ORDER:
+        if f"{name}_transfer" in list_models() and weights_status(name)[0] == "present":
+            return f"{name}_transfer"
+    return None
+
+
+def apply_suggestion(dataset: str, transfer: bool = False, automatic: bool = False) -> None:
+    """Fill the form with cnnlab.data.maker's settings for a small image folder (a callback: it runs
+    before the widgets are drawn). ``automatic`` (on picking the dataset): only for a small one."""
+    made = made_dataset(dataset)
+    if made is None or (automatic and made.total > maker.SMALL_DATASET_IMAGES):
+        return
+    suggestion = maker.suggest_training(list(made.counts.values()), transfer_available() if transfer else None)
+    s = suggestion.settings
+    values = {
+        "train-data": dataset, "train-model": s["model"], "train-size": size_text(s["input_size"]),
+        "train-aug": s["augment"], "train-epochs": s["epochs"], "train-batch": s["batch_size"],
+        "train-opt": s["optimizer"], "train-lr": s["lr"], "train-sched": s["scheduler"], "train-val": s["val_split"],
+        "train-valfrac": s["val_fraction"], "train-pretrained": s["pretrained"], "train-freeze": s["freeze"],
+        "train-init": "default", "train-init-from": NO_RUN, "train-subset": 0, "train-channels": 0,
+        MADE_SIZE: s["data_options"]["image_size"],
+    }
+    if not suggestion.transfer:  # a transfer model picked later keeps its own default for the weights
+        del values["train-pretrained"], values["train-freeze"]
+    st.session_state.update(values)
+    st.session_state[FORM].update(values)
+    st.session_state.pop(DATA_OPTIONS, None)
+    st.session_state[SUGGESTED] = (dataset, suggestion.why, suggestion.transfer)
+
+
+def _dataset_changed() -> None:
+    """Switching to a small dataset of your own images applies the small-data settings."""
+    apply_suggestion(st.session_state.get("train-data"), automatic=True)
+
+
+@st.cache_resource(show_spinner="Loading your images…", max_entries=2)
+def cached_made(name: str, stamp: tuple, image_size: int):
+    """Your images as the trainer will see them (reloaded when images are added: ``stamp``)."""
+    from cnnlab.data import load_dataset
+
+    return load_dataset(name, image_size=image_size, download=False, progress=False)
+
+
+def made_box(made: maker.MadeDataset, val_fraction: float) -> None:
+    """What the trainer will do with your images: the hold-out split, the settings applied and why,
+    and the choice of transfer learning when ImageNet weights are here."""
+    with st.container(border=True):
+        suggested = st.session_state.get(SUGGESTED)
+        if suggested and suggested[0] == made.key:
+            st.markdown("**Settings for a small image folder applied** (change any of them below):")
+            st.markdown("\n".join(f"- {why}" for why in suggested[1]))
+        else:
+            st.markdown(f"**{made.key}: your own images**, {made.total} in {len(made.classes)} classes.")
+        split = maker.holdout_counts([made.counts[c] for c in made.classes], val_fraction)
+        n_val = sum(v for _, v in split)
+        st.caption(f"Hold-out: {val_fraction:.0%} of every class, {n_val} validation images the network never "
+                   f"trains on, {made.total - n_val} training images — "
+                   + ", ".join(f"{c} {t}/{v}" for c, (t, v) in zip(made.classes, split)) + " (train/validation).")
+        b1, b2 = st.columns(2)
+        b1.button("Small-data settings", key="train-suggest", on_click=apply_suggestion, args=(made.key,),
+                  help="A small CNN at 32x32, augmentation on, epochs for about a minute on a CPU.")
+        transfer = transfer_available()
+        if transfer:
+            b2.button(f"Transfer learning ({get_spec(transfer).display_name})", key="train-suggest-transfer",
+                      on_click=apply_suggestion, args=(made.key, True),
+                      help="Start from ImageNet weights, keep the features frozen, train only the new last layer.")
+        else:
+            b2.caption("Transfer learning: no ImageNet weights on this machine (`python -m cnnlab fetch resnet18` "
+                       "downloads them); a small CNN trained from scratch works well on a few hundred images.")
+        if made.total > maker.SMALL_DATASET_IMAGES:
+            st.caption(f"More than {maker.SMALL_DATASET_IMAGES:,} images: not a small dataset any more, so these "
+                       "settings are applied only when you press the button.")
 
 
 def run_label(run) -> str:
@@ -183,6 +277,8 @@ def copy_row() -> None:
 
 
 st.session_state.setdefault(FORM, {})
+if st.session_state.get(HANDOFF):  # "Train on it" on the Your images page
+    apply_suggestion(st.session_state.pop(HANDOFF), automatic=True)
 with st.container(border=True):
     copy_row()
 
@@ -199,17 +295,34 @@ with st.container(border=True):
     if isinstance(picked, str) and picked not in datasets and picked.split(" — ")[0] in datasets:
         # the label of the dataset picked earlier, from before its state changed (e.g. downloaded meanwhile)
         st.session_state["train-data"] = picked.split(" — ")[0]
+    yours = {n for n in datasets if made_dataset(n) is not None}
     dataset = c2.selectbox("Dataset", datasets, key=keep("train-data"), help=HELP["dataset"],
-                           format_func=lambda n: f"{n} — {statuses[n].state}")
+                           on_change=_dataset_changed,
+                           format_func=lambda n: f"{n} — your images" + (
+                               "" if statuses[n].state == "present" else ", too few to train") if n in yours
+                           else f"{n} — {statuses[n].state}")
     status = statuses[dataset]
     data_root = None
-    if dataset == "folder":
+    made = made_dataset(dataset) if dataset in yours else None
+    if made is not None:
+        own_size = made.image_size if made.image_size in MADE_SIZES else maker.DEFAULT_IMAGE_SIZE
+        c2.selectbox("Your images decoded at", MADE_SIZES, key=remember(FORM, MADE_SIZE, own_size),
+                     format_func=lambda v: f"{v}x{v}",
+                     help="The square size the images are stored in memory at (the dataset option image_size): "
+                          "the model's input size for a small CNN, 224 for transfer learning.")
+        if status.state != "present":
+            c2.caption(status.message)
+    elif dataset == "folder":
         data_root = c2.text_input("Folder (class subfolders, optionally train/, val/ and test/)",
                                   key=keep("train-root"), help=HELP["data_root"]) or None
     elif status.state != "present":
         c2.caption(status.message)
     copied = st.session_state.get(DATA_OPTIONS) or {}
     data_options = dict(copied.get("options") or {}) if copied.get("dataset") == dataset else {}
+    if made is not None:
+        data_options["image_size"] = int(st.session_state[MADE_SIZE])
+        made_box(made, float(st.session_state.get("train-valfrac", st.session_state[FORM].get(
+            "train-valfrac", DEFAULTS["train-valfrac"]))))
 
     c1, c2, c3, c4 = st.columns(4)
     epochs = c1.number_input("Epochs", 1, 1000, key=keep("train-epochs"), help=HELP["epochs"])
@@ -313,7 +426,7 @@ with st.container(border=True):
         if val_split == "test" and not test_split:
             c1.warning(f"{dataset} has no official test split: validate on a hold-out of the training set.")
         if data_options:
-            c3.caption("Dataset options (copied from a run): "
+            c3.caption(("Dataset options: " if made is not None else "Dataset options (copied from a run): ")
                        + ", ".join(f"{k}={v}" for k, v in data_options.items()))
 
     input_size = parse_size(size_typed)
@@ -328,7 +441,11 @@ with st.container(border=True):
 
     with st.expander("Preview the augmentation on one training image"):
         try:
-            bundle = cached_dataset(dataset) if status.state == "present" and dataset != "folder" else None
+            if made is not None:
+                bundle = cached_made(dataset, maker.fingerprint(), data_options["image_size"]) \
+                    if status.state == "present" else None
+            else:
+                bundle = cached_dataset(dataset) if status.state == "present" and dataset != "folder" else None
         except CnnlabError as err:
             bundle = None
             show_error(err)

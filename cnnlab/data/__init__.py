@@ -6,7 +6,9 @@
 (torch.Size([6000, 3, 32, 32]), ['circle', 'square', 'triangle'])
 
 Registry keys: "shapes", "digits" (embedded); "mnist", "fashion_mnist", "cifar10", "cifar100",
-"caltech101" (torchvision layouts, downloaded when possible); "folder" (any ImageFolder).
+"caltech101" (torchvision layouts, downloaded when possible); "folder" (any ImageFolder); and,
+by their own names, the datasets made from your own images (:mod:`cnnlab.data.maker`, the app's
+"Your images" page): ``data/<name>/<class>/0001.png`` with a ``cnnlab-dataset.json``.
 """
 
 from ._types import DataBundle, DatasetInfo, DatasetSpec, DatasetStatus, TensorSplit

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from .. import paths
 from ..errors import DataError
-from . import folders, tvsets
+from . import folders, maker, tvsets
 from .augment import LUMA_WEIGHTS
 from .stats import channel_stats
 from ._types import DataBundle, DatasetInfo, DatasetSpec, DatasetStatus, TensorSplit
@@ -35,21 +35,41 @@ _LOADERS: dict[str, Callable[..., DataBundle]] = {}
 def _register(spec: DatasetSpec, loader: Callable[..., DataBundle]) -> None:
     _SPECS[spec.name] = spec
     _LOADERS[spec.name] = loader
+    maker.reserve(spec.name)  # no dataset made in the app may take a built-in's name
+
+
+def _made_spec(made: maker.MadeDataset) -> DatasetSpec:
+    """The registry entry of a dataset made from your own images (``data/<name>/`` with a manifest)."""
+    return DatasetSpec(made.key, made.title, "yours", f"Your images: {made.summary().split(': ', 1)[1]}.",
+                       (3, made.image_size, made.image_size), len(made.classes) or None)
 
 
 def list_datasets() -> list[DatasetSpec]:
-    """Every dataset cnnlab can load, embedded ones first."""
-    order = {"embedded": 0, "torchvision": 1, "folder": 2}
-    return sorted(_SPECS.values(), key=lambda s: (order.get(s.source, 3), list(_SPECS).index(s.name)))
+    """Every dataset cnnlab can load: embedded ones first, then the ones made from your own images
+    (found under ``cnnlab.paths.data_dir()`` now, see :mod:`cnnlab.data.maker`), then the others."""
+    order = {"embedded": 0, "yours": 1, "torchvision": 2, "folder": 3}
+    made = [_made_spec(m) for m in maker.list_made()]
+    builtins = sorted(_SPECS.values(), key=lambda s: (order.get(s.source, 4), list(_SPECS).index(s.name)))
+    return sorted([*builtins, *made], key=lambda s: order.get(s.source, 4))  # stable: keeps each group's order
 
 
-def get_spec(name: str) -> DatasetSpec:
+def get_spec(name: str, root: str | Path | None = None) -> DatasetSpec:
+    """The registry entry of ``name``; a dataset made from your images is looked for in ``root``
+    (default ``cnnlab.paths.data_dir()``)."""
     key = name.strip().lower().replace("-", "_")
     if key not in _SPECS:
-        close = difflib.get_close_matches(key, list(_SPECS), n=3)
+        made = _find_made(key, root)
+        if made is not None:
+            return _made_spec(made)
+        known = [*_SPECS, *(m.key for m in maker.list_made())]
+        close = difflib.get_close_matches(key, known, n=3)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise DataError(f"Unknown dataset {name!r}.{hint} Available: {', '.join(_SPECS)}.")
+        raise DataError(f"Unknown dataset {name!r}.{hint} Available: {', '.join(known)}.")
     return _SPECS[key]
+
+
+def _find_made(key: str, root: str | Path | None = None) -> maker.MadeDataset | None:
+    return maker.find_made(key, root)
 
 
 # --------------------------------------------------------------------------------------
@@ -323,6 +343,29 @@ def _load_folder(root: Path | None, image_size: int | None, seed: int, download:
     return DataBundle(info, splits["train"], splits["val"], splits.get("test"), notes + decode_notes)
 
 
+def _made_loader(key: str) -> Callable[..., DataBundle]:
+    """The loader of a dataset made from your own images: the folder loader on ``data/<key>``,
+    decoded at the dataset's own size (64x64 unless its manifest says otherwise)."""
+
+    def load(root: Path | None, image_size: int | None, seed: int, download: bool, val_fraction: float, options: dict) -> DataBundle:
+        made = maker.read_made(key, root)
+        if len(made.classes) < maker.MIN_CLASSES:
+            raise DataError(f"Your dataset {key!r} has {len(made.classes)} class(es); it needs at least "
+                            f"{maker.MIN_CLASSES}. Add classes on the 'Your images' page.")
+        if not made.ready:
+            raise DataError(f"Your dataset {key!r} needs at least {maker.MIN_IMAGES_TO_TRAIN} images in every class "
+                            f"(one to train on, one to validate on); too few in: {', '.join(made.missing())}. Add "
+                            "images on the 'Your images' page.")
+        bundle = _load_folder(made.root, image_size or made.image_size, seed, download, val_fraction, options)
+        info = bundle.info
+        bundle.info = DatasetInfo(key, made.title, info.classes, info.input_shape, info.mean, info.std, "yours",
+                                  f"Your images in {made.root}, one folder per class; ImageNet statistics.")
+        bundle.notes.extend(made.notes)
+        return bundle
+
+    return load
+
+
 # --------------------------------------------------------------------------------------
 # Public API
 # --------------------------------------------------------------------------------------
@@ -343,9 +386,10 @@ def load_dataset(
 
     Args:
         name: a key of :func:`list_datasets` ("shapes", "digits", "mnist", "fashion_mnist",
-            "cifar10", "cifar100", "caltech101", "folder").
+            "cifar10", "cifar100", "caltech101", "folder", or the name of a dataset made from
+            your own images, :mod:`cnnlab.data.maker`).
         root: where raw files live (default ``cnnlab.paths.data_dir()``); for "folder", the
-            image folder itself.
+            image folder itself; for a dataset made from your images, the folder that holds it.
         image_size: stored square size (default: the dataset's own; 256 for folders).
         seed: drives generation, splits and subsets (same seed, same data).
         download: fetch missing torchvision/Caltech files (only if the network allows).
@@ -357,14 +401,15 @@ def load_dataset(
     Raises:
         DataError: unknown name, files missing and not downloadable, unreadable data, bad options.
     """
-    spec = get_spec(name)
+    spec = get_spec(name, root)
     if image_size is not None and int(image_size) < 8:
         raise DataError(f"image_size must be at least 8 pixels, got {image_size}.")
     options = dict(options)
     channels = options.pop("channels", None)
     if channels not in (None, 1, 3):
         raise DataError(f"channels must be 1 or 3, got {channels}.")
-    bundle = _LOADERS[spec.name](Path(root).expanduser() if root is not None else None, image_size, int(seed), download, float(val_fraction), options)
+    loader = _LOADERS.get(spec.name) or _made_loader(spec.name)
+    bundle = loader(Path(root).expanduser() if root is not None else None, image_size, int(seed), download, float(val_fraction), options)
     options.pop("progress", None)  # meaningful only for decoded folders
     if options:
         raise DataError(f"Unknown option(s) for the {spec.name!r} dataset: {', '.join(sorted(options))}.")
@@ -383,9 +428,16 @@ def load_dataset(
 
 def dataset_status(name: str, root: str | Path | None = None) -> DatasetStatus:
     """Whether ``name`` can be loaded now without a download ("present"), with one ("downloadable"), or not ("missing")."""
-    spec = get_spec(name)
+    spec = get_spec(name, root)
     if spec.source == "embedded":
         return DatasetStatus(spec.name, "present", "Built in: no files or download needed.")
+    if spec.source == "yours":
+        made = maker.read_made(spec.name, root)
+        if made.ready:
+            return DatasetStatus(spec.name, "present", f"{made.summary()[0].upper()}{made.summary()[1:]}.", str(made.root))
+        return DatasetStatus(spec.name, "missing", f"Your images in {made.root}: too few images to train in "
+                             f"{', '.join(made.missing()) or 'any class'} (at least {maker.MIN_IMAGES_TO_TRAIN} per class "
+                             f"and {maker.MIN_CLASSES} classes); add some on the 'Your images' page.", str(made.root))
     if spec.name == "folder":
         if root is None:
             return DatasetStatus(spec.name, "missing", "Choose a folder laid out as <root>/<class>/<image>.jpg (optionally with train/ and val/).")

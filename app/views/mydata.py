@@ -1,0 +1,219 @@
+"""Your images: make a dataset of your own pictures (files or the camera), saved as an ordinary image
+folder under data/, then train on it like any other dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from app.common import show_error
+from cnnlab.data import maker
+from cnnlab.errors import CnnlabError
+
+NEW = ""  # the "new dataset" choice of the picker
+PICK = "mydata-pick"  # the dataset being filled (a widget key)
+NONCE = "mydata-nonce"  # bumped after files are added: a fresh, empty uploader and camera
+REPORT = "mydata-report"  # ("ok" | "error", message, [refused reasons]) of the last action, shown once
+HANDOFF = "train-handoff"  # read (once) by the Train page: the dataset to select, with small-data settings
+IMAGE_TYPES = ["png", "jpg", "jpeg", "bmp", "gif", "tif", "tiff", "webp", "ppm", "pgm"]
+GRID = 8  # newest images shown per class
+DONE = "mydata-done"  # the ids of the uploaded files already added: each is added once
+
+
+def _create() -> None:
+    name = st.session_state.get("mydata-name", "")
+    classes = maker.parse_class_list(st.session_state.get("mydata-classes", ""))
+    try:
+        made = maker.create_dataset(name, classes, title=name)
+    except CnnlabError as err:  # shown by the page, where it draws the report
+        st.session_state[REPORT] = ("error", err, [])
+        return
+    st.session_state[PICK] = made.key
+    st.session_state["mydata-name"] = st.session_state["mydata-classes"] = ""
+    st.session_state[REPORT] = ("ok", f"Created '{made.key}' in {made.root} with the classes "
+                                      f"{', '.join(made.classes)}. Now add images to each class.", [])
+
+
+def _add_class(key: str) -> None:
+    classes = maker.parse_class_list(st.session_state.get("mydata-newclass", ""))
+    try:
+        if not classes:
+            raise CnnlabError("Type the name of the class to add.")
+        made = maker.create_dataset(key, classes)
+    except CnnlabError as err:
+        st.session_state[REPORT] = ("error", err, [])
+        return
+    st.session_state["mydata-newclass"] = ""
+    st.session_state[REPORT] = ("ok", f"'{key}' now has the classes {', '.join(made.classes)}.", [])
+
+
+def _add_files(key: str, class_: str, widget: str) -> None:
+    """The uploader's or the camera's new files go into the class at once; the widget is then renewed
+    (emptied) so the same files are not added twice."""
+    value = st.session_state.get(widget)
+    files = value if isinstance(value, list) else [value] if value is not None else []
+    done = st.session_state.setdefault(DONE, set())
+    files = [f for f in files if getattr(f, "file_id", None) not in done]  # a change event repeated
+    if not files:
+        return
+    done.update(getattr(f, "file_id", None) for f in files)
+    try:
+        report = maker.add_images(key, class_, ((f.name, f.getvalue()) for f in files))
+    except CnnlabError as err:
+        st.session_state[REPORT] = ("error", err, [])
+    else:
+        st.session_state[REPORT] = ("ok" if report.saved else "refused", report.message().split(" Refused")[0],
+                                    [r.reason for r in report.refused])
+    st.session_state[NONCE] = st.session_state.get(NONCE, 0) + 1
+
+
+def _remove(key: str, class_: str) -> None:
+    name = st.session_state.get("mydata-remove-file")
+    try:
+        maker.remove_image(key, class_, name)
+    except CnnlabError as err:
+        st.session_state[REPORT] = ("error", err, [])
+    else:
+        st.session_state[REPORT] = ("ok", f"Removed {name} from '{class_}'.", [])
+
+
+@st.cache_data(show_spinner=False, max_entries=2000)
+def _thumb(path: str, mtime: int):
+    """One image as a small square (cached by path and modification time)."""
+    return maker.thumbnail(Path(path), 96)
+
+
+def _mtime(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return 0
+
+
+def _grid(made: maker.MadeDataset) -> None:
+    for c in made.classes:
+        try:
+            files = maker.image_files(made.key, c)
+        except CnnlabError:  # the folder went away meanwhile
+            continue
+        n = len(files)
+        st.markdown(f"**{c}** · {n} image{'s' if n != 1 else ''}"
+                    + (f" (the newest {GRID})" if n > GRID else ""))
+        if not files:
+            st.caption("No images yet.")
+            continue
+        shown, thumbs = [], []
+        for p in files[-GRID:]:
+            try:
+                thumbs.append(_thumb(str(p), _mtime(p)))
+            except CnnlabError:  # a file damaged on disk since: not drawn (training skips it too)
+                continue
+            shown.append(p)
+        if thumbs:
+            st.image(thumbs, width=72, caption=[p.stem for p in shown])
+
+
+st.title("Your images")
+st.write("Make a dataset of your own pictures: name the classes, add images to each one from files or the "
+         "camera, then train a CNN on it and look inside it like on any other dataset. It is saved as an "
+         "ordinary image folder (`data/<name>/<class>/0001.png`), so it is listed on the **Data** and **Train** "
+         "pages and on the command line (`python -m cnnlab train --data <name>`).")
+st.caption(f"Limits: {maker.limits_text()} Every class needs at least {maker.MIN_IMAGES_TO_TRAIN} images to train; "
+           f"aim for {maker.RECOMMENDED_PER_CLASS} or more, from different angles and backgrounds.")
+
+report = st.session_state.pop(REPORT, None)
+if report:
+    kind, text, details = report
+    if kind == "error":
+        show_error(text, context="Not done")
+    else:
+        (st.success if kind == "ok" else st.warning)(text)
+    if details:
+        st.warning(f"{len(details)} file{'s' if len(details) != 1 else ''} refused (the others were kept):\n\n"
+                   + "\n".join(f"- {d}" for d in details))
+
+made_all = {m.key: m for m in maker.list_made()}
+if st.session_state.get(PICK) not in (NEW, *made_all):
+    st.session_state[PICK] = NEW
+st.subheader("1. The dataset")
+key = st.selectbox("Dataset", [NEW, *made_all], key=PICK,
+                   format_func=lambda k: "New dataset…" if k == NEW else  # a label that never changes
+                   k if made_all[k].title in (k, "") else f"{k} ({made_all[k].title})")
+if key == NEW:
+    c1, c2 = st.columns([1, 2])
+    c1.text_input("Name", key="mydata-name", placeholder="fruits",
+                  help="Letters a-z, digits and _ (spaces become _); it names the folder data/<name>/ and the "
+                       "dataset in every picker.")
+    c2.text_area("Classes (one per line, or separated by commas; 2 to 10)", key="mydata-classes",
+                 placeholder="apple\nbanana\npear", height=110)
+    st.button("Create dataset", key="mydata-create", type="primary", on_click=_create)
+    st.stop()
+
+try:
+    made = maker.read_made(key)
+except CnnlabError as err:  # removed from disk meanwhile
+    show_error(err, context=f"Could not open the dataset {key}")
+    st.stop()
+for note in made.notes:
+    st.caption(note)
+m1, m2, m3 = st.columns(3)
+m1.metric("Classes", len(made.classes))
+m2.metric("Images", made.total)
+m3.metric("Fewest in a class", min(made.counts.values()) if made.counts else 0)
+st.caption(f"Saved in `{made.root}`.")
+if len(made.classes) < maker.MAX_CLASSES:
+    with st.expander("Add a class"):
+        a1, a2 = st.columns([3, 1], vertical_alignment="bottom")
+        a1.text_input("New class name", key="mydata-newclass")
+        a2.button("Add class", key="mydata-addclass", on_click=_add_class, args=(key,))
+
+st.subheader("2. Add images")
+if not made.classes:
+    st.info("This dataset has no classes yet: add some above.")
+    st.stop()
+class_ = st.radio("Class", made.classes, horizontal=True, key=f"mydata-class-{key}")  # labels that never change
+st.caption("Images so far: " + " · ".join(f"{c} {made.counts.get(c, 0)}" for c in made.classes))
+nonce = st.session_state.get(NONCE, 0)
+full = made.counts.get(class_, 0) >= maker.MAX_IMAGES_PER_CLASS
+if full:
+    st.info(f"'{class_}' holds {maker.MAX_IMAGES_PER_CLASS} images, the limit.")
+u1, u2 = st.columns(2)
+upload_key = f"mydata-up-{key}-{class_}-{nonce}"
+u1.file_uploader(f"Images of '{class_}' (several at once)", type=IMAGE_TYPES, accept_multiple_files=True,
+                 key=upload_key, on_change=_add_files, args=(key, class_, upload_key), disabled=full,
+                 max_upload_size=maker.MAX_FILE_BYTES // 2**20,
+                 help="They are added as soon as they are uploaded.")
+with u2:
+    if st.toggle("Use the camera", key="mydata-camera-on",
+                 help="Your browser asks for permission first; each photo you take is added to the class."):
+        camera_key = f"mydata-cam-{key}-{class_}-{nonce}"
+        st.camera_input(f"A photo of '{class_}'", key=camera_key, on_change=_add_files,
+                        args=(key, class_, camera_key), disabled=full)
+try:
+    files = maker.image_files(key, class_)
+except CnnlabError as err:
+    show_error(err, context="Could not list the images")
+    files = []
+if files:
+    with st.expander(f"Remove an image of '{class_}'"):
+        r1, r2 = st.columns([3, 1], vertical_alignment="bottom")
+        r1.selectbox("Image", [p.name for p in reversed(files)], key="mydata-remove-file")
+        r2.button("Remove", key="mydata-remove", on_click=_remove, args=(key, class_))
+
+st.subheader("3. What you have")
+_grid(made)
+
+st.subheader("4. Train on it")
+if not made.ready:
+    st.info(f"Every class needs at least {maker.MIN_IMAGES_TO_TRAIN} images before training; still too few in: "
+            f"{', '.join(made.missing())}.")
+else:
+    st.write(f"The **Train** page opens with '{key}' selected and settings for a small dataset: a small CNN at "
+             "32x32, augmentation on, 20% of every class held out for validation.")
+    if st.button("Train on it", key="mydata-train", type="primary"):
+        st.session_state[HANDOFF] = key
+        st.switch_page("views/train.py")
+    st.caption("The same from the command line:")
+    st.code(maker.train_command(key, maker.suggest_training(list(made.counts.values()))), language="bash",
+            wrap_lines=True)

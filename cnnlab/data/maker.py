@@ -1,0 +1,689 @@
+"""Your own images as a dataset: ``data/<name>/<class>/0001.png``, made from uploads or a camera.
+
+A teacher names two to ten classes and adds pictures to each (files or camera shots). Every
+picture goes through the safe decoder (:func:`cnnlab.data.images.decode_image`), is scaled down
+so that its shorter side is at most :data:`STORED_SIDE` pixels, and is written as a PNG (which
+also drops any EXIF metadata, such as a phone's location). The result is an ordinary image
+folder, the layout ``load_dataset("folder", root=...)`` and ``--data folder --data-root`` read,
+plus a small manifest, ``cnnlab-dataset.json``, that makes the dataset known by its name::
+
+    data/fruits/cnnlab-dataset.json
+    data/fruits/apple/0001.png
+    data/fruits/pear/0001.png
+
+Every folder under :func:`cnnlab.paths.data_dir` with a manifest is listed by
+:func:`cnnlab.data.list_datasets` under its name ("fruits"), so it appears in the app's dataset
+pickers and on the command line (``python -m cnnlab train --data fruits``).
+
+Limits (stated by :func:`limits_text`, checked before any pixel memory is allocated): 2 to
+:data:`MAX_CLASSES` classes, :data:`MAX_IMAGES_PER_CLASS` images per class,
+:data:`MAX_FILE_BYTES` per file, :data:`MAX_PIXELS` pixels per image. A refused file is reported
+with its reason; the others are kept. Adding never overwrites or removes a saved image: each
+file is written under a temporary hidden name and linked to its final name only when complete,
+so an interrupted save leaves whole images and at most a hidden temporary file (ignored by every
+loader, removed by the next save).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import threading
+import time
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from PIL import Image
+
+from .. import paths
+from ..errors import DataError
+from .folders import IMG_EXTENSIONS
+from .images import decode_image
+
+MANIFEST = "cnnlab-dataset.json"
+MANIFEST_VERSION = 1
+MIN_CLASSES = 2
+MAX_CLASSES = 10
+MAX_IMAGES_PER_CLASS = 500
+MAX_FILE_BYTES = 20 * 2**20
+MAX_PIXELS = 40_000_000
+#: Images are stored scaled down so that their shorter side is at most this many pixels.
+STORED_SIDE = 256
+#: The square size a saved dataset is decoded to for training unless ``image_size`` says otherwise.
+DEFAULT_IMAGE_SIZE = 64
+#: Fewest images a class needs before training (one to train on, one to validate on).
+MIN_IMAGES_TO_TRAIN = 2
+#: Images per class a teacher should aim for (shown on the page).
+RECOMMENDED_PER_CLASS = 50
+MAX_NAME_LENGTH = 40
+MAX_MANIFEST_BYTES = 64 * 2**10
+#: A dataset this small gets the small-data training suggestions (:func:`suggest_training`).
+SMALL_DATASET_IMAGES = 5000
+
+_NAME_RE = re.compile(r"[a-z][a-z0-9_]*")
+_FORBIDDEN_IN_CLASS = set('/\\:*?"<>|')
+_WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}
+_FILE_RE = re.compile(r"(\d{1,9})\.png")
+_RESERVED: set[str] = set()  # the registry's own dataset names (filled by cnnlab.data.registry)
+_LOCK = threading.Lock()  # one writer at a time in this process (two app sessions adding at once)
+
+
+def reserve(name: str) -> None:
+    """Keep ``name`` (a built-in registry key) from being used for a made dataset."""
+    _RESERVED.add(name)
+
+
+def limits_text() -> str:
+    """The limits, as the page and the command line state them."""
+    return (f"{MIN_CLASSES} to {MAX_CLASSES} classes; at most {MAX_IMAGES_PER_CLASS} images per class; files up to "
+            f"{MAX_FILE_BYTES // 2**20} MB and {MAX_PIXELS // 1_000_000} megapixels in PNG, JPEG, BMP, GIF, TIFF, WebP "
+            f"or PPM/PGM. Images are stored as PNG, scaled down to at most {STORED_SIDE} pixels on their shorter side "
+            "(metadata such as a photo's location is not kept).")
+
+
+# --------------------------------------------------------------------------------------
+# Names
+# --------------------------------------------------------------------------------------
+
+
+def is_key(name: str) -> bool:
+    """Whether ``name`` can be a made dataset's key (the registry asks before looking on disk)."""
+    return (isinstance(name, str) and len(name) <= MAX_NAME_LENGTH and _NAME_RE.fullmatch(name) is not None
+            and name not in _RESERVED)
+
+
+def dataset_key(name: str) -> str:
+    """The registry key and folder name for ``name``: "My Fruits" -> "my_fruits".
+
+    Lower case, spaces and hyphens as underscores; then it must be a letter followed by letters,
+    digits and underscores, at most :data:`MAX_NAME_LENGTH` characters, and not a built-in
+    dataset's name. Raises :class:`DataError` saying what to change.
+    """
+    if not isinstance(name, str):
+        raise DataError(f"A dataset name must be text, got {type(name).__name__}.")
+    key = re.sub(r"[\s\-]+", "_", name.strip().lower())
+    if not key:
+        raise DataError("Give the dataset a name, e.g. 'fruits' (letters, digits and _).")
+    if len(key) > MAX_NAME_LENGTH:
+        raise DataError(f"The dataset name {name.strip()!r} is {len(key)} characters long; use at most {MAX_NAME_LENGTH}.")
+    if not _NAME_RE.fullmatch(key):
+        raise DataError(f"The dataset name {name.strip()!r} can only hold letters a-z, digits and _ (spaces become _), "
+                        "and must start with a letter, e.g. 'fruits' or 'my_pets_2'.")
+    if key in _RESERVED:
+        raise DataError(f"{key!r} is the name of a dataset cnnlab already has; choose another name, e.g. 'my_{key}'.")
+    return key
+
+
+def class_name(name: str) -> str:
+    """A class name as it will be stored (a folder name): trimmed, Unicode NFC.
+
+    Refused: empty, longer than :data:`MAX_NAME_LENGTH`, starting with '.', containing
+    ``/ \\ : * ? " < > |`` or control characters (no path can escape the dataset's folder), or a
+    name Windows reserves (CON, NUL, COM1, ...).
+    """
+    if not isinstance(name, str):
+        raise DataError(f"A class name must be text, got {type(name).__name__}.")
+    clean = unicodedata.normalize("NFC", name.strip())
+    if not clean:
+        raise DataError("A class name is empty; give every class a name, e.g. 'apple'.")
+    if len(clean) > MAX_NAME_LENGTH:
+        raise DataError(f"The class name {clean[:20]!r}... is {len(clean)} characters long; use at most {MAX_NAME_LENGTH}.")
+    bad = sorted({c for c in clean if c in _FORBIDDEN_IN_CLASS or unicodedata.category(c).startswith("C")})
+    if bad:
+        shown = " ".join(repr(c) for c in bad)
+        raise DataError(f"The class name {clean!r} contains {shown}, which a folder name cannot hold; "
+                        "use letters, digits, spaces, - or _.")
+    if clean.startswith(".") or clean.endswith("."):
+        raise DataError(f"The class name {clean!r} cannot start or end with '.'; use letters, digits, spaces, - or _.")
+    if clean.split(".")[0].lower() in _WINDOWS_RESERVED:
+        raise DataError(f"{clean!r} is a name Windows reserves for devices; choose another class name.")
+    return clean
+
+
+def class_names(names: Sequence[str], existing: Sequence[str] = ()) -> list[str]:
+    """``names`` checked one by one (:func:`class_name`), without duplicates (ignoring case, also
+    against ``existing``), and with the class count, existing ones included, in 2..10."""
+    out: list[str] = []
+    seen = {n.casefold(): n for n in existing}
+    for raw in names:
+        clean = class_name(raw)
+        if clean.casefold() in seen:
+            raise DataError(f"The class {clean!r} is named twice (as {seen[clean.casefold()]!r}); "
+                            "class names must differ, ignoring case.")
+        seen[clean.casefold()] = clean
+        out.append(clean)
+    total = len(existing) + len(out)
+    if total < MIN_CLASSES:
+        raise DataError(f"A dataset needs at least {MIN_CLASSES} classes to tell apart; name {MIN_CLASSES - total} more.")
+    if total > MAX_CLASSES:
+        raise DataError(f"A dataset made here has at most {MAX_CLASSES} classes; this would make {total}.")
+    return out
+
+
+def parse_class_list(text: str) -> list[str]:
+    """Class names typed one per line or separated by commas (blank entries dropped)."""
+    return [p.strip() for p in re.split(r"[\n,]", text or "") if p.strip()]
+
+
+# --------------------------------------------------------------------------------------
+# The datasets on disk
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class MadeDataset:
+    """A dataset made with this module, as found on disk (counts are the files there now)."""
+
+    key: str
+    root: Path
+    title: str
+    classes: list[str]  # sorted folder names: the label order of every loader
+    counts: dict[str, int]
+    image_size: int = DEFAULT_IMAGE_SIZE
+    created: str = ""
+    notes: list[str] = field(default_factory=list)  # e.g. a damaged manifest that was ignored
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def ready(self) -> bool:
+        """Every class has enough images to train on."""
+        return len(self.classes) >= MIN_CLASSES and all(self.counts.get(c, 0) >= MIN_IMAGES_TO_TRAIN for c in self.classes)
+
+    def missing(self) -> list[str]:
+        """The classes with too few images to train, as "pear (1 image)"."""
+        return [f"{c} ({self.counts.get(c, 0)} image{'s' if self.counts.get(c, 0) != 1 else ''})" for c in self.classes
+                if self.counts.get(c, 0) < MIN_IMAGES_TO_TRAIN]
+
+    def summary(self) -> str:
+        return (f"your images: {len(self.classes)} classes, {self.total} images "
+                f"({', '.join(f'{c} {self.counts.get(c, 0)}' for c in self.classes)}) in {self.root}")
+
+
+def _is_image(name: str) -> bool:
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMG_EXTENSIONS
+
+
+def _count_images(folder: Path) -> int:
+    """Image files in ``folder`` and its sub-folders (what the folder loader would read)."""
+    n = 0
+    try:
+        for dirpath, dirnames, filenames in os.walk(folder):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            n += sum(1 for f in filenames if _is_image(f))
+    except OSError:
+        return n
+    return n
+
+
+def _class_folders(root: Path) -> list[str]:
+    try:
+        return sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
+    except OSError as exc:
+        raise DataError(f"Cannot list the folder '{root}': {exc.strerror or exc}.") from None
+
+
+def _read_manifest(path: Path) -> tuple[dict[str, Any], list[str]]:
+    """The manifest's fields that are well formed, and notes on what was ignored (it is untrusted)."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_MANIFEST_BYTES:
+            return {}, [f"{path.name} is {size:,} bytes (more than {MAX_MANIFEST_BYTES:,}): ignored"]
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return {}, [f"{path.name} could not be read ({type(exc).__name__}): ignored, the folders are used"]
+    if not isinstance(data, dict):
+        return {}, [f"{path.name} is not a JSON object: ignored, the folders are used"]
+    out: dict[str, Any] = {}
+    if isinstance(data.get("title"), str) and 0 < len(data["title"].strip()) <= 100:
+        out["title"] = data["title"].strip()
+    size = data.get("image_size")
+    if isinstance(size, int) and not isinstance(size, bool) and 8 <= size <= 1024:
+        out["image_size"] = size
+    if isinstance(data.get("created"), str) and len(data["created"]) <= 40:
+        out["created"] = data["created"]
+    return out, []
+
+
+def _manifest_path(root: Path) -> Path:
+    return root / MANIFEST
+
+
+def dataset_dir(key: str, data_root: str | Path | None = None) -> Path:
+    return (Path(data_root).expanduser() if data_root is not None else paths.data_dir()) / key
+
+
+def read_made(key: str, data_root: str | Path | None = None) -> MadeDataset:
+    """The made dataset called ``key`` (counts read from disk now). DataError if there is none."""
+    root = dataset_dir(key, data_root)
+    manifest = _manifest_path(root)
+    if not manifest.is_file():
+        raise DataError(f"There is no dataset made in cnnlab called {key!r} (no {manifest}). Make one on the "
+                        "'Your images' page, or list them with: python -m cnnlab datasets")
+    fields_, notes = _read_manifest(manifest)
+    classes = _class_folders(root)
+    counts = {c: _count_images(root / c) for c in classes}
+    return MadeDataset(key, root, fields_.get("title", key), classes, counts,
+                       fields_.get("image_size", DEFAULT_IMAGE_SIZE), fields_.get("created", ""), notes)
+
+
+def find_made(key: str, data_root: str | Path | None = None) -> MadeDataset | None:
+    """The made dataset called ``key``, or None when there is none (no error: for pickers and the registry)."""
+    if not is_key(key) or not _manifest_path(dataset_dir(key, data_root)).is_file():
+        return None
+    try:
+        return read_made(key, data_root)
+    except DataError:  # removed between the check and the read
+        return None
+
+
+def list_made(data_root: str | Path | None = None) -> list[MadeDataset]:
+    """Every made dataset under ``data_root`` (default :func:`cnnlab.paths.data_dir`), by name.
+
+    A folder needs the manifest to be listed (so the raw folders of MNIST or Caltech101 are not);
+    a folder whose name is not a valid dataset key, or is a built-in's, is skipped."""
+    base = Path(data_root).expanduser() if data_root is not None else paths.data_dir()
+    try:
+        entries = sorted(e.name for e in os.scandir(base) if e.is_dir() and not e.name.startswith("."))
+    except OSError:
+        return []
+    out = []
+    for name in entries:
+        if not is_key(name):
+            continue
+        if (base / name / MANIFEST).is_file():
+            try:
+                out.append(read_made(name, base))
+            except DataError:
+                continue
+    return out
+
+
+def fingerprint(data_root: str | Path | None = None) -> tuple:
+    """Changes whenever a made dataset is created or images are added (manifest times): a cache key."""
+    base = Path(data_root).expanduser() if data_root is not None else paths.data_dir()
+    out = []
+    try:
+        for e in sorted(os.scandir(base), key=lambda e: e.name):
+            if e.is_dir() and not e.name.startswith("."):
+                try:
+                    out.append((e.name, os.stat(Path(e.path) / MANIFEST).st_mtime_ns))
+                except OSError:
+                    continue
+    except OSError:
+        return (str(base),)
+    return (str(base), *out)
+
+
+# --------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """``data`` to ``path`` through a hidden temporary file and a rename (replaces ``path``)."""
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _write_manifest(root: Path, key: str, title: str, classes: Sequence[str], created: str, image_size: int) -> None:
+    payload = {
+        "cnnlab_dataset": MANIFEST_VERSION, "name": key, "title": title, "classes": list(classes),
+        "image_size": image_size, "created": created, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "layout": "<class>/<number>.png; read with load_dataset(name) or load_dataset('folder', root=this folder)",
+    }
+    _write_atomic(_manifest_path(root), (json.dumps(payload, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+
+
+def _oserror(action: str, where: Path, exc: OSError) -> DataError:
+    reason = exc.strerror or type(exc).__name__
+    return DataError(f"Could not {action} '{where}' ({reason}); check that the disk has space and the folder can be "
+                     "written. Images already saved are kept.")
+
+
+def create_dataset(name: str, classes: Sequence[str], title: str | None = None,
+                   data_root: str | Path | None = None) -> MadeDataset:
+    """Make ``data/<key>/`` with one folder per class, or add new classes to a dataset made before.
+
+    Nothing saved is ever removed: classes that exist stay with their images; the ones given
+    that are new are created. Refused (DataError): a bad name or class name, fewer than 2 or
+    more than 10 classes in all, or a folder of that name that is not a made dataset.
+    """
+    key = dataset_key(name)
+    base = Path(data_root).expanduser() if data_root is not None else paths.data_dir()
+    root = base / key
+    with _LOCK:
+        if root.exists() and not _manifest_path(root).is_file():
+            raise DataError(f"'{root}' already exists and was not made here (it has no {MANIFEST}); choose another "
+                            "name. To train on that folder as it is, use the 'folder' dataset with this path.")
+        try:
+            clash = next((e.name for e in os.scandir(base) if e.name.lower() == key and e.name != key), None)
+        except OSError:
+            clash = None
+        if clash is not None:  # data/MNIST would be the same folder as data/mnist on macOS and Windows
+            raise DataError(f"'{base / clash}' already exists; on some systems it is the same folder as '{key}'. "
+                            "Choose another name.")
+        existing = _class_folders(root) if root.is_dir() else []
+        wanted = [c for c in (class_name(c) for c in classes) if c not in existing]
+        new = class_names(wanted, existing)
+        fields_, _ = _read_manifest(_manifest_path(root)) if root.is_dir() else ({}, [])
+        created = fields_.get("created") or time.strftime("%Y-%m-%dT%H:%M:%S")
+        shown = (title or "").strip()[:100] or fields_.get("title") or name.strip()[:100] or key
+        try:
+            for c in new:
+                (root / c).mkdir(parents=True, exist_ok=True)
+            root.mkdir(parents=True, exist_ok=True)
+            _write_manifest(root, key, shown, sorted([*existing, *new]), created,
+                            fields_.get("image_size", DEFAULT_IMAGE_SIZE))
+        except OSError as exc:
+            raise _oserror("create", root, exc) from None
+    return read_made(key, base)
+
+
+@dataclass
+class Refused:
+    """A file that was not added, and why (cnnlab's own sentence)."""
+
+    name: str
+    reason: str
+
+
+@dataclass
+class AddReport:
+    """What :func:`add_images` did: the files saved (their new paths) and those refused."""
+
+    dataset: str
+    class_name: str
+    saved: list[Path] = field(default_factory=list)
+    refused: list[Refused] = field(default_factory=list)
+
+    def message(self) -> str:
+        saved = (f"Added {len(self.saved)} image{'s' if len(self.saved) != 1 else ''} to '{self.class_name}'."
+                 if self.saved else f"No image was added to '{self.class_name}'.")
+        if not self.refused:
+            return saved
+        return saved + f" Refused {len(self.refused)}: " + " ".join(f"{r.reason}" for r in self.refused[:10]) + (
+            f" (and {len(self.refused) - 10} more)" if len(self.refused) > 10 else "")
+
+
+def prepare_image(data: bytes, filename: str = "the uploaded file") -> bytes:
+    """The PNG bytes that are stored for one uploaded or camera image.
+
+    Decoded by :func:`~cnnlab.data.images.decode_image` (size, pixel count and aspect checked from
+    the header before any pixels are allocated; refused formats never parsed), made RGB (or kept
+    grey), scaled down so the shorter side is at most :data:`STORED_SIDE`, encoded as PNG.
+    Raises DataError naming ``filename`` and the reason.
+    """
+    if len(data) > MAX_FILE_BYTES:
+        raise DataError(f"'{filename}' is {len(data) / 2**20:.1f} MB; the limit is {MAX_FILE_BYTES // 2**20} MB. "
+                        "Resize or compress it first.")
+    source = io.BytesIO(data)
+    source.name = filename  # type: ignore[attr-defined]  # decode_image names the file in its messages
+    img = decode_image(source, mode="RGB", max_pixels=MAX_PIXELS, max_bytes=MAX_FILE_BYTES, draft=(STORED_SIDE, STORED_SIDE))
+    w, h = img.size
+    if min(w, h) > STORED_SIDE:
+        scale = STORED_SIDE / min(w, h)
+        img = img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    out = io.BytesIO()
+    img.save(out, format="PNG", optimize=False)
+    return out.getvalue()
+
+
+def _indices(folder: Path) -> list[int]:
+    try:
+        return [int(m.group(1)) for e in os.scandir(folder) if (m := _FILE_RE.fullmatch(e.name))]
+    except OSError:
+        return []
+
+
+def _clean_temporaries(folder: Path) -> None:
+    """Hidden ``.*.tmp`` files an interrupted save left behind: this process's (called under the
+    lock, so none is being written), and other processes' older than ten minutes."""
+    mine = f".{os.getpid()}."
+    try:
+        for e in os.scandir(folder):
+            if not (e.name.startswith(".") and e.name.endswith(".tmp")):
+                continue
+            try:
+                if mine in e.name or time.time() - e.stat().st_mtime > 600:
+                    os.unlink(e.path)
+            except OSError:
+                pass
+    except OSError:
+        pass
+
+
+def _link_new(tmp: Path, folder: Path, start: int) -> Path:
+    """Give the complete file ``tmp`` the first free name ``<n>.png`` (n >= start), never replacing one."""
+    n = start
+    while True:
+        final = folder / f"{n:04d}.png"
+        try:
+            os.link(tmp, final)
+        except FileExistsError:
+            n += 1
+            continue
+        except OSError:  # a file system without hard links: rename, after checking the name is free
+            if final.exists():
+                n += 1
+                continue
+            os.replace(tmp, final)
+            return final
+        tmp.unlink(missing_ok=True)
+        return final
+
+
+def add_images(key: str, class_: str, files: Iterable[tuple[str, bytes]], data_root: str | Path | None = None) -> AddReport:
+    """Add ``files`` (``(file name, bytes)`` pairs) to class ``class_`` of the made dataset ``key``.
+
+    Each file is checked and converted (:func:`prepare_image`) and saved as the next free
+    ``<class>/<n>.png``. A file that cannot be used is reported in the result with its reason and
+    the others are still added. Once the class holds :data:`MAX_IMAGES_PER_CLASS` images, the
+    rest are refused without being decoded. Raises DataError only when nothing can be added at
+    all (no such dataset or class, or the disk refuses to write: images saved so far are kept).
+    """
+    made = read_made(key, data_root)
+    clean = class_name(class_)
+    if clean not in made.classes:
+        raise DataError(f"The dataset {key!r} has no class {clean!r}; its classes are {', '.join(made.classes)}. "
+                        "Add the class first.")
+    folder = made.root / clean
+    report = AddReport(key, clean)
+    with _LOCK:
+        _clean_temporaries(folder)
+        count = _count_images(folder)
+        start = max(_indices(folder), default=0) + 1
+        for filename, data in files:
+            shown = os.path.basename(str(filename or "")) or "the uploaded file"
+            if count >= MAX_IMAGES_PER_CLASS:
+                report.refused.append(Refused(shown, f"'{shown}': the class '{clean}' is full ({MAX_IMAGES_PER_CLASS} "
+                                                     "images, the limit); start another class or dataset."))
+                continue
+            try:
+                png = prepare_image(bytes(data), shown)
+            except DataError as exc:
+                report.refused.append(Refused(shown, str(exc)))
+                continue
+            tmp = folder / f".new.{os.getpid()}.{threading.get_ident()}.tmp"
+            try:
+                _write_atomic(tmp, png)
+                final = _link_new(tmp, folder, start)
+            except OSError as exc:
+                tmp.unlink(missing_ok=True)
+                if report.saved:
+                    _touch(made)
+                raise _oserror("save an image in", folder, exc) from None
+            report.saved.append(final)
+            start = int(final.stem) + 1
+            count += 1
+        if report.saved:
+            _touch(made)
+    return report
+
+
+def _touch(made: MadeDataset) -> None:
+    """Rewrite the manifest (its time tells the pickers something changed); a failure costs nothing saved."""
+    try:
+        _write_manifest(made.root, made.key, made.title, _class_folders(made.root), made.created or
+                        time.strftime("%Y-%m-%dT%H:%M:%S"), made.image_size)
+    except (OSError, DataError):
+        pass
+
+
+def add_paths(key: str, class_: str, files: Iterable[str | Path], data_root: str | Path | None = None) -> AddReport:
+    """:func:`add_images` for files on disk (the command line); a folder adds the image files in it.
+
+    A file larger than :data:`MAX_FILE_BYTES` is refused from its size, without being read."""
+    refused: list[Refused] = []
+
+    def pairs():
+        for p in files:
+            p = Path(p).expanduser()
+            members = sorted(q for q in p.rglob("*") if q.is_file() and _is_image(q.name)) if p.is_dir() else [p]
+            for q in members:
+                try:
+                    size = q.stat().st_size
+                    if size > MAX_FILE_BYTES:
+                        refused.append(Refused(q.name, f"'{q.name}' is {size / 2**20:.1f} MB; the limit is "
+                                                       f"{MAX_FILE_BYTES // 2**20} MB. Resize or compress it first."))
+                        continue
+                    yield q.name, q.read_bytes()
+                except OSError as exc:
+                    refused.append(Refused(q.name, f"'{q}' cannot be read ({exc.strerror or type(exc).__name__})."))
+
+    report = add_images(key, class_, pairs(), data_root)
+    report.refused = refused + report.refused
+    return report
+
+
+def _class_folder(key: str, class_: str, data_root: str | Path | None) -> Path:
+    """The folder of an existing class (any name found on disk, but only those: no path is built
+    from anything else)."""
+    root = dataset_dir(key, data_root)
+    if class_ not in _class_folders(root):
+        raise DataError(f"The dataset {key!r} has no class {class_!r}.")
+    return root / class_
+
+
+def image_files(key: str, class_: str, data_root: str | Path | None = None) -> list[Path]:
+    """The images of one class, oldest first."""
+    folder = _class_folder(key, class_, data_root)
+    try:
+        return sorted((Path(e.path) for e in os.scandir(folder) if e.is_file() and _is_image(e.name)),
+                      key=lambda p: (0, int(p.stem)) if p.stem.isdigit() else (1, p.name))
+    except OSError:
+        return []
+
+
+def remove_image(key: str, class_: str, filename: str, data_root: str | Path | None = None) -> None:
+    """Delete one image of a class (the page's "remove" button); the name must be one of its files."""
+    folder = _class_folder(key, class_, data_root)
+    name = os.path.basename(filename)
+    if name != filename or not _is_image(name) or not (folder / name).is_file():
+        raise DataError(f"'{filename}' is not an image of the class '{class_}'.")
+    try:
+        (folder / name).unlink()
+    except OSError as exc:
+        raise _oserror("remove", folder / name, exc) from None
+    _touch(read_made(key, data_root))
+
+
+def thumbnail(path: Path, size: int = 96) -> Image.Image:
+    """A ``size`` x ``size`` square of an image (centre cut), decoded safely; DataError if unreadable."""
+    from .images import resize_shorter_then_center_crop
+
+    return resize_shorter_then_center_crop(decode_image(path, mode="RGB", draft=(size, size)), (size, size))
+
+
+# --------------------------------------------------------------------------------------
+# Training on it
+# --------------------------------------------------------------------------------------
+
+
+def holdout_counts(counts: Sequence[int], val_fraction: float) -> list[tuple[int, int]]:
+    """(train, validation) images of each class for a stratified hold-out of ``val_fraction``,
+    exactly as :func:`cnnlab.data.splits.stratified_split` cuts them."""
+    out = []
+    for n in counts:
+        n_val = round(n * val_fraction)
+        if val_fraction > 0 and n >= 2:
+            n_val = min(max(n_val, 1), n - 1)
+        out.append((n - n_val, n_val))
+    return out
+
+
+@dataclass
+class Suggestion:
+    """Training settings for a small image folder (a :class:`~cnnlab.train.TrainConfig`'s fields)
+    and the reasons, to be shown next to them."""
+
+    settings: dict[str, Any]
+    why: list[str]
+    transfer: bool = False
+
+
+def suggest_training(counts: Sequence[int], transfer_model: str | None = None) -> Suggestion:
+    """Settings that train a small CNN on a few hundred images in about a minute on two CPU cores.
+
+    The CIFAR ResNet (195,738 parameters, BatchNorm, global pooling) at 32x32: small enough to run
+    hundreds of images per second on a CPU, deep enough to learn objects from a few dozen images
+    per class; pad-crop-flip augmentation (a few images per class overfit without it); Adam at
+    0.002 with a one-cycle schedule; 20% of every class held out for validation; the number of
+    epochs scaled so the run sees about 12,000 images (300 images: 40 epochs; measured with two
+    threads: 62 CPU-seconds, i.e. about half a minute of wall time on two otherwise idle cores). With ``transfer_model`` (a transfer model
+    whose ImageNet weights are on disk), that network with frozen features instead: only its new
+    head learns, at 224x224 on images decoded at 224.
+    """
+    total = max(1, int(sum(counts)))
+    n_classes = len(counts)
+    if transfer_model:
+        epochs = int(min(10, max(3, 3000 // total)))
+        return Suggestion(
+            {"model": transfer_model, "pretrained": True, "freeze": "features", "input_size": None,
+             "augment": "imagenet", "epochs": epochs, "batch_size": 32, "optimizer": "adam", "lr": 1e-3,
+             "scheduler": "none", "val_split": "holdout", "val_fraction": 0.2, "data_options": {"image_size": 224}},
+            [f"{transfer_model}: features learned on ImageNet, kept frozen; only the new last layer learns the "
+             f"{n_classes} classes, so a few images per class are enough",
+             "224x224 images (the network's own size), ImageNet-style augmentation",
+             f"{epochs} epochs: each is slow on a CPU (every image goes through the whole pretrained network)"],
+            transfer=True)
+    epochs = int(min(60, max(8, 12000 // total)))
+    return Suggestion(
+        {"model": "cifar_resnet", "pretrained": False, "freeze": "none", "input_size": 32, "augment": "cifar",
+         "epochs": epochs, "batch_size": 32, "optimizer": "adam", "lr": 2e-3, "scheduler": "onecycle",
+         "val_split": "holdout", "val_fraction": 0.2, "data_options": {"image_size": 32}},
+        [f"a small CNN (CIFAR ResNet, 195,738 parameters) at 32x32: fast on a CPU, enough for {n_classes} classes",
+         "pad-crop-flip augmentation: with few images, each epoch shows them shifted and mirrored, so the network "
+         "cannot just memorise them",
+         f"{epochs} epochs of {total} images, batches of 32, Adam with a one-cycle schedule",
+         "20% of every class held out for validation: images the network never trains on"])
+
+
+def train_command(key: str, suggestion: Suggestion) -> str:
+    """The command line that trains on ``key`` with ``suggestion``'s settings."""
+    s = suggestion.settings
+    parts = [f"python -m cnnlab train --data {key} --model {s['model']}"]
+    if s["pretrained"]:
+        parts.append("--pretrained")
+    if s["freeze"] != "none":
+        parts.append(f"--freeze {s['freeze']}")
+    if s["input_size"]:
+        parts.append(f"--input-size {s['input_size']}")
+    parts += [f"--data-option image_size={s['data_options']['image_size']}", f"--augment {s['augment']}",
+              f"--epochs {s['epochs']}", f"--batch-size {s['batch_size']}", f"--optimizer {s['optimizer']}",
+              f"--lr {s['lr']:g}", f"--scheduler {s['scheduler']}", f"--val-fraction {s['val_fraction']:g}"]
+    return " ".join(parts)

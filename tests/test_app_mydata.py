@@ -1,0 +1,172 @@
+"""AppTest of the Your images page: a three-class dataset built from generated images by upload (a bad
+file among them named with its reason), a camera photo, bad names refused with a message, a class
+added and an image removed; then the dataset in the Data page's picker, and "Train on it" opening the
+Train page with the small-data settings, trained to the end."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from apphelpers import open_view
+from PIL import Image
+
+from cnnlab.data.shapes import generate_shapes
+
+CLASSES = ["circle", "square", "triangle"]
+
+
+@pytest.fixture(autouse=True)
+def data_dir(tmp_path, monkeypatch):
+    folder = tmp_path / "data"
+    monkeypatch.setenv("CNNLAB_DATA", str(folder))
+    return folder
+
+
+def uploads(per_class: int, fmt: str = "PNG") -> dict[str, list[tuple[str, bytes, str]]]:
+    images, labels = generate_shapes(8 * per_class, size=48, seed=4)
+    out: dict[str, list[tuple[str, bytes, str]]] = {c: [] for c in CLASSES}
+    for i, (x, y) in enumerate(zip(images, labels.tolist())):
+        if y < 3 and len(out[CLASSES[y]]) < per_class:
+            buf = io.BytesIO()
+            Image.fromarray(x.permute(1, 2, 0).numpy()).save(buf, fmt)
+            ext = "jpg" if fmt == "JPEG" else fmt.lower()
+            out[CLASSES[y]].append((f"{CLASSES[y]}{i}.{ext}", buf.getvalue(), f"image/{'jpeg' if ext == 'jpg' else ext}"))
+    return out
+
+
+def create(at, name: str, classes: str):
+    at.text_input(key="mydata-name").set_value(name)
+    at.text_area(key="mydata-classes").set_value(classes)
+    return at.button(key="mydata-create").click().run()
+
+
+def build(at, per_class: int = 5):
+    """Create 'shapes mine' with three classes and upload ``per_class`` images to each."""
+    create(at, "Shapes mine", "circle\nsquare, triangle")
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.selectbox(key="mydata-pick").value == "shapes_mine"
+    for c, files in uploads(per_class).items():
+        at.radio(key="mydata-class-shapes_mine").set_value(c).run()
+        at.file_uploader[0].set_value(files).run()
+        assert not at.exception
+        assert any(f"Added {per_class} images to '{c}'." == s.value for s in at.success)
+    return at
+
+
+def test_page_builds_a_three_class_dataset_by_upload(data_dir):
+    from cnnlab.data import load_dataset
+
+    at = open_view("mydata")
+    assert at.title[0].value == "Your images"
+    assert any("at most 500 images per class" in c.value and "20 MB" in c.value for c in at.caption)  # the limits
+    build(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics == {"Classes": "3", "Images": "15", "Fewest in a class": "5"}
+    assert len(at.image) == 3  # one row of thumbnails per class
+    assert "Images so far: circle 5 · square 5 · triangle 5" in [c.value for c in at.caption]
+    assert any("python -m cnnlab train --data shapes_mine" in c.value for c in at.code)
+    assert sorted(p.name for p in (data_dir / "shapes_mine" / "triangle").iterdir()) == [f"000{i}.png" for i in range(1, 6)]
+    bundle = load_dataset("folder", root=data_dir / "shapes_mine", progress=False)
+    assert bundle.info.classes == CLASSES and len(bundle.train) + len(bundle.val) == 15
+
+    at.switch_page("views/data.py").run()  # listed in the Data page's picker at once
+    box = at.selectbox(key="data-ds")
+    assert "shapes_mine — your images" in box.options
+    box.set_value("shapes_mine").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Total images"] == "15" and metrics["Training images"] == "12"
+
+
+def test_a_bad_file_is_named_and_the_others_kept(data_dir):
+    at = open_view("mydata")
+    create(at, "mixed", "good, other")
+    files = uploads(3)["circle"] + [("notes.jpg", b"this is text, not a photo", "image/jpeg"),
+                                     ("cut.png", uploads(1)["square"][0][1][:60], "image/png")]
+    at.file_uploader[0].set_value(files).run()
+    assert not at.exception
+    assert [s.value for s in at.success] == ["Added 3 images to 'good'."]
+    warning = at.warning[0].value
+    assert "2 files refused (the others were kept)" in warning
+    assert "'notes.jpg' is not an image cnnlab can read" in warning and "'cut.png'" in warning
+    assert len(list((data_dir / "mixed" / "good").glob("*.png"))) == 3
+    at.file_uploader[0].set_value(files[-1:]).run()  # only bad files: nothing added, said so
+    assert not at.success and at.warning[0].value == "No image was added to 'good'."
+    assert "'cut.png'" in at.warning[-1].value
+
+
+def test_camera_photos_are_added_to_the_class(data_dir):
+    at = open_view("mydata")
+    create(at, "camera", "me, not me")
+    at.radio(key="mydata-class-camera").set_value("not me").run()
+    at.toggle(key="mydata-camera-on").set_value(True).run()
+    shot = uploads(1, fmt="JPEG")["circle"][0]
+    at.camera_input[0].set_value(("photo.jpg", shot[1], "image/jpeg")).run()
+    assert not at.exception
+    assert any("Added 1 image to 'not me'." == s.value for s in at.success)
+    assert at.camera_input[0].value is None  # a fresh camera for the next photo
+    at.camera_input[0].set_value(("photo.jpg", shot[1], "image/jpeg")).run()
+    assert sorted(p.name for p in (data_dir / "camera" / "not me").iterdir()) == ["0001.png", "0002.png"]
+
+
+BAD = [  # (name, classes, what the message says)
+    ("mnist", "a, b", "already has"),
+    ("../up", "a, b", "can only hold letters"),
+    ("fine", "cat, Cat", "named twice"),
+    ("fine", "only one", "at least 2 classes"),
+    ("fine", "ok, ../../etc", "'/'"),
+]
+
+
+def test_bad_names_are_refused_with_a_message(data_dir):
+    at = open_view("mydata")
+    for name, classes, message in BAD:
+        create(at, name, classes)
+        assert not at.exception
+        assert at.error and message in at.error[0].value, (name, classes, [e.value for e in at.error])
+        assert not data_dir.exists() or not any(data_dir.iterdir())  # nothing was made
+        assert at.selectbox(key="mydata-pick").value == ""  # still on "New dataset"
+
+
+def test_add_a_class_and_remove_an_image(data_dir):
+    at = open_view("mydata")
+    build(at, per_class=2)
+    at.text_input(key="mydata-newclass").set_value("star").run()
+    at.button(key="mydata-addclass").click().run()
+    assert not at.exception and "now has the classes circle, square, star, triangle" in at.success[0].value
+    assert (data_dir / "shapes_mine" / "star").is_dir()
+    assert any("star (0 images)" in i.value for i in at.info)  # not ready: says which class lacks images
+    at.radio(key="mydata-class-shapes_mine").set_value("circle").run()
+    at.selectbox(key="mydata-remove-file").set_value("0002.png").run()
+    at.button(key="mydata-remove").click().run()
+    assert [p.name for p in (data_dir / "shapes_mine" / "circle").iterdir()] == ["0001.png"]
+    assert any("Removed 0002.png" in s.value for s in at.success)
+
+
+def test_train_on_it_opens_the_train_page_with_small_data_settings_and_trains(data_dir):
+    from cnnlab.jobs import get_manager
+
+    at = build(open_view("mydata"))
+    at.button(key="mydata-train").click().run()
+    assert not at.exception
+    assert at.title[0].value == "Train"
+    assert at.selectbox(key="train-data").value == "shapes_mine"
+    assert at.selectbox(key="train-model").value == "cifar_resnet"
+    assert at.text_input(key="train-size").value == "32"
+    assert at.selectbox(key="train-aug").value == "cifar"
+    assert at.selectbox(key="train-made-size").value == 32
+    assert any("Settings for a small image folder applied" in m.value for m in at.markdown)
+    assert any("Hold-out: 20% of every class, 3 validation images" in c.value and "circle 4/1" in c.value
+               for c in at.caption)
+    at.switch_page("views/train.py").run()  # AppTest follows a switch made by the script for one run only
+    assert at.selectbox(key="train-model").value == "cifar_resnet"  # the settings stay
+    at.number_input(key="train-epochs").set_value(1).run()
+    at.button(key="train-start").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    job = get_manager().get(at.session_state["train-job"])
+    assert job.config.dataset == "shapes_mine" and job.config.data_options == {"image_size": 32}
+    assert job.wait(timeout=300), "training did not finish"  # a safety net: one epoch of 12 images
+    at.run()
+    assert job.state == "finished", job.message
+    assert any("Runs" in s.value for s in at.success)
