@@ -1,4 +1,4 @@
-"""Shared test set-up: an isolated cache per test, and the slow trainings done once per session.
+"""Shared test set-up: an isolated cache and data folder per test, and the slow trainings done once per session.
 
 The learning-dynamics tests (Grad-CAM concentrates on the shape, a CNN beats a linear model,
 the transfer stand-in) and the app/demo tests need trained models. Each is trained once per
@@ -33,6 +33,8 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     cache = tmp_path_factory.mktemp("cache")
     monkeypatch.setenv("CNNLAB_CACHE", str(cache))
     monkeypatch.setenv("TORCH_HOME", str(cache / "torch_home"))
+    # and never read or write the real data/ folder (datasets made on the Your images page live there)
+    monkeypatch.setenv("CNNLAB_DATA", str(cache / "data"))
     yield
 
 

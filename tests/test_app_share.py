@@ -71,3 +71,27 @@ def test_the_share_box_builds_the_link_with_hidden_names():
     at.multiselect(key="share-hide-architectures").set_value(["model"]).run()
     links = [c.value for c in at.code if c.value.startswith("http")]
     assert links == ["http://localhost:8501/?model=resnet18&_hide=model"]
+
+
+def test_a_train_link_sets_the_training_and_hides_what_the_lesson_fixes():
+    at = open_link({"model": "lenet", "dataset": "digits", "epochs": "3", "lr": "0.01", "optimizer": "sgd",
+                    "_hide": "model,dataset"}, view="train")
+    assert not [s for s in at.selectbox if s.key in ("train-model", "train-data")]
+    assert at.number_input(key="train-epochs").value == 3
+    assert at.number_input(key="train-lr").value == 0.01
+    assert at.selectbox(key="train-opt").value == "sgd"
+    assert "fixes: dataset, model" in at.caption[0].value
+    at.number_input(key="train-epochs").set_value(4).run()
+    assert url(at)["epochs"] == "4" and url(at)["_hide"] == "dataset,model"
+    # a path is never read from a link, and a value the page does not offer is refused
+    at = open_link({"root": "/etc", "dataset": "folder", "optimizer": "rmsprop-ish", "epochs": "0"}, view="train")
+    assert at.selectbox(key="train-opt").value != "rmsprop-ish" and at.number_input(key="train-epochs").value >= 1
+    assert not [t for t in at.text_input if t.value == "/etc"]
+
+
+def test_a_data_link_opens_the_dataset():
+    at = open_link({"dataset": "digits", "augment": "none"}, view="data")
+    assert at.selectbox(key="data-ds").value == "digits" and at.selectbox(key="data-aug").value == "none"
+    assert url(at) == {"dataset": "digits", "augment": "none"}
+    at = open_link({"dataset": "digits", "_hide": "dataset"}, view="data")
+    assert not [s for s in at.selectbox if s.key == "data-ds"] and not at.exception

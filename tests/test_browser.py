@@ -29,6 +29,7 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is n
 PAGES = [  # (url path, heading)
     ("", "Architectures"),
     ("data", "Data"),
+    ("mydata", "Your images"),
     ("inside", "Look inside"),
     ("train", "Train"),
     ("transfer", "Transfer learning"),

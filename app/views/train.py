@@ -19,6 +19,7 @@ from app.common import (
     show_error,
     training_charts,
 )
+from app.share import shown
 from cnnlab.data import list_datasets, maker
 from cnnlab.data.pipeline import AUGMENT_DESCRIPTIONS, AUGMENT_LABELS, default_input_size, preview
 from cnnlab.errors import CnnlabError
@@ -98,8 +99,26 @@ NOT_ON_PAGE = ("device", "num_classes", "log_every_steps", "log_interval_s", "ma
                "threads")
 
 
-def keep(key: str) -> str:
-    return remember(FORM, key, DEFAULTS[key])
+_DEFAULT = object()
+
+
+def field(col, kind: str, label: str, *args, key: str, default=_DEFAULT, **kwargs):
+    """A settings widget (``col.<kind>(label, *args, ...)``) kept across page switches and shareable by link
+    (:mod:`app.share`): a value from a link or an older session is checked against the widget's options or
+    bounds first; a setting the link hides is not drawn and keeps its value."""
+    options = bounds = None
+    if kind in ("selectbox", "radio"):
+        options = args[0] if args else kwargs["options"]
+    elif kind == "checkbox":
+        options = (True, False)
+    elif kind == "number_input":
+        lo = kwargs.get("min_value", args[0] if args else None)
+        hi = kwargs.get("max_value", args[1] if len(args) > 1 else None)
+        bounds = (lo, hi)
+    k = remember(FORM, key, DEFAULTS[key] if default is _DEFAULT else default, options=options, bounds=bounds)
+    if not shown(k):
+        return st.session_state[k]
+    return getattr(col, kind)(label, *args, key=k, **kwargs)
 
 
 def has_test_split(dataset: str, root: str | None, options: dict) -> bool:
@@ -287,7 +306,7 @@ with st.container(border=True):
     current = st.session_state.get("train-model", st.session_state[FORM].get("train-model"))
     if current and current not in names:  # an -adaptive variant, from a copied run
         names.append(current)
-    model = c1.selectbox("Model", names, key=keep("train-model"), help=HELP["model"],
+    model = field(c1, "selectbox", "Model", names, key="train-model", help=HELP["model"],
                          format_func=lambda n: f"{get_spec(n).display_name} · {n}"
                          + (" · transfer learning" if get_spec(n).family == "transfer" else ""))
     datasets, statuses = dataset_choices()
@@ -296,7 +315,7 @@ with st.container(border=True):
         # the label of the dataset picked earlier, from before its state changed (e.g. downloaded meanwhile)
         st.session_state["train-data"] = picked.split(" — ")[0]
     yours = {n for n in datasets if made_dataset(n) is not None}
-    dataset = c2.selectbox("Dataset", datasets, key=keep("train-data"), help=HELP["dataset"],
+    dataset = field(c2, "selectbox", "Dataset", datasets, key="train-data", help=HELP["dataset"],
                            on_change=_dataset_changed,
                            format_func=lambda n: f"{n} — your images" + (
                                "" if statuses[n].state == "present" else ", too few to train") if n in yours
@@ -313,8 +332,8 @@ with st.container(border=True):
         if status.state != "present":
             c2.caption(status.message)
     elif dataset == "folder":
-        data_root = c2.text_input("Folder (class subfolders, optionally train/, val/ and test/)",
-                                  key=keep("train-root"), help=HELP["data_root"]) or None
+        data_root = field(c2, "text_input", "Folder (class subfolders, optionally train/, val/ and test/)",
+                                  key="train-root", help=HELP["data_root"]) or None
     elif status.state != "present":
         c2.caption(status.message)
     copied = st.session_state.get(DATA_OPTIONS) or {}
@@ -325,20 +344,20 @@ with st.container(border=True):
             "train-valfrac", DEFAULTS["train-valfrac"]))))
 
     c1, c2, c3, c4 = st.columns(4)
-    epochs = c1.number_input("Epochs", 1, 1000, key=keep("train-epochs"), help=HELP["epochs"])
-    batch = c2.number_input("Batch size", 1, 4096, key=keep("train-batch"), help=HELP["batch_size"])
-    optimizer = c3.selectbox("Optimizer", OPTIMIZERS, format_func=OPT_LABELS.get, key=keep("train-opt"),
+    epochs = field(c1, "number_input", "Epochs", 1, 1000, key="train-epochs", help=HELP["epochs"])
+    batch = field(c2, "number_input", "Batch size", 1, 4096, key="train-batch", help=HELP["batch_size"])
+    optimizer = field(c3, "selectbox", "Optimizer", OPTIMIZERS, format_func=OPT_LABELS.get, key="train-opt",
                              on_change=_optimizer_changed, help=HELP["optimizer"])
-    lr = c4.number_input("Learning rate", min_value=0.0, step=0.0001, format="%g", key=keep("train-lr"),
+    lr = field(c4, "number_input", "Learning rate", min_value=0.0, step=0.0001, format="%g", key="train-lr",
                          help=HELP["lr"])
     c1, c2, c3, c4 = st.columns(4)
-    scheduler = c1.selectbox("Schedule", SCHEDULERS, format_func=SCHED_LABELS.get, key=keep("train-sched"),
+    scheduler = field(c1, "selectbox", "Schedule", SCHEDULERS, format_func=SCHED_LABELS.get, key="train-sched",
                              help=HELP["scheduler"])
-    augment = c2.selectbox("Augmentation", list(AUG_LABELS), format_func=AUG_LABELS.get, key=keep("train-aug"),
+    augment = field(c2, "selectbox", "Augmentation", list(AUG_LABELS), format_func=AUG_LABELS.get, key="train-aug",
                            help=HELP["augment"])
-    subset = c3.number_input("Training images (0 = all)", 0, 100_000_000, step=40, key=keep("train-subset"),
+    subset = field(c3, "number_input", "Training images (0 = all)", 0, 100_000_000, step=40, key="train-subset",
                              help="A stratified subset, as in seed 003's 160-image experiment on overfitting.")
-    seed = c4.number_input("Seed", 0, 2**31 - 1, key=keep("train-seed"), help=HELP["seed"])
+    seed = field(c4, "number_input", "Seed", 0, 2**31 - 1, key="train-seed", help=HELP["seed"])
 
     spec = get_spec(model)
     transfer = spec.family == "transfer"
@@ -349,10 +368,10 @@ with st.container(border=True):
         state, message = weights_status(model.removesuffix("_transfer"))
         c1, c2 = st.columns(2)
         # by default a transfer model starts from the ImageNet weights, when they can be had
-        pretrained = c1.checkbox("Start from ImageNet weights", key=remember(FORM, "train-pretrained", state != "missing"),
+        pretrained = field(c1, "checkbox", "Start from ImageNet weights", key="train-pretrained", default=state != "missing",
                                  help=HELP["pretrained"])
-        freeze = c2.selectbox("Pretrained layers", FREEZE_MODES, format_func=FREEZE_LABELS.get,
-                              key=keep("train-freeze"), disabled=not pretrained, help=HELP["freeze"])
+        freeze = field(c2, "selectbox", "Pretrained layers", FREEZE_MODES, format_func=FREEZE_LABELS.get,
+                              key="train-freeze", disabled=not pretrained, help=HELP["freeze"])
         if not pretrained:
             freeze = "none"
         if state != "present":
@@ -365,7 +384,7 @@ with st.container(border=True):
         if gone:  # a copied run's start, or a run deleted since: no checkpoint to start from any more
             st.session_state["train-init-from"] = st.session_state[FORM]["train-init-from"] = NO_RUN
         c1, c2 = st.columns([2, 2], vertical_alignment="bottom")
-        init_from = c1.selectbox("Start from a run", [NO_RUN, *starts], key=keep("train-init-from"),
+        init_from = field(c1, "selectbox", "Start from a run", [NO_RUN, *starts], key="train-init-from",
                                  format_func=lambda r: "none (a fresh start)" if r == NO_RUN else starts.get(r, r),
                                  help=HELP["init_from"])
         c2.caption("Starting from a run: every layer whose shape fits is reused; the head for a new class count "
@@ -382,7 +401,7 @@ with st.container(border=True):
         data_shape = data_spec.input_shape if data_spec is not None else spec.input_shape
         own = default_input_size(spec, data_shape[1:])
         c1, c2, c3, c4 = st.columns(4)
-        size_typed = c1.text_input("Input size (blank = default)", key=keep("train-size"), placeholder=f"{own[0]}x{own[1]}",
+        size_typed = field(c1, "text_input", "Input size (blank = default)", key="train-size", placeholder=f"{own[0]}x{own[1]}",
                                    help=HELP["input_size"])
         why = ("the model's own size" if own == tuple(spec.input_shape[1:]) and (spec.fixed_input or transfer)
                else f"the data's size; the model is designed for {spec.input_shape[1]}x{spec.input_shape[2]}"
@@ -392,35 +411,35 @@ with st.container(border=True):
         current = st.session_state.get("train-channels", st.session_state[FORM].get("train-channels"))
         if current and current not in channel_opts:  # a copied run's
             channel_opts.append(current)
-        channels = c2.selectbox("Input channels", channel_opts, key=keep("train-channels"), help=HELP["in_channels"],
+        channels = field(c2, "selectbox", "Input channels", channel_opts, key="train-channels", help=HELP["in_channels"],
                                 format_func=lambda c: "The model's own" if c == 0  # a label that stays with the model
                                 else {1: "1 (grey)", 3: "3 (RGB)"}.get(c, str(c)))
         if not channels:
             c2.caption(f"The model's own: {spec.input_shape[0]} ({'grey' if spec.input_shape[0] == 1 else 'RGB'}).")
         starts_from_weights = bool(init_from or pretrained)
-        init = c3.selectbox("Weight initialisation", INITS, format_func=INIT_LABELS.get, key=keep("train-init"),
+        init = field(c3, "selectbox", "Weight initialisation", INITS, format_func=INIT_LABELS.get, key="train-init",
                             disabled=starts_from_weights, help=HELP["init"])
         if starts_from_weights:  # the weights it starts from replace the initialisation (fresh layers: the model's own)
             init = "default"
             c3.caption("Starts from trained weights: new layers get the model's own initialisation.")
-        weight_decay = c4.number_input("Weight decay", 0.0, 1.0, step=0.0001, format="%g", key=keep("train-wd"),
+        weight_decay = field(c4, "number_input", "Weight decay", 0.0, 1.0, step=0.0001, format="%g", key="train-wd",
                                        help=HELP["weight_decay"])
         c1, c2, c3, c4 = st.columns(4)
         uses_momentum = optimizer == "momentum"
-        momentum = c1.number_input("Momentum", 0.0, 0.999, step=0.05, format="%g", key=keep("train-momentum"),
+        momentum = field(c1, "number_input", "Momentum", 0.0, 0.999, step=0.05, format="%g", key="train-momentum",
                                    disabled=not uses_momentum, help=HELP["momentum"])
-        nesterov = c2.checkbox("Nesterov", key=keep("train-nesterov"), disabled=not uses_momentum,
+        nesterov = field(c2, "checkbox", "Nesterov", key="train-nesterov", disabled=not uses_momentum,
                                help=HELP["nesterov"])
-        step_size = c3.number_input("StepLR step size", 1, 1000, key=keep("train-step"),
+        step_size = field(c3, "number_input", "StepLR step size", 1, 1000, key="train-step",
                                     disabled=scheduler != "step", help=HELP["step_size"])
-        gamma = c4.number_input("StepLR: decay factor", 0.0, 1.0, step=0.05, format="%g", key=keep("train-gamma"),
+        gamma = field(c4, "number_input", "StepLR: decay factor", 0.0, 1.0, step=0.05, format="%g", key="train-gamma",
                                 disabled=scheduler != "step", help=HELP["gamma"])
         if not uses_momentum:
             c1.caption("Momentum and Nesterov apply to the optimizer “SGD + momentum”.")
         c1, c2, c3 = st.columns([2, 1, 1])
-        val_split = c1.radio("Validate on", VAL_SPLITS, format_func=VAL_LABELS.get, horizontal=True,
-                             key=keep("train-val"), help=HELP["val_split"])
-        val_fraction = c2.number_input("Hold-out fraction", 0.0, 0.95, step=0.05, format="%g", key=keep("train-valfrac"),
+        val_split = field(c1, "radio", "Validate on", VAL_SPLITS, format_func=VAL_LABELS.get, horizontal=True,
+                             key="train-val", help=HELP["val_split"])
+        val_fraction = field(c2, "number_input", "Hold-out fraction", 0.0, 0.95, step=0.05, format="%g", key="train-valfrac",
                                        disabled=val_split != "holdout", help=HELP["val_fraction"])
         test_split = has_test_split(dataset, data_root, data_options)
         if val_split == "test" and not test_split:
