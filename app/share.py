@@ -126,7 +126,7 @@ def hidden_names() -> set[str]:
     return hidden
 
 
-def shown(key: str) -> bool:
+def setting_shown(key: str) -> bool:
     """Whether a page draws the widget of ``key``: False when the link hid it (its value is fixed)."""
     name = SHARED_NAME.get((st.session_state.get(_PAGE), key))
     return name is None or name not in hidden_names()

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from app.common import remember, show_error, short_bytes, short_number
-from app.share import shown
+from app.share import setting_shown
 from cnnlab.diagram import MAX_DEPTH, model_graph, node_count
 from cnnlab.errors import CnnlabError
 from cnnlab.inspect import summarize
@@ -49,7 +49,7 @@ def _model_changed() -> None:
 all_names = list_models()
 model_key = remember(STORE, "arch-model", "lenet" if "lenet" in all_names else all_names[0], options=all_names)
 names = [n for n in all_names if show_adaptive or not get_spec(n).adaptive or n == st.session_state[model_key]]
-if shown(model_key):
+if setting_shown(model_key):
     st.selectbox("Model", names, key=model_key, on_change=_model_changed,
                  format_func=lambda n: f"{get_spec(n).display_name}  ·  {n}")
 name = st.session_state[model_key]
@@ -63,7 +63,7 @@ with left:
     values = []
     for col, key, label, (lo, hi), default in zip(cols, SHAPE_KEYS, labels, limits, (*spec.input_shape, spec.num_classes)):
         remember(STORE, key, default, bounds=(lo, hi))
-        if shown(key):
+        if setting_shown(key):
             col.number_input(label, lo, hi, key=key)
         values.append(int(st.session_state[key]))
     channels, height, width, classes = values
@@ -153,7 +153,7 @@ with tab_formula:
 
 with tab_diagram:
     depth_key = remember(STORE, "diagram-depth", 2, bounds=(0, MAX_DEPTH))
-    if shown(depth_key):
+    if setting_shown(depth_key):
         st.slider("Block depth", 0, MAX_DEPTH, key=depth_key,
                   help="How many levels of nested modules to open: 1 shows stages, "
                        "deeper levels open blocks into their layers.")

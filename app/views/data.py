@@ -8,7 +8,7 @@ import streamlit as st
 from PIL import Image
 
 from app.common import cached_dataset, dataset_choices, remember, short_number, show_error
-from app.share import shown as link_shows
+from app.share import setting_shown
 from cnnlab.data import maker
 from cnnlab.data.gallery import (
     MAX_GRID_CLASSES,
@@ -73,7 +73,7 @@ st.write("Look at a dataset before training on it: how many images each class ha
 names, statuses = dataset_choices()
 yours = {m.key for m in maker.list_made()}
 ds_key = remember(STORE, "data-ds", "shapes" if "shapes" in names else names[0], options=names)
-if link_shows(ds_key):
+if setting_shown(ds_key):
     st.selectbox("Dataset", names, key=ds_key,
                  format_func=lambda n: (f"{n} — your images" + ("" if statuses[n].state == "present" else
                                                                 ", too few to train")) if n in yours
@@ -205,7 +205,7 @@ except CnnlabError as err:
 st.subheader("Augmentation")
 a1, a2 = st.columns([3, 1])
 aug_key = remember(STORE, "data-aug", "cifar" if "cifar" in AUGMENT_LABELS else "none", options=list(AUGMENT_LABELS))
-if link_shows(aug_key):
+if setting_shown(aug_key):
     a1.selectbox("Augmentation", list(AUGMENT_LABELS), format_func=AUGMENT_LABELS.get, key=aug_key)
 augment = st.session_state[aug_key]
 aug_seed = a2.number_input("Seed", 0, 2**31 - 1, key=remember(STORE, "data-aug-seed", 0),

@@ -26,7 +26,7 @@ import pandas as pd
 import streamlit as st
 
 from app.common import remember, short_number, show_error
-from app.share import shown
+from app.share import setting_shown
 from cnnlab.errors import CnnlabError, LessonError
 from cnnlab.lessons import (
     BUDGETS,
@@ -510,7 +510,7 @@ if kind == BUILTIN:
         st.session_state.pop("lesson-pick", None)
         st.session_state.get(STORE, {}).pop("lesson-pick", None)
     pick_key = remember(STORE, "lesson-pick", lessons[0].name, options=list(by_name))
-    if shown(pick_key):
+    if setting_shown(pick_key):
         with st.container(height=380 if len(lessons) > 4 else "content", border=len(lessons) > 4):
             st.radio(
                 "Lesson", list(by_name), key=pick_key,
@@ -558,7 +558,7 @@ c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
 budget_key = remember(STORE, "lesson-budget", "quick", options=BUDGETS)
 if not can_full and st.session_state[budget_key] == "full":  # e.g. a link asking for the full budget here
     st.session_state[budget_key] = st.session_state[STORE][budget_key] = "quick"
-if shown(budget_key):
+if setting_shown(budget_key):
     c1.radio("Budget", BUDGETS, key=budget_key, horizontal=True,
              format_func=BUDGET_LABELS.get, disabled=running is not None or not can_full)
 budget = st.session_state[budget_key]

@@ -19,7 +19,7 @@ from app.common import (
     show_error,
     training_charts,
 )
-from app.share import shown
+from app.share import setting_shown
 from cnnlab.data import list_datasets, maker
 from cnnlab.data.pipeline import AUGMENT_DESCRIPTIONS, AUGMENT_LABELS, default_input_size, preview
 from cnnlab.errors import CnnlabError
@@ -116,7 +116,7 @@ def field(col, kind: str, label: str, *args, key: str, default=_DEFAULT, **kwarg
         hi = kwargs.get("max_value", args[1] if len(args) > 1 else None)
         bounds = (lo, hi)
     k = remember(FORM, key, DEFAULTS[key] if default is _DEFAULT else default, options=options, bounds=bounds)
-    if not shown(k):
+    if not setting_shown(k):
         return st.session_state[k]
     return getattr(col, kind)(label, *args, key=k, **kwargs)
 
