@@ -1,6 +1,7 @@
 """Real-browser test of the Your images page: in Chromium, build a three-class dataset from generated
 images by upload (and a photo from Chromium's fake camera), then train on it for one epoch from the
-Train page and see the run finish. Every wait is for something the page shows; timeouts are safety
+Train page, see the run finish, and open its mistakes (a click on the confusion matrix shows the
+images of that cell with their Grad-CAM). Every wait is for something the page shows; timeouts are safety
 nets, never a budget the work must fit in."""
 
 from __future__ import annotations
@@ -124,5 +125,23 @@ def test_build_a_dataset_by_upload_and_camera_then_train_on_it(browser, app, tmp
     page.screenshot(path=str(tmp_path / "trained.png"), full_page=True)
     body = page.locator("body").inner_text()
     assert "cifar_resnet on browser_shapes" in body  # the start event's caption
+    assert page.locator(ERROR_SELECTOR).count() == 0, page.locator(ERROR_SELECTOR).first.inner_text()
+
+    # its mistakes: the Runs page's confusion matrix, a click on its fullest cell, the images with Grad-CAM
+    page.goto(f"{url}/runs")
+    page.get_by_text("Confusion matrix").first.wait_for(timeout=120_000)
+    wait_idle(page)
+    matrix = page.get_by_test_id("stVegaLiteChart").last
+    matrix.locator("g.mark-text.role-mark text").first.wait_for(timeout=60_000)  # the counts drawn in the cells
+    counts = [int(t) for t in matrix.locator("g.mark-text.role-mark text").evaluate_all("els => els.map(e => e.textContent)")]
+    assert len(counts) == len(CLASSES) ** 2 and sum(counts) > 0, counts
+    fullest = max(range(len(counts)), key=counts.__getitem__)
+    matrix.locator("g.mark-rect.role-mark path").nth(fullest).click()
+    page.get_by_text(re.compile(r"validation image #\d+")).first.wait_for(timeout=120_000)
+    wait_idle(page)
+    true, predicted = CLASSES[fullest // len(CLASSES)], CLASSES[fullest % len(CLASSES)]
+    assert page.get_by_text(f"True {true}, predicted {predicted}").count() == 1
+    assert page.get_by_text(re.compile(rf"Grad-CAM of {predicted}")).count() == min(counts[fullest], 8)
+    page.screenshot(path=str(tmp_path / "mistakes.png"), full_page=True)
     assert page.locator(ERROR_SELECTOR).count() == 0, page.locator(ERROR_SELECTOR).first.inner_text()
     context.close()

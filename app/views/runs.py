@@ -119,7 +119,7 @@ if run.damaged and status != "damaged":
     st.warning(f"Some of this run's files are damaged, and what they hold is left out: {run.damage}.", icon=":material/warning:")
 
 cfg = run.config
-st.caption(f"{run.meta.get('model', '?')} on {run.meta.get('dataset', '?')} · {cfg.get('epochs', '?')} epochs, "
+st.caption(f"{run.meta.get('model', '?')} on {run.meta.get('dataset', '?')} · {cfg.get('epochs', '?')} epoch{'' if cfg.get('epochs') == 1 else 's'}, "
            f"batch {cfg.get('batch_size', '?')}, {cfg.get('optimizer', '?')} lr {cfg.get('lr', '?')}, "
            f"schedule {cfg.get('scheduler', '?')}, augmentation {cfg.get('augment', '?')}, seed {cfg.get('seed', '?')}"
            + (f", {cfg['subset']} training images" if cfg.get("subset") else "")
