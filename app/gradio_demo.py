@@ -45,6 +45,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 
+from gradio.components.base import server  # noqa: E402
+from gradio.components.image_editor import EditorDataBlobs  # noqa: E402
+
 from cnnlab.errors import CnnlabError  # noqa: E402
 
 MAX_FILE_MB = 10
@@ -423,6 +426,39 @@ class _Refused(Exception):
         self.status, self.message = status, message
 
 
+class BoundedSketchpad(gr.Sketchpad):
+    """Gradio's Sketchpad, safe to share by link.
+
+    The page posts a drawing's PNG to the component's ``accept_blobs`` server function before the
+    change event names it by id. Gradio's own function trusts the request: a ``layer`` blob with
+    index 1,000,000,000 makes it allocate a list of a billion entries (8 GB), and ids nobody ever
+    predicts pile up in memory. This one keeps only what :meth:`Predictor.sketch` reads, the
+    drawing's composite PNG (the request limit bounds its size), under a short id, and at most
+    :attr:`MAX_DRAWINGS` of them (the oldest are dropped: a drawing is read within a second of
+    being posted)."""
+
+    MAX_DRAWINGS = 64
+    MAX_ID = 64
+
+    @server
+    def accept_blobs(self, data):
+        fields = getattr(data, "data", None)
+        files = getattr(data, "files", None)
+        if not isinstance(fields, dict) or not isinstance(files, list) or len(files) != 1:
+            return None
+        blob_id, kind = fields.get("id"), fields.get("type")
+        if kind != "composite" or not isinstance(blob_id, str) or not 0 < len(blob_id) <= self.MAX_ID:
+            return None  # backgrounds and layers are not used: never stored, never indexed
+        name, content = files[0]
+        if not isinstance(content, (bytes, bytearray)):
+            return None
+        self.blob_storage.pop(blob_id, None)  # a newer drawing under the same id goes to the end
+        self.blob_storage[blob_id] = EditorDataBlobs(background=None, layers=[], composite=bytes(content))
+        while len(self.blob_storage) > self.MAX_DRAWINGS:
+            self.blob_storage.pop(next(iter(self.blob_storage)))
+        return None
+
+
 class RequestLimits:
     """ASGI middleware on the FastAPI app Gradio builds (passed through ``launch(app_kwargs=)``).
 
@@ -632,7 +668,7 @@ def build_demo(choices: list[Choice], k: int = 5) -> gr.Blocks:
                         button = gr.Button("Predict", variant="primary")
                     with gr.Tab("Draw", id="draw"):
                         hint = gr.Markdown(sketch_hint(choices[0].ref))
-                        sketch = gr.Sketchpad(label="Sketchpad", canvas_size=(SKETCH_SIDE, SKETCH_SIDE),
+                        sketch = BoundedSketchpad(label="Sketchpad", canvas_size=(SKETCH_SIDE, SKETCH_SIDE),
                                               fixed_canvas=True, format="png", image_mode="RGBA", layers=False,
                                               transforms=(), brush=gr.Brush(default_size=18, colors=["#000000"],
                                                                             color_mode="fixed"))

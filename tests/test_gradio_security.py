@@ -466,3 +466,36 @@ def test_unexpected_failures_become_one_sentence(uploads, in_upload_folder, monk
         predictor("zoo:lenet", {"path": str(received)})
     assert e.value.message == "The prediction failed unexpectedly; try another image or model."
     assert "RuntimeError" in capsys.readouterr().err  # the log keeps the traceback
+
+
+def _sketchpad(server):
+    return next(b for b in server.demo.blocks.values() if isinstance(b, gradio_demo.BoundedSketchpad))
+
+
+def _post_blob(server, pad, kind: str, index, blob_id: str, content: bytes):
+    fields = {"session_hash": "attacker", "component_id": str(pad._id), "fn_name": "accept_blobs",
+              "type": kind, "index": str(index), "id": blob_id}
+    return server.http.post("/gradio_api/component_server", data=fields,
+                            files={"file": ("blob", content, "image/png")})
+
+
+def test_the_sketchpad_stores_only_drawings_and_a_bounded_number_of_them(server):
+    """Gradio's own accept_blobs would extend a list to a client-chosen index (a billion entries:
+    8 GB) and keep every id forever; ours keeps only a drawing's picture, at most MAX_DRAWINGS."""
+    pad = _sketchpad(server)
+    png = _digit_png()
+    before = _rss_peak_mb()
+    assert _post_blob(server, pad, "layer", 1_000_000_000, "huge", png).status_code == 200
+    assert _post_blob(server, pad, "background", "null", "bg", png).status_code == 200
+    assert "huge" not in pad.blob_storage and "bg" not in pad.blob_storage
+    assert _rss_peak_mb() - before < 500  # nothing the size of the index was allocated
+    assert _post_blob(server, pad, "composite", "null", "x" * 65, png).status_code == 200
+    assert "x" * 65 not in pad.blob_storage  # ids are short
+    for i in range(pad.MAX_DRAWINGS + 6):
+        assert _post_blob(server, pad, "composite", "null", f"d{i}", png).status_code == 200
+    assert len(pad.blob_storage) == pad.MAX_DRAWINGS and "d0" not in pad.blob_storage
+    last = f"d{pad.MAX_DRAWINGS + 5}"
+    assert pad.blob_storage[last].composite == png
+    # the change event that names the drawing predicts it, and takes it out of the pad's memory
+    label, _ = server.client.predict(server.ref, {"id": last}, api_name="/predict_sketch")
+    assert label["label"] in [str(d) for d in range(10)] and last not in pad.blob_storage

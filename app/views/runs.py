@@ -195,7 +195,14 @@ def mistakes_of(run_id: str, checkpoint_stamp: float) -> RunMistakes:
 
 @st.cache_data(show_spinner="Grad-CAM and the nearest training images…", max_entries=64)
 def explained(run_id: str, checkpoint_stamp: float, indices: tuple[int, ...], neighbours: int):
-    return mistakes_of(run_id, checkpoint_stamp).explain(list(indices), n_neighbours=neighbours)
+    """The examples, and what the nearest ones were searched among (layer, images compared, training
+    images, capped) when asked for: cached together, so a cached answer never rebuilds the search."""
+    found = mistakes_of(run_id, checkpoint_stamp)
+    examples = found.explain(list(indices), n_neighbours=neighbours)
+    if not neighbours:
+        return examples, None
+    emb = found.embedding()
+    return examples, (emb.layer, len(emb.indices), emb.total, emb.capped)
 
 
 def clicked_cell(event) -> tuple[int, int] | None:
@@ -284,19 +291,19 @@ def draw_mistakes(run, res, event, stamp: float) -> None:
                     + (f", the {count} with the highest loss shown" if len(indices) > count else "") + ".")
         indices = indices[:count]
     try:
-        examples = explained(run.run_id, stamp, tuple(int(k) for k in indices), neighbours)
+        examples, searched = explained(run.run_id, stamp, tuple(int(k) for k in indices), neighbours)
     except DataError as err:
         show_error(err, "The training images of this run cannot be loaded")
         return
     except (CnnlabError, RuntimeError, ValueError) as err:  # captum/torch complaints: a message, not a trace
         show_error(err, "These images cannot be explained")
         return
-    if neighbours:
-        emb = found.embedding()
-        st.caption(f"Nearest examples: penultimate features (input of layer `{emb.layer}`) of "
-                   + (f"{len(emb.indices):,} of the {emb.total:,} training images (a sample with every class; at most "
-                      f"{MAX_TRAIN_IMAGES:,}, fewer for a large network)" if emb.capped
-                      else f"all {emb.total:,} training images") + ", cosine similarity.")
+    if searched is not None:
+        layer, compared, total, capped = searched
+        st.caption(f"Nearest examples: penultimate features (input of layer `{layer}`) of "
+                   + (f"{compared:,} of the {total:,} training images (a sample with every class; at most "
+                      f"{MAX_TRAIN_IMAGES:,}, fewer for a large network)" if capped
+                      else f"all {total:,} training images") + ", cosine similarity.")
     for ex in examples:
         with st.container(border=True):
             a, b, c, d = st.columns([1, 1, 1.6, 3.6])
