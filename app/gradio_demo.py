@@ -33,6 +33,7 @@ import sys
 import tempfile
 import threading
 import traceback
+import types
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -426,37 +427,42 @@ class _Refused(Exception):
         self.status, self.message = status, message
 
 
-class BoundedSketchpad(gr.Sketchpad):
-    """Gradio's Sketchpad, safe to share by link.
+MAX_DRAWINGS = 64  # drawings a Sketchpad keeps in memory between their upload and their prediction
+MAX_DRAWING_ID = 64
 
-    The page posts a drawing's PNG to the component's ``accept_blobs`` server function before the
-    change event names it by id. Gradio's own function trusts the request: a ``layer`` blob with
-    index 1,000,000,000 makes it allocate a list of a billion entries (8 GB), and ids nobody ever
-    predicts pile up in memory. This one keeps only what :meth:`Predictor.sketch` reads, the
-    drawing's composite PNG (the request limit bounds its size), under a short id, and at most
-    :attr:`MAX_DRAWINGS` of them (the oldest are dropped: a drawing is read within a second of
-    being posted)."""
 
-    MAX_DRAWINGS = 64
-    MAX_ID = 64
+@server
+def _accept_drawing(pad, data) -> None:
+    """The Sketchpad's ``accept_blobs`` server function, safe to share by link.
 
-    @server
-    def accept_blobs(self, data):
-        fields = getattr(data, "data", None)
-        files = getattr(data, "files", None)
-        if not isinstance(fields, dict) or not isinstance(files, list) or len(files) != 1:
-            return None
-        blob_id, kind = fields.get("id"), fields.get("type")
-        if kind != "composite" or not isinstance(blob_id, str) or not 0 < len(blob_id) <= self.MAX_ID:
-            return None  # backgrounds and layers are not used: never stored, never indexed
-        name, content = files[0]
-        if not isinstance(content, (bytes, bytearray)):
-            return None
-        self.blob_storage.pop(blob_id, None)  # a newer drawing under the same id goes to the end
-        self.blob_storage[blob_id] = EditorDataBlobs(background=None, layers=[], composite=bytes(content))
-        while len(self.blob_storage) > self.MAX_DRAWINGS:
-            self.blob_storage.pop(next(iter(self.blob_storage)))
+    The page posts a drawing's PNG here before the change event names it by id. Gradio's own
+    function trusts the request: a ``layer`` blob with index 1,000,000,000 makes it allocate a
+    list of a billion entries (8 GB), and ids nobody ever predicts pile up in memory. This one
+    keeps only what :meth:`Predictor.sketch` reads, the drawing's composite PNG (the request limit
+    bounds its size), under a short id, and at most :data:`MAX_DRAWINGS` of them (the oldest are
+    dropped: a drawing is read within a second of being posted)."""
+    fields, files = getattr(data, "data", None), getattr(data, "files", None)
+    if not isinstance(fields, dict) or not isinstance(files, list) or len(files) != 1:
         return None
+    blob_id, kind = fields.get("id"), fields.get("type")
+    if kind != "composite" or not isinstance(blob_id, str) or not 0 < len(blob_id) <= MAX_DRAWING_ID:
+        return None  # backgrounds and layers are not used: never stored, never indexed
+    content = files[0][1] if isinstance(files[0], (tuple, list)) and len(files[0]) == 2 else None
+    if not isinstance(content, (bytes, bytearray)):
+        return None
+    pad.blob_storage.pop(blob_id, None)  # a newer drawing under the same id goes to the end
+    pad.blob_storage[blob_id] = EditorDataBlobs(background=None, layers=[], composite=bytes(content))
+    while len(pad.blob_storage) > MAX_DRAWINGS:
+        pad.blob_storage.pop(next(iter(pad.blob_storage)))
+    return None
+
+
+def bounded_sketchpad(**kwargs) -> gr.Sketchpad:
+    """A Sketchpad whose ``accept_blobs`` is :func:`_accept_drawing` (set on the instance: a subclass
+    of a Gradio component would make Gradio write a ``.pyi`` stub next to this file)."""
+    pad = gr.Sketchpad(**kwargs)
+    pad.accept_blobs = types.MethodType(_accept_drawing, pad)
+    return pad
 
 
 class RequestLimits:
@@ -668,7 +674,7 @@ def build_demo(choices: list[Choice], k: int = 5) -> gr.Blocks:
                         button = gr.Button("Predict", variant="primary")
                     with gr.Tab("Draw", id="draw"):
                         hint = gr.Markdown(sketch_hint(choices[0].ref))
-                        sketch = BoundedSketchpad(label="Sketchpad", canvas_size=(SKETCH_SIDE, SKETCH_SIDE),
+                        sketch = bounded_sketchpad(label="Sketchpad", canvas_size=(SKETCH_SIDE, SKETCH_SIDE),
                                               fixed_canvas=True, format="png", image_mode="RGBA", layers=False,
                                               transforms=(), brush=gr.Brush(default_size=18, colors=["#000000"],
                                                                             color_mode="fixed"))

@@ -469,7 +469,9 @@ def test_unexpected_failures_become_one_sentence(uploads, in_upload_folder, monk
 
 
 def _sketchpad(server):
-    return next(b for b in server.demo.blocks.values() if isinstance(b, gradio_demo.BoundedSketchpad))
+    import gradio as gr
+
+    return next(b for b in server.demo.blocks.values() if isinstance(b, gr.Sketchpad))
 
 
 def _post_blob(server, pad, kind: str, index, blob_id: str, content: bytes):
@@ -491,10 +493,10 @@ def test_the_sketchpad_stores_only_drawings_and_a_bounded_number_of_them(server)
     assert _rss_peak_mb() - before < 500  # nothing the size of the index was allocated
     assert _post_blob(server, pad, "composite", "null", "x" * 65, png).status_code == 200
     assert "x" * 65 not in pad.blob_storage  # ids are short
-    for i in range(pad.MAX_DRAWINGS + 6):
+    for i in range(gradio_demo.MAX_DRAWINGS + 6):
         assert _post_blob(server, pad, "composite", "null", f"d{i}", png).status_code == 200
-    assert len(pad.blob_storage) == pad.MAX_DRAWINGS and "d0" not in pad.blob_storage
-    last = f"d{pad.MAX_DRAWINGS + 5}"
+    assert len(pad.blob_storage) == gradio_demo.MAX_DRAWINGS and "d0" not in pad.blob_storage
+    last = f"d{gradio_demo.MAX_DRAWINGS + 5}"
     assert pad.blob_storage[last].composite == png
     # the change event that names the drawing predicts it, and takes it out of the pad's memory
     label, _ = server.client.predict(server.ref, {"id": last}, api_name="/predict_sketch")
