@@ -182,9 +182,9 @@ class JobManager:
             return list(self._jobs)
 
     def active(self) -> list[Job]:
-        """Running jobs, then queued ones in queue order."""
+        """Running jobs (oldest first, whichever device started first), then queued ones in queue order."""
         with self._lock:
-            running = list(self._running.values())
+            running = sorted(self._running.values(), key=lambda job: job.id)
             queued = [j for q in self._queues.values() for j in q]
         return running + queued
 
