@@ -15,6 +15,10 @@ Launch (see the README, "A class on one server, long trainings with torchrun")::
   it (every ``world``-th image), with the loss scaled so that the averaged gradient is exactly the
   single-process one. Every process makes the same number of steps (so none waits forever for a
   collective the others never reach), and each image is trained on once per epoch, by one process.
+- The data is loaded in turns (:func:`load_in_turn`): rank 0 first (it may download), then the first
+  process of every other machine, then the rest, who find the files and the decode cache; a failure in
+  one process stops all of them with its message. A lesson's arms are agreed before each one
+  (:func:`agree_on_task`): the same arm everywhere, a cancel in one process stops all.
 - Everything that decides what happens next is agreed by all processes: the metrics are summed
   across them (:meth:`Group.sum`), and cancel, a non-finite loss and "time for a progress event" are
   exchanged every step (:meth:`Group.agree`), so all stop at the same step.
@@ -30,7 +34,7 @@ import contextlib
 import os
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -225,6 +229,15 @@ class Group:
         dist = _dist()
         return cls(dist.get_rank(), dist.get_world_size(), device, str(dist.get_backend()))
 
+    @classmethod
+    def for_exchanges(cls, device: torch.device) -> "Group | None":
+        """:meth:`current`, for exchanges outside a training (loading the data, agreeing on a lesson's arm):
+        with NCCL, on this process's GPU even when ``device`` is not one (NCCL exchanges GPU tensors only)."""
+        group = cls.current(device)
+        if group is not None and group.backend == "nccl" and device.type != "cuda":
+            group.device = rank_device(torch.device("cuda"))
+        return group
+
     @property
     def is_main(self) -> bool:
         return self.rank == 0
@@ -277,11 +290,11 @@ class Group:
         self._call("agreeing on the next step", lambda: _dist().all_reduce(t, op=_dist().ReduceOp.MAX))
         return t
 
-    def broadcast(self, obj: Any, what: str = "sharing the run id") -> Any:
-        """Rank 0's ``obj`` on every process."""
+    def broadcast(self, obj: Any, what: str = "sharing the run id", src: int = 0) -> Any:
+        """Process ``src``'s ``obj`` on every process (rank 0's by default)."""
         box = [obj]
         device = self.device if self.backend == "nccl" else None
-        self._call(what, lambda: _dist().broadcast_object_list(box, src=0, device=device))
+        self._call(what, lambda: _dist().broadcast_object_list(box, src=src, device=device))
         return box[0]
 
     def barrier(self, what: str = "waiting for the run folder to be written") -> None:
@@ -310,6 +323,14 @@ class StepAgreement:
     def __init__(self, group: Group, lag: int = 0):
         self.group, self.lag = group, lag
         self.pending: list[tuple[torch.Tensor, int, int]] = []
+        self.last_event = 0  # the step of the last progress event (see reported)
+
+    def reported(self, step: int) -> None:
+        """A progress event was made after ``step``: "event due" flags of that step or earlier are stale.
+
+        With ``lag`` 1 the flag read after step s+1 was computed at step s+1, before the event of step
+        s+1 reset the meter, so it would ask for a second event one step after the first."""
+        self.last_event = max(self.last_event, step)
 
     def push(self, loss: torch.Tensor, cancel: bool, due: bool, step: int, epoch: int) -> Agreed | None:
         """This step's flags; what all agreed about the step ``lag`` steps back (None while too early)."""
@@ -333,7 +354,118 @@ class StepAgreement:
             return None
         flags, step, epoch = self.pending.pop(0)
         cancel, due, bad = (bool(v) for v in flags.tolist())
-        return Agreed(step, epoch, cancel, bad, due)
+        return Agreed(step, epoch, cancel, bad, due and step > self.last_event)
+
+
+# ---- preparing together: the data, one lesson arm after the other ----------------------------------
+
+
+class OutOfStepError(CnnlabError):
+    """The processes of the group are not doing the same thing (e.g. not at the same arm of a lesson)."""
+
+
+# seconds between two "still loading?" exchanges while the first processes load the data: each exchange
+# is short, so a download longer than the group's timeout does not make the waiting processes fail
+LOAD_POLL_S = 0.5
+
+
+def load_turn(rank_: int, local_rank_: int) -> int:
+    """When a process loads the data (:func:`load_in_turn`): 0 rank 0, 1 the first process of every other
+    machine, 2 the rest. Turns 0 and 1 may download; turn 2 finds the files and the decode cache."""
+    return 0 if rank_ == 0 else 1 if local_rank_ == 0 else 2
+
+
+def load_in_turn(group: Any, load: Callable[[bool], Any], what: str = "the dataset",
+                 local_rank_: int | None = None, poll_s: float = LOAD_POLL_S) -> Any:
+    """``load(download)`` in every process of ``group``, in turns, so that no two processes download
+    or decode into the same folder at once.
+
+    Rank 0 loads first (download allowed) while the others wait; then the first process of every
+    other machine (download allowed: on a machine of its own it needs its own copy; on a disk shared
+    with rank 0 it finds rank 0's files and downloads nothing); then all the others, with download
+    disabled: they find the files and the decode cache their machine's first process left. Waiting is
+    a series of short exchanges (every ``poll_s`` s), so a long download never runs into the group's
+    timeout. Success is agreed after every turn: when a process fails, every process raises, the
+    failing one its own error and the others a :class:`~cnnlab.errors.DataError` naming it and its
+    message, so none waits for a turn that never comes."""
+    import threading
+
+    from .errors import DataError
+
+    turn = load_turn(group.rank, local_rank() if local_rank_ is None else local_rank_)
+    result: Any = None
+    for phase in range(3):
+        error: list[BaseException] = []
+        worker = None
+        if phase == turn:  # loading in a thread: this one keeps telling the others it is still busy
+            def run(download: bool = phase < 2, error: list[BaseException] = error) -> None:
+                nonlocal result
+                try:
+                    result = load(download)
+                except BaseException as e:  # noqa: BLE001 - reported to every process below
+                    error.append(e)
+
+            worker = threading.Thread(target=run, name="cnnlab-load-in-turn", daemon=True)
+            worker.start()
+        while True:
+            if worker is not None:
+                worker.join(poll_s)
+            state = torch.zeros(group.world)  # per process: 0 done (or not its turn), 1 loading, 2 failed
+            state[group.rank] = 1.0 if worker is not None and worker.is_alive() else 2.0 if error else 0.0
+            state = group.sum(state, f"waiting for process(es) loading {what}")
+            if not bool((state == 1).any()):
+                break
+        failed = [r for r in range(group.world) if int(state[r]) == 2]
+        if failed:
+            own = error[0] if error else None
+            shown = f"{type(own).__name__}: {own}" if own is not None and not isinstance(own, CnnlabError) else str(own)
+            message = group.broadcast(shown if own is not None else "", f"sharing why {what} did not load",
+                                      src=failed[0])
+            if own is not None:
+                raise own
+            raise DataError(f"process {failed[0]} of {group.world} could not load {what}, so no process of this "
+                            f"torchrun group trains: {message}")
+    return result
+
+
+@dataclass
+class TaskAgreement:
+    """What every process agreed before a task (a lesson's arm): stop everything, or skip this one."""
+
+    cancel: bool  # some process was asked to stop
+    skip: str  # why the task is skipped (some process cannot run it), or "" to run it
+
+
+def agree_on_task(group: Any, index: int, names: Sequence[str], *, cancel: bool = False,
+                  skip: str = "", what: str = "arm") -> TaskAgreement:
+    """Before task ``index`` of ``names`` (e.g. a lesson's arms, run one after the other by every process):
+    all processes must be at the same task; a cancel asked in one (Ctrl-C, torchrun's SIGTERM) stops all;
+    a task one of them cannot run (``skip``: why) is skipped by all, with that process's reason.
+    Raises :class:`OutOfStepError`, the same message in every process, when they are at different tasks
+    (``index`` = ``len(names)``: past the last one), or at tasks of different names (not the same lesson)."""
+    import zlib
+
+    # per process: the task's index and a checksum of its name (float64 holds both exactly), cancel, skip
+    state = torch.zeros(group.world, 4, dtype=torch.float64)
+    name = names[index] if 0 <= index < len(names) else ""
+    state[group.rank] = torch.tensor([float(index + 1), float(zlib.crc32(name.encode())), float(cancel),
+                                      float(bool(skip))], dtype=torch.float64)
+    state = group.sum(state, f"agreeing on the next {what}")
+    at = [int(v) - 1 for v in state[:, 0].tolist()]
+    if len(set(at)) > 1 or len(set(state[:, 1].tolist())) > 1:
+        where = ", ".join(f"process {r} at {what} {i + 1}" if i < len(names) else f"process {r} past the last {what}"
+                          for r, i in enumerate(at))
+        raise OutOfStepError(f"the processes of this torchrun group are not at the same {what} ({where}"
+                             + ("" if len(set(at)) > 1 else f", not the same {what}s") + "): every process stops. "
+                             "Start them all with the same command and settings.")
+    if bool(state[:, 2].any()):
+        return TaskAgreement(True, "")
+    skipping = [r for r in range(group.world) if bool(state[r, 3])]
+    if not skipping:
+        return TaskAgreement(False, "")
+    reason = group.broadcast(skip, f"sharing why a process skips this {what}", src=skipping[0])
+    return TaskAgreement(False, reason if skipping[0] == group.rank or not reason
+                         else f"process {skipping[0]} of {group.world}: {reason}")
 
 
 def from_collective(error: BaseException) -> bool:

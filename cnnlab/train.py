@@ -366,6 +366,18 @@ def load_data(config: TrainConfig, download: bool = True) -> Any:
     return bundle
 
 
+def load_data_in_turn(config: TrainConfig, device: torch.device | None = None) -> Any:
+    """:func:`load_data`; in a process of a torchrun group, in turns (:func:`cnnlab.distributed.load_in_turn`):
+    rank 0 downloads and decodes first, the others then find its files and decode cache instead of all
+    writing into the same folder at once; a failure in one process stops all of them with its message.
+    ``device``: this process's device (a GPU for NCCL's exchanges)."""
+    if not distributed.is_active():
+        return load_data(config)
+    group = distributed.Group.for_exchanges(device if device is not None else pick_device(config.device))
+    return distributed.load_in_turn(group, lambda download: load_data(config, download=download),
+                                    f"the {config.dataset} dataset")
+
+
 def init_weights(model: nn.Module, scheme: str) -> None:
     """Re-initialise every convolution and fully connected layer: "kaiming" (He normal, fan-out,
     for ReLU networks: seed 000) or "xavier" (Glorot uniform: seed 004); biases to zero."""
@@ -591,7 +603,7 @@ def prepare(config: TrainConfig, model: nn.Module | None = None, data: DataBundl
     device = pick_device(device or config.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    bundle = data if data is not None else load_data(config)
+    bundle = data if data is not None else load_data_in_turn(config, device)
     info = bundle.info
     train_x, train_y = bundle.train.images, bundle.train.labels.long()
     val_x, val_y = bundle.val.images, bundle.val.labels.long()
@@ -1025,6 +1037,8 @@ def _loop(s: Prepared, net: nn.Module, listeners: Sequence[Listener], cancel: th
                 distributed.failure_for_tests(group, step)
                 if (meter.due(step) if agreement is None else due) or i == steps_per_epoch - 1:
                     emit(event := meter.step_event(epoch, step, optimizer.param_groups[0]["lr"]))
+                    if agreement is not None:  # the flags computed before this event are stale now
+                        agreement.reported(step)
                     if (bad := guard.window(event)) is not None:
                         status, message = "diverged", bad
                         break

@@ -12,6 +12,7 @@ import importlib
 import pkgutil
 import sys
 
+from ..distributed import GroupStopped
 from ..errors import CnnlabError
 
 
@@ -40,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     except CnnlabError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except GroupStopped as e:  # a KeyboardInterrupt with a message: torchrun stopped the group
+        print(f"error: {e}", file=sys.stderr)
+        return 143  # 128 + SIGTERM
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

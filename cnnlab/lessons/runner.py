@@ -34,6 +34,7 @@ import torch
 from .. import distributed
 from ..data import dataset_status
 from ..data.registry import get_spec as get_dataset_spec
+from ..device import pick_device
 from ..errors import CnnlabError, LessonError
 from ..evaluate import evaluate_run
 from ..jobs import FINAL_STATES, Job, JobManager, get_manager
@@ -229,23 +230,10 @@ class LessonRun:
     def _coordinate(self) -> None:
         try:
             data_cache: dict[str, Any] = {}
-            for a in self.arms:  # independent arms queue at once, in order
-                if a.plan.depends_on is None:
-                    self._submit(a, a.plan.config, data_cache)
-            for a in self.arms:  # an arm that starts from another's weights waits for its run
-                if a.plan.depends_on is not None:
-                    source = next(s for s in self.arms if s.plan.arm.id == a.plan.depends_on)
-                    if not self._wait_for(source):
-                        break
-                    if self.arm_state(source) != "finished" or source.job is None or not source.job.run_id:
-                        a.state, a.message = "skipped", (f"it starts from the weights of {source.plan.arm.name}, "
-                                                         f"which {self.arm_state(source)}.")
-                        continue
-                    config = dataclasses.replace(a.plan.config, init_from=source.job.run_id)
-                    self._submit(a, config, data_cache)
-            for a in self.arms:
-                if not self._wait_for(a):
-                    break
+            if distributed.is_active():  # under torchrun: the arms one at a time, agreed by all processes
+                self._arms_in_group(data_cache)
+            else:
+                self._arms(data_cache)
             if self._cancel.is_set():
                 for a in self.arms:
                     if a.job is None and a.state == "waiting":
@@ -268,6 +256,66 @@ class LessonRun:
         finally:
             self._done.set()
 
+    def _arms(self, data_cache: dict[str, Any]) -> None:
+        """Queue the arms (independent ones at once) and wait for them all, or for a cancel."""
+        for a in self.arms:  # independent arms queue at once, in order
+            if a.plan.depends_on is None:
+                self._submit(a, a.plan.config, data_cache)
+        for a in self.arms:  # an arm that starts from another's weights waits for its run
+            if a.plan.depends_on is not None:
+                source = next(s for s in self.arms if s.plan.arm.id == a.plan.depends_on)
+                if not self._wait_for(source):
+                    break
+                if self.arm_state(source) != "finished" or source.job is None or not source.job.run_id:
+                    a.state, a.message = "skipped", (f"it starts from the weights of {source.plan.arm.name}, "
+                                                     f"which {self.arm_state(source)}.")
+                    continue
+                config = dataclasses.replace(a.plan.config, init_from=source.job.run_id)
+                self._submit(a, config, data_cache)
+        for a in self.arms:
+            if not self._wait_for(a):
+                break
+
+    def _arms_in_group(self, data_cache: dict[str, Any], group: Any = None) -> None:
+        """Under torchrun: every process trains the arms one after the other, each data-parallel with the
+        others. Before each arm they agree (:func:`cnnlab.distributed.agree_on_task`): the same arm in all
+        (else every process stops with one message), a cancel in any one stops all of them, an arm one of
+        them cannot start (its source arm did not finish) is skipped by all; the arm's data is loaded in
+        turns and its success agreed (:func:`cnnlab.distributed.load_in_turn`). Only one arm at a time
+        uses the group: its exchanges never interleave with another arm's."""
+        if group is None:
+            group = distributed.Group.for_exchanges(pick_device(self.arms[0].plan.config.device if self.arms else "auto"))
+        if group.device.type == "cuda":
+            torch.cuda.set_device(group.device)  # this thread's GPU for NCCL's exchanges
+        names = [a.plan.arm.name for a in self.arms]
+        for i, a in enumerate(self.arms):
+            config, skip = a.plan.config, ""
+            if a.plan.depends_on is not None:
+                source = next(s for s in self.arms if s.plan.arm.id == a.plan.depends_on)
+                if self.arm_state(source) != "finished" or source.job is None or not source.job.run_id:
+                    skip = f"it starts from the weights of {source.plan.arm.name}, which {self.arm_state(source)}."
+                else:
+                    config = dataclasses.replace(config, init_from=source.job.run_id)
+            agreed = distributed.agree_on_task(group, i, names, cancel=self._cancel.is_set(), skip=skip)
+            if agreed.cancel:
+                self.cancel()  # every process stops here (the arms not started: "cancelled")
+                return
+            if agreed.skip:
+                a.state, a.message = "skipped", agreed.skip
+                continue
+            try:
+                data = _data_for(config, data_cache, group)  # agreed: loaded in every process, or failed in all
+            except CnnlabError as e:
+                a.state, a.message = "failed", str(e)
+                continue
+            self._submit(a, config, data_cache, data=data)
+            while a.job is not None and not a.job.wait(0.2):  # a cancel here is agreed inside the training
+                if self._cancel.is_set():
+                    a.job.cancel()
+        agreed = distributed.agree_on_task(group, len(self.arms), names, cancel=self._cancel.is_set())
+        if agreed.cancel:
+            self.cancel()
+
     def _wait_for(self, a: ArmState) -> bool:
         """Wait until arm ``a`` is over; False once the lesson is cancelled."""
         while a.job is not None and not a.job.wait(0.2):
@@ -275,11 +323,11 @@ class LessonRun:
                 a.job.cancel()
         return not self._cancel.is_set()
 
-    def _submit(self, a: ArmState, config: TrainConfig, data_cache: dict[str, Any]) -> None:
-        if self._cancel.is_set():
+    def _submit(self, a: ArmState, config: TrainConfig, data_cache: dict[str, Any], data: Any = None) -> None:
+        if self._cancel.is_set() and data is None:
             return
         try:
-            data = _data_for(config, data_cache)
+            data = data if data is not None else _data_for(config, data_cache)
         except CnnlabError as e:
             a.state, a.message = "failed", str(e)
             return
@@ -297,11 +345,13 @@ def _data_key(config: TrainConfig) -> str:
     return json.dumps({k: getattr(config, k) for k in keys}, sort_keys=True, default=str)
 
 
-def _data_for(config: TrainConfig, cache: dict[str, Any]) -> Any:
-    """Arms with the same data settings share one loaded dataset (what ``load_data`` would build)."""
+def _data_for(config: TrainConfig, cache: dict[str, Any], group: Any = None) -> Any:
+    """Arms with the same data settings share one loaded dataset (what ``load_data`` would build).
+    ``group``: loaded in turns by the processes of a torchrun group (:func:`cnnlab.distributed.load_in_turn`)."""
     key = _data_key(config)
     if key not in cache:
-        cache[key] = load_data(config)
+        cache[key] = load_data(config) if group is None else distributed.load_in_turn(
+            group, lambda download: load_data(config, download=download), f"the {config.dataset} dataset")
     return cache[key]
 
 
