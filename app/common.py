@@ -72,6 +72,16 @@ def cached_dataset(name: str):
     return load_dataset(name, download=False)
 
 
+@st.cache_resource(show_spinner="Loading your images…", max_entries=2)
+def cached_made(name: str, stamp: tuple, image_size: int | None = None):
+    """A dataset made from your own images, as the trainer sees it (at ``image_size``, default its
+    own), loaded again when images are added or removed: ``stamp`` is
+    :func:`cnnlab.data.maker.fingerprint`."""
+    from cnnlab.data import load_dataset
+
+    return load_dataset(name, image_size=image_size, download=False, progress=False)
+
+
 @st.cache_resource(show_spinner="Loading the run's data…", max_entries=4)
 def cached_run_data(run_id: str):
     """The data a run was trained on, split as it was (its seed, fractions, subset, classes)."""
@@ -265,7 +275,7 @@ def dataset_choices() -> tuple[list[str], dict]:
     from cnnlab.data import maker
 
     statuses = _statuses(maker.fingerprint())
-    yours = {m.key for m in maker.list_made()}
+    yours = {n for n in statuses if maker.is_made(n)}  # one stat each: no image folder is listed
     order = {"present": 0, "downloadable": 1, "missing": 2}
     names = sorted(statuses, key=lambda n: (order.get(statuses[n].state, 3), n != "digits", n not in yours, n))
     return names, statuses

@@ -96,6 +96,35 @@ def test_a_bad_file_is_named_and_the_others_kept(data_dir):
     assert "'cut.png'" in at.warning[-1].value
 
 
+def test_uploads_over_the_class_limit_are_refused_by_count_before_being_read(data_dir, monkeypatch):
+    from cnnlab.data import maker
+
+    monkeypatch.setattr(maker, "MAX_IMAGES_PER_CLASS", 3)
+    real, given = maker.add_images, []
+
+    def spy(key, class_, files, data_root=None):
+        files = list(files)
+        given.append([name for name, _ in files])
+        assert all(callable(data) for _, data in files)  # the bytes are read one at a time, inside
+        return real(key, class_, files, data_root)
+
+    monkeypatch.setattr(maker, "add_images", spy)
+    at = open_view("mydata")
+    assert any("at most 20 datasets, 2 GB of stored images in all" in c.value for c in at.caption)
+    create(at, "full", "a, b")
+    files = uploads(5)["circle"]
+    at.file_uploader[0].set_value(files[:2]).run()
+    at.file_uploader[0].set_value(files[2:]).run()  # three more, room for one
+    assert not at.exception
+    assert given == [[files[0][0], files[1][0]], [files[2][0]]]  # the other two never reached the maker
+    assert [s.value for s in at.success] == ["Added 1 image to 'a'."]
+    warning = at.warning[-1].value
+    assert "2 files refused (the others were kept)" in warning
+    assert f"2 files not added ('{files[3][0]}', '{files[4][0]}'): 'a' held 2 images and a class holds at most 3" in warning
+    assert sorted(p.name for p in (data_dir / "full" / "a").iterdir()) == ["0001.png", "0002.png", "0003.png"]
+    assert any("In use: 1 of 20 datasets" in c.value for c in at.caption)
+
+
 def test_camera_photos_are_added_to_the_class(data_dir):
     at = open_view("mydata")
     create(at, "camera", "me, not me")
@@ -157,8 +186,8 @@ def test_train_on_it_opens_the_train_page_with_small_data_settings_and_trains(da
     assert at.selectbox(key="train-aug").value == "cifar"
     assert at.selectbox(key="train-made-size").value == 32
     assert any("Settings for a small image folder applied" in m.value for m in at.markdown)
-    assert any("Hold-out: 20% of every class, 3 validation images" in c.value and "circle 4/1" in c.value
-               for c in at.caption)
+    assert any("Hold-out: about 20% of every class (seed 0), 3 validation images" in c.value
+               and "circle 4/1" in c.value for c in at.caption)  # as maker.holdout splits 0001..0005.png
     at.switch_page("views/train.py").run()  # AppTest follows a switch made by the script for one run only
     assert at.selectbox(key="train-model").value == "cifar_resnet"  # the settings stay
     at.number_input(key="train-epochs").set_value(1).run()

@@ -344,11 +344,19 @@ def test_your_images_get_small_data_settings_the_holdout_and_a_transfer_choice(t
     assert at.text_input(key="train-size").value == "32" and at.selectbox(key="train-aug").value == "cifar"
     assert at.selectbox(key="train-made-size").value == 32
     assert any("Settings for a small image folder applied" in m.value for m in at.markdown)
+    from cnnlab.data import maker
+
+    split = maker.holdout_counts(maker.read_made(name), 0.2, 0)  # the loader's split, shown as it is
     holdout = [c.value for c in at.caption if c.value.startswith("Hold-out")]
-    assert holdout and "3 validation images" in holdout[0] and "circle 5/1" in holdout[0]
+    assert holdout and f"{sum(v for _, v in split)} validation images" in holdout[0]
+    assert f"circle {split[0][0]}/{split[0][1]}" in holdout[0]
     assert any("no ImageNet weights on this machine" in c.value for c in at.caption)
     at.number_input(key="train-valfrac").set_value(0.5).run()  # the split shown follows the setting
-    assert any(c.value.startswith("Hold-out: 50% of every class, 9 validation") for c in at.caption)
+    n_val = sum(v for _, v in maker.holdout_counts(maker.read_made(name), 0.5, 0))
+    assert any(c.value.startswith(f"Hold-out: about 50% of every class (seed 0), {n_val} validation") for c in at.caption)
+    at.number_input(key="train-seed").set_value(5).run()  # and the seed
+    n_val = sum(v for _, v in maker.holdout_counts(maker.read_made(name), 0.5, 5))
+    assert any(c.value.startswith(f"Hold-out: about 50% of every class (seed 5), {n_val} validation") for c in at.caption)
 
     path = weights_path("resnet18")  # weights "present": the transfer-learning choice is offered
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -8,12 +8,10 @@ import struct
 import zlib
 
 import pytest
-import torch
 from PIL import Image
 
 from cnnlab.data import dataset_status, list_datasets, load_dataset, maker
 from cnnlab.data.shapes import generate_shapes
-from cnnlab.data.splits import stratified_split
 from cnnlab.errors import DataError
 
 CLASSES = ["circle", "square", "triangle"]
@@ -77,9 +75,14 @@ def test_made_dataset_loads_by_name_and_as_an_image_folder(data_dir):
     assert len(bundle.train) == 12 and len(bundle.val) == 3  # 20% of every class held out
     assert bundle.train.class_counts(3) == [4, 4, 4] and bundle.val.class_counts(3) == [1, 1, 1]
 
+    # the same folder as an ordinary image folder: the same images (split by the folder's own shuffle)
     folder = load_dataset("folder", root=data_dir / "my_shapes", image_size=maker.DEFAULT_IMAGE_SIZE, progress=False)
     assert folder.info.classes == CLASSES
-    assert torch.equal(folder.train.images, bundle.train.images) and torch.equal(folder.val.labels, bundle.val.labels)
+
+    def images(b):
+        return sorted((int(y), x.numpy().tobytes()) for s in (b.train, b.val) for x, y in zip(s.images, s.labels))
+
+    assert images(folder) == images(bundle)
     # the stored pixels are the generated ones (PNG is lossless; 48 px is below the stored size)
     stored = Image.open(data_dir / "my_shapes" / "circle" / "0001.png")
     assert stored.size == (48, 48) and stored.mode == "RGB"
@@ -281,7 +284,8 @@ def test_an_interrupted_save_leaves_whole_images_only(data_dir, monkeypatch):
     assert all(Image.open(p).size == (48, 48) for p in folder.glob("*.png"))  # whole files
     assert len(list(folder.glob(".*.tmp"))) == 1  # the complete temporary copy, hidden from loaders
     bundle = load_dataset("interrupted", progress=False)  # 2 + 3 + 2 whole images, the hidden copy ignored
-    assert (len(bundle.train), len(bundle.val)) == (4, 3)
+    split = maker.holdout_counts(maker.read_made("interrupted"), 0.2)
+    assert sum(map(sum, split)) == 7 and (len(bundle.train), len(bundle.val)) == tuple(map(sum, zip(*split)))
     monkeypatch.setattr(maker, "_link_new", real_link)
     assert len(maker.add_images("interrupted", "square", files[:1]).saved) == 1
     assert not list(folder.glob(".*.tmp"))  # cleaned by the next save
@@ -308,13 +312,115 @@ def test_a_full_disk_is_a_clear_message_and_keeps_what_was_saved(data_dir, monke
 # --------------------------------------------------------------------------- training suggestions
 
 
-def test_holdout_counts_are_the_stratified_split():
-    counts = [100, 37, 2, 9]
-    labels = torch.cat([torch.full((n,), i) for i, n in enumerate(counts)])
-    for fraction in (0.1, 0.2, 0.35):
-        train, val = stratified_split(labels, fraction, seed=0)
-        expected = [(int((labels[train] == i).sum()), int((labels[val] == i).sum())) for i in range(len(counts))]
-        assert maker.holdout_counts(counts, fraction) == expected
+def test_the_holdout_is_the_one_the_page_shows_and_what_the_loader_uses(data_dir):
+    made = make("shown", per_class=6)
+    for fraction, seed in ((0.2, 0), (0.5, 0), (0.2, 7), (0.0, 0)):
+        split = maker.holdout(made, fraction, seed)
+        bundle = load_dataset("shown", val_fraction=fraction, seed=seed, progress=False)
+        counts = maker.holdout_counts(made, fraction, seed)
+        assert counts == [(len(t), len(v)) for t, v in split.values()]
+        assert bundle.train.class_counts(3) == [t for t, _ in counts]
+        assert bundle.val.class_counts(3) == [v for _, v in counts]
+        for c, (train, val) in split.items():
+            assert sorted([*train, *val]) == sorted(made.files[c]) and not set(train) & set(val)
+            if fraction:
+                assert train and val  # every class keeps at least one file on each side
+    # which files: the validation images are exactly the held-out files' pixels
+    bundle = load_dataset("shown", val_fraction=0.5, seed=0, progress=False)
+    split = maker.holdout(made, 0.5, 0)
+    held = [made.root / c / n for c, (_, val) in split.items() for n in val]
+    decoded = load_dataset("folder", root=made.root, image_size=64, progress=False, val_fraction=0.0)
+    by_pixels = {x.numpy().tobytes(): path for x, path in zip(decoded.train.images, sorted(
+        (made.root / c / n for c in made.classes for n in made.files[c]), key=lambda p: (p.parent.name, p.name)))}
+    assert sorted(str(by_pixels[x.numpy().tobytes()]) for x in bundle.val.images) == sorted(map(str, held))
+
+
+def pixels(split) -> set[bytes]:
+    return {x.numpy().tobytes() for x in split.images}
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_adding_images_never_moves_a_training_image_into_validation(data_dir, seed):
+    made = make("growing", per_class=5)
+    before = load_dataset("growing", seed=seed, progress=False)
+    split_before = maker.holdout(made, 0.2, seed)
+    for k, extra in enumerate((1, 1, 3, 8)):  # one image at a time, then more at once
+        for c, files in shape_pngs(extra, seed=10 + k).items():
+            assert len(maker.add_images("growing", c, files).saved) == extra
+        made = maker.read_made("growing")
+        after = load_dataset("growing", seed=seed, progress=False)
+        split_after = maker.holdout(made, 0.2, seed)
+        for c in CLASSES:
+            old_train, old_val = map(set, split_before[c])
+            new_train, new_val = map(set, split_after[c])
+            assert old_train <= new_train, f"{c}: {sorted(old_train & new_val)} moved from train to validation"
+            assert new_val <= old_val | (set(made.files[c]) - old_train - old_val)  # new, or held out before
+        assert not pixels(before.train) & pixels(after.val)  # what a run trained on is never validated on
+        before, split_before = after, split_after
+
+
+def test_made_datasets_are_read_once_until_they_change(data_dir):
+    made = make("cached", per_class=2)
+    assert maker.read_made("cached") is made and maker.list_made()[0] is made  # nothing changed: no listing
+    assert maker.is_made("cached") and not maker.is_made("mnist") and not maker.is_made("nothing_here")
+    stamp = maker.fingerprint()
+    assert maker.fingerprint() == stamp
+    # a file copied in by hand (not through add_images) is seen: its class folder's time changed
+    (made.root / "circle" / "0009.png").write_bytes((made.root / "circle" / "0001.png").read_bytes())
+    assert maker.fingerprint() != stamp
+    again = maker.read_made("cached")
+    assert again is not made and again.counts["circle"] == 3 and "0009.png" in again.files["circle"]
+    assert again.bytes == sum(p.stat().st_size for c in CLASSES for p in (made.root / c).iterdir())
+    stamp = maker.fingerprint()
+    maker.remove_image("cached", "circle", "0009.png")
+    assert maker.fingerprint() != stamp and maker.read_made("cached").counts["circle"] == 2
+
+
+def test_the_number_of_datasets_and_their_bytes_are_capped(data_dir, monkeypatch):
+    assert f"at most {maker.MAX_DATASETS} datasets, 2 GB of stored images in all" in maker.limits_text()
+    monkeypatch.setattr(maker, "MAX_DATASETS", 2)
+    make("one", per_class=2)
+    maker.create_dataset("two", ["a", "b"])
+    with pytest.raises(DataError, match=r"already 2 datasets made here \(the limit is 2\)"):
+        maker.create_dataset("three", ["a", "b"])
+    maker.create_dataset("two", ["c"])  # adding a class to one that exists is not a new dataset
+    assert not (data_dir / "three").exists()
+
+    used = maker.disk_usage()
+    assert used == maker.read_made("one").bytes > 0
+    monkeypatch.setattr(maker, "MAX_TOTAL_BYTES", used + 100)  # room for no image of 48x48
+    read = []
+    files = [(name, (lambda d=data: read.append(d) or d)) for name, data in shape_pngs(3)["circle"]]
+    report = maker.add_images("two", "a", files)
+    assert not report.saved and len(report.refused) == 3
+    assert "'circle_" in report.refused[0].reason and "would hold more than" in report.refused[0].reason
+    assert "delete a dataset you no longer need" in report.refused[-1].reason
+    assert len(read) == 1  # the first was read (and found too big); the others refused before reading
+    assert maker.read_made("two").total == 0
+
+
+def test_files_over_the_class_limit_are_never_read(data_dir, monkeypatch):
+    monkeypatch.setattr(maker, "MAX_IMAGES_PER_CLASS", 2)
+    maker.create_dataset("lazy", ["a", "b"])
+    read = []
+    files = [(name, (lambda n=name, d=data: read.append(n) or d)) for name, data in shape_pngs(5)["circle"]]
+    report = maker.add_images("lazy", "a", files)
+    assert len(report.saved) == 2 and len(report.refused) == 3 and read == [n for n, _ in files[:2]]
+
+
+def test_an_image_is_written_once_then_linked(data_dir, monkeypatch):
+    maker.create_dataset("direct", ["a", "b"])
+    written = []
+    real = maker._write_atomic
+    monkeypatch.setattr(maker, "_write_atomic", lambda path, data: written.append(path.name) or real(path, data))
+    replaced = []
+    real_replace = maker.os.replace
+    monkeypatch.setattr(maker.os, "replace", lambda a, b: replaced.append(str(b)) or real_replace(a, b))
+    report = maker.add_images("direct", "a", shape_pngs(2)["circle"])
+    assert [p.name for p in report.saved] == ["0001.png", "0002.png"]
+    assert written == [maker.MANIFEST]  # only the manifest goes through a renamed temporary
+    assert all(r.endswith(maker.MANIFEST) for r in replaced)
+    assert not list((data_dir / "direct" / "a").glob(".*"))  # no temporary left
 
 
 def test_suggestions_are_valid_train_configs():

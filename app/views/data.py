@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from app.common import cached_dataset, dataset_choices, remember, short_number, show_error
+from app.common import cached_dataset, cached_made, dataset_choices, remember, short_number, show_error
 from app.share import setting_shown
 from cnnlab.data import maker
 from cnnlab.data.gallery import (
@@ -38,14 +38,6 @@ def cached_folder(root: str):
     return load_dataset("folder", root=root, download=False)
 
 
-@st.cache_resource(show_spinner="Loading your images…", max_entries=2)
-def cached_made(name: str, stamp: tuple):
-    """A dataset made from your own images, loaded again when images are added (``stamp``)."""
-    from cnnlab.data import load_dataset
-
-    return load_dataset(name, download=False, progress=False)
-
-
 def counts_chart(counts: list[dict], splits: list[str]):
     import altair as alt
 
@@ -71,7 +63,7 @@ st.write("Look at a dataset before training on it: how many images each class ha
          "and what the augmentation does to it.")
 
 names, statuses = dataset_choices()
-yours = {m.key for m in maker.list_made()}
+yours = {n for n in names if maker.is_made(n)}
 ds_key = remember(STORE, "data-ds", "shapes" if "shapes" in names else names[0], options=names)
 if setting_shown(ds_key):
     st.selectbox("Dataset", names, key=ds_key,
@@ -138,7 +130,10 @@ m4.metric("Max per class", short_number(train["max"]),
 st.caption(("Balanced: every class has the same number of training images. " if train["balanced"] else
             f"Not balanced: the training split has {train['min']:,} to {train['max']:,} images per class. ")
            + "These are the splits training uses" + (" (validation: a stratified hold-out of the training data)"
-                                                      if info.source in ("embedded", "yours") else "") + ".")
+                                                      if info.source == "embedded" else
+                                                      " (validation: about 20% of every class, each image held out "
+                                                      "or not by a hash of its name, so adding images never moves "
+                                                      "one a run trained on)" if info.source == "yours" else "") + ".")
 st.altair_chart(counts_chart(counts, splits), width="stretch")
 with st.expander("The counts as a table"):
     st.dataframe([{k: r[k] for k in ("class", *splits)} for r in counts], hide_index=True, width="stretch")

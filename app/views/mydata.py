@@ -14,7 +14,7 @@ from cnnlab.errors import CnnlabError
 NEW = ""  # the "new dataset" choice of the picker
 PICK = "mydata-pick"  # the dataset being filled (a widget key)
 NONCE = "mydata-nonce"  # bumped after files are added: a fresh, empty uploader and camera
-REPORT = "mydata-report"  # ("ok" | "error", message, [refused reasons]) of the last action, shown once
+REPORT = "mydata-report"  # ("ok" | "error", message, [refused reasons][, files refused]) of the last action, shown once
 HANDOFF = "train-handoff"  # read (once) by the Train page: the dataset to select, with small-data settings
 IMAGE_TYPES = ["png", "jpg", "jpeg", "bmp", "gif", "tif", "tiff", "webp", "ppm", "pgm"]
 GRID = 8  # newest images shown per class
@@ -59,13 +59,26 @@ def _add_files(key: str, class_: str, widget: str) -> None:
         return
     done.update(getattr(f, "file_id", None) for f in files)
     try:
-        report = maker.add_images(key, class_, ((f.name, f.getvalue()) for f in files))
+        # the excess over the class's limit is refused by count, before a byte of it is read
+        have = maker.read_made(key).counts.get(class_, 0)
+        room = max(0, maker.MAX_IMAGES_PER_CLASS - have)
+        files, excess = files[:room], files[room:]
+        over = [] if not excess else [
+            f"{len(excess)} file{'s' if len(excess) != 1 else ''} not added ({_names(excess)}): '{class_}' held {have} "
+            f"images and a class holds at most {maker.MAX_IMAGES_PER_CLASS}, so only the first {room} of the "
+            f"{room + len(excess)} were taken. Start another class or dataset for the others."]
+        report = maker.add_images(key, class_, ((f.name, f.getvalue) for f in files))  # read one at a time
     except CnnlabError as err:
         st.session_state[REPORT] = ("error", err, [])
     else:
         st.session_state[REPORT] = ("ok" if report.saved else "refused", report.message().split(" Refused")[0],
-                                    [r.reason for r in report.refused])
+                                    over + [r.reason for r in report.refused], len(excess) + len(report.refused))
     st.session_state[NONCE] = st.session_state.get(NONCE, 0) + 1
+
+
+def _names(files, shown: int = 3) -> str:
+    names = ", ".join(f"'{f.name}'" for f in files[:shown])
+    return names + (f" and {len(files) - shown} more" if len(files) > shown else "")
 
 
 def _remove(key: str, class_: str) -> None:
@@ -124,16 +137,21 @@ st.caption(f"Limits: {maker.limits_text()} Every class needs at least {maker.MIN
 
 report = st.session_state.pop(REPORT, None)
 if report:
-    kind, text, details = report
+    kind, text, details, *refused = report
+    refused = refused[0] if refused else len(details)
     if kind == "error":
         show_error(text, context="Not done")
     else:
         (st.success if kind == "ok" else st.warning)(text)
     if details:
-        st.warning(f"{len(details)} file{'s' if len(details) != 1 else ''} refused (the others were kept):\n\n"
+        st.warning(f"{refused} file{'s' if refused != 1 else ''} refused (the others were kept):\n\n"
                    + "\n".join(f"- {d}" for d in details))
 
 made_all = {m.key: m for m in maker.list_made()}
+if made_all:
+    used = sum(m.bytes for m in made_all.values())
+    st.caption(f"In use: {len(made_all)} of {maker.MAX_DATASETS} datasets, {used / 2**20:,.1f} MB of "
+               f"{maker.MAX_TOTAL_BYTES // 2**20:,} MB of images.")
 if st.session_state.get(PICK) not in (NEW, *made_all):
     st.session_state[PICK] = NEW
 st.subheader("1. The dataset")
@@ -210,7 +228,8 @@ if not made.ready:
             f"{', '.join(made.missing())}.")
 else:
     st.write(f"The **Train** page opens with '{key}' selected and settings for a small dataset: a small CNN at "
-             "32x32, augmentation on, 20% of every class held out for validation.")
+             "32x32, augmentation on, about 20% of every class held out for validation (each image by a hash of its "
+             "name: adding images later never moves one a run trained on into validation).")
     if st.button("Train on it", key="mydata-train", type="primary"):
         st.session_state[HANDOFF] = key
         st.switch_page("views/train.py")

@@ -12,6 +12,7 @@ from PIL import Image
 
 from app.common import (
     cached_dataset,
+    cached_made,
     dataset_choices,
     dataset_classes,
     job_label,
@@ -221,15 +222,7 @@ def _dataset_changed() -> None:
     apply_suggestion(st.session_state.get("train-data"), automatic=True)
 
 
-@st.cache_resource(show_spinner="Loading your images…", max_entries=2)
-def cached_made(name: str, stamp: tuple, image_size: int):
-    """Your images as the trainer will see them (reloaded when images are added: ``stamp``)."""
-    from cnnlab.data import load_dataset
-
-    return load_dataset(name, image_size=image_size, download=False, progress=False)
-
-
-def made_box(made: maker.MadeDataset, val_fraction: float) -> None:
+def made_box(made: maker.MadeDataset, val_fraction: float, seed: int) -> None:
     """What the trainer will do with your images: the hold-out split, the settings applied and why,
     and the choice of transfer learning when ImageNet weights are here."""
     with st.container(border=True):
@@ -239,11 +232,13 @@ def made_box(made: maker.MadeDataset, val_fraction: float) -> None:
             st.markdown("\n".join(f"- {why}" for why in suggested[1]))
         else:
             st.markdown(f"**{made.key}: your own images**, {made.total} in {len(made.classes)} classes.")
-        split = maker.holdout_counts([made.counts[c] for c in made.classes], val_fraction)
-        n_val = sum(v for _, v in split)
-        st.caption(f"Hold-out: {val_fraction:.0%} of every class, {n_val} validation images the network never "
-                   f"trains on, {made.total - n_val} training images — "
-                   + ", ".join(f"{c} {t}/{v}" for c, (t, v) in zip(made.classes, split)) + " (train/validation).")
+        split = maker.holdout_counts(made, val_fraction, seed)  # the loader's own split, file by file
+        n_train, n_val = sum(t for t, _ in split), sum(v for _, v in split)
+        st.caption(f"Hold-out: about {val_fraction:.0%} of every class (seed {seed}), {n_val} validation images the "
+                   f"network never trains on, {n_train} training images — "
+                   + ", ".join(f"{c} {t}/{v}" for c, (t, v) in zip(made.classes, split)) + " (train/validation). "
+                   "Each image is held out or not from its name, so images added later never move one a run "
+                   "trained on into validation.")
         b1, b2 = st.columns(2)
         b1.button("Small-data settings", key="train-suggest", on_click=apply_suggestion, args=(made.key,),
                   help="A small CNN at 32x32, augmentation on, epochs for about a minute on a CPU.")
@@ -314,7 +309,7 @@ with st.container(border=True):
     if isinstance(picked, str) and picked not in datasets and picked.split(" — ")[0] in datasets:
         # the label of the dataset picked earlier, from before its state changed (e.g. downloaded meanwhile)
         st.session_state["train-data"] = picked.split(" — ")[0]
-    yours = {n for n in datasets if made_dataset(n) is not None}
+    yours = {n for n in datasets if maker.is_made(n)}
     dataset = field(c2, "selectbox", "Dataset", datasets, key="train-data", help=HELP["dataset"],
                            on_change=_dataset_changed,
                            format_func=lambda n: f"{n} — your images" + (
@@ -341,7 +336,8 @@ with st.container(border=True):
     if made is not None:
         data_options["image_size"] = int(st.session_state[MADE_SIZE])
         made_box(made, float(st.session_state.get("train-valfrac", st.session_state[FORM].get(
-            "train-valfrac", DEFAULTS["train-valfrac"]))))
+            "train-valfrac", DEFAULTS["train-valfrac"]))),
+                 int(st.session_state.get("train-seed", st.session_state[FORM].get("train-seed", DEFAULTS["train-seed"]))))
 
     c1, c2, c3, c4 = st.columns(4)
     epochs = field(c1, "number_input", "Epochs", 1, 1000, key="train-epochs", help=HELP["epochs"])

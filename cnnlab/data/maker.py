@@ -17,11 +17,16 @@ pickers and on the command line (``python -m cnnlab train --data fruits``).
 
 Limits (stated by :func:`limits_text`, checked before any pixel memory is allocated): 2 to
 :data:`MAX_CLASSES` classes, :data:`MAX_IMAGES_PER_CLASS` images per class,
-:data:`MAX_FILE_BYTES` per file, :data:`MAX_PIXELS` pixels per image. A refused file is reported
-with its reason; the others are kept. Adding never overwrites or removes a saved image: each
-file is written under a temporary hidden name and linked to its final name only when complete,
-so an interrupted save leaves whole images and at most a hidden temporary file (ignored by every
-loader, removed by the next save).
+:data:`MAX_FILE_BYTES` per file, :data:`MAX_PIXELS` pixels per image; at most
+:data:`MAX_DATASETS` datasets holding :data:`MAX_TOTAL_BYTES` on disk together. A refused file is
+reported with its reason; the others are kept. Adding never overwrites or removes a saved image:
+each file is written under a temporary hidden name and linked to its final name only when
+complete, so an interrupted save leaves whole images and at most a hidden temporary file (ignored
+by every loader, removed by the next save).
+
+The validation hold-out (:func:`holdout`) is decided file by file from a hash of the seed, the
+class and the file name (:func:`cnnlab.data.splits.stable_holdout`), so images added later never
+move an image a run trained on into its validation set.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ import time
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence, Union
 
 from PIL import Image
 
@@ -43,6 +48,7 @@ from .. import paths
 from ..errors import DataError
 from .folders import IMG_EXTENSIONS
 from .images import decode_image
+from .splits import stable_holdout
 
 MANIFEST = "cnnlab-dataset.json"
 MANIFEST_VERSION = 1
@@ -51,6 +57,9 @@ MAX_CLASSES = 10
 MAX_IMAGES_PER_CLASS = 500
 MAX_FILE_BYTES = 20 * 2**20
 MAX_PIXELS = 40_000_000
+#: At most this many made datasets under one data folder, and this many bytes of images in them all.
+MAX_DATASETS = 20
+MAX_TOTAL_BYTES = 2 * 2**30
 #: Images are stored scaled down so that their shorter side is at most this many pixels.
 STORED_SIDE = 256
 #: The square size a saved dataset is decoded to for training unless ``image_size`` says otherwise.
@@ -81,8 +90,15 @@ def limits_text() -> str:
     """The limits, as the page and the command line state them."""
     return (f"{MIN_CLASSES} to {MAX_CLASSES} classes; at most {MAX_IMAGES_PER_CLASS} images per class; files up to "
             f"{MAX_FILE_BYTES // 2**20} MB and {MAX_PIXELS // 1_000_000} megapixels in PNG, JPEG, BMP, GIF, TIFF, WebP "
-            f"or PPM/PGM. Images are stored as PNG, scaled down to at most {STORED_SIDE} pixels on their shorter side "
+            f"or PPM/PGM; at most {MAX_DATASETS} datasets, {_gb(MAX_TOTAL_BYTES)} of stored images in all. Images are "
+            f"stored as PNG, scaled down to at most {STORED_SIDE} pixels on their shorter side "
             "(metadata such as a photo's location is not kept).")
+
+
+def _gb(n: int) -> str:
+    if n >= 2**30:
+        return f"{n / 2**30:.1f} GB".replace(".0 GB", " GB")
+    return f"{n / 2**20:.0f} MB" if n >= 2**20 else f"{n / 2**10:.0f} KB"
 
 
 # --------------------------------------------------------------------------------------
@@ -186,6 +202,9 @@ class MadeDataset:
     image_size: int = DEFAULT_IMAGE_SIZE
     created: str = ""
     notes: list[str] = field(default_factory=list)  # e.g. a damaged manifest that was ignored
+    #: each class's image files, as paths relative to its folder ("0001.png"), sorted: what the loader reads
+    files: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
+    bytes: int = 0  # the image files' size on disk
 
     @property
     def total(self) -> int:
@@ -210,16 +229,28 @@ def _is_image(name: str) -> bool:
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMG_EXTENSIONS
 
 
+def _list_images(folder: Path) -> tuple[tuple[str, ...], int]:
+    """The image files in ``folder`` and its visible sub-folders, as sorted relative paths
+    ("0001.png", "more/x.jpg"), and their bytes: the one listing the counts, the hold-out and the
+    loader all use."""
+    names: list[str] = []
+    size = 0
+    for dirpath, dirnames, filenames in os.walk(folder):  # errors (a folder gone meanwhile) are skipped
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        rel = os.path.relpath(dirpath, folder)
+        for f in filenames:
+            if _is_image(f):
+                try:
+                    size += os.stat(os.path.join(dirpath, f)).st_size
+                except OSError:
+                    continue
+                names.append(f if rel == "." else Path(rel, f).as_posix())
+    return tuple(sorted(names)), size
+
+
 def _count_images(folder: Path) -> int:
-    """Image files in ``folder`` and its sub-folders (what the folder loader would read)."""
-    n = 0
-    try:
-        for dirpath, dirnames, filenames in os.walk(folder):
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-            n += sum(1 for f in filenames if _is_image(f))
-    except OSError:
-        return n
-    return n
+    """Image files in ``folder`` and its sub-folders (what the loader reads)."""
+    return len(_list_images(folder)[0])
 
 
 def _class_folders(root: Path) -> list[str]:
@@ -259,23 +290,59 @@ def dataset_dir(key: str, data_root: str | Path | None = None) -> Path:
     return (Path(data_root).expanduser() if data_root is not None else paths.data_dir()) / key
 
 
+def _stamp(root: Path) -> tuple | None:
+    """What changes when a made dataset changes (its manifest, rewritten on every add and remove, and
+    the times of its class folders, which change when a file is added or removed, even by hand);
+    None when ``root`` has no manifest. One directory listing and a few stats."""
+    try:
+        m = os.stat(_manifest_path(root))
+        classes = sorted((e.name, e.stat().st_mtime_ns) for e in os.scandir(root)
+                         if e.is_dir() and not e.name.startswith("."))
+    except OSError:
+        return None
+    return (m.st_mtime_ns, m.st_size, tuple(classes))
+
+
+_CACHE: dict[str, tuple[tuple, MadeDataset]] = {}  # folder -> (its stamp, what read_made found)
+
+
 def read_made(key: str, data_root: str | Path | None = None) -> MadeDataset:
-    """The made dataset called ``key`` (counts read from disk now). DataError if there is none."""
+    """The made dataset called ``key`` (counts read from disk now). DataError if there is none.
+
+    The listing of its files is kept in memory until the dataset changes (:func:`_stamp`), so
+    asking again (every page rerun asks) costs a few stats. The result is shared: do not modify it.
+    """
     root = dataset_dir(key, data_root)
     manifest = _manifest_path(root)
-    if not manifest.is_file():
+    stamp = _stamp(root)
+    if stamp is None:
         raise DataError(f"There is no dataset made in cnnlab called {key!r} (no {manifest}). Make one on the "
                         "'Your images' page, or list them with: python -m cnnlab datasets")
+    cached = _CACHE.get(str(root))
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
     fields_, notes = _read_manifest(manifest)
     classes = _class_folders(root)
-    counts = {c: _count_images(root / c) for c in classes}
-    return MadeDataset(key, root, fields_.get("title", key), classes, counts,
-                       fields_.get("image_size", DEFAULT_IMAGE_SIZE), fields_.get("created", ""), notes)
+    files, size = {}, 0
+    for c in classes:
+        files[c], n = _list_images(root / c)
+        size += n
+    made = MadeDataset(key, root, fields_.get("title", key), classes, {c: len(files[c]) for c in classes},
+                       fields_.get("image_size", DEFAULT_IMAGE_SIZE), fields_.get("created", ""), notes, files, size)
+    if len(_CACHE) > 4 * MAX_DATASETS:
+        _CACHE.clear()
+    _CACHE[str(root)] = (stamp, made)
+    return made
+
+
+def is_made(key: str, data_root: str | Path | None = None) -> bool:
+    """Whether ``key`` names a made dataset (a key with a manifest on disk): one stat, for the pickers."""
+    return isinstance(key, str) and is_key(key) and _manifest_path(dataset_dir(key, data_root)).is_file()
 
 
 def find_made(key: str, data_root: str | Path | None = None) -> MadeDataset | None:
     """The made dataset called ``key``, or None when there is none (no error: for pickers and the registry)."""
-    if not is_key(key) or not _manifest_path(dataset_dir(key, data_root)).is_file():
+    if not is_made(key, data_root):
         return None
     try:
         return read_made(key, data_root)
@@ -283,42 +350,48 @@ def find_made(key: str, data_root: str | Path | None = None) -> MadeDataset | No
         return None
 
 
-def list_made(data_root: str | Path | None = None) -> list[MadeDataset]:
-    """Every made dataset under ``data_root`` (default :func:`cnnlab.paths.data_dir`), by name.
-
-    A folder needs the manifest to be listed (so the raw folders of MNIST or Caltech101 are not);
-    a folder whose name is not a valid dataset key, or is a built-in's, is skipped."""
-    base = Path(data_root).expanduser() if data_root is not None else paths.data_dir()
+def _made_names(base: Path) -> list[str]:
+    """The folders under ``base`` that are made datasets (a valid key and a manifest), sorted."""
     try:
         entries = sorted(e.name for e in os.scandir(base) if e.is_dir() and not e.name.startswith("."))
     except OSError:
         return []
+    return [n for n in entries if is_key(n) and (base / n / MANIFEST).is_file()]
+
+
+def list_made(data_root: str | Path | None = None) -> list[MadeDataset]:
+    """Every made dataset under ``data_root`` (default :func:`cnnlab.paths.data_dir`), by name.
+
+    A folder needs the manifest to be listed (so the raw folders of MNIST or Caltech101 are not);
+    a folder whose name is not a valid dataset key, or is a built-in's, is skipped. Cheap when
+    nothing changed (see :func:`read_made`)."""
+    base = Path(data_root).expanduser() if data_root is not None else paths.data_dir()
     out = []
-    for name in entries:
-        if not is_key(name):
+    for name in _made_names(base):
+        try:
+            out.append(read_made(name, base))
+        except DataError:
             continue
-        if (base / name / MANIFEST).is_file():
-            try:
-                out.append(read_made(name, base))
-            except DataError:
-                continue
     return out
 
 
 def fingerprint(data_root: str | Path | None = None) -> tuple:
-    """Changes whenever a made dataset is created or images are added (manifest times): a cache key."""
+    """Changes whenever a made dataset is created, or images are added or removed: a cache key.
+
+    Costs a listing of the data folder and, per made dataset, of its folder and a few stats (no
+    image file is looked at)."""
     base = Path(data_root).expanduser() if data_root is not None else paths.data_dir()
     out = []
-    try:
-        for e in sorted(os.scandir(base), key=lambda e: e.name):
-            if e.is_dir() and not e.name.startswith("."):
-                try:
-                    out.append((e.name, os.stat(Path(e.path) / MANIFEST).st_mtime_ns))
-                except OSError:
-                    continue
-    except OSError:
-        return (str(base),)
+    for name in _made_names(base):
+        stamp = _stamp(base / name)
+        if stamp is not None:
+            out.append((name, stamp))
     return (str(base), *out)
+
+
+def disk_usage(data_root: str | Path | None = None) -> int:
+    """Bytes of images in all the made datasets under ``data_root`` (checked against :data:`MAX_TOTAL_BYTES`)."""
+    return sum(m.bytes for m in list_made(data_root))
 
 
 # --------------------------------------------------------------------------------------
@@ -361,7 +434,8 @@ def create_dataset(name: str, classes: Sequence[str], title: str | None = None,
 
     Nothing saved is ever removed: classes that exist stay with their images; the ones given
     that are new are created. Refused (DataError): a bad name or class name, fewer than 2 or
-    more than 10 classes in all, or a folder of that name that is not a made dataset.
+    more than 10 classes in all, a folder of that name that is not a made dataset, or a new
+    dataset when there are already :data:`MAX_DATASETS`.
     """
     key = dataset_key(name)
     base = Path(data_root).expanduser() if data_root is not None else paths.data_dir()
@@ -377,6 +451,11 @@ def create_dataset(name: str, classes: Sequence[str], title: str | None = None,
         if clash is not None:  # data/MNIST would be the same folder as data/mnist on macOS and Windows
             raise DataError(f"'{base / clash}' already exists; on some systems it is the same folder as '{key}'. "
                             "Choose another name.")
+        if not root.exists():
+            made = _made_names(base)
+            if len(made) >= MAX_DATASETS:
+                raise DataError(f"There are already {len(made)} datasets made here (the limit is {MAX_DATASETS}); add "
+                                f"to one of them, or delete one you no longer need (its folder in {base}).")
         existing = _class_folders(root) if root.is_dir() else []
         wanted = [c for c in (class_name(c) for c in classes) if c not in existing]
         new = class_names(wanted, existing)
@@ -487,14 +566,21 @@ def _link_new(tmp: Path, folder: Path, start: int) -> Path:
         return final
 
 
-def add_images(key: str, class_: str, files: Iterable[tuple[str, bytes]], data_root: str | Path | None = None) -> AddReport:
-    """Add ``files`` (``(file name, bytes)`` pairs) to class ``class_`` of the made dataset ``key``.
+#: An image to add: its bytes, or a function that returns them (read only if the image is not refused by count).
+ImageData = Union[bytes, Callable[[], bytes]]
+
+
+def add_images(key: str, class_: str, files: Iterable[tuple[str, ImageData]],
+               data_root: str | Path | None = None) -> AddReport:
+    """Add ``files`` (``(file name, bytes or a function returning them)`` pairs) to class ``class_``
+    of the made dataset ``key``.
 
     Each file is checked and converted (:func:`prepare_image`) and saved as the next free
     ``<class>/<n>.png``. A file that cannot be used is reported in the result with its reason and
-    the others are still added. Once the class holds :data:`MAX_IMAGES_PER_CLASS` images, the
-    rest are refused without being decoded. Raises DataError only when nothing can be added at
-    all (no such dataset or class, or the disk refuses to write: images saved so far are kept).
+    the others are still added. Once the class holds :data:`MAX_IMAGES_PER_CLASS` images, or the
+    made datasets hold :data:`MAX_TOTAL_BYTES` together, the rest are refused without being read
+    (when given as functions) or decoded. Raises DataError only when nothing can be added at all
+    (no such dataset or class, or the disk refuses to write: images saved so far are kept).
     """
     made = read_made(key, data_root)
     clean = class_name(class_)
@@ -506,6 +592,7 @@ def add_images(key: str, class_: str, files: Iterable[tuple[str, bytes]], data_r
     with _LOCK:
         _clean_temporaries(folder)
         count = _count_images(folder)
+        used = disk_usage(made.root.parent)
         start = max(_indices(folder), default=0) + 1
         for filename, data in files:
             shown = os.path.basename(str(filename or "")) or "the uploaded file"
@@ -513,14 +600,24 @@ def add_images(key: str, class_: str, files: Iterable[tuple[str, bytes]], data_r
                 report.refused.append(Refused(shown, f"'{shown}': the class '{clean}' is full ({MAX_IMAGES_PER_CLASS} "
                                                      "images, the limit); start another class or dataset."))
                 continue
+            if used >= MAX_TOTAL_BYTES:
+                report.refused.append(Refused(shown, _full_disk_reason(shown, used)))
+                continue
             try:
-                png = prepare_image(bytes(data), shown)
+                png = prepare_image(bytes(data() if callable(data) else data), shown)
             except DataError as exc:
                 report.refused.append(Refused(shown, str(exc)))
                 continue
+            if used + len(png) > MAX_TOTAL_BYTES:
+                report.refused.append(Refused(shown, _full_disk_reason(shown, used)))
+                used = MAX_TOTAL_BYTES  # full: the rest are refused without being read
+                continue
             tmp = folder / f".new.{os.getpid()}.{threading.get_ident()}.tmp"
             try:
-                _write_atomic(tmp, png)
+                with open(tmp, "wb") as f:  # complete and on disk before it gets a name loaders read
+                    f.write(png)
+                    f.flush()
+                    os.fsync(f.fileno())
                 final = _link_new(tmp, folder, start)
             except OSError as exc:
                 tmp.unlink(missing_ok=True)
@@ -530,9 +627,15 @@ def add_images(key: str, class_: str, files: Iterable[tuple[str, bytes]], data_r
             report.saved.append(final)
             start = int(final.stem) + 1
             count += 1
+            used += len(png)
         if report.saved:
             _touch(made)
     return report
+
+
+def _full_disk_reason(shown: str, used: int) -> str:
+    return (f"'{shown}': the datasets made here would hold more than {_gb(MAX_TOTAL_BYTES)} of images together "
+            f"(the limit; {_gb(min(used, MAX_TOTAL_BYTES))} now); delete a dataset you no longer need to make room.")
 
 
 def _touch(made: MadeDataset) -> None:
@@ -561,13 +664,25 @@ def add_paths(key: str, class_: str, files: Iterable[str | Path], data_root: str
                         refused.append(Refused(q.name, f"'{q.name}' is {size / 2**20:.1f} MB; the limit is "
                                                        f"{MAX_FILE_BYTES // 2**20} MB. Resize or compress it first."))
                         continue
-                    yield q.name, q.read_bytes()
                 except OSError as exc:
                     refused.append(Refused(q.name, f"'{q}' cannot be read ({exc.strerror or type(exc).__name__})."))
+                    continue
+                yield q.name, _reader(q)
 
     report = add_images(key, class_, pairs(), data_root)
     report.refused = refused + report.refused
     return report
+
+
+def _reader(path: Path) -> Callable[[], bytes]:
+    """A function that reads ``path`` (called only for a file that is not refused by count); a file
+    that cannot be read becomes a DataError, which refuses that file only."""
+    def read() -> bytes:
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise DataError(f"'{path}' cannot be read ({exc.strerror or type(exc).__name__}).") from None
+    return read
 
 
 def _class_folder(key: str, class_: str, data_root: str | Path | None) -> Path:
@@ -614,16 +729,23 @@ def thumbnail(path: Path, size: int = 96) -> Image.Image:
 # --------------------------------------------------------------------------------------
 
 
-def holdout_counts(counts: Sequence[int], val_fraction: float) -> list[tuple[int, int]]:
-    """(train, validation) images of each class for a stratified hold-out of ``val_fraction``,
-    exactly as :func:`cnnlab.data.splits.stratified_split` cuts them."""
-    out = []
-    for n in counts:
-        n_val = round(n * val_fraction)
-        if val_fraction > 0 and n >= 2:
-            n_val = min(max(n_val, 1), n - 1)
-        out.append((n - n_val, n_val))
+def holdout(made: MadeDataset, val_fraction: float, seed: int = 0) -> dict[str, tuple[list[str], list[str]]]:
+    """Each class's (training, validation) files, as paths relative to the class folder: the
+    split the loader makes (``load_dataset(key, seed=seed, val_fraction=val_fraction)``) and the
+    pages preview. A file is held out when its hash of ``(seed, class, file name)`` falls below
+    ``val_fraction`` (:func:`cnnlab.data.splits.stable_holdout`), so the split of the files there
+    now does not change when images are added: an image a run trained on stays a training image."""
+    out = {}
+    for c in made.classes:
+        names = made.files.get(c, ())
+        held = stable_holdout(c, names, val_fraction, seed)
+        out[c] = ([n for n in names if n not in held], [n for n in names if n in held])
     return out
+
+
+def holdout_counts(made: MadeDataset, val_fraction: float, seed: int = 0) -> list[tuple[int, int]]:
+    """(train, validation) images of each class, in ``made.classes`` order: :func:`holdout`'s counts."""
+    return [(len(t), len(v)) for t, v in holdout(made, val_fraction, seed).values()]
 
 
 @dataclass
@@ -670,7 +792,8 @@ def suggest_training(counts: Sequence[int], transfer_model: str | None = None) -
          "pad-crop-flip augmentation: with few images, each epoch shows them shifted and mirrored, so the network "
          "cannot just memorise them",
          f"{epochs} epochs of {total} images, batches of 32, Adam with a one-cycle schedule",
-         "20% of every class held out for validation: images the network never trains on"])
+         "about 20% of every class held out for validation (each image by a hash of its name, so images "
+         "added later never move one a run trained on): images the network never trains on"])
 
 
 def train_command(key: str, suggestion: Suggestion) -> str:

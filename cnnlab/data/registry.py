@@ -344,10 +344,16 @@ def _load_folder(root: Path | None, image_size: int | None, seed: int, download:
 
 
 def _made_loader(key: str) -> Callable[..., DataBundle]:
-    """The loader of a dataset made from your own images: the folder loader on ``data/<key>``,
-    decoded at the dataset's own size (64x64 unless its manifest says otherwise)."""
+    """The loader of a dataset made from your own images (``data/<key>/<class>/*.png``), decoded at
+    the dataset's own size (64x64 unless its manifest says otherwise).
+
+    Its validation hold-out is :func:`cnnlab.data.maker.holdout`: decided file by file from a hash
+    of (seed, class, file name), so adding images never moves an image a run trained on into the
+    validation set that rebuilds it (the 'folder' dataset keeps its seeded shuffle)."""
 
     def load(root: Path | None, image_size: int | None, seed: int, download: bool, val_fraction: float, options: dict) -> DataBundle:
+        if not 0.0 <= val_fraction < 1.0:
+            raise DataError(f"val_fraction must be in [0, 1), got {val_fraction}.")
         made = maker.read_made(key, root)
         if len(made.classes) < maker.MIN_CLASSES:
             raise DataError(f"Your dataset {key!r} has {len(made.classes)} class(es); it needs at least "
@@ -356,12 +362,23 @@ def _made_loader(key: str) -> Callable[..., DataBundle]:
             raise DataError(f"Your dataset {key!r} needs at least {maker.MIN_IMAGES_TO_TRAIN} images in every class "
                             f"(one to train on, one to validate on); too few in: {', '.join(made.missing())}. Add "
                             "images on the 'Your images' page.")
-        bundle = _load_folder(made.root, image_size or made.image_size, seed, download, val_fraction, options)
-        info = bundle.info
-        bundle.info = DatasetInfo(key, made.title, info.classes, info.input_shape, info.mean, info.std, "yours",
-                                  f"Your images in {made.root}, one folder per class; ImageNet statistics.")
-        bundle.notes.extend(made.notes)
-        return bundle
+        size = image_size or made.image_size
+        progress = _progress(options)
+        split = maker.holdout(made, val_fraction, seed)
+        parts: dict[str, tuple[list[Path], list[int]]] = {"train": ([], []), "val": ([], [])}
+        for label, c in enumerate(made.classes):
+            for part, names in zip(("train", "val"), split[c]):
+                parts[part][0].extend(made.root / c / n for n in names)
+                parts[part][1].extend([label] * len(names))
+        splits, notes = _decode_parts("yours", made.root, parts, made.classes, size, seed, progress)
+        _check_decoded(splits["train"], made.classes, made.root)
+        n_train, n_val = len(parts["train"][0]), len(parts["val"][0])
+        notes.insert(0, f"{made.total} images in {len(made.classes)} classes: {n_train} train / {n_val} val, each image "
+                        f"held out or not from a hash of its name (about {val_fraction:.0%} of every class, seed {seed}; "
+                        "images added later never move an earlier one into validation)")
+        info = DatasetInfo(key, made.title, list(made.classes), (3, size, size), IMAGENET_MEAN, IMAGENET_STD, "yours",
+                           f"Your images in {made.root}, one folder per class; ImageNet statistics.")
+        return DataBundle(info, splits["train"], splits["val"], None, notes + list(made.notes))
 
     return load
 

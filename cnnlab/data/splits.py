@@ -1,11 +1,13 @@
 """Seeded, stratified ways of cutting a dataset into splits and subsets.
 
 Everything here works on label vectors and returns index tensors, so the same code splits
-MNIST's 60,000 in-memory digits and a folder of 9,145 Caltech101 file names.
+MNIST's 60,000 in-memory digits and a folder of 9,145 Caltech101 file names; except
+:func:`stable_holdout`, which works on file names, for a folder that grows (your own images).
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Sequence
 
 import torch
@@ -90,3 +92,46 @@ def stratified_subset(split: TensorSplit, n: int, seed: int = 0) -> TensorSplit:
         raise DataError(f"A subset of {n} images cannot hold one image of each of the {len(classes)} classes; use at least {len(classes)}.")
     picked = [perm[:per_class] for perm in _per_class_permutations(split.labels, seed)]
     return take(split, torch.sort(torch.cat(picked)).values)
+
+
+# --------------------------------------------------------------------------------------
+# A hold-out that never moves a file: for a folder that grows
+# --------------------------------------------------------------------------------------
+
+
+def stable_score(seed: int, class_name: str, file_name: str) -> float:
+    """A number in [0, 1) fixed by ``(seed, class_name, file_name)`` alone: the same in every process
+    and on every machine (BLAKE2b, not Python's salted ``hash()``)."""
+    text = f"{int(seed)}\x00{class_name}\x00{file_name}".encode("utf-8", "surrogatepass")
+    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big") / 2.0**64
+
+
+def stable_holdout(class_name: str, file_names: Sequence[str], val_fraction: float, seed: int = 0) -> set[str]:
+    """The names of one class's files held out for validation: those whose :func:`stable_score`
+    is below ``val_fraction``, whatever other files the class has.
+
+    So adding files never moves an old file between the splits, with two exceptions that keep
+    at least one file in each split of a class with two or more (as :func:`stratified_split`):
+
+    - no file scores below ``val_fraction``: the lowest-scoring one is held out. Still leak-free:
+      once files are added, the held-out set is either the new natural one (new files only: the
+      old ones all scored above) or the lowest-scoring file then, which is new or was held out.
+    - every file scores below it: the highest-scoring one is kept for training. This one can
+      leak: when files are added, that file can go to validation. It needs every file of a class
+      to fall below ``val_fraction`` (chance ``val_fraction ** n`` for ``n`` files: 4% for 2 files
+      at 20%, 0.03% for 5), so a class of a handful of images should grow before training on it.
+
+    A class with one file keeps it for training; ``val_fraction`` 0 holds out nothing.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise DataError(f"val_fraction must be in [0, 1), got {val_fraction}.")
+    names = list(dict.fromkeys(file_names))
+    if val_fraction == 0 or len(names) < 2:
+        return set()
+    scores = {n: stable_score(seed, class_name, n) for n in names}
+    held = {n for n, s in scores.items() if s < val_fraction}
+    if not held:
+        held = {min(names, key=lambda n: (scores[n], n))}
+    elif len(held) == len(names):
+        held.discard(max(names, key=lambda n: (scores[n], n)))
+    return held
