@@ -90,30 +90,50 @@ def cached_run_data(run_id: str):
     return load_run_data(load_run(run_id))
 
 
+MODEL_KINDS = {"zoo": "Zoo model (untrained)", "run": "Trained run", "pretrained": "Pretrained (ImageNet)"}
+
+
 def model_picker(key: str, allow_zoo: bool = True):
-    """Pick a zoo model, a trained run or a pretrained model; returns a ModelSource or None."""
+    """Pick a zoo model, a trained run or a pretrained model; returns a ModelSource or None.
+
+    The choice is kept across page switches and is in the page's link (:mod:`app.share`), except the
+    run: it starts at the newest one (the one just trained) unless a link names another."""
+    from app import share
     from cnnlab.models import get_spec, list_models
     from cnnlab.models.pretrained import PRETRAINED, weights_status
     from cnnlab.runs import list_runs
 
-    kinds = (["Zoo model (untrained)"] if allow_zoo else []) + ["Trained run", "Pretrained (ImageNet)"]
-    has_runs = any(r.has_checkpoint and not r.damaged for r in list_runs())
-    kind = st.radio("Model", kinds, horizontal=True, key=f"{key}-kind",
-                    index=kinds.index("Trained run") if has_runs else 0)
+    store = f"{key}-model-form"
+    kinds = (["zoo"] if allow_zoo else []) + ["run", "pretrained"]
+    runs = [r for r in list_runs() if r.has_checkpoint and not r.damaged]
+    kind_key = remember(store, f"{key}-kind", "run" if runs else kinds[0], options=kinds)
+    if share.setting_shown(kind_key):
+        st.radio("Model", kinds, format_func=MODEL_KINDS.get, horizontal=True, key=kind_key)
+    kind = st.session_state[kind_key]
     ref = None
-    if kind == "Trained run":
-        runs = [r for r in list_runs() if r.has_checkpoint and not r.damaged]
+    if kind == "run":
         if not runs:
             st.info("No trained run yet. Train one on the **Train** page (a LeNet on the digits takes "
                     "seconds), or pick another kind of model.")
             return None
         labels = {r.run_id: f"{r.meta.get('model', '?')} on {r.meta.get('dataset', '?')} — "
                             f"{r.status}, best {_pct(r.best_val_top1)} · {r.run_id}" for r in runs}
-        run_id = st.selectbox("Run", list(labels), format_func=labels.get, key=f"{key}-run")
+        run_key = f"{key}-run"
+        if run_key not in st.session_state:  # a link may name a run of this server; else the newest
+            linked = share.from_link(run_key, "")
+            if linked in labels:
+                st.session_state[run_key] = linked
+        if share.setting_shown(run_key):
+            st.selectbox("Run", list(labels), format_func=labels.get, key=run_key)
+        run_id = st.session_state.get(run_key) if st.session_state.get(run_key) in labels else runs[0].run_id
+        share.publish(run_key, run_id, runs[0].run_id)
         ref = f"run:{run_id}"
-    elif kind == "Pretrained (ImageNet)":
-        name = st.selectbox("Pretrained model", list(PRETRAINED), key=f"{key}-pre",
-                            format_func=lambda n: PRETRAINED[n].display_name)
+    elif kind == "pretrained":
+        pre_key = remember(store, f"{key}-pre", next(iter(PRETRAINED)), options=list(PRETRAINED))
+        if share.setting_shown(pre_key):
+            st.selectbox("Pretrained model", list(PRETRAINED), key=pre_key,
+                         format_func=lambda n: PRETRAINED[n].display_name)
+        name = st.session_state[pre_key]
         state, message = weights_status(name)
         if state != "present":
             st.warning(message)
@@ -121,9 +141,10 @@ def model_picker(key: str, allow_zoo: bool = True):
         ref = f"pretrained:{name}"
     else:
         names = [n for n in list_models() if not get_spec(n).adaptive]
-        name = st.selectbox("Architecture", names, index=names.index("cifar_resnet"), key=f"{key}-zoo",
-                            format_func=lambda n: f"{get_spec(n).display_name} · {n}")
-        ref = name
+        zoo_key = remember(store, f"{key}-zoo", "cifar_resnet", options=names)
+        if share.setting_shown(zoo_key):
+            st.selectbox("Architecture", names, key=zoo_key, format_func=lambda n: f"{get_spec(n).display_name} · {n}")
+        ref = st.session_state[zoo_key]
     try:
         return cached_source(ref)
     except CnnlabError as err:

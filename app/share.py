@@ -42,6 +42,8 @@ SHARED: dict[str, dict[str, str]] = {
         "size": "train-size", "pretrained": "train-pretrained", "freeze": "train-freeze",
     },
     "lessons": {"lesson": "lesson-pick", "budget": "lesson-budget"},
+    "inside": {"kind": "inside-kind", "run": "inside-run", "pretrained": "inside-pre", "model": "inside-zoo"},
+    "predict": {"kind": "predict-kind", "run": "predict-run", "pretrained": "predict-pre"},
 }
 _NAME_OF = {key: name for table in SHARED.values() for name, key in table.items()}
 SHARED_NAME = {(page, key): name for page, table in SHARED.items() for name, key in table.items()}

@@ -27,7 +27,7 @@ def test_inside_page_layer_and_method_switch():
 def test_inside_pretrained_missing_weights_says_what_to_do(monkeypatch):
     monkeypatch.setenv("CNNLAB_OFFLINE", "1")
     at = open_page()
-    at.radio(key="inside-kind").set_value("Pretrained (ImageNet)").run()
+    at.radio(key="inside-kind").set_value("pretrained").run()
     assert not at.exception
     assert at.warning and "vgg16-397923af.pth" in at.warning[0].value
 

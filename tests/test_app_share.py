@@ -95,3 +95,18 @@ def test_a_data_link_opens_the_dataset():
     assert url(at) == {"dataset": "digits", "augment": "none"}
     at = open_link({"dataset": "digits", "_hide": "dataset"}, view="data")
     assert not [s for s in at.selectbox if s.key == "data-ds"] and not at.exception
+
+
+def test_a_look_inside_link_opens_the_model_and_a_run_link_names_only_a_run_of_this_server():
+    at = open_link({"kind": "zoo", "model": "lenet", "_hide": "kind,model"}, view="inside")
+    assert not [r for r in at.radio if r.key == "inside-kind"]
+    assert not [s for s in at.selectbox if s.key == "inside-zoo"]
+    assert "LeNet" in " ".join(m.value for m in at.markdown)
+    from cnnlab.models.pretrained import PRETRAINED
+
+    second = list(PRETRAINED)[1]  # the first is the default: a link leaves it out
+    at = open_link({"kind": "pretrained", "pretrained": second}, view="inside")
+    assert at.radio(key="inside-kind").value == "pretrained" and at.selectbox(key="inside-pre").value == second
+    assert url(at) == {"kind": "pretrained", "pretrained": second}
+    at = open_link({"kind": "run", "run": "../../../etc"}, view="predict")  # no run here: nothing is read
+    assert not at.exception and not at.error

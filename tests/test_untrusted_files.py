@@ -172,7 +172,7 @@ def test_app_pages_refuse_a_planted_weights_file(planted_vgg16, marker):
 
     for view in ("inside", "predict"):
         at = open_view(view)
-        at.radio(key=f"{view}-kind").set_value("Pretrained (ImageNet)").run()
+        at.radio(key=f"{view}-kind").set_value("pretrained").run()
         at.selectbox(key=f"{view}-pre").set_value("vgg16").run()
         assert not at.exception, at.exception
         assert any("refused" in e.value for e in at.error), [e.value for e in at.error]
