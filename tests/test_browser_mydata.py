@@ -140,8 +140,10 @@ def test_build_a_dataset_by_upload_and_camera_then_train_on_it(browser, app, tmp
     page.get_by_text(re.compile(r"validation image #\d+")).first.wait_for(timeout=120_000)
     wait_idle(page)
     true, predicted = CLASSES[fullest // len(CLASSES)], CLASSES[fullest % len(CLASSES)]
-    assert page.get_by_text(f"True {true}, predicted {predicted}").count() == 1
-    assert page.get_by_text(re.compile(rf"Grad-CAM of {predicted}")).count() == min(counts[fullest], 8)
+    expect(page.get_by_text(f"True {true}, predicted {predicted}")).to_have_count(1, timeout=60_000)
+    # every image of the cell (up to the 8 shown) with its Grad-CAM; they stream in one after the other
+    expect(page.get_by_text(re.compile(rf"Grad-CAM of {predicted}"))).to_have_count(min(counts[fullest], 8),
+                                                                                 timeout=60_000)
     page.screenshot(path=str(tmp_path / "mistakes.png"), full_page=True)
     assert page.locator(ERROR_SELECTOR).count() == 0, page.locator(ERROR_SELECTOR).first.inner_text()
     context.close()
