@@ -45,8 +45,7 @@ SHARED: dict[str, dict[str, str]] = {
     "inside": {"kind": "inside-kind", "run": "inside-run", "pretrained": "inside-pre", "model": "inside-zoo"},
     "predict": {"kind": "predict-kind", "run": "predict-run", "pretrained": "predict-pre"},
 }
-_NAME_OF = {key: name for table in SHARED.values() for name, key in table.items()}
-SHARED_NAME = {(page, key): name for page, table in SHARED.items() for name, key in table.items()}
+_NAME_OF = {key: name for table in SHARED.values() for name, key in table.items()}  # widget keys are unique
 
 
 def link_name(key: str) -> str | None:
@@ -130,7 +129,7 @@ def hidden_names() -> set[str]:
 
 def setting_shown(key: str) -> bool:
     """Whether a page draws the widget of ``key``: False when the link hid it (its value is fixed)."""
-    name = SHARED_NAME.get((st.session_state.get(_PAGE), key))
+    name = link_name(key)
     return name is None or name not in hidden_names()
 
 

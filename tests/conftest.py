@@ -38,6 +38,14 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     yield
 
 
+@pytest.fixture
+def data_dir():
+    """This test's own data/ folder (CNNLAB_DATA, set above): where datasets made here go."""
+    from pathlib import Path
+
+    return Path(os.environ["CNNLAB_DATA"])
+
+
 # ---- trained once per session ------------------------------------------------------------
 
 SHAPES_OPTIONS = {"n_train": 2000, "n_val": 300, "n_test": 600}

@@ -7,20 +7,12 @@ from __future__ import annotations
 
 import io
 
-import pytest
 from apphelpers import open_view
 from PIL import Image
 
 from cnnlab.data.shapes import generate_shapes
 
 CLASSES = ["circle", "square", "triangle"]
-
-
-@pytest.fixture(autouse=True)
-def data_dir(tmp_path, monkeypatch):
-    folder = tmp_path / "data"
-    monkeypatch.setenv("CNNLAB_DATA", str(folder))
-    return folder
 
 
 def uploads(per_class: int, fmt: str = "PNG") -> dict[str, list[tuple[str, bytes, str]]]:

@@ -6,8 +6,7 @@ import threading
 
 import numpy as np
 import pytest
-from PIL import Image
-from apphelpers import copy_runs, open_view, train_run, using_cache
+from apphelpers import colour_folder, copy_runs, open_view, train_run, using_cache
 
 from cnnlab import runs
 from cnnlab.evaluate import evaluate_run
@@ -20,12 +19,7 @@ def trained(tmp_path_factory, digits_run):
     finished digits run (conftest.py)."""
     cache = tmp_path_factory.mktemp("runs-cache")
     folder = tmp_path_factory.mktemp("imgs") / "colours"
-    rng = np.random.default_rng(0)
-    for name, colour in (("red", (200, 30, 30)), ("blue", (30, 30, 200))):
-        (folder / name).mkdir(parents=True)
-        for i in range(12):
-            pixels = (rng.integers(0, 60, (32, 32, 3)) + np.array(colour)).clip(0, 255).astype("uint8")
-            Image.fromarray(pixels).save(folder / name / f"{i}.png")
+    colour_folder(folder, per_class=12, seed=0)
     with using_cache(cache):
         gone = train_run(TrainConfig(model="lenet", dataset="folder", data_root=str(folder), epochs=1,
                                      batch_size=8, data_options={"image_size": 32, "progress": False}))
@@ -158,12 +152,7 @@ def vanishing(tmp_path_factory):
     """A finished run on an image folder that a test deletes while the page is open."""
     cache = tmp_path_factory.mktemp("vanishing-cache")
     folder = tmp_path_factory.mktemp("vanishing-imgs") / "colours"
-    rng = np.random.default_rng(1)
-    for name, colour in (("red", (200, 30, 30)), ("blue", (30, 30, 200))):
-        (folder / name).mkdir(parents=True)
-        for i in range(10):
-            pixels = (rng.integers(0, 60, (32, 32, 3)) + np.array(colour)).clip(0, 255).astype("uint8")
-            Image.fromarray(pixels).save(folder / name / f"{i}.png")
+    colour_folder(folder, per_class=10, seed=1)
     with using_cache(cache):
         result = train_run(TrainConfig(model="lenet", dataset="folder", data_root=str(folder), epochs=1,
                                        batch_size=8, data_options={"image_size": 32, "progress": False}))

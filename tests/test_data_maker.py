@@ -17,14 +17,6 @@ from cnnlab.errors import DataError
 CLASSES = ["circle", "square", "triangle"]
 
 
-@pytest.fixture(autouse=True)
-def data_dir(tmp_path, monkeypatch):
-    """Every test makes its datasets in its own data/ folder."""
-    folder = tmp_path / "data"
-    monkeypatch.setenv("CNNLAB_DATA", str(folder))
-    return folder
-
-
 def shape_pngs(per_class: int, size: int = 48, seed: int = 0) -> dict[str, list[tuple[str, bytes]]]:
     """``per_class`` generated PNG images of each of CLASSES (the shapes' first three classes)."""
     images, labels = generate_shapes(8 * per_class, size=size, seed=seed)

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from apphelpers import train_run, using_cache
+from apphelpers import colour_folder, train_run, using_cache
 from PIL import Image
 from torch.nn import functional as F
 
@@ -141,12 +141,7 @@ def test_a_confusion_cell_holds_exactly_its_images(found, digits_run):
 
 def test_missing_data_and_damaged_checkpoint_give_clear_messages(tmp_path, digits_run):
     folder = tmp_path / "colours"
-    rng = np.random.default_rng(0)
-    for name, colour in (("red", (200, 30, 30)), ("blue", (30, 30, 200))):
-        (folder / name).mkdir(parents=True)
-        for i in range(8):
-            pixels = (rng.integers(0, 60, (32, 32, 3)) + np.array(colour)).clip(0, 255).astype("uint8")
-            Image.fromarray(pixels).save(folder / name / f"{i}.png")
+    colour_folder(folder, per_class=8, seed=0)
     gone = train_run(TrainConfig(model="lenet", dataset="folder", data_root=str(folder), epochs=1, batch_size=8,
                                  data_options={"image_size": 32, "progress": False}))
     assert gone.status == "finished", gone.message
