@@ -251,7 +251,7 @@ META_SCHEMA: Schema = {
 METRICS_SCHEMA: Schema = {
     "epoch": (lambda v: _is_int(v) and v >= 0, "a whole number"), "step": _INT,
     **{k: _NUM_OR_NULL for k in ("train_loss", "train_top1", "train_top5", "val_loss", "val_top1", "val_top5",
-                                  "lr", "images_per_sec", "elapsed", "eta")},
+                                  "lr", "images_per_sec", "elapsed", "eta", "train_seconds")},
     "is_best": (lambda v: isinstance(v, bool), "true or false"),
     "train_images": (lambda v: _is_int(v) and v >= 0, "a whole number"),
 }

@@ -299,6 +299,7 @@ class EpochEvent:
     eta: float
     is_best: bool
     train_images: int = 0  # images trained on in this epoch (with torchrun: by all processes, each once)
+    train_seconds: float = 0.0  # seconds spent training so far (validation and events excluded)
     kind: str = field(default="epoch", init=False)
 
 
@@ -331,6 +332,7 @@ class TrainResult:
     steps: int
     images_per_sec: float
     device: str
+    threads: int | None = None  # CPU threads at the end of the training (None on a GPU)
 
 
 # ======================================================================================
@@ -758,7 +760,7 @@ class Meter:
             val_loss=float(val["loss_sum"]) / count, val_top1=float(val["correct1"]) / count,
             val_top5=float(val["correct5"]) / count, lr=float(lr), images_per_sec=self.images_per_sec(),
             elapsed=now - self.t_start, eta=(now - self.t_loop) / epoch * (self.config.epochs - epoch), is_best=is_best,
-            train_images=int(n),
+            train_images=int(n), train_seconds=self.train_time,
         )
         self.history.append(event)
         return event
@@ -1117,7 +1119,8 @@ def _loop(s: Prepared, net: nn.Module, listeners: Sequence[Listener], cancel: th
     if group is not None:  # nobody goes on (e.g. to a lesson's next arm) before the run folder is complete
         group.barrier()
     return TrainResult(status, message, s.run_id, best.top1, best.epoch, meter.history, model, end.elapsed,
-                       step, meter.images_per_sec(), str(device))
+                       step, meter.images_per_sec(), str(device),
+                       governor.threads if device.type == "cpu" else None)
 
 
 def _finish(s: Prepared, recorders: Sequence[Recorder], emit: Callable[[Any], Any], end: "EndEvent") -> None:

@@ -106,6 +106,7 @@ STANDIN_MODEL = "lenet5"
 SOURCE_CLASSES = ("circle", "square", "triangle", "star", "cross")  # the "large" task
 TARGET_CLASSES = ("ring", "heart", "crescent")  # the "small" task, never seen in pretraining
 STANDIN_TAG = "transfer-standin"
+STANDIN_HEAD = "fc3"  # the last layer: replaced for the new classes, the only one trained when frozen
 STANDIN_VERSION = 2
 
 
@@ -199,8 +200,10 @@ def standin_transfer_model(cfg: StandinConfig, listeners: Sequence[Listener] = (
                            cancel: threading.Event | None = None, freeze: bool = False) -> torch.nn.Module:
     """The target network with every pretrained layer but the new 3-class head (``fc3``); pretrains
     first if the cache is empty. Refuses, rather than silently transferring nothing, when the
-    pretrained layers do not fit. ``freeze``: keep the pretrained convolutions (the features) fixed
-    and train the fully connected layers only, as seed 000 does with VGG16.
+    pretrained layers do not fit. ``freeze``: keep every pretrained layer fixed and train the new
+    head only (``fc3``: 255 of the 82,531 weights at 3x32x32), as seed 001 does with ResNet-18 (only its new ``fc``
+    learns) and seed 000 with VGG16 (its features fixed, under 1% of the weights trained): the frozen
+    part is most of the network, and no gradient flows back through it.
 
     The new head's initial weights come from ``cfg.seed`` (not from whatever the global random state
     happens to be), so the same settings give the same result."""
@@ -209,16 +212,15 @@ def standin_transfer_model(cfg: StandinConfig, listeners: Sequence[Listener] = (
         torch.manual_seed(cfg.seed)
         model = create(STANDIN_MODEL, num_classes=len(TARGET_CLASSES), in_channels=3, input_size=32)
     own = model.state_dict()
-    body = {k: v for k, v in source.items() if not k.startswith("fc3.")}
-    missing = [k for k in own if not k.startswith("fc3.") and (k not in body or body[k].shape != own[k].shape)]
-    if missing or len(body) != len(own) - sum(k.startswith("fc3.") for k in own):
+    body = {k: v for k, v in source.items() if not k.startswith(f"{STANDIN_HEAD}.")}
+    missing = [k for k in own if not k.startswith(f"{STANDIN_HEAD}.") and (k not in body or body[k].shape != own[k].shape)]
+    if missing or len(body) != len(own) - sum(k.startswith(f"{STANDIN_HEAD}.") for k in own):
         raise ConfigError(f"the pretrained stand-in does not fit {STANDIN_MODEL}'s layers "
                           f"({', '.join(missing[:3]) or 'extra layers'}); delete {_standin_path(cfg)} and run it again.")
     model.load_state_dict({**own, **body})
     if freeze:
-        for module in model.modules():
-            if isinstance(module, torch.nn.Conv2d):
-                module.requires_grad_(False)
+        for name, p in model.named_parameters():
+            p.requires_grad_(name.startswith(f"{STANDIN_HEAD}."))
     return model
 
 

@@ -4,22 +4,39 @@ A lesson's conclusion is a template filled with the numbers of the run that just
 
     [conclusion]
     metric = "best_val_top1"   # ranks the arms (METRICS)
-    expect = "lenet_v2"        # the arm the lecture expects first (optional)
-    expected = "{best.name} reached {best.best_val_top1:.1%}, {gap:.1%} above {worst.name}."
-    unexpected = "..."         # said instead when another arm comes first (a default exists)
-    close = "..."              # said when the first two are within the measurement's noise
+    expect = "lenet_v2"        # the arm the lecture expects first (optional), or:
+    expect_order = [["momentum_09", "adam"], ["momentum_05", "sgd"]]  # tiers: each above the next
+    learn = "all"              # arms that must learn for the lesson to show its effect ("all" or ids)
+    expected = "{lenet_v2.name} reached {lenet_v2.best_val_top1:.1%}, {lead:.1%} above {lenet.name}."
+    unexpected = "..."         # the lecture's explanation when another order came out (facts come first)
+    close = "..."              # said when the expected difference is within the measurement's noise
     always = "..."             # added every time
     diverged = "..."           # said of each diverged arm, as {arm}
+    [[conclusion.also]]        # a second question about the same arms, e.g. time per epoch
+    metric = "train_epoch_seconds"
+    expect = "frozen"
+    expected = "..."
 
-Names a template can use: each arm's id, ``best``, ``second``, ``worst`` (by the metric),
-``expected`` (the ``expect`` arm), ``most_params``, ``fewest_params``, ``fastest``, ``slowest``
-(by seconds per epoch), and ``epochs``, ``budget``, ``metric``, ``gap`` (best minus worst),
-``lead`` (best minus second), ``margin`` (the noise margin), ``n_arms``, ``dataset``. An arm has the
-attributes in :data:`ARM_FIELDS`; a value that was not measured prints as "n/a".
+Names a template can use: each arm's id, ``best``, ``second``, ``worst`` (by the metric, among the
+arms that learnt), ``expected`` (the ``expect`` arm), ``most_params``, ``fewest_params``, ``fastest``,
+``slowest`` (by training seconds per epoch), and ``epochs``, ``budget``, ``metric``, ``gap`` (best
+minus worst), ``lead`` (best minus second), ``margin`` (the noise margin), ``ratio`` (best against
+second, as a factor), ``ranking`` (the order as a sentence, ties named), ``not_learnt`` (the arms at
+chance), ``n_arms``, ``dataset``. An arm has the attributes in :data:`ARM_FIELDS`; a value that was
+not measured prints as "n/a".
 
-The conclusion is honest by construction: the "expected" sentence is said only when the expected
-arm really came first by more than the noise (about 95% confidence for accuracies, from the size of
-the validation set); otherwise the page says that another arm won, or that the run cannot tell.
+Differences of accuracies are percentage points: ``{lead:.1%}`` prints "12.5 points", never "12.5%".
+
+The conclusion is honest by construction:
+
+- an arm whose validation accuracy is within the noise of guessing (1 / classes) did not learn: it
+  is said so, and it is never ranked among the others;
+- the "expected" sentence is said only when every step of the expected order is beyond the noise
+  (about 95% confidence for accuracies, from the size of the validation sets); otherwise the
+  conclusion first says what this run measured (which arm came above which, which cannot be told
+  apart), then the lesson's explanation;
+- an order of three or more arms (``{ranking}``) names as tied every pair it cannot tell apart.
+
 Templates are filled by a formatter that reads only these names and attributes: a lesson file from
 an upload can reach nothing else.
 """
@@ -39,21 +56,28 @@ class Metric:
     higher_is_better: bool
     fmt: str  # format spec for values of this metric
     accuracy: bool = False  # a fraction of validation images: its noise follows from their count
+    relative: bool = False  # a duration: a tie is a fraction of the larger value (default RELATIVE_TIE)
+    needs_learning: bool = False  # an arm that did not learn is not ranked by it
 
+
+RELATIVE_TIE = 0.10  # durations measured on a shared machine: within 10% is a tie
 
 METRICS: dict[str, Metric] = {
-    "best_val_top1": Metric("best validation top-1", True, ".1%", True),
-    "final_val_top1": Metric("final validation top-1", True, ".1%", True),
-    "final_train_top1": Metric("final training top-1", True, ".1%", True),
-    "test_top1": Metric("test top-1", True, ".1%", True),
-    "gap": Metric("train/validation gap", False, ".1%"),
-    "seconds": Metric("seconds", False, ".1f"),
-    "epoch_seconds": Metric("seconds per epoch", False, ".2f"),
-    "images_per_sec": Metric("images per second", True, ",.0f"),
+    "best_val_top1": Metric("best validation top-1", True, ".1%", True, needs_learning=True),
+    "final_val_top1": Metric("final validation top-1", True, ".1%", True, needs_learning=True),
+    "final_train_top1": Metric("final training top-1", True, ".1%", True, needs_learning=True),
+    "test_top1": Metric("test top-1", True, ".1%", True, needs_learning=True),
+    "gap": Metric("train/validation gap", False, ".1%", needs_learning=True),
+    "seconds": Metric("seconds", False, ".1f", relative=True),
+    "epoch_seconds": Metric("seconds per epoch", False, ".2f", relative=True),
+    "train_epoch_seconds": Metric("training seconds per epoch", False, ".2f", relative=True),
+    "images_per_sec": Metric("images per second", True, ",.0f", relative=True),
     "params": Metric("parameters", False, ","),
     "trainable_params": Metric("trainable parameters", False, ","),
     "macs": Metric("multiply-accumulates per image", False, ","),
 }
+# differences of these arm attributes are percentage points
+POINT_FIELDS = ("gap",)
 
 # The table's columns: always these, then the lesson's own ``columns``.
 DEFAULT_COLUMNS = ("params", "epochs", "best_val_top1", "final_train_top1", "gap", "test_top1", "seconds",
@@ -62,8 +86,8 @@ COLUMN_LABELS = {
     "params": "parameters", "trainable_params": "trainable", "macs": "MACs/image", "epochs": "epochs",
     "best_val_top1": "best val top-1", "best_epoch": "best epoch", "final_val_top1": "final val top-1",
     "final_train_top1": "final train top-1", "gap": "train-val gap", "test_top1": "test top-1",
-    "seconds": "seconds", "epoch_seconds": "s/epoch", "images_per_sec": "images/s", "status": "status",
-    "train_images": "train images",
+    "seconds": "seconds", "epoch_seconds": "s/epoch", "train_epoch_seconds": "train s/epoch",
+    "images_per_sec": "images/s", "status": "status", "train_images": "train images",
 }
 COLUMNS = tuple(c for c in COLUMN_LABELS if c not in DEFAULT_COLUMNS)
 
@@ -71,13 +95,16 @@ COLUMNS = tuple(c for c in COLUMN_LABELS if c not in DEFAULT_COLUMNS)
 ARM_FIELDS = (
     "id", "name", "note", "status", "message", "value", "params", "trainable_params", "macs", "epochs",
     "best_epoch", "best_val_top1", "final_val_top1", "final_train_top1", "gap", "test_top1", "seconds",
-    "epoch_seconds", "images_per_sec", "train_images", "val_images", "model", "model_name", "optimizer", "lr",
-    "momentum", "batch_size", "augment", "subset", "freeze", "run_id",
+    "epoch_seconds", "train_epoch_seconds", "images_per_sec", "train_images", "val_images", "num_classes",
+    "chance", "learnt_by", "fit", "trainable_share", "model", "model_name", "optimizer", "lr", "momentum",
+    "batch_size", "augment", "subset", "freeze", "run_id",
 )
 ARM_ROLES = ("best", "second", "worst", "expected", "most_params", "fewest_params", "fastest", "slowest", "arm")
-SCALARS = ("epochs", "budget", "metric", "gap", "lead", "margin", "n_arms", "dataset")
+SCALARS = ("epochs", "budget", "metric", "gap", "lead", "margin", "ratio", "ranking", "not_learnt", "n_arms",
+           "dataset")
 RESERVED = frozenset(ARM_ROLES + SCALARS)
 RANKED_STATUSES = ("finished",)
+Z95 = 1.96
 
 
 class _Missing:
@@ -91,6 +118,20 @@ class _Missing:
 
 
 MISSING = _Missing()
+
+
+class Points(float):
+    """A difference of two accuracies: with a percent format it prints percentage points
+    (``format(Points(0.125), ".1%")`` is "12.5 points"), never a percentage."""
+
+    def __format__(self, spec: str) -> str:
+        if spec.endswith("%"):
+            body = spec[:-1] + "f"
+            value = format(float(self) * 100, body)
+            return f"{value} point" + ("" if abs(float(self) * 100) == 1 else "s")
+        return format(float(self), spec)
+
+
 _SPEC = re.compile(r"(?:[<>^]?[+ -]?\d{0,2}[,_]?(?:\.\d{1,2})?[%fFeEgGds]?)")  # widths and precisions bounded
 _FIELD = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:\.([A-Za-z_][A-Za-z0-9_]*))?")
 
@@ -152,13 +193,22 @@ def render(template: str, names: Mapping[str, Any]) -> str:
         raise TemplateError(f"not a valid template: {e}.") from None
 
 
-# ---- the conclusion ---------------------------------------------------------------------------
+# ---- noise, chance and what an arm learnt --------------------------------------------------------
+
+
+def _num(v: Any) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
 
 
 def noise_margin(a: Mapping[str, Any], b: Mapping[str, Any], metric: str, tie: float | None) -> float:
     """How large a difference between ``a`` and ``b`` in ``metric`` must be to mean something: about
-    95% confidence for accuracies (binomial standard errors on their validation sets), else ``tie``."""
+    95% confidence for accuracies (binomial standard errors on their validation sets), a fraction
+    ``tie`` (default 10%) of the larger value for durations, else ``tie``."""
     m = METRICS[metric]
+    if m.relative:
+        va, vb = _num(a.get(metric)), _num(b.get(metric))
+        share = RELATIVE_TIE if tie is None else float(tie)
+        return share * max(abs(va or 0.0), abs(vb or 0.0))
     if not m.accuracy:
         return float(tie or 0.0)
     total = 0.0
@@ -167,44 +217,195 @@ def noise_margin(a: Mapping[str, Any], b: Mapping[str, Any], metric: str, tie: f
         if p is None or not n:
             return float(tie or 0.0)
         total += max(p * (1 - p), 1.0 / n) / n  # at least one image's worth when p is 0 or 1
-    return max(1.96 * math.sqrt(total), float(tie or 0.0))
+    return max(Z95 * math.sqrt(total), float(tie or 0.0))
 
 
-def _num(v: Any) -> float | None:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
+def chance_of(arm: Mapping[str, Any]) -> float | None:
+    """The accuracy of guessing: 1 / the arm's number of classes (None when not recorded)."""
+    k = _num(arm.get("num_classes"))
+    return 1.0 / k if k and k >= 2 else None
 
 
-def _names(lesson: Any, arms: Sequence[Mapping[str, Any]], budget: str) -> dict[str, Any]:
-    c = lesson.conclusion
+def chance_margin(arm: Mapping[str, Any], p: float | None = None) -> float | None:
+    """How far above chance an accuracy must be to be more than luck (95%, one validation set)."""
+    chance, n = chance_of(arm), _num(arm.get("val_images"))
+    if chance is None or not n:
+        return None
+    return Z95 * math.sqrt(chance * (1 - chance) / n)
+
+
+def learnt(arm: Mapping[str, Any]) -> bool | None:
+    """Whether the arm learnt: its best validation accuracy beyond the noise of guessing. None when
+    that cannot be told (no class count or validation size recorded, or no accuracy)."""
+    best = _num(arm.get("best_val_top1"))
+    chance, margin = chance_of(arm), chance_margin(arm)
+    if best is None or chance is None or margin is None:
+        return None
+    return best > chance + margin
+
+
+def learnt_by(arm: Mapping[str, Any]) -> int | None:
+    """The first epoch whose validation accuracy is beyond the noise of guessing (None: never, or unknown)."""
+    chance, margin = chance_of(arm), chance_margin(arm)
+    if chance is None or margin is None:
+        return None
+    for e in arm.get("curves") or []:
+        v = _num(e.get("val_top1"))
+        if v is not None and v > chance + margin:
+            return int(e.get("epoch") or 0) or None
+    return None
+
+
+def fit_phrase(arm: Mapping[str, Any]) -> str:
+    """What the training and validation accuracies say about the arm, in a few words."""
+    train, val = _num(arm.get("final_train_top1")), _num(arm.get("final_val_top1"))
+    if learnt(arm) is False:
+        return "did not learn (validation accuracy within the noise of guessing)"
+    if train is None or val is None:
+        return "n/a"
+    n = _num(arm.get("val_images")) or 0
+    gap_noise = Z95 * math.sqrt(max(val * (1 - val), 1.0 / n) / n) if n else 0.02
+    shown = f"training {train:.1%}, validation {val:.1%}"
+    if train >= 0.95 and train - val > gap_noise:
+        return f"memorised its training images ({shown})"
+    if train < 0.9 and train - val > gap_noise:
+        return f"underfits: it does not fit even its training images, and does worse still on new ones ({shown})"
+    if train - val > gap_noise:
+        return f"overfits: it does better on its training images than on new ones ({shown})"
+    if train < 0.9:
+        return f"underfits: it does not fit even its training images ({shown})"
+    return f"generalises: no gap beyond the noise ({shown})"
+
+
+def _with_derived(a: Mapping[str, Any]) -> dict[str, Any]:
+    """An arm with what the conclusion computes from its numbers (chance, learnt_by, fit...)."""
+    out = dict(a)
+    out["chance"] = chance_of(a)
+    out["learnt_by"] = learnt_by(a)
+    out["fit"] = fit_phrase(a)
+    if _num(a.get("gap")) is not None:
+        out["gap"] = Points(a["gap"])
+    params, trainable = _num(a.get("params")), _num(a.get("trainable_params"))
+    out["trainable_share"] = trainable / params if params and trainable is not None else None
+    return out
+
+
+# ---- the order of the arms ---------------------------------------------------------------------
+
+
+def _ranked(a: Mapping[str, Any], metric: str) -> bool:
+    """Whether an arm takes part in the ranking: compared, finished, measured, and (for metrics that
+    need it) learnt."""
+    if not (a.get("compare", True) and a.get("status") in RANKED_STATUSES and _num(a.get(metric)) is not None):
+        return False
+    return not (METRICS[metric].needs_learning and learnt(a) is False)
+
+
+def _above(a: Mapping[str, Any], b: Mapping[str, Any], metric: str, higher: bool, tie: float | None) -> bool:
+    """Whether ``a`` is better than ``b`` by more than the noise."""
+    diff = (a["value"] - b["value"]) if higher else (b["value"] - a["value"])
+    return diff > noise_margin(a, b, metric, tie)
+
+
+def tiers(ranked: Sequence[Mapping[str, Any]], metric: str, higher: bool, tie: float | None) -> list[list[dict]]:
+    """``ranked`` (sorted best first) cut into groups: every arm of a group is above every arm of
+    the next groups by more than the noise; within a group the order cannot be told."""
+    groups: list[list[dict]] = []
+    for a in ranked:
+        if groups and not all(_above(b, a, metric, higher, tie) for b in groups[-1]):
+            groups[-1].append(dict(a))
+        else:
+            groups.append([dict(a)])
+    # a later arm may still be within the noise of an arm two groups up: merge until consistent
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(groups) - 1):
+            if not all(_above(a, b, metric, higher, tie) for a in groups[i] for b in groups[i + 1]):
+                groups[i:i + 2] = [groups[i] + groups[i + 1]]
+                merged = True
+                break
+    return groups
+
+
+def _value_text(a: Mapping[str, Any], m: Metric) -> str:
+    return f"{a['name']} ({format(a['value'], m.fmt)})"
+
+
+def _names_list(items: Sequence[str]) -> str:
+    items = list(items)
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def ranking_text(groups: Sequence[Sequence[Mapping[str, Any]]], m: Metric) -> str:
+    """The order as a sentence: "A (90.0%), then B (80.1%) and C (79.5%), too close to tell apart"."""
+    parts = []
+    for g in groups:
+        text = _names_list([_value_text(a, m) for a in g])
+        if len(g) > 1:
+            text += ", too close to tell apart" if len(g) == 2 else ", too close to order"
+        parts.append(text)
+    return "; then ".join(parts)
+
+
+# ---- the conclusion ------------------------------------------------------------------------------
+
+
+def _claims(c: Any, arms: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """The expected order as (above, below) pairs of arm ids."""
+    order = [list(t) for t in getattr(c, "expect_order", ()) or ()]
+    if not order and c.expect is not None:
+        order = [[c.expect], [a["id"] for a in arms if a["id"] != c.expect and a.get("compare", True)]]
+    pairs = []
+    for i, upper in enumerate(order):
+        for lower in order[i + 1:]:
+            pairs += [(x, y) for x in upper for y in lower]
+    return pairs
+
+
+def _names(lesson: Any, arms: Sequence[Mapping[str, Any]], budget: str, c: Any = None) -> dict[str, Any]:
+    c = c if c is not None else lesson.conclusion
     metric = c.metric
-    views = {a["id"]: {**a, "value": a.get(metric), "message": _stopped_at(str(a.get("message") or ""))}
-             for a in arms}
+    m = METRICS[metric]
+    views = {a["id"]: {**_with_derived(a), "value": a.get(metric),
+                       "message": _stopped_at(str(a.get("message") or ""))} for a in arms}
     ranked = [views[a["id"]] for a in arms if _ranked(a, metric)]
     ranked.sort(key=lambda a: a["value"], reverse=c.higher_is_better)
     names: dict[str, Any] = dict(views)
     names["_ids"] = tuple(views)
     done = [views[a["id"]] for a in arms if a.get("status") in RANKED_STATUSES and a.get("compare", True)]
+    diff = Points if m.accuracy else float
     if ranked:
         names.update(best=ranked[0], worst=ranked[-1], second=ranked[1] if len(ranked) > 1 else ranked[0])
-        names["gap"] = abs(ranked[0]["value"] - ranked[-1]["value"])
-        names["lead"] = abs(ranked[0]["value"] - names["second"]["value"])
-        names["margin"] = noise_margin(ranked[0], names["second"], metric, c.tie)
+        names["gap"] = diff(abs(ranked[0]["value"] - ranked[-1]["value"]))
+        names["lead"] = diff(abs(ranked[0]["value"] - names["second"]["value"]))
+        names["margin"] = diff(noise_margin(ranked[0], names["second"], metric, c.tie))
+        names["ratio"] = _ratio(ranked[0]["value"], names["second"]["value"])
+        names["ranking"] = ranking_text(tiers(ranked, metric, c.higher_is_better, c.tie), m)
     for role, key, high in (("most_params", "params", True), ("fewest_params", "params", False),
-                            ("fastest", "epoch_seconds", False), ("slowest", "epoch_seconds", True)):
+                            ("fastest", "train_epoch_seconds", False), ("slowest", "train_epoch_seconds", True)):
         cands = [a for a in done if _num(a.get(key)) is not None]
+        if not cands and key == "train_epoch_seconds":  # results saved before training time was recorded
+            key = "epoch_seconds"
+            cands = [a for a in done if _num(a.get(key)) is not None]
         if cands:
             names[role] = (max if high else min)(cands, key=lambda a, k=key: a[k])
     if c.expect is not None:
         names["expected"] = views[c.expect]
     epochs = [a.get("epochs") for a in arms if isinstance(a.get("epochs"), int)]
-    names.update(epochs=max(epochs) if epochs else MISSING, budget=budget, metric=METRICS[metric].label,
-                 n_arms=len(arms), dataset=next((a.get("dataset") for a in arms if a.get("dataset")), MISSING))
+    names.update(epochs=max(epochs) if epochs else MISSING, budget=budget, metric=m.label,
+                 n_arms=len(arms), dataset=next((a.get("dataset") for a in arms if a.get("dataset")), MISSING),
+                 not_learnt=_names_list([a["name"] for a in done if learnt(a) is False]) or "none")
     return names
 
 
-def _ranked(a: Mapping[str, Any], metric: str) -> bool:
-    """Whether an arm takes part in the ranking: compared, finished, and measured."""
-    return a.get("compare", True) and a.get("status") in RANKED_STATUSES and _num(a.get(metric)) is not None
+def _ratio(a: Any, b: Any) -> float | _Missing:
+    a, b = _num(a), _num(b)
+    if not a or not b:
+        return MISSING
+    return max(a, b) / min(a, b) if a > 0 and b > 0 else MISSING
 
 
 def _stopped_at(message: str) -> str:
@@ -226,36 +427,135 @@ def _say(template: str, names: Mapping[str, Any], fallback: str = "") -> str:
     return ""
 
 
-def conclude(lesson: Any, arms: Sequence[Mapping[str, Any]], budget: str = "quick") -> str:
-    """The conclusion of ``lesson`` from the measured ``arms`` (dicts of :data:`ARM_FIELDS`)."""
-    c = lesson.conclusion
+@dataclass
+class Outcome:
+    """One conclusion's reading of the measured arms."""
+
+    sentences: list[str]
+    shown: bool  # the effect the lecture expects came out, beyond the noise
+    why: list[str]  # when not: what fell short, one short sentence each
+
+
+def _outcome(lesson: Any, c: Any, arms: Sequence[Mapping[str, Any]], budget: str, primary: bool) -> Outcome:
     m = METRICS[c.metric]
-    names = _names(lesson, arms, budget)
+    names = _names(lesson, arms, budget, c)
+    views = {k: v for k, v in names.items() if isinstance(v, dict) and k in names["_ids"]}
     sentences: list[str] = []
+    why: list[str] = []
+    measured = [a for a in arms if a.get("compare", True) and a.get("status") in RANKED_STATUSES
+                and _num(a.get(c.metric)) is not None]
     ranked = [a for a in arms if _ranked(a, c.metric)]
+    if len(measured) < 2:
+        if primary:
+            done = ", ".join(a["name"] for a in measured) or "no arm"
+            sentences.append(f"Only {done} finished, so this run cannot answer the question: see why below and "
+                             "run the lesson again.")
+        return Outcome(sentences, False, ["fewer than two arms finished"])
     if len(ranked) < 2:
-        done = ", ".join(a["name"] for a in ranked) or "no arm"
-        sentences.append(f"Only {done} finished, so this run cannot answer the question: see why below and "
-                         "run the lesson again.")
-    else:
-        best = names["best"]
-        expected = names.get("expected")
-        if expected is not None and expected.get("status") not in RANKED_STATUSES:
-            sentences.append(_say(f"{{expected.name}}, the arm the lecture expects to come first, did not finish "
-                                  f"({{expected.status}}); among the others {{best.name}} came first "
-                                  f"({m.label} {{best.value:{m.fmt}}}).", names))
-        elif expected is not None and expected["id"] != best["id"]:
-            diff = abs(best["value"] - expected["value"])
-            names_close = {**names, "second": expected,
-                           "margin": noise_margin(best, expected, c.metric, c.tie), "lead": diff}
-            if diff <= names_close["margin"]:
-                sentences.append(_say(c.close, names_close, _default_close(m)))
-            else:
-                sentences.append(_say(c.unexpected, names, _default_unexpected(m)))
-        elif names["lead"] <= names["margin"]:
+        if primary:
+            sentences.append("Fewer than two arms learnt anything, so this run cannot compare them: see the curves "
+                             "and run the lesson again.")
+        return Outcome(sentences, False, ["fewer than two arms learnt"])
+    claims = _claims(c, arms)
+    expected = names.get("expected")
+    if expected is not None and expected.get("status") not in RANKED_STATUSES:
+        sentences.append(_say(f"{{expected.name}}, the arm the lecture expects to come first, did not finish "
+                              f"({{expected.status}}); among the others {{best.name}} came first "
+                              f"({m.label} {{best.value:{m.fmt}}}).", names))
+        return Outcome(sentences, False, [f"{expected['name']} {expected.get('status')}"])
+    if not claims:  # no expected order: the measured order, ties named
+        if names["lead"] <= names["margin"]:
             sentences.append(_say(c.close, names, _default_close(m)))
         else:
             sentences.append(_say(c.expected, names, _default_expected(m)))
+        return Outcome(sentences, True, [])
+    failed: list[str] = []
+    apart: list[str] = []
+    for up, down in claims:
+        a, b = views[up], views[down]
+        if a.get("status") not in RANKED_STATUSES or _num(a.get("value")) is None:
+            failed.append(f"{a['name']} {a.get('status')}.")
+            continue
+        if m.needs_learning and learnt(a) is False:
+            failed.append(f"{a['name']} did not learn.")
+            continue
+        if b.get("status") not in RANKED_STATUSES or _num(b.get("value")) is None:
+            continue  # nothing to beat: the arm below diverged or failed (said below)
+        if _above(a, b, c.metric, c.higher_is_better, c.tie):
+            continue
+        margin = noise_margin(a, b, c.metric, c.tie)
+        diff = abs(a["value"] - b["value"])
+        shown = format(Points(margin) if m.accuracy else margin, m.fmt if m.accuracy else ".3g")
+        if diff <= margin:
+            apart.append(f"{a['name']} ({format(a['value'], m.fmt)}) and {b['name']} ({format(b['value'], m.fmt)}) "
+                         f"cannot be told apart on this run (a difference within ±{shown}).")
+        else:
+            failed.append(f"{b['name']} ({format(b['value'], m.fmt)}) did better than {a['name']} "
+                          f"({format(a['value'], m.fmt)}), by more than the noise (±{shown}).")
+    if not failed and not apart:
+        sentences.append(_say(c.expected, names, _default_expected(m)))
+        return Outcome(sentences, True, [])
+    facts = failed + apart
+    if failed:
+        sentences.append(" ".join(facts))
+        if c.unexpected:
+            sentences.append(_say(c.unexpected, names))
+        else:
+            sentences.append("Look at the curves: more epochs or the full budget may change the order.")
+    else:
+        sentences.append(" ".join(apart))
+        if c.close:
+            sentences.append(_say(c.close, names))
+        else:
+            sentences.append("More epochs, more validation images or the full budget would separate them.")
+    return Outcome(sentences, False, facts)
+
+
+def outcomes(lesson: Any, arms: Sequence[Mapping[str, Any]], budget: str = "quick") -> list[Outcome]:
+    """The lesson's conclusion and each of its ``also`` conclusions, read from ``arms``."""
+    c = lesson.conclusion
+    found = [_outcome(lesson, c, arms, budget, True)]
+    for extra in getattr(c, "also", ()) or ():
+        o = _outcome(lesson, extra, arms, budget, False)
+        if extra.always and any(_ranked(a, extra.metric) for a in arms):
+            o.sentences.append(_say(extra.always, _names(lesson, arms, budget, extra)))
+        found.append(o)
+    return found
+
+
+def effect(lesson: Any, arms: Sequence[Mapping[str, Any]], budget: str = "quick") -> dict[str, Any]:
+    """Whether this run shows the effect the lecture teaches: every expected order beyond the noise
+    and every arm the lesson needs to learn learnt. ``{"shown": bool, "why": [sentences]}``."""
+    why: list[str] = []
+    for o in outcomes(lesson, arms, budget):
+        why += o.why
+    must = set(getattr(lesson.conclusion, "learn", ()) or ())
+    for a in arms:
+        if a["id"] in must or ("all" in must and a.get("compare", True)):
+            if a.get("status") not in RANKED_STATUSES:
+                why.append(f"{a['name']} {a.get('status')}.")
+            elif learnt(a) is False:
+                why.append(f"{a['name']} did not learn.")
+    return {"shown": not why, "why": list(dict.fromkeys(why))}
+
+
+def conclude(lesson: Any, arms: Sequence[Mapping[str, Any]], budget: str = "quick") -> str:
+    """The conclusion of ``lesson`` from the measured ``arms`` (dicts of :data:`ARM_FIELDS`)."""
+    c = lesson.conclusion
+    found = outcomes(lesson, arms, budget)
+    sentences = list(found[0].sentences)
+    names = _names(lesson, arms, budget)
+    compared = [a for a in arms if a.get("compare", True) and a.get("status") in RANKED_STATUSES]
+    at_chance = [a for a in compared if learnt(a) is False]
+    if at_chance:
+        chance = chance_of(at_chance[0])
+        same = all(chance_of(a) == chance for a in at_chance)
+        who = _names_list([f"{a['name']} ({format(_num(a.get('best_val_top1')), '.1%')})" for a in at_chance])
+        verb = "did" if len(at_chance) == 1 else "did"
+        sentences.append(f"{who} {verb} not learn: " + ("its" if len(at_chance) == 1 else "their")
+                         + " best validation accuracy is within the noise of guessing"
+                         + (f" ({chance:.1%} for {round(1 / chance)} classes)" if same and chance else "")
+                         + ", so " + ("it is" if len(at_chance) == 1 else "they are") + " not ranked.")
     for a in arms:
         status = a.get("status")
         if status in RANKED_STATUSES or (status == "skipped" and not a.get("compare", True)):
@@ -266,21 +566,17 @@ def conclude(lesson: Any, arms: Sequence[Mapping[str, Any]], budget: str = "quic
             sentences.append(_say(c.diverged, {**names, "arm": names[a["id"]]}) or default)
         else:
             sentences.append(default)
-    if c.always and ranked:
+    for extra in found[1:]:
+        sentences += extra.sentences
+    ranked = [a for a in arms if _ranked(a, c.metric)]
+    if c.always and len(ranked) >= 1:
         sentences.append(_say(c.always, names))
     return " ".join(s.strip() for s in sentences if s and s.strip())
 
 
 def _default_expected(m: Metric) -> str:
     return (f"{{best.name}} came first ({m.label} {{best.value:{m.fmt}}}), ahead of {{second.name}} "
-            f"({{second.value:{m.fmt}}}) and {{worst.name}} ({{worst.value:{m.fmt}}}).")
-
-
-def _default_unexpected(m: Metric) -> str:
-    return (f"The lecture expects {{expected.name}} to come first, but on this run {{best.name}} did "
-            f"({m.label} {{best.value:{m.fmt}}} against {{expected.value:{m.fmt}}}), by more than the "
-            f"noise of the measurement (±{{margin:{m.fmt if m.accuracy else '.3g'}}}). Look at the curves: more "
-            "epochs or the full budget may change the order.")
+            f"({{second.value:{m.fmt}}}) by more than the noise. The order: {{ranking}}.")
 
 
 def _default_close(m: Metric) -> str:
@@ -302,10 +598,12 @@ def example_arms(lesson: Any) -> list[dict[str, Any]]:
             "id": arm.id, "name": arm.name, "note": arm.note, "status": "finished", "message": "",
             "params": 1000 * (i + 1), "trainable_params": 1000 * (i + 1), "macs": 10_000 * (i + 1),
             "epochs": 3, "best_epoch": 3, "best_val_top1": p, "final_val_top1": p, "final_train_top1": p + 0.05,
-            "gap": 0.05, "test_top1": p, "seconds": 10.0 + i, "epoch_seconds": 3.0 + i, "images_per_sec": 500.0,
+            "gap": 0.05, "test_top1": p, "seconds": 10.0 + i, "epoch_seconds": 3.0 + i,
+            "train_epoch_seconds": 2.0 + i, "images_per_sec": 500.0, "num_classes": 10,
             "train_images": 1000, "val_images": 10_000, "model": "lenet", "model_name": "LeNet",
             "optimizer": "adam", "lr": 0.001, "momentum": 0.9, "batch_size": 64, "augment": "none",
             "subset": None, "freeze": "none", "run_id": "example", "dataset": "Digits", "compare": arm.compare,
+            "curves": [{"epoch": e, "val_top1": p * e / 3, "train_top1": (p + 0.05) * e / 3} for e in (1, 2, 3)],
         })
     return arms
 
@@ -313,14 +611,15 @@ def example_arms(lesson: Any) -> list[dict[str, Any]]:
 def check_templates(lesson: Any) -> Iterator[tuple[str, str]]:
     """(key, problem) for each conclusion template that cannot be filled."""
     arms = example_arms(lesson)
-    names = _names(lesson, arms, "quick")
-    names["arm"] = arms[0]
-    c = lesson.conclusion
-    for key in ("expected", "unexpected", "close", "always", "diverged"):
-        template = getattr(c, key)
-        if not template:
-            continue
-        try:
-            render(template, names)
-        except TemplateError as e:
-            yield key, str(e)
+    main = lesson.conclusion
+    for prefix, c in [("", main)] + [(f"also[{i}].", x) for i, x in enumerate(getattr(main, "also", ()) or ())]:
+        names = _names(lesson, arms, "quick", c)
+        names["arm"] = names[arms[0]["id"]]
+        for key in ("expected", "unexpected", "close", "always", "diverged"):
+            template = getattr(c, key)
+            if not template:
+                continue
+            try:
+                render(template, names)
+            except TemplateError as e:
+                yield prefix + key, str(e)

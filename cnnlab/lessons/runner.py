@@ -42,7 +42,7 @@ from ..paths import cache_dir
 from ..runs import load_run
 from ..train import TrainConfig, load_data
 from ..transfer import StandinConfig, standin_transfer_model
-from .conclude import conclude
+from .conclude import conclude, effect
 from .spec import BUDGETS, CONFIG_FIELDS, Arm, Lesson, lesson_name, parse_lesson
 
 log = logging.getLogger(__name__)
@@ -420,7 +420,7 @@ def measure_arm(a: ArmState, data_cache: dict[str, Any] | None = None) -> dict[s
     meta = stored.meta if stored is not None else {}
     history = [dataclasses.asdict(e) for e in result.history] if result is not None else (stored.metrics if stored else [])
     row["curves"] = [{k: e.get(k) for k in ("epoch", "train_loss", "val_loss", "train_top1", "val_top1", "elapsed",
-                                             "images_per_sec")} for e in history]
+                                             "train_seconds", "images_per_sec")} for e in history]
     from ..models import get_spec
 
     try:
@@ -432,6 +432,7 @@ def measure_arm(a: ArmState, data_cache: dict[str, Any] | None = None) -> dict[s
     row["trainable_params"] = meta.get("trainable_params")
     row["train_images"] = meta.get("train_images")
     row["val_images"] = meta.get("val_images")
+    row["num_classes"] = len(meta.get("classes") or []) or None
     row["epochs"] = len(history)
     if history:
         last = history[-1]
@@ -452,6 +453,10 @@ def measure_arm(a: ArmState, data_cache: dict[str, Any] | None = None) -> dict[s
         row["seconds"] = _finite(history[-1].get("elapsed"))
     if row.get("seconds") and row["epochs"]:
         row["epoch_seconds"] = row["seconds"] / row["epochs"]
+    trained = _finite(history[-1].get("train_seconds")) if history else None
+    if trained and row["epochs"]:  # training only: validation, events and saving excluded
+        row["train_epoch_seconds"] = trained / row["epochs"]
+    row["threads"] = result.threads if result is not None else None
     row["macs"] = _macs(c.model, meta) if meta else None
     if stored is not None and stored.has_checkpoint and c.val_split != "test" and row["status"] in ("finished", "cancelled"):
         data = None
@@ -470,18 +475,22 @@ def measure(run: LessonRun, data_cache: dict[str, Any] | None = None) -> dict[st
     arms = [measure_arm(a, data_cache) for a in run.arms]
     try:
         conclusion = conclude(run.lesson, arms, run.budget)
+        shown = effect(run.lesson, arms, run.budget)
     except Exception as e:  # noqa: BLE001 - the measured arms are kept whatever the text does
         log.exception("conclusion of %s failed", run.lesson.name)
         conclusion = f"The conclusion could not be written ({e}); the table above holds the measured numbers."
+        shown = {"shown": False, "why": [conclusion]}
+    threads = sorted({a["threads"] for a in arms if isinstance(a.get("threads"), int)})
     return {
         "version": RESULT_VERSION, "lesson": run.lesson.name, "title": run.lesson.title, "budget": run.budget,
         "seeds": list(run.lesson.seeds), "question": run.lesson.question,
         "created": datetime.now().isoformat(timespec="seconds"), "seconds": round(time.time() - run.started, 1),
         "state": "cancelled" if run._cancel.is_set() else "finished", "overrides": run.overrides,
-        "arms": arms, "conclusion": conclusion, "lesson_source": run.lesson.source,
+        "arms": arms, "conclusion": conclusion, "effect": shown, "lesson_source": run.lesson.source,
         "builtin": run.lesson.builtin,
         "machine": {"device": next((a.job.device for a in run.arms if a.job is not None), "cpu"),
-                    "threads": torch.get_num_threads(), "cpus": os.cpu_count(), "torch": torch.__version__},
+                    "threads": (threads[0] if len(threads) == 1 else threads) if threads else None,
+                    "cpus": os.cpu_count(), "torch": torch.__version__},
     }
 
 
@@ -539,8 +548,9 @@ _RESULT_SCHEMA: dict[str, type | tuple[type, ...]] = {
 }
 _ARM_TEXT = ("id", "name", "status", "message")
 _ARM_NUMBERS = ("params", "trainable_params", "macs", "epochs", "best_epoch", "best_val_top1", "final_val_top1",
-                "final_train_top1", "gap", "test_top1", "seconds", "epoch_seconds", "images_per_sec",
-                "train_images", "val_images", "lr", "momentum", "batch_size", "subset")
+                "final_train_top1", "gap", "test_top1", "seconds", "epoch_seconds", "train_epoch_seconds",
+                "images_per_sec", "train_images", "val_images", "num_classes", "threads", "lr", "momentum",
+                "batch_size", "subset")
 
 
 def _checked(data: Any) -> dict[str, Any]:
@@ -567,7 +577,12 @@ def _checked(data: Any) -> dict[str, Any]:
         clean["curves"] = [{k: (v if isinstance(v, (int, float)) and not isinstance(v, bool) else None)
                             for k, v in e.items() if isinstance(k, str)} for e in curves[:10_000] if isinstance(e, dict)]
         arms.append(clean)
-    return {**data, "arms": arms}
+    effect = data.get("effect")
+    if isinstance(effect, dict) and isinstance(effect.get("shown"), bool) and isinstance(effect.get("why"), list):
+        effect = {"shown": effect["shown"], "why": [str(w)[:500] for w in effect["why"][:20] if isinstance(w, str)]}
+    else:
+        effect = None  # results saved before effects were recorded, or a damaged file
+    return {**data, "arms": arms, "effect": effect}
 
 
 def load_result(result_id: str) -> StoredResult:

@@ -40,6 +40,7 @@ Every problem is a :class:`~cnnlab.errors.LessonError` naming the file, the key 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import tomllib
@@ -64,8 +65,9 @@ MAX_TEXT = 2000  # characters of any text field
 ID_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
 LESSON_KEYS = {"title", "seed", "question", "plots", "base", "budget", "arms", "conclusion", "columns"}
 ARM_KEYS = {"id", "name", "note", "start", "compare"}  # besides TrainConfig fields and the budget tables
-CONCLUSION_KEYS = {"metric", "higher_is_better", "expect", "expected", "unexpected", "close", "always",
-                   "diverged", "tie"}
+CONCLUSION_KEYS = {"metric", "higher_is_better", "expect", "expect_order", "learn", "expected", "unexpected",
+                   "close", "always", "diverged", "tie", "also"}
+ALSO_KEYS = CONCLUSION_KEYS - {"learn", "also", "diverged"}  # a further question about the same arms
 CONFIG_FIELDS = {f.name for f in fields(TrainConfig)}
 LESSON_ONLY_FIELDS = {"device"}  # chosen by whoever runs the lesson, never by the file
 
@@ -103,6 +105,9 @@ class Conclusion:
     always: str = ""
     diverged: str = ""
     tie: float | None = None  # for metrics other than accuracies: a difference this small is a tie
+    expect_order: tuple[tuple[str, ...], ...] = ()  # tiers, each expected above the next beyond the noise
+    learn: tuple[str, ...] = ()  # arms that must learn for the lesson to show its effect ("all": every compared arm)
+    also: tuple["Conclusion", ...] = ()  # further questions about the same arms (e.g. time per epoch)
 
 
 @dataclass(frozen=True)
@@ -358,26 +363,14 @@ def parse_lesson(text: str, name: str, source: str = "", builtin: bool = False) 
                               f"(earlier arms: {', '.join(ids[:i]) or 'none'}).")
 
     c = r.table(doc, ("conclusion",), required=True)
-    for key in c:
-        if key not in CONCLUSION_KEYS:
-            hint = _close(key, CONCLUSION_KEYS)
-            raise r.error(("conclusion", key), "is not a conclusion key" + (f" (did you mean {hint!r}?)" if hint else "")
-                          + f"; keys: {', '.join(sorted(CONCLUSION_KEYS))}.")
-    metric = c.get("metric", "best_val_top1")
-    if not isinstance(metric, str) or metric not in METRICS:
-        raise r.error(("conclusion", "metric"), f"unknown metric {_shown(metric)}: choose among {', '.join(METRICS)}.")
-    higher = c.get("higher_is_better", METRICS[metric].higher_is_better)
-    if not isinstance(higher, bool):
-        raise r.error(("conclusion", "higher_is_better"), "must be true or false.")
-    expect = c.get("expect")
-    if expect is not None and expect not in ids:
-        raise r.error(("conclusion", "expect"), f"must be the id of an arm ({', '.join(ids)}), got {_shown(expect)}.")
-    tie = c.get("tie")
-    if tie is not None and (isinstance(tie, bool) or not isinstance(tie, (int, float)) or not 0 <= tie < 1e9):
-        raise r.error(("conclusion", "tie"), f"must be a number >= 0, got {_shown(tie)}.")
-    templates = {k: r.text_value(c, ("conclusion", k), required=k == "expected")
-                 for k in ("expected", "unexpected", "close", "always", "diverged")}
-    conclusion = Conclusion(metric, higher, expect, tie=None if tie is None else float(tie), **templates)
+    conclusion = _conclusion(r, c, ("conclusion",), ids, [a for a in arms if a.compare], CONCLUSION_KEYS)
+    also = c.get("also", [])
+    if not isinstance(also, list) or not all(isinstance(x, dict) for x in also) or len(also) > 4:
+        raise r.error(("conclusion", "also"), "must be up to 4 [[conclusion.also]] tables.")
+    if also:
+        extra = tuple(_conclusion(r, x, ("conclusion", "also"), ids, [a for a in arms if a.compare], ALSO_KEYS)
+                      for x in also)
+        conclusion = dataclasses.replace(conclusion, also=extra)
 
     lesson = Lesson(name, title, tuple(seeds_list), question, base, budgets, tuple(arms), tuple(plots),
                     conclusion, tuple(columns), text, source, builtin)
@@ -394,6 +387,54 @@ def parse_lesson(text: str, name: str, source: str = "", builtin: bool = False) 
     for key, problem in check_templates(lesson):
         raise r.error(("conclusion", key), problem)
     return lesson
+
+
+def _conclusion(r: "_Reader", c: Mapping[str, Any], path: tuple[Any, ...], ids: list[str], compared: list[Arm],
+                keys: set[str]) -> Conclusion:
+    for key in c:
+        if key not in keys:
+            hint = _close(key, keys)
+            raise r.error((*path, key), "is not a conclusion key" + (f" (did you mean {hint!r}?)" if hint else "")
+                          + f"; keys: {', '.join(sorted(keys))}.")
+    from .conclude import METRICS
+
+    metric = c.get("metric", "best_val_top1")
+    if not isinstance(metric, str) or metric not in METRICS:
+        raise r.error((*path, "metric"), f"unknown metric {_shown(metric)}: choose among {', '.join(METRICS)}.")
+    higher = c.get("higher_is_better", METRICS[metric].higher_is_better)
+    if not isinstance(higher, bool):
+        raise r.error((*path, "higher_is_better"), "must be true or false.")
+    expect = c.get("expect")
+    if expect is not None and expect not in ids:
+        raise r.error((*path, "expect"), f"must be the id of an arm ({', '.join(ids)}), got {_shown(expect)}.")
+    compared_ids = [a.id for a in compared]
+    order_raw = c.get("expect_order", [])
+    if (not isinstance(order_raw, list) or not all(isinstance(t, list) and t and all(isinstance(i, str) for i in t)
+                                                   for t in order_raw)):
+        raise r.error((*path, "expect_order"), "must be a list of tiers, each a list of arm ids, e.g. "
+                      '[["adam", "momentum"], ["sgd"]] (each tier above the next).')
+    flat = [i for t in order_raw for i in t]
+    for i in flat:
+        if i not in compared_ids:
+            raise r.error((*path, "expect_order"), f"{i!r} is not a compared arm ({', '.join(compared_ids)}).")
+    if len(set(flat)) != len(flat):
+        raise r.error((*path, "expect_order"), "an arm appears in two tiers.")
+    if order_raw and len(order_raw) < 2:
+        raise r.error((*path, "expect_order"), "needs at least two tiers (the one above, the one below).")
+    if order_raw and expect is not None:
+        raise r.error((*path, "expect_order"), "give either expect (one arm first) or expect_order, not both.")
+    learn_raw = c.get("learn", [])
+    learn_list = [learn_raw] if isinstance(learn_raw, str) else learn_raw
+    if not isinstance(learn_list, list) or not all(isinstance(i, str) and (i in compared_ids or i == "all")
+                                                   for i in learn_list):
+        raise r.error((*path, "learn"), f"must be \"all\" or a list of compared arm ids ({', '.join(compared_ids)}).")
+    tie = c.get("tie")
+    if tie is not None and (isinstance(tie, bool) or not isinstance(tie, (int, float)) or not 0 <= tie < 1e9):
+        raise r.error((*path, "tie"), f"must be a number >= 0, got {_shown(tie)}.")
+    templates = {k: r.text_value(c, (*path, k), required=k == "expected")
+                 for k in ("expected", "unexpected", "close", "always", "diverged") if k in keys}
+    return Conclusion(metric, higher, expect, tie=None if tie is None else float(tie),
+                      expect_order=tuple(tuple(t) for t in order_raw), learn=tuple(learn_list), **templates)
 
 
 def _culprit(lesson: Lesson, arm: Arm, i: int, budget: str) -> tuple[Any, ...]:

@@ -6,8 +6,9 @@
 * ``mlp_64``: seed 002's question 2, "compare LeNet's parameters with those of a multilayer
   perceptron with 64 hidden units" (MNIST, 1x28x28): 784*64+64 + 64*10+10 = 50,890 parameters,
   more than LeNet's 44,426: every pixel connects to every hidden unit, with no weight sharing.
-  The seed gives only the hidden size (no code); the activation is tanh, as in the LeNet it is
-  compared with.
+  The seed gives only the hidden size (no code); the activation is ReLU, the one of the seeds' only
+  MLP code (seed 001's ``NeuralNet``), so the two MLPs differ from each other only in width and
+  from LeNetV2 (ReLU) only in their architecture.
 
 The seeds flatten the image outside the model (``images.reshape(-1, 28*28)``); here the model
 takes images and flattens them itself, so it trains, inspects and shows activations like the
@@ -54,8 +55,8 @@ def mlp_100(**kw) -> MLP:
 
 
 def mlp_64(**kw) -> MLP:
-    """Seed 002's MLP with 64 hidden units (tanh, as the LeNet it is compared with)."""
-    return MLP(hidden=64, activation=nn.Tanh, **kw)
+    """Seed 002's MLP with 64 hidden units (ReLU, as seed 001's MLP)."""
+    return MLP(hidden=64, activation=nn.ReLU, **kw)
 
 
 register(ModelSpec(
@@ -70,7 +71,7 @@ register(ModelSpec(
     name="mlp_64", display_name="MLP 784-64-10", family="mlp", year=1986, paper=PAPER, seed="002",
     input_shape=(1, 28, 28), num_classes=10, fixed_input=True, sized_at_creation=True, builder=mlp_64,
     notes="Seed 002's question 2 (compare LeNet's parameters with a multilayer perceptron with 64 hidden "
-          "units): Linear(784, 64) - Tanh - Linear(64, 10), 50,890 parameters for 1x28x28, more than "
-          "LeNet's 44,426. The seed gives only the hidden size; the tanh activation is LeNet's (it "
+          "units): Linear(784, 64) - ReLU - Linear(64, 10), 50,890 parameters for 1x28x28, more than "
+          "LeNet's 44,426. The seed gives only the hidden size; the ReLU activation is seed 001's MLP's (it "
           "does not change the count). The first Linear layer is sized from the input given at creation.",
 ))
