@@ -376,3 +376,34 @@ def test_lesson_runs_in_the_browser_and_shows_the_table_and_conclusion(browser, 
     expect(main.get_by_role("button", name="Run again")).to_be_enabled()
     assert page.locator(ERROR_SELECTOR).count() == 0, page.locator(ERROR_SELECTOR).first.inner_text()
     page.close()
+
+
+def test_the_lesson_list_has_no_scroll_box_at_1280x720(browser, app_url, shots):
+    """Every lesson of the course is in the list at once: no scroll container of its own between the radio
+    and the page (the page itself may scroll), and the list is shorter than the window."""
+    from cnnlab.lessons import builtin_lessons
+
+    lessons = builtin_lessons()
+    page = browser.new_page(viewport={"width": 1280, "height": 720})
+    page.goto(f"{app_url}/lessons")
+    page.get_by_role("heading", name="Lessons", level=1).wait_for(timeout=60_000)
+    wait_idle(page)
+    main = page.get_by_test_id("stMainBlockContainer")
+    radio = main.get_by_test_id("stRadio").filter(has_text=lessons[-1].title)
+    radio.wait_for(timeout=60_000)
+    page.screenshot(path=str(shots / "lessons-list-1280x720.png"))
+    assert radio.get_by_role("radio").count() == len(lessons)
+    scrolling = radio.evaluate("""(el) => {
+        const found = [];
+        for (let p = el; p && p.getAttribute('data-testid') !== 'stMainBlockContainer'; p = p.parentElement) {
+            const style = getComputedStyle(p);
+            if (/(auto|scroll)/.test(style.overflowY) && p.scrollHeight > p.clientHeight + 1) {
+                found.push(`${p.tagName}.${p.className} ${p.scrollHeight}>${p.clientHeight}`);
+            }
+        }
+        return found;
+    }""")
+    assert scrolling == [], f"the lesson list scrolls inside the page: {scrolling}"
+    box = radio.bounding_box()
+    assert box is not None and box["height"] < 720, box
+    page.close()

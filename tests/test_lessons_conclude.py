@@ -187,7 +187,8 @@ def test_every_builtin_lesson_concludes_honestly(name):
     top_name = lesson.arm(top).name
     assert f"{top_name} (25.0%) did not learn" in text or f"{top_name} (25.0%) and" in text or \
         f"and {top_name} (25.0%) did not learn" in text, text
-    assert render(c.expected, _names(lesson, arms, "quick")) not in text
+    if c.expect or c.expect_order:  # a lesson without an expectation states the order of the arms that learnt
+        assert render(c.expected, _names(lesson, arms, "quick")) not in text
     assert f"{top_name} came first" not in text and f"{top_name} (25.0%), then" not in text
     assert not effect(lesson, arms)["shown"]
 

@@ -73,7 +73,7 @@ def test_lenet_lesson_end_to_end():
         assert r.status == "finished"
         assert r.config["model"] == a["id"] and r.config["dataset"] == "shapes"
         assert r.config["epochs"] == 1 and r.config["max_steps"] == 3 and r.config["device"] == "cpu"
-        assert r.config["optimizer"] == "momentum" and r.config["lr"] == 0.02
+        assert r.config["optimizer"] == "momentum" and r.config["lr"] == 0.01 and r.config["momentum"] == 0.99
         assert r.config["data_options"]["channels"] == 1
         assert "lenet-vs-lenetv2" in r.config["tag"] and a["id"] in r.config["tag"]
         # measured: the numbers the table and the conclusion use

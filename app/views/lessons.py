@@ -1,9 +1,11 @@
 """Lessons: every comparison of the course in one click, concluded from the numbers it measured.
 
-The page lists the lessons (``cnnlab.lessons``: the built-in TOML files, or a teacher's own file
+The page lists the lessons (``cnnlab.lessons``: the built-in TOML files, each with the time its
+quick budget took when measured by ``python -m cnnlab lessons --measure``, or a teacher's own file
 uploaded or given by path), runs one (every arm a background job on the shared queue, one live
 chart overlaying the arms) and shows its result: the conclusion, the side-by-side table, the
-overlaid curves and the plots the lesson asks for. A lesson already run is shown from disk.
+overlaid curves and the plots the lesson asks for, and whether the run showed the effect the lecture
+teaches. A lesson already run is shown from disk.
 
 Test and teacher hook: settings applied on top of every arm (e.g. ``{"epochs": 1, "max_steps": 3}``
 for a tiny run) come from ``st.session_state["lesson_overrides"]`` (AppTest sets it) or, failing
@@ -34,11 +36,14 @@ from cnnlab.lessons import (
     COLUMN_LABELS,
     PLOTS,
     Lesson,
+    about,
     budget_summary,
     full_budget_state,
     lesson_runs,
     list_results,
+    measured_label,
     parse_lesson,
+    read_measured,
     read_lesson,
     result_table,
     start_lesson,
@@ -84,8 +89,8 @@ def cell(v: Any, column: str) -> str:
         return short_number(v)
     if column == COLUMN_LABELS["images_per_sec"]:
         return f"{v:,.0f}"
-    if column == COLUMN_LABELS["epoch_seconds"]:
-        return f"{v:.2f}"
+    if column in (COLUMN_LABELS["epoch_seconds"], COLUMN_LABELS["train_epoch_seconds"]):
+        return f"{v:.3f}" if v < 1 else f"{v:.2f}"
     if isinstance(v, float):
         return f"{v:,.1f}"
     return str(v)
@@ -281,16 +286,20 @@ def gap_chart(result_arms, labels) -> alt.Chart | None:
 
 
 def time_chart(result_arms, labels) -> alt.Chart | None:
+    # training only (validation excluded) when the result has it; older results: the whole epoch
+    key = "train_epoch_seconds" if any(finite(a.get("train_epoch_seconds")) is not None for a in result_arms) \
+        else "epoch_seconds"
+    title = "training seconds per epoch (validation excluded)" if key == "train_epoch_seconds" else "seconds per epoch"
     rows = [{"arm": label, "value": v} for arm, label in zip(result_arms, labels)
-            if (v := finite(arm.get("epoch_seconds"))) is not None]
+            if (v := finite(arm.get(key))) is not None]
     if not rows:
         return None
     base = alt.Chart(pd.DataFrame(rows)).encode(
         alt.Y("arm:N", title=None, sort=list(labels), axis=alt.Axis(labelLimit=400)),
-        alt.X("value:Q", title="seconds per epoch", scale=alt.Scale(zero=True)),
+        alt.X("value:Q", title=title, scale=alt.Scale(zero=True)),
     )
-    bars = base.mark_bar().encode(arm_colour(labels), tooltip=["arm", alt.Tooltip("value:Q", format=".2f")])
-    values = base.mark_text(align="left", dx=4).encode(text=alt.Text("value:Q", format=".2f"))
+    bars = base.mark_bar().encode(arm_colour(labels), tooltip=["arm", alt.Tooltip("value:Q", format=".3f")])
+    values = base.mark_text(align="left", dx=4).encode(text=alt.Text("value:Q", format=".3f"))
     return (bars + values).properties(height=bars_height(len(labels), 36))
 
 
@@ -420,6 +429,19 @@ def live_view(run_id: int) -> None:
 # ---- a result -------------------------------------------------------------------------------------
 
 
+def effect_line(effect: Any) -> None:
+    """Whether this run showed the effect the lecture teaches (results saved before it was recorded: nothing)."""
+    if not isinstance(effect, Mapping) or not isinstance(effect.get("shown"), bool):
+        return
+    if effect["shown"]:
+        st.success("This run shows the effect the lecture teaches.", icon=":material/check_circle:")
+        return
+    why = [w for w in effect.get("why") or [] if isinstance(w, str) and w.strip()]
+    st.warning("This run does not show the effect the lecture teaches"
+               + (":\n" + "\n".join(f"- {text(w)}" for w in why) if why else "."),
+               icon=":material/report:")
+
+
 def show_result(stored, lesson: Lesson) -> None:
     data = stored.data
     shown = stored.lesson or lesson  # the lesson as it was run (its plots and columns)
@@ -444,6 +466,7 @@ def show_result(stored, lesson: Lesson) -> None:
 
     st.markdown("#### :material/lightbulb: Conclusion")
     st.info(text(stored.conclusion), icon=":material/school:")
+    effect_line(data.get("effect"))
 
     st.markdown("#### :material/table_chart: Side by side")
     rows = result_table(arms, shown.columns)
@@ -501,6 +524,7 @@ kind = st.segmented_control("Lessons", [BUILTIN, OWN], key=remember(STORE, "less
                             format_func={BUILTIN: "The course's lessons", OWN: "Your own lesson file"}.get,
                             label_visibility="collapsed", required=True) or BUILTIN
 lesson: Lesson | None = None
+measured = read_measured()  # cnnlab/lessons/measured.json: each built-in lesson's quick budget, timed
 if kind == BUILTIN:
     lessons = builtin_lessons()
     if not lessons:
@@ -511,13 +535,13 @@ if kind == BUILTIN:
         st.session_state.get(STORE, {}).pop("lesson-pick", None)
     pick_key = remember(STORE, "lesson-pick", lessons[0].name, options=list(by_name))
     if setting_shown(pick_key):
-        with st.container(height=380 if len(lessons) > 4 else "content", border=len(lessons) > 4):
-            st.radio(
-                "Lesson", list(by_name), key=pick_key,
-                format_func=lambda n: f"{list(by_name).index(n) + 1}. {by_name[n].title}",
-                captions=[f"Seed {x.seed_label} · {len(x.arms)} arms: {text('; '.join(a.name for a in x.arms))}  \n"
-                          f"{text(x.question)}" for x in lessons],
-            )
+        # one line per lesson, no scroll box: the chosen one's question and arms are shown below
+        st.radio(
+            "Lesson", list(by_name), key=pick_key,
+            format_func=lambda n: f"{list(by_name).index(n) + 1}. {by_name[n].title}"
+            + (f" · {about(measured[n]['seconds'])}" if n in measured else ""),
+            help="The time is the quick budget's, as measured by `python -m cnnlab lessons --measure`.",
+        )
     lesson = by_name[st.session_state[pick_key]]
 else:
     lesson = own_lesson()
@@ -532,8 +556,10 @@ for other in lesson_runs():
 # ---- the chosen lesson ------------------------------------------------------------------------------
 st.divider()
 st.subheader(lesson.title, anchor=False)
+timed = measured.get(lesson.name) if lesson.builtin else None
 st.caption(f"Seed {lesson.seed_label} · lesson `{lesson.name}`"
-           + (f" · from {text(lesson.path)}" if not lesson.builtin and lesson.path else ""))
+           + (f" · from {text(lesson.path)}" if not lesson.builtin and lesson.path else "")
+           + (f" · quick budget {measured_label(timed)}" if timed else ""))
 st.markdown(f"**Question.** {text(lesson.question)}")
 st.markdown("\n".join(f"- **{text(a.name)}**" + (f": {text(a.note)}" if a.note else "") for a in lesson.arms))
 

@@ -12,9 +12,26 @@ from .train import _key_value, cancel_on_signals
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("lessons", help="list the built-in lessons (and saved lesson results)")
+    p = sub.add_parser("lessons", help="list the built-in lessons (and saved lesson results); --measure times them",
+                       description="List the built-in lessons with their measured time, or the saved results "
+                       "(--results). With --measure, run every built-in lesson's quick budget once per seed, one "
+                       "after the other, print how long each took and whether it showed the effect the lecture "
+                       "teaches, and keep that in cnnlab/lessons/measured.json (the Lessons page shows the times). "
+                       "Exit code 1 when a lesson fell short of its effect on some seed.")
     p.add_argument("--results", action="store_true", help="list the saved results instead")
     p.add_argument("--json", action="store_true", help="print JSON on stdout")
+    p.add_argument("--measure", action="store_true",
+                   help="run each built-in lesson's quick budget and record its time and effect")
+    p.add_argument("--seeds", type=_seeds, default=None, metavar="0,1,2",
+                   help="with --measure: the seeds to run each lesson with (default: 0)")
+    p.add_argument("--lesson", dest="lessons", action="append", default=None, metavar="NAME",
+                   help="with --measure: only this built-in lesson (repeatable; default: all, in course order)")
+    p.add_argument("--set", dest="overrides", type=_key_value, action="append", default=None, metavar="KEY=VALUE",
+                   help="with --measure: a training setting for every arm, e.g. --set epochs=1 (repeatable); "
+                   "measured.json is then written only with --write")
+    p.add_argument("--write", action="store_true",
+                   help="with --measure and --set: write measured.json all the same")
+    p.add_argument("--device", default="auto", help="with --measure: auto, cpu, cuda or mps")
     p.set_defaults(func=cmd_lessons)
 
     p = sub.add_parser("lesson", help="run one lesson: every arm, then the table and the conclusion",
@@ -35,9 +52,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_lesson)
 
 
-def cmd_lessons(args: argparse.Namespace) -> int:
-    from ..lessons import builtin_lessons, lesson_to_dict, list_results
+def _seeds(text: str) -> list[int]:
+    from ..errors import LessonError
+    from ..lessons.measure import parse_seeds
 
+    try:
+        return parse_seeds(text)
+    except LessonError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def cmd_lessons(args: argparse.Namespace) -> int:
+    from ..lessons import builtin_lessons, lesson_to_dict, list_results, measured_label, read_measured
+
+    if args.measure:
+        if args.results:
+            print("error: --measure and --results do not go together.", file=sys.stderr)
+            return 2
+        return _measure(args)
+    given = [flag for flag, v in (("--seeds", args.seeds), ("--lesson", args.lessons), ("--set", args.overrides),
+                                  ("--write", args.write)) if v]
+    if given:
+        print(f"error: {', '.join(given)} only go with --measure.", file=sys.stderr)
+        return 2
     if args.results:
         found = list_results()
         if args.json:
@@ -50,17 +87,146 @@ def cmd_lessons(args: argparse.Namespace) -> int:
             print(f"{r.id}\n  {r.data['title']} ({r.data['budget']}, {r.data['created']})\n  {r.conclusion[:160]}")
         return 0
     lessons = builtin_lessons()
+    measured = read_measured()
     if args.json:
-        print(json.dumps([lesson_to_dict(lesson, "quick") for lesson in lessons], indent=1))
+        print(json.dumps([{**lesson_to_dict(lesson, "quick"), "measured": measured.get(lesson.name)}
+                          for lesson in lessons], indent=1))
         return 0
+    from ..lessons import budget_summary
+
     for lesson in lessons:
         print(f"{lesson.name}  (seed {lesson.seed_label})\n  {lesson.title}\n  Q: {lesson.question}")
         print(f"  arms: {'; '.join(a.name for a in lesson.arms)}")
-        from ..lessons import budget_summary
-
-        print(f"  {budget_summary(lesson, 'quick')}\n")
-    print("Run one: python -m cnnlab lesson NAME [--budget quick|full] [--json]")
+        print(f"  {budget_summary(lesson, 'quick')}")
+        print(f"  {measured_label(measured.get(lesson.name))}\n")
+    print("Run one: python -m cnnlab lesson NAME [--budget quick|full] [--json]\n"
+          "Time them all: python -m cnnlab lessons --measure [--seeds 0,1,2] [--lesson NAME]")
     return 0
+
+
+def _measure(args: argparse.Namespace) -> int:
+    """``lessons --measure``: every chosen lesson's quick budget per seed, the table, measured.json."""
+    import threading
+
+    from tqdm import tqdm
+
+    from ..lessons.measure import (
+        all_shown, measure_lessons, measured_path, merge_measured, prepare_measure, short_lessons,
+    )
+
+    overrides = dict(args.overrides or [])
+    seeds = args.seeds or [0]
+    # a wrong name or setting is one message before anything trains
+    lessons, _ = prepare_measure(args.lessons, seeds, overrides, args.device)
+    write = not overrides or args.write
+    err = sys.stderr
+    stop = threading.Event()
+    current: list[Any] = []
+    bars: dict[str, Any] = {}
+    total = tqdm(total=len(lessons) * len(seeds), desc="lessons", unit="run", file=err, dynamic_ncols=True,
+                 position=0)
+
+    def watch(run: Any) -> None:
+        current[:] = [run]
+        if stop.is_set():  # Ctrl-C while it was starting
+            run.cancel()
+        bars.clear()
+        total.set_postfix_str(f"{run.lesson.name}, seed {run.overrides.get('seed')}")
+        while not run.wait(0.25):
+            _update_bars(run, bars, tqdm, err, leave=False)
+        _update_bars(run, bars, tqdm, err, leave=False)
+        for bar in bars.values():
+            bar.close()
+
+    def on_row(row: dict[str, Any]) -> None:
+        total.update(1)
+        tqdm.write(f"{row['lesson']} seed {row['seed']}: {_seconds(row['seconds'])}, "
+                   + ("effect shown" if row["shown"] else f"effect not shown ({row['state']})"), file=err)
+
+    def cancel() -> None:
+        stop.set()
+        if current:
+            current[0].cancel()
+
+    if overrides:
+        print(f"settings for every arm: {overrides}", file=err)
+    began = time.monotonic()
+    with cancel_on_signals(cancel):
+        try:
+            rows = measure_lessons([x.name for x in lessons], seeds, overrides, device=args.device, watch=watch,
+                                   stop=stop, on_row=on_row)
+        finally:
+            for bar in bars.values():
+                bar.close()
+            total.close()
+    stopped = stop.is_set()
+    path = measured_path()
+    written = None
+    if write and any(r["state"] == "finished" for r in rows):
+        merged = merge_measured(rows, path)
+        written = {name: merged[name] for name in dict.fromkeys(r["lesson"] for r in rows) if name in merged}
+    if args.json:
+        print(json.dumps({"runs": rows, "written": str(path) if written is not None else None,
+                          "entries": written or {}, "stopped": stopped}, indent=1, default=str))
+        out = err
+    else:
+        out = sys.stdout
+    print(measure_table(rows), file=out)
+    short = short_lessons(rows)
+    if short:
+        print("\nfell short of the effect the lecture teaches:", file=out)
+        for name, cases in short.items():
+            by_why: dict[str, list[str]] = {}  # seeds with the same reasons said once
+            for seed, why in cases:
+                by_why.setdefault(_sentences(why), []).append(str(seed))
+            print(f"  {name}: " + " ".join(f"seed{'s' if len(s) > 1 else ''} {', '.join(s)}: {why}"
+                                           for why, s in by_why.items()), file=out)
+    print(f"\ntotal: {_seconds(time.monotonic() - began)} for {len(rows)} lesson run(s)"
+          + (" (stopped: the lessons not run are not in the table)" if stopped else ""), file=out)
+    if written is not None:
+        print(f"written: {path} ({', '.join(written)})", file=out)
+    elif not write:
+        print(f"not written: {path} (a run with --set settings is not the quick budget; add --write to keep it)",
+              file=out)
+    else:
+        print(f"not written: {path} (no lesson run finished)", file=out)
+    if stopped:
+        return 130
+    return 0 if all_shown(rows) else 1
+
+
+def _sentences(why: list[str]) -> str:
+    """The why sentences as one text, each ending in a full stop."""
+    said = [w.strip() for w in why if w.strip()]
+    return " ".join(w if w[-1] in ".!?:" else w + "." for w in said) or "no reason given."
+
+
+def _seconds(v: Any) -> str:
+    from ..lessons.measure import exact
+
+    return exact(v) if isinstance(v, (int, float)) else "-"
+
+
+def measure_table(rows: list[dict[str, Any]]) -> str:
+    """lesson, seed, seconds, effect shown, each arm's best validation top-1 (short)."""
+    table = []
+    for r in rows:
+        arms = ", ".join(f"{arm_id} {_cell(best, 'top-1')}" for arm_id, best in r["arms"].items())
+        table.append({"lesson": r["lesson"], "seed": str(r["seed"]),
+                      "seconds": f"{r['seconds']:.1f}" if r["seconds"] is not None else "-",
+                      "effect": ("yes" if r["shown"] else "no") + ("" if r["state"] == "finished" else f" ({r['state']})"),
+                      "best val top-1": arms or "-"})
+    if not table:
+        return "no lesson was measured."
+    cols = list(table[0])
+    widths = [max(len(c), *(len(row[c]) for row in table)) for c in cols]
+    left = {"lesson", "best val top-1", "effect"}
+    fmt = [(str.ljust if c in left else str.rjust) for c in cols]
+    lines = ["  ".join(f(c, w) for f, c, w in zip(fmt, cols, widths)).rstrip()]
+    lines.append("-" * len(lines[0]))
+    for row in table:
+        lines.append("  ".join(f(row[c], w) for f, c, w in zip(fmt, cols, widths)).rstrip())
+    return "\n".join(lines)
 
 
 def cmd_lesson(args: argparse.Namespace) -> int:
@@ -120,7 +286,7 @@ def _lesson(args: argparse.Namespace) -> int:
     return 0 if run.state == "finished" else 130
 
 
-def _update_bars(run: Any, bars: dict[str, Any], tqdm: Any, err: Any) -> None:
+def _update_bars(run: Any, bars: dict[str, Any], tqdm: Any, err: Any, leave: bool = True) -> None:
     for a in run.arms:
         key = a.plan.arm.id
         job = a.job
@@ -128,7 +294,7 @@ def _update_bars(run: Any, bars: dict[str, Any], tqdm: Any, err: Any) -> None:
         if key not in bars and (job is not None and (job.latest_step or job.done) or state == "skipped"):
             total = (job.latest_step or {}).get("total_steps") if job is not None else None
             bars[key] = tqdm(total=total or 1, desc=f"{a.plan.arm.name[:34]:<34}", unit="step", file=err,
-                             dynamic_ncols=True, leave=True)
+                             dynamic_ncols=True, leave=leave)
         bar = bars.get(key)
         if bar is None:
             continue

@@ -15,6 +15,9 @@ from pathlib import Path
 
 from ..errors import LessonError
 from .conclude import ARM_FIELDS, COLUMN_LABELS, DEFAULT_COLUMNS, METRICS, conclude, render
+from .measure import (
+    about, measure_lessons, measured_entry, measured_label, measured_times, merge_measured, read_measured,
+)
 from .runner import (
     ArmState, LessonRun, StoredResult, budget_summary, delete_result, full_budget_state, latest_result,
     lesson_runs, lesson_to_dict, list_results, load_result, measure_arm, plan, result_table, results_dir,
@@ -59,8 +62,9 @@ def get_lesson(name_or_path: str | Path) -> Lesson:
 
 __all__ = [
     "ARM_FIELDS", "Arm", "ArmState", "BUDGETS", "BUILTIN_DIR", "COLUMN_LABELS", "Conclusion", "DEFAULT_COLUMNS",
-    "Lesson", "LessonRun", "METRICS", "PLOTS", "StoredResult", "budget_summary", "builtin_lessons", "builtin_names",
+    "Lesson", "LessonRun", "METRICS", "PLOTS", "StoredResult", "about", "budget_summary", "builtin_lessons", "builtin_names",
     "conclude", "delete_result", "full_budget_state", "get_lesson", "latest_result", "lesson_name", "lesson_runs", "lesson_to_dict",
-    "list_results", "load_result", "measure_arm", "parse_lesson", "plan", "read_lesson", "render", "result_table",
+    "list_results", "load_result", "measure_arm", "measure_lessons", "measured_entry", "measured_label",
+    "measured_times", "merge_measured", "parse_lesson", "plan", "read_lesson", "read_measured", "render", "result_table",
     "results_dir", "start_lesson",
 ]

@@ -450,19 +450,19 @@ def _outcome(lesson: Any, c: Any, arms: Sequence[Mapping[str, Any]], budget: str
             done = ", ".join(a["name"] for a in measured) or "no arm"
             sentences.append(f"Only {done} finished, so this run cannot answer the question: see why below and "
                              "run the lesson again.")
-        return Outcome(sentences, False, ["fewer than two arms finished"])
+        return Outcome(sentences, False, ["Fewer than two arms finished."])
     if len(ranked) < 2:
         if primary:
             sentences.append("Fewer than two arms learnt anything, so this run cannot compare them: see the curves "
                              "and run the lesson again.")
-        return Outcome(sentences, False, ["fewer than two arms learnt"])
+        return Outcome(sentences, False, ["Fewer than two arms learnt."])
     claims = _claims(c, arms)
     expected = names.get("expected")
     if expected is not None and expected.get("status") not in RANKED_STATUSES:
         sentences.append(_say(f"{{expected.name}}, the arm the lecture expects to come first, did not finish "
                               f"({{expected.status}}); among the others {{best.name}} came first "
                               f"({m.label} {{best.value:{m.fmt}}}).", names))
-        return Outcome(sentences, False, [f"{expected['name']} {expected.get('status')}"])
+        return Outcome(sentences, False, [f"{expected['name']} {expected.get('status')}."])
     if not claims:  # no expected order: the measured order, ties named
         if names["lead"] <= names["margin"]:
             sentences.append(_say(c.close, names, _default_close(m)))
