@@ -115,3 +115,82 @@ def test_stratified_subset_160_on_10_classes():
     assert torch.bincount(bundle.train.labels).tolist() == [16] * 10
     with pytest.raises(DataError):
         stratified_subset(split, 5)
+
+
+# Hashes of the original generator's output (images, labels, masks), computed before the drawing
+# options existed: at their defaults the options must not change a single pixel.
+_ORIGINAL_SHA256 = {
+    (80, 32, 0): "d24abd89aaf322be5b38cce6d16c6042243a0ee98f12789dd5bb252073258b25",
+    (1100, 32, 3): "7243f962173885f77da2277088831cd292bb9a54bd120c755ecaf9df39983a19",  # two batches of 1024
+    (40, 64, 7): "9e919255ffa5f30f997ad8617226d95f196f55f4cc0bc73926554a907362fe90",
+}
+
+
+@pytest.mark.parametrize("n, size, seed", list(_ORIGINAL_SHA256))
+def test_shapes_default_output_is_the_original(n, size, seed):
+    import hashlib
+
+    images, labels, masks = generate_shapes(n, size=size, seed=seed, return_masks=True)
+    digest = hashlib.sha256(images.numpy().tobytes() + labels.numpy().tobytes() + masks.numpy().tobytes()).hexdigest()
+    assert digest == _ORIGINAL_SHA256[(n, size, seed)]
+    explicit = generate_shapes(n, size=size, seed=seed, scale=(0.28, 0.42), lines=1, noise=8, distractors=0)
+    assert torch.equal(explicit[0], images) and torch.equal(explicit[1], labels)
+
+
+def test_shapes_bundle_default_options_unchanged():
+    plain = load_dataset("shapes", seed=1, n_train=40, n_val=16)
+    spelled = load_dataset("shapes", seed=1, n_train=40, n_val=16, scale=[0.28, 0.42], lines=1, noise=8, distractors=0)
+    assert torch.equal(plain.train.images, spelled.train.images) and torch.equal(plain.val.images, spelled.val.images)
+
+
+def test_shapes_options_change_the_images():
+    base, labels, masks = generate_shapes(64, seed=2, return_masks=True)
+    small, small_labels, small_masks = generate_shapes(64, seed=2, return_masks=True, scale=(0.12, 0.18))
+    assert torch.equal(labels, small_labels)  # the labels do not depend on the options
+    assert small_masks.sum(dim=(1, 2)).float().mean() < 0.4 * masks.sum(dim=(1, 2)).float().mean()
+    noisy = generate_shapes(64, seed=2, noise=40)[0]
+    clean = generate_shapes(64, seed=2, noise=0)[0]
+    # same draws but the noise: the pixel noise grows with the option
+    assert (noisy.float() - base.float()).abs().mean() > 3 * (clean.float() - base.float()).abs().mean()
+    assert not torch.equal(generate_shapes(64, seed=2, lines=3)[0], base)
+    cluttered, _, cl_masks = generate_shapes(64, seed=2, distractors=3, return_masks=True)
+    assert torch.equal(cl_masks, masks)  # distractors are drawn after the shape's own draws, under it
+    assert not torch.equal(cluttered, base)
+    # deterministic and, like the rest, a pure function of the seed
+    assert torch.equal(cluttered, generate_shapes(64, seed=2, distractors=3)[0])
+
+
+def test_shapes_distractors_take_the_shape_colour_and_stay_off_the_shape():
+    base, _, masks = generate_shapes(100, seed=4, noise=0, return_masks=True)
+    cluttered = generate_shapes(100, seed=4, noise=0, distractors=2)[0]
+    changed = (cluttered != base).any(dim=1)  # pixels a distractor covered
+    assert not (changed & masks).any()  # the shape is drawn over them
+    assert changed.sum(dim=(1, 2)).gt(0).float().mean() > 0.9  # nearly every image got some
+    x, b = cluttered.float(), base.float()
+    near = []
+    for i in range(len(x)):
+        if changed[i].sum() > 3:
+            shape_colour = b[i][:, masks[i]].mean(dim=1)
+            near.append((x[i][:, changed[i]].mean(dim=1) - shape_colour).norm() < 40)
+    assert sum(near) > 0.9 * len(near)
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("scale", [0.3, 0.2], "scale must be"),
+    ("scale", [0.01, 0.2], "scale must be"),
+    ("scale", 0.3, "scale must be"),
+    ("scale", [0.2, 0.5], "scale must be"),
+    ("lines", -1, "lines must be"),
+    ("lines", 9, "lines must be"),
+    ("lines", 1.5, "lines must be"),
+    ("noise", -1, "noise must be"),
+    ("noise", 100, "noise must be"),
+    ("noise", float("nan"), "noise must be"),
+    ("distractors", 9, "distractors must be"),
+    ("distractors", True, "distractors must be"),
+])
+def test_shapes_bad_options_refused(option, value, message):
+    with pytest.raises(ValueError, match=message):
+        generate_shapes(8, **{option: value})
+    with pytest.raises(DataError, match=f"shapes: {message}"):
+        load_dataset("shapes", n_train=8, n_val=8, **{option: value})

@@ -22,7 +22,7 @@ from . import folders, maker, tvsets
 from .augment import LUMA_WEIGHTS
 from .stats import channel_stats
 from ._types import DataBundle, DatasetInfo, DatasetSpec, DatasetStatus, TensorSplit
-from .shapes import SHAPE_CLASSES, generate_shapes
+from .shapes import SHAPE_CLASSES, check_shape_options, generate_shapes
 from .splits import balanced_split, stratified_split, stratified_subset, take
 
 from .pipeline import IMAGENET_MEAN, IMAGENET_STD  # the one copy
@@ -119,12 +119,14 @@ def _load_shapes(root: Path | None, image_size: int | None, seed: int, download:
     n_val = int(options.pop("n_val", 1500))
     n_test = int(options.pop("n_test", 0))
     chosen = _shape_classes(options.pop("classes", None))
+    drawing = _shape_drawing(options)
 
     def split(n: int, offset: int) -> TensorSplit:
         if chosen is None:
-            return TensorSplit(*generate_shapes(n, size=size, seed=seed + offset))
+            return TensorSplit(*generate_shapes(n, size=size, seed=seed + offset, **drawing))
         # labels cycle through the 8 classes: ceil(n / k) * 8 images hold ceil(n / k) of each
-        images, labels = generate_shapes(-(-n // len(chosen)) * len(SHAPE_CLASSES), size=size, seed=seed + offset)
+        images, labels = generate_shapes(-(-n // len(chosen)) * len(SHAPE_CLASSES), size=size, seed=seed + offset,
+                                         **drawing)
         keep = torch.isin(labels, torch.tensor(chosen))
         remap = torch.full((len(SHAPE_CLASSES),), -1, dtype=torch.int64)
         remap[chosen] = torch.arange(len(chosen))
@@ -141,6 +143,17 @@ def _load_shapes(root: Path | None, image_size: int | None, seed: int, download:
         f"{len(classes)} coloured shapes at random position, scale and rotation over clutter; generated from seed {seed}.",
     )
     return DataBundle(info, train, val, test, [f"generated {n_train} train / {n_val} val shape images from seed {seed}"])
+
+
+def _shape_drawing(options: dict) -> dict[str, Any]:
+    """The drawing options of 'shapes' (``scale``, ``lines``, ``noise``, ``distractors``), checked; only
+    those given (the others keep :func:`generate_shapes`'s defaults, the original images)."""
+    given = {k: options.pop(k) for k in ("scale", "lines", "noise", "distractors") if k in options}
+    try:
+        checked = dict(zip(("scale", "lines", "noise", "distractors"), check_shape_options(**given)))
+    except ValueError as e:
+        raise DataError(f"shapes: {e}.") from None
+    return {k: checked[k] for k in given}
 
 
 def _shape_classes(value: Any) -> list[int] | None:
@@ -412,7 +425,8 @@ def load_dataset(
         download: fetch missing torchvision/Caltech files (only if the network allows).
         subset: keep a class-balanced subset of this many training images (seed 003's 160).
         val_fraction: share of the training data held out for validation (stratified).
-        **options: per dataset: ``n_train``, ``n_val``, ``n_test`` (shapes); ``per_class``
+        **options: per dataset: ``n_train``, ``n_val``, ``n_test``, ``classes``, ``scale``, ``lines``,
+            ``noise``, ``distractors`` (shapes, see :func:`~cnnlab.data.shapes.generate_shapes`); ``per_class``
             (caltech101); ``progress`` (folders, default True); ``channels`` (1 or 3, any dataset).
 
     Raises:

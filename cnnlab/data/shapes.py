@@ -6,6 +6,11 @@ colour gradient, distractor lines and blobs, and pixel noise. Position and clutt
 hard for a linear model on raw pixels while a small CNN learns it in seconds, which is the
 point of a teaching lab. Images are drawn with vectorised masks on a broadcast grid,
 batch by batch (no per-pixel Python), and are a pure function of ``seed``.
+
+Options make the task harder to generalise while it stays easy to memorise (a lesson on
+overfitting needs that): smaller shapes (``scale``), more clutter lines (``lines``), stronger
+pixel noise (``noise``) and ``distractors``, partial shapes in the shape's own colour that carry
+no class. At their defaults the images are exactly those of the original generator.
 """
 
 from __future__ import annotations
@@ -18,6 +23,13 @@ import torch
 SHAPE_CLASSES: list[str] = ["circle", "square", "triangle", "star", "cross", "ring", "heart", "crescent"]
 
 _BATCH = 1024
+
+# The options of :func:`generate_shapes`: defaults (the original images) and their bounds.
+DEFAULT_SCALE: tuple[float, float] = (0.28, 0.42)  # shape radius as a fraction of the image size
+SCALE_BOUNDS: tuple[float, float] = (0.08, 0.45)
+DEFAULT_LINES, MAX_LINES = 1, 8
+DEFAULT_NOISE, MAX_NOISE = 8.0, 64.0
+DEFAULT_DISTRACTORS, MAX_DISTRACTORS = 0, 8
 
 
 # Each mask function takes local coordinates (u, v) in units of the shape's radius
@@ -89,8 +101,81 @@ def _contrasting_colours(rng: np.random.Generator, background: np.ndarray, min_d
     return out
 
 
-def _draw_batch(rng: np.random.Generator, labels: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Images (n x 3 x size x size uint8) and masks (n x size x size bool) for ``labels``."""
+def check_shape_options(scale: object = DEFAULT_SCALE, lines: object = DEFAULT_LINES,
+                        noise: object = DEFAULT_NOISE, distractors: object = DEFAULT_DISTRACTORS
+                        ) -> tuple[tuple[float, float], int, float, int]:
+    """The options of :func:`generate_shapes` checked and normalised; ``ValueError`` says what is wrong."""
+    lo_b, hi_b = SCALE_BOUNDS
+
+    def number(v: object) -> bool:
+        return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and bool(np.isfinite(v))
+
+    def count(v: object) -> bool:
+        return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+    if (not isinstance(scale, (list, tuple)) or len(scale) != 2 or not all(number(x) for x in scale)
+            or not lo_b <= float(scale[0]) <= float(scale[1]) <= hi_b):
+        raise ValueError(f"scale must be [smallest, largest] shape radius as a fraction of the image size, "
+                         f"with {lo_b} <= smallest <= largest <= {hi_b} (default {list(DEFAULT_SCALE)}); got {scale!r}")
+    if not count(lines) or not 0 <= int(lines) <= MAX_LINES:  # type: ignore[call-overload]
+        raise ValueError(f"lines must be a whole number of clutter lines from 0 to {MAX_LINES} "
+                         f"(default {DEFAULT_LINES}); got {lines!r}")
+    if not number(noise) or not 0 <= float(noise) <= MAX_NOISE:  # type: ignore[arg-type]
+        raise ValueError(f"noise must be the standard deviation of the pixel noise in grey levels, from 0 to "
+                         f"{MAX_NOISE:g} (default {DEFAULT_NOISE:g}); got {noise!r}")
+    if not count(distractors) or not 0 <= int(distractors) <= MAX_DISTRACTORS:  # type: ignore[call-overload]
+        raise ValueError(f"distractors must be a whole number of partial shapes per image from 0 to "
+                         f"{MAX_DISTRACTORS} (default {DEFAULT_DISTRACTORS}); got {distractors!r}")
+    return (float(scale[0]), float(scale[1])), int(lines), float(noise), int(distractors)  # type: ignore[call-overload, arg-type]
+
+
+def _draw_distractors(rng: np.random.Generator, img: np.ndarray, count: int, xs: np.ndarray, ys: np.ndarray,
+                      size: int, cx: np.ndarray, cy: np.ndarray, radius: np.ndarray, colour: np.ndarray) -> np.ndarray:
+    """``count`` partial shapes per image in the shape's colour, mostly away from the shape.
+
+    Each is a shape of any of the eight classes (drawn independently of the label, so it carries
+    no class), 50% to 90% of the shape's size, cut by a random straight line that keeps 30% to 80%
+    of it. Drawn under the shape.
+    """
+    n = len(img)
+
+    def col(a: np.ndarray) -> np.ndarray:
+        return a.astype(np.float32)[:, None, None]
+
+    for _ in range(count):
+        r = rng.uniform(0.5, 0.9, n) * radius
+        px, py = rng.uniform(0, size, n), rng.uniform(0, size, n)
+        for _ in range(10):  # rejection sampling: keep the centre outside the shape's disc
+            close = np.hypot(px - cx, py - cy) < radius + 0.5 * r
+            if not close.any():
+                break
+            k = int(close.sum())
+            px[close], py[close] = rng.uniform(0, size, k), rng.uniform(0, size, k)
+        kind = rng.integers(0, len(_MASKS), n)
+        theta = rng.uniform(0, 2 * np.pi, n)
+        cut_dir = rng.uniform(0, 2 * np.pi, n)
+        cut_at = rng.uniform(-0.4, 0.6, n)  # in radii from the centre: keeps about 30% to 80%
+        dx, dy = xs - col(px), ys - col(py)
+        cos, sin, rr = col(np.cos(theta)), col(np.sin(theta)), col(r)
+        u = (cos * dx + sin * dy) / rr
+        v = (-sin * dx + cos * dy) / rr
+        mask = np.zeros((n, size, size), dtype=bool)
+        for k, fn in enumerate(_MASKS):
+            sel = kind == k
+            if sel.any():
+                mask[sel] = fn(u[sel], v[sel])
+        mask &= u * col(np.cos(cut_dir)) + v * col(np.sin(cut_dir)) <= col(cut_at)
+        shade = 1.0 + col(rng.uniform(-0.15, 0.15, n)) * (u + v) / 2
+        img = np.where(mask[:, None], colour[:, :, None, None] * shade[:, None], img)
+    return img
+
+
+def _draw_batch(rng: np.random.Generator, labels: np.ndarray, size: int,
+                scale: tuple[float, float] = DEFAULT_SCALE, lines: int = DEFAULT_LINES,
+                noise: float = DEFAULT_NOISE, distractors: int = DEFAULT_DISTRACTORS) -> tuple[np.ndarray, np.ndarray]:
+    """Images (n x 3 x size x size uint8) and masks (n x size x size bool) for ``labels``.
+
+    At the default options the random draws are those of the original generator, in its order."""
     n = len(labels)
     ys, xs = np.meshgrid(np.arange(size, dtype=np.float32) + 0.5, np.arange(size, dtype=np.float32) + 0.5, indexing="ij")
     xs, ys = xs[None], ys[None]  # 1 x H x W, broadcast against per-sample parameters
@@ -105,8 +190,8 @@ def _draw_batch(rng: np.random.Generator, labels: np.ndarray, size: int) -> tupl
     ramp = col(np.cos(grad_dir) * grad_amp) * (xs / size - 0.5) + col(np.sin(grad_dir) * grad_amp) * (ys / size - 0.5)
     img = base[:, :, None, None] + ramp[:, None]
 
-    # Clutter: a thin line and one soft blob in random colours, under the shape.
-    for _ in range(1):
+    # Clutter: thin lines (one by default) and one soft blob in random colours, under the shape.
+    for _ in range(lines):
         p = rng.uniform(0, size, (n, 2))
         ang = rng.uniform(0, np.pi, n)
         dist = np.abs((xs - col(p[:, 0])) * col(np.sin(ang)) - (ys - col(p[:, 1])) * col(np.cos(ang)))
@@ -118,7 +203,7 @@ def _draw_batch(rng: np.random.Generator, labels: np.ndarray, size: int) -> tupl
     img = img * (1 - 0.6 * blob[:, None]) + 0.6 * blob[:, None] * _random_colours(rng, n)[:, :, None, None]
 
     # The shape: random radius, centre fully inside the image, rotation, colour.
-    radius = rng.uniform(0.28, 0.42, n) * size
+    radius = rng.uniform(scale[0], scale[1], n) * size
     cx = rng.uniform(radius, size - radius)
     cy = rng.uniform(radius, size - radius)
     theta = rng.uniform(0, 2 * np.pi, n)
@@ -135,18 +220,30 @@ def _draw_batch(rng: np.random.Generator, labels: np.ndarray, size: int) -> tupl
     colour = _contrasting_colours(rng, under)
     shade = 1.0 + col(rng.uniform(-0.15, 0.15, n)) * (u + v) / 2  # a little shading inside
     shape_px = colour[:, :, None, None] * shade[:, None]
+    if distractors:  # no draws at the default (0): the default images stay the original ones
+        img = _draw_distractors(rng, img, distractors, xs, ys, size, cx, cy, radius, colour)
     img = np.where(masks[:, None], shape_px, img)
 
-    img += 8.0 * rng.standard_normal(img.shape, dtype=np.float32)
+    img += np.float32(noise) * rng.standard_normal(img.shape, dtype=np.float32)
     return np.clip(np.rint(img), 0, 255).astype(np.uint8), masks
 
 
 def generate_shapes(
-    n: int, size: int = 32, seed: int = 0, return_masks: bool = False
+    n: int, size: int = 32, seed: int = 0, return_masks: bool = False, *,
+    scale: tuple[float, float] = DEFAULT_SCALE, lines: int = DEFAULT_LINES,
+    noise: float = DEFAULT_NOISE, distractors: int = DEFAULT_DISTRACTORS,
 ) -> tuple[torch.Tensor, torch.Tensor] | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Draw ``n`` shape images (a pure function of ``seed``).
+    """Draw ``n`` shape images (a pure function of ``seed`` and the options).
 
     Labels are balanced (a seeded shuffle of ``0, 1, ..., 7, 0, 1, ...``).
+
+    Options (defaults: the original images, bit for bit):
+        scale: ``(smallest, largest)`` radius of the shape as a fraction of ``size``
+            (default ``(0.28, 0.42)``; from 0.08 to 0.45).
+        lines: thin clutter lines in random colours under the shape (default 1; 0 to 8).
+        noise: standard deviation of the Gaussian pixel noise in grey levels (default 8; 0 to 64).
+        distractors: partial shapes per image in the shape's own colour, of any class regardless
+            of the label, so they carry no class (default 0; 0 to 8).
 
     Returns:
         ``(images, labels)``: uint8 ``n x 3 x size x size`` and int64 ``n``; with
@@ -157,12 +254,14 @@ def generate_shapes(
         raise ValueError(f"n must be non-negative, got {n}")
     if size < 8:
         raise ValueError(f"size must be at least 8 pixels, got {size}")
+    scale, lines, noise, distractors = check_shape_options(scale, lines, noise, distractors)
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5A4E5]))
     labels = rng.permutation(np.arange(n) % len(SHAPE_CLASSES))
     images = np.empty((n, 3, size, size), dtype=np.uint8)
     masks = np.empty((n, size, size), dtype=bool)
     for start in range(0, n, _BATCH):
         stop = min(start + _BATCH, n)
-        images[start:stop], masks[start:stop] = _draw_batch(rng, labels[start:stop], size)
+        images[start:stop], masks[start:stop] = _draw_batch(
+            rng, labels[start:stop], size, scale, lines, noise, distractors)
     out = (torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64)))
     return (*out, torch.from_numpy(masks)) if return_masks else out
