@@ -410,8 +410,8 @@ def test_an_arm_at_chance_did_not_learn_and_is_never_ranked():
     assert "Too small (26.0%) and Too large (24.0%) did not learn" in text
     assert "(25.0% for 4 classes)" in text
     assert "came last" not in text and "worst" not in text
-    # the only learnt arm cannot be compared with anything: no ranking sentence
-    assert "Fewer than two arms learnt" in text
+    # the only learnt arm is not ranked against arms that did not learn
+    assert text.startswith("Good was the only arm that learnt (best validation top-1 90.0%).")
     # with 100 validation images 33% is still within the noise of guessing among 4 (±8.5 points)
     assert "did not learn" in conclude(lesson, [arm("small", "Too small", 0.33, val_images=100, num_classes=4),
                                                arm("good", "Good", 0.9, val_images=100, num_classes=4),
@@ -462,6 +462,18 @@ def test_an_expected_order_of_tiers():
     wrong = [arm("small", "Too small", 0.95, num_classes=4), arm("good", "Good", 0.60, num_classes=4),
              arm("large", "Too large", 0.62, num_classes=4)]
     assert conclude(lesson, wrong).startswith("Too small (95.0%) did better than Good (60.0%)")
+
+
+def test_an_expected_arm_that_learnt_beats_one_that_did_not():
+    """The learning-rate lesson: lr 0.001 stays at chance, lr 0.1 learns, lr 10 diverges: the effect is shown."""
+    lesson = get_lesson("learning-rate")
+    arms = [arm("small", "lr 0.001 (too small)", 0.117, val_images=359, num_classes=10, lr=0.001),
+            arm("good", "lr 0.1 (about right)", 0.964, val_images=359, num_classes=10, lr=0.1),
+            arm("large", "lr 10 (too large)", None, "diverged", message=NAN_MESSAGE)]
+    text = conclude(lesson, arms)
+    assert text.startswith("With lr 0.1 the network reached 96.4%")
+    assert "lr 0.001 (too small) (11.7%) did not learn" in text
+    assert effect(lesson, arms)["shown"]
 
 
 def test_an_arm_the_lesson_needs_must_learn_for_the_effect():

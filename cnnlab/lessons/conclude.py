@@ -451,12 +451,14 @@ def _outcome(lesson: Any, c: Any, arms: Sequence[Mapping[str, Any]], budget: str
             sentences.append(f"Only {done} finished, so this run cannot answer the question: see why below and "
                              "run the lesson again.")
         return Outcome(sentences, False, ["Fewer than two arms finished."])
-    if len(ranked) < 2:
-        if primary:
-            sentences.append("Fewer than two arms learnt anything, so this run cannot compare them: see the curves "
-                             "and run the lesson again.")
-        return Outcome(sentences, False, ["Fewer than two arms learnt."])
     claims = _claims(c, arms)
+    if not ranked or (len(ranked) == 1 and not claims):
+        if primary:
+            sentences.append("No arm learnt anything, so this run cannot compare them: see the curves and run the "
+                             "lesson again." if not ranked else
+                             _say(f"{{best.name}} was the only arm that learnt ({m.label} {{best.value:{m.fmt}}}).",
+                                  names))
+        return Outcome(sentences, False, ["Fewer than two arms learnt."])
     expected = names.get("expected")
     if expected is not None and expected.get("status") not in RANKED_STATUSES:
         sentences.append(_say(f"{{expected.name}}, the arm the lecture expects to come first, did not finish "
