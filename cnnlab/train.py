@@ -484,15 +484,10 @@ def make_optimizer(config: TrainConfig, params: Iterable[nn.Parameter]) -> torch
     else:
         kind = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
         kwargs = dict(lr=config.lr, weight_decay=wd)
-    if all(p.device.type in _FUSED_DEVICES and p.is_floating_point() for p in params):
-        try:
-            return kind(params, fused=True, **kwargs)
-        except (RuntimeError, ValueError):  # a device or dtype this PyTorch cannot fuse: the usual loop
-            pass
-    return kind(params, **kwargs)
-
-
-_FUSED_DEVICES = ("cpu", "cuda")
+    try:
+        return kind(params, fused=True, **kwargs)
+    except (RuntimeError, ValueError):  # a device or dtype this PyTorch cannot fuse: the usual loop
+        return kind(params, **kwargs)
 
 
 def make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int,

@@ -43,9 +43,10 @@ def effects(monkeypatch):
 
     def fake(lesson, arms, budget="quick"):
         shown = Effects.shown.pop(0)
-        return {"shown": shown, "why": [] if shown else ["made up reason", "Another one."]}
+        return runner.conclude(lesson, arms, budget), {"shown": shown,
+                                                         "why": [] if shown else ["made up reason", "Another one."]}
 
-    monkeypatch.setattr(runner, "effect", fake)
+    monkeypatch.setattr(runner, "conclude_with_effect", fake)
     return Effects
 
 

@@ -129,6 +129,25 @@ def check_shape_options(scale: object = DEFAULT_SCALE, lines: object = DEFAULT_L
     return (float(scale[0]), float(scale[1])), int(lines), float(noise), int(distractors)  # type: ignore[call-overload, arg-type]
 
 
+def _shape_masks(kinds: np.ndarray, xs: np.ndarray, ys: np.ndarray, cx: np.ndarray, cy: np.ndarray,
+                 radius: np.ndarray, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where shape ``kinds[i]`` (centre, radius, rotation per image) lies on the grid ``xs, ys``; also the
+    rotated local coordinates (u, v) in radii, for shading. No random draws."""
+    def col(a: np.ndarray) -> np.ndarray:
+        return np.asarray(a).astype(np.float32)[:, None, None]
+
+    dx, dy = xs - col(cx), ys - col(cy)
+    cos, sin, r = col(np.cos(theta)), col(np.sin(theta)), col(radius)
+    u = (cos * dx + sin * dy) / r
+    v = (-sin * dx + cos * dy) / r
+    masks = np.zeros((len(kinds), xs.shape[-2], xs.shape[-1]), dtype=bool)
+    for k, fn in enumerate(_MASKS):
+        sel = kinds == k
+        if sel.any():
+            masks[sel] = fn(u[sel], v[sel])
+    return masks, u, v
+
+
 def _draw_distractors(rng: np.random.Generator, img: np.ndarray, count: int, xs: np.ndarray, ys: np.ndarray,
                       size: int, cx: np.ndarray, cy: np.ndarray, radius: np.ndarray, colour: np.ndarray) -> np.ndarray:
     """``count`` partial shapes per image in the shape's colour, mostly away from the shape.
@@ -155,15 +174,7 @@ def _draw_distractors(rng: np.random.Generator, img: np.ndarray, count: int, xs:
         theta = rng.uniform(0, 2 * np.pi, n)
         cut_dir = rng.uniform(0, 2 * np.pi, n)
         cut_at = rng.uniform(-0.4, 0.6, n)  # in radii from the centre: keeps about 30% to 80%
-        dx, dy = xs - col(px), ys - col(py)
-        cos, sin, rr = col(np.cos(theta)), col(np.sin(theta)), col(r)
-        u = (cos * dx + sin * dy) / rr
-        v = (-sin * dx + cos * dy) / rr
-        mask = np.zeros((n, size, size), dtype=bool)
-        for k, fn in enumerate(_MASKS):
-            sel = kind == k
-            if sel.any():
-                mask[sel] = fn(u[sel], v[sel])
+        mask, u, v = _shape_masks(kind, xs, ys, px, py, r, theta)
         mask &= u * col(np.cos(cut_dir)) + v * col(np.sin(cut_dir)) <= col(cut_at)
         shade = 1.0 + col(rng.uniform(-0.15, 0.15, n)) * (u + v) / 2
         img = np.where(mask[:, None], colour[:, :, None, None] * shade[:, None], img)
@@ -207,15 +218,7 @@ def _draw_batch(rng: np.random.Generator, labels: np.ndarray, size: int,
     cx = rng.uniform(radius, size - radius)
     cy = rng.uniform(radius, size - radius)
     theta = rng.uniform(0, 2 * np.pi, n)
-    dx, dy = xs - col(cx), ys - col(cy)
-    cos, sin, r = col(np.cos(theta)), col(np.sin(theta)), col(radius)
-    u = (cos * dx + sin * dy) / r
-    v = (-sin * dx + cos * dy) / r
-    masks = np.zeros((n, size, size), dtype=bool)
-    for k, fn in enumerate(_MASKS):
-        sel = labels == k
-        if sel.any():
-            masks[sel] = fn(u[sel], v[sel])
+    masks, u, v = _shape_masks(labels, xs, ys, cx, cy, radius, theta)
     under = img.mean(axis=(2, 3))  # average background colour, to keep the shape visible
     colour = _contrasting_colours(rng, under)
     shade = 1.0 + col(rng.uniform(-0.15, 0.15, n)) * (u + v) / 2  # a little shading inside

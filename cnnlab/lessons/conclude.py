@@ -525,11 +525,13 @@ def outcomes(lesson: Any, arms: Sequence[Mapping[str, Any]], budget: str = "quic
     return found
 
 
-def effect(lesson: Any, arms: Sequence[Mapping[str, Any]], budget: str = "quick") -> dict[str, Any]:
+def effect(lesson: Any, arms: Sequence[Mapping[str, Any]], budget: str = "quick",
+           found: Sequence[Outcome] | None = None) -> dict[str, Any]:
     """Whether this run shows the effect the lecture teaches: every expected order beyond the noise
-    and every arm the lesson needs to learn learnt. ``{"shown": bool, "why": [sentences]}``."""
+    and every arm the lesson needs to learn learnt. ``{"shown": bool, "why": [sentences]}``.
+    ``found``: the :func:`outcomes` already read (:func:`conclude_with_effect`)."""
     why: list[str] = []
-    for o in outcomes(lesson, arms, budget):
+    for o in found if found is not None else outcomes(lesson, arms, budget):
         why += o.why
     must = set(getattr(lesson.conclusion, "learn", ()) or ())
     for a in arms:
@@ -541,10 +543,18 @@ def effect(lesson: Any, arms: Sequence[Mapping[str, Any]], budget: str = "quick"
     return {"shown": not why, "why": list(dict.fromkeys(why))}
 
 
-def conclude(lesson: Any, arms: Sequence[Mapping[str, Any]], budget: str = "quick") -> str:
+def conclude_with_effect(lesson: Any, arms: Sequence[Mapping[str, Any]],
+                         budget: str = "quick") -> tuple[str, dict[str, Any]]:
+    """:func:`conclude` and :func:`effect` from one reading of the arms."""
+    found = outcomes(lesson, arms, budget)
+    return conclude(lesson, arms, budget, found), effect(lesson, arms, budget, found)
+
+
+def conclude(lesson: Any, arms: Sequence[Mapping[str, Any]], budget: str = "quick",
+             found: Sequence[Outcome] | None = None) -> str:
     """The conclusion of ``lesson`` from the measured ``arms`` (dicts of :data:`ARM_FIELDS`)."""
     c = lesson.conclusion
-    found = outcomes(lesson, arms, budget)
+    found = list(found) if found is not None else outcomes(lesson, arms, budget)
     sentences = list(found[0].sentences)
     names = _names(lesson, arms, budget)
     compared = [a for a in arms if a.get("compare", True) and a.get("status") in RANKED_STATUSES]
@@ -553,8 +563,7 @@ def conclude(lesson: Any, arms: Sequence[Mapping[str, Any]], budget: str = "quic
         chance = chance_of(at_chance[0])
         same = all(chance_of(a) == chance for a in at_chance)
         who = _names_list([f"{a['name']} ({format(_num(a.get('best_val_top1')), '.1%')})" for a in at_chance])
-        verb = "did" if len(at_chance) == 1 else "did"
-        sentences.append(f"{who} {verb} not learn: " + ("its" if len(at_chance) == 1 else "their")
+        sentences.append(f"{who} did not learn: " + ("its" if len(at_chance) == 1 else "their")
                          + " best validation accuracy is within the noise of guessing"
                          + (f" ({chance:.1%} for {round(1 / chance)} classes)" if same and chance else "")
                          + ", so " + ("it is" if len(at_chance) == 1 else "they are") + " not ranked.")

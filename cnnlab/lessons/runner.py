@@ -42,7 +42,7 @@ from ..paths import cache_dir
 from ..runs import load_run
 from ..train import TrainConfig, load_data
 from ..transfer import StandinConfig, standin_transfer_model
-from .conclude import conclude, effect
+from .conclude import conclude, conclude_with_effect
 from .spec import BUDGETS, CONFIG_FIELDS, Arm, Lesson, lesson_name, parse_lesson
 
 log = logging.getLogger(__name__)
@@ -474,8 +474,7 @@ def measure(run: LessonRun, data_cache: dict[str, Any] | None = None) -> dict[st
     """The whole result: arms, conclusion, where and how it ran."""
     arms = [measure_arm(a, data_cache) for a in run.arms]
     try:
-        conclusion = conclude(run.lesson, arms, run.budget)
-        shown = effect(run.lesson, arms, run.budget)
+        conclusion, shown = conclude_with_effect(run.lesson, arms, run.budget)
     except Exception as e:  # noqa: BLE001 - the measured arms are kept whatever the text does
         log.exception("conclusion of %s failed", run.lesson.name)
         conclusion = f"The conclusion could not be written ({e}); the table above holds the measured numbers."
