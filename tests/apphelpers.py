@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -22,6 +23,13 @@ def open_view(view: str | None = None, timeout: float = 120) -> AppTest:
         at.switch_page(f"views/{view}.py").run()
     assert not at.exception, at.exception
     return at
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on at this moment, for a server a test starts."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
 
 
 @contextmanager

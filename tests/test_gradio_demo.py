@@ -2,12 +2,26 @@
 
 import io
 import sys
+import threading
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
+import gradio as gr
+import httpx
 import numpy as np
 import pytest
+from apphelpers import free_port
+from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
-from PIL import Image
+from PIL import Image, ImageDraw
+from sklearn.datasets import load_digits
+
+import cnnlab.sources
+from cnnlab.data.drawing import drawing_to_image, style_for
+from cnnlab.evaluate import predict_topk
+from cnnlab.runs import load_run, load_run_data
+from cnnlab.sources import load_source
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -18,14 +32,12 @@ from app import gradio_demo  # noqa: E402
 @pytest.fixture(scope="module")
 def _server(digits_run):
     """The demo on the session's LeNet digits run (conftest.py), which it only reads."""
-    from gradio_client import Client
-
     cache, run_id = digits_run[0], digits_run[1].run_id
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CNNLAB_CACHE", str(cache))
         choices = gradio_demo.available_choices(run=run_id)
         demo = gradio_demo.build_demo(choices, k=3)
-    port = gradio_demo.free_port()
+    port = free_port()
     gradio_demo.launch(demo, "127.0.0.1", port, share=False, block=False)
     client = Client(f"http://127.0.0.1:{port}/", verbose=False)
     yield client, run_id, cache
@@ -52,18 +64,11 @@ def _png(img: Image.Image, **kw) -> bytes:
 
 
 def _digit_image() -> Image.Image:
-    from sklearn.datasets import load_digits
-
     d = load_digits()
     return Image.fromarray((d.images[0] * 15).astype(np.uint8)).resize((56, 56))
 
 
 def test_prediction_equals_predict_topk(server, tmp_path, monkeypatch):
-    from gradio_client import handle_file
-
-    from cnnlab.evaluate import predict_topk
-    from cnnlab.sources import load_source
-
     client, run_id, cache = server
     img = _digit_image()
     path = _file(tmp_path, "digit.png", _png(img))
@@ -86,8 +91,6 @@ BAD = {
 
 @pytest.mark.parametrize("name", list(BAD))
 def test_bad_files_give_messages_and_server_keeps_answering(server, tmp_path, name):
-    from gradio_client import handle_file
-
     client, run_id, _ = server
     data, words = BAD[name]
     with pytest.raises(AppError) as e:
@@ -100,8 +103,6 @@ def test_bad_files_give_messages_and_server_keeps_answering(server, tmp_path, na
 
 
 def test_truncated_and_huge_files(server, tmp_path):
-    from gradio_client import handle_file
-
     client, run_id, _ = server
     full = _png(Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)))
     with pytest.raises(AppError, match="truncated|broken|incomplete"):
@@ -114,8 +115,6 @@ def test_truncated_and_huge_files(server, tmp_path):
 
 @pytest.mark.parametrize("mode", ["RGBA", "CMYK", "I;16", "P", "1"])
 def test_unusual_modes_decode(server, tmp_path, mode):
-    from gradio_client import handle_file
-
     client, run_id, _ = server
     base = _digit_image().convert("RGB")
     if mode == "I;16":
@@ -157,8 +156,6 @@ def _example_pixels(path: str) -> np.ndarray:
 
 
 def _assert_examples_are_the_runs_validation_images(run_id: str, folder: Path):
-    from cnnlab.runs import load_run, load_run_data
-
     val = load_run_data(load_run(run_id)).val
     paths = gradio_demo.dataset_examples(f"run:{run_id}", folder, n=4)
     assert len(paths) == 4
@@ -185,12 +182,6 @@ def test_dataset_examples_of_a_standin_run_show_only_its_classes(standin, tmp_pa
 def test_the_model_cache_is_safe_across_threads(monkeypatch):
     """Gradio answers requests in several threads: a model asked for by eight requests at once
     is loaded once, and every request gets the model it asked for."""
-    import threading
-    import time
-    from types import SimpleNamespace
-
-    import cnnlab.sources
-
     loads = []
 
     def slow_load(ref):
@@ -240,8 +231,6 @@ def test_the_demo_says_which_classes_the_model_knows(standin, monkeypatch):
 
 def _sketch_png(tmp_path, draw, name="sketch.png") -> str:
     """A Sketchpad composite: black strokes on a transparent 280 x 280 canvas."""
-    from PIL import ImageDraw
-
     img = Image.new("RGBA", (280, 280), (0, 0, 0, 0))
     draw(ImageDraw.Draw(img))
     return _file(tmp_path, name, _png(img))
@@ -252,12 +241,6 @@ def _zero(d):
 
 
 def test_a_sketch_goes_through_the_drawing_pipeline(server, tmp_path):
-    from gradio_client import handle_file
-
-    from cnnlab.data.drawing import drawing_to_image, style_for
-    from cnnlab.evaluate import predict_topk
-    from cnnlab.sources import load_source
-
     client, run_id, _ = server
     path = _sketch_png(tmp_path, _zero)
     label, cam = client.predict(f"run:{run_id}", {"background": None, "layers": [], "composite": handle_file(path)},
@@ -271,8 +254,6 @@ def test_a_sketch_goes_through_the_drawing_pipeline(server, tmp_path):
 
 
 def test_a_blank_or_missing_sketch_is_one_clear_message(server, tmp_path):
-    from gradio_client import handle_file
-
     client, run_id, _ = server
     blank = _sketch_png(tmp_path, lambda d: None, "blank.png")
     with pytest.raises(AppError, match="canvas is empty: draw a digit"):
@@ -286,8 +267,6 @@ def test_a_blank_or_missing_sketch_is_one_clear_message(server, tmp_path):
 def test_a_browser_sketch_is_read_from_the_sketchpads_blobs(digits_run, tmp_path, monkeypatch):
     """The page posts the drawing's PNG to the Sketchpad's own route, then sends only its id:
     the bytes are taken (and removed) from the pad's memory; nothing drawn yet clears the answer."""
-    from types import SimpleNamespace
-
     cache, result = digits_run
     monkeypatch.setenv("CNNLAB_CACHE", str(cache))
     ref = f"run:{result.run_id}"
@@ -300,7 +279,6 @@ def test_a_browser_sketch_is_read_from_the_sketchpads_blobs(digits_run, tmp_path
     assert predictor.sketch(ref, {"composite": None, "id": "abc"}) == (None, None)  # no drawing yet
     huge = _png(Image.new("RGBA", (5000, 10)))
     predictor.sketchpad.blob_storage["big"] = SimpleNamespace(composite=huge)
-    import gradio as gr
 
     with pytest.raises(gr.Error, match="at most 2048 pixels"):  # bounded before decoding
         predictor.sketch(ref, {"composite": None, "id": "big"})
@@ -309,8 +287,6 @@ def test_a_browser_sketch_is_read_from_the_sketchpads_blobs(digits_run, tmp_path
 def test_each_error_is_shown_once(server):
     """A failed prediction is one toast: the events hide Gradio's per-output status, which showed
     an "Error" badge on each of the two outputs as well."""
-    import httpx
-
     client = server[0]
     deps = httpx.get(client.src.rstrip("/") + "/config", timeout=60).json()["dependencies"]
     predicting = [d for d in deps if len(d.get("outputs", [])) == 2]  # the events answering [label, cam]

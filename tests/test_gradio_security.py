@@ -12,25 +12,33 @@ import io
 import json
 import os
 import resource
+import shutil
 import sys
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
 
+import gradio as gr
 import httpx
 import numpy as np
 import pytest
+from apphelpers import free_port, train_run, using_cache
+from gradio.utils import get_upload_folder
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
 from PIL import Image
+from sklearn.datasets import load_digits
+
+from cnnlab.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app import gradio_demo  # noqa: E402
-from apphelpers import train_run, using_cache  # noqa: E402
+from app import demo_guard, gradio_demo  # noqa: E402
 
 META = {"_type": "gradio.FileData"}
-NOT_RECEIVED = gradio_demo.NOT_RECEIVED
-INLINE = gradio_demo.INLINE_REFUSED
+NOT_RECEIVED = demo_guard.NOT_RECEIVED
+INLINE = demo_guard.INLINE_REFUSED
 
 
 # ---------------------------------------------------------------------------------------------
@@ -40,15 +48,11 @@ INLINE = gradio_demo.INLINE_REFUSED
 
 @pytest.fixture(scope="module")
 def _server(tmp_path_factory):
-    from gradio_client import Client
-
-    from cnnlab.train import TrainConfig
-
     with using_cache(tmp_path_factory.mktemp("security-cache")) as cache:
         config = TrainConfig(model="lenet", dataset="digits", epochs=1, batch_size=64, lr=2e-3, seed=0)
         run_id = train_run(config).run_id
         demo = gradio_demo.build_demo(gradio_demo.available_choices(run=run_id), k=3)
-    port = gradio_demo.free_port()
+    port = free_port()
     gradio_demo.launch(demo, "127.0.0.1", port, share=False, block=False)
     base = f"http://127.0.0.1:{port}"
     http = httpx.Client(base_url=base, timeout=120)
@@ -69,14 +73,10 @@ def server(_server, monkeypatch):
 
 
 def _handle(path):
-    from gradio_client import handle_file
-
     return handle_file(str(path))
 
 
 def _digit_png() -> bytes:
-    from sklearn.datasets import load_digits
-
     img = Image.fromarray((load_digits().images[0] * 15).astype(np.uint8)).resize((56, 56))
     buf = io.BytesIO()
     img.save(buf, format="PNG")
@@ -151,10 +151,6 @@ def _rss_peak_mb() -> float:
 @pytest.fixture
 def in_upload_folder():
     """A fresh folder inside Gradio's upload folder (the place uploads land), removed afterwards."""
-    import shutil
-
-    from gradio.utils import get_upload_folder
-
     folder = Path(get_upload_folder()) / f"cnnlab-test-{uuid.uuid4().hex}"
     folder.mkdir(parents=True)
     yield folder
@@ -224,21 +220,19 @@ def test_only_regular_files_and_the_size_limit_on_read(server, in_upload_folder)
     os.mkfifo(fifo)
     big = in_upload_folder / "big.png"
     with open(big, "wb") as f:  # sparse: 11 MB on paper, nothing on disk
-        f.truncate(gradio_demo.MAX_FILE_BYTES + 1)
+        f.truncate(demo_guard.MAX_FILE_BYTES + 1)
     paths = [str(fifo), str(big), str(in_upload_folder)]
     server.demo.upload_file_set.update(paths)  # as if Gradio had received them
     try:
         _refused(call_http(server, [server.ref, {"path": str(fifo)}]), NOT_RECEIVED)
         _refused(call_http(server, [server.ref, {"path": str(in_upload_folder)}]), NOT_RECEIVED)
-        _refused(call_http(server, [server.ref, {"path": str(big)}]), gradio_demo.TOO_LARGE)
+        _refused(call_http(server, [server.ref, {"path": str(big)}]), demo_guard.TOO_LARGE)
     finally:
         server.demo.upload_file_set.difference_update(paths)
 
 
 @pytest.mark.parametrize("name", ["passwd", "outside image", "dev zero", "symlink to image"])
 def test_gradio_client_raw_paths_are_refused(server, tmp_path, in_upload_folder, name):
-    from gradio_client.exceptions import AppError
-
     path = _attack_paths(tmp_path, in_upload_folder)[name]
     with pytest.raises(AppError) as e:
         server.client.predict(server.ref, {"path": path}, api_name="/predict")
@@ -280,7 +274,6 @@ def test_data_urls_and_web_addresses_are_refused(server):
     ]
     for payload in payloads:
         _refused(call_http(server, [server.ref, payload]), INLINE)
-    from gradio_client.exceptions import AppError
 
     with pytest.raises(AppError) as e:
         server.client.predict(server.ref, {"url": small, "path": None}, api_name="/predict")
@@ -311,11 +304,11 @@ def test_oversized_data_url_and_json_bodies_are_refused_before_parsing(server, d
 
 
 def test_a_json_body_just_over_the_limit_is_refused_and_one_under_is_parsed(server):
-    pad = "x" * (gradio_demo.MAX_JSON_BODY + 1)
+    pad = "x" * (demo_guard.MAX_JSON_BODY + 1)
     r = server.http.post("/gradio_api/call/predict", json={"data": [server.ref, None], "pad": pad})
     assert r.status_code == 413 and "too large" in r.json()["error"]
     # an ordinary body is parsed and reaches the demo, which asks for an image
-    assert call_http(server, [server.ref, None]) == ("error", gradio_demo.NO_IMAGE)
+    assert call_http(server, [server.ref, None]) == ("error", demo_guard.NO_IMAGE)
 
 
 def _multipart(files: list[tuple[str, bytes]], boundary: str = "cnnlabboundary") -> tuple[bytes, dict]:
@@ -351,7 +344,7 @@ def test_upload_size_limit_whatever_the_count(server):
     body, headers = _multipart([(f"{i}.png", nine) for i in range(6)])  # six 9 MB files
     r = server.http.post("/gradio_api/upload", content=body, headers=headers)
     assert r.status_code == 413 and "limited to 10 MB" in r.json()["error"]
-    body, headers = _multipart([("big.png", b"\0" * (gradio_demo.MAX_FILE_BYTES + 1))])
+    body, headers = _multipart([("big.png", b"\0" * (demo_guard.MAX_FILE_BYTES + 1))])
     r = server.http.post("/gradio_api/upload", content=body, headers=headers)
     assert r.status_code == 413
     r = server.http.post("/gradio_api/upload", content=iter([body[: len(body) // 2], body[len(body) // 2:]]),
@@ -390,8 +383,6 @@ def test_examples_still_predict(server):
 
 
 def test_errors_are_one_short_sentence(server, tmp_path):
-    from gradio_client.exceptions import AppError
-
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image at all")
     with pytest.raises(AppError) as e:
@@ -407,14 +398,12 @@ def test_errors_are_one_short_sentence(server, tmp_path):
 
 @pytest.fixture
 def uploads(in_upload_folder):
-    guard = gradio_demo.Uploads()
+    guard = demo_guard.Uploads()
     guard.attach(SimpleNamespace(upload_file_set=set(), temp_file_sets=[set()]))
     return guard
 
 
 def test_uploads_read_refuses_everything_not_received(uploads, tmp_path, in_upload_folder):
-    import gradio as gr
-
     for name, path in _attack_paths(tmp_path, in_upload_folder).items():
         for payload in ({"path": path}, {"path": path, "meta": META}, path):
             with pytest.raises(gr.Error) as e:
@@ -428,14 +417,12 @@ def test_uploads_read_refuses_everything_not_received(uploads, tmp_path, in_uplo
 
 
 def test_uploads_read_refuses_inline_and_empty(uploads):
-    import gradio as gr
-
     small = "data:image/png;base64," + base64.b64encode(_digit_png()).decode()
     for payload, words in [({"url": small}, INLINE), ({"path": small}, INLINE), (small, INLINE),
                            ({"path": "https://example.com/a.png"}, INLINE),
-                           (None, gradio_demo.NO_IMAGE), ({}, gradio_demo.NO_IMAGE),
-                           ("", gradio_demo.NO_IMAGE),
-                           ({"path": None, "orig_name": gradio_demo.REFUSED_MARK + "inline"}, INLINE),
+                           (None, demo_guard.NO_IMAGE), ({}, demo_guard.NO_IMAGE),
+                           ("", demo_guard.NO_IMAGE),
+                           ({"path": None, "orig_name": demo_guard.REFUSED_MARK + "inline"}, INLINE),
                            (123, NOT_RECEIVED), ({"path": 5}, NOT_RECEIVED)]:
         with pytest.raises(gr.Error) as e:
             uploads.read(payload)
@@ -443,8 +430,6 @@ def test_uploads_read_refuses_inline_and_empty(uploads):
 
 
 def test_a_predictor_without_a_demo_reads_nothing(tmp_path):
-    import gradio as gr
-
     path = _png_file(tmp_path, "digit.png")
     with pytest.raises(gr.Error) as e:
         gradio_demo.Predictor()("zoo:lenet", {"path": str(path)})
@@ -452,8 +437,6 @@ def test_a_predictor_without_a_demo_reads_nothing(tmp_path):
 
 
 def test_unexpected_failures_become_one_sentence(uploads, in_upload_folder, monkeypatch, capsys):
-    import gradio as gr
-
     received = _png_file(in_upload_folder, "received.png")
     uploads.demo.upload_file_set.add(str(received))
     predictor = gradio_demo.Predictor(refs=["zoo:lenet"], uploads=uploads)
@@ -469,8 +452,6 @@ def test_unexpected_failures_become_one_sentence(uploads, in_upload_folder, monk
 
 
 def _sketchpad(server):
-    import gradio as gr
-
     return next(b for b in server.demo.blocks.values() if isinstance(b, gr.Sketchpad))
 
 
@@ -493,10 +474,10 @@ def test_the_sketchpad_stores_only_drawings_and_a_bounded_number_of_them(server)
     assert _rss_peak_mb() - before < 500  # nothing the size of the index was allocated
     assert _post_blob(server, pad, "composite", "null", "x" * 65, png).status_code == 200
     assert "x" * 65 not in pad.blob_storage  # ids are short
-    for i in range(gradio_demo.MAX_DRAWINGS + 6):
+    for i in range(demo_guard.MAX_DRAWINGS + 6):
         assert _post_blob(server, pad, "composite", "null", f"d{i}", png).status_code == 200
-    assert len(pad.blob_storage) == gradio_demo.MAX_DRAWINGS and "d0" not in pad.blob_storage
-    last = f"d{gradio_demo.MAX_DRAWINGS + 5}"
+    assert len(pad.blob_storage) == demo_guard.MAX_DRAWINGS and "d0" not in pad.blob_storage
+    last = f"d{demo_guard.MAX_DRAWINGS + 5}"
     assert pad.blob_storage[last].composite == png
     # the change event that names the drawing predicts it, and takes it out of the pad's memory
     label, _ = server.client.predict(server.ref, {"id": last}, api_name="/predict_sketch")
