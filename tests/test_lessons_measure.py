@@ -37,14 +37,15 @@ def measured_file(tmp_path, monkeypatch):
 def effects(monkeypatch):
     """The runner's effect replaced: each lesson run takes the next of ``effects.shown`` (True/False)."""
     import cnnlab.lessons.runner as runner
+    from cnnlab.lessons.conclude import conclude
 
     class Effects:
         shown: list[bool] = []
 
     def fake(lesson, arms, budget="quick"):
         shown = Effects.shown.pop(0)
-        return runner.conclude(lesson, arms, budget), {"shown": shown,
-                                                         "why": [] if shown else ["made up reason", "Another one."]}
+        return conclude(lesson, arms, budget), {"shown": shown,
+                                                 "why": [] if shown else ["made up reason", "Another one."]}
 
     monkeypatch.setattr(runner, "conclude_with_effect", fake)
     return Effects

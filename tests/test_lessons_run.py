@@ -22,9 +22,9 @@ from cnnlab.lessons import (
     builtin_names,
     delete_result,
     get_lesson,
-    latest_result,
     list_results,
     load_result,
+    own_lessons_run,
     parse_lesson,
     result_table,
     results_dir,
@@ -99,7 +99,7 @@ def test_lenet_lesson_end_to_end():
     assert [r.id for r in list_results()] == [rid]
     assert [r.id for r in list_results("lenet-vs-lenetv2", "quick")] == [rid]
     assert list_results("lenet-vs-lenetv2", "full") == [] and list_results("other") == []
-    assert latest_result("lenet-vs-lenetv2").id == rid
+    assert list_results("lenet-vs-lenetv2")[0].id == rid  # the newest first
     stored = load_result(rid)
     assert stored.conclusion == text
     assert [a["run_id"] for a in stored.arms] == [a["run_id"] for a in arms]
@@ -420,6 +420,19 @@ def test_a_result_whose_lesson_no_longer_parses_is_still_shown():
     assert stored.lesson is None and "title" in stored.problem
     assert stored.conclusion == "LeNet won."
     assert [r.id for r in list_results()] == [rid]
+
+
+def test_each_teachers_lesson_run_before_is_listed_once_from_its_newest_result():
+    mine = parse_lesson(CUSTOM, "mine")
+    own = {"lesson": "mine", "title": mine.title, "lesson_source": CUSTOM, "builtin": False}
+    save_result(fake_result(**own, created="2024-01-01T00:00:00"))
+    newer = save_result(fake_result(**own, created="2024-02-01T00:00:00", conclusion="Second run."))
+    save_result(fake_result(created="2024-03-01T00:00:00"))  # a built-in lesson's: not a teacher's own
+    save_result(fake_result(lesson="gone", lesson_source="title = 3", builtin=False))  # no longer parses
+    found = own_lessons_run()
+    assert list(found) == ["mine"]
+    assert found["mine"].id == newer and found["mine"].conclusion == "Second run."
+    assert found["mine"].lesson.arms == mine.arms  # opens and runs again without the file
 
 
 @pytest.mark.parametrize("rid", ["..", "../x", "a/b", "/etc", ".hidden", "a\\b", "", "x/../y", "a\x00b", None, 3])

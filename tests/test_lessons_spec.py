@@ -17,10 +17,13 @@ from cnnlab.lessons import (
     builtin_lessons,
     builtin_names,
     get_lesson,
+    lesson_at,
     parse_lesson,
     plan,
+    read_builtin,
     read_lesson,
     render,
+    uploaded_lesson,
 )
 from cnnlab.lessons.spec import MAX_LESSON_BYTES
 from cnnlab.train import TrainConfig
@@ -357,6 +360,55 @@ def test_not_utf8_file_refused(tmp_path):
     path.write_bytes(VALID.replace("Slow", "Lent\xe9").encode("latin-1"))
     with pytest.raises(LessonError, match="UTF-8"):
         read_lesson(path)
+
+
+# ---- a teacher's file: uploaded or by path; the built-in list -------------------------------------
+
+
+def test_an_uploaded_lesson_is_checked_as_a_file_on_disk(tmp_path):
+    lesson = uploaded_lesson("03_My Rates.toml", VALID.encode())
+    assert lesson.name == "my-rates" and lesson.path == "03_My Rates.toml" and not lesson.builtin
+    assert lesson.source == VALID
+    big = (VALID + "#" * (MAX_LESSON_BYTES + 1) + "\n").encode()
+    latin = VALID.replace("Slow", "Lent\xe9").encode("latin-1")
+    for name, data, message in (("big.toml", big, "big.toml: a lesson file is at most 64 KB"),
+                                ("latin.toml", latin, "latin.toml: not a UTF-8 text file"),
+                                ("notes.txt", VALID.encode(), "notes.txt: a lesson is a .toml file")):
+        with pytest.raises(LessonError, match=message):
+            uploaded_lesson(name, data)
+        path = tmp_path / name
+        path.write_bytes(data)
+        if name.endswith(".toml"):  # the same message for the same file read from disk
+            with pytest.raises(LessonError, match=message):
+                read_lesson(path)
+
+
+def test_a_lesson_by_path_must_be_a_toml_file(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text(VALID)
+    with pytest.raises(LessonError, match="only .toml lesson files"):
+        lesson_at(str(notes))
+    mine = tmp_path / "mine.toml"
+    mine.write_text(VALID)
+    assert lesson_at(f"  {mine}  ").title == "Two learning rates"  # spaces typed around the path
+    with pytest.raises(LessonError, match="no lesson file at"):
+        lesson_at(str(tmp_path / "gone.toml"))
+
+
+def test_a_broken_builtin_file_is_reported_and_the_others_still_listed(tmp_path, monkeypatch):
+    import cnnlab.lessons.catalog as catalog
+
+    (tmp_path / "01_first.toml").write_text(VALID)
+    (tmp_path / "02_broken.toml").write_text(VALID.replace("lr = 0.001", 'lr = "fast"'))
+    (tmp_path / "03_third.toml").write_text(VALID)
+    monkeypatch.setattr(catalog, "BUILTIN_DIR", tmp_path)
+    lessons, problems = read_builtin()
+    assert [x.name for x in lessons] == ["first", "third"] and all(x.builtin for x in lessons)
+    assert len(problems) == 1 and "02_broken.toml" in str(problems[0]) and "arms[1].lr" in str(problems[0])
+    assert builtin_names() == ["first", "broken", "third"]
+    with pytest.raises(LessonError, match="02_broken.toml"):
+        builtin_lessons()  # the command line's list: one message for the broken file
+    assert get_lesson("third").builtin and get_lesson("03_third").name == "third"
 
 
 def test_long_text_refused():

@@ -5,10 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 import time
 from typing import Any
 
+from tqdm import tqdm
+
+from ..distributed import is_main, torchrun_group
+from ..errors import LessonError
 from .train import _key_value, cancel_on_signals
+
+# cnnlab.lessons (and cnnlab.jobs) are imported inside the commands: they add about a second and a
+# half to every `python -m cnnlab` start, --help included, and only these two commands need them.
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -53,7 +61,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _seeds(text: str) -> list[int]:
-    from ..errors import LessonError
     from ..lessons.measure import parse_seeds
 
     try:
@@ -63,7 +70,7 @@ def _seeds(text: str) -> list[int]:
 
 
 def cmd_lessons(args: argparse.Namespace) -> int:
-    from ..lessons import builtin_lessons, lesson_to_dict, list_results, measured_label, read_measured
+    from ..lessons import budget_summary, builtin_lessons, lesson_to_dict, list_results, measured_label, read_measured
 
     if args.measure:
         if args.results:
@@ -92,8 +99,6 @@ def cmd_lessons(args: argparse.Namespace) -> int:
         print(json.dumps([{**lesson_to_dict(lesson, "quick"), "measured": measured.get(lesson.name)}
                           for lesson in lessons], indent=1))
         return 0
-    from ..lessons import budget_summary
-
     for lesson in lessons:
         print(f"{lesson.name}  (seed {lesson.seed_label})\n  {lesson.title}\n  Q: {lesson.question}")
         print(f"  arms: {'; '.join(a.name for a in lesson.arms)}")
@@ -106,10 +111,6 @@ def cmd_lessons(args: argparse.Namespace) -> int:
 
 def _measure(args: argparse.Namespace) -> int:
     """``lessons --measure``: every chosen lesson's quick budget per seed, the table, measured.json."""
-    import threading
-
-    from tqdm import tqdm
-
     from ..lessons.measure import (
         all_shown, measure_lessons, measured_path, merge_measured, prepare_measure, short_lessons,
     )
@@ -133,8 +134,8 @@ def _measure(args: argparse.Namespace) -> int:
         bars.clear()
         total.set_postfix_str(f"{run.lesson.name}, seed {run.overrides.get('seed')}")
         while not run.wait(0.25):
-            _update_bars(run, bars, tqdm, err, leave=False)
-        _update_bars(run, bars, tqdm, err, leave=False)
+            _update_bars(run, bars, err, leave=False)
+        _update_bars(run, bars, err, leave=False)
         for bar in bars.values():
             bar.close()
 
@@ -230,16 +231,11 @@ def measure_table(rows: list[dict[str, Any]]) -> str:
 
 
 def cmd_lesson(args: argparse.Namespace) -> int:
-    from ..distributed import torchrun_group
-
     with torchrun_group(args.device):  # under torchrun: every arm trains data-parallel on all the processes
         return _lesson(args)
 
 
 def _lesson(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from ..distributed import is_main
     from ..jobs import JobManager
     from ..lessons import budget_summary, get_lesson, result_table, start_lesson
 
@@ -259,9 +255,9 @@ def _lesson(args: argparse.Namespace) -> int:
         try:
             while not run.wait(0.25):
                 if main_process:
-                    _update_bars(run, bars, tqdm, err)
+                    _update_bars(run, bars, err)
             if main_process:
-                _update_bars(run, bars, tqdm, err)
+                _update_bars(run, bars, err)
         finally:
             for bar in bars.values():
                 bar.close()
@@ -286,7 +282,7 @@ def _lesson(args: argparse.Namespace) -> int:
     return 0 if run.state == "finished" else 130
 
 
-def _update_bars(run: Any, bars: dict[str, Any], tqdm: Any, err: Any, leave: bool = True) -> None:
+def _update_bars(run: Any, bars: dict[str, Any], err: Any, leave: bool = True) -> None:
     for a in run.arms:
         key = a.plan.arm.id
         job = a.job

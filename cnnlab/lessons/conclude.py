@@ -441,7 +441,6 @@ def _outcome(lesson: Any, c: Any, arms: Sequence[Mapping[str, Any]], budget: str
     names = _names(lesson, arms, budget, c)
     views = {k: v for k, v in names.items() if isinstance(v, dict) and k in names["_ids"]}
     sentences: list[str] = []
-    why: list[str] = []
     measured = [a for a in arms if a.get("compare", True) and a.get("status") in RANKED_STATUSES
                 and _num(a.get(c.metric)) is not None]
     ranked = [a for a in arms if _ranked(a, c.metric)]

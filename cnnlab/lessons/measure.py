@@ -21,6 +21,7 @@ is an empty one.
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import math
@@ -28,12 +29,16 @@ import os
 import re
 import tempfile
 import threading
+import time
 from datetime import date
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+import torch
+
 from ..errors import LessonError
 from ..jobs import JobManager
+from .catalog import builtin_lessons, builtin_names
 from .runner import LessonRun, check_overrides, plan, start_lesson
 from .spec import Lesson
 
@@ -208,8 +213,6 @@ def measured_label(entry: Mapping[str, Any] | None) -> str:
 
 def builtin_by_name() -> dict[str, Lesson]:
     """The built-in lessons in course order, by name."""
-    from . import builtin_lessons
-
     return {x.name: x for x in builtin_lessons()}
 
 
@@ -219,8 +222,6 @@ def choose_lessons(names: Iterable[str] | None = None) -> list[Lesson]:
     wanted = list(dict.fromkeys(names or ()))
     unknown = [n for n in wanted if n not in known]
     if unknown:
-        import difflib
-
         hints = [m for n in unknown for m in difflib.get_close_matches(n, list(known), n=1)]
         raise LessonError(f"not a built-in lesson: {', '.join(unknown)}"
                           + (f" (did you mean {' or '.join(hints)}?)" if hints else "")
@@ -266,8 +267,6 @@ def measure_row(run: LessonRun, seed: int) -> Row:
 
 
 def run_seconds(run: LessonRun) -> float:
-    import time
-
     return time.time() - run.started
 
 
@@ -345,8 +344,6 @@ def entries_from_rows(rows: Sequence[Row], today: str | None = None) -> dict[str
 
 
 def _row_machine(row: Row) -> dict[str, Any]:
-    import torch
-
     m = row.get("machine") or {}
     return {"cpus": os.cpu_count(), "threads": m.get("threads"), "device": m.get("device") or "cpu",
             "torch": m.get("torch") or torch.__version__}
@@ -358,8 +355,6 @@ def merge_measured(rows_or_entries: Sequence[Row] | Mapping[str, Any], path: str
 
     Lessons not measured now keep their entry; an entry of a lesson that is no longer built in
     (``known``, default the built-in names) is dropped."""
-    from . import builtin_names
-
     new = (entries_from_rows(rows_or_entries) if not isinstance(rows_or_entries, Mapping)
            else dict(rows_or_entries))
     path = Path(path) if path is not None else measured_path()

@@ -22,6 +22,7 @@ import math
 import os
 import re
 import secrets
+import shutil
 import threading
 import time
 from dataclasses import dataclass
@@ -37,12 +38,15 @@ from ..data.registry import get_spec as get_dataset_spec
 from ..device import pick_device
 from ..errors import CnnlabError, LessonError
 from ..evaluate import evaluate_run
+from ..inspect import summarize
 from ..jobs import FINAL_STATES, Job, JobManager, get_manager
+from ..models import get_spec as get_model_spec
+from ..models.pretrained import weights_status
 from ..paths import cache_dir
 from ..runs import load_run
 from ..train import TrainConfig, load_data
 from ..transfer import StandinConfig, standin_transfer_model
-from .conclude import conclude, conclude_with_effect
+from .conclude import COLUMN_LABELS, DEFAULT_COLUMNS, conclude_with_effect
 from .spec import BUDGETS, CONFIG_FIELDS, Arm, Lesson, lesson_name, parse_lesson
 
 log = logging.getLogger(__name__)
@@ -109,8 +113,6 @@ def plan(lesson: Lesson, budget: str = "quick", overrides: Mapping[str, Any] | N
 
 def missing_files(plans: Sequence[ArmPlan]) -> list[str]:
     """One sentence per dataset or weights file the plans need and cannot get."""
-    from ..models.pretrained import weights_status
-
     seen: set[tuple] = set()
     problems: list[str] = []
     for p in plans:
@@ -386,8 +388,6 @@ def _finite(v: Any) -> float | None:
 
 
 def _macs(model: str, meta: Mapping[str, Any]) -> int | None:
-    from ..inspect import summarize
-
     try:
         shape = tuple(int(v) for v in meta.get("input_shape") or ())
         return int(summarize(model, input_shape=shape or None, num_classes=len(meta.get("classes") or []) or None).total_macs)
@@ -421,10 +421,8 @@ def measure_arm(a: ArmState, data_cache: dict[str, Any] | None = None) -> dict[s
     history = [dataclasses.asdict(e) for e in result.history] if result is not None else (stored.metrics if stored else [])
     row["curves"] = [{k: e.get(k) for k in ("epoch", "train_loss", "val_loss", "train_top1", "val_top1", "elapsed",
                                              "train_seconds", "images_per_sec")} for e in history]
-    from ..models import get_spec
-
     try:
-        row["model_name"] = get_spec(c.model).display_name
+        row["model_name"] = get_model_spec(c.model).display_name
     except CnnlabError:
         row["model_name"] = c.model
     row["dataset"] = meta.get("display_name") or c.dataset
@@ -629,22 +627,14 @@ def list_results(lesson: str | None = None, budget: str | None = None,
     return found
 
 
-def latest_result(lesson: str, budget: str | None = None) -> StoredResult | None:
-    found = list_results(lesson, budget)
-    return found[0] if found else None
-
-
 def delete_result(result_id: str) -> None:
-    import shutil
-
+    """Remove a saved result's folder (the Lessons page's delete); the runs of its arms are kept."""
     load_result(result_id)  # checks the id and that it is a result folder
     shutil.rmtree(results_dir() / result_id)
 
 
 def result_table(arms: Sequence[Mapping[str, Any]], columns: Sequence[str] = ()) -> list[dict[str, Any]]:
     """Rows for a side-by-side table: arm name, then the default and the lesson's extra columns."""
-    from .conclude import COLUMN_LABELS, DEFAULT_COLUMNS
-
     cols = [*DEFAULT_COLUMNS[:-1], *[c for c in columns if c not in DEFAULT_COLUMNS], DEFAULT_COLUMNS[-1]]
     rows = []
     for a in arms:
@@ -664,7 +654,7 @@ def lesson_to_dict(lesson: Lesson, budget: str) -> dict[str, Any]:
 
 __all__ = [
     "ArmPlan", "ArmState", "LessonRun", "StoredResult", "budget_summary", "check_overrides", "delete_result",
-    "full_budget_state", "latest_result", "lesson_runs", "lesson_to_dict", "list_results", "load_result",
+    "full_budget_state", "lesson_runs", "lesson_to_dict", "list_results", "load_result",
     "measure", "measure_arm", "missing_files", "plan", "result_table", "results_dir", "save_result",
     "start_lesson",
 ]

@@ -41,6 +41,7 @@ Every problem is a :class:`~cnnlab.errors.LessonError` naming the file, the key 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import re
 import tomllib
@@ -50,6 +51,8 @@ from typing import Any, Mapping
 
 from ..errors import CnnlabError, LessonError
 from ..train import TrainConfig
+from ..transfer import STANDIN_MODEL, TARGET_CLASSES
+from .conclude import COLUMNS, METRICS, RESERVED, check_templates
 
 BUDGETS = ("quick", "full")
 PLOTS = {
@@ -269,8 +272,6 @@ def _shown(value: Any) -> str:
 
 
 def _close(key: str, choices: set[str]) -> str | None:
-    import difflib
-
     found = difflib.get_close_matches(key, sorted(choices), n=1)
     return found[0] if found else None
 
@@ -304,8 +305,6 @@ def parse_lesson(text: str, name: str, source: str = "", builtin: bool = False) 
     for p in plots:
         if p not in PLOTS:
             raise r.error(("plots",), f"unknown plot {p!r}: choose among {', '.join(PLOTS)}.")
-    from .conclude import COLUMNS, METRICS  # the metric names live with the conclusions
-
     columns = doc.get("columns", [])
     if not isinstance(columns, list) or not all(isinstance(c, str) and c in COLUMNS for c in columns):
         raise r.error(("columns",), f"must be a list of extra table columns among {', '.join(COLUMNS)}.")
@@ -328,8 +327,6 @@ def parse_lesson(text: str, name: str, source: str = "", builtin: bool = False) 
         if not isinstance(arm_id, str) or not ID_RE.fullmatch(arm_id):
             raise r.error(("arms", i, "id"), "must be a short lower-case identifier (letters, digits, _), e.g. "
                           f"\"lenet_v2\", got {_shown(arm_id)}.")
-        from .conclude import RESERVED
-
         if arm_id in RESERVED or any(x.id == arm_id for x in arms):
             raise r.error(("arms", i, "id"), f"{arm_id!r} is " + ("used by another arm." if arm_id not in RESERVED
                                                                   else "a name the conclusion uses; pick another."))
@@ -382,8 +379,6 @@ def parse_lesson(text: str, name: str, source: str = "", builtin: bool = False) 
                 raise r.error(_culprit(lesson, arm, i, b), f"in the {b} budget: {e}") from None
             if arm.start_in(b) == "standin":
                 _check_standin(r, lesson, arm, i, b, config)
-    from .conclude import check_templates
-
     for key, problem in check_templates(lesson):
         raise r.error(("conclusion", key), problem)
     return lesson
@@ -396,8 +391,6 @@ def _conclusion(r: "_Reader", c: Mapping[str, Any], path: tuple[Any, ...], ids: 
             hint = _close(key, keys)
             raise r.error((*path, key), "is not a conclusion key" + (f" (did you mean {hint!r}?)" if hint else "")
                           + f"; keys: {', '.join(sorted(keys))}.")
-    from .conclude import METRICS
-
     metric = c.get("metric", "best_val_top1")
     if not isinstance(metric, str) or metric not in METRICS:
         raise r.error((*path, "metric"), f"unknown metric {_shown(metric)}: choose among {', '.join(METRICS)}.")
@@ -452,8 +445,6 @@ def _culprit(lesson: Lesson, arm: Arm, i: int, budget: str) -> tuple[Any, ...]:
 
 
 def _check_standin(r: _Reader, lesson: Lesson, arm: Arm, i: int, budget: str, config: TrainConfig) -> None:
-    from ..transfer import STANDIN_MODEL, TARGET_CLASSES
-
     if budget == "full":
         raise r.error(("arms", i, "start"), "start = \"standin\" is the offline stand-in of the quick budget: put "
                       "it in [arms.quick], and give [arms.full] a pretrained model of the seed (e.g. model = "
@@ -466,21 +457,29 @@ def _check_standin(r: _Reader, lesson: Lesson, arm: Arm, i: int, budget: str, co
                       f"in_channels = 3, input_size = 32 and data_options.classes = {list(TARGET_CLASSES)}.")
 
 
+def lesson_text(data: bytes, filename: str) -> str:
+    """A lesson file's text from its bytes, checked as every lesson file is, read or uploaded: at most
+    :data:`MAX_LESSON_BYTES`, UTF-8."""
+    if len(data) > MAX_LESSON_BYTES:
+        raise LessonError(f"{filename}: a lesson file is at most {MAX_LESSON_BYTES // 1024} KB.")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise LessonError(f"{filename}: not a UTF-8 text file (a lesson is a TOML text file).") from None
+
+
 def read_lesson(path: str | Path, builtin: bool = False) -> Lesson:
     """A lesson from a file (bounded size, UTF-8)."""
     p = Path(path).expanduser()
     if not p.is_file():
         raise LessonError(f"no lesson file at {p}: give the path of a .toml lesson file, or the name of a "
                           "built-in lesson (python -m cnnlab lessons).")
-    if p.stat().st_size > MAX_LESSON_BYTES:
-        raise LessonError(f"{p.name}: a lesson file is at most {MAX_LESSON_BYTES // 1024} KB.")
     try:
-        text = p.read_bytes().decode("utf-8")
-    except UnicodeDecodeError:
-        raise LessonError(f"{p.name}: not a UTF-8 text file (a lesson is a TOML text file).") from None
+        with p.open("rb") as f:
+            data = f.read(MAX_LESSON_BYTES + 1)  # one byte more than allowed is enough to refuse a big file
     except OSError as e:
         raise LessonError(f"cannot read {p}: {e.strerror or e}.") from None
-    return parse_lesson(text, lesson_name(p.stem), source=p.name, builtin=builtin)
+    return parse_lesson(lesson_text(data, p.name), lesson_name(p.stem), source=p.name, builtin=builtin)
 
 
 def lesson_name(stem: str) -> str:
