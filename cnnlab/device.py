@@ -11,12 +11,12 @@ from .errors import ConfigError
 
 def pick_device(preference: str | None = "auto") -> torch.device:
     """``auto`` picks CUDA, then MPS, then CPU; ``cuda``/``cuda:N``/``mps``/``cpu`` are honoured when
-    available, with a clear error otherwise. In a process of a torchrun group, ``auto`` and ``cuda``
-    mean the GPU its ``LOCAL_RANK`` names."""
+    available, with a clear error otherwise. (In a process of a torchrun group, ``auto`` and ``cuda``
+    mean the GPU its ``LOCAL_RANK`` names: :func:`cnnlab.distributed.pick_device`.)"""
     pref = (preference or "auto").lower()
     if pref == "auto":
         if torch.cuda.is_available():
-            return _in_group(torch.device("cuda"))
+            return torch.device("cuda")
         mps = getattr(torch.backends, "mps", None)
         if mps is not None and mps.is_available():
             return torch.device("mps")
@@ -31,7 +31,7 @@ def pick_device(preference: str | None = "auto") -> torch.device:
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ConfigError(f"device {pref!r} was asked for but this machine has {torch.cuda.device_count()} "
                               f"GPU(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}.")
-        return _in_group(device)
+        return device
     if pref == "mps":
         mps = getattr(torch.backends, "mps", None)
         if mps is None or not mps.is_available():
@@ -40,26 +40,6 @@ def pick_device(preference: str | None = "auto") -> torch.device:
     if pref == "cpu":
         return torch.device("cpu")
     raise ConfigError(f"unknown device {preference!r}: use auto, cuda, mps or cpu.")
-
-
-def _in_group(device: torch.device) -> torch.device:
-    """In a process of a torchrun group, an unnumbered GPU is the one its ``LOCAL_RANK`` names."""
-    from . import distributed
-
-    return distributed.rank_device(device) if distributed.is_active() else device
-
-
-def job_devices() -> list[str]:
-    """The devices background jobs are spread over, one queue (one training at a time) each: every
-    CUDA GPU of the machine (``cuda:0``, ``cuda:1``...), else the best other device. In a process of a
-    torchrun group, only its own device."""
-    from . import distributed
-
-    if torch.cuda.is_available():
-        if distributed.is_active():
-            return [str(pick_device("cuda"))]
-        return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    return [str(pick_device("auto"))]
 
 
 def describe_device(device: torch.device | None = None) -> str:

@@ -39,6 +39,7 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from torch import nn
 
+from .device import pick_device as _pick_device
 from .errors import CnnlabError, ConfigError
 
 TIMEOUT_ENV = "CNNLAB_DIST_TIMEOUT"  # seconds a collective may wait for the other processes
@@ -167,6 +168,13 @@ def rank_device(device: torch.device) -> torch.device:
     return device
 
 
+def pick_device(preference: str | None = "auto") -> torch.device:
+    """:func:`cnnlab.device.pick_device`, in a process of a torchrun group on the GPU its ``LOCAL_RANK``
+    names when the preference names none (``auto``, ``cuda``)."""
+    device = _pick_device(preference)
+    return rank_device(device) if is_active() else device
+
+
 def threads_per_process(cores: int, processes: int) -> int:
     """CPU threads for each of ``processes`` trainings sharing ``cores`` cores: never oversubscribed."""
     return max(1, cores // max(1, processes))
@@ -223,11 +231,11 @@ class Group:
 
     @classmethod
     def current(cls, device: torch.device) -> "Group | None":
-        """The initialised process group (more than one process), or None."""
+        """The initialised process group (more than one process), or None. An unnumbered GPU becomes the
+        one this process's ``LOCAL_RANK`` names."""
         if not is_active():
             return None
-        dist = _dist()
-        return cls(dist.get_rank(), dist.get_world_size(), device, str(dist.get_backend()))
+        return cls(rank(), world_size(), rank_device(device), str(_dist().get_backend()))
 
     @classmethod
     def for_exchanges(cls, device: torch.device) -> "Group | None":
@@ -302,6 +310,29 @@ class Group:
         self.sum(torch.zeros(1), what)
 
 
+class Alone(Group):
+    """A training in one process: a group of one, whose collectives have nothing to exchange. The
+    trainer runs the same loop with it as with a torchrun group."""
+
+    def __init__(self, device: torch.device):
+        super().__init__(0, 1, device, "none")
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        return model
+
+    def sum(self, values: torch.Tensor, what: str = "") -> torch.Tensor:
+        return values
+
+    def agree(self, flags: torch.Tensor) -> torch.Tensor:
+        return flags
+
+    def broadcast(self, obj: Any, what: str = "", src: int = 0) -> Any:
+        return obj
+
+    def barrier(self, what: str = "") -> None:
+        pass
+
+
 @dataclass
 class Agreed:
     """What every process agreed on about one step (the OR of their flags)."""
@@ -311,6 +342,7 @@ class Agreed:
     cancel: bool  # some process was asked to stop (Ctrl-C, a job's cancel, torchrun's SIGTERM)
     not_finite: bool  # some process's loss of that step was NaN or infinite
     due: bool  # time for a progress event (some process's clock said so)
+    loss: float | None = None  # this process's loss of that step, when it was not finite
 
 
 class StepAgreement:
@@ -322,7 +354,7 @@ class StepAgreement:
 
     def __init__(self, group: Group, lag: int = 0):
         self.group, self.lag = group, lag
-        self.pending: list[tuple[torch.Tensor, int, int]] = []
+        self.pending: list[tuple[torch.Tensor, torch.Tensor, int, int]] = []
         self.last_event = 0  # the step of the last progress event (see reported)
 
     def reported(self, step: int) -> None:
@@ -336,7 +368,7 @@ class StepAgreement:
         """This step's flags; what all agreed about the step ``lag`` steps back (None while too early)."""
         bad = (~torch.isfinite(loss.detach().float())).to(torch.float32).reshape(1)
         flags = torch.cat([torch.tensor([float(cancel), float(due)]).to(bad.device), bad])
-        self.pending.append((self.group.agree(flags), step, epoch))
+        self.pending.append((self.group.agree(flags), loss.detach(), step, epoch))
         return self._read(len(self.pending) > self.lag)
 
     def flush(self) -> list[Agreed]:
@@ -352,9 +384,10 @@ class StepAgreement:
     def _read(self, ready: bool) -> Agreed | None:
         if not ready:
             return None
-        flags, step, epoch = self.pending.pop(0)
+        flags, loss, step, epoch = self.pending.pop(0)
         cancel, due, bad = (bool(v) for v in flags.tolist())
-        return Agreed(step, epoch, cancel, bad, due and step > self.last_event)
+        own = float(loss) if bad and not bool(torch.isfinite(loss)) else None
+        return Agreed(step, epoch, cancel, bad, due and step > self.last_event, own)
 
 
 # ---- preparing together: the data, one lesson arm after the other ----------------------------------
@@ -478,15 +511,23 @@ def from_collective(error: BaseException) -> bool:
                                    "timed out", "process group", "c10d"))
 
 
-def failure_for_tests(group: Group | None, step: int) -> None:
-    """Raise on the rank ``CNNLAB_TEST_FAIL_RANK`` names once it made ``CNNLAB_TEST_FAIL_STEP`` steps
-    (tests only: they check that the other processes stop with a clear message)."""
+def inject_failure_for_tests(model: nn.Module, group: Group) -> None:
+    """Tests only: on the rank ``CNNLAB_TEST_FAIL_RANK`` names, the training forward pass after
+    ``CNNLAB_TEST_FAIL_STEP`` steps (default 3) raises, so a test can check that the other processes stop
+    with a clear message. Installed as a hook before the loop; the loop itself knows nothing of it."""
     wanted = os.environ.get(FAIL_RANK_ENV)
-    if group is None or wanted is None or wanted.strip() != str(group.rank):
+    if group.world == 1 or wanted is None or wanted.strip() != str(group.rank):
         return
     try:
         at = int(os.environ.get(FAIL_STEP_ENV, "3"))
     except ValueError:
         at = 3
-    if step >= at:
-        raise RuntimeError(f"failure injected for a test ({FAIL_RANK_ENV}={group.rank}) at step {step}")
+    done = [0]
+
+    def fail(module: nn.Module, args: Any) -> None:
+        if module.training:
+            if done[0] >= at:
+                raise RuntimeError(f"failure injected for a test ({FAIL_RANK_ENV}={group.rank}) after step {done[0]}")
+            done[0] += 1
+
+    model.register_forward_pre_hook(fail)

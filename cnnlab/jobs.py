@@ -25,13 +25,26 @@ import time
 from dataclasses import asdict, is_dataclass
 from typing import Any, Callable, Sequence
 
+import torch
 from torch import nn
 
-from .device import job_devices, pick_device
+from . import distributed
+from .device import pick_device
 from .runs import recorders, start_weights
 from .train import TrainConfig, TrainResult, fit
 
 log = logging.getLogger(__name__)
+
+
+def job_devices() -> list[str]:
+    """The devices background jobs are spread over, one queue (one training at a time) each: every
+    CUDA GPU of the machine (``cuda:0``, ``cuda:1``...), else the best other device. In a process of a
+    torchrun group, only its own device."""
+    if torch.cuda.is_available():
+        if distributed.is_active():
+            return [str(distributed.pick_device("cuda"))]
+        return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    return [str(pick_device("auto"))]
 
 JOB_STATES = ("queued", "running", "finished", "cancelled", "diverged", "failed")
 FINAL_STATES = frozenset(JOB_STATES[2:])
@@ -137,7 +150,7 @@ class JobManager:
     """Owns the job queues and one worker thread per device.
 
     ``devices``: the devices jobs are spread over, one queue each (default:
-    :func:`cnnlab.device.job_devices`, every GPU of the machine, else the best other device).
+    :func:`job_devices`, every GPU of the machine, else the best other device).
     ``train``: the function a job trains with, called as :func:`cnnlab.train.fit` is, with the
     job's device as ``device=`` (default ``fit``; a test gives one that trains on the CPU whatever
     device the job was given)."""
@@ -191,11 +204,6 @@ class JobManager:
     def get(self, job_id: int) -> Job | None:
         with self._lock:
             return next((j for j in self._jobs if j.id == job_id), None)
-
-    def running_on(self) -> dict[str, Job]:
-        """The job training on each device now (devices without one are left out)."""
-        with self._lock:
-            return dict(self._running)
 
     # ---- internals ---------------------------------------------------------------------
 

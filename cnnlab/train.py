@@ -1,15 +1,18 @@
-"""The trainer: a config dataclass, one ``fit`` function, structured events.
+"""The trainer: :func:`prepare` builds what a training needs, :func:`fit` runs it, listeners hear it.
 
-Read :func:`fit` top to bottom: the whole training loop is there (nanoGPT style). What it
-needs is prepared first by :func:`prepare` (device, tensors, model, input pipelines, notes).
+Read :func:`fit`, then :class:`Training` top to bottom (``run`` -> ``train_epoch`` -> ``step_on`` ->
+``validate``): the whole training loop is there (nanoGPT style). One process is a group of one
+(:class:`cnnlab.distributed.Alone`): the same loop trains data-parallel under torchrun.
 
+- The settings are :class:`cnnlab.config.TrainConfig`; the events :mod:`cnnlab.events`; the loop's
+  helpers (:class:`~cnnlab.metering.Meter`, :class:`~cnnlab.metering.DivergenceGuard`,
+  :class:`~cnnlab.metering.Best`) :mod:`cnnlab.metering`. All are importable from here too.
 - Data stays as tensors (airbench style): each batch of uint8 images is moved to the device,
   converted to float, augmented as a whole batch, adapted to the model's channels and size,
   and normalised (:mod:`cnnlab.data.pipeline`). No DataLoader, no PIL per sample.
-- Loss and accuracy are accumulated on the device (:class:`Meter`); the host syncs only to
-  emit an event.
-- The loop stops at the first non-finite loss ("diverged"), within one step of a cancel
-  request ("cancelled"), and keeps the best-validation weights.
+- Loss and accuracy are accumulated on the device; the host syncs only to emit an event.
+- Every stop is one exception caught in one place: a cancel request (within one step), a loss
+  that is not finite or has exploded ("diverged"). The best-validation weights are kept.
 - The trainer knows nothing about who listens: every listener (a callable) receives the same
   dataclass events; ``dataclasses.asdict(event)`` is JSON-serialisable. Listeners that keep
   more than events carry (the run folder of :mod:`cnnlab.runs`, the TensorBoard log of
@@ -32,7 +35,7 @@ from torch.nn import functional as F
 
 from . import distributed
 from .data import DataBundle, TensorSplit, load_dataset, stratified_subset
-from .device import autocast_context, native_bf16, pick_device
+from .device import autocast_context, native_bf16
 from .data.pipeline import (
     InputPipeline, default_input_size, eval_loop, first_layer_in_channels, get_preset,
     model_eval_resize, model_space_stats,
@@ -45,12 +48,12 @@ from .models._input_checks import check_input, smallest_input
 # The settings and the events live in their own modules; importing them from here still works.
 from .config import FREEZE_MODES, INITS, OPTIMIZERS, SCHEDULERS, VAL_SPLITS, Rule, TrainConfig, setting  # noqa: F401
 from .events import EndEvent, EpochEvent, Event, Listener, StartEvent, StepEvent, TrainResult  # noqa: F401
+from .metering import EXPLODED, FIRST_EPOCH_WORSE, Best, DivergenceGuard, Meter  # noqa: F401
 
 log = logging.getLogger(__name__)
 
 # Steps by which the non-finite-loss check lags behind, per device type (see DivergenceGuard).
 FINITE_CHECK_LAG: dict[str, int] = {"cuda": 1}
-EXPLODED = 20.0  # a loss this many times the loss of guessing at random means the training diverged
 
 
 # ======================================================================================
@@ -93,7 +96,7 @@ def load_data_in_turn(config: TrainConfig, device: torch.device | None = None) -
     ``device``: this process's device (a GPU for NCCL's exchanges)."""
     if not distributed.is_active():
         return load_data(config)
-    group = distributed.Group.for_exchanges(device if device is not None else pick_device(config.device))
+    group = distributed.Group.for_exchanges(device if device is not None else distributed.pick_device(config.device))
     return distributed.load_in_turn(group, lambda download: load_data(config, download=download),
                                     f"the {config.dataset} dataset")
 
@@ -326,7 +329,7 @@ def prepare(config: TrainConfig, model: nn.Module | None = None, data: DataBundl
     ``initial_state``: the weights ``config.init_from`` names (``cnnlab.runs.load_checkpoint``),
     loaded into every layer whose shape fits. ``device``: instead of ``config.device``."""
     config.validate()
-    device = pick_device(device or config.device)
+    device = distributed.pick_device(device or config.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     bundle = data if data is not None else load_data_in_turn(config, device)
@@ -398,190 +401,10 @@ def _load_fitting(model: nn.Module, state: Mapping[str, torch.Tensor], source: s
 
 
 # ======================================================================================
-# The loop's three helpers: metering, the finite-loss guard, the best weights
-# ======================================================================================
-
-
-class Meter:
-    """Loss and top-1/top-5 counts of a window (for step events) and of the epoch, kept on the
-    device; images per second over training time only; ETA.
-
-    With a process ``group`` (data-parallel training) each process counts its own images and the
-    counts are summed over the processes whenever an event is made, so every event is about all the
-    images of the step or the epoch, each counted once."""
-
-    def __init__(self, device: torch.device, num_classes: int, total_steps: int, config: TrainConfig,
-                 group: Any = None):
-        self.device, self.k, self.total_steps, self.config = device, min(5, num_classes), total_steps, config
-        self.group = group
-        self.t_start = self.t_loop = time.perf_counter()
-        self.train_time, self.images = 0.0, 0
-        self.other_images = 0  # images the other processes trained on (known at each step event)
-        self.last_t, self.last_step = self.t_start, 0
-        self.window = self._zeros()
-        self.epoch = self._zeros()
-        self.history: list[EpochEvent] = []
-
-    def _zeros(self) -> list[torch.Tensor]:  # loss sum, top-1 hits, top-5 hits, images
-        return [torch.zeros((), device=self.device, dtype=d) for d in (torch.float64, torch.int64, torch.int64, torch.int64)]
-
-    def start_epoch(self) -> None:
-        self.epoch, self.t_epoch = self._zeros(), time.perf_counter()
-
-    def end_epoch(self) -> None:
-        self.train_time += time.perf_counter() - self.t_epoch
-
-    @torch.no_grad()
-    def add(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
-        n = int(y.shape[0])
-        top = logits.topk(self.k, dim=1).indices
-        values = (loss.double() * n, (top[:, 0] == y).sum(), (top == y[:, None]).any(dim=1).sum())
-        for acc in (self.window, self.epoch):
-            for total, v in zip(acc, values):
-                total += v
-            acc[3] += n
-        self.images += n
-
-    def due(self, step: int) -> bool:
-        if self.config.log_every_steps:
-            return step - self.last_step >= self.config.log_every_steps
-        return time.perf_counter() - self.last_t >= self.config.log_interval_s
-
-    def images_per_sec(self, now: float | None = None) -> float:
-        t = self.train_time + ((now - self.t_epoch) if now is not None else 0.0)
-        return (self.images + self.other_images) / t if t > 0 else 0.0
-
-    def _summed(self, acc: list[torch.Tensor]) -> list[float]:
-        """The four counters of ``acc``, summed over the processes of the group (if any)."""
-        values = torch.stack([v.double() for v in acc])
-        if self.group is not None:
-            values = self.group.sum(values)
-        return [float(v) for v in values.cpu()]
-
-    def step_event(self, epoch: int, step: int, lr: float) -> "StepEvent":
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        own = int(self.window[3])
-        loss, c1, _, n = self._summed(self.window)
-        self.other_images += int(n) - own
-        now = time.perf_counter()
-        eta = (now - self.t_loop) / step * (self.total_steps - step)
-        self.window, self.last_t, self.last_step = self._zeros(), now, step
-        return StepEvent(epoch, step, self.total_steps, loss / max(n, 1), c1 / max(n, 1), float(lr),
-                         self.images_per_sec(now), now - self.t_start, eta)
-
-    def reduce_epoch(self) -> int:
-        """At the end of an epoch: the epoch's counters summed over the processes; the images trained on."""
-        self.epoch_totals = self._summed(self.epoch)
-        return int(self.epoch_totals[3])
-
-    def epoch_event(self, epoch: int, step: int, val: dict[str, Any], lr: float, is_best: bool) -> "EpochEvent":
-        loss, c1, c5, n = self.epoch_totals
-        now = time.perf_counter()
-        count = float(val["count"])
-        event = EpochEvent(
-            epoch=epoch, step=step, train_loss=loss / n, train_top1=c1 / n, train_top5=c5 / n,
-            val_loss=float(val["loss_sum"]) / count, val_top1=float(val["correct1"]) / count,
-            val_top5=float(val["correct5"]) / count, lr=float(lr), images_per_sec=self.images_per_sec(),
-            elapsed=now - self.t_start, eta=(now - self.t_loop) / epoch * (self.config.epochs - epoch), is_best=is_best,
-            train_images=int(n), train_seconds=self.train_time,
-        )
-        self.history.append(event)
-        return event
-
-
-# The first epoch's mean loss includes the start, which can be well above guessing and then fall: MiniAlexNet
-# V4 with Adam at 1e-3, 2.1-2.6 against 1.39 for 4 classes; a pretrained network with a fresh head on features
-# of large magnitude, 5-6 against 1.10 for 3 classes. After one epoch only a mean loss this many times worse
-# than guessing counts as stuck (a window of steps above EXPLODED times guessing is caught at once anyway).
-FIRST_EPOCH_WORSE = EXPLODED / 2
-
-
-class DivergenceGuard:
-    """Decides that a training diverged, three ways, each with a message saying what happened and
-    what to try:
-
-    - a loss that is not finite (checked every step; on CUDA step k's loss is read while step k+1
-      is already queued, ``lag`` 1, since reading it at once would stall the GPU's queue);
-    - a loss that explodes: a window's mean above :data:`EXPLODED` times the loss of guessing at
-      random, ln(classes) (LeNet at learning rate 10 with SGD: 150 against 2.3);
-    - stuck at chance: after an epoch, validation top-1 no better than guessing and a training
-      loss worse than guessing, rising.
-    """
-
-    def __init__(self, device: torch.device, config: TrainConfig, num_classes: int):
-        self.lag, self.config, self.classes = FINITE_CHECK_LAG.get(device.type, 0), config, num_classes
-        self.chance_loss = math.log(max(num_classes, 2))
-        self.pending: list[tuple[torch.Tensor, int, int]] = []
-        self.last_train_loss: float | None = None
-
-    def push(self, loss: torch.Tensor, step: int, epoch: int) -> str | None:
-        """Queue this step's loss; the diverged message if a checked loss is not finite."""
-        self.pending.append((loss, step, epoch))
-        return self._check(len(self.pending) - self.lag)
-
-    def flush(self) -> str | None:
-        return self._check(len(self.pending))
-
-    def _check(self, count: int) -> str | None:
-        for loss, step, epoch in self.pending[:max(count, 0)]:
-            if not bool(torch.isfinite(loss)):
-                return self.not_finite(step, epoch, float(loss))
-        del self.pending[:max(count, 0)]
-        return None
-
-    def not_finite(self, step: int, epoch: int, value: float | None = None) -> str:
-        """The message for a loss that became NaN or infinite (``value`` None: in another process)."""
-        shown = ("NaN or infinite in one of the processes" if value is None else
-                 "NaN" if math.isnan(value) else ("+inf" if value > 0 else "-inf"))
-        return self._message(f"the loss became {shown} at step {step} (epoch {epoch})")
-
-    def window(self, event: "StepEvent") -> str | None:
-        """After a step event (already on the host): has the loss exploded?"""
-        if math.isfinite(event.loss) and event.loss > EXPLODED * self.chance_loss:
-            return self._message(
-                f"the loss rose to {event.loss:.4g} by step {event.step} (epoch {event.epoch}), "
-                f"{event.loss / self.chance_loss:.3g} times the {self.chance_loss:.2f} of guessing at random")
-        return None
-
-    def epoch(self, event: "EpochEvent") -> str | None:
-        """After an epoch's validation: stuck at chance with a loss worse than guessing, and rising?"""
-        rising = self.last_train_loss is not None and event.train_loss > self.last_train_loss
-        self.last_train_loss = event.train_loss
-        if (event.val_top1 <= 1.2 / self.classes and event.train_loss > 1.5 * self.chance_loss
-                and (rising or (event.epoch == 1 and event.train_loss > FIRST_EPOCH_WORSE * self.chance_loss))):
-            return self._message(
-                f"after epoch {event.epoch} the validation accuracy is {event.val_top1:.1%}, no better than "
-                f"guessing among {self.classes} classes, and the training loss ({event.train_loss:.3g}) is worse "
-                f"than guessing ({self.chance_loss:.2f})" + (" and rising" if rising else ""))
-        return None
-
-    def _message(self, what: str) -> str:
-        c = self.config
-        return (f"diverged: {what}; training stopped there. Try a lower learning rate (now {c.lr:g}; e.g. "
-                f"{c.lr / 10:g})" + (", the adam optimizer" if c.optimizer != "adam" else "")
-                + " or a model with batch normalisation.")
-
-
-@dataclass
-class Best:
-    """The best validation top-1 so far and a copy of the weights that reached it."""
-
-    top1: float | None = None
-    epoch: int | None = None
-    state: dict[str, torch.Tensor] | None = None
-
-    def offer(self, top1: float, epoch: int, model: nn.Module) -> bool:
-        if self.top1 is not None and top1 <= self.top1:
-            return False
-        self.top1, self.epoch = top1, epoch
-        self.state = {k: t.detach().clone() for k, t in model.state_dict().items()}
-        return True
-
-
-# ======================================================================================
 # The training loop
 # ======================================================================================
+
+
 
 
 def fit(
@@ -608,253 +431,279 @@ def fit(
     model together with DistributedDataParallel, ``config.batch_size`` images per step in all (the
     global batch: the same steps, and the same accuracy, as one process with that batch). Only rank 0's
     recorders run (one run folder, its ``meta.json`` records the world size); the other listeners get
-    the same events, with the numbers summed over all the processes, in every process.
+    the same events, with the numbers summed over all the processes, in every process. One process
+    is a group of one: the same loop, whose sums and agreements have nothing to exchange.
     """
     s = prepare(config, model, data, initial_state, device=device)
-    s.group = group = distributed.Group.current(s.device)
-    # threads from the free cores, adapted as it runs, unless the config or CNNLAB_THREADS fixes them; the
-    # processes of a torchrun group on one machine share its cores: a fixed share each, never oversubscribed
-    forced, why = config.threads or threads_from_env(), ""
-    if group is not None and forced is None and s.device.type == "cpu":
-        cores, here = usable_cores(), distributed.local_world_size()
-        forced = distributed.threads_per_process(cores, here)
-        why = f"this process's share of the {cores} cores used by {here} processes of the torchrun group"
-    governor = ThreadGovernor(forced, s.device.type, why=why)
+    s.group = distributed.Group.current(s.device)
+    governor = _thread_governor(s)
     governor.start()
     if note := governor.note():
         s.notes.append(note)
     try:
-        return _train(s, listeners, cancel, governor)
+        return Training(s, listeners, cancel, governor).run()
     finally:
         governor.stop()  # the process's previous thread count back
 
 
-def _data_parallel(s: Prepared, group: distributed.Group) -> tuple[nn.Module, Callable[[], None]]:
-    """The model wrapped for data-parallel training, and what undoes the batch-norm conversion."""
-    config, device, world = s.config, s.device, group.world
-    if group.backend == "nccl" and device.type != "cuda":
-        raise ConfigError(f"the process group uses NCCL, which works on GPUs only, but this training runs on "
-                          f"{device}: train on the GPU (device auto or cuda), or start the group with gloo.")
-    if config.batch_size < world:
-        raise ConfigError(f"batch size {config.batch_size} is the batch of all {world} processes together: use at "
-                          f"least {world} (e.g. {64 * world} for 64 images per process).")
-    if not any(p.requires_grad for p in s.model.parameters()):
-        raise ConfigError("the model has no trainable parameters (everything is frozen).")
-    if device.type == "cuda":
-        torch.cuda.set_device(device)  # this thread's current GPU: NCCL's object collectives use it
-    restore: Callable[[], None] = lambda: None  # noqa: E731
-    if config.sync_bn:
-        if device.type != "cuda":
-            raise ConfigError("sync_bn synchronises batch norm across GPUs; PyTorch's SyncBatchNorm does not run "
-                              "on CPUs: train without --sync-bn here (each process normalises its own share).")
-        restore = distributed.convert_sync_batchnorm(s.model)
-    per = math.ceil(config.batch_size / world)
-    s.notes.append(f"data-parallel on {world} processes ({group.backend}): every step's batch of "
-                   f"{config.batch_size} images is shared by them (about {per} each); validation is shared too, "
-                   "and every number is summed over all of them"
-                   + ("; batch norm synchronised (SyncBatchNorm)." if config.sync_bn else "."))
-    try:
-        return group.wrap(s.model), restore
-    except BaseException:
-        restore()
-        raise
+def _thread_governor(s: Prepared) -> ThreadGovernor:
+    """Threads from the free cores, adapted as it runs, unless the config or CNNLAB_THREADS fixes them;
+    the processes of a torchrun group on one machine share its cores: a fixed share each."""
+    forced, why = s.config.threads or threads_from_env(), ""
+    if s.group is not None and forced is None and s.device.type == "cpu":
+        cores, here = usable_cores(), distributed.local_world_size()
+        forced = distributed.threads_per_process(cores, here)
+        why = f"this process's share of the {cores} cores used by {here} processes of the torchrun group"
+    return ThreadGovernor(forced, s.device.type, why=why)
 
 
-def _train(s: Prepared, listeners: Sequence[Listener], cancel: threading.Event | None,
-           governor: ThreadGovernor) -> TrainResult:
-    """:func:`fit`'s loop, on a prepared setup (data-parallel when ``s.group`` is set)."""
-    config, group = s.config, s.group
-    world = group.world if group is not None else 1
-    n_train, bs = len(s.train_y), config.batch_size
-    # a 1-image last batch breaks batch norm: dropped (with several processes: fewer than 2 images each)
-    steps_per_epoch = distributed.steps_per_epoch(n_train, bs, world)
-    total_steps = min(steps_per_epoch * config.epochs, config.max_steps or math.inf)
-    net, restore_bn = (s.model, lambda: None) if group is None else _data_parallel(s, group)
-    if group is None and config.sync_bn:
-        s.notes.append("sync_bn has no effect in a single process (it synchronises the processes of torchrun).")
-    try:
-        return _loop(s, net, listeners, cancel, governor, steps_per_epoch, total_steps)
-    finally:
-        restore_bn()
+class _Stop(Exception):
+    """Ends the loop early: ``status`` "cancelled" or "diverged", with the message saying why."""
+
+    def __init__(self, status: str, message: str = ""):
+        super().__init__(message)
+        self.status, self.message = status, message
 
 
-def _loop(s: Prepared, net: nn.Module, listeners: Sequence[Listener], cancel: threading.Event | None,
-          governor: ThreadGovernor, steps_per_epoch: int, total_steps: int) -> TrainResult:
-    config, group = s.config, s.group
-    model, device, bs = s.model, s.device, config.batch_size
-    rank, world = (group.rank, group.world) if group is not None else (0, 1)
-    n_train = len(s.train_y)
-    optimizer = make_optimizer(config, model.parameters())
-    scheduler, sched_when = make_scheduler(config, optimizer, steps_per_epoch, total_steps)
-    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and not native_bf16(device))
-    shuffle_gen = torch.Generator().manual_seed(config.seed)  # the same permutation in every process
-    aug_gen = torch.Generator(device=device).manual_seed(config.seed + 1 + rank)
-    if rank:  # other dropout masks than rank 0's (DDP gave every process rank 0's weights)
-        torch.manual_seed(config.seed + 1 + rank)
-    # one run folder: rank 0 records; the other processes' listeners get the same (summed) events
-    listeners = [x for x in listeners if rank == 0 or not isinstance(x, Recorder)]
-    recorders = [r for r in listeners if isinstance(r, Recorder)]
-    for r in recorders:
-        r.begin(s)
-    if group is not None:
-        s.run_id = group.broadcast(s.run_id)
-    val_x, val_y = (s.val_x, s.val_y) if group is None else (s.val_x[rank::world], s.val_y[rank::world])
+class Training:
+    """One training loop over a prepared setup. Read :meth:`run`, then :meth:`train_epoch`,
+    :meth:`step` and :meth:`validate`: every stop (cancel, a non-finite or exploded loss) raises
+    :class:`_Stop`, caught in :meth:`run` only."""
 
-    def emit(event: Any) -> None:
-        for listener in listeners:
+    def __init__(self, s: Prepared, listeners: Sequence[Listener], cancel: threading.Event | None,
+                 governor: ThreadGovernor):
+        self.s, self.config, self.device, self.cancel, self.governor = s, s.config, s.device, cancel, governor
+        self.group = g = s.group or distributed.Alone(s.device)
+        self.steps_per_epoch = distributed.steps_per_epoch(len(s.train_y), self.config.batch_size, g.world)
+        self.total_steps = min(self.steps_per_epoch * self.config.epochs, self.config.max_steps or math.inf)
+        # one run folder: rank 0 records; the other processes' listeners get the same (summed) events
+        self.listeners = [x for x in listeners if g.rank == 0 or not isinstance(x, Recorder)]
+        self.recorders = [r for r in self.listeners if isinstance(r, Recorder)]
+        self.val_x, self.val_y = s.val_x[g.rank::g.world], s.val_y[g.rank::g.world]  # each validates its share
+        self.meter = Meter(s.device, s.num_classes, self.total_steps, self.config, g)
+        self.guard, self.best = DivergenceGuard(self.config, s.num_classes), Best()
+        # on CUDA a step's flags are read a step later, so that the GPU's queue never runs dry
+        self.agreement = distributed.StepAgreement(g, FINITE_CHECK_LAG.get(s.device.type, 0))
+        self.step = self.epoch = 0
+
+    # ---- the whole training --------------------------------------------------------------------------
+
+    def run(self) -> TrainResult:
+        config = self.config
+        self.optimizer = make_optimizer(config, self.s.model.parameters())  # refuses a model with nothing to train
+        self.scheduler, self.sched_when = make_scheduler(config, self.optimizer, self.steps_per_epoch,
+                                                         self.total_steps)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda" and not native_bf16(self.device))
+        self.net, restore_bn = self._wrap()
+        try:
+            self._begin()
+            status, message = "finished", ""
+            try:
+                for self.epoch in range(1, config.epochs + 1):
+                    if not self.train_epoch():
+                        break
+                    self.validate()
+                    if self.step >= self.total_steps:
+                        break
+            except _Stop as stop:
+                status, message = stop.status, stop.message
+            except BaseException as error:
+                self._failed(error)  # re-raises
+            return self._end(status, message)
+        finally:
+            restore_bn()
+
+    def _begin(self) -> None:
+        s, config, g = self.s, self.config, self.group
+        self.shuffle = torch.Generator().manual_seed(config.seed)  # the same permutation in every process
+        self.augment = torch.Generator(device=self.device).manual_seed(config.seed + 1 + g.rank)
+        if g.rank:  # other dropout masks than rank 0's (DDP gave every process rank 0's weights)
+            torch.manual_seed(config.seed + 1 + g.rank)
+        distributed.inject_failure_for_tests(s.model, g)
+        for r in self.recorders:
+            r.begin(s)
+        s.run_id = g.broadcast(s.run_id)
+        self.emit(StartEvent(s.run_id, config.model, config.dataset, str(self.device), config.epochs,
+                             self.steps_per_epoch, self.total_steps, len(s.train_y), len(s.val_y),
+                             sum(p.numel() for p in s.model.parameters()), s.model_shape, s.classes, s.notes))
+
+    def emit(self, event: Any) -> None:
+        for listener in self.listeners:
             _safely("listener", listener, event)
 
-    emit(StartEvent(s.run_id, config.model, config.dataset, str(device), config.epochs, steps_per_epoch,
-                    total_steps, n_train, len(s.val_y), sum(p.numel() for p in model.parameters()),
-                    s.model_shape, s.classes, s.notes))
-    meter = Meter(device, s.num_classes, total_steps, config, group)
-    guard, best = DivergenceGuard(device, config, s.num_classes), Best()
-    agreement = distributed.StepAgreement(group, guard.lag) if group is not None else None
-    status, message, step, epoch = "finished", "", 0, 0
+    # ---- one epoch, one step -----------------------------------------------------------------------
 
-    def stop_for(agreed: distributed.Agreed | None) -> tuple[str, str] | None:
-        if agreed is None:
-            return None
-        if agreed.cancel:
-            return "cancelled", ""
-        if agreed.not_finite:
-            return "diverged", guard.not_finite(agreed.step, agreed.epoch)
-        return None
-
-    try:
-        for epoch in range(1, config.epochs + 1):
-            net.train()
-            meter.start_epoch()
-            perm = torch.randperm(n_train, generator=shuffle_gen).to(s.train_x.device)
-            for i in range(steps_per_epoch):
-                if agreement is None and cancel is not None and cancel.is_set():
-                    status = "cancelled"
+    def train_epoch(self) -> bool:
+        """One pass over the training images (up to the total steps); False when none was left."""
+        s, bs = self.s, self.config.batch_size
+        self.net.train()
+        self.meter.start_epoch()
+        perm = torch.randperm(len(s.train_y), generator=self.shuffle).to(s.train_x.device)
+        try:
+            for i in range(self.steps_per_epoch):
+                if self.step >= self.total_steps:
                     break
-                if step >= total_steps:
-                    break
-                idx = perm[i * bs:(i + 1) * bs]
-                batch = len(idx)  # the whole step's batch (all processes)
-                if group is not None:
-                    idx = distributed.shard_of_batch(idx, rank, world)
-                xb, yb = s.train_x[idx], s.train_y[idx]
-                if device.type == "cuda" and xb.device.type == "cpu":
-                    xb, yb = xb.pin_memory(), yb.pin_memory()
-                x, y = s.train_pipe.train_batch(xb, aug_gen), yb.to(device, non_blocking=True)
-                with autocast_context(device):
-                    logits = net(x)
-                loss = F.cross_entropy(logits.float(), y)
-                due, weighted = False, loss
-                if agreement is None:
-                    if (bad := guard.push(loss.detach(), step + 1, epoch)) is not None:
-                        status, message = "diverged", bad
-                        break
-                else:  # all processes stop at the same step, before a backward the others would wait for
-                    agreed = agreement.push(loss, cancel is not None and cancel.is_set(), meter.due(step + 1),
-                                            step + 1, epoch)
-                    if (stop := stop_for(agreed)) is not None:
-                        status, message = stop
-                        break
-                    due = agreed is not None and agreed.due
-                    # DDP averages the processes' gradients: weighted so that the average is the gradient
-                    # of the mean loss over the whole batch, as one process computes it
-                    weighted = loss * (len(y) * world / batch)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(weighted).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                if sched_when == "step" and step < total_steps - 1:  # never past its end
-                    scheduler.step()
-                step += 1
-                meter.add(loss.detach(), logits.detach(), y)
-                governor.tick()
-                distributed.failure_for_tests(group, step)
-                if (meter.due(step) if agreement is None else due) or i == steps_per_epoch - 1:
-                    emit(event := meter.step_event(epoch, step, optimizer.param_groups[0]["lr"]))
-                    if agreement is not None:  # the flags computed before this event are stale now
-                        agreement.reported(step)
-                    if (bad := guard.window(event)) is not None:
-                        status, message = "diverged", bad
-                        break
-            meter.end_epoch()
-            if status == "finished":
-                if agreement is None:
-                    if (bad := guard.flush()) is not None:
-                        status, message = "diverged", bad
-                else:
-                    for agreed in agreement.flush():
-                        if (stop := stop_for(agreed)) is not None:
-                            status, message = stop
-                            break
-            if agreement is not None:
-                agreement.clear()
-            if status != "finished" or meter.reduce_epoch() == 0:
-                break
+                self.step_on(perm[i * bs:(i + 1) * bs], last_of_epoch=i == self.steps_per_epoch - 1)
+            for agreed in self.agreement.flush():  # the steps whose flags were still in flight
+                self._stop_if(agreed)
+        finally:
+            self.meter.end_epoch()
+            self.agreement.clear()
+        return self.meter.reduce_epoch() > 0
 
-            # ---- validation, best weights, metrics ---------------------------------------
-            # with several processes each validates its share; the counts are summed (the same in all)
-            v = eval_loop(model, val_x, val_y, s.val_pipe, s.num_classes,
-                          config.eval_batch_size or min(2 * bs, 1024), cancel=cancel if group is None else None)
-            if v is None:  # cancelled during validation
-                status = "cancelled"
-                break
-            if group is not None:
-                keys = ("loss_sum", "correct1", "correct5", "count")
-                summed = group.sum(torch.stack([torch.as_tensor(v[k], dtype=torch.float64).cpu() for k in keys]),
-                                   "summing the validation")
-                v = {**v, **dict(zip(keys, summed))}
-            if sched_when == "epoch":
-                scheduler.step()
-            if is_best := best.offer(float(v["correct1"]) / float(v["count"]), epoch, model):
-                for r in recorders:
-                    _safely("recorder", r.save_best, best.state, epoch)
-            emit(event := meter.epoch_event(epoch, step, v, optimizer.param_groups[0]["lr"], is_best))
-            if (bad := guard.epoch(event)) is not None:
-                status, message = "diverged", bad
-                break
-            if step >= total_steps:
-                break
-    except BaseException as error:
-        e: BaseException = error
-        if group is not None and not isinstance(e, (CnnlabError, KeyboardInterrupt, torch.OutOfMemoryError)) \
+    def step_on(self, idx: torch.Tensor, last_of_epoch: bool) -> None:
+        """One optimiser step on the images ``idx`` (all processes' share of them)."""
+        s, g, device = self.s, self.group, self.device
+        batch = len(idx)
+        idx = distributed.shard_of_batch(idx, g.rank, g.world)
+        xb, yb = s.train_x[idx], s.train_y[idx]
+        if device.type == "cuda" and xb.device.type == "cpu":
+            xb, yb = xb.pin_memory(), yb.pin_memory()
+        x, y = s.train_pipe.train_batch(xb, self.augment), yb.to(device, non_blocking=True)
+        with autocast_context(device):
+            logits = self.net(x)
+        loss = F.cross_entropy(logits.float(), y)
+        # all processes stop at the same step, before a backward the others would wait for
+        cancel = self.cancel is not None and self.cancel.is_set()
+        agreed = self.agreement.push(loss, cancel, self.meter.due(self.step + 1), self.step + 1, self.epoch)
+        self._stop_if(agreed)
+        # DDP averages the processes' gradients: weighted so that the average is the gradient of the mean
+        # loss over the whole batch, as one process computes it (a factor of 1 in one process)
+        weighted = loss * (len(y) * g.world / batch) if g.world > 1 else loss
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(weighted).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.sched_when == "step" and self.step < self.total_steps - 1:  # never past its end
+            self.scheduler.step()
+        self.step += 1
+        self.meter.add(loss.detach(), logits.detach(), y)
+        self.governor.tick()
+        if (agreed is not None and agreed.due) or last_of_epoch:
+            self.emit(event := self.meter.step_event(self.epoch, self.step, self._lr()))
+            self.agreement.reported(self.step)  # the flags computed before this event are stale now
+            self._diverged_if(self.guard.window(event))
+
+    def validate(self) -> None:
+        """Validation (each process its share, the counts summed), the best weights, the epoch event."""
+        s, config = self.s, self.config
+        v = eval_loop(s.model, self.val_x, self.val_y, s.val_pipe, s.num_classes,
+                      config.eval_batch_size or min(2 * config.batch_size, 1024),
+                      cancel=self.cancel if self.group.world == 1 else None)
+        if v is None:
+            raise _Stop("cancelled")  # during validation
+        keys = ("loss_sum", "correct1", "correct5", "count")
+        summed = self.group.sum(torch.stack([torch.as_tensor(v[k], dtype=torch.float64).cpu() for k in keys]),
+                                "summing the validation")
+        v = {**v, **dict(zip(keys, summed.tolist()))}
+        if self.sched_when == "epoch":
+            self.scheduler.step()
+        event = self.meter.epoch_event(self.epoch, self.step, v, self._lr(), is_best=False)
+        bad = self.guard.epoch(event)
+        if bad is None and self.best.offer(event.val_top1, self.epoch, s.model):
+            event.is_best = True  # a diverged epoch's weights are never the best
+            for r in self.recorders:
+                _safely("recorder", r.save_best, self.best.state, self.epoch)
+        self.emit(event)
+        self._diverged_if(bad)
+
+    def _lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    def _stop_if(self, agreed: distributed.Agreed | None) -> None:
+        if agreed is not None and agreed.cancel:
+            raise _Stop("cancelled")
+        if agreed is not None and agreed.not_finite:
+            raise _Stop("diverged", self.guard.not_finite(agreed.step, agreed.epoch, agreed.loss))
+
+    @staticmethod
+    def _diverged_if(message: str | None) -> None:
+        if message is not None:
+            raise _Stop("diverged", message)
+
+    # ---- the group, the end --------------------------------------------------------------------------
+
+    def _wrap(self) -> tuple[nn.Module, Callable[[], None]]:
+        """The model as the loop calls it: itself in one process, in DistributedDataParallel in a group of
+        several; and what undoes the batch-norm conversion."""
+        s, config, g = self.s, self.config, self.group
+        if g.world == 1:
+            if config.sync_bn:
+                s.notes.append("sync_bn has no effect in a single process (it synchronises the processes of torchrun).")
+            return g.wrap(s.model), lambda: None
+        if g.backend == "nccl" and self.device.type != "cuda":
+            raise ConfigError(f"the process group uses NCCL, which works on GPUs only, but this training runs on "
+                              f"{self.device}: train on the GPU (device auto or cuda), or start the group with gloo.")
+        if config.batch_size < g.world:
+            raise ConfigError(f"batch size {config.batch_size} is the batch of all {g.world} processes together: use "
+                              f"at least {g.world} (e.g. {64 * g.world} for 64 images per process).")
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)  # this thread's current GPU: NCCL's object collectives use it
+        restore: Callable[[], None] = lambda: None  # noqa: E731
+        if config.sync_bn:
+            if self.device.type != "cuda":
+                raise ConfigError("sync_bn synchronises batch norm across GPUs; PyTorch's SyncBatchNorm does not run "
+                                  "on CPUs: train without --sync-bn here (each process normalises its own share).")
+            restore = distributed.convert_sync_batchnorm(s.model)
+        per = math.ceil(config.batch_size / g.world)
+        s.notes.append(f"data-parallel on {g.world} processes ({g.backend}): every step's batch of "
+                       f"{config.batch_size} images is shared by them (about {per} each); validation is shared too, "
+                       "and every number is summed over all of them"
+                       + ("; batch norm synchronised (SyncBatchNorm)." if config.sync_bn else "."))
+        try:
+            return g.wrap(s.model), restore
+        except BaseException:
+            restore()
+            raise
+
+    def _end(self, status: str, message: str) -> TrainResult:
+        s, model, best, step = self.s, self.s.model, self.best, self.step
+        if status == "cancelled":
+            message = f"cancelled at step {step} (epoch {self.epoch})."
+            if best.state is None and step > 0:
+                best.keep(model)
+                for r in self.recorders:
+                    _safely("recorder", r.save_best, best.state, None)
+                message += " No validation had run yet: best.pt holds the weights at the moment of cancelling."
+            elif best.state is not None:
+                message += f" Best weights kept from epoch {best.epoch}."
+        elif status == "finished":
+            message = (f"finished {len(self.meter.history)} epoch(s), {step} steps; best val top-1 "
+                       f"{100 * (best.top1 or 0):.1f}% at epoch {best.epoch}.")
+        if best.state is not None:
+            model.load_state_dict(best.state)
+        if s.channels_last:  # hand back the usual layout: same numerics as a model loaded from best.pt
+            model.to(memory_format=torch.contiguous_format)
+        end = self._finish(status, message)
+        self.group.barrier()  # nobody goes on (e.g. to a lesson's next arm) before the run folder is complete
+        return TrainResult(status, message, s.run_id, best.top1, best.epoch, self.meter.history, model, end.elapsed,
+                           step, self.meter.images_per_sec(), str(self.device),
+                           self.governor.threads if self.device.type == "cpu" else None)
+
+    def _failed(self, error: BaseException) -> None:
+        """Report an unexpected error as "failed" and raise it (a lost peer as :class:`PeerLostError`)."""
+        e = error
+        if self.group.world > 1 and not isinstance(e, (CnnlabError, KeyboardInterrupt, torch.OutOfMemoryError)) \
                 and distributed.from_collective(e):  # e.g. DDP's gradient exchange in backward, when a peer died
-            e = group.peer_lost(f"the exchange of gradients at step {step + 1}", e)
-        msg = (f"out of memory on {device}: lower the batch size (now {bs}) or the input size."
-               if isinstance(e, torch.OutOfMemoryError) else str(e)
-               if isinstance(e, (distributed.PeerLostError, distributed.GroupStopped)) else "interrupted (KeyboardInterrupt)."
-               if isinstance(e, KeyboardInterrupt) else f"training failed at step {step}: {type(e).__name__}: {e}")
-        _finish(s, recorders, emit, EndEvent("failed", msg, best.top1, best.epoch, s.run_id,
-                                            time.perf_counter() - meter.t_start, step))
+            e = self.group.peer_lost(f"the exchange of gradients at step {self.step + 1}", e)
+        self._finish("failed", self._failure_message(e))
         if e is not error:
             raise e from error
-        raise
+        raise error
 
-    # ---- the end -----------------------------------------------------------------------
-    if status == "cancelled":
-        message = f"cancelled at step {step} (epoch {epoch})."
-        if best.state is None and step > 0:
-            best.state = {k: t.detach().clone() for k, t in model.state_dict().items()}
-            for r in recorders:
-                _safely("recorder", r.save_best, best.state, None)
-            message += " No validation had run yet: best.pt holds the weights at the moment of cancelling."
-        elif best.state is not None:
-            message += f" Best weights kept from epoch {best.epoch}."
-    elif status == "finished":
-        message = (f"finished {len(meter.history)} epoch(s), {step} steps; best val top-1 "
-                   f"{100 * (best.top1 or 0):.1f}% at epoch {best.epoch}.")
-    if best.state is not None:
-        model.load_state_dict(best.state)
-    if s.channels_last:  # hand back the usual layout: same numerics as a model loaded from best.pt
-        model.to(memory_format=torch.contiguous_format)
-    end = EndEvent(status, message, best.top1, best.epoch, s.run_id, time.perf_counter() - meter.t_start, step)
-    _finish(s, recorders, emit, end)
-    if group is not None:  # nobody goes on (e.g. to a lesson's next arm) before the run folder is complete
-        group.barrier()
-    return TrainResult(status, message, s.run_id, best.top1, best.epoch, meter.history, model, end.elapsed,
-                       step, meter.images_per_sec(), str(device),
-                       governor.threads if device.type == "cpu" else None)
+    def _failure_message(self, e: BaseException) -> str:
+        if isinstance(e, torch.OutOfMemoryError):
+            return f"out of memory on {self.device}: lower the batch size (now {self.config.batch_size}) or the input size."
+        if isinstance(e, (distributed.PeerLostError, distributed.GroupStopped)):
+            return str(e)
+        if isinstance(e, KeyboardInterrupt):
+            return "interrupted (KeyboardInterrupt)."
+        return f"training failed at step {self.step}: {type(e).__name__}: {e}"
 
-
-def _finish(s: Prepared, recorders: Sequence[Recorder], emit: Callable[[Any], Any], end: "EndEvent") -> None:
-    emit(end)
-    for r in recorders:
-        _safely("recorder", r.finish, s, end)
+    def _finish(self, status: str, message: str) -> EndEvent:
+        end = EndEvent(status, message, self.best.top1, self.best.epoch, self.s.run_id,
+                       time.perf_counter() - self.meter.t_start, self.step)
+        self.emit(end)
+        for r in self.recorders:
+            _safely("recorder", r.finish, self.s, end)
+        return end

@@ -110,7 +110,7 @@ def test_two_devices_train_two_jobs_at_once():
     def train_on_cpu(config, *, device, **kw):
         if config.seed in (1, 2):
             both_started.wait()
-            seen[config.seed] = (device, set(manager.running_on()))
+            seen[config.seed] = (device, {job.device for job in manager.active() if job.state == "running"})
             assert release.wait(120)  # both stay running until the test has looked at the queues
         return fit(config, device="cpu", **kw)
 
@@ -184,3 +184,10 @@ def test_sidebar_shows_which_job_is_on_which_device(monkeypatch):
     assert f"#{jobs[2].id} lenet on digits: queued for cuda:0 (1)" in " ".join(captions)
     for job in jobs:
         assert job.wait(120) and job.state == "finished", job.message
+
+
+def test_a_short_job_that_explodes_ends_diverged(manager):
+    # the app's path to the trainer: the same check as fit's (issue 23)
+    job = manager.submit(TrainConfig(**{**FAST, "epochs": 1, "max_steps": 5, "lr": 1e6}), data=digits_bundle())
+    assert job.wait(60)
+    assert job.state == "diverged" and "rose to" in job.message, job.message

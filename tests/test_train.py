@@ -19,7 +19,7 @@ from torch import nn
 
 from cnnlab import runs
 from cnnlab.errors import ConfigError
-from cnnlab.train import EndEvent, EpochEvent, StartEvent, StepEvent, TrainConfig, fit
+from cnnlab.train import DivergenceGuard, EndEvent, EpochEvent, StartEvent, StepEvent, TrainConfig, fit
 from test_train_data import digits_bundle
 
 FAST = dict(model="lenet", dataset="digits", batch_size=64, optimizer="adam", lr=3e-3, seed=0, device="cpu")
@@ -170,7 +170,8 @@ def test_lagged_finiteness_check_as_on_cuda(monkeypatch):
 
 
 def test_huge_learning_rate_diverges_with_a_message():
-    cfg = TrainConfig(**{**FAST, "model": "lenet_v2", "optimizer": "sgd", "lr": 10.0, "epochs": 2})
+    cfg = TrainConfig(**{**FAST, "model": "lenet_v2", "optimizer": "sgd", "lr": 10.0, "epochs": 2,
+                         "log_interval_s": 3600})  # no step event before the loss is NaN, however slow the machine
     result = train_run(cfg, data=digits_bundle())
     assert result.status == "diverged"
     assert "diverged" in result.message and ("NaN" in result.message or "inf" in result.message)
@@ -365,7 +366,7 @@ def test_lr_10_with_sgd_on_lenet_ends_diverged_not_finished():
 def test_stuck_at_chance_with_a_rising_loss_is_divergence():
     from cnnlab.train import DivergenceGuard, EpochEvent
 
-    guard = DivergenceGuard(torch.device("cpu"), TrainConfig(), num_classes=10)
+    guard = DivergenceGuard(TrainConfig(), num_classes=10)
 
     def epoch(n, train_loss, val_top1):
         return EpochEvent(n, 10 * n, train_loss, 0.1, 0.5, 2.3, val_top1, 0.5, 0.1, 100.0, 1.0, 1.0, False)
@@ -373,12 +374,12 @@ def test_stuck_at_chance_with_a_rising_loss_is_divergence():
     assert guard.epoch(epoch(1, 2.0, 0.30)) is None  # learning
     assert guard.epoch(epoch(2, 3.0, 0.35)) is None  # loss up, but accuracy well above chance
     assert guard.epoch(epoch(3, 3.6, 0.10)) is not None  # chance, loss worse than guessing, rising
-    fresh = DivergenceGuard(torch.device("cpu"), TrainConfig(), num_classes=10)
+    fresh = DivergenceGuard(TrainConfig(), num_classes=10)
     assert fresh.epoch(epoch(1, 2.4, 0.10)) is None  # a slow start at chance-level loss is not divergence
     # a first epoch whose mean loss includes a high start (MiniAlexNet V4 with Adam 1e-3; a fresh head on pretrained
     # features): not stuck; only a first epoch ten times worse than guessing is
-    assert DivergenceGuard(torch.device("cpu"), TrainConfig(), num_classes=10).epoch(epoch(1, 13.0, 0.10)) is None
-    assert DivergenceGuard(torch.device("cpu"), TrainConfig(), num_classes=10).epoch(epoch(1, 24.0, 0.10)) is not None
+    assert DivergenceGuard(TrainConfig(), num_classes=10).epoch(epoch(1, 13.0, 0.10)) is None
+    assert DivergenceGuard(TrainConfig(), num_classes=10).epoch(epoch(1, 24.0, 0.10)) is not None
 
 
 def test_momentum_nesterov_and_initialisation_reach_the_optimizer_and_the_model():
@@ -457,3 +458,26 @@ def test_models_take_the_datas_channels_by_default():
     assert setup.model_shape == (3, 32, 32) and setup.meta()["num_params"] == 83_126 - 10 * 84 - 10 + 8 * 84 + 8
     grey = prepare(TrainConfig(model="lenet5", dataset="shapes", in_channels=1, device="cpu"), data=shapes)
     assert grey.model_shape[0] == 1 and any("converted to greyscale" in n for n in grey.notes)
+
+
+def test_a_short_run_that_explodes_is_diverged_not_finished():
+    # 5 steps never make a window of step events of their own: the epoch's and validation's losses go
+    # through the same check (issue 23: this run used to end "finished ... best val top-1 35.4%")
+    result = fit(TrainConfig(model="lenet", dataset="digits", epochs=1, max_steps=5, lr=1e6, device="cpu",
+                             log_interval_s=3600))  # no step event by time, however slow the machine
+    assert result.status == "diverged", result.message
+    assert "training loss rose to" in result.message and "times the 2.30 of guessing" in result.message
+    assert result.best_val_top1 is None and result.best_epoch is None  # a diverged epoch's weights are not the best
+    assert len(result.history) == 1 and not result.history[0].is_best  # the curves still show the epoch
+
+
+def test_an_exploded_validation_loss_is_divergence():
+    guard = DivergenceGuard(TrainConfig(), num_classes=10)
+
+    def epoch(train_loss, val_loss):
+        return EpochEvent(1, 10, train_loss, 0.5, 0.9, val_loss, 0.5, 0.9, 1e-3, 1.0, 1.0, 0.0, False)
+
+    assert guard.epoch(epoch(1.0, 2.0)) is None
+    message = guard.epoch(epoch(1.0, 2.2e7))
+    assert message is not None and "validation loss rose to 2.2e+07 after epoch 1" in message
+    assert "NaN" in DivergenceGuard(TrainConfig(), num_classes=10).epoch(epoch(float("nan"), 1.0))
