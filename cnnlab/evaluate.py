@@ -28,7 +28,6 @@ from .locks import model_lock
 from .runs import Run, load_model, load_run, load_run_data
 
 
-
 def _stats_for(model: nn.Module, info: Any, model_channels: int, mean: Sequence[float] | None,
                std: Sequence[float] | None) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """The model-space statistics to normalise with: given ones, else those recorded with the model
@@ -109,6 +108,14 @@ class EvalResult:
             f"{'overall':<{width}}  {self.count:>6}  {100 * self.top1:5.1f}%  {100 * self.top5:5.1f}%  {self.loss:7.4f}"
         )
         return "\n".join(lines)
+
+
+def row_shares(confusion: np.ndarray) -> np.ndarray:
+    """Each cell of a K x K confusion matrix (rows: true class) as its share of the row's images, the
+    colour of the Runs page's matrix: a class with few images reads like one with many. A row with
+    no image stays all zero."""
+    counts = np.asarray(confusion, dtype=np.float64)
+    return counts / counts.sum(axis=1, keepdims=True).clip(min=1)
 
 
 def _resolve_device(device: str | torch.device | None) -> torch.device:

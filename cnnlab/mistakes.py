@@ -10,7 +10,8 @@ the network takes the image for.
 
 * :func:`predict_split`: per-image predictions, top-k probabilities and cross-entropy losses of a
   split, in batches (memory: one batch of activations plus ``N x k`` numbers).
-* :class:`Predictions`: the confusion matrix, the images of one confusion cell, the top losses.
+* :class:`Predictions`: the confusion matrix, the images of one confusion cell, the top losses;
+  :func:`confusion_cells`: a matrix's cells in the order worth looking at.
 * :func:`embed_split`: penultimate features of (a bounded, class-stratified sample of) the
   training split: at most :data:`MAX_TRAIN_IMAGES` images, :data:`MAX_TRAIN_VALUES` numbers and
   :data:`MAX_TRAIN_MACS` multiply-accumulates (a big network embeds fewer images).
@@ -92,6 +93,16 @@ class Predictions:
     def top(self, i: int, k: int = 3) -> list[tuple[str, float]]:
         """The ``k`` most probable classes of image ``i``: ``[(class, probability), ...]``."""
         return [(self.classes[int(c)], float(p)) for c, p in zip(self.top_classes[i, :k], self.top_probs[i, :k])]
+
+
+def confusion_cells(confusion: np.ndarray) -> list[tuple[int, int]]:
+    """The non-empty cells of a confusion matrix (rows: true class) as ``(true, predicted)``, in the
+    order worth looking at: the mistakes, the most frequent first (equal counts in row order), then
+    the right answers class by class."""
+    conf = np.asarray(confusion)
+    n = conf.shape[0]
+    wrong = sorted(((i, j) for i in range(n) for j in range(n) if i != j and conf[i, j]), key=lambda c: -conf[c])
+    return wrong + [(i, i) for i in range(n) if conf[i, i]]
 
 
 def _forward(model: nn.Module, x: torch.Tensor, layer: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from cnnlab.errors import ConfigError
-from cnnlab.evaluate import evaluate, predict_topk
+from cnnlab.evaluate import evaluate, predict_topk, row_shares
 from cnnlab.train import TrainConfig, fit
 from test_train_data import digits_bundle
 
@@ -47,6 +47,14 @@ def test_known_accuracies_per_class_and_confusion():
     assert r.loss == pytest.approx(float(-torch.log(p[(labels - 3) % 10]).mean()), rel=1e-5)
     table = r.table()
     assert "class" in table and "top5" in table and "overall" in table and len(table.splitlines()) == 13
+
+
+def test_confusion_row_shares_compare_classes_of_different_sizes():
+    confusion = np.array([[90, 10, 0], [1, 3, 0], [0, 0, 0]])  # 100 images of class 0, 4 of class 1, none of 2
+    shares = row_shares(confusion)
+    np.testing.assert_allclose(shares, [[0.9, 0.1, 0.0], [0.25, 0.75, 0.0], [0.0, 0.0, 0.0]])
+    assert shares[1, 1] < shares[0, 0] < 1  # the small class's 3 right of 4 is a lower share than 90 of 100
+    assert confusion.dtype.kind == "i" and confusion[0, 0] == 90  # the counts are left as they are
 
 
 def test_trained_model_evaluation_matches_training_validation():

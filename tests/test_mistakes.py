@@ -15,7 +15,14 @@ from torch.nn import functional as F
 from cnnlab.activations import denormalize, penultimate, penultimate_layer
 from cnnlab.errors import CnnlabError, ConfigError, DataError
 from cnnlab.evaluate import evaluate_run
-from cnnlab.mistakes import MAX_EXPLAINED, RunMistakes, embed_split, nearest, stratified_sample
+from cnnlab.mistakes import (
+    MAX_EXPLAINED,
+    RunMistakes,
+    confusion_cells,
+    embed_split,
+    nearest,
+    stratified_sample,
+)
 from cnnlab.train import TrainConfig
 
 
@@ -113,6 +120,16 @@ def test_top_losses_are_sorted_and_are_the_per_image_cross_entropy(found):
     assert [c for c, _ in preds.top(i)] == [found.classes[int(k)] for k in probs[i].topk(3).indices]
     assert [p for _, p in preds.top(i)] == pytest.approx(probs[i].topk(3).values.tolist(), abs=1e-5)
     assert np.array_equal(preds.predicted, logits.argmax(1).numpy())
+
+
+def test_confusion_cells_list_the_mistakes_most_frequent_first_then_the_right_answers():
+    confusion = np.array([[5, 2, 0],
+                          [7, 0, 2],
+                          [0, 0, 9]])
+    # mistakes: 7 (1->0), then the two 2s in row order (0->1 before 1->2); right answers class by class,
+    # the empty diagonal cell of class 1 and the empty mistakes left out
+    assert confusion_cells(confusion) == [(1, 0), (0, 1), (1, 2), (0, 0), (2, 2)]
+    assert confusion_cells(np.zeros((2, 2), dtype=np.int64)) == []
 
 
 def test_a_confusion_cell_holds_exactly_its_images(found, digits_run):

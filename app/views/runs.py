@@ -10,8 +10,8 @@ from PIL import Image
 
 from app.common import cached_run_data, show_error
 from cnnlab.errors import CnnlabError, DataError
-from cnnlab.evaluate import evaluate_run
-from cnnlab.mistakes import MAX_TRAIN_IMAGES, RunMistakes
+from cnnlab.evaluate import evaluate_run, row_shares
+from cnnlab.mistakes import MAX_TRAIN_IMAGES, RunMistakes, confusion_cells
 from cnnlab.runs import curve_rows, delete_run, format_duration, list_runs, load_run, runs_table
 
 st.title("Runs")
@@ -160,9 +160,8 @@ def draw_evaluation(res, best: float | None, chart_key: str):
 
     st.markdown("**Confusion matrix** (rows: true class, columns: predicted; colour: share of the row). "
                 "Click a cell to see its images below.")
-    conf = res.confusion
-    rows_total = conf.sum(axis=1, keepdims=True).clip(min=1)
-    cells = pd.DataFrame([(res.classes[i], res.classes[j], i, j, int(conf[i, j]), float(conf[i, j] / rows_total[i, 0]))
+    conf, shares = res.confusion, row_shares(res.confusion)
+    cells = pd.DataFrame([(res.classes[i], res.classes[j], i, j, int(conf[i, j]), float(shares[i, j]))
                           for i in range(n) for j in range(n)], columns=["true", "predicted", "t", "p", "images", "share"])
     step = max(6, min(40, 560 // n))  # pixels per cell
     pick = alt.selection_point(name="cell", fields=["t", "p"], on="click", clear="dblclick")
@@ -246,9 +245,7 @@ def draw_mistakes(run, res, event, stamp: float) -> None:
         st.session_state[click_key] = cell
         if cell is not None:
             st.session_state[choice_key] = f"{cell[0]} {cell[1]}"
-    wrong = sorted(((i, j) for i in range(n) for j in range(n) if i != j and conf[i, j]), key=lambda c: -conf[c])
-    right = [(i, i) for i in range(n) if conf[i, i]]
-    options = [TOP] + [f"{i} {j}" for i, j in wrong + right]
+    options = [TOP] + [f"{i} {j}" for i, j in confusion_cells(conf)]  # the mistakes first, the most frequent first
     chosen = st.session_state.get(choice_key)
     if chosen is not None and chosen not in options:  # a clicked empty cell stays choosable
         options.append(chosen)
