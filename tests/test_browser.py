@@ -11,7 +11,6 @@ import math
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from apphelpers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -44,12 +44,6 @@ ERROR_SELECTOR = '[data-testid="stAlertContentError"], [data-testid="stException
 def stop_button(page):
     """The Train page's Stop, not Streamlit's own header "Stop" shown while a rerun is in progress."""
     return page.get_by_test_id("stMainBlockContainer").get_by_role("button", name="Stop")
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def shots(tmp_path_factory):
@@ -310,7 +304,7 @@ def test_gradio_demo_upload_shows_labels(browser, digits_run, tmp_path, monkeypa
     cache, run = digits_run
     monkeypatch.setenv("CNNLAB_CACHE", str(cache))  # the demo reads the session's run (read only)
     demo = gradio_demo.build_demo(gradio_demo.available_choices(run=run.run_id), k=3)
-    port = gradio_demo.free_port()
+    port = free_port()
     gradio_demo.launch(demo, "127.0.0.1", port, share=False, block=False)
     try:
         photo = tmp_path / "chelsea.png"
