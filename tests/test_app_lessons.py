@@ -178,6 +178,33 @@ def test_earlier_results_can_be_picked_and_the_newest_is_shown_first():
     assert list(at.table[0].value["best val top-1"]) == ["90.0%", "50.0%"]
 
 
+def test_a_saved_result_is_deleted_after_a_confirmation_and_the_others_stay():
+    from cnnlab.lessons import get_lesson, list_results
+
+    lesson = get_lesson(LESSON)
+    now = datetime.now()
+    older = fake_result(lesson, created=now - timedelta(days=1))
+    trial = fake_result(lesson, created=now, overrides=TINY)  # e.g. a trial run before class
+    at = open_page()
+    assert at.selectbox(key="lesson-result").value == trial
+    at.button(key="lesson-delete").click().run()
+    assert not at.exception
+    assert any(trial in w.value for w in at.warning)  # which result, said before anything is removed
+    assert at.button(key="lesson-delete-confirm").disabled  # not before "I am sure"
+    at.button(key="lesson-delete-cancel").click().run()
+    assert "lesson-delete-confirm" not in [b.key for b in at.button]
+    assert [r.id for r in list_results(LESSON)] == [trial, older]  # cancel removed nothing
+    at.button(key="lesson-delete").click().run()
+    at.checkbox(key=f"lesson-sure-{trial}").check().run()
+    at.button(key="lesson-delete-confirm").click().run()
+    assert not at.exception and not at.error
+    assert [r.id for r in list_results(LESSON)] == [older]
+    assert any(trial in s.value and "deleted" in s.value for s in at.success)
+    assert at.session_state["lesson-result"] == older  # the remaining result is shown
+    assert "lesson-result" not in [w.key for w in at.selectbox]  # one result left: no picker
+    assert at.button(key="lesson-run").label == "Run again"
+
+
 def test_running_a_tiny_lesson_through_the_page_shows_the_table_and_conclusion():
     from cnnlab.lessons import lesson_runs, load_result
 

@@ -5,7 +5,7 @@ quick budget took when measured by ``python -m cnnlab lessons --measure``, or a 
 uploaded or given by path), runs one (every arm a background job on the shared queue, one live
 chart overlaying the arms) and shows its result: the conclusion, the side-by-side table, the
 overlaid curves and the plots the lesson asks for, and whether the run showed the effect the lecture
-teaches. A lesson already run is shown from disk.
+teaches. A lesson already run is shown from disk; a saved result can be deleted (after a confirmation).
 
 Test and teacher hook: settings applied on top of every arm (e.g. ``{"epochs": 1, "max_steps": 3}``
 for a tiny run) come from ``st.session_state["lesson_overrides"]`` (AppTest sets it) or, failing
@@ -20,7 +20,6 @@ import json
 import math
 import os
 import re
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import altair as alt
@@ -32,23 +31,27 @@ from app.share import setting_shown
 from cnnlab.errors import CnnlabError, LessonError
 from cnnlab.lessons import (
     BUDGETS,
-    BUILTIN_DIR,
     COLUMN_LABELS,
+    MAX_LESSON_BYTES,
     PLOTS,
     Lesson,
+    LessonRun,
+    StoredResult,
     about,
     budget_summary,
+    delete_result,
     full_budget_state,
+    lesson_at,
     lesson_runs,
     list_results,
     measured_label,
-    parse_lesson,
+    own_lessons_run,
+    read_builtin,
     read_measured,
-    read_lesson,
     result_table,
     start_lesson,
+    uploaded_lesson,
 )
-from cnnlab.lessons.spec import MAX_LESSON_BYTES, lesson_name
 
 OVERRIDES_KEY = "lesson_overrides"  # session-state test hook (see the module docstring)
 OVERRIDES_ENV = "CNNLAB_LESSON_OVERRIDES"  # the same, for a whole server
@@ -56,6 +59,8 @@ STORE = "lessons-form"  # widget values kept across page switches (app.common.re
 LIVE = "lesson-live"  # the LessonRun.id this session follows
 PICK = "lesson-result"  # the result shown (a result id)
 ENDED = "lesson-ended"  # what a followed run ended with, shown once
+CONFIRM = "lesson-confirm"  # the result id whose deletion awaits confirmation
+DELETED = "lesson-deleted"  # a result deleted on the previous rerun, said once
 BUILTIN, OWN = "builtin", "own"
 # Tableau 10: distinct colours, one per arm (a lesson has at most 8), the same in every chart.
 PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#eeca3b", "#9d755d",
@@ -140,34 +145,10 @@ def overrides() -> tuple[dict[str, Any], str]:
     return dict(value), where
 
 
-def builtin_lessons() -> list[Lesson]:
-    """The built-in lessons; a broken file is reported and the others still listed."""
-    lessons = []
-    for path in sorted(BUILTIN_DIR.glob("*.toml")):
-        try:
-            lessons.append(read_lesson(path, builtin=True))
-        except CnnlabError as err:
-            show_error(err, context="A built-in lesson cannot be read")
-    return lessons
-
-
 UPLOAD, PATH, SAVED = "upload", "path", "saved"
 OPEN_LABELS = {UPLOAD: "Upload a file", PATH: "A path on this server", SAVED: "One run before on this machine"}
 FORMAT_HINT = ("A lesson is a small TOML file: a title, the question, a shared base config, two to eight arms and "
                "a conclusion template; the built-in ones in `cnnlab/lessons/` are examples of the format.")
-
-
-def uploaded_lesson(up) -> Lesson:
-    data = up.getvalue()
-    if len(data) > MAX_LESSON_BYTES:
-        raise LessonError(f"{up.name}: a lesson file is at most {MAX_LESSON_BYTES // 1024} KB.")
-    if not up.name.lower().endswith(".toml"):
-        raise LessonError(f"{up.name}: a lesson is a .toml file.")
-    try:
-        source = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise LessonError(f"{up.name}: not a UTF-8 text file (a lesson is a TOML text file).") from None
-    return parse_lesson(source, lesson_name(Path(up.name).stem), source=up.name)
 
 
 def own_lesson() -> Lesson | None:
@@ -180,20 +161,14 @@ def own_lesson() -> Lesson | None:
             up = st.file_uploader("A lesson file (.toml)", type=["toml"], key="lesson-upload", max_upload_size=1,
                                   help=f"At most {MAX_LESSON_BYTES // 1024} KB. {FORMAT_HINT}")
             if up is not None:
-                return uploaded_lesson(up)
+                return uploaded_lesson(up.name, up.getvalue())
         elif how == PATH:
             path = st.text_input("The path of a .toml lesson file on this server",
                                  key=remember(STORE, "lesson-path", ""), placeholder="e.g. ~/lessons/my_lesson.toml")
-            path = path.strip()
-            if path:
-                if not path.lower().endswith(".toml"):
-                    raise LessonError(f"{path}: only .toml lesson files can be opened here.")
-                return read_lesson(path)
+            if path.strip():
+                return lesson_at(path)
         else:
-            saved: dict[str, Any] = {}
-            for r in list_results():  # newest first: each lesson as it was last run
-                if not r.data.get("builtin") and r.lesson is not None:
-                    saved.setdefault(r.data["lesson"], r)
+            saved = own_lessons_run()  # each lesson as it was last run
             if not saved:
                 st.info("No lesson of your own has been run on this machine yet.", icon=":material/info:")
                 return None
@@ -506,6 +481,175 @@ def show_result(stored, lesson: Lesson) -> None:
             st.altair_chart(chart, width="stretch")
 
 
+# ---- the page's parts -----------------------------------------------------------------------------
+
+
+def pick_builtin(measured: Mapping[str, Any]) -> Lesson | None:
+    """One of the course's lessons, one line each with its measured time; a broken file is reported."""
+    lessons, problems = read_builtin()
+    for err in problems:
+        show_error(err, context="A built-in lesson cannot be read")
+    if not lessons:
+        return None
+    by_name = {x.name: x for x in lessons}
+    if st.session_state.get("lesson-pick", st.session_state.get(STORE, {}).get("lesson-pick")) not in by_name:
+        st.session_state.pop("lesson-pick", None)
+        st.session_state.get(STORE, {}).pop("lesson-pick", None)
+    pick_key = remember(STORE, "lesson-pick", lessons[0].name, options=list(by_name))
+    if setting_shown(pick_key):
+        # one line per lesson, no scroll box: the chosen one's question and arms are shown below
+        st.radio(
+            "Lesson", list(by_name), key=pick_key,
+            format_func=lambda n: f"{list(by_name).index(n) + 1}. {by_name[n].title}"
+            + (f" · {about(measured[n]['seconds'])}" if n in measured else ""),
+            help="The time is the quick budget's, as measured by `python -m cnnlab lessons --measure`.",
+        )
+    return by_name[st.session_state[pick_key]]
+
+
+def choose_lesson(measured: Mapping[str, Any]) -> Lesson | None:
+    kind = st.segmented_control("Lessons", [BUILTIN, OWN], key=remember(STORE, "lesson-kind", BUILTIN),
+                                format_func={BUILTIN: "The course's lessons", OWN: "Your own lesson file"}.get,
+                                label_visibility="collapsed", required=True) or BUILTIN
+    return pick_builtin(measured) if kind == BUILTIN else own_lesson()
+
+
+def describe_lesson(lesson: Lesson, measured: Mapping[str, Any]) -> None:
+    """Other lessons running, then this one's title, origin, question and arms."""
+    for other in lesson_runs():
+        if not other.done and not same_lesson(other.lesson, lesson):
+            st.caption(f":material/pending: Also running: {text(other.lesson.title)} ({other.budget} budget, "
+                       f"{other.progress:.0%}).")
+    st.divider()
+    st.subheader(lesson.title, anchor=False)
+    timed = measured.get(lesson.name) if lesson.builtin else None
+    st.caption(f"Seed {lesson.seed_label} · lesson `{lesson.name}`"
+               + (f" · from {text(lesson.path)}" if not lesson.builtin and lesson.path else "")
+               + (f" · quick budget {measured_label(timed)}" if timed else ""))
+    st.markdown(f"**Question.** {text(lesson.question)}")
+    st.markdown("\n".join(f"- **{text(a.name)}**" + (f": {text(a.note)}" if a.note else "") for a in lesson.arms))
+
+
+def followed_run(lesson: Lesson) -> LessonRun | None:
+    """The run of ``lesson`` still going that this session follows (one it started, or one started
+    before a reload or from another tab); a followed run that has ended hands over its result."""
+    running = find_run(st.session_state.get(LIVE))
+    if running is not None and running.done:  # the run this session followed has ended since the last rerun
+        st.session_state.pop(LIVE, None)
+        if running.result_id:
+            st.session_state[PICK] = running.result_id
+        if running.state == "failed":
+            st.session_state[ENDED] = running.message
+        running = None
+    if running is None or not same_lesson(running.lesson, lesson):
+        running = next((r for r in reversed(lesson_runs(lesson.name)) if not r.done and same_lesson(r.lesson, lesson)),
+                       None)
+        if running is not None:
+            st.session_state[LIVE] = running.id
+    return running
+
+
+def budget_choice(lesson: Lesson, running: LessonRun | None, extra: Mapping[str, Any],
+                  extra_from: str) -> tuple[str, list[StoredResult]]:
+    """The budget radio, the Run button (a press starts the lesson) and what the budget trains; the
+    budget and this lesson's saved results in it."""
+    can_full, why_full = full_budget_state(lesson)
+    if not can_full and st.session_state.get("lesson-budget") == "full":
+        st.session_state["lesson-budget"] = "quick"
+    c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+    budget_key = remember(STORE, "lesson-budget", "quick", options=BUDGETS)
+    if not can_full and st.session_state[budget_key] == "full":  # e.g. a link asking for the full budget here
+        st.session_state[budget_key] = st.session_state[STORE][budget_key] = "quick"
+    if setting_shown(budget_key):
+        c1.radio("Budget", BUDGETS, key=budget_key, horizontal=True,
+                 format_func=BUDGET_LABELS.get, disabled=running is not None or not can_full)
+    budget = running.budget if running is not None else st.session_state[budget_key]
+    results = results_of(lesson, budget)
+    start = c2.button("Run again" if results else "Run", type="primary",
+                      icon=":material/play_arrow:", key="lesson-run", disabled=running is not None, width="stretch",
+                      help="Queue every arm of the lesson as a background job; the result is saved and listed below.")
+    why = ("the default" if budget == "quick" else "chosen: " + why_full.rstrip("."))
+    try:
+        summary = budget_summary(lesson, budget, extra)
+    except CnnlabError as err:
+        summary = ""
+        show_error(err, context="The settings for every arm do not fit this lesson")
+    st.caption(f"Runs the **{budget}** budget ({text(why)}). {text(summary.split(': ', 1)[-1])}")
+    if not can_full:
+        st.caption(f":material/block: The full budget is not offered here: {text(why_full)}")
+    if extra:
+        st.caption(f":material/tune: Settings for every arm from {extra_from} (a test or teacher hook): "
+                   + ", ".join(f"{k}={v}" for k, v in extra.items()))
+    if start and running is None:
+        try:
+            started = start_lesson(lesson, budget, overrides=extra)
+        except CnnlabError as err:
+            show_error(err, context="The lesson did not start")
+        else:
+            st.session_state[LIVE] = started.id
+            st.session_state.pop(ENDED, None)
+            st.rerun()  # drawn again as running: Run and the budget disabled, the live view
+    return budget, results
+
+
+def result_label(stored: StoredResult, newest: bool) -> str:
+    d = stored.data
+    settings = (" · settings: " + ", ".join(f"{k}={v}" for k, v in d["overrides"].items())
+                if d.get("overrides") else "")
+    return (f"{str(d['created']).replace('T', ' ')[:19]}" + (" · newest" if newest else "")
+            + (" · stopped" if d.get("state") == "cancelled" else "") + settings)
+
+
+def delete_control(result_id: str) -> None:
+    """Delete a saved result (e.g. a trial run before class), after a confirmation."""
+    st.divider()
+    if st.button("Delete this result…", key="lesson-delete", icon=":material/delete:",
+                 help="Remove this saved result; the runs of its arms stay on the Runs page."):
+        st.session_state[CONFIRM] = result_id
+    if st.session_state.get(CONFIRM) != result_id:
+        return
+    with st.container(border=True):
+        st.warning(f"Delete the lesson result **{result_id}**? Its table, curves and conclusion are removed for "
+                   "good. The runs of its arms and the other results are not touched.")
+        sure = st.checkbox("I am sure", key=f"lesson-sure-{result_id}")
+        c1, c2, _ = st.columns([1, 1, 4])
+        if c1.button("Delete for good", type="primary", disabled=not sure, key="lesson-delete-confirm"):
+            try:
+                delete_result(result_id)
+            except CnnlabError as err:
+                show_error(err, context="The result was not deleted")
+            else:
+                st.session_state.pop(CONFIRM, None)
+                st.session_state.pop(PICK, None)
+                st.session_state[DELETED] = result_id
+                st.rerun()
+        if c2.button("Cancel", key="lesson-delete-cancel"):
+            st.session_state.pop(CONFIRM, None)
+            st.rerun()
+
+
+def saved_results(lesson: Lesson, budget: str, results: Sequence[StoredResult]) -> None:
+    """The saved results of ``lesson`` in ``budget`` (newest first): the chosen one shown, and a way to
+    delete it."""
+    st.subheader("Result", anchor=False)
+    deleted = st.session_state.pop(DELETED, None)
+    if deleted:
+        st.success(f"Lesson result {deleted} deleted. The runs of its arms were not touched.",
+                   icon=":material/delete:")
+    if not results:
+        st.info(f"This lesson has no saved result in the {budget} budget on this machine yet: press **Run**. "
+                "The result is saved and opens here instantly next time.", icon=":material/info:")
+        return
+    by_id = {r.id: r for r in results}
+    if st.session_state.get(PICK) not in by_id:
+        st.session_state[PICK] = results[0].id
+    if len(results) > 1:
+        st.selectbox("Saved results of this lesson (newest first)", list(by_id), key=PICK,
+                     format_func=lambda rid: result_label(by_id[rid], rid == results[0].id))
+    show_result(by_id[st.session_state[PICK]], lesson)
+    delete_control(st.session_state[PICK])
+
+
 # ---- the page -------------------------------------------------------------------------------------
 
 st.title("Lessons")
@@ -520,127 +664,19 @@ except CnnlabError as err:
     show_error(err, context="The lesson settings hook is ignored")
     extra, extra_from = {}, ""
 
-kind = st.segmented_control("Lessons", [BUILTIN, OWN], key=remember(STORE, "lesson-kind", BUILTIN),
-                            format_func={BUILTIN: "The course's lessons", OWN: "Your own lesson file"}.get,
-                            label_visibility="collapsed", required=True) or BUILTIN
-lesson: Lesson | None = None
 measured = read_measured()  # cnnlab/lessons/measured.json: each built-in lesson's quick budget, timed
-if kind == BUILTIN:
-    lessons = builtin_lessons()
-    if not lessons:
-        st.stop()
-    by_name = {x.name: x for x in lessons}
-    if st.session_state.get("lesson-pick", st.session_state.get(STORE, {}).get("lesson-pick")) not in by_name:
-        st.session_state.pop("lesson-pick", None)
-        st.session_state.get(STORE, {}).pop("lesson-pick", None)
-    pick_key = remember(STORE, "lesson-pick", lessons[0].name, options=list(by_name))
-    if setting_shown(pick_key):
-        # one line per lesson, no scroll box: the chosen one's question and arms are shown below
-        st.radio(
-            "Lesson", list(by_name), key=pick_key,
-            format_func=lambda n: f"{list(by_name).index(n) + 1}. {by_name[n].title}"
-            + (f" · {about(measured[n]['seconds'])}" if n in measured else ""),
-            help="The time is the quick budget's, as measured by `python -m cnnlab lessons --measure`.",
-        )
-    lesson = by_name[st.session_state[pick_key]]
-else:
-    lesson = own_lesson()
+lesson = choose_lesson(measured)
 if lesson is None:
     st.stop()
-
-for other in lesson_runs():
-    if not other.done and not same_lesson(other.lesson, lesson):
-        st.caption(f":material/pending: Also running: {text(other.lesson.title)} ({other.budget} budget, "
-                   f"{other.progress:.0%}).")
-
-# ---- the chosen lesson ------------------------------------------------------------------------------
-st.divider()
-st.subheader(lesson.title, anchor=False)
-timed = measured.get(lesson.name) if lesson.builtin else None
-st.caption(f"Seed {lesson.seed_label} · lesson `{lesson.name}`"
-           + (f" · from {text(lesson.path)}" if not lesson.builtin and lesson.path else "")
-           + (f" · quick budget {measured_label(timed)}" if timed else ""))
-st.markdown(f"**Question.** {text(lesson.question)}")
-st.markdown("\n".join(f"- **{text(a.name)}**" + (f": {text(a.note)}" if a.note else "") for a in lesson.arms))
-
-running = find_run(st.session_state.get(LIVE))
-if running is not None and running.done:  # the run this session followed has ended since the last rerun
-    st.session_state.pop(LIVE, None)
-    if running.result_id:
-        st.session_state[PICK] = running.result_id
-    if running.state == "failed":
-        st.session_state[ENDED] = running.message
-    running = None
-if running is None or not same_lesson(running.lesson, lesson):
-    running = next((r for r in reversed(lesson_runs(lesson.name)) if not r.done and same_lesson(r.lesson, lesson)),
-                   None)
-    if running is not None:  # e.g. started before a reload, or from another tab
-        st.session_state[LIVE] = running.id
-
-can_full, why_full = full_budget_state(lesson)
-if not can_full and st.session_state.get("lesson-budget") == "full":
-    st.session_state["lesson-budget"] = "quick"
-c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
-budget_key = remember(STORE, "lesson-budget", "quick", options=BUDGETS)
-if not can_full and st.session_state[budget_key] == "full":  # e.g. a link asking for the full budget here
-    st.session_state[budget_key] = st.session_state[STORE][budget_key] = "quick"
-if setting_shown(budget_key):
-    c1.radio("Budget", BUDGETS, key=budget_key, horizontal=True,
-             format_func=BUDGET_LABELS.get, disabled=running is not None or not can_full)
-budget = st.session_state[budget_key]
-if running is not None:
-    budget = running.budget
-results = results_of(lesson, budget)
-start = c2.button("Run again" if results else "Run", type="primary", icon=":material/play_arrow:", key="lesson-run",
-                  disabled=running is not None, width="stretch",
-                  help="Queue every arm of the lesson as a background job; the result is saved and listed below.")
-why = ("the default" if budget == "quick" else "chosen: " + why_full.rstrip("."))
-try:
-    summary = budget_summary(lesson, budget, extra)
-except CnnlabError as err:
-    summary = ""
-    show_error(err, context="The settings for every arm do not fit this lesson")
-st.caption(f"Runs the **{budget}** budget ({text(why)}). {text(summary.split(': ', 1)[-1])}")
-if not can_full:
-    st.caption(f":material/block: The full budget is not offered here: {text(why_full)}")
-if extra:
-    st.caption(f":material/tune: Settings for every arm from {extra_from} (a test or teacher hook): "
-               + ", ".join(f"{k}={v}" for k, v in extra.items()))
-
-if start and running is None:
-    try:
-        started = start_lesson(lesson, budget, overrides=extra)
-    except CnnlabError as err:
-        show_error(err, context="The lesson did not start")
-    else:
-        st.session_state[LIVE] = started.id
-        st.session_state.pop(ENDED, None)
-        st.rerun()  # drawn again as running: Run and the budget disabled, the live view
+describe_lesson(lesson, measured)
+running = followed_run(lesson)
+budget, results = budget_choice(lesson, running, extra, extra_from)
 
 ended = st.session_state.pop(ENDED, None)
 if ended:
     show_error(ended, context="The lesson stopped")
-
 if running is not None:
     st.subheader("Running", anchor=False)
     live_view(running.id)
-    st.stop()
-
-st.subheader("Result", anchor=False)
-if not results:
-    st.info(f"This lesson has no saved result in the {budget} budget on this machine yet: press **Run**. "
-            "The result is saved and opens here instantly next time.", icon=":material/info:")
-    st.stop()
-by_id = {r.id: r for r in results}
-if st.session_state.get(PICK) not in by_id:
-    st.session_state[PICK] = results[0].id
-if len(results) > 1:
-    def result_label(rid: str) -> str:
-        d = by_id[rid].data
-        extra_text = (" · settings: " + ", ".join(f"{k}={v}" for k, v in d["overrides"].items())
-                      if d.get("overrides") else "")
-        return (f"{str(d['created']).replace('T', ' ')[:19]}" + (" · newest" if rid == results[0].id else "")
-                + (" · stopped" if d.get("state") == "cancelled" else "") + extra_text)
-
-    st.selectbox("Saved results of this lesson (newest first)", list(by_id), key=PICK, format_func=result_label)
-show_result(by_id[st.session_state[PICK]], lesson)
+else:
+    saved_results(lesson, budget, results)
