@@ -31,11 +31,9 @@ import json
 import math
 import os
 import re
-import secrets
 import shutil
 import socket
 import stat
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -46,6 +44,7 @@ from torch import nn
 
 from . import models
 from .errors import CheckpointMismatchError, CnnlabError, RunError, RunNotFoundError, UnknownModelError
+from .files import atomic_file, atomic_write_text, unique_folder
 from .paths import runs_dir
 from .safeload import load_state_dict_file
 from .tensorboard_log import TensorBoardRecorder
@@ -68,23 +67,8 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, then ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def _atomic_write_json(path: Path, obj: Any) -> None:
-    _atomic_write_bytes(path, (json.dumps(obj, indent=2, default=_json_default) + "\n").encode())
+    atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
 
 
 def _json_default(o: Any) -> Any:
@@ -383,19 +367,10 @@ class RunWriter:
             os.fsync(f.fileno())
 
     def save_best(self, state_dict: Mapping[str, torch.Tensor]) -> None:
-        """Write ``best.pt`` atomically (temporary file in the run folder, then ``os.replace``)."""
+        """Write ``best.pt`` atomically: a reader (the app) sees the previous best or this one."""
         cpu_state = {k: v.detach().to("cpu", copy=True) for k, v in state_dict.items()}
-        fd, tmp = tempfile.mkstemp(prefix=".best.pt.", suffix=".tmp", dir=self.path)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(cpu_state, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path / "best.pt")
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        with atomic_file(self.path / "best.pt") as f:
+            torch.save(cpu_state, f)
 
     def set_status(self, status: str, message: str = "", **extra: Any) -> None:
         if status not in STATUSES:
@@ -410,26 +385,15 @@ class RunWriter:
         _atomic_write_json(self.path / "status.json", record)
 
 
-def new_run_id(model: str, dataset: str) -> str:
-    return f"{time.strftime('%Y%m%d-%H%M%S')}-{_slug(model)}-{_slug(dataset)}-{secrets.token_hex(2)}"
-
-
 def create_run(config: Mapping[str, Any], meta: Mapping[str, Any]) -> RunWriter:
     """Create a run folder with ``config.json``, ``meta.json`` and a "running" status."""
-    root = runs_dir()
-    root.mkdir(parents=True, exist_ok=True)
     model = str(meta.get("model") or config.get("model") or "model")
     dataset = str(meta.get("dataset") or config.get("dataset") or "data")
-    for _ in range(100):
-        run_id = new_run_id(model, dataset)
-        path = root / run_id
-        try:
-            path.mkdir()
-            break
-        except FileExistsError:
-            continue
-    else:  # pragma: no cover - 100 collisions of a 16-bit suffix within one second
-        raise RunError(f"could not create a new run folder in {root}")
+    try:  # an id like 20261123-142501-lenet-digits-ab12
+        path = unique_folder(runs_dir(), f"{time.strftime('%Y%m%d-%H%M%S')}-{_slug(model)}-{_slug(dataset)}")
+    except FileExistsError:  # pragma: no cover - 100 collisions of a 16-bit suffix within one second
+        raise RunError(f"could not create a new run folder in {runs_dir()}") from None
+    run_id = path.name
     created = _now()
     meta = {**meta, "run_id": run_id, "created": created, "created_ts": time.time()}
     writer = RunWriter(run_id, path, created)

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,6 +26,7 @@ from .data import DataBundle, load_dataset
 from .device import pick_device
 from .errors import CnnlabError, ConfigError, UnsafeFileError
 from .evaluate import evaluate_run
+from .files import atomic_file
 from .jobs import Job, JobManager, get_manager
 from .models import create, get_spec
 from .models.pretrained import fetch_weights
@@ -170,14 +169,8 @@ def pretrained_standin(cfg: StandinConfig, listeners: Sequence[Listener] = (),
             raise ConfigError(f"pretraining the stand-in stopped: {result.message}")
         state = {k: v.detach().cpu() for k, v in result.model.state_dict().items()}
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")  # atomic: temp file, then rename
-        os.close(fd)
-        try:
-            torch.save(state, tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_file(path) as f:  # the other caller reads the whole file or none
+            torch.save(state, f)
         return state
 
 

@@ -403,8 +403,8 @@ def test_files_over_the_class_limit_are_never_read(data_dir, monkeypatch):
 def test_an_image_is_written_once_then_linked(data_dir, monkeypatch):
     maker.create_dataset("direct", ["a", "b"])
     written = []
-    real = maker._write_atomic
-    monkeypatch.setattr(maker, "_write_atomic", lambda path, data: written.append(path.name) or real(path, data))
+    real = maker.atomic_write_text
+    monkeypatch.setattr(maker, "atomic_write_text", lambda path, text: written.append(path.name) or real(path, text))
     replaced = []
     real_replace = maker.os.replace
     monkeypatch.setattr(maker.os, "replace", lambda a, b: replaced.append(str(b)) or real_replace(a, b))

@@ -21,6 +21,7 @@ import torch
 
 from .. import paths
 from ..errors import DataError, UnsafeFileError
+from ..files import atomic_file
 from ..net import DOWNLOADS_DISABLED, offline_forced
 from ..safeload import load_torch_file
 from .images import decode_image, resize_shorter_then_center_crop
@@ -166,13 +167,12 @@ def cache_load(key: str) -> dict | None:
 def cache_save(key: str, payload: dict) -> None:
     """Write ``payload`` atomically; a full disk only costs the cache, never the load."""
     folder = paths.datasets_cache_dir()
-    tmp = folder / f".{key}.{os.getpid()}.tmp"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        torch.save(payload, tmp)
-        os.replace(tmp, folder / key)
+        with atomic_file(folder / key) as f:
+            torch.save(payload, f)
     except OSError:
-        tmp.unlink(missing_ok=True)
+        pass
 
 
 # --------------------------------------------------------------------------------------

@@ -46,7 +46,8 @@ from PIL import Image
 
 from .. import paths
 from ..errors import DataError
-from .folders import IMG_EXTENSIONS
+from ..files import atomic_write_text
+from .folders import IMG_EXTENSIONS, class_folders
 from .images import decode_image
 from .splits import stable_holdout
 
@@ -253,13 +254,6 @@ def _count_images(folder: Path) -> int:
     return len(_list_images(folder)[0])
 
 
-def _class_folders(root: Path) -> list[str]:
-    try:
-        return sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
-    except OSError as exc:
-        raise DataError(f"Cannot list the folder '{root}': {exc.strerror or exc}.") from None
-
-
 def _read_manifest(path: Path) -> tuple[dict[str, Any], list[str]]:
     """The manifest's fields that are well formed, and notes on what was ignored (it is untrusted)."""
     try:
@@ -322,7 +316,7 @@ def read_made(key: str, data_root: str | Path | None = None) -> MadeDataset:
     if cached is not None and cached[0] == stamp:
         return cached[1]
     fields_, notes = _read_manifest(manifest)
-    classes = _class_folders(root)
+    classes = class_folders(root)
     files, size = {}, 0
     for c in classes:
         files[c], n = _list_images(root / c)
@@ -399,27 +393,13 @@ def disk_usage(data_root: str | Path | None = None) -> int:
 # --------------------------------------------------------------------------------------
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """``data`` to ``path`` through a hidden temporary file and a rename (replaces ``path``)."""
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _write_manifest(root: Path, key: str, title: str, classes: Sequence[str], created: str, image_size: int) -> None:
     payload = {
         "cnnlab_dataset": MANIFEST_VERSION, "name": key, "title": title, "classes": list(classes),
         "image_size": image_size, "created": created, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "layout": "<class>/<number>.png; read with load_dataset(name) or load_dataset('folder', root=this folder)",
     }
-    _write_atomic(_manifest_path(root), (json.dumps(payload, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+    atomic_write_text(_manifest_path(root), json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
 
 
 def _oserror(action: str, where: Path, exc: OSError) -> DataError:
@@ -456,7 +436,7 @@ def create_dataset(name: str, classes: Sequence[str], title: str | None = None,
             if len(made) >= MAX_DATASETS:
                 raise DataError(f"There are already {len(made)} datasets made here (the limit is {MAX_DATASETS}); add "
                                 f"to one of them, or delete one you no longer need (its folder in {base}).")
-        existing = _class_folders(root) if root.is_dir() else []
+        existing = class_folders(root) if root.is_dir() else []
         wanted = [c for c in (class_name(c) for c in classes) if c not in existing]
         new = class_names(wanted, existing)
         fields_, _ = _read_manifest(_manifest_path(root)) if root.is_dir() else ({}, [])
@@ -641,7 +621,7 @@ def _full_disk_reason(shown: str, used: int) -> str:
 def _touch(made: MadeDataset) -> None:
     """Rewrite the manifest (its time tells the pickers something changed); a failure costs nothing saved."""
     try:
-        _write_manifest(made.root, made.key, made.title, _class_folders(made.root), made.created or
+        _write_manifest(made.root, made.key, made.title, class_folders(made.root), made.created or
                         time.strftime("%Y-%m-%dT%H:%M:%S"), made.image_size)
     except (OSError, DataError):
         pass
@@ -689,7 +669,7 @@ def _class_folder(key: str, class_: str, data_root: str | Path | None) -> Path:
     """The folder of an existing class (any name found on disk, but only those: no path is built
     from anything else)."""
     root = dataset_dir(key, data_root)
-    if class_ not in _class_folders(root):
+    if class_ not in class_folders(root):
         raise DataError(f"The dataset {key!r} has no class {class_!r}.")
     return root / class_
 
