@@ -30,18 +30,14 @@ from torch import nn
 
 from .errors import CnnlabError, LayerNotFoundError
 from .locks import model_lock
+from .models import evaluating
 
 
 @contextmanager
 def _inspecting(model: nn.Module) -> Iterator[None]:
     """Hold the model's lock (see :mod:`cnnlab.locks`) in eval mode; restore the mode after."""
-    with model_lock(model):
-        was_training = model.training
-        model.eval()
-        try:
-            yield
-        finally:
-            model.train(was_training)
+    with model_lock(model), evaluating(model):
+        yield
 
 
 # --- layer names -----------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from torch.utils._pytree import tree_flatten
 from torchinfo import summary as torchinfo_summary
 
 from .errors import CnnlabError, InputSizeError, InputTooSmallError
-from .models import create, get_spec
+from .models import count_params, create, get_spec
 from .models._input_checks import (
     CONV,
     POOL,
@@ -435,8 +435,7 @@ def summarize(
         rf = rec.get("rf")
         geom = rec.get("geometry")
         is_leaf = not any(True for _ in module.children())
-        own_params = sum(p.numel() for p in module.parameters())
-        own_trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+        own_params, own_trainable = count_params(module), count_params(module, trainable_only=True)
         name = names.get(key, info.var_name)
         if idx > 0:  # a module used several times (LeNet's one Tanh): its calls as capture names them
             name = f"{name}#{idx + 1}"
@@ -466,8 +465,7 @@ def summarize(
     # containers: MACs are the sum of their leaves' (computed bottom-up over the call order)
     _sum_container_macs(rows)
     leaves = [r for r in rows if r.is_leaf]
-    total_params = sum(p.numel() for p in net.parameters())
-    trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    total_params, trainable = count_params(net), count_params(net, trainable_only=True)
     activation_values = 0
     for key, calls in recorder.calls.items():
         activation_values += sum(c.get("numel", 0) for c in calls if not c.get("inplace"))

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from .models import evaluating
 from .train import EndEvent, EpochEvent, Prepared, Recorder, StepEvent
 
 log = logging.getLogger(__name__)
@@ -61,17 +62,13 @@ class TensorBoardRecorder(Recorder):
         self.writer.add_text("train images", ", ".join(setup.classes[i] for i in labels))
 
     def _graph(self, setup: Prepared) -> None:
-        model, was_training = setup.model, setup.model.training
-        model.eval()  # tracing runs one forward pass: no batch-norm statistics may move
-        try:
+        try:  # tracing runs one forward pass: in eval mode, so that no batch-norm statistics move
             x = setup.val_pipe.eval_batch(setup.val_x[:1])
-            with torch.no_grad(), warnings.catch_warnings():
+            with evaluating(setup.model) as model, torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # tracing's deprecation and TracerWarnings: not the user's concern
                 self.writer.add_graph(model, x)
         except Exception as e:  # noqa: BLE001 - some models cannot be traced; the rest of the log can
             log.info("TensorBoard graph of %s not written: %s", setup.config.model, e)
-        finally:
-            model.train(was_training)
 
     def __call__(self, event: Any) -> None:
         w = self.writer

@@ -4,11 +4,7 @@ import pytest
 import torch
 
 from cnnlab.errors import CnnlabError, InputSizeError, ModelConfigError, UnknownModelError
-from cnnlab.models import create, get_spec, list_models
-
-
-def n_params(model):
-    return sum(p.numel() for p in model.parameters())
+from cnnlab.models import count_params, create, evaluating, get_spec, list_models
 
 
 def meta(name, **kw):
@@ -35,13 +31,13 @@ SEED_COUNTS = [
 
 @pytest.mark.parametrize("name,kwargs,expected,where", SEED_COUNTS, ids=[c[3] for c in SEED_COUNTS])
 def test_seed_parameter_counts(name, kwargs, expected, where):
-    assert n_params(meta(name, **kwargs)) == expected
+    assert count_params(meta(name, **kwargs)) == expected
 
 
 def test_lenet_layer_counts_match_seed_text():
     # seed 002 spells out each layer: C1 156, C3 2416, F5 30840, F6 10164, F7 850
     m = meta("lenet")
-    assert [n_params(getattr(m, k)) for k in ("C1", "C3", "F5", "F6", "F7")] == [156, 2416, 30840, 10164, 850]
+    assert [count_params(getattr(m, k)) for k in ("C1", "C3", "F5", "F6", "F7")] == [156, 2416, 30840, 10164, 850]
     assert isinstance(m.activation, torch.nn.Tanh) and isinstance(m.S2, torch.nn.AvgPool2d)
     v2 = meta("lenet_v2")
     assert isinstance(v2.activation, torch.nn.ReLU) and isinstance(v2.S2, torch.nn.MaxPool2d)
@@ -106,7 +102,7 @@ def test_models_return_logits_not_log_probabilities():
 
 
 def test_adaptive_variant_same_weights_any_size():
-    assert n_params(meta("alexnet_adaptive")) == n_params(meta("alexnet"))
+    assert count_params(meta("alexnet_adaptive")) == count_params(meta("alexnet"))
     m = create("lenet_adaptive").eval()
     assert m(torch.randn(1, 1, 40, 40)).shape == (1, 10)
     m = create("cifar_resnet_adaptive").eval()
@@ -220,8 +216,8 @@ def test_pretrained_models_are_specs_of_the_one_registry():
     assert get_spec("lenet").weights is None and get_spec("lenet").categories is None
     # the same architecture as the zoo's seed VGG-16 (138,357,544 parameters); on the meta device
     # the shapes are built without reading any weights file
-    assert n_params(meta("vgg16_imagenet")) == n_params(meta("vgg16")) == 138_357_544
-    assert n_params(meta("pretrained:resnet18")) == 11_689_512
+    assert count_params(meta("vgg16_imagenet")) == count_params(meta("vgg16")) == 138_357_544
+    assert count_params(meta("pretrained:resnet18")) == 11_689_512
     with pytest.raises(ModelConfigError, match="vgg16_transfer"):
         create("vgg16_imagenet", num_classes=10)
     with pytest.raises(ModelConfigError, match="RGB"):
@@ -254,13 +250,13 @@ def test_mlps_are_the_seeds_networks():
         m = meta(name)
         assert [type(c) for c in m.children()][1:] == [torch.nn.Linear, act, torch.nn.Linear]
         assert (m.l1.in_features, m.l1.out_features, m.l2.out_features) == (784, hidden, 10)
-        assert [n_params(m.l1), n_params(m.l2)] == [784 * hidden + hidden, hidden * 10 + 10]
-    assert n_params(meta("mlp_64")) > n_params(meta("lenet")) == 44_426
+        assert [count_params(m.l1), count_params(m.l2)] == [784 * hidden + hidden, hidden * 10 + 10]
+    assert count_params(meta("mlp_64")) > count_params(meta("lenet")) == 44_426
 
 
 def test_mlp_first_layer_sized_from_channels_and_input_size():
     m = meta("mlp_100", in_channels=3, input_size=32, num_classes=100)
-    assert m.l1.in_features == 3 * 32 * 32 and n_params(m) == 3072 * 100 + 100 + 100 * 100 + 100
+    assert m.l1.in_features == 3 * 32 * 32 and count_params(m) == 3072 * 100 + 100 + 100 * 100 + 100
     m = create("mlp_64", in_channels=3, input_size=(16, 20), num_classes=4).eval()
     torch.manual_seed(0)
     y = m(torch.randn(2, 3, 16, 20))
@@ -290,3 +286,21 @@ def test_sized_at_creation_models_do_not_suggest_a_missing_adaptive_twin():
     assert "lenet5_adaptive" not in str(e.value) and "input_size" in str(e.value)
     with pytest.raises(UnknownModelError):
         get_spec("lenet5_adaptive")
+
+
+def test_count_params_counts_all_or_only_the_trainable():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))  # 15 + 8 weights
+    assert count_params(model) == count_params(model, trainable_only=True) == 23
+    model[0].requires_grad_(False)
+    assert (count_params(model), count_params(model, trainable_only=True)) == (23, 8)
+
+
+def test_evaluating_restores_every_module_mode_even_on_error():
+    model = torch.nn.Sequential(torch.nn.Dropout(0.5), torch.nn.BatchNorm1d(3)).train()
+    model[1].eval()  # a mixed model: each module gets its own mode back
+    with evaluating(model) as same:
+        assert same is model and not any(m.training for m in model.modules())
+    assert [m.training for m in model.modules()] == [True, True, False]
+    with pytest.raises(RuntimeError, match="inside"), evaluating(model):
+        raise RuntimeError("inside")
+    assert [m.training for m in model.modules()] == [True, True, False]

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from cnnlab.models import count_params
 from cnnlab.models.pretrained import (
     WeightsUnavailableError,
-    count_trainable,
     fetch_weights,
     get_pretrained_spec,
     load_pretrained,
@@ -83,17 +83,17 @@ def test_offline_flag_skips_the_download(monkeypatch):
 def test_seed_transfer_head_trainable_count(no_network):
     place_fake_weights("vgg16")
     model = transfer_model("vgg16", num_classes=102)
-    assert count_trainable(model) == 1_075_046
+    assert count_params(model, trainable_only=True) == 1_075_046
     frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
     assert frozen == 138_357_544 - (4096 * 1000 + 1000)  # everything but the replaced classifier[6]
     finetune = transfer_model("vgg16", num_classes=102, mode="finetune")
-    assert count_trainable(finetune) == sum(p.numel() for p in finetune.parameters())
+    assert count_params(finetune, trainable_only=True) == sum(p.numel() for p in finetune.parameters())
 
 
 def test_frozen_parameters_get_no_gradient_and_do_not_change(no_network):
     place_fake_weights("resnet18")
     model = transfer_model("resnet18", num_classes=2)
-    assert count_trainable(model) == 512 * 2 + 2
+    assert count_params(model, trainable_only=True) == 512 * 2 + 2
     before = {k: v.clone() for k, v in model.state_dict().items()}
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
     model.train()
@@ -145,14 +145,14 @@ def test_alexnet_transfer_new_last_layer(no_network):
     assert spec.family == "transfer" and spec.seed == "002" and "alexnet_transfer" in list_models(family="transfer")
     state, path = place_fake_weights("alexnet")
     model = create("alexnet_transfer", num_classes=10, pretrained=True)
-    assert count_trainable(model) == 40_970 == 4096 * 10 + 10
+    assert count_params(model, trainable_only=True) == 40_970 == 4096 * 10 + 10
     head = model.classifier[6]
     assert isinstance(head, torch.nn.Linear) and (head.in_features, head.out_features) == (4096, 10)
     assert all(p.requires_grad == n.startswith("classifier.6.") for n, p in model.named_parameters())
     assert torch.equal(model.features[0].weight, state["features.0.weight"])  # ImageNet weights, read by cnnlab
     assert sum(p.numel() for p in model.parameters()) == 61_100_840 - (4096 * 1000 + 1000) + 40_970
     finetune = create("alexnet_transfer", num_classes=10, pretrained=True, mode="finetune")
-    assert count_trainable(finetune) == sum(p.numel() for p in finetune.parameters())
+    assert count_params(finetune, trainable_only=True) == sum(p.numel() for p in finetune.parameters())
     assert torch.equal(finetune.features[0].weight, state["features.0.weight"])
     assert finetune.cnnlab_transfer == {"base": "alexnet", "mode": "finetune", "pretrained": True, "num_classes": 10}
 
@@ -164,4 +164,4 @@ def test_alexnet_transfer_without_its_weights_file(no_network):
         create("alexnet_transfer", num_classes=10, pretrained=True)
     assert not weights_path("alexnet").exists()
     with torch.device("meta"):  # shapes only: no file needed
-        assert count_trainable(create("alexnet_transfer", num_classes=10)) == 61_100_840 - 4_097_000 + 40_970
+        assert count_params(create("alexnet_transfer", num_classes=10), trainable_only=True) == 61_100_840 - 4_097_000 + 40_970

@@ -7,7 +7,7 @@ import argparse
 import torch
 
 from ..inspect import summarize
-from ..models import create, get_spec, list_models
+from ..models import count_params, create, get_spec, list_models
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,7 +38,7 @@ def cmd_models(args) -> int:
         s = get_spec(n)
         with torch.device("meta"):  # shapes only: no memory, and no weights file is read
             m = create(n)
-        params = sum(p.numel() for p in m.parameters())
+        params = count_params(m)
         twin = " +adaptive" if not args.all and s.fixed_input and not s.sized_at_creation else ""
         rows.append((n, s.display_name, s.family, str(s.year), "x".join(map(str, s.input_shape)),
                      str(s.num_classes), f"{params:,}", s.seed, twin))

@@ -22,6 +22,7 @@ from torch import nn
 
 from ..errors import CnnlabError, InputSizeError, InputTooSmallError
 from ._layers import FixedFlatten
+from .tools import evaluating
 
 CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 POOL = (nn.MaxPool2d, nn.AvgPool2d)
@@ -108,10 +109,8 @@ def check_input(model: nn.Module, input_shape: tuple[int, int, int], model_name:
 
     handles = [m.register_forward_pre_hook(before_layer)
                for m in model.modules() if not any(True for _ in m.children())]
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
+        with evaluating(model), torch.no_grad():
             model(torch.empty(1, *input_shape, device="meta"))
     except CnnlabError:
         raise
@@ -120,7 +119,6 @@ def check_input(model: nn.Module, input_shape: tuple[int, int, int], model_name:
     finally:
         for handle in handles:
             handle.remove()
-        model.train(was_training)
 
 
 def smallest_input(model: nn.Module, channels: int, limit: int = 1024) -> int | None:

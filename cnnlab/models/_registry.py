@@ -242,7 +242,3 @@ def _fixed_input_error(spec: ModelSpec, size: tuple[int, int]) -> InputSizeError
         f"{spec.name} is built for {c}x{h}x{w} inputs; {size[0]}x{size[1]} is not supported. "
         f"Use '{spec.name}_adaptive' for other sizes."
     )
-
-
-def all_specs(include_pretrained: bool = False) -> list[ModelSpec]:
-    return [get_spec(n) for n in list_models(include_pretrained=include_pretrained)]

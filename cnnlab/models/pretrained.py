@@ -26,9 +26,7 @@ In the registry, each pretrained model is a :class:`~cnnlab.models.ModelSpec` of
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Callable
 from urllib.parse import urlparse
@@ -46,7 +44,7 @@ from ..safeload import load_state_dict_file
 from ._registry import PRETRAINED_FAMILY, ModelSpec, create, register
 
 __all__ = [
-    "PRETRAINED", "PretrainedSpec", "WeightsUnavailableError", "count_trainable", "fetch_weights",
+    "PRETRAINED", "PretrainedSpec", "WeightsUnavailableError", "fetch_weights",
     "get_pretrained_spec", "load_pretrained", "seed_vgg16_head", "transfer_model", "weights_path",
     "weights_status",
 ]
@@ -113,20 +111,15 @@ def fetch_weights(name: str, progress: bool = True) -> Path:
     if offline_forced():
         raise _missing_error(spec, path, DOWNLOADS_DISABLED)
     found = re.search(r"-([a-f0-9]+)\.", spec.filename)
-    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{spec.filename}.", suffix=".part", dir=path.parent)
-        os.close(fd)
-        torch.hub.download_url_to_file(spec.url, tmp, hash_prefix=found.group(1) if found else None,
+        # torch.hub writes ``<path>.<random>.partial`` and renames it to ``path`` only after the hash
+        # check; a failed download removes it.
+        torch.hub.download_url_to_file(spec.url, str(path), hash_prefix=found.group(1) if found else None,
                                        progress=progress)
-        os.replace(tmp, path)
     except Exception as e:  # URLError, timeouts, HTTP errors, interrupted downloads, hash mismatch
         reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise _missing_error(spec, path, f"the download failed ({reason})") from None
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 
@@ -242,10 +235,6 @@ def transfer_model(
     model.cnnlab_transfer = {"base": name, "mode": mode, "pretrained": pretrained,  # type: ignore[attr-defined]
                              "num_classes": num_classes}
     return model
-
-
-def count_trainable(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def _transfer_builder(base: str):
