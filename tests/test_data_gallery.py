@@ -14,11 +14,7 @@ from cnnlab.data.gallery import (
     count_summary,
     grid_classes,
     mark_patch,
-    max_count,
-    min_count,
-    pixel_patch,
     sample_grid,
-    total_count,
     zoom_patch,
 )
 from cnnlab.errors import CnnlabError, ConfigError
@@ -45,12 +41,11 @@ def test_counts_sum_to_the_split_sizes(name, digits, shapes):
     counts = class_counts(bundle)
     assert [r["class"] for r in counts] == bundle.info.classes
     assert [r["index"] for r in counts] == list(range(bundle.info.num_classes))
-    assert total_count(counts, "train") == len(bundle.train)
-    assert total_count(counts, "val") == len(bundle.val)
-    assert total_count(counts, "test") == (len(bundle.test) if bundle.test is not None else 0)
+    assert count_summary(counts, "train")["total"] == len(bundle.train)
+    assert count_summary(counts, "val")["total"] == len(bundle.val)
+    assert count_summary(counts, "test")["total"] == (len(bundle.test) if bundle.test is not None else 0)
     per_class = torch.bincount(bundle.train.labels, minlength=bundle.info.num_classes).tolist()
     assert [r["train"] for r in counts] == per_class
-    assert min_count(counts) == min(per_class) and max_count(counts) == max(per_class)
     summary = count_summary(counts)
     assert summary["total"] == len(bundle.train)
     assert (summary["min"], summary["max"]) == (min(per_class), max(per_class))
@@ -59,9 +54,9 @@ def test_counts_sum_to_the_split_sizes(name, digits, shapes):
     assert summary["balanced"] == (min(per_class) == max(per_class))
 
 
-def test_count_helpers_refuse_an_unknown_split(digits):
+def test_count_summary_refuses_an_unknown_split(digits):
     with pytest.raises(ConfigError, match="Unknown split 'training'"):
-        total_count(class_counts(digits), "training")
+        count_summary(class_counts(digits), "training")
 
 
 @pytest.mark.parametrize("name, per_class, size", [("digits", 6, 64), ("shapes", 3, 32), ("shapes", 1, 16)])
@@ -163,19 +158,16 @@ def test_channel_views_refuse_what_is_not_an_image(bad, message):
 
 def test_patch_values_are_the_tensors_values(digits, shapes):
     grey = digits.train.images[5]
-    patch = pixel_patch(grey, 10, 12, 8)
-    assert len(patch) == 8 and all(len(r) == 8 for r in patch)
+    [(name, patch)] = channel_patch(grey, 10, 12, 8)
+    assert name == "grey" and len(patch) == 8 and all(len(r) == 8 for r in patch)
     assert patch == grey[0, 12:20, 10:18].tolist()
     colour = shapes.train.images[3]
-    patch = pixel_patch(colour, 20, 3, 4)
-    for r in range(4):
-        for k in range(4):
-            assert patch[r][k] == tuple(colour[:, 3 + r, 20 + k].tolist())
     per_channel = channel_patch(colour, 20, 3, 4)
     assert [n for n, _ in per_channel] == ["R", "G", "B"]
     for c, (_, rows) in enumerate(per_channel):
         assert rows == colour[c, 3:7, 20:24].tolist()
-    assert pixel_patch(colour, 31, 31, 1) == [[tuple(colour[:, 31, 31].tolist())]]  # the last pixel
+    last = channel_patch(colour, 31, 31, 1)  # the last pixel
+    assert [rows for _, rows in last] == [[[v]] for v in colour[:, 31, 31].tolist()]
 
 
 def test_zoomed_patch_and_marked_image(shapes):
@@ -196,6 +188,6 @@ def test_zoomed_patch_and_marked_image(shapes):
 ])
 def test_patch_out_of_bounds_is_refused(shapes, x, y, size, message):
     with pytest.raises(ConfigError, match=message):
-        pixel_patch(shapes.train.images[0], x, y, size)
+        channel_patch(shapes.train.images[0], x, y, size)
     with pytest.raises(ConfigError, match=message):
         zoom_patch(shapes.train.images[0], x, y, size)

@@ -65,21 +65,6 @@ def _column(counts: Sequence[dict[str, Any]], split: str) -> list[int]:
     return [int(row[split]) for row in counts]
 
 
-def total_count(counts: Sequence[dict[str, Any]], split: str = "train") -> int:
-    """Images in ``split`` over all classes."""
-    return sum(_column(counts, split))
-
-
-def min_count(counts: Sequence[dict[str, Any]], split: str = "train") -> int:
-    """The fewest images any class has in ``split`` (0 for no classes)."""
-    return min(_column(counts, split), default=0)
-
-
-def max_count(counts: Sequence[dict[str, Any]], split: str = "train") -> int:
-    """The most images any class has in ``split`` (0 for no classes)."""
-    return max(_column(counts, split), default=0)
-
-
 def count_summary(counts: Sequence[dict[str, Any]], split: str = "train") -> dict[str, Any]:
     """``total``, ``min`` and ``max`` per class in ``split``, the classes that have the min and
     the max, and whether the split is ``balanced`` (every class the same count)."""
@@ -221,21 +206,11 @@ def _check_patch(x: torch.Tensor, left: int, top: int, size: int) -> None:
                           f"x must be between 0 and {w - size}, y between 0 and {h - size}.")
 
 
-def pixel_patch(image: torch.Tensor, x: int, y: int, size: int = 8) -> list[list[Any]]:
-    """The pixel values of the ``size`` x ``size`` patch whose top-left corner is column ``x``,
-    row ``y``: rows of ints (0-255) for a 1-channel image, rows of ``(r, g, b)`` tuples for a
-    colour one. ``size`` is at most :data:`MAX_PATCH`; the patch must lie inside the image."""
-    t = _check_image(image)
-    _check_patch(t, x, y, size)
-    patch = t[:, int(y):int(y) + int(size), int(x):int(x) + int(size)]
-    if t.shape[0] == 1:
-        return patch[0].tolist()
-    return [[tuple(px) for px in row] for row in patch.permute(1, 2, 0).tolist()]
-
-
 def channel_patch(image: torch.Tensor, x: int, y: int, size: int = 8) -> list[tuple[str, list[list[int]]]]:
-    """:func:`pixel_patch` split by channel: ``[(name, rows of ints), ...]`` with the names of
-    :func:`channel_views` ("R", "G", "B" or "grey")."""
+    """The pixel values (0-255) of the ``size`` x ``size`` patch whose top-left corner is column ``x``,
+    row ``y``, one channel at a time: ``[(name, rows of ints), ...]`` with the names of
+    :func:`channel_views` ("R", "G", "B" or "grey"). ``size`` is at most :data:`MAX_PATCH`; the
+    patch must lie inside the image."""
     t = _check_image(image)
     _check_patch(t, x, y, size)
     patch = t[:, int(y):int(y) + int(size), int(x):int(x) + int(size)]
@@ -244,7 +219,7 @@ def channel_patch(image: torch.Tensor, x: int, y: int, size: int = 8) -> list[tu
 
 
 def zoom_patch(image: torch.Tensor, x: int, y: int, size: int = 8, scale: int = 16) -> Image.Image:
-    """The patch of :func:`pixel_patch` enlarged ``scale`` times (nearest neighbour: one
+    """The patch of :func:`channel_patch` enlarged ``scale`` times (nearest neighbour: one
     square per pixel)."""
     t = _check_image(image)
     _check_patch(t, x, y, size)
