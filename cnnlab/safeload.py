@@ -63,6 +63,15 @@ def _one_line(exc: BaseException) -> str:
     return text[0][:160] if text else type(exc).__name__
 
 
+def _is_torch_file(path: Path) -> bool:
+    """Whether the file starts as ``torch.save`` writes: a zip archive (PyTorch 1.6 and later), a
+    pickle (older versions: the protocol opcode 0x80) or a tar archive (the oldest). Anything else is
+    not a PyTorch file at all, whatever the unpickler would say about its bytes."""
+    with open(path, "rb") as f:
+        head = f.read(262)
+    return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80" or head[257:262] == b"ustar"
+
+
 def load_torch_file(
     path: str | os.PathLike[str],
     *,
@@ -79,6 +88,8 @@ def load_torch_file(
     path = Path(path)
     _check_file(path, what, max_bytes, remedy)
     try:
+        if not _is_torch_file(path):
+            raise UnsafeFileError(f"{_cap(what)} {path} is not a checkpoint (a PyTorch weights file). {remedy}")
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         if "weights_only" in str(exc) or "Unsupported" in str(exc):

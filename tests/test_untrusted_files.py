@@ -213,6 +213,29 @@ def test_run_checkpoint_is_refused_everywhere(marker, capsys):
     assert "refused" in err and "Traceback" not in err
 
 
+def test_a_checkpoint_of_random_bytes_is_not_a_checkpoint(tmp_path, marker):
+    """Bytes torch.save never writes are said to be no checkpoint, not code that was refused."""
+    from cnnlab.paths import runs_dir
+    from cnnlab.runs import load_model
+    from cnnlab.safeload import load_torch_file
+
+    rng = np.random.default_rng(0)
+    noise = bytes([0x01]) + rng.integers(0, 256, 4096, dtype=np.uint8).tobytes()  # no zip, pickle or tar start
+    (tmp_path / "noise.pt").write_bytes(noise)
+    (tmp_path / "text.pt").write_bytes(b"these are my notes, not weights\n")
+    for name in ("noise.pt", "text.pt"):
+        with pytest.raises(UnsafeFileError) as e:
+            load_torch_file(tmp_path / name, what="the weights file")
+        text = one_line(e.value)
+        assert f"{tmp_path / name} is not a checkpoint (a PyTorch weights file)" in text and "code" not in text
+    run_id = _fake_run(runs_dir(), marker)
+    (runs_dir() / run_id / "best.pt").write_bytes(noise)
+    with pytest.raises(CnnlabError) as e:
+        load_model(run_id)
+    text = one_line(e.value)
+    assert "is not a checkpoint (a PyTorch weights file)" in text and "code" not in text
+
+
 def test_standin_cache_is_never_trusted(marker):
     from cnnlab.transfer import StandinConfig, _standin_path, pretrained_standin
 
