@@ -158,6 +158,7 @@ def _pct(v) -> str:
 
 def image_picker(key: str, source=None) -> Image.Image | None:
     """A bundled photo, a dataset sample, an upload or a drawing, decoded safely; None if unusable."""
+    from cnnlab.data.gallery import to_pil
     from cnnlab.data.images import bundled_photos, decode_image, load_bundled_photo
 
     kind = st.radio("Image", ["Bundled photo", "Dataset sample", "Upload", "Draw"], horizontal=True,
@@ -189,10 +190,9 @@ def image_picker(key: str, source=None) -> Image.Image | None:
             return None
         split = bundle.val
         idx = st.slider("Sample", 0, len(split) - 1, 0, key=f"{key}-idx")
-        arr = split.images[idx].permute(1, 2, 0).numpy()
         st.caption(f"Label: **{bundle.info.classes[int(split.labels[idx])]}** · validation image {idx + 1} "
                    f"of {len(split)}" + (", not used for training" if ds_name == "run" else ""))
-        return Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr, "L" if arr.shape[2] == 1 else "RGB")
+        return to_pil(split.images[idx])
     photos = bundled_photos()
     name = st.selectbox("Photo (bundled with scikit-image)", photos,
                         index=photos.index("chelsea") if "chelsea" in photos else 0, key=f"{key}-photo")

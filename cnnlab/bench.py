@@ -21,6 +21,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from .data.gallery import to_pil
 from .errors import ConfigError
 from .train import StepEvent, TrainConfig, fit, load_data, prepare_model
 
@@ -117,11 +118,7 @@ class _PilDataset(torch.utils.data.Dataset):
         return int(self.labels.shape[0])
 
     def __getitem__(self, i: int):
-        from PIL import Image
-
-        arr = self.images[i].numpy()
-        img = Image.fromarray(arr[0], mode="L") if arr.shape[0] == 1 else Image.fromarray(arr.transpose(1, 2, 0))
-        return self.transform(img), int(self.labels[i])
+        return self.transform(to_pil(self.images[i])), int(self.labels[i])
 
 
 def _baseline_transform(data_shape: tuple[int, ...], model_shape: tuple[int, ...], mean, std) -> Callable:
