@@ -1,7 +1,8 @@
 """Every command of the README's "Command line" block, run as written (in order, in a fresh folder,
 offline), with only what makes it tiny added: trainings stop after a few steps, benchmarks time one
 second. RUN is the run the block's own `train` line made. A command that needs files this machine
-does not have (CIFAR-10, the ImageNet weights) must end in one clear line, not a traceback."""
+does not have (CIFAR-10, the ImageNet weights) must end in one clear line, not a traceback. What the
+commands write goes into out/, which git ignores."""
 
 from __future__ import annotations
 
@@ -69,6 +70,13 @@ def test_every_command_runs_as_written(tmp_path, monkeypatch, capsys):
         assert code == 0, (line, out.err[-800:])
         if argv[:1] == ["train"] and run_id is None:
             run_id = re.search(r"run id: (\S+)", out.out).group(1)
-    assert (tmp_path / "diagrams" / "resnet18.dot").is_file()
-    assert (tmp_path / "slides" / "kernels.png").is_file() and (tmp_path / "grid.png").is_file()
-    assert (tmp_path / "cam.png").is_file()
+    out = tmp_path / "out"  # every picture and diagram goes into out/, which .gitignore covers
+    assert (out / "resnet18.dot").is_file()
+    assert (out / "kernels.png").is_file() and (out / "grid.png").is_file()
+    assert (out / "cam.png").is_file()
+    assert [p.name for p in tmp_path.iterdir()] == ["out"], "the examples write nothing else where they run"
+
+
+def test_git_ignores_what_the_examples_write():
+    ignored = (README.parent / ".gitignore").read_text().splitlines()
+    assert "/out/" in ignored
