@@ -2,33 +2,59 @@
 
 Every field carries its default, its help text, its label and its check (:class:`Rule`): the
 command line's options (``python -m cnnlab train --help``), the Train page's widgets and
-:meth:`TrainConfig.validate` all take them from here.
+:meth:`TrainConfig.validate` all take them from here, through :func:`bounds`, :func:`choices`,
+:func:`choice_labels`, :func:`help_text` and :func:`kinds`.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import Field, dataclass, field, fields
 from typing import Any, Callable, Mapping
 
-from .data.pipeline import AUGMENT_PRESETS
+from .data.pipeline import AUGMENT_LABELS
 from .errors import ConfigError, UnknownModelError
 from .models import get_spec, list_models
 
-OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
-SCHEDULERS = ("none", "step", "cosine", "onecycle")
-FREEZE_MODES = ("none", "features")
-INITS = ("default", "kaiming", "xavier")
-VAL_SPLITS = ("holdout", "test")
+# Each choice with the label a person reads (the Train page's menus); the tuples are the choices.
+OPTIMIZER_LABELS = {"sgd": "SGD", "momentum": "SGD + momentum", "adam": "Adam", "adamw": "AdamW"}
+SCHEDULER_LABELS = {"none": "Constant", "step": "StepLR (see Advanced)", "cosine": "Cosine", "onecycle": "One-cycle"}
+FREEZE_LABELS = {"none": "Fine-tune every layer", "features": "Freeze the pretrained features"}
+INIT_LABELS = {"default": "The model's own", "kaiming": "Kaiming (He normal)", "xavier": "Xavier (Glorot uniform)"}
+VAL_SPLIT_LABELS = {"holdout": "Hold-out of the training set", "test": "The official test split"}
+OPTIMIZERS = tuple(OPTIMIZER_LABELS)
+SCHEDULERS = tuple(SCHEDULER_LABELS)
+FREEZE_MODES = tuple(FREEZE_LABELS)
+INITS = tuple(INIT_LABELS)
+VAL_SPLITS = tuple(VAL_SPLIT_LABELS)
 
-# ======================================================================================
-# Configuration
-# ======================================================================================
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# The kinds of value a setting may take, as JSON gives them back (``config.json``, lesson files):
+# kind -> (test, what the message calls it). A tuple comes back from JSON as a list.
+KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "text": (lambda v: isinstance(v, str), "text"),
+    "whole": (_is_int, "a whole number"),
+    "number": (lambda v: _is_int(v) or isinstance(v, float), "a number"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "size": (lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and all(map(_is_int, v)), "two whole numbers"),
+    "object": (lambda v: isinstance(v, dict), "an object"),
+    "null": (lambda v: v is None, "null"),
+}
+
+
+def _number(value: int | float) -> str:
+    """A bound or a value in a message: whole numbers in full (2147483647), others short (1e+06)."""
+    return str(value) if _is_int(value) else f"{value:g}"
 
 
 @dataclass(frozen=True)
 class Rule:
-    """How one setting is checked: a whole number or a number in ``[lo, hi]``, or one of ``choices``."""
+    """How one setting is checked: a whole number or a number in ``[lo, hi]``, or one of ``choices``
+    (``labels``: the label a person reads for each choice, in the same order)."""
 
     kind: str  # "int" | "float" | "choice" | "text"
     lo: float | None = None
@@ -36,6 +62,12 @@ class Rule:
     choices: tuple[str, ...] = ()
     lo_open: bool = False  # lo itself is not allowed
     why: str = ""  # appended to the message (e.g. typical values)
+    labels: tuple[str, ...] = ()
+
+    @classmethod
+    def one_of(cls, labels: Mapping[str, str]) -> "Rule":
+        """A choice among the keys of ``labels``, each shown to a person as its value."""
+        return cls("choice", choices=tuple(labels), labels=tuple(labels.values()))
 
     def check(self, label: str, value: Any) -> None:
         if self.kind == "text":
@@ -46,25 +78,39 @@ class Rule:
             if value not in self.choices:
                 raise ConfigError(f"unknown {label} {value!r}: choose one of {', '.join(self.choices)}.")
             return
-        is_int = isinstance(value, int) and not isinstance(value, bool)
-        if self.kind == "int" and not is_int:
+        if self.kind == "int" and not _is_int(value):
             raise ConfigError(f"{label} must be a whole number, got {value!r}.")
-        if not is_int and not (isinstance(value, float) and math.isfinite(value)):
+        if not _is_int(value) and not (isinstance(value, float) and math.isfinite(value)):
             raise ConfigError(f"{label} must be a number, got {value!r}.")
         low_bad = value <= self.lo if self.lo_open else value < self.lo if self.lo is not None else False
         if low_bad or (self.hi is not None and value > self.hi):
-            lo = f"> {self.lo:g}" if self.lo_open else f">= {self.lo:g}"
-            span = f"between {self.lo:g} and {self.hi:g}" if not self.lo_open else f"{lo} and <= {self.hi:g}"
-            raise ConfigError(f"{label} must be {span}, got {value:g}{self.why}.")
+            lo, hi = _number(self.lo), _number(self.hi)
+            span = f"> {lo} and <= {hi}" if self.lo_open else f"between {lo} and {hi}"
+            raise ConfigError(f"{label} must be {span}, got {_number(value)}{self.why}.")
 
 
 def setting(default: Any = None, help: str = "", rule: Rule | None = None, *, label: str = "",
-            cli: bool = True, flag: str = "", factory: Callable[[], Any] | None = None) -> Any:
-    """A TrainConfig field with what the command line and validation need to know about it."""
-    meta = {"help": help, "rule": rule, "label": label, "cli": cli, "flag": flag}
+            cli: bool = True, flag: str = "", factory: Callable[[], Any] | None = None,
+            accepts: tuple[str, ...] = ()) -> Any:
+    """A TrainConfig field with what the command line, the Train page and validation need to know about it.
+
+    ``accepts``: the :data:`KINDS` of value it takes; by default the kind its rule checks (or
+    its default's), and null when the default is None."""
+    meta = {"help": help, "rule": rule, "label": label, "cli": cli, "flag": flag,
+            "accepts": accepts or _accepted(rule, default, factory)}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
+
+
+def _accepted(rule: Rule | None, default: Any, factory: Callable[[], Any] | None) -> tuple[str, ...]:
+    if factory is not None:
+        return ("object",)  # the one factory-made setting is a mapping (data_options)
+    if rule is not None:
+        kind = {"int": "whole", "float": "number"}.get(rule.kind, "text")
+    else:
+        kind = "bool" if isinstance(default, bool) else "text"
+    return (kind, "null") if default is None else (kind,)
 
 
 def _whole(lo: int, hi: int) -> Rule:
@@ -76,7 +122,8 @@ class TrainConfig:
     """Everything that defines a training run. ``asdict(config)`` is what ``config.json`` holds.
 
     Each field carries its help text and its check (:class:`Rule`): the command line's options
-    (``python -m cnnlab train --help``) and :meth:`validate` are generated from them.
+    (``python -m cnnlab train --help``), the Train page's widgets and :meth:`validate` are made
+    from them.
     """
 
     model: str = setting("lenet", "model name (python -m cnnlab models)", Rule("text", why=", e.g. 'lenet'"))
@@ -85,8 +132,8 @@ class TrainConfig:
     epochs: int = setting(3, "passes over the training set", _whole(1, 1000))
     batch_size: int = setting(64, "images per training step (with torchrun: in all, shared by the processes)",
                               _whole(1, 4096), label="batch size")
-    optimizer: str = setting("adam", "sgd | momentum (SGD with --momentum) | adam | adamw",
-                             Rule("choice", choices=OPTIMIZERS))
+    optimizer: str = setting("adam", "optimizer (momentum: SGD with --momentum)",
+                             Rule.one_of(OPTIMIZER_LABELS))
     lr: float = setting(1e-3, "learning rate (typical: 0.1 for SGD, 0.001 for Adam; try 100 to see a divergence)",
                         Rule("float", 0, 1e6, lo_open=True, why=" (typical: 0.1 for SGD, 0.001 for Adam)"),
                         label="learning rate")
@@ -94,30 +141,32 @@ class TrainConfig:
                               Rule("float", 0, 0.999), label="momentum")
     nesterov: bool = setting(False, "Nesterov momentum (with the 'momentum' optimizer)")
     init: str = setting("default", "weight initialisation: default (the model's own) | kaiming (seed 000) | "
-                        "xavier (seed 004)", Rule("choice", choices=INITS), label="initialisation")
+                        "xavier (seed 004)", Rule.one_of(INIT_LABELS), label="initialisation")
     weight_decay: float = setting(0.0, "L2 penalty of the optimiser", Rule("float", 0, 1), label="weight decay")
-    scheduler: str = setting("none", "learning-rate schedule: none | step | cosine | onecycle",
-                             Rule("choice", choices=SCHEDULERS))
+    scheduler: str = setting("none", "learning-rate schedule (step: StepLR with --step-size and --gamma)",
+                             Rule.one_of(SCHEDULER_LABELS))
     step_size: int = setting(7, "StepLR: epochs between decays (seed 001: 7)", _whole(1, 1000), label="step size")
     gamma: float = setting(0.1, "StepLR: decay factor", Rule("float", 0, 1, lo_open=True),
                            label="gamma (StepLR decay)")
-    augment: str = setting("none", "batch augmentation preset: " + " | ".join(AUGMENT_PRESETS),
-                           Rule("choice", choices=AUGMENT_PRESETS), label="augmentation preset")
+    augment: str = setting("none", "batch augmentation preset (the Data page shows what each does)",
+                           Rule.one_of(AUGMENT_LABELS), label="augmentation preset")
     subset: int | None = setting(None, "train on this many images (class-balanced)", _whole(1, 100_000_000))
     val_split: str = setting("holdout", "validate on a hold-out of the training set (holdout) or on the "
-                             "dataset's official test split (test), as the seeds do", Rule("choice", choices=VAL_SPLITS),
+                             "dataset's official test split (test), as the seeds do", Rule.one_of(VAL_SPLIT_LABELS),
                              label="validation split")
     val_fraction: float = setting(0.2, "share of the training data held out for validation",
                                   Rule("float", 0, 0.95, lo_open=True), label="val_fraction")
-    seed: int = setting(0, "seed of the split, the initialisation, the shuffling and the augmentation",
-                        _whole(0, 2**63 - 1))
+    # 2**31 - 1 at most: every seeded generator takes it, and so does the page's number box (a
+    # browser keeps whole numbers exact only up to 2**53).
+    seed: int = setting(0, "seed of the split, the initialisation, the shuffling and the augmentation "
+                        "(0 to 2147483647)", _whole(0, 2**31 - 1))
     device: str = setting("auto", "auto, cpu, cuda or mps", Rule("text"))
     num_classes: int | None = setting(None, "output classes (default: the dataset's)", _whole(1, 100_000))
     in_channels: int | None = setting(None, "input channels of the model (default: the data's; 3 for ImageNet "
                                       "weights; other data is adapted: grey repeated, colour to luma)", _whole(1, 64))
     input_size: int | tuple[int, int] | None = setting(
         None, "resize images to this size for the model: 32 or 32x28 (default: a fixed-input model's own "
-        "size, else the data's)")
+        "size, else the data's)", accepts=("whole", "size", "null"))
     data_root: str | None = setting(None, "where the dataset files are (default: data/)")
     data_options: dict[str, Any] = setting(
         help="dataset options as KEY=VALUE (repeatable), e.g. n_train=2000", factory=dict, flag="--data-option")
@@ -128,8 +177,8 @@ class TrainConfig:
     eval_batch_size: int | None = setting(None, "validation batch (default: twice the batch size, at most 1024)",
                                           _whole(1, 4096), label="eval batch size")
     pretrained: bool = setting(False, "start from ImageNet weights (transfer-learning models)")
-    freeze: str = setting("none", "none | features: keep the pretrained features fixed",
-                          Rule("choice", choices=FREEZE_MODES), label="freeze mode")
+    freeze: str = setting("none", "features: keep the pretrained features fixed; none: fine-tune every layer",
+                          Rule.one_of(FREEZE_LABELS), label="freeze mode")
     init_from: str | None = setting(None, "start from this run's best weights: every layer whose shape fits is "
                                     "reused, the others (a new head for another class count) start fresh")
     tag: str = setting("", "a label kept with the run, e.g. the comparison or lesson it belongs to")
@@ -141,21 +190,23 @@ class TrainConfig:
     def validate(self) -> "TrainConfig":
         """Raise :class:`ConfigError` for the first out-of-range setting; return ``self``."""
         for f in fields(self):
-            rule, value = f.metadata.get("rule"), getattr(self, f.name)
+            rule, value = f.metadata["rule"], getattr(self, f.name)
             if rule is not None and not (value is None and f.default is None):
-                rule.check(f.metadata.get("label") or f.name.replace("_", " "), value)
-        for name in ("pretrained", "sync_bn"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}.")
+                rule.check(label(f.name), value)
+            if f.metadata["accepts"] == ("bool",) and not isinstance(value, bool):
+                raise ConfigError(f"{f.name} must be true or false, got {value!r}.")
         if not isinstance(self.data_options, dict):
             raise ConfigError(f"data_options must be a mapping of dataset options, got {self.data_options!r}.")
-        if self.num_classes is not None and self.subset is not None and self.subset < self.num_classes:
-            raise ConfigError(f"subset={self.subset} is smaller than the {self.num_classes} classes: "
-                              "a stratified subset needs at least one image per class.")
+        check_subset(self.subset, self.num_classes)
         if self.input_size is not None:
             size = (self.input_size,) * 2 if isinstance(self.input_size, int) else tuple(self.input_size)
             if len(size) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or not 8 <= v <= 1024 for v in size):
                 raise ConfigError(f"input size must be one or two whole numbers in 8..1024, got {self.input_size!r}.")
+        self._check_starting_weights()
+        return self
+
+    def _check_starting_weights(self) -> None:
+        """Pretrained weights, freezing, an initialisation and a run to start from: which go together."""
         try:
             spec = get_spec(self.model)
         except UnknownModelError as e:
@@ -171,43 +222,91 @@ class TrainConfig:
                               "init='default' with pretrained weights or init_from.")
         if self.freeze != "none" and not self.pretrained:
             raise ConfigError("freeze='features' keeps pretrained features fixed: it needs pretrained=True.")
-        return self
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
         """A config from ``asdict`` output (e.g. a run's ``config.json``); unknown keys are ignored.
 
-        Values are checked against the fields' types (as JSON gives them back: a tuple comes back
-        as a list); the first wrong one raises :class:`ConfigError` naming the setting. Ranges are
-        :meth:`validate`'s business.
+        Each value is checked against the :data:`KINDS` its setting accepts (as JSON gives them
+        back: a tuple comes back as a list); the first wrong one raises :class:`ConfigError`
+        naming the setting. Ranges are :meth:`validate`'s business.
         """
         if not isinstance(d, Mapping):
             raise ConfigError(f"a training config must be a JSON object of settings, got {type(d).__name__}.")
-
-        def is_int(v: Any) -> bool:
-            return isinstance(v, int) and not isinstance(v, bool)
-
-        checks: dict[str, tuple[Callable[[Any], bool], str]] = {
-            "str": (lambda v: isinstance(v, str), "text"),
-            "int": (is_int, "a whole number"),
-            "float": (lambda v: is_int(v) or isinstance(v, float), "a number"),
-            "bool": (lambda v: isinstance(v, bool), "true or false"),
-            "None": (lambda v: v is None, "null"),
-            "tuple[int, int]": (lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and all(map(is_int, v)),
-                                "two whole numbers"),
-            "dict": (lambda v: isinstance(v, dict), "an object"),
-        }
         kw: dict[str, Any] = {}
         for f in fields(cls):
             if f.name not in d:
                 continue
-            value = d[f.name]
-            options = [t.strip() for t in str(f.type).split("|")]
-            known = [checks["dict"] if t.startswith("dict[") else checks.get(t) for t in options]
-            if all(k is not None for k in known) and not any(k[0](value) for k in known if k):
+            value, accepts = d[f.name], f.metadata["accepts"]
+            if not any(KINDS[k][0](value) for k in accepts):
                 shown = repr(value)
                 shown = shown if len(shown) <= 60 else shown[:57] + "..."
-                wanted = " or ".join(k[1] for k in known if k)
+                wanted = " or ".join(KINDS[k][1] for k in accepts)
                 raise ConfigError(f"setting {f.name!r} should be {wanted}, got {shown}.")
-            kw[f.name] = tuple(value) if f.name == "input_size" and isinstance(value, list) else value
+            kw[f.name] = tuple(value) if "size" in accepts and isinstance(value, list) else value
         return cls(**kw)
+
+
+def check_subset(subset: int | None, num_classes: int | None, dataset: str = "") -> None:
+    """Refuse a class-balanced subset of fewer images than classes: it needs one image per class.
+
+    The one copy of this rule: :meth:`TrainConfig.validate` (with ``num_classes`` set), the Train
+    page (the dataset's classes, before a job starts) and the trainer (the loaded data's) call it."""
+    if subset is not None and num_classes is not None and subset < num_classes:
+        of = f" of {dataset}" if dataset else ""
+        raise ConfigError(f"subset={subset} is smaller than the {num_classes} classes{of}: a stratified subset "
+                          f"needs at least one image per class; ask for at least {num_classes} images, or for all.")
+
+
+# --------------------------------------------------------------------------------------
+# What the command line and the Train page read about a setting
+# --------------------------------------------------------------------------------------
+
+_FIELDS: dict[str, Field] = {f.name: f for f in fields(TrainConfig)}
+
+
+def _meta(name: str) -> Mapping[str, Any]:
+    if name not in _FIELDS:
+        raise KeyError(f"TrainConfig has no setting {name!r}")
+    return _FIELDS[name].metadata
+
+
+def _rule(name: str, *kinds: str) -> Rule:
+    rule = _meta(name)["rule"]
+    if rule is None or rule.kind not in kinds:
+        raise KeyError(f"TrainConfig.{name} is not a setting of kind {' or '.join(kinds)}")
+    return rule
+
+
+def help_text(name: str) -> str:
+    """The setting's help: the command line's ``--help`` and the Train page's tooltips."""
+    return _meta(name)["help"]
+
+
+def label(name: str) -> str:
+    """What messages call the setting (its field name with spaces, unless it has a label)."""
+    return _meta(name)["label"] or name.replace("_", " ")
+
+
+def kinds(name: str) -> tuple[str, ...]:
+    """The :data:`KINDS` of value the setting takes (``("whole", "null")`` for an optional whole number)."""
+    return _meta(name)["accepts"]
+
+
+def bounds(name: str) -> tuple[int | float, int | float]:
+    """A number setting's lowest and highest value, as its type (a number box's min and max). An open
+    bound (the learning rate is > 0) is given as is: :meth:`TrainConfig.validate` refuses it itself."""
+    rule = _rule(name, "int", "float")
+    as_type = int if rule.kind == "int" else float
+    return as_type(rule.lo), as_type(rule.hi)
+
+
+def choices(name: str) -> tuple[str, ...]:
+    """The values a choice setting takes, in the order a menu shows them."""
+    return _rule(name, "choice").choices
+
+
+def choice_labels(name: str) -> dict[str, str]:
+    """Each value of a choice setting -> the label a person reads (the Train page's menus)."""
+    rule = _rule(name, "choice")
+    return dict(zip(rule.choices, rule.labels))

@@ -47,6 +47,27 @@ def test_widget_help_is_trainconfigs_wording():
     assert at.radio(key="train-val").help == helps["val_split"]
 
 
+def test_widgets_take_bounds_choices_and_labels_from_trainconfig():
+    from cnnlab import config
+
+    at = open_page()
+    for key, name in (("train-epochs", "epochs"), ("train-batch", "batch_size"), ("train-seed", "seed"),
+                      ("train-wd", "weight_decay"), ("train-momentum", "momentum"), ("train-step", "step_size"),
+                      ("train-gamma", "gamma"), ("train-valfrac", "val_fraction")):
+        box = at.number_input(key=key)
+        assert (box.min, box.max) == config.bounds(name), key
+    assert at.number_input(key="train-seed").max == 2**31 - 1  # the whole range TrainConfig takes
+    assert at.number_input(key="train-subset").max == config.bounds("subset")[1]  # min 0: all the images
+    assert at.number_input(key="train-lr").min == config.bounds("lr")[0]
+    for key, name in (("train-opt", "optimizer"), ("train-sched", "scheduler"), ("train-init", "init"),
+                      ("train-aug", "augment")):
+        labels = config.choice_labels(name)
+        assert at.selectbox(key=key).options == [labels[c] for c in config.choices(name)], key
+    assert at.radio(key="train-val").options == list(config.choice_labels("val_split").values())
+    at.selectbox(key="train-model").set_value("resnet18_transfer").run()
+    assert at.selectbox(key="train-freeze").options == list(config.choice_labels("freeze").values())
+
+
 def test_model_picker_lists_transfer_models_with_pretrained_and_freeze():
     from cnnlab.models import list_models
     from cnnlab.models.pretrained import weights_status
@@ -168,6 +189,7 @@ def test_bad_setting_gives_message():
     at.button(key="train-start").click().run()
     assert not at.exception
     assert at.error and "subset" in at.error[0].value
+    assert "smaller than the 10 classes of digits" in at.error[0].value  # the registry's class count
 
 
 def test_settings_survive_switching_page_and_back():

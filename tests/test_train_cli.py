@@ -44,10 +44,36 @@ def test_user_errors_are_one_line_messages(argv, words, capsys):
     assert err.startswith("error:") and words in err and "Traceback" not in err
 
 
-def test_bench_reports_both_loops():
-    from cnnlab.bench import bench_train
+def test_bench_reports_both_loops(monkeypatch):
+    """Each figure comes from training that really ran: our trainer's steps at each batch size (its
+    last step's reading), and the images the seed-style loop trained on. No figure is compared with
+    a speed: the machine's speed is not the test's business."""
+    from cnnlab import bench
+    from cnnlab.train import StepEvent
 
-    r = bench_train(seconds=1.0, rounds=1, our_batch_sizes=(128,))
+    fits: list[tuple[int, list]] = []  # (batch size, step events) of each training the benchmark ran
+    real_fit, real_loop = bench.fit, bench._seed_style_loop
+    seed_rounds: list[tuple[int, float]] = []  # (images trained on, seconds) of each seed-style round
+
+    def spy_fit(config, **kwargs):
+        steps: list = []
+        fits.append((config.batch_size, steps))
+        listeners = [*kwargs.pop("listeners"), lambda e: steps.append(e) if isinstance(e, StepEvent) else None]
+        return real_fit(config, listeners=listeners, **kwargs)
+
+    def spy_loop(*args):
+        seed_rounds.append(real_loop(*args))
+        return seed_rounds[-1]
+
+    monkeypatch.setattr(bench, "fit", spy_fit)
+    monkeypatch.setattr(bench, "_seed_style_loop", spy_loop)
+    r = bench.bench_train(seconds=1.0, rounds=1, our_batch_sizes=(128,))
+    # one round: ours at 64 and 128, then ours at 64 again beside the busy process
+    assert [bs for bs, _ in fits] == [64, 128, 64] and all(steps and steps[-1].step >= 1 for _, steps in fits)
+    assert (r.ours[64], r.ours[128], r.busy) == tuple(steps[-1].images_per_sec for _, steps in fits)
+    (images, seconds), = seed_rounds
+    assert images >= r.batch_size == 64 and r.baseline_images == images  # at least one timed batch after warm-up
+    assert r.baseline_images_per_sec == pytest.approx(images / seconds)
     assert set(r.ours) == {64, 128} and r.baseline_images_per_sec > 0 and r.ceiling > 0
     assert r.ratio == pytest.approx(r.ours[64] / r.baseline_images_per_sec)
     assert r.busy > 0 and r.busy_threads >= 1 and r.cores >= 1  # beside a busy process (its own process)
@@ -89,3 +115,29 @@ def test_picture_commands_create_a_missing_output_folder(tmp_path, capsys):
     assert main(["kernels", "lenet", "--out", str(out), "--size", "10"]) == 2
     assert main(["kernels", "lenet", "--out", str(tmp_path / "kernels.txt")]) == 2
     assert "ending in .png" in capsys.readouterr().err
+
+
+def test_options_are_made_from_trainconfigs_settings():
+    import argparse
+    from dataclasses import fields
+
+    from cnnlab import config
+    from cnnlab.cli.train import add_config_options, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_config_options(parser)
+    text = parser.format_help()
+    for f in fields(config.TrainConfig):
+        if f.metadata["rule"] is not None and f.metadata["rule"].kind == "choice":
+            assert "{" + ",".join(config.choices(f.name)) + "}" in text, f.name
+    assert " ".join(config.help_text("val_split").split()[:6]) in " ".join(text.split())
+    args = parser.parse_args(["--input-size", "32x28", "--subset", "40", "--lr", "0.1", "--nesterov",
+                              "--data-option", "n_train=80", "--seed", "2147483647"])
+    c = config_from_args(args)
+    assert (c.input_size, c.subset, c.lr, c.nesterov, c.data_options, c.seed) == \
+        ((32, 28), 40, 0.1, True, {"n_train": 80}, 2147483647)
+
+
+def test_a_seed_out_of_range_is_said_with_whole_numbers(capsys):
+    assert main(["train", "--seed", str(2**31)]) == 2
+    assert "seed must be between 0 and 2147483647, got 2147483648." in capsys.readouterr().err

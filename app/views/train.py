@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import fields
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import streamlit as st
@@ -14,33 +13,23 @@ from app.common import (
     cached_dataset,
     cached_made,
     dataset_choices,
-    dataset_classes,
     job_label,
     remember,
     show_error,
     training_charts,
 )
 from app.share import setting_shown
-from cnnlab.data import list_datasets, maker
-from cnnlab.data.pipeline import AUGMENT_DESCRIPTIONS, AUGMENT_LABELS, default_input_size, preview
+from cnnlab.config import TrainConfig, bounds, check_subset, choice_labels, choices, help_text
+from cnnlab.data import DatasetStatus, class_count, has_test_split, list_datasets, maker
+from cnnlab.data.pipeline import AUGMENT_DESCRIPTIONS, default_input_size, preview
 from cnnlab.errors import CnnlabError
 from cnnlab.jobs import FINAL_STATES, get_manager
-from cnnlab.models import get_spec, list_models
-from cnnlab.train import FREEZE_MODES, INITS, OPTIMIZERS, SCHEDULERS, VAL_SPLITS, TrainConfig
+from cnnlab.models import ModelSpec, get_spec, list_models
 
 st.title("Train")
 st.write("Pick a network and a dataset and train for a few minutes. Training runs in the "
          "background on the server: switch pages, reload the tab or open a second one, it keeps "
          "going. Each finished run is saved and appears on the **Runs** page.")
-
-AUG_LABELS = AUGMENT_LABELS  # a view of the one table of presets (cnnlab.data.augment.PRESETS)
-OPT_LABELS = {"sgd": "SGD", "momentum": "SGD + momentum", "adam": "Adam", "adamw": "AdamW"}
-SCHED_LABELS = {"none": "Constant", "step": "StepLR (see Advanced)", "cosine": "Cosine",
-                "onecycle": "One-cycle"}
-INIT_LABELS = {"default": "The model's own", "kaiming": "Kaiming (He normal)", "xavier": "Xavier (Glorot uniform)"}
-VAL_LABELS = {"holdout": "Hold-out of the training set", "test": "The official test split"}
-FREEZE_LABELS = {"none": "Fine-tune every layer", "features": "Freeze the pretrained features"}
-HELP = {f.name: f.metadata.get("help", "") for f in fields(TrainConfig)}  # the wording lives in TrainConfig
 
 NO_RUN = "none"  # "Start from a run": the option for a fresh start
 FORM = "train-form"  # the page's settings, kept for the session under a non-widget key
@@ -122,18 +111,16 @@ def field(col, kind: str, label: str, *args, key: str, default=_DEFAULT, **kwarg
     return getattr(col, kind)(label, *args, key=k, **kwargs)
 
 
-def has_test_split(dataset: str, root: str | None, options: dict) -> bool:
-    """Whether the dataset comes with an official test split (cheap: no loading)."""
-    spec = next((s for s in list_datasets() if s.name == dataset), None)
-    if spec is None:
-        return False
-    if spec.source == "torchvision":  # the official test files (Caltech101: the balanced 25% test part)
-        return True
-    if dataset == "folder":
-        return bool(root) and (Path(root).expanduser() / "test").is_dir()
-    if dataset == "shapes":
-        return int(options.get("n_test", 0) or 0) > 0
-    return False
+def number(col, label: str, name: str, *, key: str, **kwargs) -> Any:
+    """A number box for the TrainConfig setting ``name``: its min, max and help are the setting's."""
+    lo, hi = bounds(name)
+    return field(col, "number_input", label, lo, hi, key=key, help=help_text(name), **kwargs)
+
+
+def menu(col, kind: str, label: str, name: str, *, key: str, **kwargs) -> Any:
+    """A selectbox or radio of the TrainConfig setting ``name``: its choices, their labels and its help."""
+    return field(col, kind, label, choices(name), format_func=choice_labels(name).get, key=key,
+                 help=help_text(name), **kwargs)
 
 
 def _optimizer_changed() -> None:
@@ -290,228 +277,292 @@ def copy_row() -> None:
             st.caption(msg[1])
 
 
-st.session_state.setdefault(FORM, {})
-if st.session_state.get(HANDOFF):  # "Train on it" on the Your images page
-    apply_suggestion(st.session_state.pop(HANDOFF), automatic=True)
-with st.container(border=True):
-    copy_row()
+@dataclass
+class DataPick:
+    """The dataset picked on the form, and what goes with it."""
 
-    c1, c2 = st.columns(2)
+    name: str
+    status: DatasetStatus
+    root: str | None  # the image folder of the 'folder' dataset
+    made: maker.MadeDataset | None  # set for a dataset made from your own images
+    options: dict[str, Any]  # the dataset options (your images' size, or a copied run's)
+
+
+def kept(key: str) -> Any:
+    """A widget's value before the widget is drawn this run: the session's, else the form's, else the default."""
+    return st.session_state.get(key, st.session_state[FORM].get(key, DEFAULTS[key]))
+
+
+def pick_model(col) -> str:
     names = [n for n in list_models() if not get_spec(n).adaptive]
     current = st.session_state.get("train-model", st.session_state[FORM].get("train-model"))
     if current and current not in names:  # an -adaptive variant, from a copied run
         names.append(current)
-    model = field(c1, "selectbox", "Model", names, key="train-model", help=HELP["model"],
-                         format_func=lambda n: f"{get_spec(n).display_name} · {n}"
-                         + (" · transfer learning" if get_spec(n).family == "transfer" else ""))
+    return field(col, "selectbox", "Model", names, key="train-model", help=help_text("model"),
+                 format_func=lambda n: f"{get_spec(n).display_name} · {n}"
+                 + (" · transfer learning" if get_spec(n).family == "transfer" else ""))
+
+
+def pick_data(col) -> DataPick:
+    """The dataset, and its folder or the size your images are decoded at; the small-data box for your images."""
     datasets, statuses = dataset_choices()
     picked = st.session_state.get("train-data")
     if isinstance(picked, str) and picked not in datasets and picked.split(" — ")[0] in datasets:
         # the label of the dataset picked earlier, from before its state changed (e.g. downloaded meanwhile)
         st.session_state["train-data"] = picked.split(" — ")[0]
     yours = {n for n in datasets if maker.is_made(n)}
-    dataset = field(c2, "selectbox", "Dataset", datasets, key="train-data", help=HELP["dataset"],
-                           on_change=_dataset_changed,
-                           format_func=lambda n: f"{n} — your images" + (
-                               "" if statuses[n].state == "present" else ", too few to train") if n in yours
-                           else f"{n} — {statuses[n].state}")
+    dataset = field(col, "selectbox", "Dataset", datasets, key="train-data", help=help_text("dataset"),
+                    on_change=_dataset_changed,
+                    format_func=lambda n: f"{n} — your images" + (
+                        "" if statuses[n].state == "present" else ", too few to train") if n in yours
+                    else f"{n} — {statuses[n].state}")
     status = statuses[dataset]
     data_root = None
     made = made_dataset(dataset) if dataset in yours else None
     if made is not None:
         own_size = made.image_size if made.image_size in MADE_SIZES else maker.DEFAULT_IMAGE_SIZE
-        c2.selectbox("Your images decoded at", MADE_SIZES, key=remember(FORM, MADE_SIZE, own_size),
-                     format_func=lambda v: f"{v}x{v}",
-                     help="The square size the images are stored in memory at (the dataset option image_size): "
-                          "the model's input size for a small CNN, 224 for transfer learning.")
+        col.selectbox("Your images decoded at", MADE_SIZES, key=remember(FORM, MADE_SIZE, own_size),
+                      format_func=lambda v: f"{v}x{v}",
+                      help="The square size the images are stored in memory at (the dataset option image_size): "
+                           "the model's input size for a small CNN, 224 for transfer learning.")
         if status.state != "present":
-            c2.caption(status.message)
+            col.caption(status.message)
     elif dataset == "folder":
-        data_root = field(c2, "text_input", "Folder (class subfolders, optionally train/, val/ and test/)",
-                                  key="train-root", help=HELP["data_root"]) or None
+        data_root = field(col, "text_input", "Folder (class subfolders, optionally train/, val/ and test/)",
+                          key="train-root", help=help_text("data_root")) or None
     elif status.state != "present":
-        c2.caption(status.message)
+        col.caption(status.message)
     copied = st.session_state.get(DATA_OPTIONS) or {}
     data_options = dict(copied.get("options") or {}) if copied.get("dataset") == dataset else {}
     if made is not None:
         data_options["image_size"] = int(st.session_state[MADE_SIZE])
-        made_box(made, float(st.session_state.get("train-valfrac", st.session_state[FORM].get(
-            "train-valfrac", DEFAULTS["train-valfrac"]))),
-                 int(st.session_state.get("train-seed", st.session_state[FORM].get("train-seed", DEFAULTS["train-seed"]))))
+        made_box(made, float(kept("train-valfrac")), int(kept("train-seed")))
+    return DataPick(dataset, status, data_root, made, data_options)
 
+
+def optimisation() -> dict[str, Any]:
+    """Epochs, batch, optimizer, learning rate, schedule, augmentation, subset and seed."""
     c1, c2, c3, c4 = st.columns(4)
-    epochs = field(c1, "number_input", "Epochs", 1, 1000, key="train-epochs", help=HELP["epochs"])
-    batch = field(c2, "number_input", "Batch size", 1, 4096, key="train-batch", help=HELP["batch_size"])
-    optimizer = field(c3, "selectbox", "Optimizer", OPTIMIZERS, format_func=OPT_LABELS.get, key="train-opt",
-                             on_change=_optimizer_changed, help=HELP["optimizer"])
-    lr = field(c4, "number_input", "Learning rate", min_value=0.0, step=0.0001, format="%g", key="train-lr",
-                         help=HELP["lr"])
+    epochs = number(c1, "Epochs", "epochs", key="train-epochs")
+    batch = number(c2, "Batch size", "batch_size", key="train-batch")
+    optimizer = menu(c3, "selectbox", "Optimizer", "optimizer", key="train-opt", on_change=_optimizer_changed)
+    # no max: a rate TrainConfig refuses is said by its message (and a divergence at 100 is a lesson)
+    lr = field(c4, "number_input", "Learning rate", min_value=bounds("lr")[0], step=0.0001, format="%g",
+               key="train-lr", help=help_text("lr"))
     c1, c2, c3, c4 = st.columns(4)
-    scheduler = field(c1, "selectbox", "Schedule", SCHEDULERS, format_func=SCHED_LABELS.get, key="train-sched",
-                             help=HELP["scheduler"])
-    augment = field(c2, "selectbox", "Augmentation", list(AUG_LABELS), format_func=AUG_LABELS.get, key="train-aug",
-                           help=HELP["augment"])
-    subset = field(c3, "number_input", "Training images (0 = all)", 0, 100_000_000, step=40, key="train-subset",
-                             help="A stratified subset, as in seed 003's 160-image experiment on overfitting.")
-    seed = field(c4, "number_input", "Seed", 0, 2**31 - 1, key="train-seed", help=HELP["seed"])
+    scheduler = menu(c1, "selectbox", "Schedule", "scheduler", key="train-sched")
+    augment = menu(c2, "selectbox", "Augmentation", "augment", key="train-aug")
+    subset = field(c3, "number_input", "Training images (0 = all)", 0, bounds("subset")[1], step=40,
+                   key="train-subset", help="A stratified subset, as in seed 003's 160-image experiment on overfitting.")
+    seed = number(c4, "Seed", "seed", key="train-seed")
+    return {"epochs": int(epochs), "batch_size": int(batch), "optimizer": optimizer, "lr": float(lr),
+            "scheduler": scheduler, "augment": augment, "subset": int(subset) or None, "seed": int(seed)}
 
-    spec = get_spec(model)
-    transfer = spec.family == "transfer"
-    pretrained, freeze = False, "none"
-    if transfer:
-        from cnnlab.models.pretrained import weights_status
 
-        state, message = weights_status(model.removesuffix("_transfer"))
-        c1, c2 = st.columns(2)
-        # by default a transfer model starts from the ImageNet weights, when they can be had
-        pretrained = field(c1, "checkbox", "Start from ImageNet weights", key="train-pretrained", default=state != "missing",
-                                 help=HELP["pretrained"])
-        freeze = field(c2, "selectbox", "Pretrained layers", FREEZE_MODES, format_func=FREEZE_LABELS.get,
-                              key="train-freeze", disabled=not pretrained, help=HELP["freeze"])
-        if not pretrained:
-            freeze = "none"
-        if state != "present":
-            (st.warning if pretrained else st.caption)(message)
+def transfer_weights(model: str) -> tuple[dict[str, Any], str | None]:
+    """A transfer model's ImageNet weights and freezing: the settings, and the message when the
+    weights asked for cannot be had (None: nothing is missing)."""
+    from cnnlab.models.pretrained import weights_status
 
+    state, message = weights_status(model.removesuffix("_transfer"))
+    c1, c2 = st.columns(2)
+    # by default a transfer model starts from the ImageNet weights, when they can be had
+    pretrained = field(c1, "checkbox", "Start from ImageNet weights", key="train-pretrained",
+                       default=state != "missing", help=help_text("pretrained"))
+    freeze = menu(c2, "selectbox", "Pretrained layers", "freeze", key="train-freeze", disabled=not pretrained)
+    if state != "present":
+        (st.warning if pretrained else st.caption)(message)
+    settings = {"pretrained": bool(pretrained), "freeze": freeze if pretrained else "none"}
+    return settings, message if pretrained and state == "missing" else None
+
+
+def start_from_run(model: str) -> str | None:
+    """The run whose weights the training starts from (None: a fresh start)."""
+    starts = start_runs()
+    current = st.session_state.get("train-init-from", st.session_state[FORM].get("train-init-from", NO_RUN))
+    gone = current if current != NO_RUN and current not in starts else None
+    if gone:  # a copied run's start, or a run deleted since: no checkpoint to start from any more
+        st.session_state["train-init-from"] = st.session_state[FORM]["train-init-from"] = NO_RUN
+    c1, c2 = st.columns([2, 2], vertical_alignment="bottom")
+    init_from = field(c1, "selectbox", "Start from a run", [NO_RUN, *starts], key="train-init-from",
+                      format_func=lambda r: "none (a fresh start)" if r == NO_RUN else starts.get(r, r),
+                      help=help_text("init_from"))
+    c2.caption("Starting from a run: every layer whose shape fits is reused; the head for a new class count "
+               "starts fresh (seed 002: a CIFAR-100 run fine-tuned on CIFAR-10).")
+    if gone:
+        c1.caption(f"Run {gone} has no checkpoint here any more: starting fresh.")
+    if init_from == NO_RUN:
+        return None
+    run_model = starts[init_from].split(" on ", 1)[0]
+    if run_model != model:
+        c1.warning(f"Run {init_from} trained {run_model}, not {model}: only the layers with the same "
+                   "name and shape are reused.")
+    return init_from
+
+
+def input_and_init(spec: ModelSpec, dataset: str, from_weights: bool) -> tuple[dict[str, Any], tuple[int, int]]:
+    """Input size and channels, initialisation and weight decay; also the input size the model gets by default."""
+    data_spec = next((s for s in list_datasets() if s.name == dataset), None)
+    data_shape = data_spec.input_shape if data_spec is not None else spec.input_shape
+    own = default_input_size(spec, data_shape[1:])
+    c1, c2, c3, c4 = st.columns(4)
+    size_typed = field(c1, "text_input", "Input size (blank = default)", key="train-size",
+                       placeholder=f"{own[0]}x{own[1]}", help=help_text("input_size"))
+    why = ("the model's own size" if own == tuple(spec.input_shape[1:]) and (spec.fixed_input or spec.family == "transfer")
+           else f"the data's size; the model is designed for {spec.input_shape[1]}x{spec.input_shape[2]}"
+           if own != tuple(spec.input_shape[1:]) else "the data's size")
+    c1.caption(f"Default: {own[0]}x{own[1]} ({why}).")
+    channel_opts = [0, 1, 3]
+    current = st.session_state.get("train-channels", st.session_state[FORM].get("train-channels"))
+    if current and current not in channel_opts:  # a copied run's
+        channel_opts.append(current)
+    channels = field(c2, "selectbox", "Input channels", channel_opts, key="train-channels", help=help_text("in_channels"),
+                     format_func=lambda c: "The model's own" if c == 0  # a label that stays with the model
+                     else {1: "1 (grey)", 3: "3 (RGB)"}.get(c, str(c)))
+    if not channels:
+        c2.caption(f"The model's own: {spec.input_shape[0]} ({'grey' if spec.input_shape[0] == 1 else 'RGB'}).")
+    init = menu(c3, "selectbox", "Weight initialisation", "init", key="train-init", disabled=from_weights)
+    if from_weights:  # the weights it starts from replace the initialisation (fresh layers: the model's own)
+        init = "default"
+        c3.caption("Starts from trained weights: new layers get the model's own initialisation.")
+    weight_decay = number(c4, "Weight decay", "weight_decay", key="train-wd", step=0.0001, format="%g")
+    return {"input_size": parse_size(size_typed), "in_channels": int(channels) or None, "init": init,
+            "weight_decay": float(weight_decay)}, own
+
+
+def optimizer_details(optimizer: str, scheduler: str) -> dict[str, Any]:
+    """Momentum and Nesterov (for SGD + momentum), StepLR's step and decay (for the step schedule)."""
+    c1, c2, c3, c4 = st.columns(4)
+    uses_momentum = optimizer == "momentum"
+    momentum = number(c1, "Momentum", "momentum", key="train-momentum", step=0.05, format="%g",
+                      disabled=not uses_momentum)
+    nesterov = field(c2, "checkbox", "Nesterov", key="train-nesterov", disabled=not uses_momentum,
+                     help=help_text("nesterov"))
+    step_size = number(c3, "StepLR step size", "step_size", key="train-step", disabled=scheduler != "step")
+    gamma = number(c4, "StepLR: decay factor", "gamma", key="train-gamma", step=0.05, format="%g",
+                   disabled=scheduler != "step")
+    if not uses_momentum:
+        c1.caption(f"Momentum and Nesterov apply to the optimizer “{choice_labels('optimizer')['momentum']}”.")
+    return {"momentum": float(momentum), "nesterov": bool(nesterov), "step_size": int(step_size),
+            "gamma": float(gamma)}
+
+
+def validation(data: DataPick) -> dict[str, Any]:
+    """What the training validates on: a hold-out (and its share) or the official test split."""
+    c1, c2, c3 = st.columns([2, 1, 1])
+    val_split = menu(c1, "radio", "Validate on", "val_split", horizontal=True, key="train-val")
+    val_fraction = number(c2, "Hold-out fraction", "val_fraction", key="train-valfrac", step=0.05, format="%g",
+                          disabled=val_split != "holdout")
+    if val_split == "test" and not has_test_split(data.name, data.root, data.options):
+        c1.warning(f"{data.name} has no official test split: validate on a hold-out of the training set.")
+    if data.options:
+        c3.caption(("Dataset options: " if data.made is not None else "Dataset options (copied from a run): ")
+                   + ", ".join(f"{k}={v}" for k, v in data.options.items()))
+    return {"val_split": val_split, "val_fraction": float(val_fraction)}
+
+
+def advanced(model: str, data: DataPick, chosen: dict[str, Any]) -> tuple[dict[str, Any], tuple[int, int]]:
+    """The Advanced expander; ``chosen``: the settings above it. Returns its settings and the model's default input size."""
     with st.expander("Advanced: start from a run, input size and channels, momentum, initialisation, validation"):
-        starts = start_runs()
-        current = st.session_state.get("train-init-from", st.session_state[FORM].get("train-init-from", NO_RUN))
-        gone = current if current != NO_RUN and current not in starts else None
-        if gone:  # a copied run's start, or a run deleted since: no checkpoint to start from any more
-            st.session_state["train-init-from"] = st.session_state[FORM]["train-init-from"] = NO_RUN
-        c1, c2 = st.columns([2, 2], vertical_alignment="bottom")
-        init_from = field(c1, "selectbox", "Start from a run", [NO_RUN, *starts], key="train-init-from",
-                                 format_func=lambda r: "none (a fresh start)" if r == NO_RUN else starts.get(r, r),
-                                 help=HELP["init_from"])
-        c2.caption("Starting from a run: every layer whose shape fits is reused; the head for a new class count "
-                   "starts fresh (seed 002: a CIFAR-100 run fine-tuned on CIFAR-10).")
-        if gone:
-            c1.caption(f"Run {gone} has no checkpoint here any more: starting fresh.")
-        init_from = None if init_from == NO_RUN else init_from
-        if init_from:
-            run_model = starts[init_from].split(" on ", 1)[0]
-            if run_model != model:
-                c1.warning(f"Run {init_from} trained {run_model}, not {model}: only the layers with the same "
-                           "name and shape are reused.")
-        data_spec = next((s for s in list_datasets() if s.name == dataset), None)
-        data_shape = data_spec.input_shape if data_spec is not None else spec.input_shape
-        own = default_input_size(spec, data_shape[1:])
-        c1, c2, c3, c4 = st.columns(4)
-        size_typed = field(c1, "text_input", "Input size (blank = default)", key="train-size", placeholder=f"{own[0]}x{own[1]}",
-                                   help=HELP["input_size"])
-        why = ("the model's own size" if own == tuple(spec.input_shape[1:]) and (spec.fixed_input or transfer)
-               else f"the data's size; the model is designed for {spec.input_shape[1]}x{spec.input_shape[2]}"
-               if own != tuple(spec.input_shape[1:]) else "the data's size")
-        c1.caption(f"Default: {own[0]}x{own[1]} ({why}).")
-        channel_opts = [0, 1, 3]
-        current = st.session_state.get("train-channels", st.session_state[FORM].get("train-channels"))
-        if current and current not in channel_opts:  # a copied run's
-            channel_opts.append(current)
-        channels = field(c2, "selectbox", "Input channels", channel_opts, key="train-channels", help=HELP["in_channels"],
-                                format_func=lambda c: "The model's own" if c == 0  # a label that stays with the model
-                                else {1: "1 (grey)", 3: "3 (RGB)"}.get(c, str(c)))
-        if not channels:
-            c2.caption(f"The model's own: {spec.input_shape[0]} ({'grey' if spec.input_shape[0] == 1 else 'RGB'}).")
-        starts_from_weights = bool(init_from or pretrained)
-        init = field(c3, "selectbox", "Weight initialisation", INITS, format_func=INIT_LABELS.get, key="train-init",
-                            disabled=starts_from_weights, help=HELP["init"])
-        if starts_from_weights:  # the weights it starts from replace the initialisation (fresh layers: the model's own)
-            init = "default"
-            c3.caption("Starts from trained weights: new layers get the model's own initialisation.")
-        weight_decay = field(c4, "number_input", "Weight decay", 0.0, 1.0, step=0.0001, format="%g", key="train-wd",
-                                       help=HELP["weight_decay"])
-        c1, c2, c3, c4 = st.columns(4)
-        uses_momentum = optimizer == "momentum"
-        momentum = field(c1, "number_input", "Momentum", 0.0, 0.999, step=0.05, format="%g", key="train-momentum",
-                                   disabled=not uses_momentum, help=HELP["momentum"])
-        nesterov = field(c2, "checkbox", "Nesterov", key="train-nesterov", disabled=not uses_momentum,
-                               help=HELP["nesterov"])
-        step_size = field(c3, "number_input", "StepLR step size", 1, 1000, key="train-step",
-                                    disabled=scheduler != "step", help=HELP["step_size"])
-        gamma = field(c4, "number_input", "StepLR: decay factor", 0.0, 1.0, step=0.05, format="%g", key="train-gamma",
-                                disabled=scheduler != "step", help=HELP["gamma"])
-        if not uses_momentum:
-            c1.caption("Momentum and Nesterov apply to the optimizer “SGD + momentum”.")
-        c1, c2, c3 = st.columns([2, 1, 1])
-        val_split = field(c1, "radio", "Validate on", VAL_SPLITS, format_func=VAL_LABELS.get, horizontal=True,
-                             key="train-val", help=HELP["val_split"])
-        val_fraction = field(c2, "number_input", "Hold-out fraction", 0.0, 0.95, step=0.05, format="%g", key="train-valfrac",
-                                       disabled=val_split != "holdout", help=HELP["val_fraction"])
-        test_split = has_test_split(dataset, data_root, data_options)
-        if val_split == "test" and not test_split:
-            c1.warning(f"{dataset} has no official test split: validate on a hold-out of the training set.")
-        if data_options:
-            c3.caption(("Dataset options: " if made is not None else "Dataset options (copied from a run): ")
-                       + ", ".join(f"{k}={v}" for k, v in data_options.items()))
+        init_from = start_from_run(model)
+        inputs, own = input_and_init(get_spec(model), data.name, bool(init_from or chosen["pretrained"]))
+        details = optimizer_details(chosen["optimizer"], chosen["scheduler"])
+        checks = validation(data)
+    return {"init_from": init_from, **inputs, **details, **checks}, own
 
-    input_size = parse_size(size_typed)
-    if isinstance(input_size, (int, tuple)):
-        size = (input_size, input_size) if isinstance(input_size, int) else input_size
-    else:
-        size = own
-    if size[0] >= 96:
-        st.warning(f"{spec.display_name} trains on {size[0]}x{size[1]} images: each batch is resized to that size. "
-                   "Without a GPU this is very slow; for a classroom minute pick a small model (LeNet, LeNet-5, "
-                   "MiniAlexNet, CIFAR ResNet).", icon=":material/hourglass_top:")
 
+def model_size(input_size: Any, own: tuple[int, int]) -> tuple[int, int]:
+    """The height and width the model trains at: the size typed (when it reads as one), else its default."""
+    if isinstance(input_size, int):
+        return input_size, input_size
+    return input_size if isinstance(input_size, tuple) else own
+
+
+def augmentation_preview(data: DataPick, spec: ModelSpec, config: TrainConfig, size: tuple[int, int]) -> None:
+    """The trainer's own batch augmentation on one training image, at the model's input size."""
     with st.expander("Preview the augmentation on one training image"):
         try:
-            if made is not None:
-                bundle = cached_made(dataset, maker.fingerprint(), data_options["image_size"]) \
-                    if status.state == "present" else None
+            if data.made is not None:
+                bundle = cached_made(data.name, maker.fingerprint(), data.options["image_size"]) \
+                    if data.status.state == "present" else None
             else:
-                bundle = cached_dataset(dataset) if status.state == "present" and dataset != "folder" else None
+                bundle = cached_dataset(data.name) if data.status.state == "present" and data.name != "folder" else None
         except CnnlabError as err:
             bundle = None
             show_error(err)
         if bundle is None:
             st.info("The preview needs the dataset on disk.")
-        else:
-            idx = st.slider("Image", 0, len(bundle.train) - 1, 0, key="train-prev-idx")
-            image = bundle.train.images[idx]
-            arr = image.permute(1, 2, 0).numpy()
-            img = Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr)
-            # The trainer's own batch augmentation at the model's input size, seeded by the run's seed.
-            shown = size if isinstance(input_size, (int, tuple)) else default_input_size(spec, image.shape[-2:])
-            st.caption(f"{AUGMENT_DESCRIPTIONS.get(augment, '')} Shown at the model's input size, "
-                       f"{shown[0]}x{shown[1]}, as the trainer makes them.")
-            shots = [img] + preview(image, augment, 7, seed=int(seed), out_size=tuple(shown))
-            st.image([s.resize((96, 96), Image.NEAREST) for s in shots],
-                     caption=["original"] + [f"#{i + 1}" for i in range(7)])
+            return
+        idx = st.slider("Image", 0, len(bundle.train) - 1, 0, key="train-prev-idx")
+        image = bundle.train.images[idx]
+        arr = image.permute(1, 2, 0).numpy()
+        img = Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr)
+        # The trainer's own batch augmentation at the model's input size, seeded by the run's seed.
+        shown = size if isinstance(config.input_size, (int, tuple)) else default_input_size(spec, image.shape[-2:])
+        st.caption(f"{AUGMENT_DESCRIPTIONS.get(config.augment, '')} Shown at the model's input size, "
+                   f"{shown[0]}x{shown[1]}, as the trainer makes them.")
+        shots = [img] + preview(image, config.augment, 7, seed=config.seed, out_size=tuple(shown))
+        st.image([s.resize((96, 96), Image.NEAREST) for s in shots],
+                 caption=["original"] + [f"#{i + 1}" for i in range(7)])
 
-    config = TrainConfig(model=model, dataset=dataset, epochs=int(epochs), batch_size=int(batch),
-                         optimizer=optimizer, lr=float(lr), momentum=float(momentum), nesterov=bool(nesterov),
-                         init=init, weight_decay=float(weight_decay), scheduler=scheduler,
-                         step_size=int(step_size), gamma=float(gamma), augment=augment,
-                         subset=int(subset) or None, val_split=val_split, val_fraction=float(val_fraction),
-                         seed=int(seed), in_channels=int(channels) or None, input_size=input_size,
-                         data_root=data_root, data_options=data_options, pretrained=bool(pretrained),
-                         freeze=freeze, init_from=init_from)
-    if st.button("Start training", type="primary", key="train-start"):
-        try:
-            config.validate()
-            if dataset == "folder" and not data_root:
-                raise CnnlabError("Give the folder of the image dataset first.")
-            if val_split == "test" and not test_split:
-                raise CnnlabError(f"{dataset} has no official test split: choose “Hold-out of the training set” "
-                                  "under Advanced.")
-            n_classes = dataset_classes(dataset)
-            if subset and n_classes and subset < n_classes:
-                raise CnnlabError(f"A subset of {subset} training images is smaller than the {n_classes} "
-                                  f"classes of {dataset}: a stratified subset needs at least one per class.")
-            if transfer and pretrained and state == "missing":
-                raise CnnlabError(message)
-            job = get_manager().submit(config)
-        except CnnlabError as err:
-            show_error(err, context="Training not started")
-        else:
-            st.session_state["train-job"] = job.id
-            st.session_state["train-live-job"] = job.id  # the live view follows the new job
-            busy = [j for j in get_manager().active() if j.id != job.id and j.device == job.device
-                    and j.submitted < job.submitted]
-            if busy:  # a toast, not a box that would stay after the queue empties (the live view says the rest)
-                st.toast(f"Another training is using the {job.device.upper()}: this one waits in the queue "
-                         f"(position {job.position or len(busy)}) and starts when it is free.", icon=":material/schedule:")
+
+def start(config: TrainConfig, weights_missing: str | None) -> None:
+    """The Start button: the settings are checked (TrainConfig's messages), then the job is queued."""
+    if not st.button("Start training", type="primary", key="train-start"):
+        return
+    try:
+        config.validate()
+        if config.dataset == "folder" and not config.data_root:
+            raise CnnlabError("Give the folder of the image dataset first.")
+        if config.val_split == "test" and not has_test_split(config.dataset, config.data_root, config.data_options):
+            raise CnnlabError(f"{config.dataset} has no official test split: choose "
+                              f"“{choice_labels('val_split')['holdout']}” under Advanced.")
+        check_subset(config.subset, class_count(config.dataset, config.data_root, config.data_options), config.dataset)
+        if weights_missing:
+            raise CnnlabError(weights_missing)
+        job = get_manager().submit(config)
+    except CnnlabError as err:
+        show_error(err, context="Training not started")
+        return
+    st.session_state["train-job"] = job.id
+    st.session_state["train-live-job"] = job.id  # the live view follows the new job
+    busy = [j for j in get_manager().active() if j.id != job.id and j.device == job.device
+            and j.submitted < job.submitted]
+    if busy:  # a toast, not a box that would stay after the queue empties (the live view says the rest)
+        st.toast(f"Another training is using the {job.device.upper()}: this one waits in the queue "
+                 f"(position {job.position or len(busy)}) and starts when it is free.", icon=":material/schedule:")
+
+
+def train_form() -> None:
+    """The settings, top to bottom as the page shows them, then the Start button."""
+    copy_row()
+    c1, c2 = st.columns(2)
+    model = pick_model(c1)
+    data = pick_data(c2)
+    chosen = optimisation()
+    spec = get_spec(model)
+    weights_missing = None
+    chosen.update(pretrained=False, freeze="none")
+    if spec.family == "transfer":
+        weights, weights_missing = transfer_weights(model)
+        chosen.update(weights)
+    more, own = advanced(model, data, chosen)
+    config = TrainConfig(model=model, dataset=data.name, data_root=data.root, data_options=data.options,
+                         **chosen, **more)
+    size = model_size(config.input_size, own)
+    if size[0] >= 96:
+        st.warning(f"{spec.display_name} trains on {size[0]}x{size[1]} images: each batch is resized to that size. "
+                   "Without a GPU this is very slow; for a classroom minute pick a small model (LeNet, LeNet-5, "
+                   "MiniAlexNet, CIFAR ResNet).", icon=":material/hourglass_top:")
+    augmentation_preview(data, spec, config, size)
+    start(config, weights_missing)
+
+
+st.session_state.setdefault(FORM, {})
+if st.session_state.get(HANDOFF):  # "Train on it" on the Your images page
+    apply_suggestion(st.session_state.pop(HANDOFF), automatic=True)
+with st.container(border=True):
+    train_form()
 
 
 @st.fragment(run_every=1.5)

@@ -11,8 +11,8 @@ import sys
 import threading
 from typing import Any, Callable, Iterator
 
-from .. import distributed
-from ..train import TrainConfig  # the options below are generated from it
+from .. import config, distributed
+from ..config import TrainConfig  # the options below are generated from it
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -81,15 +81,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 # --------------------------------------------------------------------------------------
 
 
-def _option_type(field: dataclasses.Field) -> Callable[[str], Any] | None:
-    """The parser of one TrainConfig field's command-line value, from its annotation."""
-    kinds = {t.strip() for t in str(field.type).split("|")} - {"None"}
-    if field.name == "input_size":
+def _option_type(name: str) -> Callable[[str], Any]:
+    """The parser of one TrainConfig setting's command-line value, from the kinds of value it takes."""
+    taken = set(config.kinds(name)) - {"null"}
+    if "size" in taken:
         return _size
-    for name, parse in (("int", int), ("float", float), ("str", str)):
-        if kinds == {name}:
+    for kind, parse in (("whole", int), ("number", float), ("text", str)):
+        if taken == {kind}:
             return parse
-    return None
+    raise TypeError(f"TrainConfig.{name}: no command-line parser for {config.kinds(name)}")
 
 
 def _size(text: str) -> int | tuple[int, int]:
@@ -116,26 +116,28 @@ def _key_value(text: str) -> tuple[str, Any]:
 
 
 def add_config_options(parser: argparse.ArgumentParser) -> None:
-    """One option per :class:`~cnnlab.train.TrainConfig` field: name, type, default and help come
-    from the field, so every setting is reachable and none is copied by hand. Ranges and choices
-    are checked by ``TrainConfig.validate`` (one message for the app and the command line)."""
+    """One option per :class:`~cnnlab.train.TrainConfig` field: name, type, default, help and the
+    choices shown come from the setting, so every setting is reachable and none is copied by hand.
+    Ranges and choices are checked by ``TrainConfig.validate`` (one message for the app and the
+    command line)."""
     for f in dataclasses.fields(TrainConfig):
         meta = f.metadata
-        if not meta.get("cli", True):
+        if not meta["cli"]:
             continue
-        flag = meta.get("flag") or "--" + f.name.replace("_", "-")
+        flag = meta["flag"] or "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else None
         shown = f" (default: {default})" if default not in (None, "", {}) else ""
-        kwargs: dict[str, Any] = {"dest": f.name, "help": meta.get("help", "") + shown}
-        if str(f.type) == "bool":
+        kwargs: dict[str, Any] = {"dest": f.name, "help": config.help_text(f.name) + shown}
+        taken = config.kinds(f.name)
+        if taken == ("bool",):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, **kwargs)
-        elif str(f.type).startswith("dict"):
+        elif taken == ("object",):
             parser.add_argument(flag, type=_key_value, action="append", default=None, metavar="KEY=VALUE", **kwargs)
         else:
-            parse = _option_type(f)
-            if parse is None:  # pragma: no cover - a new field type must be taught here
-                raise TypeError(f"TrainConfig.{f.name}: no command-line parser for {f.type}")
-            parser.add_argument(flag, type=parse, default=default, metavar=f.name.upper(), **kwargs)
+            rule = meta["rule"]
+            metavar = "{" + ",".join(config.choices(f.name)) + "}" if rule and rule.kind == "choice" \
+                else f.name.upper()
+            parser.add_argument(flag, type=_option_type(f.name), default=default, metavar=metavar, **kwargs)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

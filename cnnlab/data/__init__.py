@@ -14,7 +14,7 @@ by their own names, the datasets made from your own images (:mod:`cnnlab.data.ma
 from ._types import DataBundle, DatasetInfo, DatasetSpec, DatasetStatus, TensorSplit
 from .images import bundled_photos, decode_image, load_bundled_photo, to_model_input
 from .pipeline import AUGMENTATIONS, IMAGENET_MEAN, IMAGENET_STD, LUMA_WEIGHTS, PRESETS, InputPipeline, measure_stats, model_space_stats
-from .registry import dataset_status, list_datasets, load_dataset
+from .registry import class_count, dataset_status, has_test_split, list_datasets, load_dataset
 from .shapes import SHAPE_CLASSES, generate_shapes
 from .splits import balanced_split, stratified_split, stratified_subset
 
@@ -35,9 +35,11 @@ __all__ = [
     "SHAPE_CLASSES",
     "balanced_split",
     "bundled_photos",
+    "class_count",
     "dataset_status",
     "decode_image",
     "generate_shapes",
+    "has_test_split",
     "list_datasets",
     "load_bundled_photo",
     "load_dataset",

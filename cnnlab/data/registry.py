@@ -1,4 +1,5 @@
-"""The dataset registry: :func:`load_dataset`, :func:`list_datasets`, :func:`dataset_status`.
+"""The dataset registry: :func:`load_dataset`, :func:`list_datasets`, :func:`dataset_status`,
+and what a dataset has without loading it (:func:`has_test_split`, :func:`class_count`).
 
 Every dataset, embedded or downloaded, is served the same way: a :class:`DataBundle` of
 whole uint8 splits in memory. Errors a person can cause (a missing folder, no network, a
@@ -495,6 +496,35 @@ def dataset_status(name: str, root: str | Path | None = None) -> DatasetStatus:
                                     f"Not in {base / tv.folder}."),
         str(base),
     )
+
+
+def has_test_split(name: str, root: str | Path | None = None, options: dict[str, Any] | None = None) -> bool:
+    """Whether ``name`` comes with an official test split, from its registry entry and options alone
+    (nothing is loaded): the torchvision sets (Caltech101: its balanced 25% test part), an image
+    folder with a ``test/`` sub-folder, and 'shapes' with ``n_test`` images."""
+    try:
+        spec = get_spec(name, root)
+    except DataError:
+        return False
+    if spec.source == "torchvision":
+        return True
+    if spec.name == "folder":
+        return bool(root) and (Path(root).expanduser() / "test").is_dir()
+    if spec.name == "shapes":
+        return int((options or {}).get("n_test", 0) or 0) > 0
+    return False
+
+
+def class_count(name: str, root: str | Path | None = None, options: dict[str, Any] | None = None) -> int | None:
+    """How many classes ``name`` has with these options, from its registry entry (nothing is loaded);
+    None when only loading tells (an image folder, an unknown name, a bad ``classes`` option)."""
+    try:
+        spec = get_spec(name, root)
+        if spec.name == "shapes" and (options or {}).get("classes") is not None:
+            return len(_shape_classes(options["classes"]))
+    except DataError:
+        return None
+    return spec.num_classes
 
 
 def _download_state(manual: str, where: str) -> tuple[str, str]:
