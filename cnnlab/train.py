@@ -47,6 +47,7 @@ from .models._input_checks import check_input, smallest_input
 
 # The settings and the events live in their own modules; importing them from here still works.
 from .config import FREEZE_MODES, INITS, OPTIMIZERS, SCHEDULERS, VAL_SPLITS, Rule, TrainConfig, setting  # noqa: F401
+from .config import check_subset
 from .events import EndEvent, EpochEvent, Event, Listener, StartEvent, StepEvent, TrainResult  # noqa: F401
 from .metering import EXPLODED, FIRST_EPOCH_WORSE, Best, DivergenceGuard, Meter  # noqa: F401
 
@@ -337,9 +338,7 @@ def prepare(config: TrainConfig, model: nn.Module | None = None, data: DataBundl
     train_x, train_y = bundle.train.images, bundle.train.labels.long()
     val_x, val_y = bundle.val.images, bundle.val.labels.long()
     num_classes = config.num_classes or len(info.classes)
-    if config.subset is not None and config.subset < num_classes:
-        raise ConfigError(f"subset={config.subset} is smaller than the {num_classes} classes of {info.name}: "
-                          "a stratified subset needs at least one image per class.")
+    check_subset(config.subset, num_classes, info.name)
     if data is not None and config.subset is not None and config.subset < len(train_y):
         sub = stratified_subset(bundle.train, config.subset, seed=config.seed)
         train_x, train_y = sub.images, sub.labels.long()
