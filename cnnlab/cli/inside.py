@@ -19,16 +19,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-channels", type=int, default=64)
     p.add_argument("--cmap", default="viridis")
     p.add_argument("--out", default="activations.png")
-    p.add_argument("--size", type=int, default=SLIDE_WIDTH, help="width in pixels at least (default: %(default)s, "
-                   "readable on a slide); small pictures are enlarged")
+    _add_size(p)
     p.set_defaults(func=cmd_activations)
 
     p = sub.add_parser("kernels", help="learned kernels of a convolution, as a PNG grid")
     p.add_argument("source", help=SOURCE_HELP)
     p.add_argument("--layer", help="convolution name (default: the first)")
     p.add_argument("--out", default="kernels.png")
-    p.add_argument("--size", type=int, default=SLIDE_WIDTH, help="width in pixels at least (default: %(default)s, "
-                   "readable on a slide); small pictures are enlarged")
+    _add_size(p)
     p.set_defaults(func=cmd_kernels)
 
     p = sub.add_parser("cam", help="Grad-CAM (or saliency) overlay of one image")
@@ -38,9 +36,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layer", help="layer for Grad-CAM (default: the end of the convolutional part)")
     p.add_argument("--method", choices=["gradcam", "saliency"], default="gradcam")
     p.add_argument("--out", default="cam.png")
+    _add_size(p)
+    p.set_defaults(func=cmd_cam)
+
+
+def _add_size(p: argparse.ArgumentParser) -> None:
+    """``--size``, the same for every picture these commands write."""
     p.add_argument("--size", type=int, default=SLIDE_WIDTH, help="width in pixels at least (default: %(default)s, "
                    "readable on a slide); small pictures are enlarged")
-    p.set_defaults(func=cmd_cam)
 
 
 def _image(ref: str):
