@@ -25,6 +25,7 @@ from .data.pipeline import (
 from .device import autocast_context, pick_device
 from .errors import ConfigError
 from .locks import model_lock
+from .models import evaluating
 from .runs import Run, load_model, load_run, load_run_data
 
 
@@ -233,14 +234,9 @@ def predict_topk(
 
 
 def _topk(model: nn.Module, batch: torch.Tensor, classes: list[str], k: int) -> list[tuple[str, float]]:
-    with model_lock(model):  # a model shared by app sessions may be inspected at the same time
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad(), autocast_context(batch.device):
-                logits = model(batch)
-        finally:
-            model.train(was_training)
+    # a model shared by app sessions may be inspected at the same time
+    with model_lock(model), evaluating(model), torch.no_grad(), autocast_context(batch.device):
+        logits = model(batch)
     probs = logits.float().softmax(dim=1)[0].cpu()
     values, indices = probs.topk(k)
     return [(classes[int(i)], float(v)) for v, i in zip(values, indices)]

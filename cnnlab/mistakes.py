@@ -40,6 +40,7 @@ from .device import autocast_context, pick_device
 from .errors import CnnlabError, ConfigError
 from .evaluate import eval_pipeline, run_split
 from .locks import model_lock
+from .models import evaluating
 from .runs import Run, load_model
 
 MAX_TRAIN_IMAGES = 3000  # training images embedded for the nearest examples (a class-stratified sample)
@@ -155,14 +156,8 @@ def predict_split(
 def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Float logits in eval mode, no grad, holding the model's lock (a model the app shares between
     sessions may be inspected at the same time); the model's mode is restored after."""
-    with model_lock(model):
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad(), autocast_context(x.device):
-                return model(x).float()
-        finally:
-            model.train(was_training)
+    with model_lock(model), evaluating(model), torch.no_grad(), autocast_context(x.device):
+        return model(x).float()
 
 
 # --------------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ from .data.pipeline import (
 )
 from .errors import CnnlabError, ConfigError, InputSizeError, InputTooSmallError, ModelConfigError
 from .threads import ThreadGovernor, threads_from_env, usable_cores
-from .models import create, get_spec, list_models
+from .models import count_params, create, evaluating, get_spec, list_models
 from .models._input_checks import check_input, smallest_input
 
 # The settings and the events live in their own modules; importing them from here still works.
@@ -157,10 +157,8 @@ def _check_forward(model: nn.Module, shape: tuple[int, int, int], num_classes: i
                    device: torch.device) -> None:
     """A dry run on two blank images: a clear ConfigError instead of an error at step 1 (naming the
     layer an input is too small for, and the smallest size that works)."""
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad(), autocast_context(device):
+        with evaluating(model), torch.no_grad(), autocast_context(device):
             out = model(torch.zeros(2, *shape, device=device))
     except (RuntimeError, CnnlabError) as e:
         _explain_too_small(model, shape, name)
@@ -169,8 +167,6 @@ def _check_forward(model: nn.Module, shape: tuple[int, int, int], num_classes: i
             "Choose another input size (input_size=...)"
             + (f" or the {name}_adaptive variant." if f"{name}_adaptive" in list_models() else ".")
         ) from e
-    finally:
-        model.train(was_training)
     if out.ndim != 2 or out.shape[1] != num_classes:
         raise ConfigError(
             f"{name} outputs {tuple(out.shape[1:])} values per image but the dataset has "
@@ -268,8 +264,7 @@ class Prepared:
             "mean": list(info.mean), "std": list(info.std),
             # what the model sees: the statistics in its own channels, for pages that prepare images
             "model_mean": list(self.val_pipe.model_mean), "model_std": list(self.val_pipe.model_std),
-            "num_params": sum(p.numel() for p in model.parameters()),
-            "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+            "num_params": count_params(model), "trainable_params": count_params(model, trainable_only=True),
             "device": str(self.device), "torch": torch.__version__, "notes": self.notes,
             "train_images": len(self.train_y), "val_images": len(self.val_y),
             # processes that trained the model together (torchrun), each on its share of every batch
@@ -280,17 +275,13 @@ class Prepared:
     @torch.no_grad()
     def val_probabilities(self, limit: int = 4096, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
         """Softmax outputs and labels of the model on (at most ``limit`` of) the validation split."""
-        model, was_training = self.model, self.model.training
-        model.eval()
         probs = []
-        try:
+        with evaluating(self.model):
             for start in range(0, min(limit, len(self.val_y)), batch_size):
                 stop = min(start + batch_size, limit)
                 with autocast_context(self.device):
-                    logits = model(self.val_pipe.eval_batch(self.val_x[start:stop]))
+                    logits = self.model(self.val_pipe.eval_batch(self.val_x[start:stop]))
                 probs.append(logits.float().softmax(dim=1).cpu())
-        finally:
-            model.train(was_training)
         return torch.cat(probs), self.val_y[:limit].cpu()
 
 
@@ -524,7 +515,7 @@ class Training:
         s.run_id = g.broadcast(s.run_id)
         self.emit(StartEvent(s.run_id, config.model, config.dataset, str(self.device), config.epochs,
                              self.steps_per_epoch, self.total_steps, len(s.train_y), len(s.val_y),
-                             sum(p.numel() for p in s.model.parameters()), s.model_shape, s.classes, s.notes))
+                             count_params(s.model), s.model_shape, s.classes, s.notes))
 
     def emit(self, event: Any) -> None:
         for listener in self.listeners:

@@ -36,6 +36,7 @@ from torch.nn import functional as F
 from ..device import autocast_context
 from ..errors import ConfigError
 from ..models.pretrained import get_pretrained_spec
+from ..models.tools import evaluating
 from .stats import channel_stats
 from .augment import (
     AUGMENT_DESCRIPTIONS,
@@ -325,8 +326,6 @@ def eval_loop(
     Returns ``None`` if ``cancel`` is set before the loop ends (checked before each batch).
     """
     device = pipeline.device
-    was_training = model.training
-    model.eval()
     k = min(5, num_classes)
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     correct1 = torch.zeros((), device=device, dtype=torch.int64)
@@ -335,7 +334,7 @@ def eval_loop(
     class_top5 = torch.zeros(num_classes, device=device, dtype=torch.int64)
     class_loss = torch.zeros(num_classes, device=device, dtype=torch.float64)
     n = int(labels.shape[0])
-    try:
+    with evaluating(model):
         for start in range(0, n, batch_size):
             if cancel is not None and cancel.is_set():
                 return None
@@ -355,8 +354,6 @@ def eval_loop(
                 confusion += torch.bincount(y * num_classes + pred, minlength=num_classes**2)
                 class_top5 += torch.bincount(y, weights=hit5.float(), minlength=num_classes).long()
                 class_loss.index_add_(0, y, losses)
-    finally:
-        model.train(was_training)
     out: dict[str, Any] = {
         "loss_sum": float(loss_sum), "correct1": int(correct1), "correct5": int(correct5), "count": n,
     }
