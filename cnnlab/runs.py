@@ -530,7 +530,10 @@ def _writer_alive(rec: Mapping[str, Any]) -> bool:
 
 
 def _check_id(run_id: Any) -> str:
-    if not isinstance(run_id, str) or not run_id.strip():
+    if isinstance(run_id, str) and not run_id.strip():
+        raise RunNotFoundError("the run id is empty: give the id of a run (or a unique beginning of it). "
+                               "`python -m cnnlab runs` lists them.")
+    if not isinstance(run_id, str):
         raise RunNotFoundError(f"{_shown(run_id)} is not a run id. `python -m cnnlab runs` lists them.")
     if len(run_id) > MAX_ID_CHARS:
         raise RunNotFoundError(

@@ -112,6 +112,9 @@ def test_missing_checkpoint_unknown_run_and_delete():
         runs.load_run(w.run_id)
     with pytest.raises(runs.RunNotFoundError):
         runs.load_run("../etc")
+    for empty in ("", "  "):  # never a prefix of every run
+        with pytest.raises(runs.RunNotFoundError, match="the run id is empty"):
+            runs.delete_run(empty)
 
 
 def test_best_pt_is_written_atomically_with_weights_only(tmp_path):
