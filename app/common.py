@@ -367,12 +367,6 @@ CURVE_SERIES = ["train (running)", "train (epoch)", "validation"]
 CURVE_COLOURS = ["#9ecae1", "#1f77b4", "#ff7f0e"]  # light and dark blue for training, orange for validation
 
 
-def dataset_classes(name: str) -> int | None:
-    from cnnlab.data import list_datasets
-
-    return next((s.num_classes for s in list_datasets() if s.name == name), None)
-
-
 def remember(store: str, key: str, default, *, options=None, bounds: tuple | None = None):
     """Keep a widget's value for the session across page switches; returns ``key``.
 
