@@ -46,6 +46,7 @@ from app import demo_guard as guard  # noqa: E402
 from cnnlab import sources  # noqa: E402
 from cnnlab.activations import denormalize, grad_cam, overlay  # noqa: E402
 from cnnlab.data.drawing import EmptyDrawingError, decode_drawing, drawing_to_image, style_for  # noqa: E402
+from cnnlab.data.gallery import to_pil  # noqa: E402
 from cnnlab.data.images import bundled_photos, decode_image, load_bundled_photo  # noqa: E402
 from cnnlab.errors import CnnlabError  # noqa: E402
 from cnnlab.evaluate import predict_topk  # noqa: E402
@@ -258,8 +259,7 @@ def dataset_examples(ref: str, folder: Path, n: int = 4) -> list[str]:
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     for i in range(min(n, len(bundle.val))):
-        arr = bundle.val.images[i].permute(1, 2, 0).numpy()
-        img = Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr)
+        img = to_pil(bundle.val.images[i])
         path = folder / f"{bundle.info.name}-{i}.png"
         img.resize((img.width * 4, img.height * 4), Image.NEAREST).save(path)
         out.append(str(path))

@@ -21,6 +21,7 @@ from app.common import (
 from app.share import setting_shown
 from cnnlab.config import TrainConfig, bounds, check_subset, choice_labels, choices, help_text
 from cnnlab.data import DatasetStatus, class_count, has_test_split, list_datasets, maker
+from cnnlab.data.gallery import to_pil
 from cnnlab.data.pipeline import AUGMENT_DESCRIPTIONS, default_input_size, preview
 from cnnlab.errors import CnnlabError
 from cnnlab.jobs import FINAL_STATES, get_manager
@@ -495,8 +496,7 @@ def augmentation_preview(data: DataPick, spec: ModelSpec, config: TrainConfig, s
             return
         idx = st.slider("Image", 0, len(bundle.train) - 1, 0, key="train-prev-idx")
         image = bundle.train.images[idx]
-        arr = image.permute(1, 2, 0).numpy()
-        img = Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr)
+        img = to_pil(image)
         # The trainer's own batch augmentation at the model's input size, seeded by the run's seed.
         shown = size if isinstance(config.input_size, (int, tuple)) else default_input_size(spec, image.shape[-2:])
         st.caption(f"{AUGMENT_DESCRIPTIONS.get(config.augment, '')} Shown at the model's input size, "

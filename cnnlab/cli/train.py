@@ -258,7 +258,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_runs(args: argparse.Namespace) -> int:
     from .. import runs
 
-    if args.delete:
+    if args.delete is not None:  # an empty id is refused by runs, not taken for "list"
         link = runs.load_run(args.delete).is_link
         run_id = runs.delete_run(args.delete)
         print(f"removed the link {run_id} (what it pointed to was not touched)" if link else f"deleted {run_id}")

@@ -27,7 +27,6 @@ import logging
 import math
 import os
 import re
-import tempfile
 import threading
 import time
 from datetime import date
@@ -37,6 +36,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import torch
 
 from ..errors import LessonError
+from ..files import atomic_write_text
 from ..jobs import JobManager
 from .catalog import builtin_lessons, builtin_names
 from .runner import LessonRun, check_overrides, plan, start_lesson
@@ -366,20 +366,9 @@ def merge_measured(rows_or_entries: Sequence[Row] | Mapping[str, Any], path: str
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON: a temporary file in the same folder, then renamed over ``path``."""
+    """Write ``data`` as JSON, atomically (:func:`cnnlab.files.atomic_write_text`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, sort_keys=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write_text(path, json.dumps(data, indent=1) + "\n")
 
 
 def short_lessons(rows: Sequence[Row]) -> dict[str, list[tuple[int, list[str]]]]:

@@ -21,7 +21,6 @@ import logging
 import math
 import os
 import re
-import secrets
 import shutil
 import threading
 import time
@@ -42,6 +41,7 @@ from ..inspect import summarize
 from ..jobs import FINAL_STATES, Job, JobManager, get_manager
 from ..models import get_spec as get_model_spec
 from ..models.pretrained import weights_status
+from ..files import atomic_write_text, unique_folder
 from ..paths import cache_dir
 from ..runs import load_run
 from ..train import TrainConfig, load_data
@@ -496,23 +496,13 @@ def measure(run: LessonRun, data_cache: dict[str, Any] | None = None) -> dict[st
 
 def save_result(result: Mapping[str, Any]) -> str:
     """Write ``result`` as a new result folder (atomically); its id."""
-    root = results_dir()
-    root.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    for _ in range(100):
-        rid = f"{lesson_name(str(result['lesson']))}-{lesson_name(str(result['budget']))}-{stamp}-{secrets.token_hex(2)}"
-        path = root / rid
-        try:
-            path.mkdir()
-            break
-        except FileExistsError:
-            continue
-    else:  # pragma: no cover
-        raise LessonError(f"cannot create a result folder in {root}.")
-    tmp = path / (RESULT_FILE + ".tmp")
-    tmp.write_text(json.dumps({**result, "id": rid}, indent=1, default=_json_default))
-    os.replace(tmp, path / RESULT_FILE)
-    return rid
+    try:
+        path = unique_folder(results_dir(), f"{lesson_name(str(result['lesson']))}-{lesson_name(str(result['budget']))}-{stamp}")
+    except OSError as e:
+        raise LessonError(f"cannot create a result folder in {results_dir()}: {e}") from e
+    atomic_write_text(path / RESULT_FILE, json.dumps({**result, "id": path.name}, indent=1, default=_json_default))
+    return path.name
 
 
 def _json_default(o: Any) -> Any:
