@@ -4,16 +4,12 @@ the augmentation preview; switching datasets; a dataset not on disk is never dow
 from apphelpers import open_view
 
 
-def open_page():
-    return open_view("data")
-
-
 def images_shown(at) -> int:
     return len(at.get("image"))
 
 
 def test_data_page_opens_on_the_embedded_shapes():
-    at = open_page()
+    at = open_view("data")
     assert at.title[0].value == "Data"
     assert at.selectbox(key="data-ds").value == "shapes"
     metrics = {m.label: m.value for m in at.metric}
@@ -30,7 +26,7 @@ def test_data_page_opens_on_the_embedded_shapes():
 
 
 def test_switching_to_digits_and_moving_the_patch():
-    at = open_page()
+    at = open_view("data")
     at.selectbox(key="data-ds").set_value("digits").run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     metrics = {m.label: m.value for m in at.metric}
@@ -52,7 +48,7 @@ def test_switching_to_digits_and_moving_the_patch():
 
 
 def test_a_dataset_not_on_disk_is_not_downloaded():
-    at = open_page()
+    at = open_view("data")
     options = at.selectbox(key="data-ds").options
     missing = [o for o in options if not o.endswith("present")]
     assert missing, options
@@ -64,7 +60,7 @@ def test_a_dataset_not_on_disk_is_not_downloaded():
 
 
 def test_settings_survive_a_page_switch():
-    at = open_page()
+    at = open_view("data")
     at.selectbox(key="data-ds").set_value("digits").run()
     at.slider(key="data-grid-n").set_value(4).run()
     at.switch_page("views/train.py").run()

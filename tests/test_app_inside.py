@@ -4,12 +4,8 @@
 from apphelpers import open_view
 
 
-def open_page():
-    return open_view("inside")
-
-
 def test_inside_page_default_zoo_model_and_photo():
-    at = open_page()
+    at = open_view("inside")
     assert at.title[0].value == "Look inside"
     assert not at.error
     assert len(at.get("imgs")) >= 1 or at.image
@@ -17,7 +13,7 @@ def test_inside_page_default_zoo_model_and_photo():
 
 
 def test_inside_page_layer_and_method_switch():
-    at = open_page()
+    at = open_view("inside")
     at.selectbox(key="inside-layer").set_value("layer2.0.conv1").run()
     assert not at.exception and not at.error
     at.radio(key="inside-method").set_value("Saliency").run()
@@ -26,14 +22,14 @@ def test_inside_page_layer_and_method_switch():
 
 def test_inside_pretrained_missing_weights_says_what_to_do(monkeypatch):
     monkeypatch.setenv("CNNLAB_OFFLINE", "1")
-    at = open_page()
+    at = open_view("inside")
     at.radio(key="inside-kind").set_value("pretrained").run()
     assert not at.exception
     assert at.warning and "vgg16-397923af.pth" in at.warning[0].value
 
 
 def test_kernels_of_a_one_channel_conv_offer_no_channel_slider_and_cam_warns_when_untrained():
-    at = open_page()
+    at = open_view("inside")
     at.selectbox(key="inside-zoo").set_value("lenet").run()
     at.selectbox(key="inside-conv").set_value("C1").run()
     assert not at.exception and not at.error
@@ -44,7 +40,7 @@ def test_kernels_of_a_one_channel_conv_offer_no_channel_slider_and_cam_warns_whe
 
 
 def test_kernels_of_a_many_channel_conv_keep_the_slider():
-    at = open_page()
+    at = open_view("inside")
     at.selectbox(key="inside-zoo").set_value("lenet").run()
     at.selectbox(key="inside-conv").set_value("C3").run()
     assert not at.exception
@@ -52,7 +48,7 @@ def test_kernels_of_a_many_channel_conv_keep_the_slider():
 
 
 def test_one_channel_large_with_its_values():
-    at = open_page()
+    at = open_view("inside")
     assert not at.exception
     inputs = [n for n in at.number_input if n.key and n.key.startswith("inside-channel-")]
     assert inputs, "a channel picker under the feature maps"
@@ -67,7 +63,7 @@ def test_draw_a_digit_and_the_maps_and_cam_follow_it():
     centred), and the feature maps and the class-activation map change with every stroke."""
     from test_app_predict import _canvas_state, _captions
 
-    at = open_page()
+    at = open_view("inside")
     at.selectbox(key="inside-zoo").set_value("lenet").run()
     at.radio(key="inside-img").set_value("Draw").run()
     assert not at.exception and not at.error

@@ -55,10 +55,6 @@ def _no_measured_times(tmp_path, monkeypatch):
     return tmp_path / "measured.json"
 
 
-def open_page():
-    return open_view("lessons")
-
-
 def unescaped(text: str) -> str:
     """The page shows a lesson's own text literally: markdown characters are backslash-escaped."""
     return text.replace("\\", "")
@@ -102,7 +98,7 @@ def test_page_opens_and_lists_every_builtin_lesson_with_its_question():
     from cnnlab.lessons import builtin_lessons
 
     lessons = builtin_lessons()
-    at = open_page()
+    at = open_view("lessons")
     assert at.title[0].value == "Lessons"
     assert not at.error
     pick = at.radio(key="lesson-pick")
@@ -124,7 +120,7 @@ def test_full_budget_offered_only_when_it_can_run_and_says_why_not():
     from cnnlab.lessons import full_budget_state, get_lesson
 
     can, why = full_budget_state(get_lesson(LESSON))
-    at = open_page()
+    at = open_view("lessons")
     budget = at.radio(key="lesson-budget")
     assert budget.disabled is (not can)
     if not can:  # no MNIST offline in tests: the reason is on the page
@@ -138,7 +134,7 @@ def test_a_stored_result_is_shown_from_disk_without_training():
     lesson = get_lesson(LESSON)
     rid = fake_result(lesson)
     jobs_before = len(get_manager().jobs())
-    at = open_page()
+    at = open_view("lessons")
     assert not at.exception and not at.error
     assert len(get_manager().jobs()) == jobs_before  # nothing was trained
     assert at.button(key="lesson-run").label == "Run again"
@@ -163,7 +159,7 @@ def test_earlier_results_can_be_picked_and_the_newest_is_shown_first():
     older = fake_result(lesson, created=now - timedelta(days=1),
                         change={"lenet_v2": {"best_val_top1": 0.5, "final_val_top1": 0.5}})
     newer = fake_result(lesson, created=now, overrides=TINY)
-    at = open_page()
+    at = open_view("lessons")
     pick = at.selectbox(key="lesson-result")
     assert pick.options[0].startswith(now.isoformat(timespec="seconds").replace("T", " "))
     assert "newest" in pick.options[0]
@@ -185,7 +181,7 @@ def test_a_saved_result_is_deleted_after_a_confirmation_and_the_others_stay():
     now = datetime.now()
     older = fake_result(lesson, created=now - timedelta(days=1))
     trial = fake_result(lesson, created=now, overrides=TINY)  # e.g. a trial run before class
-    at = open_page()
+    at = open_view("lessons")
     assert at.selectbox(key="lesson-result").value == trial
     at.button(key="lesson-delete").click().run()
     assert not at.exception
@@ -208,7 +204,7 @@ def test_a_saved_result_is_deleted_after_a_confirmation_and_the_others_stay():
 def test_running_a_tiny_lesson_through_the_page_shows_the_table_and_conclusion():
     from cnnlab.lessons import lesson_runs, load_result
 
-    at = open_page()
+    at = open_view("lessons")
     at.session_state["lesson_overrides"] = TINY  # the page's test hook: a tiny budget for every arm
     at.run()
     assert "epochs=1, max_steps=3" in all_text(at)
@@ -243,7 +239,7 @@ def test_a_malformed_uploaded_lesson_names_the_key_and_line():
     with pytest.raises(LessonError) as err:
         parse_lesson(BAD_LESSON, "broken", source="broken.toml")
     assert "line 23" in str(err.value) and "'arms[1].lr'" in str(err.value)
-    at = open_page()
+    at = open_view("lessons")
     at.segmented_control(key="lesson-kind").set_value("own").run()
     assert at.info and "Upload a lesson file" in at.info[0].value
     at.file_uploader(key="lesson-upload").set_value(("broken.toml", BAD_LESSON.encode(), "application/toml")).run()
@@ -253,7 +249,7 @@ def test_a_malformed_uploaded_lesson_names_the_key_and_line():
 
 
 def test_a_lesson_by_path_must_be_a_toml_file_and_is_checked(tmp_path):
-    at = open_page()
+    at = open_view("lessons")
     at.segmented_control(key="lesson-kind").set_value("own").run()
     at.radio(key="lesson-open").set_value("path").run()
     assert at.info and "Type the path" in at.info[0].value
@@ -275,7 +271,7 @@ def test_a_lesson_by_path_must_be_a_toml_file_and_is_checked(tmp_path):
 
 
 def test_an_oversized_upload_is_refused_with_a_message():
-    at = open_page()
+    at = open_view("lessons")
     at.segmented_control(key="lesson-kind").set_value("own").run()
     big = BAD_LESSON + "#" * (70 * 1024)
     at.file_uploader(key="lesson-upload").set_value(("big.toml", big.encode(), "application/toml")).run()
@@ -297,7 +293,7 @@ def test_failed_and_diverged_arms_are_shown_with_their_message_and_the_rest_stil
         "c": {"status": "diverged", "message": "the loss became NaN at epoch 1, step 12; training stopped there.",
               "best_val_top1": None, "final_val_top1": None, "final_train_top1": None, "gap": None},
     })
-    at = open_page()
+    at = open_view("lessons")
     at.segmented_control(key="lesson-kind").set_value("own").run()
     at.radio(key="lesson-open").set_value("path").run()
     at.text_input(key="lesson-path").input(str(path)).run()
@@ -322,7 +318,7 @@ def test_a_teachers_lesson_run_before_opens_from_its_saved_result_without_the_fi
     path.write_text(BAD_LESSON.replace('lr = "fast"', "lr = 0.05"))
     rid = fake_result(read_lesson(path))
     path.unlink()  # the result keeps the lesson's text
-    at = open_page()
+    at = open_view("lessons")
     at.segmented_control(key="lesson-kind").set_value("own").run()
     at.radio(key="lesson-open").set_value("saved").run()
     assert at.selectbox(key="lesson-saved").options == ["A broken lesson · mine"]
@@ -338,7 +334,7 @@ def test_stop_ends_the_lesson_and_keeps_what_was_measured():
     timing) and its result says so."""
     from cnnlab.lessons import lesson_runs
 
-    at = open_page()
+    at = open_view("lessons")
     at.button(key="lesson-run").click().run()
     assert not at.exception and not at.error
     run = lesson_runs(LESSON)[-1]
@@ -368,7 +364,7 @@ def test_the_list_shows_each_lessons_measured_time_from_measured_json(_no_measur
         lessons[3].name: {"seconds": "fast"},  # damaged: ignored
         "no-such-lesson": {"seconds": 5.0},
     }))
-    at = open_page()
+    at = open_view("lessons")
     assert not at.exception and not at.error
     options = at.radio(key="lesson-pick").options
     assert options[0] == f"1. {lessons[0].title} · about 30 s"
@@ -390,7 +386,7 @@ def test_a_result_says_whether_it_showed_the_lecture_effect():
     short = fake_result(lesson, created=now - timedelta(hours=1), effect={
         "shown": False, "why": ["LeNet did not learn.", "LeNetV2 came first by 2.0 points, within the noise."]})
     old = fake_result(lesson, created=now - timedelta(hours=2))  # saved before effects were recorded
-    at = open_page()
+    at = open_view("lessons")
     assert not at.exception and not at.error
     assert at.selectbox(key="lesson-result").value == shown
     assert [s.value for s in at.success] == ["This run shows the effect the lecture teaches."]

@@ -19,12 +19,8 @@ def run_id(digits_run):
     return result.run_id
 
 
-def open_page():
-    return open_view("predict")
-
-
 def test_no_runs_says_to_train_one():
-    at = open_page()
+    at = open_view("predict")
     assert at.title[0].value == "Predict"
     assert at.info and "Train" in at.info[0].value
     assert not at.get("vega_lite_chart") and not at.error
@@ -35,7 +31,7 @@ def test_run_and_bundled_photo_give_the_top_k_of_predict_topk(run_id):
     from cnnlab.evaluate import predict_topk
     from cnnlab.sources import load_source
 
-    at = open_page()
+    at = open_view("predict")
     assert at.selectbox(key="predict-run").value == run_id
     assert at.radio(key="predict-img").value == "Bundled photo"
     photo = at.selectbox(key="predict-photo").value
@@ -54,7 +50,7 @@ def test_run_and_bundled_photo_give_the_top_k_of_predict_topk(run_id):
 
 
 def test_dataset_sample_of_the_run(run_id):
-    at = open_page()
+    at = open_view("predict")
     at.radio(key="predict-img").set_value("Dataset sample").run()
     assert at.selectbox(key="predict-ds").value == "run"  # the run's own split first
     assert not at.exception and not at.error
@@ -117,7 +113,7 @@ def test_bad_upload_shows_the_decoder_message(run_id):
     bad = b"this is not an image at all"
     with pytest.raises(DataError) as err:
         decode_image(bad)
-    at = open_page()
+    at = open_view("predict")
     at.radio(key="predict-img").set_value("Upload").run()
     assert at.info and "Upload" in at.info[0].value
     at.file_uploader(key="predict-upload").set_value(("holiday.png", bad, "image/png")).run()
@@ -146,7 +142,7 @@ def test_draw_a_digit_and_the_top_k_follows_the_drawing(run_id):
     from cnnlab.evaluate import predict_topk
     from cnnlab.sources import load_source
 
-    at = open_page()
+    at = open_view("predict")
     at.radio(key="predict-img").set_value("Draw").run()
     assert not at.exception and not at.error
     assert any("Draw a digit on the canvas" in i.value for i in at.info)  # a blank canvas: what to do

@@ -41,19 +41,15 @@ def with_runs(trained):
     return trained
 
 
-def open_page():
-    return open_view("runs")
-
-
 def test_no_runs_says_to_train_one():
-    at = open_page()
+    at = open_view("runs")
     assert at.title[0].value == "Runs"
     assert at.info and "Train" in at.info[0].value
     assert not at.dataframe and not at.error
 
 
 def test_lists_runs_with_status_and_accuracy_and_overlays_curves(with_runs):
-    at = open_page()
+    at = open_view("runs")
     table = at.dataframe[0].value
     finished, diverged = with_runs["finished"], with_runs["diverged"]
     assert list(table["run"]) == [r.run_id for r in runs.list_runs()]  # newest first
@@ -70,7 +66,7 @@ def test_lists_runs_with_status_and_accuracy_and_overlays_curves(with_runs):
 
 def test_detail_shows_per_class_bars_confusion_matrix_and_evaluation(with_runs):
     finished = with_runs["finished"]
-    at = open_page()
+    at = open_view("runs")
     at.selectbox(key="runs-detail").set_value(finished.run_id).run()
     assert not at.exception and not at.error
     assert at.success and "finished" in at.success[-1].value
@@ -84,7 +80,7 @@ def test_detail_shows_per_class_bars_confusion_matrix_and_evaluation(with_runs):
 
 
 def test_diverged_run_says_why_and_missing_dataset_keeps_curves(with_runs):
-    at = open_page()
+    at = open_view("runs")
     at.selectbox(key="runs-detail").set_value(with_runs["diverged"].run_id).run()
     assert not at.exception
     assert at.error and "diverged" in at.error[0].value and "learning rate" in at.error[0].value
@@ -111,7 +107,7 @@ def test_clicking_a_confusion_cell_shows_its_images_with_grad_cam_and_nearest_ex
     t, p = (int(v) for v in np.unravel_index(wrong.argmax(), wrong.shape))
     count = int(conf[t, p])
     assert count > 0
-    at = open_page()
+    at = open_view("runs")
     at.selectbox(key="runs-detail").set_value(finished.run_id).run()
     matrix = next(c.proto for c in at.get("vega_lite_chart") if '"rect"' in c.proto.spec)
     assert '"cell"' in matrix.spec and "cell" in matrix.selection_mode  # clickable: a point selection
@@ -163,7 +159,7 @@ def vanishing(tmp_path_factory):
 def test_drilldown_says_so_when_the_runs_images_are_gone(vanishing):
     cache, result, folder = vanishing
     copy_runs(cache)
-    at = open_page()
+    at = open_view("runs")
     assert not at.exception and not at.error
     assert any(m.label == "Val top-1" for m in at.metric)  # evaluated while its images were there
     shutil.rmtree(folder)  # then the folder is deleted
@@ -175,7 +171,7 @@ def test_drilldown_says_so_when_the_runs_images_are_gone(vanishing):
 
 def test_delete_with_confirmation_removes_only_that_run(with_runs):
     victim = with_runs["diverged"].run_id
-    at = open_page()
+    at = open_view("runs")
     at.selectbox(key="runs-detail").set_value(victim).run()
     at.button(key="runs-delete").click().run()
     assert not at.exception
@@ -207,7 +203,7 @@ def test_running_run_shows_curves_but_no_evaluation():
         assert first_epoch.wait(120)
         (run,) = runs.list_runs()
         assert run.status == "running"
-        at = open_page()
+        at = open_view("runs")
         assert not at.exception and not at.error
         assert at.dataframe[0].value.loc[0, "status"] == "running"
         assert any("still training" in i.value for i in at.info)

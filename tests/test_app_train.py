@@ -8,10 +8,6 @@ import pytest
 from apphelpers import open_view, train_run
 
 
-def open_page():
-    return open_view("train")
-
-
 def start_and_cancel(at):
     """Press Start training; return the submitted job's config (the job is cancelled and awaited)."""
     from cnnlab.jobs import get_manager
@@ -27,7 +23,7 @@ def start_and_cancel(at):
 
 
 def test_train_page_renders_controls():
-    at = open_page()
+    at = open_view("train")
     assert at.title[0].value == "Train"
     assert at.selectbox(key="train-model").value == "lenet"
     assert at.selectbox(key="train-data").value == "digits"
@@ -40,7 +36,7 @@ def test_widget_help_is_trainconfigs_wording():
     from cnnlab.train import TrainConfig
 
     helps = {f.name: f.metadata["help"] for f in fields(TrainConfig)}
-    at = open_page()
+    at = open_view("train")
     assert at.number_input(key="train-momentum").help == helps["momentum"]
     assert at.selectbox(key="train-init").help == helps["init"]
     assert at.text_input(key="train-size").help == helps["input_size"]
@@ -50,7 +46,7 @@ def test_widget_help_is_trainconfigs_wording():
 def test_widgets_take_bounds_choices_and_labels_from_trainconfig():
     from cnnlab import config
 
-    at = open_page()
+    at = open_view("train")
     for key, name in (("train-epochs", "epochs"), ("train-batch", "batch_size"), ("train-seed", "seed"),
                       ("train-wd", "weight_decay"), ("train-momentum", "momentum"), ("train-step", "step_size"),
                       ("train-gamma", "gamma"), ("train-valfrac", "val_fraction")):
@@ -73,7 +69,7 @@ def test_model_picker_lists_transfer_models_with_pretrained_and_freeze():
     from cnnlab.models.pretrained import weights_status
 
     transfer = list_models(family="transfer")
-    at = open_page()
+    at = open_view("train")
     options = at.selectbox(key="train-model").options
     assert transfer and all(any(f" · {n} · " in o for o in options) for n in transfer)
     with pytest.raises(KeyError):
@@ -95,7 +91,7 @@ def test_model_picker_lists_transfer_models_with_pretrained_and_freeze():
 
 
 def test_transfer_model_from_scratch_is_submitted():
-    at = open_page()
+    at = open_view("train")
     at.selectbox(key="train-model").set_value("resnet18_transfer").run()
     at.checkbox(key="train-pretrained").uncheck().run()
     config = start_and_cancel(at)
@@ -103,7 +99,7 @@ def test_transfer_model_from_scratch_is_submitted():
 
 
 def test_new_settings_reach_the_submitted_job():
-    at = open_page()
+    at = open_view("train")
     at.selectbox(key="train-opt").set_value("momentum").run()
     assert at.number_input(key="train-lr").value == 0.01  # the typical value follows the optimizer
     assert not at.number_input(key="train-momentum").disabled
@@ -126,7 +122,7 @@ def test_new_settings_reach_the_submitted_job():
 
 
 def test_batch_size_spans_1_to_4096():
-    at = open_page()
+    at = open_view("train")
     batch = at.number_input(key="train-batch")
     assert (batch.min, batch.max) == (1, 4096)
     batch.set_value(1024).run()
@@ -137,7 +133,7 @@ def test_learning_rate_has_no_upper_cap_in_the_widget():
     from cnnlab.errors import ConfigError
     from cnnlab.train import TrainConfig
 
-    at = open_page()
+    at = open_view("train")
     assert not at.number_input(key="train-lr").proto.has_max
     at.number_input(key="train-lr").set_value(100.0).run()
     assert at.number_input(key="train-lr").value == 100.0
@@ -151,7 +147,7 @@ def test_learning_rate_has_no_upper_cap_in_the_widget():
 
 
 def test_d2l_googlenet_at_96x96_is_submitted_with_input_size_96():
-    at = open_page()
+    at = open_view("train")
     at.selectbox(key="train-model").set_value("d2l_googlenet").run()
     assert any("designed for 96x96" in c.value for c in at.caption)  # its own size is shown
     at.selectbox(key="train-data").set_value("shapes").run()
@@ -167,7 +163,7 @@ def test_invalid_settings_show_trainconfigs_message():
 
     with pytest.raises(ConfigError) as bad:
         TrainConfig(input_size=5).validate()
-    at = open_page()
+    at = open_view("train")
     at.text_input(key="train-size").input("5").run()
     at.button(key="train-start").click().run()
     assert not at.exception
@@ -175,7 +171,7 @@ def test_invalid_settings_show_trainconfigs_message():
 
 
 def test_official_test_split_only_where_the_dataset_has_one():
-    at = open_page()  # digits: no official test split
+    at = open_view("train")  # digits: no official test split
     at.radio(key="train-val").set_value("test").run()
     assert at.number_input(key="train-valfrac").disabled
     assert any("no official test split" in w.value for w in at.warning)
@@ -184,7 +180,7 @@ def test_official_test_split_only_where_the_dataset_has_one():
 
 
 def test_bad_setting_gives_message():
-    at = open_page()
+    at = open_view("train")
     at.number_input(key="train-subset").set_value(5).run()  # fewer images than the 10 classes
     at.button(key="train-start").click().run()
     assert not at.exception
@@ -193,7 +189,7 @@ def test_bad_setting_gives_message():
 
 
 def test_settings_survive_switching_page_and_back():
-    at = open_page()
+    at = open_view("train")
     at.selectbox(key="train-model").set_value("lenet5").run()
     at.selectbox(key="train-data").set_value("shapes").run()
     at.number_input(key="train-epochs").set_value(7).run()
@@ -230,7 +226,7 @@ def test_copy_settings_from_a_run_fills_the_form():
     assert res.status == "finished", res.message
     run_id = list_runs()[0].run_id
 
-    at = open_page()
+    at = open_view("train")
     at.selectbox(key="train-copy-run").set_value(run_id).run()
     at.button(key="train-copy").click().run()
     assert not at.exception and not at.error
@@ -261,7 +257,7 @@ def test_short_training_to_the_end_shows_curves_and_run():
     from cnnlab.jobs import get_manager
     from cnnlab.runs import list_runs
 
-    at = open_page()
+    at = open_view("train")
     at.number_input(key="train-epochs").set_value(2).run()
     at.button(key="train-start").click().run()
     assert not at.exception and not at.error
@@ -280,7 +276,7 @@ def test_short_training_to_the_end_shows_curves_and_run():
 def test_second_training_waits_in_queue_and_a_new_session_sees_both():
     from cnnlab.jobs import get_manager
 
-    at = open_page()
+    at = open_view("train")
     at.selectbox(key="train-data").set_value("shapes").run()
     at.number_input(key="train-epochs").set_value(200).run()  # far longer than this test: cancelled below
     at.button(key="train-start").click().run()
@@ -292,7 +288,7 @@ def test_second_training_waits_in_queue_and_a_new_session_sees_both():
     assert second.id != first.id
     try:
         # a reloaded tab is a new session: the server-owned jobs are still listed
-        other = open_page()
+        other = open_view("train")
         options = other.selectbox(key="train-live-job").options
         assert any(f"#{first.id} " in o for o in options) and any(f"#{second.id} " in o for o in options)
     finally:
@@ -312,7 +308,7 @@ def test_start_from_a_run_sets_init_from():
     assert res.status == "finished", res.message
     run_id = list_runs()[0].run_id
 
-    at = open_page()
+    at = open_view("train")
     box = at.selectbox(key="train-init-from")
     assert box.value == "none" and any(o.endswith(f"· {run_id}") for o in box.options)  # runs with a checkpoint
     assert any("every layer whose shape fits is reused; the head for a new class count starts fresh" in c.value
@@ -358,7 +354,7 @@ def test_your_images_get_small_data_settings_the_holdout_and_a_transfer_choice(t
 
     monkeypatch.setenv("CNNLAB_DATA", str(tmp_path / "data"))
     name = make_own_dataset(tmp_path / "data")
-    at = open_page()
+    at = open_view("train")
     assert f"{name} — your images" in at.selectbox(key="train-data").options
     at.selectbox(key="train-data").set_value(name).run()
     assert not at.exception and not at.error, [e.value for e in at.error]

@@ -4,13 +4,9 @@
 from apphelpers import open_view, using_cache
 
 
-def open_page():
-    return open_view("transfer", timeout=300)
-
-
 def test_statuses_and_missing_files_explained(monkeypatch):
     monkeypatch.setenv("CNNLAB_OFFLINE", "1")
-    at = open_page()
+    at = open_view("transfer", timeout=300)
     assert at.title[0].value == "Transfer learning"
     text = " ".join(c.value for c in at.caption)
     assert "vgg16-397923af.pth" in text and "101_ObjectCategories" in text
@@ -33,7 +29,7 @@ def test_standin_runs_with_one_click_and_shows_the_summary(monkeypatch, standin,
     shutil.copyfile(cached, target)
     full = transfer.submit_standin
     monkeypatch.setattr(transfer, "submit_standin", lambda cfg=None, manager=None: full(standin_config, manager))
-    at = open_page()
+    at = open_view("transfer", timeout=300)
     at.button(key="tl-standin").click().run()
     assert not at.exception and not at.error
     ids = at.session_state["tl-jobs"]
