@@ -404,6 +404,26 @@ def create_run(config: Mapping[str, Any], meta: Mapping[str, Any]) -> RunWriter:
     return writer
 
 
+def run_meta(setup: Prepared) -> dict[str, Any]:
+    """What a run folder's ``meta.json`` records about a prepared training."""
+    info, model, group = setup.bundle.info, setup.model, setup.group
+    return {
+        "model": setup.config.model, "model_kwargs": setup.model_kwargs, "prepared_model": setup.model_given,
+        "dataset": setup.config.dataset, "dataset_name": info.name,
+        "display_name": getattr(info, "display_name", info.name), "classes": setup.classes,
+        "input_shape": list(setup.model_shape), "data_shape": list(setup.train_x.shape[1:]),
+        "mean": list(info.mean), "std": list(info.std),
+        # what the model sees: the statistics in its own channels, for pages that prepare images
+        "model_mean": list(setup.val_pipe.model_mean), "model_std": list(setup.val_pipe.model_std),
+        "num_params": models.count_params(model), "trainable_params": models.count_params(model, trainable_only=True),
+        "device": str(setup.device), "torch": torch.__version__, "notes": setup.notes,
+        "train_images": len(setup.train_y), "val_images": len(setup.val_y),
+        # processes that trained the model together (torchrun), each on its share of every batch
+        "world_size": group.world if group is not None else 1,
+        **({"backend": group.backend} if group is not None else {}),
+    }
+
+
 class RunRecorder(Recorder):
     """The trainer's listener that writes the run folder: ``config.json``, ``meta.json`` and a
     "running" status when training begins, one metrics line per epoch, ``best.pt`` at each new
@@ -413,7 +433,7 @@ class RunRecorder(Recorder):
         self.writer: RunWriter | None = None
 
     def begin(self, setup: Prepared) -> None:
-        self.writer = create_run(asdict(setup.config), setup.meta())
+        self.writer = create_run(asdict(setup.config), run_meta(setup))
         setup.run_id, setup.run_dir = self.writer.run_id, self.writer.path
 
     def __call__(self, event: Any) -> None:

@@ -253,25 +253,6 @@ class Prepared:
     def classes(self) -> list[str]:
         return list(self.bundle.info.classes)
 
-    def meta(self) -> dict[str, Any]:
-        """What a run folder's ``meta.json`` records about this training."""
-        info, model = self.bundle.info, self.model
-        return {
-            "model": self.config.model, "model_kwargs": self.model_kwargs, "prepared_model": self.model_given,
-            "dataset": self.config.dataset, "dataset_name": info.name,
-            "display_name": getattr(info, "display_name", info.name), "classes": self.classes,
-            "input_shape": list(self.model_shape), "data_shape": list(self.train_x.shape[1:]),
-            "mean": list(info.mean), "std": list(info.std),
-            # what the model sees: the statistics in its own channels, for pages that prepare images
-            "model_mean": list(self.val_pipe.model_mean), "model_std": list(self.val_pipe.model_std),
-            "num_params": count_params(model), "trainable_params": count_params(model, trainable_only=True),
-            "device": str(self.device), "torch": torch.__version__, "notes": self.notes,
-            "train_images": len(self.train_y), "val_images": len(self.val_y),
-            # processes that trained the model together (torchrun), each on its share of every batch
-            "world_size": self.group.world if self.group is not None else 1,
-            **({"backend": self.group.backend} if self.group is not None else {}),
-        }
-
     @torch.no_grad()
     def val_probabilities(self, limit: int = 4096, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
         """Softmax outputs and labels of the model on (at most ``limit`` of) the validation split."""

@@ -10,6 +10,7 @@ from PIL import Image
 from torch import nn
 from torchvision.transforms.functional import rgb_to_grayscale
 
+from cnnlab import runs
 from cnnlab.data import load_bundled_photo, to_model_input
 from cnnlab.data.pipeline import (
     IMAGENET_MEAN,
@@ -190,6 +191,6 @@ def test_the_trainer_records_the_statistics_of_the_luma_images():
     s = prepare(TrainConfig(model="lenet", epochs=1, device="cpu", in_channels=1), data=bundle)
     luma = rgb_to_grayscale(images[:40].double() / 255)
     assert s.model_shape[0] == 1
-    assert s.meta()["model_std"] == pytest.approx([float(luma.std())], abs=1e-4)
-    assert s.meta()["model_mean"] == pytest.approx([float(luma.mean())], abs=1e-4)
+    assert runs.run_meta(s)["model_std"] == pytest.approx([float(luma.std())], abs=1e-4)
+    assert runs.run_meta(s)["model_mean"] == pytest.approx([float(luma.mean())], abs=1e-4)
     assert s.train_pipe.model_std == s.val_pipe.model_std

@@ -455,7 +455,7 @@ def test_models_take_the_datas_channels_by_default():
 
     shapes = load_dataset("shapes", n_train=64, n_val=16)
     setup = prepare(TrainConfig(model="lenet5", dataset="shapes", device="cpu"), data=shapes)
-    assert setup.model_shape == (3, 32, 32) and setup.meta()["num_params"] == 83_126 - 10 * 84 - 10 + 8 * 84 + 8
+    assert setup.model_shape == (3, 32, 32) and runs.run_meta(setup)["num_params"] == 83_126 - 10 * 84 - 10 + 8 * 84 + 8
     grey = prepare(TrainConfig(model="lenet5", dataset="shapes", in_channels=1, device="cpu"), data=shapes)
     assert grey.model_shape[0] == 1 and any("converted to greyscale" in n for n in grey.notes)
 
