@@ -23,6 +23,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from .data import DataBundle, load_dataset
+from .data.shapes import SOURCE_CLASSES, STANDIN_MODEL, TARGET_CLASSES
 from .device import pick_device
 from .errors import CnnlabError, ConfigError, UnsafeFileError
 from .evaluate import evaluate_run
@@ -101,9 +102,6 @@ def compare(config: CompareConfig, listeners: Sequence[Listener] = (), cancel: t
 
 # --- the offline stand-in ------------------------------------------------------------------------
 
-STANDIN_MODEL = "lenet5"
-SOURCE_CLASSES = ("circle", "square", "triangle", "star", "cross")  # the "large" task
-TARGET_CLASSES = ("ring", "heart", "crescent")  # the "small" task, never seen in pretraining
 STANDIN_TAG = "transfer-standin"
 STANDIN_HEAD = "fc3"  # the last layer: replaced for the new classes, the only one trained when frozen
 STANDIN_VERSION = 2

@@ -21,6 +21,11 @@ import numpy as np
 import torch
 
 SHAPE_CLASSES: list[str] = ["circle", "square", "triangle", "star", "cross", "ring", "heart", "crescent"]
+# The offline transfer-learning tasks (cnnlab.transfer's stand-in, and the lessons that use it): a small
+# network pretrained on the "large" task, then taught the "small" one, whose shapes it never saw.
+STANDIN_MODEL = "lenet5"
+SOURCE_CLASSES = ("circle", "square", "triangle", "star", "cross")
+TARGET_CLASSES = ("ring", "heart", "crescent")
 
 _BATCH = 1024
 

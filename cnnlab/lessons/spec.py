@@ -51,7 +51,7 @@ from typing import Any, Mapping
 
 from ..errors import CnnlabError, LessonError
 from ..train import TrainConfig
-from ..transfer import STANDIN_MODEL, TARGET_CLASSES
+from ..data.shapes import STANDIN_MODEL, TARGET_CLASSES
 from .conclude import COLUMNS, METRICS, RESERVED, check_templates
 
 BUDGETS = ("quick", "full")
