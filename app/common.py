@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import base64
+
+import pandas as pd
 import streamlit as st
 from PIL import Image
 
+from app import share
+from cnnlab.data import dataset_status, list_datasets, load_dataset, maker
+from cnnlab.data.drawing import MAX_BYTES, EmptyDrawingError, decode_drawing, drawing_to_image, style_for
+from cnnlab.data.gallery import to_pil
+from cnnlab.data.images import bundled_photos, decode_image, load_bundled_photo
 from cnnlab.device import describe_device
 from cnnlab.errors import CnnlabError
+from cnnlab.inspect import format_bytes
+from cnnlab.jobs import get_manager
+from cnnlab.models import get_spec, list_models
+from cnnlab.models.pretrained import PRETRAINED, weights_status
+from cnnlab.runs import list_runs, load_run, load_run_data
+from cnnlab.sources import load_source
 
 
 @st.cache_data(show_spinner=False)
@@ -15,8 +29,6 @@ def device_text() -> str:
 
 
 def sidebar_status() -> None:
-    from cnnlab.jobs import get_manager
-
     with st.sidebar:
         st.caption(f"Device: **{device_text()}**")
         devices = get_manager().devices
@@ -29,8 +41,6 @@ def sidebar_status() -> None:
 @st.fragment(run_every=3.0)
 def job_status() -> None:
     """The training jobs running or waiting on this server, refreshed every few seconds."""
-    from cnnlab.jobs import get_manager
-
     manager = get_manager()
     active = manager.active()
     if not active:
@@ -60,15 +70,11 @@ def show_error(err: BaseException | str, context: str | None = None) -> None:
 
 @st.cache_resource(show_spinner="Loading model…", max_entries=8)
 def cached_source(ref: str):
-    from cnnlab.sources import load_source
-
     return load_source(ref)
 
 
 @st.cache_resource(show_spinner="Loading dataset…", max_entries=4)
 def cached_dataset(name: str):
-    from cnnlab.data import load_dataset
-
     return load_dataset(name, download=False)
 
 
@@ -77,16 +83,12 @@ def cached_made(name: str, stamp: tuple, image_size: int | None = None):
     """A dataset made from your own images, as the trainer sees it (at ``image_size``, default its
     own), loaded again when images are added or removed: ``stamp`` is
     :func:`cnnlab.data.maker.fingerprint`."""
-    from cnnlab.data import load_dataset
-
     return load_dataset(name, image_size=image_size, download=False, progress=False)
 
 
 @st.cache_resource(show_spinner="Loading the run's data…", max_entries=4)
 def cached_run_data(run_id: str):
     """The data a run was trained on, split as it was (its seed, fractions, subset, classes)."""
-    from cnnlab.runs import load_run, load_run_data
-
     return load_run_data(load_run(run_id))
 
 
@@ -98,11 +100,6 @@ def model_picker(key: str, allow_zoo: bool = True):
 
     The choice is kept across page switches and is in the page's link (:mod:`app.share`), except the
     run: it starts at the newest one (the one just trained) unless a link names another."""
-    from app import share
-    from cnnlab.models import get_spec, list_models
-    from cnnlab.models.pretrained import PRETRAINED, weights_status
-    from cnnlab.runs import list_runs
-
     store = f"{key}-model-form"
     kinds = (["zoo"] if allow_zoo else []) + ["run", "pretrained"]
     runs = [r for r in list_runs() if r.has_checkpoint and not r.damaged]
@@ -158,9 +155,6 @@ def _pct(v) -> str:
 
 def image_picker(key: str, source=None) -> Image.Image | None:
     """A bundled photo, a dataset sample, an upload or a drawing, decoded safely; None if unusable."""
-    from cnnlab.data.gallery import to_pil
-    from cnnlab.data.images import bundled_photos, decode_image, load_bundled_photo
-
     kind = st.radio("Image", ["Bundled photo", "Dataset sample", "Upload", "Draw"], horizontal=True,
                     key=f"{key}-img")
     if kind == "Draw":
@@ -206,8 +200,6 @@ CANVAS_TOOLS = {"freedraw": "pen", "circle": "ellipse", "rect": "rectangle", "po
 
 def drawing_style(source):
     """The drawing style (:mod:`cnnlab.data.drawing`) of the images ``source``'s model learned from."""
-    from cnnlab.data.drawing import style_for
-
     if source is None:
         return style_for("digits", (1, 28, 28))
     return style_for(source.dataset, source.input_shape)
@@ -217,10 +209,9 @@ def drawing_picker(key: str, source=None) -> Image.Image | None:
     """A canvas (streamlit-drawable-canvas) whose drawing becomes an image like the dataset's
     (:func:`cnnlab.data.drawing.drawing_to_image`); every stroke reruns the page, so the top-k,
     the feature maps and the Grad-CAM follow the drawing. None while the canvas is empty."""
-    from cnnlab.data.drawing import EmptyDrawingError, decode_drawing, drawing_to_image
-
     style = drawing_style(source)
     try:
+        # here, not at the top: it raises outside a running app, and a broken one must cost only Draw
         from streamlit_drawable_canvas import st_canvas
     except Exception as err:  # noqa: BLE001 - a missing or broken component: say so, keep the page
         show_error(f"{type(err).__name__}: {err}".strip(), context="The drawing canvas could not be loaded "
@@ -258,10 +249,6 @@ def drawing_picker(key: str, source=None) -> Image.Image | None:
 
 def _canvas_png(result) -> bytes | None:
     """The PNG a canvas sent, its size bounded before the base64 text is decoded."""
-    import base64
-
-    from cnnlab.data.drawing import MAX_BYTES
-
     url = getattr(result, "_image_data_url", None)  # streamlit-drawable-canvas 0.13: a data: URL or None
     if not isinstance(url, str) or ";base64," not in url:
         return None
@@ -273,14 +260,10 @@ def _canvas_png(result) -> bytes | None:
         raise CnnlabError("the canvas sent an unreadable drawing; clear it and draw again.") from None
 
 
-
-
 @st.cache_data(ttl=20, show_spinner=False)
 def _statuses(made: tuple = ()) -> dict:
     """Every dataset's status. ``made`` is :func:`cnnlab.data.maker.fingerprint`: a dataset made or grown
     on the Your images page (or the command line) a moment ago is listed at once, not after the 20 s."""
-    from cnnlab.data import dataset_status, list_datasets
-
     out = {}
     for spec in list_datasets():
         try:
@@ -293,8 +276,6 @@ def _statuses(made: tuple = ()) -> dict:
 def dataset_choices() -> tuple[list[str], dict]:
     """Dataset names and their status (present, downloadable or missing): what can be loaded now
     first, the digits (the default) first of all, then the datasets made from your own images."""
-    from cnnlab.data import maker
-
     statuses = _statuses(maker.fingerprint())
     yours = {n for n in statuses if maker.is_made(n)}  # one stat each: no image folder is listed
     order = {"present": 0, "downloadable": 1, "missing": 2}
@@ -312,8 +293,8 @@ def job_label(job) -> str:
 def curve_charts(events: list[dict]):
     """The live view's (loss chart, accuracy chart, log scale?) from trainer events (train per step
     window, validation per epoch), or None before the first step."""
+    # altair (0.2 s to import) loads with the Train page's first live chart, not with every page
     import altair as alt
-    import pandas as pd
 
     start = next((e for e in events if e["kind"] == "start"), None)
     per_epoch = max(1, start["steps_per_epoch"]) if start else 1
@@ -379,8 +360,6 @@ def remember(store: str, key: str, default, *, options=None, bounds: tuple | Non
     input's min and max) check a value before the widget sees it: one a link or an older session
     gives that the widget cannot take falls back to ``default`` with a notice.
     """
-    from app import share
-
     kept = st.session_state.setdefault(store, {})
     if key not in st.session_state:
         linked = share.from_link(key, default) if key not in kept else None
@@ -421,6 +400,4 @@ def short_number(value: float, unit: str = "") -> str:
 
 def short_bytes(n: float) -> str:
     """Bytes as KB, MB or GB with one decimal (cnnlab.inspect's format, shared with `summary`)."""
-    from cnnlab.inspect import format_bytes
-
     return format_bytes(int(n))

@@ -3,13 +3,14 @@ channels and pixel values, and the augmentation the trainer applies."""
 
 from __future__ import annotations
 
+import altair as alt
 import pandas as pd
 import streamlit as st
 from PIL import Image
 
 from app.common import cached_dataset, cached_made, dataset_choices, remember, short_number, show_error
 from app.share import setting_shown
-from cnnlab.data import maker
+from cnnlab.data import dataset_status, load_dataset, maker
 from cnnlab.data.gallery import (
     MAX_GRID_CLASSES,
     MAX_PER_CLASS,
@@ -33,14 +34,10 @@ SHOW_PX = 160  # how wide one channel is drawn
 
 @st.cache_resource(show_spinner="Loading the folder…", max_entries=2)
 def cached_folder(root: str):
-    from cnnlab.data import load_dataset
-
     return load_dataset("folder", root=root, download=False)
 
 
 def counts_chart(counts: list[dict], splits: list[str]):
-    import altair as alt
-
     rows = [(r["class"], r["index"], SPLIT_LABELS[s], k, r[s]) for r in counts for k, s in enumerate(splits)]
     df = pd.DataFrame(rows, columns=["class", "index", "split", "split_order", "images"])
     order = [r["class"] for r in counts]
@@ -86,8 +83,6 @@ try:
         if not root:
             st.info("Type the path of a folder with one subfolder per class.", icon=":material/folder_open:")
         else:
-            from cnnlab.data import dataset_status
-
             status = dataset_status("folder", root)
             if status.state == "present":
                 bundle = cached_folder(root)

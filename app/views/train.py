@@ -26,6 +26,8 @@ from cnnlab.data.pipeline import AUGMENT_DESCRIPTIONS, default_input_size, previ
 from cnnlab.errors import CnnlabError
 from cnnlab.jobs import FINAL_STATES, get_manager
 from cnnlab.models import ModelSpec, get_spec, list_models
+from cnnlab.models.pretrained import weights_status
+from cnnlab.runs import list_runs, load_run, run_config
 
 st.title("Train")
 st.write("Pick a network and a dataset and train for a few minutes. Training runs in the "
@@ -132,8 +134,6 @@ def _optimizer_changed() -> None:
 
 
 def _copy_from_run() -> None:
-    from cnnlab.runs import load_run, run_config
-
     run_id = st.session_state.get("train-copy-run")
     try:
         config = run_config(load_run(run_id))
@@ -173,8 +173,6 @@ def made_dataset(name: str | None) -> maker.MadeDataset | None:
 
 def transfer_available() -> str | None:
     """The transfer-learning model offered for small datasets: the first whose ImageNet weights are on disk."""
-    from cnnlab.models.pretrained import weights_status
-
     for name in TRANSFER_ORDER:
         if f"{name}_transfer" in list_models() and weights_status(name)[0] == "present":
             return f"{name}_transfer"
@@ -251,14 +249,10 @@ def run_label(run) -> str:
 
 def start_runs() -> dict[str, str]:
     """The runs a training can start from (those with a checkpoint), id -> label, newest first."""
-    from cnnlab.runs import list_runs
-
     return {r.run_id: run_label(r) for r in list_runs() if r.has_checkpoint and not r.damaged}
 
 
 def copy_row() -> None:
-    from cnnlab.runs import list_runs
-
     runs = [r for r in list_runs() if not r.damaged]
     c1, c2, c3 = st.columns([4, 1, 1], vertical_alignment="bottom")
     if runs:
@@ -363,8 +357,6 @@ def optimisation() -> dict[str, Any]:
 def transfer_weights(model: str) -> tuple[dict[str, Any], str | None]:
     """A transfer model's ImageNet weights and freezing: the settings, and the message when the
     weights asked for cannot be had (None: nothing is missing)."""
-    from cnnlab.models.pretrained import weights_status
-
     state, message = weights_status(model.removesuffix("_transfer"))
     c1, c2 = st.columns(2)
     # by default a transfer model starts from the ImageNet weights, when they can be had

@@ -7,6 +7,7 @@ import streamlit as st
 
 from app.common import show_error
 from cnnlab.data import dataset_status
+from cnnlab.device import pick_device
 from cnnlab.errors import CnnlabError
 from cnnlab.jobs import get_manager
 from cnnlab.models import get_spec, list_models
@@ -52,8 +53,6 @@ with tab_real:
         epochs = c.number_input("Epochs", 1, 100, 3, key="tl-epochs")
         batch = d.select_slider("Batch size", [8, 16, 32, 64], 16, key="tl-batch")
         lr = st.number_input("Learning rate (Adam)", 1e-6, 1.0, 1e-3, format="%.5f", key="tl-lr")
-        from cnnlab.device import pick_device
-
         if pick_device().type == "cpu":
             st.warning("No GPU here: VGG-16 at 224x224 trains at a few images per second on a CPU, so "
                            "one epoch of Caltech101 takes tens of minutes.", icon=":material/hourglass_top:")
