@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from typing import Callable
 
 import pandas as pd
 import streamlit as st
@@ -66,6 +67,37 @@ def show_error(err: BaseException | str, context: str | None = None) -> None:
     if context:
         message = f"**{context.rstrip('. ')}:** {message}"
     st.error(message, icon=":material/error:")
+
+
+def confirm_delete(prefix: str, item_id: str, *, label: str, help: str, warning: str,
+                   delete: Callable[[str], object], failed: str | None = None, disabled: bool = False) -> bool:
+    """A delete button that only asks: the deletion waits for "I am sure" and a second button, so nothing
+    is lost to one click. Widget keys: ``{prefix}-delete``, ``{prefix}-sure-{item_id}``,
+    ``{prefix}-delete-confirm``, ``{prefix}-delete-cancel``; ``{prefix}-confirm`` holds the id awaiting
+    confirmation. Returns True once ``delete(item_id)`` succeeded: the caller notes it and reruns. A
+    failure is shown, with ``failed`` (what was not done) as its context."""
+    confirm = f"{prefix}-confirm"
+    st.divider()
+    if st.button(label, key=f"{prefix}-delete", icon=":material/delete:", disabled=disabled, help=help):
+        st.session_state[confirm] = item_id
+    if st.session_state.get(confirm) != item_id:
+        return False
+    with st.container(border=True):
+        st.warning(warning)
+        sure = st.checkbox("I am sure", key=f"{prefix}-sure-{item_id}")
+        c1, c2, _ = st.columns([1, 1, 4])
+        if c1.button("Delete for good", type="primary", disabled=not sure, key=f"{prefix}-delete-confirm"):
+            try:
+                delete(item_id)
+            except CnnlabError as err:
+                show_error(err, context=failed)
+            else:
+                st.session_state.pop(confirm, None)
+                return True
+        if c2.button("Cancel", key=f"{prefix}-delete-cancel"):
+            st.session_state.pop(confirm, None)
+            st.rerun()
+    return False
 
 
 @st.cache_resource(show_spinner="Loading model…", max_entries=8)

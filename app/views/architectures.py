@@ -9,8 +9,12 @@ from app.common import remember, show_error, short_bytes, short_number
 from app.share import setting_shown
 from cnnlab.diagram import MAX_DEPTH, model_graph, node_count
 from cnnlab.errors import CnnlabError
-from cnnlab.inspect import summarize
-from cnnlab.models import get_spec, list_models
+from cnnlab.inspect import ModelSummary, summarize
+from cnnlab.models import ModelSpec, get_spec, list_models
+
+STORE = "arch-form"
+SHAPE_KEYS = ("arch-c", "arch-h", "arch-w", "arch-k")
+LARGE_GRAPH = 400  # nodes; beyond this the browser takes long to lay the drawing out
 
 
 @st.cache_data(show_spinner="Inspecting…", max_entries=64)
@@ -23,20 +27,16 @@ def cached_graph(name: str, shape: tuple[int, int, int], classes: int, depth: in
     return model_graph(name, shape, depth=depth, num_classes=classes)
 
 
-LARGE_GRAPH = 400  # nodes; beyond this the browser takes long to lay the drawing out
-
-
-st.title("Architectures")
-st.write(
-    "Pick a network from the seeds, choose the input, and see what every layer does to the "
-    "tensor. Nothing is computed for real: the model runs on PyTorch's *meta* device, so even "
-    "VGG-16 is inspected instantly."
-)
-
-show_adaptive = st.sidebar.toggle("Show _adaptive variants", value=False,
-                                  help="Twins of fixed-input models that accept any input size.")
-STORE = "arch-form"
-SHAPE_KEYS = ("arch-c", "arch-h", "arch-w", "arch-k")
+def intro() -> bool:
+    """The page's title and purpose; returns the sidebar switch that also offers the _adaptive twins."""
+    st.title("Architectures")
+    st.write(
+        "Pick a network from the seeds, choose the input, and see what every layer does to the "
+        "tensor. Nothing is computed for real: the model runs on PyTorch's *meta* device, so even "
+        "VGG-16 is inspected instantly."
+    )
+    return st.sidebar.toggle("Show _adaptive variants", value=False,
+                             help="Twins of fixed-input models that accept any input size.")
 
 
 def _model_changed() -> None:
@@ -46,17 +46,19 @@ def _model_changed() -> None:
         st.session_state[key] = st.session_state.setdefault(STORE, {})[key] = value
 
 
-all_names = list_models()
-model_key = remember(STORE, "arch-model", "lenet" if "lenet" in all_names else all_names[0], options=all_names)
-names = [n for n in all_names if show_adaptive or not get_spec(n).adaptive or n == st.session_state[model_key]]
-if setting_shown(model_key):
-    st.selectbox("Model", names, key=model_key, on_change=_model_changed,
-                 format_func=lambda n: f"{get_spec(n).display_name}  ·  {n}")
-name = st.session_state[model_key]
-spec = get_spec(name)
+def pick(show_adaptive: bool) -> tuple[str, list[str]]:
+    """The model picker; returns the model's name and the names offered (Compare offers the same)."""
+    all_names = list_models()
+    model_key = remember(STORE, "arch-model", "lenet" if "lenet" in all_names else all_names[0], options=all_names)
+    names = [n for n in all_names if show_adaptive or not get_spec(n).adaptive or n == st.session_state[model_key]]
+    if setting_shown(model_key):
+        st.selectbox("Model", names, key=model_key, on_change=_model_changed,
+                     format_func=lambda n: f"{get_spec(n).display_name}  ·  {n}")
+    return st.session_state[model_key], names
 
-left, right = st.columns([2, 3])
-with left:
+
+def input_fields(spec: ModelSpec) -> tuple[tuple[int, int, int], int]:
+    """Channels, height, width and classes, starting from the model's own; returns (shape, classes)."""
     cols = st.columns(4)
     limits = ((1, 64), (1, 2048), (1, 2048), (1, 100_000))
     labels = ("Channels", "Height", "Width", "Classes")
@@ -67,7 +69,11 @@ with left:
             col.number_input(label, lo, hi, key=key)
         values.append(int(st.session_state[key]))
     channels, height, width, classes = values
-with right:
+    return (channels, height, width), classes
+
+
+def card(spec: ModelSpec) -> None:
+    """Where the model comes from: family, year, paper, seed, default input."""
     st.markdown(
         f"**{spec.display_name}** — {spec.family}, {spec.year}. *{spec.paper}*. "
         f"From seed {spec.seed}; default input {'x'.join(map(str, spec.input_shape))}, "
@@ -76,25 +82,39 @@ with right:
     if spec.notes:
         st.caption(spec.notes)
 
-shape = (int(channels), int(height), int(width))
-try:
-    s = cached_summary(name, shape, int(classes))
-except CnnlabError as err:
-    show_error(err)
-    st.stop()
 
-m1, m2, m3, m4, m5 = st.columns(5)
-# short units, so no value is cut off on a projector at 1280x720; the exact number is in each help
-m1.metric("Parameters", short_number(s.total_params), help=f"{s.total_params:,} parameters")
-m2.metric("Trainable", short_number(s.trainable_params), help=f"{s.trainable_params:,} trainable parameters")
-m3.metric("MACs / image", short_number(s.total_macs), help=f"{s.total_macs:,} multiply-accumulates per image")
-m4.metric("Activations / image", short_bytes(s.activation_bytes), help=f"{s.activation_bytes:,} bytes")
-m5.metric("Parameter memory", short_bytes(s.param_bytes), help=f"{s.param_bytes:,} bytes")
+def input_and_card(spec: ModelSpec) -> tuple[tuple[int, int, int], int]:
+    """The input on the left, the model's card on the right; returns (shape, classes)."""
+    left, right = st.columns([2, 3])
+    with left:
+        shape, classes = input_fields(spec)
+    with right:
+        card(spec)
+    return shape, classes
 
-tab_table, tab_flow, tab_formula, tab_diagram, tab_compare = st.tabs(
-    ["Layer table", "Shape flow", "Formulas", "Diagram", "Compare models"])
 
-with tab_table:
+def summary(name: str, shape: tuple[int, int, int], classes: int) -> ModelSummary:
+    """The model's per-layer summary; an input the model cannot take ends the page with a message."""
+    try:
+        return cached_summary(name, shape, classes)
+    except CnnlabError as err:
+        show_error(err)
+        st.stop()
+
+
+def headline(s: ModelSummary) -> None:
+    """The five totals."""
+    m1, m2, m3, m4, m5 = st.columns(5)
+    # short units, so no value is cut off on a projector at 1280x720; the exact number is in each help
+    m1.metric("Parameters", short_number(s.total_params), help=f"{s.total_params:,} parameters")
+    m2.metric("Trainable", short_number(s.trainable_params), help=f"{s.trainable_params:,} trainable parameters")
+    m3.metric("MACs / image", short_number(s.total_macs), help=f"{s.total_macs:,} multiply-accumulates per image")
+    m4.metric("Activations / image", short_bytes(s.activation_bytes), help=f"{s.activation_bytes:,} bytes")
+    m5.metric("Parameter memory", short_bytes(s.param_bytes), help=f"{s.param_bytes:,} bytes")
+
+
+def table(s: ModelSummary) -> None:
+    """Every layer: shape, parameters, MACs, receptive field, and the arithmetic behind them."""
     leaves = st.toggle("Only layers without children", value=True)
     num = st.column_config.NumberColumn(format="localized")
     st.dataframe(pd.DataFrame(s.to_records(leaves_only=leaves)), hide_index=True, width="stretch",
@@ -107,51 +127,57 @@ with tab_table:
                "+ biases; outputs x inputs + biases); *size =* is the output-size formula with the "
                "layer's numbers.")
 
-with tab_flow:
+
+def shape_flow(s: ModelSummary) -> None:
+    """Spatial size against channels, layer after layer."""
     spatial = [r for r in s.leaf_rows if len(r.output_shape) == 3]
-    if spatial:
-        flow = pd.DataFrame({
-            "layer": [f"{i:02d} {r.name}" for i, r in enumerate(spatial)],
-            "spatial size (H)": [r.output_shape[1] for r in spatial],
-            "channels": [r.output_shape[0] for r in spatial],
-        }).set_index("layer")
-        a, b = st.columns(2)
-        a.markdown("**Spatial size** shrinks…")
-        a.line_chart(flow[["spatial size (H)"]])
-        b.markdown("…while **channels** grow")
-        b.line_chart(flow[["channels"]])
-    else:
+    if not spatial:
         st.info("This model has no spatial layers to plot.")
+        return
+    flow = pd.DataFrame({
+        "layer": [f"{i:02d} {r.name}" for i, r in enumerate(spatial)],
+        "spatial size (H)": [r.output_shape[1] for r in spatial],
+        "channels": [r.output_shape[0] for r in spatial],
+    }).set_index("layer")
+    a, b = st.columns(2)
+    a.markdown("**Spatial size** shrinks…")
+    a.line_chart(flow[["spatial size (H)"]])
+    b.markdown("…while **channels** grow")
+    b.line_chart(flow[["channels"]])
 
-with tab_formula:
+
+def formulas(s: ModelSummary) -> None:
+    """One layer's output-size and parameter formulas with its numbers."""
     taught = [r for r in s.rows if r.formula or r.param_formula]
-    if taught:
-        pick = st.selectbox("Layer", [r.name for r in taught],
-                            format_func=lambda n: f"{n} ({s.row(n).type})")
-        r = s.row(pick)
-        size_col, param_col = st.columns(2)
-        with size_col:
-            st.markdown("**Output size**")
-            if r.formula:
-                st.latex(r"W_{out} = \left\lfloor \frac{W - F + 2P}{S} \right\rfloor + 1")
-                st.code(r.formula, language=None)
-                st.caption(f"F = kernel {r.kernel}, S = stride {r.stride}, P = padding {r.padding}; "
-                           f"output {' x '.join(map(str, r.output_shape))}.")
-            else:
-                st.caption(f"{r.type} has no kernel sliding over the image: its output is "
-                           f"{' x '.join(map(str, r.output_shape))}.")
-        with param_col:
-            st.markdown("**Parameters**")
-            if r.param_formula:
-                st.code(r.param_formula, language=None)
-                st.caption(f"{r.param_words[0].upper()}{r.param_words[1:]}.")
-            else:
-                st.caption(f"{r.type} learns nothing: 0 parameters.")
-        st.caption("The layer table shows both for every layer, in its last two columns.")
-    else:
+    if not taught:
         st.info("No layer with a kernel or parameters in this model.")
+        return
+    layer = st.selectbox("Layer", [r.name for r in taught],
+                         format_func=lambda n: f"{n} ({s.row(n).type})")
+    r = s.row(layer)
+    size_col, param_col = st.columns(2)
+    with size_col:
+        st.markdown("**Output size**")
+        if r.formula:
+            st.latex(r"W_{out} = \left\lfloor \frac{W - F + 2P}{S} \right\rfloor + 1")
+            st.code(r.formula, language=None)
+            st.caption(f"F = kernel {r.kernel}, S = stride {r.stride}, P = padding {r.padding}; "
+                       f"output {' x '.join(map(str, r.output_shape))}.")
+        else:
+            st.caption(f"{r.type} has no kernel sliding over the image: its output is "
+                       f"{' x '.join(map(str, r.output_shape))}.")
+    with param_col:
+        st.markdown("**Parameters**")
+        if r.param_formula:
+            st.code(r.param_formula, language=None)
+            st.caption(f"{r.param_words[0].upper()}{r.param_words[1:]}.")
+        else:
+            st.caption(f"{r.type} learns nothing: 0 parameters.")
+    st.caption("The layer table shows both for every layer, in its last two columns.")
 
-with tab_diagram:
+
+def diagram(name: str, shape: tuple[int, int, int], classes: int) -> None:
+    """The model as a graph, opened to the chosen depth of nested modules."""
     depth_key = remember(STORE, "diagram-depth", 2, bounds=(0, MAX_DEPTH))
     if setting_shown(depth_key):
         st.slider("Block depth", 0, MAX_DEPTH, key=depth_key,
@@ -159,20 +185,22 @@ with tab_diagram:
                        "deeper levels open blocks into their layers.")
     depth = st.session_state[depth_key]
     try:
-        dot = cached_graph(name, shape, int(classes), int(depth))
+        dot = cached_graph(name, shape, classes, int(depth))
     except CnnlabError as err:
         show_error(err)
-    else:
-        n_nodes = node_count(dot)
-        if n_nodes > LARGE_GRAPH:
-            st.caption(f"{n_nodes} nodes: a large drawing takes a while to appear; "
-                       "a lower block depth gives a shorter overview.")
-        st.graphviz_chart(dot, width="content")  # natural size: a stretched narrow graph had giant boxes
-        st.caption("Edges carry the tensor's shape (channels x height x width); residual additions "
-                   "(add) and branch concatenations (cat) are where several edges meet. "
-                   f"`python -m cnnlab graph {name} --depth {depth} --out {name}.dot` writes it to a file.")
+        return
+    n_nodes = node_count(dot)
+    if n_nodes > LARGE_GRAPH:
+        st.caption(f"{n_nodes} nodes: a large drawing takes a while to appear; "
+                   "a lower block depth gives a shorter overview.")
+    st.graphviz_chart(dot, width="content")  # natural size: a stretched narrow graph had giant boxes
+    st.caption("Edges carry the tensor's shape (channels x height x width); residual additions "
+               "(add) and branch concatenations (cat) are where several edges meet. "
+               f"`python -m cnnlab graph {name} --depth {depth} --out {name}.dot` writes it to a file.")
 
-with tab_compare:
+
+def compare(name: str, names: list[str]) -> None:
+    """The model beside others, each at its own default input: parameters, MACs, depth, year."""
     others = st.multiselect("Compare with", [n for n in names if n != name],
                             default=[n for n in ("alexnet", "vgg16", "cifar_resnet") if n != name][:2])
     rows = []
@@ -186,8 +214,26 @@ with tab_compare:
         rows.append({"model": n, "input": "x".join(map(str, sp.input_shape)),
                      "parameters": ss.total_params, "MACs (M)": round(ss.total_macs / 1e6, 1),
                      "weight layers": ss.depth(), "year": sp.year})
-    table = pd.DataFrame(rows)
-    st.dataframe(table, hide_index=True, width="stretch",
+    frame = pd.DataFrame(rows)
+    st.dataframe(frame, hide_index=True, width="stretch",
                  column_config={"parameters": st.column_config.NumberColumn(format="localized")})
     if len(rows) > 1:
-        st.bar_chart(table.set_index("model")[["parameters"]])
+        st.bar_chart(frame.set_index("model")[["parameters"]])
+
+
+name, names = pick(intro())
+shape, classes = input_and_card(get_spec(name))
+s = summary(name, shape, classes)
+headline(s)
+tab_table, tab_flow, tab_formula, tab_diagram, tab_compare = st.tabs(
+    ["Layer table", "Shape flow", "Formulas", "Diagram", "Compare models"])
+with tab_table:
+    table(s)
+with tab_flow:
+    shape_flow(s)
+with tab_formula:
+    formulas(s)
+with tab_diagram:
+    diagram(name, shape, classes)
+with tab_compare:
+    compare(name, names)

@@ -7,10 +7,11 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 from PIL import Image
+from torch import Tensor
 
 from app.common import cached_dataset, cached_made, dataset_choices, remember, short_number, show_error
 from app.share import setting_shown
-from cnnlab.data import dataset_status, load_dataset, maker
+from cnnlab.data import DataBundle, DatasetInfo, DatasetStatus, dataset_status, load_dataset, maker
 from cnnlab.data.gallery import (
     MAX_GRID_CLASSES,
     MAX_PER_CLASS,
@@ -54,128 +55,164 @@ def counts_chart(counts: list[dict], splits: list[str]):
     ).properties(height=300)
 
 
-st.title("Data")
-st.write("Look at a dataset before training on it: how many images each class has in the splits the "
-         "trainer uses, samples of every class, one image channel by channel down to its pixel values, "
-         "and what the augmentation does to it.")
+def intro() -> None:
+    """The page's title and what it is for."""
+    st.title("Data")
+    st.write("Look at a dataset before training on it: how many images each class has in the splits the "
+             "trainer uses, samples of every class, one image channel by channel down to its pixel values, "
+             "and what the augmentation does to it.")
 
-names, statuses = dataset_choices()
-yours = {n for n in names if maker.is_made(n)}
-ds_key = remember(STORE, "data-ds", "shapes" if "shapes" in names else names[0], options=names)
-if setting_shown(ds_key):
-    st.selectbox("Dataset", names, key=ds_key,
-                 format_func=lambda n: (f"{n} — your images" + ("" if statuses[n].state == "present" else
-                                                                ", too few to train")) if n in yours
-                 else f"{n} — {statuses[n].state}")
-dataset = st.session_state[ds_key]
-st.page_link("views/mydata.py", label="Make a dataset of your own pictures (upload or camera) on the Your images page",
-             icon=":material/add_photo_alternate:")
-bundle = None
-try:
-    if dataset in yours:
-        if statuses[dataset].state == "present":
-            bundle = cached_made(dataset, maker.fingerprint())
-        else:
-            st.info(statuses[dataset].message, icon=":material/add_photo_alternate:")
-    elif dataset == "folder":
-        root = st.text_input("Folder (class subfolders, optionally train/, val/ and test/)",
-                             key=remember(STORE, "data-root", "")).strip()
-        if not root:
-            st.info("Type the path of a folder with one subfolder per class.", icon=":material/folder_open:")
-        else:
-            status = dataset_status("folder", root)
-            if status.state == "present":
-                bundle = cached_folder(root)
-            else:
-                st.info(status.message, icon=":material/folder_off:")
-    elif statuses[dataset].state == "present":
-        bundle = cached_dataset(dataset)
-    else:  # never download from this page: the Train page (or the command line) does that
-        st.info(f"{statuses[dataset].message} This page shows datasets already on disk; it does not download "
-                "them.", icon=":material/cloud_off:")
-except CnnlabError as err:
+
+def pick() -> tuple[str, DatasetStatus, bool]:
+    """The dataset picker and the way to make one of your own; returns the dataset's name, its status,
+    and whether it is made of your images."""
+    names, statuses = dataset_choices()
+    yours = {n for n in names if maker.is_made(n)}
+    ds_key = remember(STORE, "data-ds", "shapes" if "shapes" in names else names[0], options=names)
+    if setting_shown(ds_key):
+        st.selectbox("Dataset", names, key=ds_key,
+                     format_func=lambda n: (f"{n} — your images" + ("" if statuses[n].state == "present" else
+                                                                    ", too few to train")) if n in yours
+                     else f"{n} — {statuses[n].state}")
+    dataset = st.session_state[ds_key]
+    st.page_link("views/mydata.py", label="Make a dataset of your own pictures (upload or camera) on the Your images page",
+                 icon=":material/add_photo_alternate:")
+    return dataset, statuses[dataset], dataset in yours
+
+
+def load(dataset: str, status: DatasetStatus, yours: bool) -> DataBundle:
+    """The dataset, if it is on disk; otherwise the page ends with what to do. This page never downloads:
+    the Train page (or the command line) does that."""
     bundle = None
-    show_error(err, context=f"Could not load {dataset}")
-if bundle is None:
-    st.stop()
+    try:
+        if yours:
+            if status.state == "present":
+                bundle = cached_made(dataset, maker.fingerprint())
+            else:
+                st.info(status.message, icon=":material/add_photo_alternate:")
+        elif dataset == "folder":
+            root = st.text_input("Folder (class subfolders, optionally train/, val/ and test/)",
+                                 key=remember(STORE, "data-root", "")).strip()
+            if not root:
+                st.info("Type the path of a folder with one subfolder per class.", icon=":material/folder_open:")
+            else:
+                folder = dataset_status("folder", root)
+                if folder.state == "present":
+                    bundle = cached_folder(root)
+                else:
+                    st.info(folder.message, icon=":material/folder_off:")
+        elif status.state == "present":
+            bundle = cached_dataset(dataset)
+        else:
+            st.info(f"{status.message} This page shows datasets already on disk; it does not download "
+                    "them.", icon=":material/cloud_off:")
+    except CnnlabError as err:
+        bundle = None
+        show_error(err, context=f"Could not load {dataset}")
+    if bundle is None:
+        st.stop()
+    return bundle
 
-info = bundle.info
-c, h, w = info.input_shape
-st.caption(f"**{info.display_name}**: {info.num_classes} classes, {w}x{h} pixels, "
-           f"{'1 channel (grey)' if c == 1 else f'{c} channels'}. {info.description}")
-for note in bundle.notes:
-    st.caption(note)
 
-# ---------------------------------------------------------------- class counts
-st.subheader("Images per class")
-counts = class_counts(bundle)
-splits = [s for s in ("train", "val", "test") if any(r[s] for r in counts)]
-train = count_summary(counts, "train")
-total = sum(count_summary(counts, s)["total"] for s in splits)
-m1, m2, m3, m4 = st.columns(4)
-m1.metric("Total images", short_number(total), help=" + ".join(
-    f"{count_summary(counts, s)['total']:,} {SPLIT_LABELS[s]}" for s in splits))
-m2.metric("Training images", short_number(train["total"]), help=f"{train['total']:,} images in the training split.")
-m3.metric("Min per class", short_number(train["min"]),
-          help="Fewest training images of one class: " + ", ".join(train["min_classes"][:10])
-          + (" …" if len(train["min_classes"]) > 10 else ""))
-m4.metric("Max per class", short_number(train["max"]),
-          help="Most training images of one class: " + ", ".join(train["max_classes"][:10])
-          + (" …" if len(train["max_classes"]) > 10 else ""))
-st.caption(("Balanced: every class has the same number of training images. " if train["balanced"] else
-            f"Not balanced: the training split has {train['min']:,} to {train['max']:,} images per class. ")
-           + "These are the splits training uses" + (" (validation: a stratified hold-out of the training data)"
-                                                      if info.source == "embedded" else
-                                                      " (validation: about 20% of every class, each image held out "
-                                                      "or not by a hash of its name, so adding images never moves "
-                                                      "one a run trained on)" if info.source == "yours" else "") + ".")
-st.altair_chart(counts_chart(counts, splits), width="stretch")
-with st.expander("The counts as a table"):
-    st.dataframe([{k: r[k] for k in ("class", *splits)} for r in counts], hide_index=True, width="stretch")
+def describe(bundle: DataBundle) -> None:
+    """The dataset in one line: classes, image size, channels, and its notes."""
+    info = bundle.info
+    c, h, w = info.input_shape
+    st.caption(f"**{info.display_name}**: {info.num_classes} classes, {w}x{h} pixels, "
+               f"{'1 channel (grey)' if c == 1 else f'{c} channels'}. {info.description}")
+    for note in bundle.notes:
+        st.caption(note)
 
-# ---------------------------------------------------------------- samples per class
-st.subheader("Samples of every class")
-g1, g2, g3, g4 = st.columns(4)
-grid_split = g1.selectbox("Split", splits, format_func=SPLIT_LABELS.get, key=remember(STORE, "data-grid-split", "train"))
-per_class = g2.slider("Samples per class", 1, MAX_PER_CLASS, key=remember(STORE, "data-grid-n", 8))
-grid_seed = g3.number_input("Seed", 0, 2**31 - 1, key=remember(STORE, "data-grid-seed", 0),
-                            help="Which samples are picked: change it to see others.")
-first = 0
-if info.num_classes > MAX_GRID_CLASSES:
-    starts = list(range(0, info.num_classes, MAX_GRID_CLASSES))
-    first = g4.selectbox("Classes", starts, key=f"data-grid-first-{dataset}",
-                         format_func=lambda s: f"{s + 1}–{min(s + MAX_GRID_CLASSES, info.num_classes)} "
-                                               f"of {info.num_classes}")
-try:
-    shown = grid_classes(info.num_classes, first)
-    grid = sample_grid(getattr(bundle, grid_split), info.classes, per_class=int(per_class),
-                       size=64 if max(h, w) >= 48 else 48, seed=int(grid_seed), first=first)
-    st.image(grid, caption=f"{len(shown)} of {info.num_classes} classes, {per_class} random "
-                           f"{SPLIT_LABELS[grid_split]} images each (seed {grid_seed})")
-except CnnlabError as err:
-    show_error(err, context="Could not draw the grid")
 
-# ---------------------------------------------------------------- one image, channel by channel
-st.subheader("One image, channel by channel")
-n_train = len(bundle.train)
-i1, i2, i3 = st.columns([2, 1, 1])
-idx = i1.slider("Training image", 0, n_train - 1, key=remember(STORE, f"data-idx-{dataset}", 0))
-size = min(8, h, w)
-px = i2.slider("Patch x (column)", 0, w - size, key=remember(STORE, f"data-px-{dataset}", (w - size) // 2))
-py = i3.slider("Patch y (row)", 0, h - size, key=remember(STORE, f"data-py-{dataset}", (h - size) // 2))
-image = bundle.train.images[idx]
-label = info.classes[int(bundle.train.labels[idx])]
-try:
-    views = channel_views(image)
-    scale = max(1, SHOW_PX // max(h, w))
-    cols = st.columns(len(views) + 2)
-    cols[0].image(mark_patch(image, px, py, size, scale=scale), width=SHOW_PX,
-                  caption=f"{label} (image {idx}); red: the patch")
-    for col, (name, view) in zip(cols[1:], views):
-        col.image(view.resize((w * scale, h * scale), Image.NEAREST), width=SHOW_PX,
-                  caption="grey (one channel)" if name == "grey" else f"{name} channel")
-    cols[-1].image(zoom_patch(image, px, py, size, scale=max(1, SHOW_PX // size)), width=SHOW_PX,
-                   caption=f"the {size}x{size} patch at x={px}, y={py}")
+def per_class_counts(bundle: DataBundle) -> list[str]:
+    """How many images each class has in each split; returns the splits that have any."""
+    info = bundle.info
+    st.subheader("Images per class")
+    counts = class_counts(bundle)
+    splits = [s for s in ("train", "val", "test") if any(r[s] for r in counts)]
+    train = count_summary(counts, "train")
+    total = sum(count_summary(counts, s)["total"] for s in splits)
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("Total images", short_number(total), help=" + ".join(
+        f"{count_summary(counts, s)['total']:,} {SPLIT_LABELS[s]}" for s in splits))
+    m2.metric("Training images", short_number(train["total"]), help=f"{train['total']:,} images in the training split.")
+    m3.metric("Min per class", short_number(train["min"]),
+              help="Fewest training images of one class: " + ", ".join(train["min_classes"][:10])
+              + (" …" if len(train["min_classes"]) > 10 else ""))
+    m4.metric("Max per class", short_number(train["max"]),
+              help="Most training images of one class: " + ", ".join(train["max_classes"][:10])
+              + (" …" if len(train["max_classes"]) > 10 else ""))
+    st.caption(("Balanced: every class has the same number of training images. " if train["balanced"] else
+                f"Not balanced: the training split has {train['min']:,} to {train['max']:,} images per class. ")
+               + "These are the splits training uses" + (" (validation: a stratified hold-out of the training data)"
+                                                          if info.source == "embedded" else
+                                                          " (validation: about 20% of every class, each image held out "
+                                                          "or not by a hash of its name, so adding images never moves "
+                                                          "one a run trained on)" if info.source == "yours" else "") + ".")
+    st.altair_chart(counts_chart(counts, splits), width="stretch")
+    with st.expander("The counts as a table"):
+        st.dataframe([{k: r[k] for k in ("class", *splits)} for r in counts], hide_index=True, width="stretch")
+    return splits
+
+
+def samples(bundle: DataBundle, dataset: str, splits: list[str]) -> None:
+    """A grid of random images of every class (a page of classes at a time when there are many)."""
+    info = bundle.info
+    _, h, w = info.input_shape
+    st.subheader("Samples of every class")
+    g1, g2, g3, g4 = st.columns(4)
+    grid_split = g1.selectbox("Split", splits, format_func=SPLIT_LABELS.get, key=remember(STORE, "data-grid-split", "train"))
+    per_class = g2.slider("Samples per class", 1, MAX_PER_CLASS, key=remember(STORE, "data-grid-n", 8))
+    grid_seed = g3.number_input("Seed", 0, 2**31 - 1, key=remember(STORE, "data-grid-seed", 0),
+                                help="Which samples are picked: change it to see others.")
+    first = 0
+    if info.num_classes > MAX_GRID_CLASSES:
+        starts = list(range(0, info.num_classes, MAX_GRID_CLASSES))
+        first = g4.selectbox("Classes", starts, key=f"data-grid-first-{dataset}",
+                             format_func=lambda s: f"{s + 1}–{min(s + MAX_GRID_CLASSES, info.num_classes)} "
+                                                   f"of {info.num_classes}")
+    try:
+        shown = grid_classes(info.num_classes, first)
+        grid = sample_grid(getattr(bundle, grid_split), info.classes, per_class=int(per_class),
+                           size=64 if max(h, w) >= 48 else 48, seed=int(grid_seed), first=first)
+        st.image(grid, caption=f"{len(shown)} of {info.num_classes} classes, {per_class} random "
+                               f"{SPLIT_LABELS[grid_split]} images each (seed {grid_seed})")
+    except CnnlabError as err:
+        show_error(err, context="Could not draw the grid")
+
+
+def one_image(bundle: DataBundle, dataset: str) -> Tensor:
+    """One training image, channel by channel, and a small patch of it as numbers; returns the image."""
+    info = bundle.info
+    _, h, w = info.input_shape
+    st.subheader("One image, channel by channel")
+    n_train = len(bundle.train)
+    i1, i2, i3 = st.columns([2, 1, 1])
+    idx = i1.slider("Training image", 0, n_train - 1, key=remember(STORE, f"data-idx-{dataset}", 0))
+    size = min(8, h, w)
+    px = i2.slider("Patch x (column)", 0, w - size, key=remember(STORE, f"data-px-{dataset}", (w - size) // 2))
+    py = i3.slider("Patch y (row)", 0, h - size, key=remember(STORE, f"data-py-{dataset}", (h - size) // 2))
+    image = bundle.train.images[idx]
+    label = info.classes[int(bundle.train.labels[idx])]
+    try:
+        views = channel_views(image)
+        scale = max(1, SHOW_PX // max(h, w))
+        cols = st.columns(len(views) + 2)
+        cols[0].image(mark_patch(image, px, py, size, scale=scale), width=SHOW_PX,
+                      caption=f"{label} (image {idx}); red: the patch")
+        for col, (name, view) in zip(cols[1:], views):
+            col.image(view.resize((w * scale, h * scale), Image.NEAREST), width=SHOW_PX,
+                      caption="grey (one channel)" if name == "grey" else f"{name} channel")
+        cols[-1].image(zoom_patch(image, px, py, size, scale=max(1, SHOW_PX // size)), width=SHOW_PX,
+                       caption=f"the {size}x{size} patch at x={px}, y={py}")
+        pixel_values(image, px, py, size)
+    except CnnlabError as err:
+        show_error(err, context="Could not show the image's channels")
+    return image
+
+
+def pixel_values(image: Tensor, px: int, py: int, size: int) -> None:
+    """The patch's numbers, one table per channel."""
     st.caption("Pixel values of the patch (0 = dark, 255 = bright); rows are y, columns x.")
     patches = channel_patch(image, px, py, size)
     names = ["grey" if name == "grey" else f"{name} channel" for name, _ in patches]
@@ -188,24 +225,35 @@ try:
         narrow = {"_index": st.column_config.TextColumn(width=30),
                   **{c: st.column_config.NumberColumn(width=30) for c in df.columns}}
         col.dataframe(df, column_config=narrow)
-except CnnlabError as err:
-    show_error(err, context="Could not show the image's channels")
 
-# ---------------------------------------------------------------- augmentation preview
-st.subheader("Augmentation")
-a1, a2 = st.columns([3, 1])
-aug_key = remember(STORE, "data-aug", "cifar" if "cifar" in AUGMENT_LABELS else "none", options=list(AUGMENT_LABELS))
-if setting_shown(aug_key):
-    a1.selectbox("Augmentation", list(AUGMENT_LABELS), format_func=AUGMENT_LABELS.get, key=aug_key)
-augment = st.session_state[aug_key]
-aug_seed = a2.number_input("Seed", 0, 2**31 - 1, key=remember(STORE, "data-aug-seed", 0),
-                           help="The random generator of the augmentation, as a training run's seed.")
-st.caption(f"{AUGMENT_DESCRIPTIONS.get(augment, '')} The same image as above, at its stored size "
-           f"{w}x{h}, through the trainer's own batch augmentation (the Train page shows it at the model's "
-           "input size).")
-try:
-    shots = [to_pil(image)] + preview(image, augment, 7, seed=int(aug_seed))
-    st.image([s.resize((96, 96), Image.NEAREST if max(h, w) <= 96 else Image.BILINEAR) for s in shots],
-             caption=["original"] + [f"#{i + 1}" for i in range(7)])
-except CnnlabError as err:
-    show_error(err, context="Could not preview the augmentation")
+
+def augmentation(image: Tensor, info: DatasetInfo) -> None:
+    """The same image through the trainer's own batch augmentation, seven times."""
+    _, h, w = info.input_shape
+    st.subheader("Augmentation")
+    a1, a2 = st.columns([3, 1])
+    aug_key = remember(STORE, "data-aug", "cifar" if "cifar" in AUGMENT_LABELS else "none", options=list(AUGMENT_LABELS))
+    if setting_shown(aug_key):
+        a1.selectbox("Augmentation", list(AUGMENT_LABELS), format_func=AUGMENT_LABELS.get, key=aug_key)
+    augment = st.session_state[aug_key]
+    aug_seed = a2.number_input("Seed", 0, 2**31 - 1, key=remember(STORE, "data-aug-seed", 0),
+                               help="The random generator of the augmentation, as a training run's seed.")
+    st.caption(f"{AUGMENT_DESCRIPTIONS.get(augment, '')} The same image as above, at its stored size "
+               f"{w}x{h}, through the trainer's own batch augmentation (the Train page shows it at the model's "
+               "input size).")
+    try:
+        shots = [to_pil(image)] + preview(image, augment, 7, seed=int(aug_seed))
+        st.image([s.resize((96, 96), Image.NEAREST if max(h, w) <= 96 else Image.BILINEAR) for s in shots],
+                 caption=["original"] + [f"#{i + 1}" for i in range(7)])
+    except CnnlabError as err:
+        show_error(err, context="Could not preview the augmentation")
+
+
+intro()
+dataset, status, yours = pick()
+bundle = load(dataset, status, yours)
+describe(bundle)
+splits = per_class_counts(bundle)
+samples(bundle, dataset, splits)
+image = one_image(bundle, dataset)
+augmentation(image, bundle.info)

@@ -26,7 +26,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from app.common import remember, short_number, show_error
+from app.common import confirm_delete, remember, short_number, show_error
 from app.share import setting_shown
 from cnnlab.errors import CnnlabError, LessonError
 from cnnlab.lessons import (
@@ -59,7 +59,6 @@ STORE = "lessons-form"  # widget values kept across page switches (app.common.re
 LIVE = "lesson-live"  # the LessonRun.id this session follows
 PICK = "lesson-result"  # the result shown (a result id)
 ENDED = "lesson-ended"  # what a followed run ended with, shown once
-CONFIRM = "lesson-confirm"  # the result id whose deletion awaits confirmation
 DELETED = "lesson-deleted"  # a result deleted on the previous rerun, said once
 BUILTIN, OWN = "builtin", "own"
 # Tableau 10: distinct colours, one per arm (a lesson has at most 8), the same in every chart.
@@ -602,30 +601,14 @@ def result_label(stored: StoredResult, newest: bool) -> str:
 
 def delete_control(result_id: str) -> None:
     """Delete a saved result (e.g. a trial run before class), after a confirmation."""
-    st.divider()
-    if st.button("Delete this result…", key="lesson-delete", icon=":material/delete:",
-                 help="Remove this saved result; the runs of its arms stay on the Runs page."):
-        st.session_state[CONFIRM] = result_id
-    if st.session_state.get(CONFIRM) != result_id:
-        return
-    with st.container(border=True):
-        st.warning(f"Delete the lesson result **{result_id}**? Its table, curves and conclusion are removed for "
-                   "good. The runs of its arms and the other results are not touched.")
-        sure = st.checkbox("I am sure", key=f"lesson-sure-{result_id}")
-        c1, c2, _ = st.columns([1, 1, 4])
-        if c1.button("Delete for good", type="primary", disabled=not sure, key="lesson-delete-confirm"):
-            try:
-                delete_result(result_id)
-            except CnnlabError as err:
-                show_error(err, context="The result was not deleted")
-            else:
-                st.session_state.pop(CONFIRM, None)
-                st.session_state.pop(PICK, None)
-                st.session_state[DELETED] = result_id
-                st.rerun()
-        if c2.button("Cancel", key="lesson-delete-cancel"):
-            st.session_state.pop(CONFIRM, None)
-            st.rerun()
+    if confirm_delete("lesson", result_id, label="Delete this result…",
+                      help="Remove this saved result; the runs of its arms stay on the Runs page.",
+                      warning=f"Delete the lesson result **{result_id}**? Its table, curves and conclusion are "
+                              "removed for good. The runs of its arms and the other results are not touched.",
+                      delete=delete_result, failed="The result was not deleted"):
+        st.session_state.pop(PICK, None)
+        st.session_state[DELETED] = result_id
+        st.rerun()
 
 
 def saved_results(lesson: Lesson, budget: str, results: Sequence[StoredResult]) -> None:

@@ -127,16 +127,22 @@ def _grid(made: maker.MadeDataset) -> None:
             st.image(thumbs, width=72, caption=[p.stem for p in shown])
 
 
-st.title("Your images")
-st.write("Make a dataset of your own pictures: name the classes, add images to each one from files or the "
-         "camera, then train a CNN on it and look inside it like on any other dataset. It is saved as an "
-         "ordinary image folder (`data/<name>/<class>/0001.png`), so it is listed on the **Data** and **Train** "
-         "pages and on the command line (`python -m cnnlab train --data <name>`).")
-st.caption(f"Limits: {maker.limits_text()} Every class needs at least {maker.MIN_IMAGES_TO_TRAIN} images to train; "
-           f"aim for {maker.RECOMMENDED_PER_CLASS} or more, from different angles and backgrounds.")
+def intro() -> None:
+    """The page's title, what it is for, and the limits."""
+    st.title("Your images")
+    st.write("Make a dataset of your own pictures: name the classes, add images to each one from files or the "
+             "camera, then train a CNN on it and look inside it like on any other dataset. It is saved as an "
+             "ordinary image folder (`data/<name>/<class>/0001.png`), so it is listed on the **Data** and **Train** "
+             "pages and on the command line (`python -m cnnlab train --data <name>`).")
+    st.caption(f"Limits: {maker.limits_text()} Every class needs at least {maker.MIN_IMAGES_TO_TRAIN} images to train; "
+               f"aim for {maker.RECOMMENDED_PER_CLASS} or more, from different angles and backgrounds.")
 
-report = st.session_state.pop(REPORT, None)
-if report:
+
+def last_report() -> None:
+    """What the last action (a callback, before this rerun) did, shown once."""
+    report = st.session_state.pop(REPORT, None)
+    if not report:
+        return
     kind, text, details, *refused = report
     refused = refused[0] if refused else len(details)
     if kind == "error":
@@ -147,18 +153,28 @@ if report:
         st.warning(f"{refused} file{'s' if refused != 1 else ''} refused (the others were kept):\n\n"
                    + "\n".join(f"- {d}" for d in details))
 
-made_all = {m.key: m for m in maker.list_made()}
-if made_all:
-    used = sum(m.bytes for m in made_all.values())
-    st.caption(f"In use: {len(made_all)} of {maker.MAX_DATASETS} datasets, {used / 2**20:,.1f} MB of "
-               f"{maker.MAX_TOTAL_BYTES // 2**20:,} MB of images.")
-if st.session_state.get(PICK) not in (NEW, *made_all):
-    st.session_state[PICK] = NEW
-st.subheader("1. The dataset")
-key = st.selectbox("Dataset", [NEW, *made_all], key=PICK,
-                   format_func=lambda k: "New dataset…" if k == NEW else  # a label that never changes
-                   k if made_all[k].title in (k, "") else f"{k} ({made_all[k].title})")
-if key == NEW:
+
+def pick() -> str:
+    """The dataset to fill; choosing a new one shows its form and ends the page there."""
+    made_all = {m.key: m for m in maker.list_made()}
+    if made_all:
+        used = sum(m.bytes for m in made_all.values())
+        st.caption(f"In use: {len(made_all)} of {maker.MAX_DATASETS} datasets, {used / 2**20:,.1f} MB of "
+                   f"{maker.MAX_TOTAL_BYTES // 2**20:,} MB of images.")
+    if st.session_state.get(PICK) not in (NEW, *made_all):
+        st.session_state[PICK] = NEW
+    st.subheader("1. The dataset")
+    key = st.selectbox("Dataset", [NEW, *made_all], key=PICK,
+                       format_func=lambda k: "New dataset…" if k == NEW else  # a label that never changes
+                       k if made_all[k].title in (k, "") else f"{k} ({made_all[k].title})")
+    if key == NEW:
+        new_dataset_form()
+        st.stop()
+    return key
+
+
+def new_dataset_form() -> None:
+    """A name and the classes; the button creates the folders (:func:`_create`)."""
     c1, c2 = st.columns([1, 2])
     c1.text_input("Name", key="mydata-name", placeholder="fruits",
                   help="Letters a-z, digits and _ (spaces become _); it names the folder data/<name>/ and the "
@@ -166,67 +182,83 @@ if key == NEW:
     c2.text_area("Classes (one per line, or separated by commas; 2 to 10)", key="mydata-classes",
                  placeholder="apple\nbanana\npear", height=110)
     st.button("Create dataset", key="mydata-create", type="primary", on_click=_create)
-    st.stop()
 
-try:
-    made = maker.read_made(key)
-except CnnlabError as err:  # removed from disk meanwhile
-    show_error(err, context=f"Could not open the dataset {key}")
-    st.stop()
-for note in made.notes:
-    st.caption(note)
-m1, m2, m3 = st.columns(3)
-m1.metric("Classes", len(made.classes))
-m2.metric("Images", made.total)
-m3.metric("Fewest in a class", min(made.counts.values()) if made.counts else 0)
-st.caption(f"Saved in `{made.root}`.")
-if len(made.classes) < maker.MAX_CLASSES:
-    with st.expander("Add a class"):
-        a1, a2 = st.columns([3, 1], vertical_alignment="bottom")
-        a1.text_input("New class name", key="mydata-newclass")
-        a2.button("Add class", key="mydata-addclass", on_click=_add_class, args=(key,))
 
-st.subheader("2. Add images")
-if not made.classes:
-    st.info("This dataset has no classes yet: add some above.")
-    st.stop()
-class_ = st.radio("Class", made.classes, horizontal=True, key=f"mydata-class-{key}")  # labels that never change
-st.caption("Images so far: " + " · ".join(f"{c} {made.counts.get(c, 0)}" for c in made.classes))
-nonce = st.session_state.get(NONCE, 0)
-full = made.counts.get(class_, 0) >= maker.MAX_IMAGES_PER_CLASS
-if full:
-    st.info(f"'{class_}' holds {maker.MAX_IMAGES_PER_CLASS} images, the limit.")
-u1, u2 = st.columns(2)
-upload_key = f"mydata-up-{key}-{class_}-{nonce}"
-u1.file_uploader(f"Images of '{class_}' (several at once)", type=IMAGE_TYPES, accept_multiple_files=True,
-                 key=upload_key, on_change=_add_files, args=(key, class_, upload_key), disabled=full,
-                 max_upload_size=maker.MAX_FILE_BYTES // 2**20,
-                 help="They are added as soon as they are uploaded.")
-with u2:
-    if st.toggle("Use the camera", key="mydata-camera-on",
-                 help="Your browser asks for permission first; each photo you take is added to the class."):
-        camera_key = f"mydata-cam-{key}-{class_}-{nonce}"
-        st.camera_input(f"A photo of '{class_}'", key=camera_key, on_change=_add_files,
-                        args=(key, class_, camera_key), disabled=full)
-try:
-    files = maker.image_files(key, class_)
-except CnnlabError as err:
-    show_error(err, context="Could not list the images")
-    files = []
-if files:
-    with st.expander(f"Remove an image of '{class_}'"):
-        r1, r2 = st.columns([3, 1], vertical_alignment="bottom")
-        r1.selectbox("Image", [p.name for p in reversed(files)], key="mydata-remove-file")
-        r2.button("Remove", key="mydata-remove", on_click=_remove, args=(key, class_))
+def open_dataset(key: str) -> maker.MadeDataset:
+    """The dataset as it is on disk now; one removed meanwhile ends the page with a message."""
+    try:
+        return maker.read_made(key)
+    except CnnlabError as err:
+        show_error(err, context=f"Could not open the dataset {key}")
+        st.stop()
 
-st.subheader("3. What you have")
-_grid(made)
 
-st.subheader("4. Train on it")
-if not made.ready:
-    st.info(f"Every class needs at least {maker.MIN_IMAGES_TO_TRAIN} images before training; still too few in: "
-            f"{', '.join(made.missing())}.")
-else:
+def overview(made: maker.MadeDataset) -> None:
+    """Its classes, images and folder, and a way to add a class while there is room."""
+    for note in made.notes:
+        st.caption(note)
+    m1, m2, m3 = st.columns(3)
+    m1.metric("Classes", len(made.classes))
+    m2.metric("Images", made.total)
+    m3.metric("Fewest in a class", min(made.counts.values()) if made.counts else 0)
+    st.caption(f"Saved in `{made.root}`.")
+    if len(made.classes) < maker.MAX_CLASSES:
+        with st.expander("Add a class"):
+            a1, a2 = st.columns([3, 1], vertical_alignment="bottom")
+            a1.text_input("New class name", key="mydata-newclass")
+            a2.button("Add class", key="mydata-addclass", on_click=_add_class, args=(made.key,))
+
+
+def add_images(made: maker.MadeDataset) -> None:
+    """Files or camera photos into one class, added as soon as they arrive; and a way to remove one."""
+    key = made.key
+    st.subheader("2. Add images")
+    if not made.classes:
+        st.info("This dataset has no classes yet: add some above.")
+        st.stop()
+    class_ = st.radio("Class", made.classes, horizontal=True, key=f"mydata-class-{key}")  # labels that never change
+    st.caption("Images so far: " + " · ".join(f"{c} {made.counts.get(c, 0)}" for c in made.classes))
+    nonce = st.session_state.get(NONCE, 0)
+    full = made.counts.get(class_, 0) >= maker.MAX_IMAGES_PER_CLASS
+    if full:
+        st.info(f"'{class_}' holds {maker.MAX_IMAGES_PER_CLASS} images, the limit.")
+    u1, u2 = st.columns(2)
+    upload_key = f"mydata-up-{key}-{class_}-{nonce}"
+    u1.file_uploader(f"Images of '{class_}' (several at once)", type=IMAGE_TYPES, accept_multiple_files=True,
+                     key=upload_key, on_change=_add_files, args=(key, class_, upload_key), disabled=full,
+                     max_upload_size=maker.MAX_FILE_BYTES // 2**20,
+                     help="They are added as soon as they are uploaded.")
+    with u2:
+        if st.toggle("Use the camera", key="mydata-camera-on",
+                     help="Your browser asks for permission first; each photo you take is added to the class."):
+            camera_key = f"mydata-cam-{key}-{class_}-{nonce}"
+            st.camera_input(f"A photo of '{class_}'", key=camera_key, on_change=_add_files,
+                            args=(key, class_, camera_key), disabled=full)
+    remove_control(key, class_)
+
+
+def remove_control(key: str, class_: str) -> None:
+    """Pick one image of the class and remove it (:func:`_remove`)."""
+    try:
+        files = maker.image_files(key, class_)
+    except CnnlabError as err:
+        show_error(err, context="Could not list the images")
+        files = []
+    if files:
+        with st.expander(f"Remove an image of '{class_}'"):
+            r1, r2 = st.columns([3, 1], vertical_alignment="bottom")
+            r1.selectbox("Image", [p.name for p in reversed(files)], key="mydata-remove-file")
+            r2.button("Remove", key="mydata-remove", on_click=_remove, args=(key, class_))
+
+
+def train_on_it(made: maker.MadeDataset) -> None:
+    """The hand-off to the Train page with small-data settings, and the same from the command line."""
+    key = made.key
+    st.subheader("4. Train on it")
+    if not made.ready:
+        st.info(f"Every class needs at least {maker.MIN_IMAGES_TO_TRAIN} images before training; still too few in: "
+                f"{', '.join(made.missing())}.")
+        return
     st.write(f"The **Train** page opens with '{key}' selected and settings for a small dataset: a small CNN at "
              "32x32, augmentation on, about 20% of every class held out for validation (each image by a hash of its "
              "name: adding images later never moves one a run trained on into validation).")
@@ -236,3 +268,13 @@ else:
     st.caption("The same from the command line:")
     st.code(maker.train_command(key, maker.suggest_training(list(made.counts.values()))), language="bash",
             wrap_lines=True)
+
+
+intro()
+last_report()
+made = open_dataset(pick())
+overview(made)
+add_images(made)
+st.subheader("3. What you have")
+_grid(made)
+train_on_it(made)

@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from app.common import cached_run_data, show_error
+from app.common import cached_run_data, confirm_delete, show_error
 from cnnlab.errors import CnnlabError, DataError
 from cnnlab.evaluate import evaluate_run, row_shares
 from cnnlab.mistakes import MAX_TRAIN_IMAGES, RunMistakes, confusion_cells
@@ -340,25 +340,9 @@ else:
         draw_mistakes(run, result, clicked, stamp)
 
 # ---- delete ---------------------------------------------------------------------------------
-st.divider()
-if st.button("Delete this run…", key="runs-delete", icon=":material/delete:", disabled=status == "running",
-             help="A run still training cannot be deleted; stop it on the Train page first."):
-    st.session_state["runs-confirm"] = run.run_id
-if st.session_state.get("runs-confirm") == run.run_id:
-    with st.container(border=True):
-        st.warning(f"Delete run **{run.run_id}**? Its folder (weights, metrics, configuration) is removed "
-                   "for good. Other runs are not touched.")
-        sure = st.checkbox("I am sure", key=f"runs-sure-{run.run_id}")
-        c1, c2, _ = st.columns([1, 1, 4])
-        if c1.button("Delete for good", type="primary", disabled=not sure, key="runs-delete-confirm"):
-            try:
-                delete_run(run.run_id)
-            except CnnlabError as err:
-                show_error(err)
-            else:
-                st.session_state.pop("runs-confirm", None)
-                st.session_state["runs-deleted"] = run.run_id
-                st.rerun()
-        if c2.button("Cancel", key="runs-delete-cancel"):
-            st.session_state.pop("runs-confirm", None)
-            st.rerun()
+if confirm_delete("runs", run.run_id, label="Delete this run…", disabled=status == "running",
+                  help="A run still training cannot be deleted; stop it on the Train page first.",
+                  warning=f"Delete run **{run.run_id}**? Its folder (weights, metrics, configuration) is removed "
+                          "for good. Other runs are not touched.", delete=delete_run):
+    st.session_state["runs-deleted"] = run.run_id
+    st.rerun()
