@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import copy
 import os
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -20,9 +22,15 @@ from typing import Any, Callable
 
 import torch
 from torch import nn
+from torchvision import transforms
 
 from .data.gallery import to_pil
+from .device import pick_device
 from .errors import ConfigError
+from .inspect import summarize
+from .jobs import JobManager
+from .models import create, get_spec
+from .threads import CpuMonitor, usable_cores
 from .train import StepEvent, TrainConfig, fit, load_data, prepare_model
 
 
@@ -122,8 +130,6 @@ class _PilDataset(torch.utils.data.Dataset):
 
 
 def _baseline_transform(data_shape: tuple[int, ...], model_shape: tuple[int, ...], mean, std) -> Callable:
-    from torchvision import transforms
-
     steps: list[Any] = []
     if tuple(data_shape[1:]) != tuple(model_shape[1:]):
         steps.append(transforms.Resize(tuple(model_shape[1:])))
@@ -166,9 +172,6 @@ class BusyNeighbour:
     second student's job."""
 
     def __enter__(self) -> "BusyNeighbour":
-        import subprocess
-        import sys
-
         self.proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
         time.sleep(0.3)  # let it take its core
         return self
@@ -253,15 +256,11 @@ def bench_train(
     config = TrainConfig(model=model, dataset=dataset, epochs=1000, batch_size=batch_size, optimizer="adam",
                          lr=1e-3, device=device, log_interval_s=0.2).validate()
     bundle = data if data is not None else load_data(config)
-    from .device import pick_device
-
     dev = pick_device(device)
 
     # Both loops run in alternating rounds and the best round of each counts (as timeit
     # does): other processes on a shared machine then slow both sides alike.
     load_before = _load()
-    from .threads import CpuMonitor
-
     monitor = CpuMonitor()
     time.sleep(1.0)
     others_before = monitor.others_busy() or 0.0  # what the other processes did in the last second
@@ -296,8 +295,6 @@ def bench_train(
                 busy_best = max(busy_best, _ours_round(config, bundle, batch_size, per_round, seen))
                 busy_threads = busy_threads or seen[-1:]
 
-    from .threads import usable_cores
-
     cores = usable_cores()
     notes = []
     if ceiling and ours.get(batch_size, 0.0) > 1.05 * ceiling:  # a disturbed model-alone round: measure again
@@ -310,8 +307,6 @@ def bench_train(
                      "again when nothing else runs.")
     macs, peak = 0, 0.0
     if dev.type == "cuda":
-        from .inspect import summarize
-
         macs = summarize(model, input_shape=model_shape, num_classes=len(bundle.info.classes)).total_macs
         peak = gpu_bf16_peak(torch.cuda.get_device_name(dev))
     return BenchResult(
@@ -329,9 +324,7 @@ def bench_app(model: str = "lenet", dataset: str = "digits", seconds: float = 10
     same training as an app job (:class:`~cnnlab.jobs.JobManager`, a worker thread) while this
     thread polls it every ``poll_s`` seconds the way the Train page's live view does (new events,
     a data frame of the curves, a chart spec). Alternating rounds, best of each."""
-    import pandas as pd
-
-    from .jobs import JobManager
+    import pandas as pd  # here, not at the top: 0.35 s to import, and only this benchmark needs it
 
     if not 0.5 <= seconds <= 3600 or not 0.05 <= poll_s <= 60 or not 1 <= rounds <= 20:
         raise ConfigError("seconds must be in 0.5..3600, poll_s in 0.05..60 and rounds in 1..20.")
@@ -370,9 +363,6 @@ def bench_app(model: str = "lenet", dataset: str = "digits", seconds: float = 10
 def bench_inspect(model: str = "vgg16", repeat: int = 5) -> dict:
     """Milliseconds of :func:`cnnlab.inspect.summarize` (meta device: shapes, parameters, MACs,
     receptive fields) against one real CPU forward pass of the same model, best of ``repeat``."""
-    from .inspect import summarize
-    from .models import create, get_spec
-
     if not 1 <= repeat <= 100:
         raise ConfigError(f"repeat must be between 1 and 100, got {repeat}")
     spec = get_spec(model)

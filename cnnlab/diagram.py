@@ -26,6 +26,8 @@ from typing import Any
 
 import torch
 from torch import nn
+from torchview import draw_graph
+from torchview.computation_node import FunctionNode, ModuleNode, TensorNode
 
 from .errors import CnnlabError, ConfigError, InputSizeError
 from .inspect import _as_shape, _unwrap
@@ -79,8 +81,6 @@ def _build(model: str | nn.Module, input_shape, num_classes) -> tuple[nn.Module,
 
 
 def _trace(net: nn.Module, shape: tuple[int, int, int], depth: int, name: str):
-    from torchview import draw_graph  # imported here: only diagrams need it
-
     try:
         return draw_graph(
             net, input_size=(1, *shape), device="meta", depth=depth, expand_nested=True,
@@ -98,8 +98,6 @@ def _trace(net: nn.Module, shape: tuple[int, int, int], depth: int, name: str):
 
 def _walk(graph, node, cluster: list[Any] | None, clusters: list, placed: dict) -> None:
     """Mirror torchview's own traversal: which visible node goes into which nested box."""
-    from torchview.computation_node import FunctionNode, ModuleNode, TensorNode
-
     if isinstance(node, (TensorNode, ModuleNode, FunctionNode)):
         if id(node) in graph.node_set and id(node) not in placed:
             placed[id(node)] = (node, cluster)

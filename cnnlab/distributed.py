@@ -32,15 +32,19 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
+import zlib
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from .device import pick_device as _pick_device
-from .errors import CnnlabError, ConfigError
+from .errors import CnnlabError, ConfigError, DataError
 
 TIMEOUT_ENV = "CNNLAB_DIST_TIMEOUT"  # seconds a collective may wait for the other processes
 DEFAULT_TIMEOUT_S = 600.0
@@ -59,12 +63,6 @@ class GroupStopped(KeyboardInterrupt):
     whole job was stopped. A KeyboardInterrupt, so nothing on the way catches it by accident."""
 
 
-def _dist() -> Any:
-    import torch.distributed as dist
-
-    return dist
-
-
 def launched_by_torchrun() -> bool:
     """True in a process torchrun started as one of several (``WORLD_SIZE`` > 1)."""
     try:
@@ -75,16 +73,15 @@ def launched_by_torchrun() -> bool:
 
 def is_active() -> bool:
     """True when a process group of more than one process is initialised in this process."""
-    dist = _dist()
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def rank() -> int:
-    return _dist().get_rank() if is_active() else 0
+    return dist.get_rank() if is_active() else 0
 
 
 def world_size() -> int:
-    return _dist().get_world_size() if is_active() else 1
+    return dist.get_world_size() if is_active() else 1
 
 
 def is_main() -> bool:
@@ -128,7 +125,6 @@ def init_from_env(device: str | None = "auto") -> bool:
     ``LOCAL_RANK`` names when ``device`` allows CUDA and there is one, gloo on CPUs. Returns True if
     this call initialised the group (then :func:`shutdown` it), False when not launched by torchrun
     or already initialised."""
-    dist = _dist()
     if not launched_by_torchrun() or not dist.is_available() or dist.is_initialized():
         return False
     backend = "gloo"
@@ -145,7 +141,6 @@ def init_from_env(device: str | None = "auto") -> bool:
 
 def shutdown() -> None:
     """Leave the process group (after a training that ended normally)."""
-    dist = _dist()
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
@@ -235,7 +230,7 @@ class Group:
         one this process's ``LOCAL_RANK`` names."""
         if not is_active():
             return None
-        return cls(rank(), world_size(), rank_device(device), str(_dist().get_backend()))
+        return cls(rank(), world_size(), rank_device(device), str(dist.get_backend()))
 
     @classmethod
     def for_exchanges(cls, device: torch.device) -> "Group | None":
@@ -271,8 +266,6 @@ class Group:
     def wrap(self, model: nn.Module) -> nn.Module:
         """``model`` in :class:`~torch.nn.parallel.DistributedDataParallel` (rank 0's weights and buffers
         are copied to every process now; gradients are averaged during ``backward``)."""
-        from torch.nn.parallel import DistributedDataParallel
-
         ids = [self.device.index] if self.device.type == "cuda" else None
         try:
             return DistributedDataParallel(model, device_ids=ids, output_device=ids[0] if ids else None)
@@ -288,21 +281,21 @@ class Group:
     def sum(self, values: torch.Tensor, what: str = "summing the metrics") -> torch.Tensor:
         """The element-wise sum of ``values`` over every process (a new tensor, on ``values``' device)."""
         t = self._on_device(values.detach().clone())
-        self._call(what, lambda: _dist().all_reduce(t, op=_dist().ReduceOp.SUM))
+        self._call(what, lambda: dist.all_reduce(t, op=dist.ReduceOp.SUM))
         return t.to(values.device)
 
     def agree(self, flags: torch.Tensor) -> torch.Tensor:
         """The element-wise maximum of 0/1 ``flags`` over every process (asynchronous on a GPU: read it
         a step later, as the trainer does)."""
         t = self._on_device(flags)
-        self._call("agreeing on the next step", lambda: _dist().all_reduce(t, op=_dist().ReduceOp.MAX))
+        self._call("agreeing on the next step", lambda: dist.all_reduce(t, op=dist.ReduceOp.MAX))
         return t
 
     def broadcast(self, obj: Any, what: str = "sharing the run id", src: int = 0) -> Any:
         """Process ``src``'s ``obj`` on every process (rank 0's by default)."""
         box = [obj]
         device = self.device if self.backend == "nccl" else None
-        self._call(what, lambda: _dist().broadcast_object_list(box, src=src, device=device))
+        self._call(what, lambda: dist.broadcast_object_list(box, src=src, device=device))
         return box[0]
 
     def barrier(self, what: str = "waiting for the run folder to be written") -> None:
@@ -421,10 +414,6 @@ def load_in_turn(group: Any, load: Callable[[bool], Any], what: str = "the datas
     timeout. Success is agreed after every turn: when a process fails, every process raises, the
     failing one its own error and the others a :class:`~cnnlab.errors.DataError` naming it and its
     message, so none waits for a turn that never comes."""
-    import threading
-
-    from .errors import DataError
-
     turn = load_turn(group.rank, local_rank() if local_rank_ is None else local_rank_)
     result: Any = None
     for phase in range(3):
@@ -476,8 +465,6 @@ def agree_on_task(group: Any, index: int, names: Sequence[str], *, cancel: bool 
     a task one of them cannot run (``skip``: why) is skipped by all, with that process's reason.
     Raises :class:`OutOfStepError`, the same message in every process, when they are at different tasks
     (``index`` = ``len(names)``: past the last one), or at tasks of different names (not the same lesson)."""
-    import zlib
-
     # per process: the task's index and a checksum of its name (float64 holds both exactly), cancel, skip
     state = torch.zeros(group.world, 4, dtype=torch.float64)
     name = names[index] if 0 <= index < len(names) else ""
@@ -504,7 +491,7 @@ def agree_on_task(group: Any, index: int, names: Sequence[str], *, cancel: bool 
 def from_collective(error: BaseException) -> bool:
     """Whether ``error`` came from a collective of the process group (a lost peer), not from this process
     (e.g. DDP's exchange of gradients inside ``backward``)."""
-    if isinstance(error, getattr(_dist(), "DistError", ())):
+    if isinstance(error, getattr(dist, "DistError", ())):
         return True
     text = str(error).lower()
     return any(w in text for w in ("gloo", "nccl", "connection closed", "connection reset", "broken pipe",

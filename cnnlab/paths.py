@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import torch.hub
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -37,8 +39,6 @@ def data_dir() -> Path:
 
 def use_project_hub() -> Path:
     """Point torch hub at ``models_cache/hub`` (unless the user set TORCH_HOME) and return it."""
-    import torch.hub
-
     hub = Path(os.environ.get("TORCH_HOME", "")) / "hub" if os.environ.get("TORCH_HOME") else hub_dir()
     torch.hub.set_dir(str(hub))
     return hub

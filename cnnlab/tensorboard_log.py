@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torchvision.utils import make_grid
 
 from .models import evaluating
 from .train import EndEvent, EpochEvent, Prepared, Recorder, StepEvent
@@ -53,8 +54,6 @@ class TensorBoardRecorder(Recorder):
             self._graph(setup)
 
     def _images(self, setup: Prepared) -> None:
-        from torchvision.utils import make_grid
-
         images = setup.train_x[:GRID_IMAGES].detach().cpu()
         labels = setup.train_y[:GRID_IMAGES].detach().cpu().tolist()
         grid = make_grid(images.float() / 255.0, nrow=8, padding=2)

@@ -163,6 +163,7 @@ class ThreadGovernor:
     def __init__(self, forced: int | None = None, device_type: str = "cpu",
                  monitor: Callable[[], float | None] | None = None, cores: int | None = None,
                  clock: Callable[[], float] = time.monotonic, why: str = ""):
+        # not at the top: `import cnnlab` sets GOMP_SPINCOUNT before torch loads OpenMP (short_spin)
         import torch
 
         self.torch = torch

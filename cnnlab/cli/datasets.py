@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from ..data import dataset_status, list_datasets, maker
+from ..errors import DataError
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -28,8 +31,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from ..data import dataset_status, list_datasets
-
     rows = []
     for spec in list_datasets():
         status = dataset_status(spec.name)
@@ -42,9 +43,6 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_make(args: argparse.Namespace) -> int:
-    from ..data import maker
-    from ..errors import DataError
-
     groups = [(g[0], g[1:]) for g in args.classes]
     empty = [name for name, files in groups if not files]
     if empty:

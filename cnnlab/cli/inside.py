@@ -4,6 +4,20 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PIL import Image
+from torch import nn
+
+from ..activations import (
+    activation_points, capture_activations, denormalize, feature_grid, first_conv, grad_cam, kernel_grid,
+    overlay, resolve_layers, saliency,
+)
+from ..data.images import decode_image, load_bundled_photo
+from ..errors import CnnlabError, ConfigError
+
+if TYPE_CHECKING:
+    from ..sources import ModelSource
 
 SOURCE_HELP = "a run id (or run:ID), pretrained:vgg16, or a zoo model name (untrained)"
 IMAGE_HELP = "an image file, or photo:NAME for a photo bundled with scikit-image (photo:chelsea)"
@@ -46,19 +60,22 @@ def _add_size(p: argparse.ArgumentParser) -> None:
                    "readable on a slide); small pictures are enlarged")
 
 
-def _image(ref: str):
-    from ..data.images import decode_image, load_bundled_photo
+def _source(ref: str) -> ModelSource:
+    """The model ``ref`` names (:func:`cnnlab.sources.load_source`)."""
+    # lazy: a source loads runs and the trainer, which only these commands need (start-up time of the others)
+    from ..sources import load_source
 
+    return load_source(ref)
+
+
+def _image(ref: str):
     if ref.startswith("photo:"):
         return load_bundled_photo(ref.split(":", 1)[1])
     return decode_image(Path(ref))
 
 
 def cmd_activations(args) -> int:
-    from ..activations import activation_points, capture_activations, feature_grid, first_conv
-    from ..sources import load_source
-
-    src = load_source(args.source)
+    src = _source(args.source)
     x = src.to_input(_image(args.image))
     if args.list:
         for name, shape, kind in activation_points(src.model, x):
@@ -76,13 +93,7 @@ def cmd_activations(args) -> int:
 
 
 def cmd_kernels(args) -> int:
-    from torch import nn
-
-    from ..activations import first_conv, kernel_grid, resolve_layers
-    from ..errors import CnnlabError
-    from ..sources import load_source
-
-    src = load_source(args.source)
+    src = _source(args.source)
     name = args.layer or first_conv(src.model)[0]
     conv = resolve_layers(src.model, [name])[name]
     if not isinstance(conv, nn.Conv2d):
@@ -94,11 +105,7 @@ def cmd_kernels(args) -> int:
 
 
 def cmd_cam(args) -> int:
-    from ..activations import denormalize, grad_cam, overlay, saliency
-    from ..errors import CnnlabError
-    from ..sources import load_source
-
-    src = load_source(args.source)
+    src = _source(args.source)
     x = src.to_input(_image(args.image))
     target = None
     if args.target is not None:
@@ -109,8 +116,6 @@ def cmd_cam(args) -> int:
         else:
             raise CnnlabError(f"unknown class {args.target!r}; classes: {', '.join(src.classes[:30])}")
     cam = grad_cam(src.model, x, target, args.layer) if args.method == "gradcam" else saliency(src.model, x, target)
-    from PIL import Image
-
     seen = Image.fromarray(denormalize(x, src.mean, src.std))
     scale = max(1, 256 // max(seen.size))
     _save(overlay(seen.resize((seen.width * scale, seen.height * scale)), cam.heatmap), args.out, args.size, crisp=False)
@@ -124,10 +129,6 @@ def cmd_cam(args) -> int:
 
 def _out(path: str) -> str:
     """The output file, its folder created if missing (a clear error if it cannot be)."""
-    from pathlib import Path
-
-    from ..errors import ConfigError
-
     out = Path(path).expanduser()
     if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"):
         raise ConfigError(f"--out {path}: give an image file name ending in .png (or .jpg).")
@@ -141,10 +142,6 @@ def _out(path: str) -> str:
 def _save(img, path: str, size: int, crisp: bool) -> None:
     """Save ``img`` at least ``size`` pixels wide: grids of feature maps and kernels grow by a whole
     factor with nearest-neighbour (every value stays a sharp square), photos smoothly."""
-    from PIL import Image
-
-    from ..errors import ConfigError
-
     if not 64 <= size <= 4096:
         raise ConfigError(f"--size must be between 64 and 4096 pixels, got {size}.")
     out = _out(path)

@@ -11,8 +11,11 @@ import sys
 import threading
 from typing import Any, Callable, Iterator
 
+from tqdm import tqdm
+
 from .. import config, distributed
 from ..config import TrainConfig  # the options below are generated from it
+from ..events import EndEvent, EpochEvent, StartEvent, StepEvent
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -162,18 +165,16 @@ def _metrics_table(history: list[Any]) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from ..distributed import torchrun_group
-
     config = config_from_args(args)
-    with torchrun_group(config.device):  # under torchrun: one process of a data-parallel training
+    with distributed.torchrun_group(config.device):  # under torchrun: one process of a data-parallel training
         return _train_and_report(args, config)
 
 
 def _train_and_report(args: argparse.Namespace, config: TrainConfig) -> int:
-    from tqdm import tqdm
-
+    # lazy: only `train` needs the run files and the trainer (start-up time of the other commands)
     from ..runs import recorders, start_weights
-    from ..train import EndEvent, EpochEvent, StartEvent, StepEvent, fit
+    # lazy: only `train` needs the trainer (start-up time of the other commands)
+    from ..train import fit
 
     bar: list[Any] = []
     main_process = distributed.is_main()  # under torchrun only rank 0 prints (and writes the run folder)
@@ -217,8 +218,6 @@ def cancel_on_signals(cancel: Callable[[], None]) -> Iterator[None]:
     Under torchrun SIGTERM does the same: its agent sends it to every process when one failed or the
     job is stopped, and a clean stop agreed by the processes still alive beats being killed; a second
     SIGTERM raises :class:`~cnnlab.distributed.GroupStopped` with a message saying why."""
-    from ..distributed import GroupStopped, launched_by_torchrun
-
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -227,13 +226,14 @@ def cancel_on_signals(cancel: Callable[[], None]) -> Iterator[None]:
     def on_signal(signum: int, frame: Any) -> None:
         if signum in asked:
             if signum == signal.SIGTERM:
-                raise GroupStopped("stopped by torchrun (SIGTERM): another process of the group failed, or the "
-                                   "job was stopped; that process's message says why.")
+                raise distributed.GroupStopped(
+                    "stopped by torchrun (SIGTERM): another process of the group failed, or the job was "
+                    "stopped; that process's message says why.")
             raise KeyboardInterrupt
         asked.add(signum)
         cancel()
 
-    handled = [signal.SIGINT] + ([signal.SIGTERM] if launched_by_torchrun() else [])
+    handled = [signal.SIGINT] + ([signal.SIGTERM] if distributed.launched_by_torchrun() else [])
     previous = {sig: signal.signal(sig, on_signal) for sig in handled}
     try:
         yield
@@ -243,7 +243,9 @@ def cancel_on_signals(cancel: Callable[[], None]) -> Iterator[None]:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    # lazy: only `eval` needs the run files (start-up time of the other commands)
     from .. import runs
+    # lazy: only `eval` needs the evaluation (start-up time of the other commands)
     from ..evaluate import evaluate_run
 
     run = runs.load_run(args.run)
@@ -256,6 +258,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
+    # lazy: only `runs` needs the run files (start-up time of the other commands)
     from .. import runs
 
     if args.delete is not None:  # an empty id is refused by runs, not taken for "list"
@@ -284,6 +287,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_train(args: argparse.Namespace) -> int:
+    # lazy: only the benchmarks need cnnlab.bench (start-up time of the other commands)
     from ..bench import bench_train
 
     also = tuple(args.also_batch) if args.also_batch else (256,)
@@ -294,6 +298,7 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_app(args: argparse.Namespace) -> int:
+    # lazy: only the benchmarks need cnnlab.bench (start-up time of the other commands)
     from ..bench import bench_app
 
     r = bench_app(model=args.model, dataset=args.data, seconds=args.seconds, poll_s=args.poll)
@@ -305,6 +310,7 @@ def cmd_bench_app(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_inspect(args: argparse.Namespace) -> int:
+    # lazy: only the benchmarks need cnnlab.bench (start-up time of the other commands)
     from ..bench import bench_inspect
 
     r = bench_inspect(args.model, repeat=args.repeat)

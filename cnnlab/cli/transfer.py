@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from tqdm import tqdm
+
+from ..data import load_dataset
+from ..models.pretrained import fetch_weights
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("transfer", help="compare a pretrained model with one trained from scratch")
@@ -20,9 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_transfer(args) -> int:
-    from tqdm import tqdm
-
-    from ..transfer import CompareConfig, StandinConfig, compare, compare_standin, summarize
+    # lazy: only `transfer` needs cnnlab.transfer (start-up time of the other commands)
+    from ..transfer import CompareConfig, StandinConfig, compare, compare_standin, standin_target, summarize
 
     bars: dict[str, tqdm] = {}
 
@@ -40,13 +44,8 @@ def cmd_transfer(args) -> int:
     if args.standin:
         cfg = StandinConfig(seed=args.seed, **({"epochs": args.epochs} if args.epochs else {}))
         result = compare_standin(cfg, listeners=[listener])
-        from ..transfer import standin_target
-
         data, split = standin_target(cfg), "val"
     else:
-        from ..data import load_dataset
-        from ..models.pretrained import fetch_weights
-
         fetch_weights("vgg16")  # before decoding Caltech101: say what is missing first
         cfg = CompareConfig(scratch_model=args.scratch_model, mode=args.mode, epochs=args.epochs or 3,
                             batch_size=args.batch_size, lr=args.lr, data_root=args.root, seed=args.seed)

@@ -18,6 +18,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from .. import paths
 from ..errors import DataError, UnsafeFileError
@@ -111,8 +112,6 @@ def decode_files(files: Sequence[Path], size: int, *, desc: str = "decoding", pr
     Returns ``(images, kept, skipped)``: the decoded images, the indices of ``files`` they
     come from, and the files that could not be read (skipped, not fatal).
     """
-    from tqdm.auto import tqdm
-
     out = torch.empty((len(files), 3, size, size), dtype=torch.uint8)
     kept: list[int] = []
     skipped: list[Path] = []

@@ -28,6 +28,7 @@ PIL's global ``ImageFile.LOAD_TRUNCATED_IMAGES`` is left alone: a truncated file
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import re
 import threading
@@ -434,11 +435,11 @@ def _unreadable(what: str, data: bytes, fix: str) -> DataError:
 
 
 def _skimage_data_dir() -> Path | None:
-    try:
-        import skimage
-    except ImportError:
+    """scikit-image's data folder, found without importing it; None when it is not installed."""
+    spec = importlib.util.find_spec("skimage")
+    if spec is None or spec.origin is None:
         return None
-    return Path(skimage.__file__).resolve().parent / "data"
+    return Path(spec.origin).resolve().parent / "data"
 
 
 def bundled_photos() -> list[str]:

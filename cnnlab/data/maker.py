@@ -48,7 +48,7 @@ from .. import paths
 from ..errors import DataError
 from ..files import atomic_write_text
 from .folders import IMG_EXTENSIONS, class_folders
-from .images import decode_image
+from .images import decode_image, resize_shorter_then_center_crop
 from .splits import stable_holdout
 
 MANIFEST = "cnnlab-dataset.json"
@@ -699,8 +699,6 @@ def remove_image(key: str, class_: str, filename: str, data_root: str | Path | N
 
 def thumbnail(path: Path, size: int = 96) -> Image.Image:
     """A ``size`` x ``size`` square of an image (centre cut), decoded safely; DataError if unreadable."""
-    from .images import resize_shorter_then_center_crop
-
     return resize_shorter_then_center_crop(decode_image(path, mode="RGB", draft=(size, size)), (size, size))
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import paths
+from .. import net, paths
 from ..errors import DataError
 from . import folders, maker, tvsets
 from .augment import LUMA_WEIGHTS
@@ -173,7 +173,7 @@ def _shape_classes(value: Any) -> list[int] | None:
 
 
 def _load_digits(root: Path | None, image_size: int | None, seed: int, download: bool, val_fraction: float, options: dict) -> DataBundle:
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # here, not at the top: scikit-learn takes 1 s to import
 
     size = image_size or 28
     digits = load_digits()
@@ -529,9 +529,7 @@ def class_count(name: str, root: str | Path | None = None, options: dict[str, An
 
 def _download_state(manual: str, where: str) -> tuple[str, str]:
     """("downloadable", ...) when the download servers answer, else ("missing", what to do)."""
-    from ..net import can_reach
-
-    if can_reach("download.pytorch.org") or can_reach("ossci-datasets.s3.amazonaws.com"):
+    if net.can_reach("download.pytorch.org") or net.can_reach("ossci-datasets.s3.amazonaws.com"):
         return "downloadable", f"{where} Loading it downloads it, or {manual}."
     return "missing", (f"{where} No network to download it: {manual} (from a machine with internet), "
                        "or use the embedded 'shapes' or 'digits' dataset.")

@@ -23,6 +23,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+import torchvision.datasets
 
 from ..errors import DataError, UnsafeFileError
 from ..net import DOWNLOADS_DISABLED, offline_forced
@@ -182,8 +183,6 @@ def torchvision_download(tv_class: str, root: Path, **kwargs: object) -> None:
     """
     if offline_forced():
         raise DataError(DOWNLOADS_DISABLED)
-    import torchvision.datasets
-
     created = _missing_parents(root)
     try:
         root.mkdir(parents=True, exist_ok=True)
