@@ -474,7 +474,8 @@ class Operation:
 
     def output_size(self, size: tuple[int, int]) -> tuple[int, int]:
         if self.geometry is None:
-            return tuple(size[a] if self.bins[a] is None else self.bins[a] for a in (0, 1))  # type: ignore[index, return-value]
+            bins = self.bins or (None, None)
+            return (size[0] if bins[0] is None else bins[0], size[1] if bins[1] is None else bins[1])
         return self.geometry.output_size(size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -737,7 +738,8 @@ class SoftmaxExplanation:
         return [
             f"subtract the largest logit, {_num(self.largest)}, from each (the probabilities do not change, and "
             "no exponential can overflow): " + ", ".join(_num(s) for s in self.shifted),
-            "exponentials: " + ", ".join(f"exp({_num(s)}) = {_num(e)}" for s, e in zip(self.shifted, self.exponentials)),
+            "exponentials: " + ", ".join(f"exp({_num(s)}) = {_num(e)}"
+                                         for s, e in zip(self.shifted, self.exponentials)),
             f"their sum: {exps} = {_num(self.total)}",
             "probabilities: " + ", ".join(f"{_num(e)} / {_num(self.total)} = {p:.4f}"
                                           for e, p in zip(self.exponentials, self.probabilities)),
@@ -889,14 +891,16 @@ class ReceptiveField:
     def lines(self) -> list[str]:
         h, w = self.image_size
         if self.whole_input:
-            return [f"output ({self.row}, {self.col}) sees the whole {h}x{w} input (after flattening or global pooling)"]
+            return [f"output ({self.row}, {self.col}) sees the whole {h}x{w} input (after flattening or global "
+                    "pooling)"]
         head = (f"output ({self.row}, {self.col}) sees rows {self.top}..{self.bottom}, cols {self.left}..{self.right} "
                 f"of the {h}x{w} input (a field of {self.size[0]}x{self.size[1]}, jump {self.jump[0]}x{self.jump[1]})")
         return [head, *(f"  {s.text(0)}" + ("" if s.square else f"; columns: {s.text(1).split(': ', 1)[1]}")
                         for s in self.steps)]
 
 
-def _box(f: _Field, row: int, col: int, last: tuple[list[int], list[int]] | None, image: tuple[int, int]) -> ReceptiveField:
+def _box(f: _Field, row: int, col: int, last: tuple[list[int], list[int]] | None,
+         image: tuple[int, int]) -> ReceptiveField:
     """The box of output (row, col) on a map of field ``f``; ``last`` are adaptive pooling's bin rows and cols."""
     if last is None:
         top, left = f.start[0] + row * f.jump[0], f.start[1] + col * f.jump[1]
@@ -975,7 +979,8 @@ class LayerCapture:
         """The input channels output ``channel`` sees: its group's share (all of them without groups)."""
         if not isinstance(self.module, nn.Conv2d):
             return [channel]
-        per_group, in_group = self.module.out_channels // self.module.groups, self.module.in_channels // self.module.groups
+        m = self.module
+        per_group, in_group = m.out_channels // m.groups, m.in_channels // m.groups
         first = channel // per_group * in_group
         return list(range(first, first + in_group))
 
@@ -1089,7 +1094,8 @@ def meta_copy(model: nn.Module) -> nn.Module:
 
 # --- pictures: the sliding window ------------------------------------------------------------
 
-# the GIF's colours, drawn straight into a palette image: white, ink, padding, window, kernel, filled, current, grid, winner
+# the GIF's colours, drawn straight into a palette image:
+# white, ink, padding, window, kernel, filled, current, grid, winner
 _PALETTE = [255, 255, 255, 20, 20, 20, 225, 225, 225, 255, 196, 120, 190, 220, 255,
             200, 235, 200, 255, 235, 90, 150, 150, 150, 220, 40, 40]
 _WHITE, _INK, _PAD, _WINDOW, _KERNEL, _FILLED, _CURRENT, _GRID, _WINNER = range(9)
@@ -1194,7 +1200,8 @@ def _draw_terms(draw: ImageDraw.ImageDraw, lay: _Layout, e: Explanation) -> None
             for i, row in enumerate(grid):
                 for j, v in enumerate(row):
                     won = e.winner == (i, j)
-                    _cell(draw, lay, at, i, j, _short(v) if e.cells[i][j] != "outside" else "", _WINNER if won else colour)
+                    text = _short(v) if e.cells[i][j] != "outside" else ""
+                    _cell(draw, lay, at, i, j, text, _WINNER if won else colour)
             y = at[1] + len(grid) * lay.cell[1] + 4
             draw.rectangle((at[0], y, at[0] + len(grid[0]) * lay.cell[0], y + _FONT_SIZE + 6), fill=_WHITE)
         draw.text((at[0], y), f"= {_short(w.total)}", fill=_INK, font=_font(), anchor="la")
