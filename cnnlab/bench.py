@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torchvision import transforms
 
+from .convolution import LayerCapture, capture_layer, conv_sandbox, digit_input, photo_input
 from .data.gallery import to_pil
 from .device import pick_device
 from .errors import ConfigError
@@ -381,3 +382,75 @@ def _timed(fn: Callable[[], Any]) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
+
+
+#: The Convolution page's goal for one interaction (issue 24).
+CONV_GOAL_MS = 50.0
+
+
+def _best_ms(fn: Callable[[int], Any], repeat: int) -> float:
+    """Best of ``repeat`` calls in milliseconds; ``fn`` gets the call's number (to move the window each time)."""
+    fn(0)  # warm-up
+    return 1000 * min(_timed(lambda i=i: fn(i)) for i in range(repeat))
+
+
+def _conv_sandbox_rows(repeat: int) -> list[dict]:
+    """The sandbox: a 3x12x12 photo, a 3x3 kernel; its forward is one F.conv2d."""
+    x = photo_input("chelsea")
+    sb = conv_sandbox(x, "sharpen", padding=1)
+    positions = sb.positions()
+    forward = _best_ms(lambda i: sb.operation.forward(sb.input), repeat)
+    what = "sandbox 3x12x12 photo, 3x3 kernel"
+    return [
+        {"what": f"{what}: move the window (explain one output)", "forward_ms": forward,
+         "ms": _best_ms(lambda i: sb.explain(0, *positions[i % len(positions)]), repeat)},
+        {"what": f"{what}: change the padding (recompute, explain)", "forward_ms": forward,
+         "ms": _best_ms(lambda i: conv_sandbox(x, "sharpen", padding=1 + i % 2).explain(0, 0, 0), repeat)},
+    ]
+
+
+def _layer_alone(model: str, layer: str) -> LayerCapture:
+    """One layer of a large zoo model at its own input size, without building the model's weights: the
+    model on the meta device gives the layer's input size and receptive field; the layer alone gets
+    random weights and a random input."""
+    spec = get_spec(model)
+    with torch.device("meta"):
+        net = create(spec.name)
+    seen = capture_layer(net, layer, torch.empty(1, *spec.input_shape, device="meta"))
+    alone = copy.deepcopy(seen.module).to_empty(device="cpu")
+    alone.reset_parameters()
+    x = torch.randn(*seen.input.shape)
+    with torch.no_grad():
+        out = alone(x[None])[0]
+    return LayerCapture(layer, alone.eval(), x, out, seen.image_size, seen.field)
+
+
+def _conv_layer_rows(cap: LayerCapture, label: str, repeat: int) -> list[dict]:
+    """A real layer: explaining one output (the page's every click) against the layer's forward pass."""
+    with torch.no_grad():
+        forward = _best_ms(lambda i: cap.module(cap.input[None]), repeat)
+    k, rows, cols = cap.output.shape
+    shape = "x".join(map(str, cap.input.shape))
+    return [{"what": f"{label} ({shape} in): move the window (explain one output)", "forward_ms": forward,
+             "ms": _best_ms(lambda i: cap.explain(i % k, i * 7 % rows, i * 3 % cols), repeat)}]
+
+
+def bench_conv(repeat: int = 20) -> dict:
+    """Milliseconds of each interaction of the convolution explorer (move the window, change the padding,
+    pick a layer) against one forward pass of the layer it explains (of the model, to pick a layer),
+    best of ``repeat``: the sandbox, LeNet's C3 on a digit, and VGG16's last convolution at 224x224 (the
+    most products per output: 512 channels of 3x3). Each row: what, ms, forward_ms."""
+    if not 1 <= repeat <= 1000:
+        raise ConfigError(f"repeat must be between 1 and 1000, got {repeat}")
+    lenet = create("lenet").eval()
+    digit = torch.nn.functional.interpolate(digit_input(3)[None].float() / 16, size=(28, 28))
+    with torch.no_grad():
+        model_forward = _best_ms(lambda i: lenet(digit), repeat)
+    pick = _best_ms(lambda i: capture_layer(lenet, "C3", digit), repeat)
+    rows = _conv_sandbox_rows(repeat)
+    rows.append({"what": "LeNet: pick C3 (one forward pass of the model with hooks)", "forward_ms": model_forward,
+                 "ms": pick})
+    rows += _conv_layer_rows(capture_layer(lenet, "C3", digit), "LeNet C3", repeat)
+    rows += _conv_layer_rows(_layer_alone("vgg16", "features.28"), "VGG16 features.28 at 224", repeat)
+    return {"threads": torch.get_num_threads(), "rows": rows}
+

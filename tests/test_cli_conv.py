@@ -108,3 +108,14 @@ def test_bad_input_is_one_line_and_exit_2(argv, words, capsys, tmp_path, monkeyp
     assert main(["conv", *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and words in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_the_benchmark_reports_every_interaction_with_its_baseline(capsys):
+    """What each row measured and against which forward pass; no figure is compared with a speed."""
+    assert main(["bench", "conv", "--repeat", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "goal: every interaction under 50 ms" in out
+    for what in ("sandbox 3x12x12 photo, 3x3 kernel: move the window", "change the padding", "LeNet: pick C3",
+                 "LeNet C3 (6x12x12 in): move the window", "VGG16 features.28 at 224 (512x14x14 in)"):
+        assert what in out
+    assert main(["bench", "conv", "--repeat", "0"]) == 2

@@ -46,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="delete this run (its id, or a unique beginning of it, matched literally)")
     r.set_defaults(func=cmd_runs)
 
-    b = subparsers.add_parser("bench", help="benchmarks (bench train, bench inspect)")
+    b = subparsers.add_parser("bench", help="benchmarks (bench train, bench inspect, bench conv)")
     bsub = b.add_subparsers(dest="bench_command", metavar="BENCH")
     bt = bsub.add_parser(
         "train", help="images/s of the cnnlab trainer vs a seed-style PIL + DataLoader loop",
@@ -78,6 +78,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bi.add_argument("--model", default="vgg16")
     bi.add_argument("--repeat", type=int, default=5)
     bi.set_defaults(func=cmd_bench_inspect)
+    bc = bsub.add_parser(
+        "conv", help="time of each convolution-explorer interaction vs one forward pass of the layer (goal: 50 ms)",
+    )
+    bc.add_argument("--repeat", type=int, default=20)
+    bc.set_defaults(func=cmd_bench_conv)
     b.set_defaults(func=lambda args: (b.print_help(), 2)[1])
 
 
@@ -319,3 +324,18 @@ def cmd_bench_inspect(args: argparse.Namespace) -> int:
     print(f"  cnnlab layer table on the meta device      {r['inspect_ms']:9.1f} ms  "
           f"{r['forward_ms'] / r['inspect_ms']:.1f}x faster")
     return 0
+
+
+def cmd_bench_conv(args: argparse.Namespace) -> int:
+    # lazy: only the benchmarks need cnnlab.bench (start-up time of the other commands)
+    from ..bench import CONV_GOAL_MS, bench_conv
+
+    result = bench_conv(repeat=args.repeat)
+    print(f"convolution explorer, {result['threads']} threads (best of {args.repeat}); "
+          f"goal: every interaction under {CONV_GOAL_MS:g} ms")
+    print(f"  {'interaction':<76} {'ms':>8} {'forward ms':>10} {'ratio':>7}  goal")
+    for r in result["rows"]:
+        verdict = "met" if r["ms"] < CONV_GOAL_MS else "MISSED"
+        print(f"  {r['what']:<76} {r['ms']:8.2f} {r['forward_ms']:10.2f} {r['ms'] / r['forward_ms']:6.2f}x  {verdict}")
+    return 0
+
