@@ -25,11 +25,11 @@ a notebook can draw. Explanations are worked out in float64 from the layer's own
 
 from __future__ import annotations
 
-import copy
 import math
 import re
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -52,9 +52,9 @@ __all__ = [
     "MAX_CHANNELS", "MAX_DILATION", "MAX_KERNEL", "MAX_PADDING", "MAX_SIDE", "MAX_STRIDE", "PRESETS", "TOLERANCE",
     "Explanation", "FieldStep", "Geometry", "LayerCapture", "LayerExplanation", "Operation", "ReceptiveField",
     "ReluExplanation", "Sandbox", "SizeFormula", "SoftmaxExplanation", "Window", "capture_layer", "capture_layers",
-    "conv_sandbox", "digit_input", "draw_frame", "explain_layer", "explain_relu", "explain_softmax",
-    "explainable_layers", "parse_matrix", "parse_numbers", "photo_input", "pool_sandbox", "read_input",
-    "read_kernel", "size_formula", "write_gif",
+    "check_position", "conv_sandbox", "digit_input", "draw_frame", "explain_layer", "explain_relu",
+    "explain_softmax", "explainable_layers", "parse_matrix", "parse_numbers", "photo_input", "pool_sandbox",
+    "read_input", "read_kernel", "size_formula", "write_gif",
 ]
 
 #: The sandbox's limits (a grid of numbers a class can read): input sides and channels, kernel sides.
@@ -1018,11 +1018,29 @@ def _require_explainable(model: nn.Module, name: str, module: nn.Module) -> None
 
 
 @contextmanager
+def _ieee_convolutions(on_gpu: bool) -> Iterator[None]:
+    """Full float32 cuDNN convolutions while capturing on a GPU: by default PyTorch lets them use TF32 (a
+    10-bit mantissa) on recent GPUs, and the feature map would then differ from the float64 explanation by
+    about a thousandth of the value. The setting is global while it lasts, and restored."""
+    if not on_gpu:
+        yield
+        return
+    conv = torch.backends.cudnn.conv
+    before = conv.fp32_precision
+    conv.fp32_precision = "ieee"
+    try:
+        yield
+    finally:
+        conv.fp32_precision = before
+
+
+@contextmanager
 def _plain(model: nn.Module, x: torch.Tensor) -> Iterator[None]:
-    """Eval mode, no gradients and no autocast (the feature map in the model's own precision), the lock held."""
+    """Eval mode, no gradients, no autocast and no TF32 (the feature map in float32, as the explanation
+    computes it), the model's lock held."""
     kind = x.device.type if x.device.type in ("cuda", "cpu", "mps", "xpu") else None
     no_autocast = torch.autocast(kind, enabled=False) if kind else nullcontext()
-    with model_lock(model), evaluating(model), torch.no_grad(), no_autocast:
+    with model_lock(model), evaluating(model), torch.no_grad(), no_autocast, _ieee_convolutions(kind == "cuda"):
         yield
 
 
@@ -1083,26 +1101,18 @@ def explain_layer(model: nn.Module, layer: str, x: torch.Tensor, channel: int, r
     return capture_layer(model, layer, x).explain(channel, row, col)
 
 
-def meta_copy(model: nn.Module) -> nn.Module:
-    """The model on the meta device without copying its weights (shapes only: receptive fields, sizes)."""
-    memo: dict[int, Any] = {}
-    for t in [*model.parameters(), *model.buffers()]:
-        empty = torch.empty_like(t, device="meta")
-        memo[id(t)] = nn.Parameter(empty, t.requires_grad) if isinstance(t, nn.Parameter) else empty
-    return copy.deepcopy(model, memo).to("meta")
-
-
 # --- pictures: the sliding window ------------------------------------------------------------
 
 # the GIF's colours, drawn straight into a palette image:
-# white, ink, padding, window, kernel, filled, current, grid, winner
+# white, ink, padding, window, kernel, filled, current, grid, winner; and the GIF's "unchanged" (never drawn)
 _PALETTE = [255, 255, 255, 20, 20, 20, 225, 225, 225, 255, 196, 120, 190, 220, 255,
-            200, 235, 200, 255, 235, 90, 150, 150, 150, 220, 40, 40]
-_WHITE, _INK, _PAD, _WINDOW, _KERNEL, _FILLED, _CURRENT, _GRID, _WINNER = range(9)
+            200, 235, 200, 255, 235, 90, 150, 150, 150, 220, 40, 40, 255, 0, 255]
+_WHITE, _INK, _PAD, _WINDOW, _KERNEL, _FILLED, _CURRENT, _GRID, _WINNER, _UNCHANGED = range(10)
 _FONT_SIZE = 16
 _GAP = 28
 
 
+@lru_cache(maxsize=4)
 def _font(size: int = _FONT_SIZE) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     return ImageFont.load_default(size=size)
 
@@ -1130,8 +1140,9 @@ class _Layout:
     size: tuple[int, int]  # the frame's width, height
 
 
-def _layout(sb: Sandbox, explanations: list[Explanation], lines: int) -> _Layout:
-    font = _font()
+def _layout(sb: Sandbox, explanations: list[Explanation], header: list[list[str]]) -> _Layout:
+    """Cells as wide as the widest number drawn; the frame as wide as the longest header line, 800 px at least."""
+    font, lines = _font(), len(header[0])
     numbers = [v for e in explanations for w in e.windows for row in (w.products or w.values) for v in row]
     numbers += sb.input.flatten().tolist() + sb.output.flatten().tolist()
     width = max(font.getlength(_short(v)) for v in numbers) + 12
@@ -1147,7 +1158,8 @@ def _layout(sb: Sandbox, explanations: list[Explanation], lines: int) -> _Layout
     n = len(explanations[0].windows)
     inputs = [(12, top + i * band) for i in range(n)]
     height = max(top + n * band, top + oh * cell[1] + _GAP) + 12
-    width = max(800, x_output + ow * cell[0] + 12)
+    text = max(font.getlength(line) for frame in header for line in frame) + 24
+    width = max(800, x_output + ow * cell[0] + 12, text)
     return _Layout(cell, top, inputs, [(x_kernel, y) for _, y in inputs], [(x_products, y) for _, y in inputs],
                    (x_output, top), (int(width), int(height)))
 
@@ -1225,14 +1237,12 @@ def _frame_lines(sb: Sandbox, e: Explanation) -> list[str]:
     if e.relu:
         how += f";  {e.relu.line}"
     return [f"output channel {e.channel}, row {e.row}, col {e.col}: {how}",
-            f"rows: {formulas[0].text}    cols: {formulas[1].text}"]
+            f"rows: {formulas[0].text}", f"cols: {formulas[1].text}"]
 
 
-def _frames(sb: Sandbox, channel: int) -> Iterator[Image.Image]:
-    """One frame per output position, drawn on one canvas (each yield is the canvas, changed in place)."""
-    check_position(tuple(sb.output.shape), channel, 0, 0)
-    explanations = [sb.explain(channel, r, c) for r, c in sb.positions()]
-    lay = _layout(sb, explanations, 2)
+def _canvas(sb: Sandbox, channel: int, explanations: list[Explanation]) -> tuple[Image.Image, _Layout]:
+    """The frame before any output: the padded input channels and an empty output grid."""
+    lay = _layout(sb, explanations, [_frame_lines(sb, e) for e in explanations])
     canvas = Image.new("P", lay.size, _WHITE)
     canvas.putpalette(_PALETTE)
     draw = ImageDraw.Draw(canvas)
@@ -1242,53 +1252,79 @@ def _frames(sb: Sandbox, channel: int) -> Iterator[Image.Image]:
         for c in range(cols):
             _cell(draw, lay, lay.output, r, c, "", _WHITE)
     _draw_inputs(draw, lay, sb, explanations[0])
+    return canvas, lay
+
+
+def _step(canvas: Image.Image, lay: _Layout, sb: Sandbox, e: Explanation, previous: Explanation | None) -> None:
+    """Move the window from ``previous`` (its output now filled in) to ``e``."""
+    draw = ImageDraw.Draw(canvas)
+    if previous is not None:
+        _mark_window(draw, lay, sb, previous, on=False)
+        _cell(draw, lay, lay.output, previous.row, previous.col, _short(previous.result), _FILLED)
+    _mark_window(draw, lay, sb, e, on=True)
+    _draw_terms(draw, lay, e)
+    _cell(draw, lay, lay.output, e.row, e.col, _short(e.result), _CURRENT)
+    _draw_header(draw, lay, _frame_lines(sb, e))
+
+
+def _explained(sb: Sandbox, channel: int) -> list[Explanation]:
+    check_position(tuple(sb.output.shape), channel, 0, 0)
+    return [sb.explain(channel, r, c) for r, c in sb.positions()]
+
+
+def _frames(sb: Sandbox, channel: int) -> Iterator[Image.Image]:
+    """One frame per output position, drawn on one canvas (each yield is the canvas, changed in place)."""
+    explanations = _explained(sb, channel)
+    canvas, lay = _canvas(sb, channel, explanations)
     previous = None
     for e in explanations:
-        if previous is not None:
-            _mark_window(draw, lay, sb, previous, on=False)
-            _cell(draw, lay, lay.output, previous.row, previous.col, _short(previous.result), _FILLED)
-        _mark_window(draw, lay, sb, e, on=True)
-        _draw_terms(draw, lay, e)
-        _cell(draw, lay, lay.output, e.row, e.col, _short(e.result), _CURRENT)
-        _draw_header(draw, lay, _frame_lines(sb, e))
+        _step(canvas, lay, sb, e, previous)
         previous = e
         yield canvas
 
 
 def draw_frame(sb: Sandbox, channel: int = 0, row: int = 0, col: int = 0) -> Image.Image:
     """The picture of output ``(row, col)``: padded input with the window, kernel, products, and the
-    output filled up to that position (at least 800 pixels wide; a palette image)."""
+    output filled up to that position (at least 800 pixels wide; a palette image): the GIF's frame."""
     check_position(tuple(sb.output.shape), channel, row, col)
+    explanations = _explained(sb, channel)
+    canvas, lay = _canvas(sb, channel, explanations)
     index = sb.positions().index((row, col))
-    for i, frame in enumerate(_frames(sb, channel)):
-        if i == index:
-            return frame.copy()
-    raise AssertionError("unreachable: every position has a frame")
+    draw = ImageDraw.Draw(canvas)
+    for e in explanations[:index]:
+        _cell(draw, lay, lay.output, e.row, e.col, _short(e.result), _FILLED)
+    _step(canvas, lay, sb, explanations[index], None)
+    return canvas
 
 
-def _changed_box(before: np.ndarray | None, after: np.ndarray) -> tuple[int, int, int, int] | None:
+def _changes(before: np.ndarray | None, after: np.ndarray) -> tuple[Image.Image, tuple[int, int]]:
+    """What a frame adds to the one before: the rectangle around every changed pixel, in which the
+    pixels that did not change are transparent (long runs that compress to almost nothing)."""
     if before is None:
-        return (0, 0, after.shape[1], after.shape[0])
+        return Image.fromarray(after, "P"), (0, 0)
     ys, xs = np.nonzero(before != after)
     if ys.size == 0:
-        return None
-    return (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+        ys, xs = np.array([0]), np.array([0])
+    top, left, bottom, right = int(ys.min()), int(xs.min()), int(ys.max()) + 1, int(xs.max()) + 1
+    now, then = after[top:bottom, left:right], before[top:bottom, left:right]
+    return Image.fromarray(np.where(now == then, _UNCHANGED, now).astype(np.uint8), "P"), (left, top)
 
 
 def write_gif(sb: Sandbox, path: str | Path, channel: int = 0, frame_ms: int = 700) -> int:
     """The sliding-window animation as a looping GIF, one frame per output position; returns the frame
-    count. Frames are written one by one, each as the rectangle that changed (a small file, little memory)."""
+    count. Frames are written one by one as they are drawn, each as what changed (little memory, a small
+    file): PIL's own writer would keep every frame of up to 576 in memory."""
     count, before = 0, None
     with open(path, "wb") as fp:
         for frame in _frames(sb, channel):
             after = np.asarray(frame).copy()
-            box = _changed_box(before, after) or (0, 0, 1, 1)
             if before is None:
                 header, _ = GifImagePlugin.getheader(frame, info={"loop": 0})
                 fp.write(b"".join(header))
-            part = frame.crop(box)
+            part, offset = _changes(before, after)
             part.putpalette(_PALETTE)
-            fp.write(b"".join(GifImagePlugin.getdata(part, offset=box[:2], duration=frame_ms)))
+            extra = {"transparency": _UNCHANGED} if before is not None else {}
+            fp.write(b"".join(GifImagePlugin.getdata(part, offset=offset, duration=frame_ms, **extra)))
             before, count = after, count + 1
         fp.write(b";")
     return count

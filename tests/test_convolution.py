@@ -317,6 +317,15 @@ def test_a_real_layer_explained_equals_its_feature_map():
     assert model.training  # the mode it had is given back
 
 
+def test_the_capture_runs_without_autocast():
+    """Inside a caller's bfloat16 autocast the layer still runs in float32: the explanation agrees."""
+    torch.manual_seed(0)
+    model = create("lenet")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        found = cv.explain_layer(model, "C3", torch.randn(1, 1, 28, 28), 2, 4, 4)
+    assert found.agrees and found.difference < 1e-5
+
+
 def test_a_layer_that_does_not_compute_windows_lists_those_that_do():
     model = create("lenet")
     with pytest.raises(ConfigError, match="'F5' is a Linear, not a convolution or pooling; these are: C1, S2, C3, S4"):
