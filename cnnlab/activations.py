@@ -49,7 +49,8 @@ def layer_names(model: nn.Module, leaves_only: bool = False) -> list[str]:
             if n and (not leaves_only or not any(True for _ in m.children()))]
 
 
-def _split_call(name: str) -> tuple[str, int]:
+def split_call(name: str) -> tuple[str, int]:
+    """``conv#2`` is the second call of the module ``conv``: (``"conv"``, 1); a plain name is its first call."""
     if "#" in name:
         base, _, idx = name.partition("#")
         if idx.isdigit() and int(idx) >= 1:
@@ -63,7 +64,7 @@ def resolve_layers(model: nn.Module, names: Sequence[str]) -> dict[str, nn.Modul
     modules = dict(model.named_modules())
     out: dict[str, nn.Module] = {}
     for name in names:
-        base, _ = _split_call(name)
+        base, _ = split_call(name)
         if not base or base not in modules:
             valid = layer_names(model)
             close = difflib.get_close_matches(base, valid, n=3, cutoff=0.4)
@@ -83,7 +84,7 @@ def capture(model: nn.Module, names: Sequence[str], detach: bool = True) -> Iter
     targets = resolve_layers(model, names)
     wanted: dict[int, list[tuple[str, int]]] = {}
     for name, module in targets.items():
-        wanted.setdefault(id(module), []).append((name, _split_call(name)[1]))
+        wanted.setdefault(id(module), []).append((name, split_call(name)[1]))
     result: dict[str, torch.Tensor] = {}
     counts: dict[int, int] = {}
     handles = []

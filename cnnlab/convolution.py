@@ -41,7 +41,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
-from .activations import activation_points, resolve_layers
+from .activations import activation_points, resolve_layers, split_call
 from .data.images import bundled_photos, load_bundled_photo, resize_shorter_then_center_crop
 from .errors import ConfigError, LayerNotFoundError
 from .locks import model_lock
@@ -1004,12 +1004,6 @@ class LayerCapture:
         return _box(f.grow(self.layer, self.module, _module_geometry(self.module)), row, col, None, self.image_size)
 
 
-def _call_index(name: str) -> int:
-    """``conv#2`` is a module's second call (:mod:`cnnlab.activations`' naming)."""
-    _, _, k = name.partition("#")
-    return int(k) - 1 if k.isdigit() and int(k) >= 1 else 0
-
-
 def _require_explainable(model: nn.Module, name: str, module: nn.Module) -> None:
     if not isinstance(module, _EXPLAINABLE):
         names = explainable_layers(model)
@@ -1047,7 +1041,7 @@ def _plain(model: nn.Module, x: torch.Tensor) -> Iterator[None]:
 def _record(targets: dict[str, nn.Module], seen: dict[str, tuple]):
     wanted: dict[int, list[tuple[str, int]]] = {}
     for name, module in targets.items():
-        wanted.setdefault(id(module), []).append((name, _call_index(name)))
+        wanted.setdefault(id(module), []).append((name, split_call(name)[1]))
     calls: dict[int, int] = {}
 
     def hook(module: nn.Module, inputs, output) -> None:

@@ -19,7 +19,7 @@ from ..convolution import (
     explain_softmax, explainable_layers, pool_sandbox, read_input, write_gif,
 )
 from ..errors import ConfigError
-from .inside import IMAGE_HELP, SOURCE_HELP, _image, _source
+from .inside import IMAGE_HELP, SOURCE_HELP, model_source, read_image
 
 DEFAULT_INPUT = "digit"
 DEFAULT_KERNEL = "vertical_edges"
@@ -198,8 +198,8 @@ def _gif_path(path: str) -> Path:
 
 
 def _capture(args: argparse.Namespace) -> tuple[Any, LayerCapture]:
-    src = _source(args.model)
-    x = src.to_input(_image(args.image))
+    src = model_source(args.model)
+    x = src.to_input(read_image(args.image))
     names = explainable_layers(src.model)
     if not names:
         raise ConfigError(f"{src.label} has no convolution or pooling layer to explain.")

@@ -60,7 +60,7 @@ def _add_size(p: argparse.ArgumentParser) -> None:
                    "readable on a slide); small pictures are enlarged")
 
 
-def _source(ref: str) -> ModelSource:
+def model_source(ref: str) -> ModelSource:
     """The model ``ref`` names (:func:`cnnlab.sources.load_source`)."""
     # lazy: a source loads runs and the trainer, which only these commands need (start-up time of the others)
     from ..sources import load_source
@@ -68,15 +68,16 @@ def _source(ref: str) -> ModelSource:
     return load_source(ref)
 
 
-def _image(ref: str):
+def read_image(ref: str):
+    """The image ``ref`` names: ``photo:NAME`` (a bundled photo) or a file, decoded safely."""
     if ref.startswith("photo:"):
         return load_bundled_photo(ref.split(":", 1)[1])
     return decode_image(Path(ref))
 
 
 def cmd_activations(args) -> int:
-    src = _source(args.source)
-    x = src.to_input(_image(args.image))
+    src = model_source(args.source)
+    x = src.to_input(read_image(args.image))
     if args.list:
         for name, shape, kind in activation_points(src.model, x):
             print(f"{name:<32} {kind:<16} {' x '.join(map(str, shape))}")
@@ -93,7 +94,7 @@ def cmd_activations(args) -> int:
 
 
 def cmd_kernels(args) -> int:
-    src = _source(args.source)
+    src = model_source(args.source)
     name = args.layer or first_conv(src.model)[0]
     conv = resolve_layers(src.model, [name])[name]
     if not isinstance(conv, nn.Conv2d):
@@ -105,8 +106,8 @@ def cmd_kernels(args) -> int:
 
 
 def cmd_cam(args) -> int:
-    src = _source(args.source)
-    x = src.to_input(_image(args.image))
+    src = model_source(args.source)
+    x = src.to_input(read_image(args.image))
     target = None
     if args.target is not None:
         if args.target.isdigit():
