@@ -22,6 +22,7 @@ pages = [
     st.Page(str(PAGES / "data.py"), title="Data", icon=":material/photo_library:"),
     st.Page(str(PAGES / "mydata.py"), title="Your images", icon=":material/add_photo_alternate:"),
     st.Page(str(PAGES / "inside.py"), title="Look inside", icon=":material/visibility:"),
+    st.Page(str(PAGES / "convolution.py"), title="Convolution", icon=":material/grid_4x4:"),
     st.Page(str(PAGES / "train.py"), title="Train", icon=":material/model_training:"),
     st.Page(str(PAGES / "transfer.py"), title="Transfer learning", icon=":material/swap_horiz:"),
     st.Page(str(PAGES / "lessons.py"), title="Lessons", icon=":material/school:"),

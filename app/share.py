@@ -43,6 +43,16 @@ SHARED: dict[str, dict[str, str]] = {
     },
     "lessons": {"lesson": "lesson-pick", "budget": "lesson-budget"},
     "inside": {"kind": "inside-kind", "run": "inside-run", "pretrained": "inside-pre", "model": "inside-zoo"},
+    "convolution": {
+        "op": "conv-op", "input": "conv-input", "digit": "conv-digit", "photo": "conv-photo",
+        "size": "conv-photo-size", "numbers": "conv-numbers", "kernel": "conv-kernel",
+        "weights": "conv-weights", "bias": "conv-bias", "padding": "conv-padding", "stride": "conv-stride",
+        "dilation": "conv-dilation", "groups": "conv-groups", "window": "conv-window",
+        "pool_stride": "conv-pool-stride", "pool_padding": "conv-pool-padding",
+        "pool_dilation": "conv-pool-dilation", "ceil": "conv-ceil", "count_pad": "conv-count-pad",
+        "relu": "conv-relu", "logits": "conv-logits", "kind": "conv-real-kind", "run": "conv-real-run",
+        "pretrained": "conv-real-pre", "model": "conv-real-zoo",
+    },
     "predict": {"kind": "predict-kind", "run": "predict-run", "pretrained": "predict-pre"},
 }
 _NAME_OF = {key: name for table in SHARED.values() for name, key in table.items()}  # widget keys are unique

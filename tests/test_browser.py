@@ -31,6 +31,7 @@ PAGES = [  # (url path, heading)
     ("data", "Data"),
     ("mydata", "Your images"),
     ("inside", "Look inside"),
+    ("convolution", "Convolution"),
     ("train", "Train"),
     ("transfer", "Transfer learning"),
     ("runs", "Runs"),
