@@ -38,12 +38,11 @@ import torch
 import torch.nn.functional as F
 from PIL import GifImagePlugin, Image, ImageDraw, ImageFont
 from torch import nn
-from torch.overrides import TorchFunctionMode
-from torch.utils._pytree import tree_flatten
 
 from .activations import activation_points, resolve_layers, split_call
 from .data.images import bundled_photos, load_bundled_photo, resize_shorter_then_center_crop
 from .errors import ConfigError, LayerNotFoundError
+from .inspect import CarryMode
 from .locks import model_lock
 from .models import evaluating
 from .models._input_checks import conv_output_size, device_of, layer_geometry
@@ -842,24 +841,6 @@ def _set_field(t: torch.Tensor, value: Any) -> None:
         pass
 
 
-class _FieldMode(TorchFunctionMode):
-    """Carries each tensor's field to the tensors computed from it (like :mod:`cnnlab.inspect`'s
-    receptive-field column); the layers' hooks then grow it."""
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        if func is torch.Tensor.__getattribute__ or getattr(func, "__name__", "") in ("__get__", "size", "dim",
-                                                                                       "numel"):
-            return out
-        fields = [f for t in tree_flatten((args, kwargs or {}))[0] if (f := _field_of(t)) is not None]
-        if fields:
-            merged = _merge(fields)
-            for t in tree_flatten(out)[0]:
-                if isinstance(t, torch.Tensor):
-                    _set_field(t, merged if t.dim() >= 3 else _GLOBAL)
-        return out
-
-
 def _grow_hook(name: str):
     def hook(module: nn.Module, inputs, output) -> None:
         out = output[0] if isinstance(output, (tuple, list)) else output
@@ -1065,7 +1046,7 @@ def capture_layers(model: nn.Module, layers: Sequence[str], x: torch.Tensor) -> 
     x = x.detach().to(device_of(model)).clone()
     _set_field(x, _IMAGE)
     record, handles = _record(targets, seen), []
-    with _plain(model, x), _FieldMode():
+    with _plain(model, x), CarryMode(_FIELD_ATTR, _merge, _GLOBAL):
         try:
             for m in model.modules():
                 if isinstance(m, _EXPLAINABLE):

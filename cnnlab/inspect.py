@@ -26,7 +26,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 from torch import nn
@@ -251,22 +251,29 @@ def _merge(infos: Iterable):
     return tuple(max(i[k] for i in infos) for k in range(4))
 
 
-class _RFMode(TorchFunctionMode):
-    """Carries receptive-field info from inputs to outputs of every tensor operation."""
+class CarryMode(TorchFunctionMode):
+    """Carries a tag (the tensor attribute ``attr``) from the inputs of every tensor operation to its
+    outputs: ``merge`` combines the tags of several inputs (a residual addition, a concatenation), and
+    an output of fewer than 3 dimensions (flattened) gets ``flat``. Layers' hooks then change the tag
+    where a layer changes it: the receptive-field column here, the convolution explorer's field."""
+
+    def __init__(self, attr: str, merge: Callable[[list], Any], flat: Any):
+        super().__init__()
+        self.attr, self.merge, self.flat = attr, merge, flat
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        if func in (torch.Tensor.__getattribute__,) or getattr(func, "__name__", "") in (
-            "__get__", "size", "dim", "numel"
-        ):
+        if func is torch.Tensor.__getattribute__ or getattr(func, "__name__", "") in ("__get__", "size", "dim", "numel"):
             return out
-        info = _merge(_get_rf(t) for t in tree_flatten((args, kwargs or {}))[0])
-        if info is not None:
+        tags = [tag for t in tree_flatten((args, kwargs or {}))[0]
+                if isinstance(t, torch.Tensor) and (tag := getattr(t, self.attr, None)) is not None]
+        if tags:
+            merged = self.merge(tags)
             for t in tree_flatten(out)[0]:
                 if isinstance(t, torch.Tensor):
                     try:
-                        setattr(t, _RF_ATTR, info if t.dim() >= 3 else "global")
-                    except (AttributeError, RuntimeError):
+                        setattr(t, self.attr, merged if t.dim() >= 3 else self.flat)
+                    except (AttributeError, RuntimeError):  # a tensor that takes no attributes keeps none
                         pass
         return out
 
@@ -396,7 +403,7 @@ def summarize(
     x = torch.empty(1, *shape, device="meta")
     setattr(x, _RF_ATTR, (1, 1, 1, 1))
     try:
-        with _RFMode():
+        with CarryMode(_RF_ATTR, _merge, "global"):
             stats = torchinfo_summary(
                 net, input_data=[x], device="meta", verbose=0, mode="eval",
                 col_names=("output_size", "num_params", "trainable"), depth=100,
