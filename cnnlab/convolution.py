@@ -63,7 +63,7 @@ MAX_LOGITS = 1000
 #: How far an explained value may be from the feature map's (relative above 1: float32 sums).
 TOLERANCE = 1e-4
 _MAX_TEXT = 20_000  # characters of a typed matrix: far more than 3 x 12 x 12 numbers need
-_DIGITS = 1797  # scikit-learn's digits
+DIGITS = 1797  # scikit-learn's digits
 
 #: The kernel presets, 3x3: name -> rows.
 PRESETS: dict[str, tuple[tuple[float, ...], ...]] = {
@@ -163,8 +163,8 @@ def digit_input(index: int = 0) -> torch.Tensor:
     # here, not at the top: scikit-learn takes a second to import and only this input needs it
     from sklearn.datasets import load_digits
 
-    if not 0 <= index < _DIGITS:
-        raise ConfigError(f"digit {index}: scikit-learn has digits 0 to {_DIGITS - 1}.")
+    if not 0 <= index < DIGITS:
+        raise ConfigError(f"digit {index}: scikit-learn has digits 0 to {DIGITS - 1}.")
     return torch.tensor(load_digits().images[index], dtype=torch.float64).unsqueeze(0)
 
 
@@ -184,7 +184,7 @@ def read_input(spec: str) -> torch.Tensor:
     text = (spec or "").strip()
     kind, _, arg = text.partition(":")
     if kind == "digit":
-        return digit_input(_whole(arg or "0", "the digit's number", 0, _DIGITS - 1))
+        return digit_input(_whole(arg or "0", "the digit's number", 0, DIGITS - 1))
     if kind == "photo":
         return photo_input(arg or "chelsea")
     if text[:1].isalpha():

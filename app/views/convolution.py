@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from app.common import image_picker, model_picker, remember, show_error
 from cnnlab.activations import denormalize
 from cnnlab.convolution import (
+    DIGITS,
     MAX_CHANNELS,
     MAX_DILATION,
     MAX_KERNEL,
@@ -59,7 +60,6 @@ INPUTS = {"digit": "Digit", "photo": "Photo patch", "typed": "Typed numbers"}
 TYPED = "typed numbers"
 NUMBERS = "0,1,2,3,0;1,2,3,0,1;2,3,0,1,2;3,0,1,2,3;0,1,2,3,0"  # the typed input's example: 5x5 diagonals
 KERNELS = [*PRESETS, TYPED]
-DIGITS = 1797  # scikit-learn's handwritten digits
 SPEEDS = [0.5, 1.0, 2.0]  # seconds per step while playing
 AT, PLAYING, CLICKED, SPEED, TICK = "conv-at", "conv-playing", "conv-clicked", "conv-speed", "conv-tick"
 SHOWN_CHANNELS = 8  # input channels whose window is shown in full on a real layer, at most
