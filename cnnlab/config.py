@@ -173,6 +173,12 @@ class TrainConfig:
     log_every_steps: int | None = setting(None, "emit a step event every N steps (default: by time)",
                                           _whole(1, 1_000_000))
     log_interval_s: float = setting(0.5, "seconds between step events", Rule("float", 0, 3600))
+    xray: bool = setting(True, "record the X-ray every few steps: per layer the weight and gradient norms and the "
+                         "update-to-weight ratio, per activation the dead or saturated units (a few percent of the "
+                         "training time)",
+                         label="training X-ray")
+    xray_every: int = setting(0, "steps between two X-ray samples (0: chosen from the length of the training)",
+                              _whole(0, 1_000_000), label="X-ray every (steps)")
     max_steps: int | None = setting(None, "stop (as finished) after this many steps", _whole(1, 100_000_000))
     eval_batch_size: int | None = setting(None, "validation batch (default: twice the batch size, at most 1024)",
                                           _whole(1, 4096), label="eval batch size")

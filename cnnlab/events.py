@@ -71,7 +71,35 @@ class EndEvent:
     kind: str = field(default="end", init=False)
 
 
-Event = StartEvent | StepEvent | EpochEvent | EndEvent
+@dataclass
+class XrayEvent:
+    """What one sampled step looked like inside (:mod:`cnnlab.xray`): per layer with weights, its weight
+    norm, gradient norm and the update-to-weight ratio of the step; per activation call, the mean and
+    spread of its outputs and the share of dead or saturated units. Summed over a torchrun group."""
+
+    step: int
+    epoch: int
+    layers: list[dict[str, Any]]
+    activations: list[dict[str, Any]]
+    every: int  # steps between two samples
+    kind: str = field(default="xray", init=False)
+
+
+@dataclass
+class KernelsEvent:
+    """The first convolution's kernels at the end of an epoch (epoch 0: before training), quantised to
+    bytes (``data``: base64 of ``shape``'s uint8 values, ``low`` to ``high``): watching filters form."""
+
+    epoch: int
+    layer: str
+    shape: list[int]
+    low: float
+    high: float
+    data: str
+    kind: str = field(default="kernels", init=False)
+
+
+Event = StartEvent | StepEvent | EpochEvent | EndEvent | XrayEvent | KernelsEvent
 Listener = Callable[[Any], None]
 
 

@@ -8,6 +8,8 @@ A run folder (id like ``20261123-142501-lenet-digits-ab12``) holds:
   the model together (torchrun; only rank 0 writes the folder);
 - ``metrics.jsonl``: one JSON line per epoch, appended, flushed and fsynced;
 - ``best.pt``: the best-validation ``state_dict``, written atomically;
+- ``xray.jsonl`` and ``kernels.jsonl``: the training X-ray's samples and the first convolution's
+  kernels at each epoch (:mod:`cnnlab.xray`; read back with :func:`run_xray`);
 - ``status.json``: running/finished/cancelled/diverged/failed, message, pid (with the process's
   start time and the boot id, so a recycled pid is not mistaken for the trainer), hostname and
   timestamps, written atomically.
@@ -42,12 +44,13 @@ from typing import Any, Callable, Mapping, NamedTuple
 import torch
 from torch import nn
 
-from . import models
+from . import models, xray
 from .errors import CheckpointMismatchError, CnnlabError, RunError, RunNotFoundError, UnknownModelError
 from .files import atomic_file, atomic_write_text, unique_folder
 from .paths import runs_dir
 from .safeload import load_state_dict_file
 from .tensorboard_log import TensorBoardRecorder
+from .events import KernelsEvent, XrayEvent
 from .train import EndEvent, EpochEvent, Prepared, Recorder, TrainConfig, load_data
 
 STATUSES = ("running", "finished", "cancelled", "diverged", "failed")
@@ -360,11 +363,17 @@ class RunWriter:
 
     def append_metrics(self, row: Mapping[str, Any]) -> None:
         """Append one epoch's metrics as a JSON line, flushed and fsynced."""
+        self.append_line("metrics.jsonl", row, sync=True)
+
+    def append_line(self, name: str, row: Mapping[str, Any], sync: bool = False) -> None:
+        """Append ``row`` as one JSON line to the run's file ``name`` (fsynced if ``sync``: the X-ray's
+        frequent lines are only flushed; losing the last ones in a crash loses little)."""
         line = json.dumps(dict(row), default=_json_default) + "\n"
-        with open(self.path / "metrics.jsonl", "a", encoding="utf-8") as f:
+        with open(self.path / name, "a", encoding="utf-8") as f:
             f.write(line)
             f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                os.fsync(f.fileno())
 
     def save_best(self, state_dict: Mapping[str, torch.Tensor]) -> None:
         """Write ``best.pt`` atomically: a reader (the app) sees the previous best or this one."""
@@ -437,8 +446,14 @@ class RunRecorder(Recorder):
         setup.run_id, setup.run_dir = self.writer.run_id, self.writer.path
 
     def __call__(self, event: Any) -> None:
-        if self.writer is not None and isinstance(event, EpochEvent):
+        if self.writer is None:
+            return
+        if isinstance(event, EpochEvent):
             self.writer.append_metrics(asdict(event))
+        elif isinstance(event, XrayEvent):
+            self.writer.append_line("xray.jsonl", xray.compact(event))
+        elif isinstance(event, KernelsEvent):
+            self.writer.append_line("kernels.jsonl", asdict(event))
 
     def save_best(self, state: Mapping[str, torch.Tensor], epoch: int | None) -> None:
         if self.writer is not None:
@@ -646,6 +661,14 @@ def _remove_stale_temp_files(path: Path, writer_gone: bool) -> None:
 def load_run(run_id: str) -> Run:
     """A run by id (or a unique prefix of one). A damaged run loads, with its :attr:`Run.damage`."""
     return _load(_run_path(run_id))
+
+
+def run_xray(run_id: str) -> xray.XrayRecord:
+    """The X-ray of a run (its samples, kernel snapshots and diagnoses), each file line checked."""
+    run = load_run(run_id)
+    if run.is_link:
+        raise RunError(f"run {run.run_id} is a symbolic link: it is never followed.")
+    return xray.read_xray(run.path)
 
 
 def _being_created(path: Path) -> bool:

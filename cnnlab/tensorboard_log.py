@@ -7,7 +7,10 @@ files), into the run's own folder, so ``tensorboard --logdir models_cache/runs``
   top-5, learning rate, images per second;
 - a grid of training images (as stored, before augmentation) with their class names;
 - the model graph (traced once on one input);
-- per-class precision-recall curves of the final model on the validation split.
+- per-class precision-recall curves of the final model on the validation split;
+- the training X-ray (:mod:`cnnlab.xray`): per layer its gradient norm, weight norm and update ratio, per
+  activation its dead or saturated share (scalars), a histogram of the update ratios (log10) over the
+  layers at each sample, and the first convolution's kernels at each epoch (a histogram of their values).
 
 Nothing here can stop a training: a failure is logged and the recorder goes quiet.
 """
@@ -15,6 +18,7 @@ Nothing here can stop a training: a failure is logged and the recorder goes quie
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from pathlib import Path
 from typing import Any
@@ -23,7 +27,9 @@ import torch
 from torchvision.utils import make_grid
 
 from .models import evaluating
+from .events import KernelsEvent, XrayEvent
 from .train import EndEvent, EpochEvent, Prepared, Recorder, StepEvent
+from .xray import kernels_array
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +90,22 @@ class TensorBoardRecorder(Recorder):
                                 ("top5/val", event.val_top5)):
                 w.add_scalar(name, value, event.epoch)
             w.flush()
+        elif isinstance(event, XrayEvent):
+            self._xray(event)
+        elif isinstance(event, KernelsEvent):
+            w.add_histogram(f"kernels/{event.layer}", kernels_array(event), event.epoch)
+
+    def _xray(self, event: XrayEvent) -> None:
+        w, step = self.writer, event.step
+        for layer in event.layers:
+            for key in ("grad_norm", "weight_norm", "update_ratio"):
+                w.add_scalar(f"xray {key}/{layer['name']}", layer[key], step)
+        for act in event.activations:
+            key = "dead" if act["kind"] == "relu" else "saturated"
+            w.add_scalar(f"xray {key} share/{act['name']}", act[key], step)
+        ratios = [math.log10(layer["update_ratio"]) for layer in event.layers if layer["update_ratio"] > 0]
+        if ratios:
+            w.add_histogram("xray log10 update ratio (layers)", torch.tensor(ratios), step)
 
     def finish(self, setup: Prepared, end: EndEvent) -> None:
         w = self.writer

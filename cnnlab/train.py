@@ -42,6 +42,7 @@ from .data.pipeline import (
 )
 from .errors import CnnlabError, ConfigError, InputSizeError, InputTooSmallError, ModelConfigError
 from .threads import ThreadGovernor, threads_from_env, usable_cores
+from .xray import Xray
 from .models import count_params, create, evaluating, get_spec, list_models
 from .models._input_checks import check_input, smallest_input
 
@@ -455,6 +456,7 @@ class Training:
         self.guard, self.best = DivergenceGuard(self.config, s.num_classes), Best()
         # on CUDA a step's flags are read a step later, so that the GPU's queue never runs dry
         self.agreement = distributed.StepAgreement(g, FINITE_CHECK_LAG.get(s.device.type, 0))
+        self.xray = Xray(s.model, g, self.total_steps, self.config.epochs, self.config.xray, self.config.xray_every)
         self.step = self.epoch = 0
 
     # ---- the whole training --------------------------------------------------------------------------
@@ -497,6 +499,7 @@ class Training:
         self.emit(StartEvent(s.run_id, config.model, config.dataset, str(self.device), config.epochs,
                              self.steps_per_epoch, self.total_steps, len(s.train_y), len(s.val_y),
                              count_params(s.model), s.model_shape, s.classes, s.notes))
+        self._kernels(0)
 
     def emit(self, event: Any) -> None:
         for listener in self.listeners:
@@ -531,20 +534,28 @@ class Training:
         if device.type == "cuda" and xb.device.type == "cpu":
             xb, yb = xb.pin_memory(), yb.pin_memory()
         x, y = s.train_pipe.train_batch(xb, self.augment), yb.to(device, non_blocking=True)
-        with autocast_context(device):
-            logits = self.net(x)
-        loss = F.cross_entropy(logits.float(), y)
-        # all processes stop at the same step, before a backward the others would wait for
-        cancel = self.cancel is not None and self.cancel.is_set()
-        agreed = self.agreement.push(loss, cancel, self.meter.due(self.step + 1), self.step + 1, self.epoch)
-        self._stop_if(agreed)
-        # DDP averages the processes' gradients: weighted so that the average is the gradient of the mean
-        # loss over the whole batch, as one process computes it (a factor of 1 in one process)
-        weighted = loss * (len(y) * g.world / batch) if g.world > 1 else loss
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(weighted).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        probe = self.xray.probe(self.step + 1)  # on a sampled step: hooks on the activations (cnnlab.xray)
+        try:
+            with autocast_context(device):
+                logits = self.net(x)
+            loss = F.cross_entropy(logits.float(), y)
+            # all processes stop at the same step, before a backward the others would wait for
+            cancel = self.cancel is not None and self.cancel.is_set()
+            agreed = self.agreement.push(loss, cancel, self.meter.due(self.step + 1), self.step + 1, self.epoch)
+            self._stop_if(agreed)
+            # DDP averages the processes' gradients: weighted so that the average is the gradient of the mean
+            # loss over the whole batch, as one process computes it (a factor of 1 in one process)
+            weighted = loss * (len(y) * g.world / batch) if g.world > 1 else loss
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(weighted).backward()
+            probe.gradients(self.scaler.get_scale() if self.scaler.is_enabled() else 1.0)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            probe.updated()
+        finally:
+            probe.close()
+        if (xray := probe.event(self.epoch)) is not None:
+            self.emit(xray)
         if self.sched_when == "step" and self.step < self.total_steps - 1:  # never past its end
             self.scheduler.step()
         self.step += 1
@@ -576,7 +587,12 @@ class Training:
             for r in self.recorders:
                 _safely("recorder", r.save_best, self.best.state, self.epoch)
         self.emit(event)
+        self._kernels(self.epoch)
         self._diverged_if(bad)
+
+    def _kernels(self, epoch: int) -> None:
+        if (kernels := self.xray.kernels(epoch)) is not None:
+            self.emit(kernels)
 
     def _lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]

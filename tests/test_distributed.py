@@ -18,7 +18,8 @@ import pytest
 import torch
 from torch import nn
 
-from cnnlab import distributed
+from cnnlab import distributed, xray
+from cnnlab.events import XrayEvent
 from cnnlab.errors import DataError
 from cnnlab.jobs import JobManager
 from cnnlab.threads import usable_cores
@@ -100,8 +101,20 @@ def test_torchrun_two_processes_train_one_model_like_one_process(tmp_path):
     assert any(n.startswith(f"{threads} CPU thread(s), this process's share") for n in meta["notes"]), meta["notes"]
 
     # one process with the same global batch (64) reaches the same accuracy
-    single = fit(config, data=data)
+    events: list = []
+    single = fit(config, data=data, listeners=[events.append])
     assert single.status == "finished"
+    # the X-ray: the same steps sampled; at the first step (same weights, same batch shared by two) the same
+    # numbers, each process's sums exchanged once
+    pooled = [json.loads(line) for line in (folder / "xray.jsonl").read_text().splitlines()]
+    alone = [xray.compact(e) for e in events if isinstance(e, XrayEvent)]
+    assert [x["step"] for x in pooled] == [x["step"] for x in alone] and pooled[0]["step"] == 1
+    for part, keys in (("layers", ("weight_norm", "grad_norm", "update_ratio")),
+                       ("activations", ("mean", "std", "dead", "saturated"))):
+        for a, b in zip(pooled[0][part], alone[0][part], strict=True):
+            assert a["name"] == b["name"]
+            for k in keys:
+                assert a[k] == pytest.approx(b[k], rel=2e-3, abs=1e-6), (part, a["name"], k)
     assert len(metrics) == len(single.history) == 2
     assert abs(metrics[-1]["val_top1"] - single.history[-1].val_top1) <= 0.03
     assert abs(metrics[-1]["train_loss"] - single.history[-1].train_loss) <= 0.05

@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("data and the input pipeline", ["cnnlab.data", "cnnlab.data.*"]),
     ("looking at a model", ["cnnlab.inspect", "cnnlab.diagram", "cnnlab.activations", "cnnlab.convolution"]),
     ("settings", ["cnnlab.config"]),
-    ("train", ["cnnlab.distributed", "cnnlab.metering", "cnnlab.train"]),
+    ("train", ["cnnlab.distributed", "cnnlab.metering", "cnnlab.xray", "cnnlab.train"]),
     ("runs", ["cnnlab.tensorboard_log", "cnnlab.runs"]),
     ("evaluate and sources", ["cnnlab.evaluate", "cnnlab.sources", "cnnlab.mistakes"]),
     ("jobs", ["cnnlab.jobs"]),

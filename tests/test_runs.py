@@ -46,7 +46,10 @@ def test_checkpoint_round_trip_gives_identical_predictions(trained):
 def test_run_folder_layout(trained):
     run = runs.load_run(trained.run_id)
     names = sorted(p.name for p in run.path.iterdir())
-    assert names == ["best.pt", "config.json", "meta.json", "metrics.jsonl", "status.json"]
+    assert names == ["best.pt", "config.json", "kernels.jsonl", "meta.json", "metrics.jsonl", "status.json", "xray.jsonl"]
+    record = runs.run_xray(trained.run_id)
+    assert record.samples and not record.problems
+    assert [k["epoch"] for k in record.kernels] == [0, 1, 2]
     status = json.loads((run.path / "status.json").read_text())
     assert status["status"] == "finished" and status["pid"] == os.getpid()
     assert status["hostname"] == socket.gethostname() and status["finished"]

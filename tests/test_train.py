@@ -19,6 +19,7 @@ from torch import nn
 
 from cnnlab import runs
 from cnnlab.errors import ConfigError
+from cnnlab.events import KernelsEvent, XrayEvent
 from cnnlab.train import DivergenceGuard, EndEvent, EpochEvent, StartEvent, StepEvent, TrainConfig, fit
 from test_train_data import digits_bundle
 
@@ -38,7 +39,10 @@ def test_lenet_reaches_90_percent_on_digits_and_saves_the_run():
     assert [type(e) for e in events[:1]] == [StartEvent] and isinstance(events[-1], EndEvent)
     epochs = [e for e in events if isinstance(e, EpochEvent)]
     assert [e.epoch for e in epochs] == [1, 2, 3]
-    assert all(isinstance(e, (StartEvent, StepEvent, EpochEvent, EndEvent)) for e in events)
+    assert all(isinstance(e, (StartEvent, StepEvent, EpochEvent, EndEvent, XrayEvent, KernelsEvent)) for e in events)
+    # the X-ray: the first step, then every 10th (69 steps); the first convolution before training and after each epoch
+    assert [e.step for e in events if isinstance(e, XrayEvent)] == [1, 10, 20, 30, 40, 50, 60]
+    assert [e.epoch for e in events if isinstance(e, KernelsEvent)] == [0, 1, 2, 3]
     for e in events:  # every event is JSON-serialisable as is
         json.dumps(asdict(e))
     steps = [e for e in events if isinstance(e, StepEvent)]

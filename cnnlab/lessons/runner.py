@@ -45,6 +45,7 @@ from ..files import atomic_write_text, unique_folder
 from ..paths import cache_dir
 from ..runs import load_run
 from ..train import TrainConfig, load_data
+from ..xray import read_xray
 from ..transfer import StandinConfig, standin_transfer_model
 from .conclude import COLUMN_LABELS, DEFAULT_COLUMNS, conclude_with_effect
 from .spec import BUDGETS, CONFIG_FIELDS, Arm, Lesson, lesson_name, parse_lesson
@@ -455,6 +456,8 @@ def measure_arm(a: ArmState, data_cache: dict[str, Any] | None = None) -> dict[s
     if trained and row["epochs"]:  # training only: validation, events and saving excluded
         row["train_epoch_seconds"] = trained / row["epochs"]
     row["threads"] = result.threads if result is not None else None
+    if stored is not None:  # what the X-ray says about why it learnt or not (cnnlab.xray)
+        row["diagnoses"] = read_xray(stored.path).diagnoses
     row["macs"] = _macs(c.model, meta) if meta else None
     if stored is not None and stored.has_checkpoint and c.val_split != "test" and row["status"] in ("finished", "cancelled"):
         data = None
