@@ -48,8 +48,10 @@ def job_devices() -> list[str]:
 
 JOB_STATES = ("queued", "running", "finished", "cancelled", "diverged", "failed")
 FINAL_STATES = frozenset(JOB_STATES[2:])
+# step and X-ray events kept per job before only every 10th is (start, epoch, kernels and end events are all kept)
 MAX_STEP_EVENTS = 5000
-MAX_FINISHED_JOBS = 50  # finished jobs listed per process; older ones live on as runs  # step events kept per job; start/epoch/end events are always kept
+MAX_XRAY_EVENTS = 2000
+MAX_FINISHED_JOBS = 50  # finished jobs listed per process; older ones live on as runs
 
 
 class Job:
@@ -74,7 +76,7 @@ class Job:
         self._done = threading.Event()
         self._lock = threading.Lock()
         self._events: list[dict] = []
-        self._step_events = 0
+        self._step_events = self._xray_events = 0
 
     # ---- events ------------------------------------------------------------------------
 
@@ -88,6 +90,10 @@ class Job:
                     self.latest_step = d  # keep the newest, thin out the stored history
                     return
                 self.latest_step = d
+            elif kind == "xray":
+                self._xray_events += 1
+                if self._xray_events > MAX_XRAY_EVENTS and self._xray_events % 10:
+                    return
             elif kind == "epoch":
                 self.latest_epoch = d
             elif kind == "start":

@@ -335,3 +335,16 @@ def test_cli_xray_of_an_unknown_run_is_one_clear_error(capsys, stored):
     assert main(["xray", "no-such-run"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "no-such-run" in err and "Traceback" not in err
+
+
+def test_a_lesson_result_says_why_an_arm_did_not_learn(capsys):
+    """learning-rate, one epoch: the arm at lr 0.001 gets "far too small", the one at lr 10 "too large"; the result
+    stores them, and the lesson's text output prints them."""
+    assert main(["lesson", "learning-rate", "--set", "epochs=1", "--json"]) in (0, 130)
+    result = json.loads(capsys.readouterr().out)
+    said = {a["id"]: a["diagnoses"] for a in result["arms"]}
+    assert any("learning rate is far too small" in d for d in said["small"]), said
+    assert any("learning rate is too large" in d for d in said["large"]), said
+    assert said["good"] == []
+    from cnnlab.lessons.runner import load_result
+    assert [a["diagnoses"] for a in load_result(result["id"]).data["arms"]] == list(said.values())

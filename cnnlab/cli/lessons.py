@@ -284,6 +284,11 @@ def _lesson(args: argparse.Namespace) -> int:
                 message = str(a["message"] or "")
                 print(f"  {a['name']}: " + (message if message.startswith(a["status"]) else f"{a['status']}: {message}"))
         print(f"\nConclusion: {result['conclusion']}")
+        said = [(a["name"], d) for a in result["arms"] for d in a.get("diagnoses") or ()]
+        if said:  # why an arm learnt or not, from its training X-ray (python -m cnnlab xray RUN)
+            print("\nInside the networks (training X-ray):")
+            for name, sentence in said:
+                print(f"  {name}: {sentence}")
         print(f"\nsaved as lesson result {run.result_id} ({result['seconds']:.0f} s); runs: "
               + ", ".join(a["run_id"] or "-" for a in result["arms"]))
     return 0 if run.state == "finished" else 130

@@ -563,6 +563,8 @@ def _checked(data: Any) -> dict[str, Any]:
         for k in ("note", "model", "model_name", "optimizer", "augment", "freeze", "start", "run_id", "dataset"):
             clean[k] = a.get(k) if isinstance(a.get(k), str) else None
         clean["compare"] = a.get("compare") is not False
+        said = a.get("diagnoses") if isinstance(a.get("diagnoses"), list) else []
+        clean["diagnoses"] = [d[:1000] for d in said[:20] if isinstance(d, str)]
         curves = a.get("curves") if isinstance(a.get("curves"), list) else []
         clean["curves"] = [{k: (v if isinstance(v, (int, float)) and not isinstance(v, bool) else None)
                             for k, v in e.items() if isinstance(k, str)} for e in curves[:10_000] if isinstance(e, dict)]
