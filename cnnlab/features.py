@@ -35,6 +35,7 @@ from __future__ import annotations
 import copy
 import difflib
 import math
+import os
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -57,8 +58,9 @@ from .models import PRETRAINED_FAMILY, create, evaluating
 
 __all__ = [
     "DEFAULT_IMAGES", "DEFAULT_STEPS", "MAX_CHANNELS", "MAX_IMAGES", "MAX_STEPS", "OBJECTIVES", "TOP_K",
-    "ChannelPatches", "Optimised", "Patch", "TopPatches", "conv_layer", "conv_layers", "optimise",
-    "optimised_picture", "parse_channels", "patches_picture", "random_twin", "save_png", "top_patches",
+    "ChannelPatches", "Optimised", "Patch", "TopPatches", "check_images", "check_steps", "conv_layer", "conv_layers",
+    "optimise", "optimised_picture", "parse_channels", "patches_picture", "png_path", "random_twin", "save_png",
+    "top_patches",
 ]
 
 TOP_K = 9
@@ -137,6 +139,18 @@ def parse_channels(text: str, count: int, layer: str = "the layer") -> list[int]
             raise ConfigError(f"channels {part.strip()!r}: at most {MAX_CHANNELS} fit in one picture.")
         chosen += range(first, last + 1)
     return _check_channels(chosen, count, layer)
+
+
+def check_images(count: int) -> None:
+    """How many validation images to scan: 1 to :data:`MAX_IMAGES`."""
+    if not 1 <= int(count) <= MAX_IMAGES:
+        raise ConfigError(f"the number of images must be between 1 and {MAX_IMAGES:,}, got {count}.")
+
+
+def check_steps(steps: int) -> None:
+    """Optimisation steps: 1 to :data:`MAX_STEPS`."""
+    if not 1 <= int(steps) <= MAX_STEPS:
+        raise ConfigError(f"steps must be between 1 and {MAX_STEPS}, got {steps}.")
 
 
 # --- running a model up to one layer ---------------------------------------------------------
@@ -346,8 +360,7 @@ def top_patches(model: nn.Module, layer: str, channels: Sequence[int], images: t
     receptive-field crop of each. ``pipeline`` prepares the images as at validation time (the model's
     size, channels and statistics). ``progress(done, total)`` is called after each batch."""
     chans = _check_channels(channels, conv_layer(model, layer).out_channels, layer)
-    if not 1 <= int(max_images) <= MAX_IMAGES:
-        raise ConfigError(f"the number of images must be between 1 and {MAX_IMAGES:,}, got {max_images}.")
+    check_images(max_images)
     if not 1 <= int(k) <= 100 or not 1 <= int(batch_size) <= 4096:
         raise ConfigError(f"k must be between 1 and 100 and the batch size between 1 and 4096, got {k}, {batch_size}.")
     n = min(int(max_images), int(images.shape[0]))
@@ -483,8 +496,7 @@ def optimise(model: nn.Module, layer: str, channels: Sequence[int], input_shape:
     patches of the same layer and channels, whose validation averages become each result's ``baseline``."""
     if objective not in OBJECTIVES:
         raise ConfigError(f"objective {objective!r}: use one of {', '.join(OBJECTIVES)}.")
-    if not 1 <= int(steps) <= MAX_STEPS:
-        raise ConfigError(f"steps must be between 1 and {MAX_STEPS}, got {steps}.")
+    check_steps(steps)
     chans = _check_channels(channels, conv_layer(model, layer).out_channels, layer)
     shape = tuple(int(v) for v in input_shape)
     if len(shape) != 3 or len(mean) != shape[0] or len(std) != shape[0] or min(shape) < 1:
@@ -661,16 +673,30 @@ def optimised_picture(trained: Sequence[Optimised], twins: Sequence[Optimised] |
     return img
 
 
-def save_png(img: Image.Image, path: str | Path) -> Path:
-    """Write ``img`` as a PNG atomically: the file appears whole or not at all (an existing one is kept
-    until the new one is complete). The folder must exist; errors are one clear line."""
+def png_path(path: str | Path, create_folder: bool = False) -> Path:
+    """``path`` checked before any work is done: a name ending in .png, not a folder, in a folder that
+    exists (or is created, with ``create_folder``) and takes new files. Errors are one clear line."""
     out = Path(path).expanduser()
     if out.suffix.lower() != ".png":
         raise ConfigError(f"{path}: the picture is a PNG; give a file name ending in .png.")
     if out.is_dir():
         raise ConfigError(f"{path} is a folder; give a file name ending in .png.")
+    if create_folder:
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot create the folder {out.parent} ({e.strerror or e}).") from None
     if not out.parent.is_dir():
         raise ConfigError(f"{path}: the folder {out.parent} does not exist; create it first.")
+    if not os.access(out.parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"{path}: the folder {out.parent} cannot be written to; choose another.")
+    return out
+
+
+def save_png(img: Image.Image, path: str | Path) -> Path:
+    """Write ``img`` as a PNG atomically (:func:`cnnlab.files.atomic_file`): the file appears whole or
+    not at all, and one already there is kept until the new one is complete."""
+    out = png_path(path)
     try:
         with atomic_file(out) as f:
             img.save(f, format="PNG")
