@@ -11,13 +11,16 @@ ratio of images per second, never an absolute claim.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import torch
@@ -27,10 +30,15 @@ from torchvision import transforms
 from .convolution import LayerCapture, capture_layer, conv_sandbox, digit_input, photo_input
 from .data.gallery import to_pil
 from .device import pick_device
+from .data import InputPipeline, load_dataset
+from .data.pipeline import IMAGENET_MEAN, IMAGENET_STD
 from .errors import ConfigError
+from .features import DEFAULT_STEPS, TOP_K, check_steps, conv_layer, conv_layers, optimise, top_patches
 from .inspect import summarize
 from .jobs import JobManager
-from .models import create, get_spec
+from .models import create, evaluating, get_spec
+from .runs import RunRecorder
+from . import xray
 from .threads import CpuMonitor, usable_cores
 from .train import StepEvent, TrainConfig, fit, load_data, prepare_model
 
@@ -214,7 +222,7 @@ def _model_alone(model: nn.Module, shape: tuple[int, ...], num_classes: int, bat
 
 
 def _ours_round(config: TrainConfig, bundle: Any, batch_size: int, seconds: float,
-                threads_seen: list[int] | None = None) -> float:
+                threads_seen: list[int] | None = None, listeners: tuple[Any, ...] = ()) -> float:
     """Images/s of :func:`fit` over about ``seconds`` of training (validation excluded)."""
     cancel = threading.Event()
     last: list[StepEvent] = []
@@ -227,7 +235,7 @@ def _ours_round(config: TrainConfig, bundle: Any, batch_size: int, seconds: floa
             if event.images_per_sec and event.step * batch_size / event.images_per_sec >= seconds:
                 cancel.set()
 
-    fit(TrainConfig(**{**config.__dict__, "batch_size": batch_size}), data=bundle, listeners=[listener],
+    fit(TrainConfig(**{**config.__dict__, "batch_size": batch_size}), data=bundle, listeners=[*listeners, listener],
         cancel=cancel)
     return last[-1].images_per_sec
 
@@ -454,3 +462,134 @@ def bench_conv(repeat: int = 20) -> dict:
     rows += _conv_layer_rows(_layer_alone("vgg16", "features.28"), "VGG16 features.28 at 224", repeat)
     return {"threads": torch.get_num_threads(), "rows": rows}
 
+
+#: Issue 25's goals on this machine: activation maximisation of one channel (seconds), and top patches of
+#: one layer over 1,000 images at most this many forward passes (of one batch) beyond the passes themselves.
+FEATURES_GOAL_S = {"small": 10.0, "vgg16": 60.0}
+PATCHES_GOAL_PASSES = 5.0
+
+
+def _full_passes(model: nn.Module, images: torch.Tensor, pipeline: InputPipeline, batch_size: int) -> None:
+    """The whole model's forward passes over the images, without gradients: the scan's baseline."""
+    with torch.no_grad(), evaluating(model):
+        for start in range(0, len(images), batch_size):
+            model(pipeline.eval_batch(images[start:start + batch_size]))
+
+
+def _patches_row(repeat: int, batch_size: int = 64) -> dict:
+    """Top patches of every channel of the CIFAR ResNet's last convolution (the most of the model runs
+    before it) over 1,000 shapes validation images, against the model's forward passes alone."""
+    images = load_dataset("shapes", seed=0).val.images[:1000]
+    model = create("cifar_resnet").eval()
+    layer = conv_layers(model)[-1]
+    channels = range(conv_layer(model, layer).out_channels)
+    pipeline = InputPipeline(tuple(images.shape[1:]), (3, 32, 32), (0.5,) * 3, (0.25,) * 3, torch.device("cpu"))
+    _full_passes(model, images[:batch_size], pipeline, batch_size)  # warm-up
+    forward = min(_timed(lambda: _full_passes(model, images, pipeline, batch_size)) for _ in range(repeat))
+    ours = min(_timed(lambda: top_patches(model, layer, channels, images, pipeline, max_images=len(images),
+                                          batch_size=batch_size)) for _ in range(repeat))
+    one_pass = forward / -(-len(images) // batch_size)
+    return {"what": f"CIFAR ResNet {layer}, {len(channels)} channels, top {TOP_K} of {len(images)} shapes images "
+                    f"(batch {batch_size})", "forward_s": forward, "seconds": ours,
+            "extra_passes": (ours - forward) / one_pass}
+
+
+def _optimise_row(model_name: str, layer: str | None, steps: int, goal: float) -> dict:
+    """Activation maximisation of channel 0 of ``layer`` (default: the last convolution), random weights."""
+    spec = get_spec(model_name)
+    model = create(spec.name).eval()
+    layer = layer or conv_layers(model)[-1]
+    c = spec.input_shape[0]
+    norm = ((0.5,) * c, (0.5,) * c) if c == 1 else (IMAGENET_MEAN, IMAGENET_STD)
+    seconds = _timed(lambda: optimise(model, layer, [0], spec.input_shape, *norm, steps=steps))
+    shape = "x".join(map(str, spec.input_shape))
+    return {"what": f"{spec.display_name} {layer} at {shape}, channel 0, {steps} steps", "seconds": seconds,
+            "per_step_ms": 1000 * seconds / steps, "goal_s": goal}
+
+
+def bench_features(repeat: int = 3, steps: int = DEFAULT_STEPS) -> dict:
+    """What a channel responds to (issue 25), on the CPU: top patches of one layer against the forward
+    passes alone (best of ``repeat``), and activation maximisation of one channel of LeNet, the CIFAR
+    ResNet and VGG16 at 224 (random weights) with ``steps`` steps, against their goals."""
+    if not 1 <= repeat <= 20:
+        raise ConfigError(f"repeat must be between 1 and 20, got {repeat}")
+    check_steps(steps)
+    rows = [_optimise_row("lenet", "C3", steps, FEATURES_GOAL_S["small"]),
+            _optimise_row("cifar_resnet", None, steps, FEATURES_GOAL_S["small"]),
+            _optimise_row("vgg16", "features.28", steps, FEATURES_GOAL_S["vgg16"])]
+    return {"threads": torch.get_num_threads(), "patches": _patches_row(repeat), "optimise": rows}
+
+
+def features_report(result: dict) -> str:
+    """:func:`bench_features`'s result as the lines ``python -m cnnlab bench features`` prints."""
+    p = result["patches"]
+    lines = [f"what a channel responds to, cpu, {result['threads']} threads",
+             f"  top patches: {p['what']}",
+             f"    forward passes alone {p['forward_s']:7.2f} s; top patches {p['seconds']:7.2f} s; ratio "
+             f"{p['seconds'] / p['forward_s']:.2f}; beyond the passes: {p['extra_passes']:+.1f} batch passes "
+             f"(goal <= {PATCHES_GOAL_PASSES:g}: {'met' if p['extra_passes'] <= PATCHES_GOAL_PASSES else 'MISSED'})",
+             "  activation maximisation (the command's --method optimise does it twice: trained and random weights)"]
+    for r in result["optimise"]:
+        verdict = "met" if r["seconds"] < r["goal_s"] else "MISSED"
+        lines.append(f"    {r['what']:<58} {r['seconds']:6.1f} s ({r['per_step_ms']:6.0f} ms/step)  goal < "
+                     f"{r['goal_s']:g} s: {verdict}")
+    return "\n".join(lines)
+
+
+
+XRAY_GOAL = 0.95  # training with the X-ray on keeps at least this share of its speed without it
+XRAY_CASES = (("lenet", "digits"), ("cifar_resnet", "shapes"))
+
+
+def bench_xray(seconds: float = 6.0, rounds: int = 3, every: int = xray.MIN_EVERY,
+               cases: tuple[tuple[str, str], ...] = XRAY_CASES) -> list[dict[str, Any]]:
+    """Images/s of the same training with the X-ray off and on (sampling every ``every`` steps: by default the
+    most frequent automatic choice), in alternating rounds, best of each; the run folder's X-ray bytes per
+    10,000 steps at the interval a 10,000-step training of the model gets (each "on" round writes a run
+    folder into a temporary cache, as the app does)."""
+    if not 0.5 <= seconds <= 3600 or not 1 <= rounds <= 20 or not 1 <= every <= 1000:
+        raise ConfigError("seconds must be 0.5-3600, rounds 1-20 and every 1-1000")
+    rows = []
+    for model, dataset in cases:
+        config = TrainConfig(model=model, dataset=dataset, epochs=1000, batch_size=64, optimizer="adam", lr=1e-3,
+                             device="cpu", log_interval_s=0.2, xray_every=every).validate()
+        bundle = load_data(config)
+        off = on = 0.0
+        per_10k = 0.0
+        with tempfile.TemporaryDirectory() as cache, _env("CNNLAB_CACHE", cache):
+            for _ in range(rounds):
+                off = max(off, _ours_round(replace(config, xray=False), bundle, 64, seconds / rounds))
+                recorder = RunRecorder()
+                on = max(on, _ours_round(config, bundle, 64, seconds / rounds, listeners=(recorder,)))
+                folder = recorder.writer.path if recorder.writer is not None else None
+                per_10k = max(per_10k, _xray_bytes_per_10k(folder))
+        rows.append({"model": model, "dataset": dataset, "every": every, "off": off, "on": on,
+                     "ratio": on / off if off else 0.0, "bytes_per_10k_steps": per_10k,
+                     "threads": torch.get_num_threads()})
+    return rows
+
+
+def _xray_bytes_per_10k(folder: Any) -> float:
+    """The size of ``xray.jsonl`` over 10,000 steps: its mean line times the samples that a 10,000-step
+    training of the same model takes (:func:`cnnlab.xray.choose_every`), and the kernel snapshots of 100 epochs."""
+    lines = (folder / "xray.jsonl").read_bytes().splitlines() if folder is not None and (folder / "xray.jsonl").is_file() else []
+    if not lines:
+        return 0.0
+    last = json.loads(lines[-1])
+    every = xray.choose_every(10_000, len(last["layers"]) + len(last["activations"]))
+    kernels = (folder / "kernels.jsonl").read_bytes().splitlines() if (folder / "kernels.jsonl").is_file() else []
+    per_kernel = sum(map(len, kernels)) / len(kernels) if kernels else 0.0
+    return sum(map(len, lines)) / len(lines) * (10_000 / every + 1) + per_kernel * 100
+
+
+@contextlib.contextmanager
+def _env(name: str, value: str) -> Any:
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old

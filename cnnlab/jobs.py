@@ -32,6 +32,8 @@ from . import distributed
 from .device import pick_device
 from .runs import recorders, start_weights
 from .train import TrainConfig, TrainResult, fit
+from .events import XrayEvent
+from .xray import compact
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +83,8 @@ class Job:
     # ---- events ------------------------------------------------------------------------
 
     def _record(self, event: Any) -> None:
-        d = asdict(event) if is_dataclass(event) else dict(event)
+        # an X-ray sample as its file line (asdict's deep copy would cost more than taking the sample)
+        d = compact(event) if isinstance(event, XrayEvent) else asdict(event) if is_dataclass(event) else dict(event)
         kind = d.get("kind")
         with self._lock:
             if kind == "step":

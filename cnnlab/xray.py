@@ -37,7 +37,9 @@ from .events import KernelsEvent, XrayEvent
 
 # ---- how often ------------------------------------------------------------------------------------
 
-MIN_EVERY, MAX_EVERY = 10, 50  # steps between samples, from the length of the training
+# steps between samples, from the length of the training: a probe costs about 2 ms on LeNet, whose whole step
+# takes 3-5 ms on 2 cores (python -m cnnlab bench xray), so every 20 steps costs it about 3%
+MIN_EVERY, MAX_EVERY = 20, 100
 SAMPLES_WANTED = 100  # about this many samples in a training (a chart's worth)
 BYTES_PER_ENTRY = 150  # one layer or activation call in a line of xray.jsonl (4 significant digits)
 MAX_BYTES_PER_10K_STEPS = 2 * 2**20
@@ -67,8 +69,7 @@ MAX_ENTRIES = 4096  # layers or activation calls in one sample
 
 def choose_every(total_steps: int, entries: int, requested: int = 0) -> int:
     """Steps between two samples: ``requested`` if given; else about :data:`SAMPLES_WANTED` samples in the
-    training, between :data:`MIN_EVERY` and :data:`MAX_EVERY` steps apart (the probe costs about a third of
-    a step: every 10 steps is about 3%), and never so often that ``entries`` per sample would write more
+    training, between :data:`MIN_EVERY` and :data:`MAX_EVERY` steps apart, and never so often that ``entries`` per sample would write more
     than :data:`MAX_BYTES_PER_10K_STEPS` per 10,000 steps."""
     if requested:
         return int(requested)
@@ -210,13 +211,13 @@ def _activation_sums(out: torch.Tensor, kind: str) -> dict[str, torch.Tensor]:
     (a channel of a feature map, a feature of a vector) whether it fired for any image of the batch."""
     x = out.float()
     if kind == "relu":
-        saturated = torch.zeros((), device=x.device)
+        saturated = x.new_zeros(())
     else:
         y = x if kind == "tanh" else 2 * x - 1
         saturated = (y.abs() > SATURATION).sum().float()
-    unit_dims = [0, *range(2, x.ndim)]  # all but the channel (or feature) dimension
-    alive = (x > 0).any(dim=unit_dims[0]) if x.ndim == 2 else (x > 0).flatten(2).any(dim=2).any(dim=0)
-    return {"sum": x.sum(), "sumsq": (x * x).sum(), "count": torch.tensor(float(x.numel()), device=x.device),
+    # a unit fired if its largest output over the batch (and the positions of a map) is positive
+    alive = x.amax(dim=(0, *range(2, x.ndim))) > 0
+    return {"sum": x.sum(), "sumsq": torch.linalg.vector_norm(x).square(), "count": x.new_full((), x.numel()),
             "saturated": saturated, "alive": alive.float()}
 
 
@@ -323,7 +324,7 @@ def _after(entry: dict[str, Any]) -> str:
 def diagnose(samples: Sequence[dict[str, Any] | XrayEvent]) -> list[str]:
     """Plain sentences for the clear patterns of the last samples (none when nothing is clear):
     vanishing gradients, saturated tanh/sigmoid units, dead ReLUs, steps far too small or too large."""
-    rows = [asdict(s) if isinstance(s, XrayEvent) else s for s in samples]
+    rows = [compact(s) if isinstance(s, XrayEvent) else s for s in samples]
     recent = _recent(rows)
     if not recent:
         return []
@@ -412,17 +413,19 @@ def _step_size(recent: Sequence[dict[str, Any]], small: bool = True) -> list[str
 # ---- the run folder's files -----------------------------------------------------------------------
 
 
+def _short(v: Any) -> Any:
+    if isinstance(v, float):
+        return float(f"{v:.4g}") if math.isfinite(v) else None
+    return v
+
+
 def compact(event: XrayEvent) -> dict[str, Any]:
-    """The event as one line of ``xray.jsonl``: numbers to 4 significant digits."""
-    def short(v: Any) -> Any:
-        if isinstance(v, float):
-            return float(f"{v:.4g}") if math.isfinite(v) else None
-        if isinstance(v, dict):
-            return {k: short(x) for k, x in v.items()}
-        if isinstance(v, list):
-            return [short(x) for x in v]
-        return v
-    return short(asdict(event))
+    """The event as one line of ``xray.jsonl``: numbers to 4 significant digits (built directly: ``asdict``'s
+    deep copy of every entry cost more than the sample itself)."""
+    return {"step": event.step, "epoch": event.epoch,
+            "layers": [{k: _short(v) for k, v in e.items()} for e in event.layers],
+            "activations": [{k: _short(v) for k, v in e.items()} for e in event.activations],
+            "every": event.every, "kind": event.kind}
 
 
 @dataclass

@@ -139,7 +139,7 @@ def _diagnoses(config: TrainConfig, model: nn.Module | None = None) -> tuple[lis
 
 def test_a_healthy_lenet_v2_on_digits_gets_no_diagnosis():
     found, samples = _diagnoses(TrainConfig(model="lenet_v2", **BASE))
-    assert [s.step for s in samples] == [1, 10, 20, 30, 40]
+    assert [s.step for s in samples] == [1, 20, 40]
     assert found == []
 
 
@@ -251,7 +251,7 @@ def stored(run_id, monkeypatch):
 
 def test_a_run_keeps_its_samples_and_its_kernels_per_epoch(stored):
     record = runs.run_xray(stored)
-    assert [s["step"] for s in record.samples] == [1, 10, 20, 30, 40] and record.problems == []
+    assert [s["step"] for s in record.samples] == [1, 20, 40] and record.problems == []
     assert [k["epoch"] for k in record.kernels] == [0, 1, 2]
     first, last = (xray.kernels_array(k) for k in (record.kernels[0], record.kernels[-1]))
     assert first.shape == (6, 1, 5, 5) and not (first == last).all()  # the filters moved while it learnt
@@ -260,7 +260,7 @@ def test_a_run_keeps_its_samples_and_its_kernels_per_epoch(stored):
     if runs.load_run(stored).status_record.get("best_epoch") == 2:
         assert abs(last - model.C1.weight.detach().numpy()).max() <= scale / 2 + 1e-6
     series = record.series()
-    assert series["steps"] == [1, 10, 20, 30, 40]
+    assert series["steps"] == [1, 20, 40]
     assert list(series["layers"]) == ["C1", "C3", "F5", "F6", "F7"]
     assert series["layers"]["C1"]["grad_norm"][0] > 0
     assert list(series["activations"]) == ["activation", "activation#2", "activation#3", "activation#4"]
@@ -277,7 +277,7 @@ def test_damaged_x_ray_files_are_read_as_far_as_they_can_be(stored, tmp_path):
     (bad / "kernels.jsonl").write_text(json.dumps({"epoch": 0, "layer": "C1", "shape": [6, 1, 5, 5], "low": 0,
                                                    "high": 1, "data": "AAAA"}) + "\n")
     record = xray.read_xray(bad)
-    assert [s["step"] for s in record.samples] == [1, 10]
+    assert [s["step"] for s in record.samples] == [1, 20]
     assert record.kernels == []
     assert any("4 line(s) of xray.jsonl" in p for p in record.problems)
     assert any("kernels.jsonl" in p for p in record.problems)
@@ -321,11 +321,11 @@ def test_xray_off_records_nothing(tmp_path):
 def test_cli_xray_text_and_json(stored, capsys):
     assert main(["xray", stored]) == 0
     out = capsys.readouterr().out
-    assert f"run {stored}: 5 samples, every 10 steps; the last at step 40 (epoch 2)." in out
+    assert f"run {stored}: 3 samples, every 20 steps; the last at step 40 (epoch 2)." in out
     assert "Nothing stands out" in out and "C1" in out and "activation#4" in out
     assert main(["xray", stored, "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["run"] == stored and data["steps"] == [1, 10, 20, 30, 40] and data["diagnoses"] == []
+    assert data["run"] == stored and data["steps"] == [1, 20, 40] and data["diagnoses"] == []
     assert set(data["layers"]["F7"]) == {"step", "weight_norm", "grad_norm", "update_ratio"}
     assert all(math.isfinite(v) for v in data["layers"]["F7"]["grad_norm"])
     assert data["kernel_epochs"] == [0, 1, 2]

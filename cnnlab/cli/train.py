@@ -46,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="delete this run (its id, or a unique beginning of it, matched literally)")
     r.set_defaults(func=cmd_runs)
 
-    b = subparsers.add_parser("bench", help="benchmarks (bench train, bench inspect, bench conv)")
+    b = subparsers.add_parser("bench", help="benchmarks (bench train, bench inspect, bench conv, bench xray)")
     bsub = b.add_subparsers(dest="bench_command", metavar="BENCH")
     bt = bsub.add_parser(
         "train", help="images/s of the cnnlab trainer vs a seed-style PIL + DataLoader loop",
@@ -83,6 +83,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     bc.add_argument("--repeat", type=int, default=20)
     bc.set_defaults(func=cmd_bench_conv)
+    bx = bsub.add_parser(
+        "xray", help="images/s of training with the X-ray on vs off (goal: at least 0.95), and its bytes per 10,000 steps",
+        description="Trains LeNet on digits and the CIFAR ResNet on shapes (batch 64) with the training X-ray off and "
+                    "on (sampling every 20 steps, the most frequent automatic choice), in alternating rounds, best of "
+                    "each, and prints both, their ratio and how much the run folder grows per 10,000 steps (goal: at "
+                    "most 2 MB).")
+    bx.add_argument("--seconds", type=float, default=6.0, help="seconds of training per side and model")
+    bx.add_argument("--rounds", type=int, default=3)
+    bx.add_argument("--every", type=int, default=20, help="steps between two X-ray samples (20: the most frequent "
+                    "automatic choice)")
+    bx.set_defaults(func=cmd_bench_xray)
     b.set_defaults(func=lambda args: (b.print_help(), 2)[1])
 
 
@@ -323,6 +334,19 @@ def cmd_bench_inspect(args: argparse.Namespace) -> int:
     print(f"  one real forward pass, batch 1 (no_grad)  {r['forward_ms']:9.1f} ms  1.00x")
     print(f"  cnnlab layer table on the meta device      {r['inspect_ms']:9.1f} ms  "
           f"{r['forward_ms'] / r['inspect_ms']:.1f}x faster")
+    return 0
+
+
+def cmd_bench_xray(args: argparse.Namespace) -> int:
+    from ..bench import XRAY_GOAL, bench_xray  # here: the benchmarks load data and models only when asked
+
+    rows = bench_xray(seconds=args.seconds, rounds=args.rounds, every=args.every)
+    print(f"training X-ray, sampled every {args.every} steps, batch 64, best of {args.rounds} alternating rounds")
+    for r in rows:
+        verdict = "meets" if r["ratio"] >= XRAY_GOAL else "below"
+        print(f"  {r['model']} on {r['dataset']}: off {r['off']:,.0f} images/s, on {r['on']:,.0f} images/s, "
+              f"ratio {r['ratio']:.3f} ({verdict} the {XRAY_GOAL} goal); X-ray files "
+              f"{r['bytes_per_10k_steps'] / 2**20:.2f} MB per 10,000 steps ({r['threads']} threads)")
     return 0
 
 
