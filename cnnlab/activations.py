@@ -9,7 +9,8 @@
   normalised, with a colormap; the channel with the strongest response is outlined.
   :func:`layer_stats` gives mean, standard deviation and the fraction of zeros.
 * :func:`kernel_grid` shows learned kernels: RGB tiles for a first convolution on colour
-  images, one grey tile per input channel otherwise.
+  images, one grey tile per input channel otherwise (:func:`kernel_image` draws any such array, e.g.
+  a training X-ray's kernel snapshot).
 * :func:`grad_cam` and :func:`saliency` compute class-activation maps with captum (Grad-CAM on
   the end of the convolutional part unless a layer is named; vanilla gradient saliency), and
   :func:`overlay` lays a heat map over the image.
@@ -327,14 +328,23 @@ def last_conv_name(model: nn.Module, x: torch.Tensor | None = None) -> str:
 
 
 def kernel_grid(conv: nn.Conv2d, max_filters: int = 64, max_in: int = 8, tile_size: int = 40) -> Image.Image:
-    """Learned kernels of one convolution.
+    """Learned kernels of one convolution (:func:`kernel_image` of its weights)."""
+    return kernel_image(conv.weight, max_filters=max_filters, max_in=max_in, tile_size=tile_size)
+
+
+def kernel_image(weights: torch.Tensor | np.ndarray, max_filters: int = 64, max_in: int = 8,
+                 tile_size: int = 40) -> Image.Image:
+    """Kernels (filters x input channels x kh x kw, a layer's weights or a training X-ray snapshot) as tiles.
 
     With 3 input channels, each filter is one RGB tile (the way the first layer of AlexNet is
     usually shown); with 1, one grey tile per filter, in a square grid like the RGB ones (not a
     strip of one tile per row); otherwise each filter is a row of grey tiles, one per input channel
-    (the first ``max_in``). Each tile is normalised on its own.
+    (the first ``max_in``). Each tile is normalised on its own and enlarged by whole pixels (nearest)
+    to about ``tile_size``, so a 5x5 kernel stays sharp.
     """
-    w = conv.weight.detach().float().cpu()
+    w = torch.as_tensor(weights).detach().float().cpu()
+    if w.ndim != 4:
+        raise CnnlabError(f"kernels have 4 dimensions (filters, channels, height, width), not {w.ndim}.")
     n = min(w.shape[0], max_filters)
     w = w[:n]
     k = max(w.shape[-2:])

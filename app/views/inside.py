@@ -10,6 +10,7 @@ from PIL import Image
 from streamlit_image_coordinates import streamlit_image_coordinates
 from torch import Tensor, nn
 
+from app import xray_view
 from app.common import image_picker, model_picker, show_error
 from cnnlab.activations import (
     CamResult,
@@ -142,6 +143,20 @@ def one_channel(act: Tensor, stats: LayerStats, layer: str, cmap: str, picked: i
                               columns=[str(left + j) for j in range(values.shape[1])]), height=300)
 
 
+def training_kernels(source: ModelSource) -> None:
+    """A run's first convolution epoch by epoch (its training X-ray's kernel snapshots), when it has them."""
+    if source.kind != "run":
+        return
+    run_id = source.ref.split(":", 1)[1]
+    record = xray_view.stored(run_id)
+    if record is None or not record.kernels:
+        return
+    st.markdown("**While it trained**: the first convolution's kernels, epoch by epoch")
+    xray_view.kernel_slider(record.kernels, key=f"inside-kernels-{run_id}")
+    st.divider()
+    st.markdown("**The run's best weights**: the kernels of any convolution")
+
+
 def kernels(source: ModelSource) -> None:
     """The learned filters of one convolution as tiles."""
     convs = [n for n, m in source.model.named_modules() if isinstance(m, nn.Conv2d)]
@@ -219,6 +234,7 @@ tab_maps, tab_kernels, tab_cam = st.tabs(["Feature maps", "Kernels", "Class-acti
 with tab_maps:
     feature_maps(source, x, points)
 with tab_kernels:
+    training_kernels(source)
     kernels(source)
 with tab_cam:
     class_activation(source, x, points, shown)

@@ -416,6 +416,18 @@ def effect_line(effect: Any) -> None:
                icon=":material/report:")
 
 
+def arm_diagnoses(arms: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> None:
+    """What each arm's training X-ray says in words (``cnnlab.xray.diagnose``), for the arms where it says something."""
+    said = [(label, arm["diagnoses"]) for arm, label in zip(arms, labels)
+            if isinstance(arm.get("diagnoses"), list) and arm["diagnoses"]]
+    if not said:
+        return
+    st.markdown("**What the training X-ray saw** (the Runs page shows each arm's X-ray in full)")
+    for label, sentences in said:
+        st.warning(f"**{text(label)}**:\n" + "\n".join(f"- {text(s)}" for s in sentences),
+                   icon=":material/troubleshoot:")
+
+
 def show_result(stored, lesson: Lesson) -> None:
     data = stored.data
     shown = stored.lesson or lesson  # the lesson as it was run (its plots and columns)
@@ -457,6 +469,7 @@ def show_result(stored, lesson: Lesson) -> None:
         what = f"**{text(label)}** {arm['status']}" + (f": {text(arm['message'])}" if arm.get("message") else ".")
         icon = STATUS_ICONS.get(arm["status"], ":material/info:")
         (st.error if arm["status"] == "failed" else st.warning)(what, icon=icon)
+    arm_diagnoses(arms, labels)
 
     st.markdown("#### :material/show_chart: Curves")
     c1, c2 = st.columns(2)

@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
+from app import xray_view
 from app.common import cached_run_data, confirm_delete, show_error
 from cnnlab.errors import CnnlabError, DataError
 from cnnlab.evaluate import evaluate_run, row_shares
@@ -318,6 +319,14 @@ def draw_mistakes(run, res, event, stamp: float) -> None:
                 d.caption(f"No training image of class {ex.predicted} among those compared.")
 
 
+def draw_xray(run_id: str) -> None:
+    """The run's training X-ray (:mod:`app.xray_view`), and its first convolution's kernels epoch by epoch."""
+    st.subheader("Training X-ray")
+    st.caption("What happened inside the network while it trained: how strong each layer's gradient was, how much "
+               "each step moved its weights, which units died or saturated, and what that says.")
+    xray_view.run_section(run_id, key=f"runs-kernels-{run_id}")
+
+
 if status == "running":
     st.info("This run is still training: its curves are above and refresh by themselves; it is "
             "evaluated here once it ends (its best.pt so far is partial).")
@@ -339,7 +348,8 @@ else:
         clicked = draw_evaluation(result, run.best_val_top1, chart_key=f"runs-confusion-{run.run_id}")
         draw_mistakes(run, result, clicked, stamp)
 
-# ---- delete ---------------------------------------------------------------------------------
+# ---- what happened inside while it trained, and delete -----------------------------------------------
+draw_xray(run.run_id)
 if confirm_delete("runs", run.run_id, label="Delete this run…", disabled=status == "running",
                   help="A run still training cannot be deleted; stop it on the Train page first.",
                   warning=f"Delete run **{run.run_id}**? Its folder (weights, metrics, configuration) is removed "

@@ -9,6 +9,7 @@ from typing import Any
 import streamlit as st
 from PIL import Image
 
+from app import xray_view
 from app.common import (
     cached_dataset,
     cached_made,
@@ -19,7 +20,7 @@ from app.common import (
     training_charts,
 )
 from app.share import setting_shown
-from cnnlab.config import TrainConfig, bounds, check_subset, choice_labels, choices, help_text
+from cnnlab.config import TrainConfig, bounds, check_subset, choice_labels, choices, help_text, label
 from cnnlab.data import DatasetStatus, class_count, has_test_split, list_datasets, maker
 from cnnlab.data.gallery import to_pil
 from cnnlab.data.pipeline import AUGMENT_DESCRIPTIONS, default_input_size, preview
@@ -82,14 +83,14 @@ def form_values(c: TrainConfig) -> dict[str, Any]:
         "train-subset": int(c.subset or 0), "train-seed": int(c.seed), "train-val": c.val_split,
         "train-valfrac": float(c.val_fraction), "train-channels": int(c.in_channels or 0),
         "train-size": size_text(c.input_size), "train-pretrained": bool(c.pretrained), "train-freeze": c.freeze,
-        "train-init-from": c.init_from or NO_RUN,
+        "train-init-from": c.init_from or NO_RUN, "train-xray": bool(c.xray),
     }
 
 
 DEFAULTS = form_values(TrainConfig())
 # Settings a run may have that this page has no widget for: copying a run says which it leaves out.
 NOT_ON_PAGE = ("device", "num_classes", "log_every_steps", "log_interval_s", "max_steps", "eval_batch_size", "tag",
-               "threads")
+               "threads", "xray_every")
 
 
 _DEFAULT = object()
@@ -441,22 +442,25 @@ def optimizer_details(optimizer: str, scheduler: str) -> dict[str, Any]:
 
 
 def validation(data: DataPick) -> dict[str, Any]:
-    """What the training validates on: a hold-out (and its share) or the official test split."""
+    """What the training validates on: a hold-out (and its share) or the official test split; and whether the
+    training X-ray is recorded."""
     c1, c2, c3 = st.columns([2, 1, 1])
     val_split = menu(c1, "radio", "Validate on", "val_split", horizontal=True, key="train-val")
     val_fraction = number(c2, "Hold-out fraction", "val_fraction", key="train-valfrac", step=0.05, format="%g",
                           disabled=val_split != "holdout")
+    xray = field(c3, "checkbox", label("xray")[:1].upper() + label("xray")[1:], key="train-xray", help=help_text("xray"))
     if val_split == "test" and not has_test_split(data.name, data.root, data.options):
         c1.warning(f"{data.name} has no official test split: validate on a hold-out of the training set.")
     if data.options:
         c3.caption(("Dataset options: " if data.made is not None else "Dataset options (copied from a run): ")
                    + ", ".join(f"{k}={v}" for k, v in data.options.items()))
-    return {"val_split": val_split, "val_fraction": float(val_fraction)}
+    return {"val_split": val_split, "val_fraction": float(val_fraction), "xray": bool(xray)}
 
 
 def advanced(model: str, data: DataPick, chosen: dict[str, Any]) -> tuple[dict[str, Any], tuple[int, int]]:
     """The Advanced expander; ``chosen``: the settings above it. Returns its settings and the model's default input size."""
-    with st.expander("Advanced: start from a run, input size and channels, momentum, initialisation, validation"):
+    with st.expander("Advanced: start from a run, input size and channels, momentum, initialisation, validation, "
+                     "X-ray"):
         init_from = start_from_run(model)
         inputs, own = input_and_init(get_spec(model), data.name, bool(init_from or chosen["pretrained"]))
         details = optimizer_details(chosen["optimizer"], chosen["scheduler"])
@@ -616,6 +620,8 @@ def live() -> None:
             show_error(text, context=f"Training {end['status']}")
     elif job.state in FINAL_STATES and job.message:
         show_error(job.message, context=f"Training {job.state}")
+    st.markdown("#### Training X-ray")
+    xray_view.live(job.id, [e for e in events if e["kind"] == "xray"], job.config.xray)
 
 
 st.subheader("Live")
