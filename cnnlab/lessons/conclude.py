@@ -293,7 +293,7 @@ def _with_derived(a: Mapping[str, Any]) -> dict[str, Any]:
 # ---- the order of the arms ---------------------------------------------------------------------
 
 
-def _ranked(a: Mapping[str, Any], metric: str) -> bool:
+def takes_part(a: Mapping[str, Any], metric: str) -> bool:
     """Whether an arm takes part in the ranking: compared, finished, measured, and (for metrics that
     need it) learnt."""
     if not (a.get("compare", True) and a.get("status") in RANKED_STATUSES and _num(a.get(metric)) is not None):
@@ -328,11 +328,11 @@ def tiers(ranked: Sequence[Mapping[str, Any]], metric: str, higher: bool, tie: f
     return groups
 
 
-def _value_text(a: Mapping[str, Any], m: Metric) -> str:
+def value_text(a: Mapping[str, Any], m: Metric) -> str:
     return f"{a['name']} ({format(a['value'], m.fmt)})"
 
 
-def _names_list(items: Sequence[str]) -> str:
+def names_list(items: Sequence[str]) -> str:
     items = list(items)
     if len(items) <= 1:
         return "".join(items)
@@ -343,7 +343,7 @@ def ranking_text(groups: Sequence[Sequence[Mapping[str, Any]]], m: Metric) -> st
     """The order as a sentence: "A (90.0%), then B (80.1%) and C (79.5%), too close to tell apart"."""
     parts = []
     for g in groups:
-        text = _names_list([_value_text(a, m) for a in g])
+        text = names_list([value_text(a, m) for a in g])
         if len(g) > 1:
             text += ", too close to tell apart" if len(g) == 2 else ", too close to order"
         parts.append(text)
@@ -371,7 +371,7 @@ def _names(lesson: Any, arms: Sequence[Mapping[str, Any]], budget: str, c: Any =
     m = METRICS[metric]
     views = {a["id"]: {**_with_derived(a), "value": a.get(metric),
                        "message": _stopped_at(str(a.get("message") or ""))} for a in arms}
-    ranked = [views[a["id"]] for a in arms if _ranked(a, metric)]
+    ranked = [views[a["id"]] for a in arms if takes_part(a, metric)]
     ranked.sort(key=lambda a: a["value"], reverse=c.higher_is_better)
     names: dict[str, Any] = dict(views)
     names["_ids"] = tuple(views)
@@ -397,7 +397,7 @@ def _names(lesson: Any, arms: Sequence[Mapping[str, Any]], budget: str, c: Any =
     epochs = [a.get("epochs") for a in arms if isinstance(a.get("epochs"), int)]
     names.update(epochs=max(epochs) if epochs else MISSING, budget=budget, metric=m.label,
                  n_arms=len(arms), dataset=next((a.get("dataset") for a in arms if a.get("dataset")), MISSING),
-                 not_learnt=_names_list([a["name"] for a in done if learnt(a) is False]) or "none")
+                 not_learnt=names_list([a["name"] for a in done if learnt(a) is False]) or "none")
     return names
 
 
@@ -443,7 +443,7 @@ def _outcome(lesson: Any, c: Any, arms: Sequence[Mapping[str, Any]], budget: str
     sentences: list[str] = []
     measured = [a for a in arms if a.get("compare", True) and a.get("status") in RANKED_STATUSES
                 and _num(a.get(c.metric)) is not None]
-    ranked = [a for a in arms if _ranked(a, c.metric)]
+    ranked = [a for a in arms if takes_part(a, c.metric)]
     if len(measured) < 2:
         if primary:
             done = ", ".join(a["name"] for a in measured) or "no arm"
@@ -518,7 +518,7 @@ def outcomes(lesson: Any, arms: Sequence[Mapping[str, Any]], budget: str = "quic
     found = [_outcome(lesson, c, arms, budget, True)]
     for extra in getattr(c, "also", ()) or ():
         o = _outcome(lesson, extra, arms, budget, False)
-        if extra.always and any(_ranked(a, extra.metric) for a in arms):
+        if extra.always and any(takes_part(a, extra.metric) for a in arms):
             o.sentences.append(_say(extra.always, _names(lesson, arms, budget, extra)))
         found.append(o)
     return found
@@ -561,7 +561,7 @@ def conclude(lesson: Any, arms: Sequence[Mapping[str, Any]], budget: str = "quic
     if at_chance:
         chance = chance_of(at_chance[0])
         same = all(chance_of(a) == chance for a in at_chance)
-        who = _names_list([f"{a['name']} ({format(_num(a.get('best_val_top1')), '.1%')})" for a in at_chance])
+        who = names_list([f"{a['name']} ({format(_num(a.get('best_val_top1')), '.1%')})" for a in at_chance])
         sentences.append(f"{who} did not learn: " + ("its" if len(at_chance) == 1 else "their")
                          + " best validation accuracy is within the noise of guessing"
                          + (f" ({chance:.1%} for {round(1 / chance)} classes)" if same and chance else "")
@@ -578,7 +578,7 @@ def conclude(lesson: Any, arms: Sequence[Mapping[str, Any]], budget: str = "quic
             sentences.append(default)
     for extra in found[1:]:
         sentences += extra.sentences
-    ranked = [a for a in arms if _ranked(a, c.metric)]
+    ranked = [a for a in arms if takes_part(a, c.metric)]
     if c.always and len(ranked) >= 1:
         sentences.append(_say(c.always, names))
     return " ".join(s.strip() for s in sentences if s and s.strip())

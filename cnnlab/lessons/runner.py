@@ -48,7 +48,7 @@ from ..train import TrainConfig, load_data
 from ..xray import read_xray
 from ..transfer import StandinConfig, standin_transfer_model
 from .conclude import COLUMN_LABELS, DEFAULT_COLUMNS, conclude_with_effect
-from .spec import BUDGETS, CONFIG_FIELDS, Arm, Lesson, lesson_name, parse_lesson
+from .spec import BUDGETS, CONFIG_FIELDS, MAX_TEXT, Arm, Lesson, lesson_name, parse_lesson
 
 log = logging.getLogger(__name__)
 
@@ -508,6 +508,31 @@ def save_result(result: Mapping[str, Any]) -> str:
     return path.name
 
 
+def attach_guesses(result_id: str, guesses: Mapping[str, Any]) -> StoredResult:
+    """Keep a class's guesses (:meth:`cnnlab.lessons.classroom.ClassSession.summary`: counts only, and the
+    sentence comparing them with the result) with a saved result, rewritten atomically."""
+    stored = load_result(result_id)
+    data = {k: v for k, v in stored.data.items() if k != "id"}
+    data["guesses"] = _checked_guesses(dict(guesses))
+    atomic_write_text(results_dir() / stored.id / RESULT_FILE,
+                      json.dumps({**data, "id": stored.id}, indent=1, default=_json_default))
+    return load_result(stored.id)
+
+
+def _checked_guesses(g: Any) -> dict[str, Any] | None:
+    """A class's guesses as stored with a result: only these fields, each of its type and bounded."""
+    if not isinstance(g, dict) or g.get("kind") not in ("arms", "number"):
+        return None
+    out: dict[str, Any] = {k: str(g.get(k, ""))[:MAX_TEXT] for k in ("code", "kind", "prompt", "metric", "text", "arm")}
+    answers = g.get("answers")
+    out["answers"] = answers if isinstance(answers, int) and 0 <= answers <= 10_000 else 0
+    counts = g.get("counts") if isinstance(g.get("counts"), dict) else {}
+    out["counts"] = {str(k)[:200]: v for k, v in list(counts.items())[:16] if isinstance(v, int) and v >= 0}
+    values = g.get("values") if isinstance(g.get("values"), list) else []
+    out["values"] = [float(v) for v in values[:10_000] if _finite(v) is not None]
+    return out
+
+
 def _json_default(o: Any) -> Any:
     if isinstance(o, tuple):
         return list(o)
@@ -574,7 +599,7 @@ def _checked(data: Any) -> dict[str, Any]:
         effect = {"shown": effect["shown"], "why": [str(w)[:500] for w in effect["why"][:20] if isinstance(w, str)]}
     else:
         effect = None  # results saved before effects were recorded, or a damaged file
-    return {**data, "arms": arms, "effect": effect}
+    return {**data, "arms": arms, "effect": effect, "guesses": _checked_guesses(data.get("guesses"))}
 
 
 def load_result(result_id: str) -> StoredResult:
@@ -648,7 +673,7 @@ def lesson_to_dict(lesson: Lesson, budget: str) -> dict[str, Any]:
 
 
 __all__ = [
-    "ArmPlan", "ArmState", "LessonRun", "StoredResult", "budget_summary", "check_overrides", "delete_result",
+    "ArmPlan", "ArmState", "LessonRun", "StoredResult", "attach_guesses", "budget_summary", "check_overrides", "delete_result",
     "full_budget_state", "lesson_runs", "lesson_to_dict", "list_results", "load_result",
     "measure", "measure_arm", "missing_files", "plan", "result_table", "results_dir", "save_result",
     "start_lesson",

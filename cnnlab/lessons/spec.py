@@ -66,7 +66,10 @@ MAX_LESSON_BYTES = 64 * 1024
 MAX_ARMS = 8
 MAX_TEXT = 2000  # characters of any text field
 ID_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
-LESSON_KEYS = {"title", "seed", "question", "plots", "base", "budget", "arms", "conclusion", "columns"}
+LESSON_KEYS = {"title", "seed", "question", "plots", "base", "budget", "arms", "conclusion", "columns", "choices",
+               "discuss"}
+CHOICES_KEYS = {"arm", "arms", "metric", "prompt"}
+MAX_DISCUSS = 4
 ARM_KEYS = {"id", "name", "note", "start", "compare"}  # besides TrainConfig fields and the budget tables
 CONCLUSION_KEYS = {"metric", "higher_is_better", "expect", "expect_order", "learn", "expected", "unexpected",
                    "close", "always", "diverged", "tie", "also"}
@@ -114,6 +117,19 @@ class Conclusion:
 
 
 @dataclass(frozen=True)
+class Choices:
+    """What a class guesses before a run (predict, observe, explain): which arm comes out on top (``kind``
+    "arms", among ``arms``), or the value of ``metric`` for one ``arm`` (``kind`` "number", a percentage for
+    accuracies). ``prompt`` is what the students read."""
+
+    kind: str
+    prompt: str
+    metric: str
+    arms: tuple[str, ...] = ()
+    arm: str = ""
+
+
+@dataclass(frozen=True)
 class Lesson:
     name: str  # the file's stem: how the command line and the page call it
     title: str
@@ -128,6 +144,15 @@ class Lesson:
     source: str = ""  # the file's text: kept with every result, so a result is read without the file
     path: str = ""
     builtin: bool = False
+    choices: Choices | None = None  # what the class can guess before the run (None: the conclusion's arms)
+    discuss: tuple[str, ...] = ()  # questions for the class to explain the gap between guesses and result
+
+    def guess(self) -> Choices:
+        """What a class session asks: the file's ``choices``, else which compared arm comes out on top."""
+        if self.choices is not None:
+            return self.choices
+        return Choices("arms", f"{self.question} Which one will come out on top?", self.conclusion.metric,
+                       tuple(a.id for a in self.arms if a.compare))
 
     def arm(self, arm_id: str) -> Arm:
         for a in self.arms:
@@ -370,7 +395,8 @@ def parse_lesson(text: str, name: str, source: str = "", builtin: bool = False) 
         conclusion = dataclasses.replace(conclusion, also=extra)
 
     lesson = Lesson(name, title, tuple(seeds_list), question, base, budgets, tuple(arms), tuple(plots),
-                    conclusion, tuple(columns), text, source, builtin)
+                    conclusion, tuple(columns), text, source, builtin, _choices(r, doc, arms, conclusion.metric),
+                    _discuss(r, doc))
     for i, arm in enumerate(arms):  # every arm's whole config, in both budgets
         for b in BUDGETS:
             try:
@@ -382,6 +408,52 @@ def parse_lesson(text: str, name: str, source: str = "", builtin: bool = False) 
     for key, problem in check_templates(lesson):
         raise r.error(("conclusion", key), problem)
     return lesson
+
+
+def _choice_arms(r: _Reader, raw: Any, path: tuple[Any, ...], compared: list[str]) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not 2 <= len(raw) <= MAX_ARMS or len(set(map(str, raw))) != len(raw) \
+            or not all(isinstance(x, str) and x in compared for x in raw):
+        raise r.error(path, f"must list 2 or more different compared arms among {', '.join(compared)}, "
+                      f"got {_shown(raw)}.")
+    return tuple(raw)
+
+
+def _choices(r: _Reader, doc: Mapping[str, Any], arms: list[Arm], metric: str) -> Choices | None:
+    """What a class guesses: ``choices = ["a", "b"]`` (which of these arms comes out on top), or a
+    ``[choices]`` table with ``prompt`` and either ``arms`` (the same) or ``arm`` (and ``metric``): the
+    number that arm will reach. Absent: None (a class guesses among the compared arms)."""
+    if "choices" not in doc:
+        return None
+    raw, compared = doc["choices"], [a.id for a in arms if a.compare]
+    if isinstance(raw, list):
+        return Choices("arms", "", metric, _choice_arms(r, raw, ("choices",), compared))
+    if not isinstance(raw, dict):
+        raise r.error(("choices",), "must be a list of arm ids (which one comes out on top) or a table with a "
+                      f"prompt and 'arms' or 'arm', got {_shown(raw)}.")
+    for key in raw:
+        if key not in CHOICES_KEYS:
+            raise r.error(("choices", key), f"is not a key of [choices]; its keys: {', '.join(sorted(CHOICES_KEYS))}.")
+    prompt = r.text_value(raw, ("choices", "prompt"))
+    guessed = raw.get("metric", metric)
+    if guessed not in METRICS:
+        raise r.error(("choices", "metric"), f"must be one of {', '.join(METRICS)}, got {_shown(guessed)}.")
+    if ("arm" in raw) == ("arms" in raw):
+        raise r.error(("choices",), "needs either 'arms' (which comes out on top) or 'arm' (a number to guess).")
+    if "arms" in raw:
+        return Choices("arms", prompt, guessed, _choice_arms(r, raw["arms"], ("choices", "arms"), compared))
+    if raw["arm"] not in compared:
+        raise r.error(("choices", "arm"), f"must be a compared arm ({', '.join(compared)}), got {_shown(raw['arm'])}.")
+    return Choices("number", prompt, guessed, (), raw["arm"])
+
+
+def _discuss(r: _Reader, doc: Mapping[str, Any]) -> tuple[str, ...]:
+    raw = doc.get("discuss", [])
+    if not isinstance(raw, list) or len(raw) > MAX_DISCUSS or not all(isinstance(q, str) and q.strip() for q in raw):
+        raise r.error(("discuss",), f"must be a list of up to {MAX_DISCUSS} questions (texts), got {_shown(raw)}.")
+    for i, q in enumerate(raw):
+        if len(q) > MAX_TEXT:
+            raise r.error(("discuss", i), f"is longer than {MAX_TEXT} characters.")
+    return tuple(q.strip() for q in raw)
 
 
 def _conclusion(r: "_Reader", c: Mapping[str, Any], path: tuple[Any, ...], ids: list[str], compared: list[Arm],
