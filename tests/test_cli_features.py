@@ -89,3 +89,13 @@ def test_an_unwritable_or_wrong_path_is_refused_before_any_work(tmp_path, capsys
         assert main(["features", "no-such-model", "--layer", "C1", "--out", str(out)]) == 2
         assert message in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt", "folder.png"]
+
+
+def test_the_benchmark_reports_every_measurement():
+    from cnnlab.bench import bench_features, features_report
+
+    result = bench_features(repeat=1, steps=1, images=64)  # every row, small: no timing is compared
+    assert result["patches"]["forward_s"] > 0 and result["patches"]["seconds"] > 0
+    assert [r["what"].split(" ")[0] for r in result["optimise"]] == ["LeNet", "CIFAR", "VGG-16"]
+    text = features_report(result)
+    assert "forward passes alone" in text and "batch passes" in text and text.count("goal < ") == 3
