@@ -16,6 +16,12 @@ from app.share import open_page, share_box  # noqa: E402
 
 st.set_page_config(page_title="cnnlab", page_icon=":material/grid_on:", layout="wide")
 
+if "class" in st.query_params:  # a student's link: the class session's question and nothing else of the app
+    from app.classroom_view import student_page  # noqa: E402  (only a student's page needs it)
+
+    student_page(st.query_params["class"])
+    st.stop()
+
 PAGES = Path(__file__).parent / "views"
 pages = [
     st.Page(str(PAGES / "architectures.py"), title="Architectures", icon=":material/account_tree:", default=True),

@@ -69,8 +69,8 @@ class ClassSession:
 
     @property
     def percent(self) -> bool:
-        """Whether a number guess is a percentage (an accuracy), typed as 0-100."""
-        return self.kind == "number" and METRICS[self.metric].accuracy
+        """Whether a number guess is a percentage (an accuracy or a gap between two), typed as 0-100."""
+        return self.kind == "number" and METRICS[self.metric].fmt.endswith("%")
 
     def summary(self) -> dict[str, Any]:
         """What is kept with the lesson result: counts only, no browser."""

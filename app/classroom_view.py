@@ -1,0 +1,194 @@
+"""Predict, observe, explain in the app: the student's answer page (``?class=CODE``) and the teacher's panel on
+the Lessons page (the code, a link and a QR code, the count of answers, the reveal, the result beside the
+guesses and the questions to discuss). The sessions themselves are :mod:`cnnlab.lessons.classroom`."""
+
+from __future__ import annotations
+
+import io
+import secrets
+from typing import Any, Mapping, Sequence
+from urllib.parse import urlsplit
+
+import altair as alt
+import pandas as pd
+import segno
+import streamlit as st
+
+from cnnlab.errors import CnnlabError
+from cnnlab.lessons import classroom as cls
+from cnnlab.lessons.catalog import get_lesson
+from cnnlab.lessons.runner import attach_guesses, load_result
+
+COOKIE = "cnnlab_browser"  # a random token that tells one browser from another: one answer each
+SESSION_KEY = "class-session"  # the teacher's current session code, per lesson
+REFRESH_S = 2.0
+
+
+# ---- the student's page ---------------------------------------------------------------------------------
+
+
+def browser_token() -> str:
+    """This browser's token: its cookie if it has one, else a new one (kept for this tab, and written to
+    the cookie so that another tab of the same browser counts as the same student)."""
+    token = st.context.cookies.get(COOKIE)
+    if isinstance(token, str) and 16 <= len(token) <= 64 and token.isalnum():
+        return token
+    if "class-browser" not in st.session_state:
+        st.session_state["class-browser"] = secrets.token_hex(16)
+    token = st.session_state["class-browser"]
+    st.html(f"<script>document.cookie = '{COOKIE}={token}; path=/; max-age=86400; SameSite=Strict';</script>",
+            unsafe_allow_javascript=True)
+    return token
+
+
+def student_page(code: str) -> None:
+    """What a student's link shows: the lesson's question and its choices, one answer; nothing else of the app
+    (no navigation, no sidebar)."""
+    st.html("<style>[data-testid='stSidebar'], [data-testid='stSidebarCollapsedControl'] {display: none;}</style>")
+    try:
+        session = cls.load_session(code)
+        title = get_lesson(session.lesson).title
+    except CnnlabError as e:
+        st.error(str(e))
+        return
+    st.title(title)
+    st.caption(f"Class session {session.code}: your answer is anonymous, one per browser.")
+    voter = browser_token()
+    if cls.has_answered(session.code, voter):
+        st.success("Your answer is in. Watch the teacher's screen: the class's guesses come next, then the result.")
+        _student_result(session)
+        return
+    if session.revealed:
+        st.info("The answers are closed: the teacher has revealed the guesses.")
+        _student_result(session)
+        return
+    _answer_form(session, voter)
+
+
+def _answer_form(session: cls.ClassSession, voter: str) -> None:
+    with st.form("class-answer"):
+        st.subheader(session.prompt)
+        if session.kind == "arms":
+            value = st.radio("Your guess", session.choices, index=None,
+                             format_func=lambda k: session.names.get(k, k), key="class-guess")
+        else:
+            value = st.number_input("Your guess (%)" if session.percent else "Your guess", min_value=0.0 if
+                                    session.percent else None, max_value=100.0 if session.percent else None,
+                                    value=None, step=1.0, key="class-guess")
+        sent = st.form_submit_button("Send my answer", type="primary")
+    if sent:
+        if value is None:
+            st.warning("Choose an answer first.")
+            return
+        try:
+            cls.answer(session.code, voter, value)
+        except CnnlabError as e:
+            st.error(str(e))
+            return
+        st.rerun()
+
+
+def _student_result(session: cls.ClassSession) -> None:
+    if session.result_id:
+        try:
+            stored = load_result(session.result_id)
+        except CnnlabError:
+            return
+        guesses = stored.data.get("guesses") or {}
+        if guesses.get("text"):
+            st.markdown(f"**{guesses['text']}**")
+
+
+# ---- the teacher's panel ----------------------------------------------------------------------------------
+
+
+def class_link(code: str) -> str:
+    """The app's address with ``?class=CODE`` (the address the teacher's browser uses)."""
+    url = st.context.url or "http://localhost:8501/"
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}/?class={code}"
+
+
+def qr_png(text: str) -> bytes:
+    """A QR code of ``text`` as a PNG (segno writes PNG itself: no other dependency)."""
+    buf = io.BytesIO()
+    segno.make(text, error="m").save(buf, kind="png", scale=8, border=2)
+    return buf.getvalue()
+
+
+def guesses_chart(session: cls.ClassSession) -> alt.Chart:
+    """The class's guesses: one bar per choice, or a histogram of the numbers (percent for accuracies)."""
+    if session.kind == "arms":
+        df = pd.DataFrame({"choice": [session.names.get(k, k) for k in session.choices],
+                           "answers": [session.counts.get(k, 0) for k in session.choices]})
+        return alt.Chart(df).mark_bar().encode(
+            x=alt.X("answers:Q", title="answers", axis=alt.Axis(tickMinStep=1)),
+            y=alt.Y("choice:N", sort=None, title=None), tooltip=["choice", "answers"],
+        ).properties(height=max(120, 48 * len(df))).configure_axis(labelFontSize=16, titleFontSize=16)
+    scale = 100 if session.percent else 1
+    df = pd.DataFrame({"guess": [v * scale for v in session.values]})
+    return alt.Chart(df).mark_bar().encode(
+        x=alt.X("guess:Q", bin=alt.Bin(step=5 if session.percent else None), title="guess (%)" if session.percent
+                else "guess"),
+        y=alt.Y("count():Q", title="answers", axis=alt.Axis(tickMinStep=1)),
+    ).properties(height=260).configure_axis(labelFontSize=16, titleFontSize=16)
+
+
+def teacher_panel(lesson_name: str, result_id: str | None, arms: Sequence[Mapping[str, Any]] | None) -> None:
+    """On the Lessons page: start a session, show its code, link and QR code, count the answers live, reveal
+    them, and once the lesson has a result put it beside the guesses (kept with the result)."""
+    store = st.session_state.setdefault(SESSION_KEY, {})
+    code = store.get(lesson_name)
+    session = None
+    if code:
+        try:
+            session = cls.load_session(code)
+        except CnnlabError as e:
+            st.info(str(e))
+            store.pop(lesson_name, None)
+    if session is None:
+        if st.button("Start a class session", key=f"class-start-{lesson_name}",
+                     help="The class guesses the result before the run: a code and a link for their phones or laptops."):
+            store[lesson_name] = cls.start_session(get_lesson(lesson_name)).code
+            st.rerun()
+        return
+    _session_box(session, result_id, arms)
+
+
+def _session_box(session: cls.ClassSession, result_id: str | None, arms: Sequence[Mapping[str, Any]] | None) -> None:
+    link = class_link(session.code)
+    left, right = st.columns([2, 1])
+    with left:
+        st.markdown(f"### Class code **{session.code}**")
+        st.markdown(f"Students open **{link}**, or scan the code. They see only this question: *{session.prompt}*")
+        _answers_live(session.code)
+    with right:
+        st.image(qr_png(link), caption="Scan to answer", width=220)
+    if not session.revealed:
+        if st.button("Reveal the guesses", key=f"class-reveal-{session.code}", type="primary",
+                     help="Closes the answers and shows the class's guesses."):
+            cls.reveal(session.code)
+            st.rerun()
+        return
+    st.altair_chart(guesses_chart(session), use_container_width=True)
+    if result_id and arms is not None:
+        text = cls.compare_text(session, arms)
+        st.markdown(f"#### {text}")
+        if session.result_id != result_id:
+            attach_guesses(result_id, {**session.summary(), "text": text})
+            cls.attach_result(session.code, result_id)
+        questions = get_lesson(session.lesson).discuss
+        if questions:
+            st.markdown("**Explain the gap:**\n" + "\n".join(f"- {q}" for q in questions))
+    else:
+        st.caption("Run the lesson: its result will appear beside the guesses.")
+
+
+@st.fragment(run_every=REFRESH_S)
+def _answers_live(code: str) -> None:
+    """How many answered so far, refreshed every few seconds without redrawing the page."""
+    try:
+        n = cls.load_session(code).answers
+    except CnnlabError:
+        return
+    st.metric("Answers", n)

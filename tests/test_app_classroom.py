@@ -1,0 +1,62 @@
+"""The class session in the app (AppTest): a student's link shows only the question, takes one answer, and
+says a bad or ended code plainly; the teacher's QR code encodes the link."""
+
+from __future__ import annotations
+
+from apphelpers import MAIN
+from streamlit.testing.v1 import AppTest
+
+from cnnlab.lessons import classroom as cls
+from cnnlab.lessons.catalog import get_lesson
+
+
+def student(code: str) -> AppTest:
+    at = AppTest.from_file(MAIN, default_timeout=60)
+    at.query_params["class"] = code
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_a_student_sees_the_question_answers_once_and_nothing_else():
+    session = cls.start_session(get_lesson("learning-rate"))
+    at = student(session.code)
+    assert at.title[0].value == get_lesson("learning-rate").title
+    assert session.prompt in [h.value for h in at.subheader]
+    radio = at.radio(key="class-guess")
+    assert radio.options == [a.name for a in get_lesson("learning-rate").arms]
+    assert not at.sidebar.button and not at.tabs  # no navigation, no other page's widgets
+    at.button[0].click().run()  # nothing chosen yet
+    assert "Choose an answer first." in [w.value for w in at.warning]
+    at.radio(key="class-guess").set_value("good")
+    at.button[0].click().run()
+    assert not at.exception
+    assert cls.load_session(session.code).counts == {"small": 0, "good": 1, "large": 0}
+    assert any("Your answer is in" in s.value for s in at.success)
+    assert not at.radio  # the form is gone: one answer per browser
+    at.run()
+    assert cls.load_session(session.code).answers == 1
+
+
+def test_a_number_guess_and_a_closed_session():
+    session = cls.start_session(get_lesson("overfitting"))
+    at = student(session.code)
+    at.number_input(key="class-guess").set_value(72)
+    at.button[0].click().run()
+    assert cls.load_session(session.code).values == [0.72]
+    late = cls.start_session(get_lesson("overfitting"))
+    cls.reveal(late.code)
+    at = student(late.code)
+    assert any("answers are closed" in i.value for i in at.info) and not at.number_input
+
+
+def test_a_bad_or_unknown_code_is_one_clear_message():
+    assert "not a class code" in student("../etc").error[0].value
+    assert "no class session ZZZZZ" in student("ZZZZZ").error[0].value
+
+
+def test_the_qr_code_is_a_png_of_the_link():
+    from app.classroom_view import qr_png
+
+    data = qr_png("http://localhost:8501/?class=ABCDE")
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 200
