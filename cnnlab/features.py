@@ -77,6 +77,7 @@ OBJECTIVES = ("mean", "centre")  # the channel's mean output over its map, or it
 # so the largest has norm 1. Optimising in these decorrelated colours keeps pictures from going grey-green.
 _COLOUR_SQRT = torch.tensor([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]])
 _COLOUR = _COLOUR_SQRT / _COLOUR_SQRT.norm(dim=0).max()
+_TWIN_SEEDS = 0x7715_0000  # random twins draw from seeds far from the trainer's (it seeds torch with config.seed)
 _SCALES = tuple(1 + (i - 5) / 50 for i in range(11))  # Lucent's random_scale: 0.90 ... 1.10
 _ANGLES = tuple(range(-10, 11)) + (0,) * 5  # Lucent's random_rotate, in degrees, unrotated more often
 
@@ -411,23 +412,21 @@ def _frequencies(h: int, w: int) -> torch.Tensor:
     return (fx * fx + fy * fy).sqrt()
 
 
-@dataclass
 class _Picture:
     """The image parametrisation: Fourier coefficients scaled by 1/f (or plain pixels), decorrelated
     colours, a sigmoid to [0, 1]. Lucent's ``fft_image`` + ``to_valid_rgb``."""
 
-    shape: tuple[int, int, int]
-    fourier: bool
-    scale: torch.Tensor | None = None
+    def __init__(self, shape: tuple[int, int, int], fourier: bool, device: torch.device):
+        c, h, w = shape
+        self.shape, self.fourier = shape, fourier
+        self.size = (c, h, w // 2 + 1, 2) if fourier else (c, h, w)  # one image's parameters
+        low = 1.0 / max(h, w)  # the lowest frequency kept from growing without bound
+        self.scale = (1.0 / _frequencies(h, w).clamp_min(low)).to(device)[None, None, :, :, None]
 
-    def start(self, count: int, generators: list[torch.Generator], device: torch.device) -> torch.Tensor:
-        c, h, w = self.shape
-        size = (c, h, w // 2 + 1, 2) if self.fourier else (c, h, w)
-        if self.fourier:
-            floor = 1.0 / max(h, w)
-            self.scale = (1.0 / _frequencies(h, w).clamp_min(floor)).to(device)[None, None, :, :, None]
-        noise = torch.stack([torch.randn(size, generator=g) for g in generators[:count]])
-        return (noise * 0.01).to(device).requires_grad_(True)
+    def start(self, generators: list[torch.Generator]) -> torch.Tensor:
+        """Faint noise (a nearly uniform grey picture), one image per generator, ready for gradients."""
+        noise = torch.stack([torch.randn(self.size, generator=g) for g in generators])
+        return (noise * 0.01).to(self.scale.device).requires_grad_(True)
 
     def image(self, param: torch.Tensor) -> torch.Tensor:
         """The parameters as N x C x H x W images in [0, 1]."""
@@ -509,8 +508,8 @@ def optimise(model: nn.Module, layer: str, channels: Sequence[int], input_shape:
     m = torch.tensor([float(v) for v in mean], device=device).view(1, -1, 1, 1)
     s = torch.tensor([float(v) for v in std], device=device).view(1, -1, 1, 1)
     generators = _generators(seed, chans)
-    picture = _Picture(shape, fourier)  # type: ignore[arg-type]
-    param = picture.start(len(chans), generators, device)
+    picture = _Picture(shape, fourier, device)  # type: ignore[arg-type]
+    param = picture.start(generators)
     index = torch.tensor(chans, device=device)
     jitter = max(1, round(0.06 * min(shape[1:])))
     history: list[list[float]] = []
@@ -545,11 +544,12 @@ def random_twin(model: nn.Module, seed: int = 0, registry_kwargs: Mapping | None
     ``registry_kwargs`` (a run's ``model_kwargs``; nothing for a zoo model with its defaults), ImageNet
     weights switched off (``weights=None``, ``pretrained=False``): the architecture's own initialisation.
     Any other model is copied and each layer's ``reset_parameters`` called. Seeded without touching the
-    global random state. The twin keeps the model's input shape and normalisation (it is shown the same
-    images)."""
+    global random state, and apart from training seeds: a training with seed ``seed`` starts from other
+    weights (else a briefly trained model would look like its own twin). The twin keeps the model's input
+    shape and normalisation (it is shown the same images)."""
     spec = getattr(model, "cnnlab_spec", None)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(seed))
+        torch.manual_seed(_TWIN_SEEDS + int(seed))
         if spec is None:
             twin = copy.deepcopy(model)
             for module in twin.modules():
