@@ -14,7 +14,8 @@ if str(ROOT) not in sys.path:  # `streamlit run app/main.py` from a fresh clone,
 from app.common import sidebar_status  # noqa: E402
 from app.share import open_page, share_box  # noqa: E402
 
-st.set_page_config(page_title="cnnlab", page_icon=":material/grid_on:", layout="wide")
+# a local icon: a Material icon's favicon is fetched from fonts.gstatic.com, and a classroom app sends nothing out
+st.set_page_config(page_title="cnnlab", page_icon=str(Path(__file__).parent / "icon.png"), layout="wide")
 
 if "class" in st.query_params:  # a student's link: the class session's question and nothing else of the app
     from app.classroom_view import student_page  # noqa: E402  (only a student's page needs it)

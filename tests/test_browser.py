@@ -18,6 +18,7 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+from urllib.parse import urlsplit
 
 import pytest
 from apphelpers import free_port
@@ -183,8 +184,12 @@ TRUNCATED_METRICS = """() => [...document.querySelectorAll('[data-testid="stMetr
 
 @pytest.mark.parametrize("path,heading", PAGES)
 def test_every_page_reads_at_1280x720_without_cut_off_numbers(browser, app_url, shots, path, heading):
-    """A projector at 1280x720: every headline number is shown whole (no ellipsis), nothing raised."""
+    """A projector at 1280x720: every headline number is shown whole (no ellipsis), nothing raised, and no
+    request leaves the machine (a classroom may be offline; the favicon is the app's own)."""
     page = browser.new_page(viewport={"width": 1280, "height": 720})
+    outside: list[str] = []
+    page.on("request", lambda r: outside.append(r.url) if urlsplit(r.url).scheme in ("http", "https", "ws", "wss")
+            and urlsplit(r.url).hostname not in ("127.0.0.1", "localhost") else None)
     page.goto(f"{app_url}/{path}")
     page.get_by_role("heading", name=heading, level=1).wait_for(timeout=60_000)
     page.wait_for_timeout(1500)
@@ -199,6 +204,7 @@ def test_every_page_reads_at_1280x720_without_cut_off_numbers(browser, app_url, 
         values = page.locator('[data-testid="stMetricValue"]').all_inner_texts()
         assert "138.4 M" in values, values
         assert page.evaluate(TRUNCATED_METRICS) == []
+    assert outside == [], outside
     page.close()
 
 

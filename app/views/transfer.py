@@ -141,11 +141,14 @@ except CnnlabError as err:
     st.stop()
 
 sa, sb = summary["scratch"], summary["pretrained"]
-m = st.columns(4)
+# top-5 means something only with more than five classes (with three it is always 100%)
+with_top5 = len(sa["per_class"]) > 5
+m = st.columns(4 if with_top5 else 2)
 m[0].metric("Scratch top-1", f"{sa['top1']:.1%}")
 m[1].metric("Pretrained top-1", f"{sb['top1']:.1%}", delta=f"{(sb['top1'] - sa['top1']) * 100:+.1f} points")
-m[2].metric("Scratch top-5", f"{sa['top5']:.1%}")
-m[3].metric("Pretrained top-5", f"{sb['top5']:.1%}")
+if with_top5:
+    m[2].metric("Scratch top-5", f"{sa['top5']:.1%}")
+    m[3].metric("Pretrained top-5", f"{sb['top5']:.1%}")
 st.caption(f"Measured on the {sa['split']} split. Scratch run: {sa['status']}; pretrained run: {sb['status']}."
            + (f" Scratch: {sa['message']}" if sa["status"] != "finished" else ""))
 
