@@ -590,8 +590,10 @@ def _num(v: float) -> str:
 
 
 def _rgb(pixels: np.ndarray) -> Image.Image:
-    """uint8 H x W x C (one or three channels) as an RGB picture."""
-    return Image.fromarray(np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels, "RGB")
+    """uint8 H x W x C as an RGB picture: three channels as colours, any other count as grey (their mean)."""
+    if pixels.shape[2] != 3:
+        pixels = np.repeat(pixels.mean(axis=2, keepdims=True).round().astype(np.uint8), 3, axis=2)
+    return Image.fromarray(np.ascontiguousarray(pixels), "RGB")
 
 
 def _enlarged(img: Image.Image, side: int) -> Image.Image:

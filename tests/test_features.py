@@ -225,6 +225,8 @@ def test_pictures_are_written_whole_and_readable(tmp_path):
     path = save_png(patches_picture(found, ["tiny: conv2"]), tmp_path / "patches.png")
     with Image.open(path) as img:
         assert img.format == "PNG" and img.width >= 9 * 96 and img.height >= 2 * 96
+    model2, images2, pipeline2 = _tiny(2)  # neither grey nor colour: drawn as the channels' mean, in grey
+    assert patches_picture(top_patches(model2, "conv1", [0], images2, pipeline2)).mode == "RGB"
     drawn = optimise(model, "conv2", [0, 1], (3, 12, 12), (0.5,) * 3, (0.25,) * 3, steps=3)
     twins = optimise(random_twin(model), "conv2", [0, 1], (3, 12, 12), (0.5,) * 3, (0.25,) * 3, steps=3)
     pair = optimised_picture(drawn, twins, ["tiny"])
