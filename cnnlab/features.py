@@ -302,7 +302,8 @@ class _Running:
         images = torch.cat([self.images, index], 1)
         positions = torch.cat([self.positions, where.T], 1)
         top = values.topk(min(self.k, values.shape[1]), dim=1).indices
-        self.values, self.images, self.positions = values.gather(1, top), images.gather(1, top), positions.gather(1, top)
+        self.values, self.images = values.gather(1, top), images.gather(1, top)
+        self.positions = positions.gather(1, top)
 
 
 def _scan(model: nn.Module, layer: str, chans: list[int], images: torch.Tensor, pipeline: InputPipeline, n: int,
@@ -564,7 +565,8 @@ def random_twin(model: nn.Module, seed: int = 0, registry_kwargs: Mapping | None
             twin = create(spec.name, **kwargs)
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     if {k: tuple(v.shape) for k, v in twin.state_dict().items()} != shapes:
-        raise ConfigError(f"{spec.name if spec else type(model).__name__} built again with {dict(registry_kwargs or {})} "
+        name = spec.name if spec else type(model).__name__
+        raise ConfigError(f"{name} built again with {dict(registry_kwargs or {})} "
                           "has other layers or shapes than this model: give the arguments it was created with "
                           "(a run's model_kwargs).")
     for attr in ("cnnlab_norm", "cnnlab_input_shape"):

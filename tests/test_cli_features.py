@@ -85,7 +85,8 @@ def test_an_unwritable_or_wrong_path_is_refused_before_any_work(tmp_path, capsys
     (tmp_path / "file.txt").write_text("not a folder")
     (tmp_path / "folder.png").mkdir()
     for out, message in ((tmp_path / "file.txt" / "x.png", "cannot create the folder"),
-                         (tmp_path / "x.jpg", "give a file name ending in .png"), (tmp_path / "folder.png", "is a folder")):
+                         (tmp_path / "x.jpg", "give a file name ending in .png"),
+                         (tmp_path / "folder.png", "is a folder")):
         assert main(["features", "no-such-model", "--layer", "C1", "--out", str(out)]) == 2
         assert message in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt", "folder.png"]
