@@ -4,8 +4,9 @@
 on PyTorch's ``meta`` device (no memory, no arithmetic, so a VGG16 at 224x224 costs nothing) and
 writes the graph it records as DOT:
 
-* one node per layer (``layer1.0.conv1: Conv2d``) or per tensor operation (``add``, ``cat``,
-  ``flatten``), so residual shortcuts, Inception branches and DenseNet concatenations show as
+* one node per layer, named as a lecture names it (``3x3 conv, 64, /2``, ``fc, 10``, ``2x2 max pool``;
+  the module path under it; other modules as ``layer1.0: BasicBlock``) or per tensor operation
+  (``add``, ``cat``, ``flatten``), so residual shortcuts, Inception branches and DenseNet concatenations show as
   edges meeting in an ``add`` or ``cat`` node;
 * every edge carries the shape of the tensor it carries, without the batch dimension
   (``64x56x56``);
@@ -32,6 +33,7 @@ from torchview.computation_node import FunctionNode, ModuleNode, TensorNode
 from .errors import CnnlabError, ConfigError, InputSizeError
 from .inspect import _as_shape, _unwrap
 from .models import create, get_spec
+from .models._layers import FixedFlatten
 
 __all__ = ["MAX_DEPTH", "model_graph", "node_count", "to_svg"]
 
@@ -96,6 +98,34 @@ def _trace(net: nn.Module, shape: tuple[int, int, int], depth: int, name: str):
         ) from None
 
 
+def _pair(v: Any) -> tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def layer_words(m: nn.Module) -> str | None:
+    """How a lecture names a layer: "3x3 conv, 64, /2", "fc, 10", "3x3 max pool, /2"; None for other modules."""
+    if isinstance(m, nn.Conv2d):
+        (kh, kw), (sh, _) = _pair(m.kernel_size), _pair(m.stride)
+        return (f"{kh}x{kw} conv, {m.out_channels}" + (f", /{sh}" if sh > 1 else "")
+                + (f", groups {m.groups}" if m.groups > 1 else ""))
+    if isinstance(m, nn.Linear):
+        return f"fc, {m.out_features}"
+    if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
+        (kh, kw), (sh, _) = _pair(m.kernel_size), _pair(m.stride or m.kernel_size)
+        kind = "max" if isinstance(m, nn.MaxPool2d) else "avg"
+        return f"{kh}x{kw} {kind} pool" + (f", /{sh}" if sh > 1 else "")
+    if isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
+        kind = "avg" if isinstance(m, nn.AdaptiveAvgPool2d) else "max"
+        return f"global {kind} pool" if _pair(m.output_size) == (1, 1) else f"adaptive {kind} pool"
+    words = {nn.BatchNorm1d: "batch norm", nn.BatchNorm2d: "batch norm", nn.ReLU: "ReLU", nn.Tanh: "tanh",
+             nn.Sigmoid: "sigmoid", nn.LocalResponseNorm: "LRN", nn.Flatten: "flatten", nn.Softmax: "softmax"}
+    if isinstance(m, (nn.Dropout, nn.Dropout2d)):
+        return f"dropout {m.p:g}"
+    if isinstance(m, FixedFlatten):
+        return "flatten"
+    return words.get(type(m))
+
+
 def _walk(graph, node, cluster: list[Any] | None, clusters: list, placed: dict) -> None:
     """Mirror torchview's own traversal: which visible node goes into which nested box."""
     if isinstance(node, (TensorNode, ModuleNode, FunctionNode)):
@@ -130,6 +160,7 @@ def model_graph(
     graph = _trace(net, shape, max(depth, 0), name)
 
     names = {id(m): (n or name) for n, m in net.named_modules()}
+    modules = {id(m): m for m in net.modules()}
     placed: dict[int, tuple[Any, Any]] = {}
     top: list = []
     _walk(graph, graph.node_hierarchy, None, top, placed)
@@ -147,7 +178,8 @@ def model_graph(
             label, color = f"{role}\n{_shape_text(node.tensor_shape)}", _COLORS["tensor"]
         elif kind == "ModuleNode":
             qual = names.get(node.compute_unit_id, node.name)
-            label = node.name if qual == node.name else f"{qual}: {node.name}"
+            words = layer_words(modules[node.compute_unit_id]) if node.compute_unit_id in modules else None
+            label = f"{words}\n{qual}" if words else node.name if qual == node.name else f"{qual}: {node.name}"
             color = _COLORS["module"]
         else:
             label, color = node.name, _COLORS["function"]
@@ -156,9 +188,10 @@ def model_graph(
 
     out = [
         f"digraph {_quote(name)} {{",
-        "\tgraph [rankdir=TB ordering=in fontname=Helvetica]",
-        "\tnode [shape=box style=\"rounded,filled\" fontname=Helvetica fontsize=10]",
-        "\tedge [fontname=Helvetica fontsize=9]",
+        # compact ranks and projector-sized text: LeNet fits a 720-pixel-high screen
+        "\tgraph [rankdir=TB ordering=in fontname=Helvetica ranksep=0.22 nodesep=0.3]",
+        "\tnode [shape=box style=\"rounded,filled\" fontname=Helvetica fontsize=14 height=0.3 margin=\"0.12,0.03\"]",
+        "\tedge [fontname=Helvetica fontsize=12]",
     ]
 
     def emit(box: list, indent: str, counter: list[int]) -> None:
@@ -166,7 +199,7 @@ def model_graph(
         counter[0] += 1
         qual = names.get(key.compute_unit_id, key.name)
         out.append(f"{indent}subgraph cluster_{counter[0]} {{")
-        out.append(f"{indent}\tlabel={_quote(f'{qual}: {key.name}')} style=dashed labeljust=l fontsize=11")
+        out.append(f"{indent}\tlabel={_quote(f'{qual}: {key.name}')} style=dashed labeljust=l fontsize=13")
         for vid in members.get(id(box), []):
             out.append(f"{indent}\t{lines[vid]}")
         for sub in inner:

@@ -41,7 +41,7 @@ def test_every_zoo_model_has_a_diagram(name):
 @pytest.mark.parametrize("name", ["resnet18", "d2l_resnet18"])
 def test_resnet18_graph_matches_its_modules(name):
     labels, edges = parse(model_graph(name, depth=6))
-    convs = [v for v, label in labels.items() if label.endswith(": Conv2d")]
+    convs = [v for v, label in labels.items() if " conv, " in label]
     assert len(convs) == count_modules(name, nn.Conv2d) == 20
     indegree = collections.Counter(head for _, head, _ in edges)
     adds = [v for v, label in labels.items() if label == "add"]
@@ -54,7 +54,7 @@ def test_resnet18_graph_matches_its_modules(name):
 @pytest.mark.parametrize("name", ["googlenet", "d2l_googlenet"])
 def test_googlenet_graph_matches_its_modules(name):
     labels, edges = parse(model_graph(name, depth=6))
-    convs = [v for v, label in labels.items() if label.endswith(": Conv2d")]
+    convs = [v for v, label in labels.items() if " conv, " in label]
     assert len(convs) == count_modules(name, nn.Conv2d)
     indegree = collections.Counter(head for _, head, _ in edges)
     cats = [v for v, label in labels.items() if label == "cat"]
@@ -129,3 +129,12 @@ def test_architectures_page_draws_the_diagram():
     at.slider(key="diagram-depth").set_value(1).run()
     assert not at.exception and not at.error
     assert at.get("graphviz_chart")
+
+
+def test_layers_are_named_as_a_lecture_names_them():
+    labels, _ = parse(model_graph("lenet", depth=2))
+    shown = set(labels.values())
+    assert {"5x5 conv, 6\\nC1", "2x2 avg pool, /2\\nS2", "fc, 10\\nF7", "tanh\\nactivation"} <= shown
+    labels, _ = parse(model_graph("resnet18", depth=6))
+    assert "7x7 conv, 64, /2\\nconv1.0" in labels.values() and "3x3 max pool, /2\\nconv1.3" in labels.values()
+    assert any(label.startswith("3x3 conv, 128, /2\\n") for label in labels.values())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import altair as alt
 import pandas as pd
 import streamlit as st
 
@@ -30,11 +31,8 @@ def cached_graph(name: str, shape: tuple[int, int, int], classes: int, depth: in
 def intro() -> bool:
     """The page's title and purpose; returns the sidebar switch that also offers the _adaptive twins."""
     st.title("Architectures")
-    st.write(
-        "Pick a network from the seeds, choose the input, and see what every layer does to the "
-        "tensor. Nothing is computed for real: the model runs on PyTorch's *meta* device, so even "
-        "VGG-16 is inspected instantly."
-    )
+    st.caption("Pick a network from the course and its input: what every layer does to the tensor. Nothing is "
+               "computed for real (PyTorch's *meta* device), so even VGG-16 appears at once.")
     return st.sidebar.toggle("Show _adaptive variants", value=False,
                              help="Twins of fixed-input models that accept any input size.")
 
@@ -46,20 +44,20 @@ def _model_changed() -> None:
         st.session_state[key] = st.session_state.setdefault(STORE, {})[key] = value
 
 
-def pick(show_adaptive: bool) -> tuple[str, list[str]]:
-    """The model picker; returns the model's name and the names offered (Compare offers the same)."""
+def pick(show_adaptive: bool, where=st) -> tuple[str, list[str]]:
+    """The model picker (in ``where``); returns the model's name and the names offered (Compare offers the same)."""
     all_names = list_models()
     model_key = remember(STORE, "arch-model", "lenet" if "lenet" in all_names else all_names[0], options=all_names)
     names = [n for n in all_names if show_adaptive or not get_spec(n).adaptive or n == st.session_state[model_key]]
     if setting_shown(model_key):
-        st.selectbox("Model", names, key=model_key, on_change=_model_changed,
+        where.selectbox("Model", names, key=model_key, on_change=_model_changed,
                      format_func=lambda n: f"{get_spec(n).display_name}  ·  {n}")
     return st.session_state[model_key], names
 
 
-def input_fields(spec: ModelSpec) -> tuple[tuple[int, int, int], int]:
-    """Channels, height, width and classes, starting from the model's own; returns (shape, classes)."""
-    cols = st.columns(4)
+def input_fields(spec: ModelSpec, cols: list) -> tuple[tuple[int, int, int], int]:
+    """Channels, height, width and classes (one per column of ``cols``), starting from the model's own;
+    returns (shape, classes)."""
     limits = ((1, 64), (1, 2048), (1, 2048), (1, 100_000))
     labels = ("Channels", "Height", "Width", "Classes")
     values = []
@@ -73,24 +71,20 @@ def input_fields(spec: ModelSpec) -> tuple[tuple[int, int, int], int]:
 
 
 def card(spec: ModelSpec) -> None:
-    """Where the model comes from: family, year, paper, seed, default input."""
-    st.markdown(
-        f"**{spec.display_name}** — {spec.family}, {spec.year}. *{spec.paper}*. "
-        f"From seed {spec.seed}; default input {'x'.join(map(str, spec.input_shape))}, "
-        f"{spec.num_classes} classes."
-    )
-    if spec.notes:
-        st.caption(spec.notes)
+    """Where the model comes from: family, year, paper, seed, default input (one caption: the tabs stay high)."""
+    st.caption(f"**{spec.display_name}** — {spec.family}, {spec.year}. *{spec.paper}*. From seed {spec.seed}; "
+               f"default input {'x'.join(map(str, spec.input_shape))}, {spec.num_classes} classes."
+               + (f" {spec.notes}" if spec.notes else ""))
 
 
-def input_and_card(spec: ModelSpec) -> tuple[tuple[int, int, int], int]:
-    """The input on the left, the model's card on the right; returns (shape, classes)."""
-    left, right = st.columns([2, 3])
-    with left:
-        shape, classes = input_fields(spec)
-    with right:
-        card(spec)
-    return shape, classes
+def controls(show_adaptive: bool) -> tuple[str, list[str], tuple[int, int, int], int]:
+    """The model and its input in one row, its card under them; returns (name, names, shape, classes)."""
+    cols = st.columns([3, 1, 1, 1, 1])
+    name, names = pick(show_adaptive, cols[0])
+    spec = get_spec(name)
+    shape, classes = input_fields(spec, cols[1:])
+    card(spec)
+    return name, names, shape, classes
 
 
 def summary(name: str, shape: tuple[int, int, int], classes: int) -> ModelSummary:
@@ -116,16 +110,31 @@ def headline(s: ModelSummary) -> None:
 def table(s: ModelSummary) -> None:
     """Every layer: shape, parameters, MACs, receptive field, and the arithmetic behind them."""
     leaves = st.toggle("Only layers without children", value=True)
-    num = st.column_config.NumberColumn(format="localized")
-    st.dataframe(pd.DataFrame(s.to_records(leaves_only=leaves)), hide_index=True, width="stretch",
-                 height=min(38 + 35 * len(s.rows), 600),
-                 column_config={"params": num, "trainable": num, "MACs": num})
+    records = s.to_records(leaves_only=leaves)
+    st.dataframe(pd.DataFrame(records), hide_index=True, width="stretch",
+                 height=min(38 + 35 * len(s.rows), 600), column_config=_fitted_columns(records))
     st.caption("MACs count weight multiply-accumulates of convolutions and fully connected layers. "
                "Receptive field: how many input pixels one output value can see; jump: the "
                "distance in input pixels between neighbouring outputs. *params =* is the count as "
                "the product it comes from (filters x kernel height x kernel width x input channels "
                "+ biases; outputs x inputs + biases); *size =* is the output-size formula with the "
                "layer's numbers.")
+
+
+NUMBER_COLUMNS = ("params", "trainable", "MACs")
+
+
+def _fitted_columns(records: list[dict]) -> dict:
+    """Every column as wide as its longest value (numbers with their thousands separators), so that no
+    number loses its leading digits and no formula its end on a 1280-pixel screen (the table scrolls)."""
+    config = {}
+    for key in records[0] if records else ():
+        longest = max(len(f"{r[key]:,}" if key in NUMBER_COLUMNS and isinstance(r[key], int) else str(r[key]))
+                      for r in records)
+        width = max(len(key), longest) * 9 + 28  # about 9 px a character at the table's font size
+        config[key] = (st.column_config.NumberColumn(key, format="localized", width=width) if key in NUMBER_COLUMNS
+                       else st.column_config.TextColumn(key, width=width))
+    return config
 
 
 def shape_flow(s: ModelSummary) -> None:
@@ -178,7 +187,8 @@ def formulas(s: ModelSummary) -> None:
 
 def diagram(name: str, shape: tuple[int, int, int], classes: int) -> None:
     """The model as a graph, opened to the chosen depth of nested modules."""
-    depth_key = remember(STORE, "diagram-depth", 2, bounds=(0, MAX_DEPTH))
+    # depth 3 opens ResNet's blocks, so their shortcuts (the add nodes) show without a click
+    depth_key = remember(STORE, "diagram-depth", 3, bounds=(0, MAX_DEPTH))
     if setting_shown(depth_key):
         st.slider("Block depth", 0, MAX_DEPTH, key=depth_key,
                   help="How many levels of nested modules to open: 1 shows stages, "
@@ -217,12 +227,15 @@ def compare(name: str, names: list[str]) -> None:
     frame = pd.DataFrame(rows)
     st.dataframe(frame, hide_index=True, width="stretch",
                  column_config={"parameters": st.column_config.NumberColumn(format="localized")})
-    if len(rows) > 1:
-        st.bar_chart(frame.set_index("model")[["parameters"]])
+    if len(rows) > 1:  # a log scale: the CIFAR ResNet's 0.3 M stays visible beside VGG-16's 138 M
+        st.altair_chart(alt.Chart(frame).mark_bar().encode(
+            x=alt.X("parameters:Q", scale=alt.Scale(type="log"), title="parameters (log scale)"),
+            y=alt.Y("model:N", sort=None, title=None), tooltip=["model", alt.Tooltip("parameters:Q", format=",")],
+        ).properties(height=44 * len(rows) + 30), use_container_width=True)
+        st.caption("Each step on the axis is ten times more parameters.")
 
 
-name, names = pick(intro())
-shape, classes = input_and_card(get_spec(name))
+name, names, shape, classes = controls(intro())
 s = summary(name, shape, classes)
 headline(s)
 tab_table, tab_flow, tab_formula, tab_diagram, tab_compare = st.tabs(
