@@ -31,6 +31,8 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("jobs", ["cnnlab.jobs"]),
     ("transfer", ["cnnlab.transfer"]),
     ("lessons", ["cnnlab.lessons", "cnnlab.lessons.*"]),
+    # a run or a lesson as a notebook, a script, ONNX or TorchScript: reads run folders and lesson files
+    ("exports", ["cnnlab.export", "cnnlab.export.*"]),
     ("command line", ["cnnlab.bench", "cnnlab.cli", "cnnlab.cli.*", "cnnlab.__main__"]),
 ]
 
