@@ -38,8 +38,9 @@ class XrayCharts:
     heat: alt.LayerChart
     ratios: alt.LayerChart
     shares: alt.LayerChart | None  # None: the network has no ReLU, tanh or sigmoid module
+    heat_height: int  # pixels: Streamlit sizes a chart with a discrete axis itself unless told
+    shares_height: int
     latest_step: int
-    layers: int
     diagnoses: list[str]
 
 
@@ -96,39 +97,52 @@ def share_frame(sample: dict[str, Any]) -> pd.DataFrame:
 # ---- the charts ---------------------------------------------------------------------------------------
 
 
-def _rows_height(n: int, per_row: int, low: int = 140, high: int = 520) -> int:
-    return max(low, min(high, per_row * n))
+AXIS_ROOM = 80  # pixels of a chart's height that its x axis and its title take
+STEPS = alt.Axis(format=",d", tickMinStep=1)  # training steps are whole numbers
+
+
+def rows_height(n: int, per_row: int, high: int = 600) -> int:
+    """A chart's height for ``n`` rows of a discrete axis, at most ``high`` pixels."""
+    return min(high, per_row * max(n, 1) + AXIS_ROOM)
+
+
+def readable(chart: alt.LayerChart) -> alt.LayerChart:
+    """Axis and legend text large enough for a projector at 1280x720."""
+    return chart.configure_axis(labelFontSize=13, titleFontSize=14).configure_legend(labelFontSize=13,
+                                                                                     titleFontSize=14)
 
 
 def heat_map(frame: pd.DataFrame, order: list[str]) -> alt.LayerChart:
     """Layers (forward order, top to bottom) by training step, coloured by the gradient norm on a log scale;
     grey where there is no gradient (zero, or not a number)."""
-    x = alt.X("start:Q", title="training step", scale=alt.Scale(nice=False, zero=False))
+    x = alt.X("start:Q", title="training step", scale=alt.Scale(nice=False, zero=False), axis=STEPS)
     y = alt.Y("layer:N", sort=order, title=None, axis=alt.Axis(labelLimit=220, labelOverlap="greedy"))
-    tooltip = ["layer", alt.Tooltip("step:Q", title="step"), alt.Tooltip("grad_norm:Q", title="gradient norm", format=".3e")]
+    tooltip = ["layer", alt.Tooltip("step:Q", title="step"),
+               alt.Tooltip("grad_norm:Q", title="gradient norm", format=".3e")]
     flowing = frame["grad_norm"] > 0
     cells = alt.Chart(frame[flowing]).mark_rect().encode(
         x, alt.X2("step:Q"), y,
         alt.Color("grad_norm:Q", title="gradient norm", scale=alt.Scale(type="log", scheme="viridis"),
                   legend=alt.Legend(format=".0e", orient="right")), tooltip=tooltip)
     none = alt.Chart(frame[~flowing]).mark_rect(color="#c8c8c8").encode(x, alt.X2("step:Q"), y, tooltip=tooltip)
-    return alt.layer(cells, none).properties(height=_rows_height(len(order), 26))
+    return readable(alt.layer(cells, none))
 
 
 def ratio_chart(frame: pd.DataFrame, order: list[str]) -> alt.LayerChart:
     """Each layer's update-to-weight ratio over the steps (log scale) against the 1e-3 rule of thumb."""
     y = alt.Y("update_ratio:Q", title="update / weight (log)", scale=alt.Scale(type="log"),
               axis=alt.Axis(format=".0e"))
-    lines = alt.Chart(frame[frame["update_ratio"] > 0]).mark_line(point=alt.OverlayMarkDef(size=18)).encode(
-        alt.X("step:Q", title="training step"), y,
-        alt.Color("layer:N", sort=order, title=None, scale=alt.Scale(scheme="tableau20"),
+    lines = alt.Chart(frame[frame["update_ratio"] > 0]).mark_line(point=alt.OverlayMarkDef(size=40)).encode(
+        alt.X("step:Q", title="training step", axis=STEPS), y,
+        alt.Color("layer:N", sort=order, title=None,
+                  scale=alt.Scale(scheme="tableau10" if len(order) <= 10 else "tableau20"),  # distinct hues first
                   legend=alt.Legend(orient="right", labelLimit=200, symbolLimit=40)),
         tooltip=["layer", "step", alt.Tooltip("update_ratio:Q", title="update / weight", format=".2e")])
     rule = pd.DataFrame({"update_ratio": [RULE_OF_THUMB]})
     line = alt.Chart(rule).mark_rule(color="#333333", strokeDash=[6, 4], strokeWidth=2).encode(y)
     words = alt.Chart(rule).mark_text(text=f"rule of thumb {RULE}", align="left", baseline="bottom", dx=4, dy=-3,
                                       fontSize=14, color="#333333").encode(y, x=alt.value(0))
-    return alt.layer(lines, line, words).properties(height=300)
+    return readable(alt.layer(lines, line, words).properties(height=300))
 
 
 def share_bars(frame: pd.DataFrame) -> alt.LayerChart:
@@ -136,12 +150,14 @@ def share_bars(frame: pd.DataFrame) -> alt.LayerChart:
     base = alt.Chart(frame).encode(
         alt.Y("where:N", sort=list(frame["where"]), title=None, axis=alt.Axis(labelLimit=260)),
         alt.X("share:Q", title="share of the units", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")))
-    bars = base.mark_bar().encode(
-        alt.Color("measure:N", title=None, scale=alt.Scale(domain=list(KIND_LABELS.values()), range=KIND_COLOURS),
-                  legend=alt.Legend(orient="bottom")),
+    present = [(m, c) for m, c in zip(KIND_LABELS.values(), KIND_COLOURS) if m in set(frame["measure"])]
+    bars = base.mark_bar().encode(  # a legend of the measures shown only, each in its own colour on every page
+        alt.Color("measure:N", title=None,
+                  scale=alt.Scale(domain=[m for m, _ in present], range=[c for _, c in present]),
+                  legend=alt.Legend(orient="bottom", columns=1)),
         tooltip=["where", "measure", alt.Tooltip("share:Q", format=".1%")])
     values = base.mark_text(align="left", dx=4, fontSize=14).encode(alt.Text("share:Q", format=".0%"))
-    return alt.layer(bars, values).properties(height=_rows_height(len(frame), 34, low=80) + 40)
+    return readable(alt.layer(bars, values))
 
 
 def charts_of(samples: Sequence[dict[str, Any]]) -> XrayCharts:
@@ -151,7 +167,8 @@ def charts_of(samples: Sequence[dict[str, Any]]) -> XrayCharts:
     frame = layer_frame(shown)
     shares = share_frame(samples[-1])
     return XrayCharts(heat_map(frame, order), ratio_chart(frame, order), share_bars(shares) if len(shares) else None,
-                      int(samples[-1]["step"]), len(order), diagnose(samples))
+                      rows_height(len(order), 28), rows_height(len(shares), 34) + 30,
+                      int(samples[-1]["step"]), diagnose(samples))
 
 
 # ---- drawing ------------------------------------------------------------------------------------------
@@ -175,20 +192,21 @@ def draw(charts: XrayCharts, count: int) -> None:
     """The X-ray section: diagnoses first (what a class asks), then the three charts with their captions."""
     diagnoses(charts.diagnoses)
     st.markdown("**Gradient norm per layer** (log colour scale)")
-    st.altair_chart(charts.heat, width="stretch")
-    st.caption(f"Each row is a layer with weights, the first at the top; each column a sampled step ({count} sample{'s' if count != 1 else ''}): "
+    st.altair_chart(charts.heat, width="stretch", height=charts.heat_height)
+    samples = f"{count} sample" + ("s" if count != 1 else "")
+    st.caption(f"Each row is a layer with weights, the first at the top; each column a sampled step ({samples}): "
                "the brighter the cell, the larger that layer's gradient, and grey means no gradient reached it.")
     a, b = st.columns([3, 2])
     a.markdown("**Update-to-weight ratio per layer**")
     a.altair_chart(charts.ratios, width="stretch")
     a.caption(f"How much one step changes each layer's weights, relative to their size (log scale): lines near the "
               f"dashed rule of thumb ({RULE}) learn at a healthy pace, far below they hardly move, far "
-              "above they jump.")
+              "above they jump (a layer whose weights did not move at all has no line).")
     b.markdown(f"**Dead and saturated units** at step {charts.latest_step:,}")
     if charts.shares is None:
         b.caption("This network has no ReLU, tanh or sigmoid module, so there is no dead or saturated share to show.")
         return
-    b.altair_chart(charts.shares, width="stretch")
+    b.altair_chart(charts.shares, width="stretch", height=charts.shares_height)
     b.caption("One bar per activation, named after the layer it follows: the share of ReLU units that gave zero for "
               "every image of the batch, or of tanh/sigmoid outputs stuck at their limits; near 0% is healthy.")
 
@@ -231,8 +249,8 @@ def stored(run_id: str) -> XrayRecord | None:
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
-def _charts_of_run(run_id: str, stamp: int, _samples: tuple) -> XrayCharts:
-    """A run's charts, built once per number of samples (``_samples`` is not hashed)."""
+def _charts_of_run(run_id: str, count: int, _samples: tuple) -> XrayCharts:
+    """A run's charts, built once per number of samples (``_samples`` is not hashed: ``count`` stands for it)."""
     return charts_of(_samples)
 
 
@@ -274,11 +292,13 @@ def kernel_slider(kernels: Sequence[dict[str, Any]], key: str) -> None:
         return
     st.image(kernel_picture(weights), output_format="PNG", width="content")
     f, c, h, w = weights.shape
-    colour = ("each tile shows a filter's three input channels as red, green and blue" if c == 3 else
-              "each tile is a filter, grey from its smallest weight (black) to its largest (white)" if c == 1 else
+    colour = ("each tile is a filter, its three input channels as red, green and blue" if c == 3 else
+              "each tile is a filter, black at its smallest weight and white at its largest" if c == 1 else
               "each row is a filter, one grey tile per input channel")
-    st.caption(f"{snapshot['layer']} {when(epoch)}: {f} filters of {c} x {h} x {w}, {colour}, each scaled to its own "
-               "range; slide through the epochs to see random noise turn into edge, blob and colour detectors.")
+    slide = "; slide through the epochs to see random noise turn into edge, blob and colour detectors" \
+        if len(epochs) > 1 else ""
+    st.caption(f"{snapshot['layer']} {when(epoch)}: {f} filters of {c} x {h} x {w}, {colour}, each tile scaled to "
+               f"its own range{slide}.")
 
 
 def kernel_picture(weights: Any) -> Image.Image:
@@ -286,4 +306,4 @@ def kernel_picture(weights: Any) -> Image.Image:
     f, c = weights.shape[:2]
     columns = c if c not in (1, 3) else max(1, math.ceil(math.sqrt(f)))
     tile = max(24, min(120, KERNELS_WIDTH // columns))
-    return kernel_image(weights, max_filters=f, max_in=c, tile_size=tile)
+    return kernel_image(weights, max_filters=f, max_in=c, tile_size=tile, gap=max(2, tile // 10))

@@ -333,14 +333,14 @@ def kernel_grid(conv: nn.Conv2d, max_filters: int = 64, max_in: int = 8, tile_si
 
 
 def kernel_image(weights: torch.Tensor | np.ndarray, max_filters: int = 64, max_in: int = 8,
-                 tile_size: int = 40) -> Image.Image:
+                 tile_size: int = 40, gap: int = 2) -> Image.Image:
     """Kernels (filters x input channels x kh x kw, a layer's weights or a training X-ray snapshot) as tiles.
 
     With 3 input channels, each filter is one RGB tile (the way the first layer of AlexNet is
     usually shown); with 1, one grey tile per filter, in a square grid like the RGB ones (not a
     strip of one tile per row); otherwise each filter is a row of grey tiles, one per input channel
     (the first ``max_in``). Each tile is normalised on its own and enlarged by whole pixels (nearest)
-    to about ``tile_size``, so a 5x5 kernel stays sharp.
+    to about ``tile_size``, so a 5x5 kernel stays sharp; ``gap`` white pixels separate the tiles.
     """
     w = torch.as_tensor(weights).detach().float().cpu()
     if w.ndim != 4:
@@ -355,13 +355,13 @@ def kernel_image(weights: torch.Tensor | np.ndarray, max_filters: int = 64, max_
         rgb = ((flat - lo) / (hi - lo).clamp_min(1e-12)).view_as(w)
         rgb = rgb.repeat_interleave(scale, -2).repeat_interleave(scale, -1)
         tiles = (rgb.permute(0, 2, 3, 1).numpy() * 255).astype(np.uint8)
-        return Image.fromarray(_tile(tiles, max(1, math.ceil(math.sqrt(n))), 2))
+        return Image.fromarray(_tile(tiles, max(1, math.ceil(math.sqrt(n))), gap))
     m = min(w.shape[1], max_in)
     grey = _normalise(w[:, :m].reshape(n * m, *w.shape[-2:]))
     grey = grey.repeat_interleave(scale, -2).repeat_interleave(scale, -1)
     tiles = np.repeat((grey.numpy()[..., None] * 255).astype(np.uint8), 3, axis=-1)
     columns = max(1, math.ceil(math.sqrt(n))) if m == 1 else m  # one channel: filters side by side
-    return Image.fromarray(_tile(tiles, columns, 2))
+    return Image.fromarray(_tile(tiles, columns, gap))
 
 
 # --- class-activation maps ---------------------------------------------------------------------

@@ -448,7 +448,8 @@ def validation(data: DataPick) -> dict[str, Any]:
     val_split = menu(c1, "radio", "Validate on", "val_split", horizontal=True, key="train-val")
     val_fraction = number(c2, "Hold-out fraction", "val_fraction", key="train-valfrac", step=0.05, format="%g",
                           disabled=val_split != "holdout")
-    xray = field(c3, "checkbox", label("xray")[:1].upper() + label("xray")[1:], key="train-xray", help=help_text("xray"))
+    xray = field(c3, "checkbox", label("xray")[:1].upper() + label("xray")[1:], key="train-xray",
+                 help=help_text("xray"))
     if val_split == "test" and not has_test_split(data.name, data.root, data.options):
         c1.warning(f"{data.name} has no official test split: validate on a hold-out of the training set.")
     if data.options:
