@@ -209,7 +209,10 @@ def test_running_run_shows_curves_but_no_evaluation():
         assert any("still training" in i.value for i in at.info)
         assert not [m for m in at.metric if m.label == "Val top-1"]  # no evaluation
         assert at.button(key="runs-delete").disabled
-        assert len(at.get("vega_lite_chart")) == 2  # its curves
+        specs = [c.proto.spec for c in at.get("vega_lite_chart")]
+        xray = [s for s in specs if "gradient norm" in s or "rule of thumb" in s or "share of the units" in s]
+        assert len(xray) == 3  # its training X-ray so far: heat map, update ratios, dead or saturated shares
+        assert len(specs) - len(xray) == 2  # and its curves; no per-class bars, no confusion matrix
     finally:
         cancel.set()
         release.set()

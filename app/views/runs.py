@@ -319,12 +319,14 @@ def draw_mistakes(run, res, event, stamp: float) -> None:
                 d.caption(f"No training image of class {ex.predicted} among those compared.")
 
 
-def draw_xray(run_id: str) -> None:
+def draw_xray(run) -> None:
     """The run's training X-ray (:mod:`app.xray_view`), and its first convolution's kernels epoch by epoch."""
+    if run.is_link:  # never followed (the status box above says so)
+        return
     st.subheader("Training X-ray")
     st.caption("What happened inside the network while it trained: how strong each layer's gradient was, how much "
                "each step moved its weights, which units died or saturated, and what that says.")
-    xray_view.run_section(run_id, key=f"runs-kernels-{run_id}")
+    xray_view.run_section(run.run_id, key=f"runs-kernels-{run.run_id}")
 
 
 if status == "running":
@@ -349,7 +351,7 @@ else:
         draw_mistakes(run, result, clicked, stamp)
 
 # ---- what happened inside while it trained, and delete -----------------------------------------------
-draw_xray(run.run_id)
+draw_xray(run)
 if confirm_delete("runs", run.run_id, label="Delete this run…", disabled=status == "running",
                   help="A run still training cannot be deleted; stop it on the Train page first.",
                   warning=f"Delete run **{run.run_id}**? Its folder (weights, metrics, configuration) is removed "
