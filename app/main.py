@@ -11,11 +11,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `streamlit run app/main.py` from a fresh clone, no install step
     sys.path.insert(0, str(ROOT))
 
+from app import present  # noqa: E402
 from app.common import sidebar_status  # noqa: E402
 from app.share import open_page, share_box  # noqa: E402
 
 # a local icon: a Material icon's favicon is fetched from fonts.gstatic.com, and a classroom app sends nothing out
-st.set_page_config(page_title="cnnlab", page_icon=str(Path(__file__).parent / "icon.png"), layout="wide")
+st.set_page_config(page_title="cnnlab", page_icon=str(Path(__file__).parent / "icon.png"), layout="wide",
+                   initial_sidebar_state=present.sidebar_state())
 
 # less empty space above each page's title: on a projector at 1280x720 the content starts higher
 st.html("<style>[data-testid='stMainBlockContainer'] {padding-top: 2.5rem;}</style>")
@@ -43,5 +45,6 @@ nav = st.navigation(pages)
 page = nav.url_path or "architectures"  # the default page's path is the bare address
 open_page(page)
 sidebar_status()
+present.apply()
 share_box(page)
 nav.run()

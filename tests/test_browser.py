@@ -182,19 +182,33 @@ TRUNCATED_METRICS = """() => [...document.querySelectorAll('[data-testid="stMetr
     .map(el => el.innerText)"""
 
 
+# the smallest visible text of the elements ``sel``, ``skip``: those inside these (for body text: captions, widget
+# labels, tabs, expander titles and page links, which have their own sizes)
+SMALLEST_TEXT = """([sel, skip]) => Math.min(...[...document.querySelectorAll(sel)].filter(e => e.offsetParent !== null
+    && e.innerText.trim() && !(skip && e.closest(skip))).map(e => parseFloat(getComputedStyle(e).fontSize)), 1000)"""
+NOT_BODY = ('[data-testid="stCaptionContainer"], [data-testid="stWidgetLabel"], [data-testid="stTab"], '
+            '[data-testid="stExpander"] summary, [data-testid^="stPageLink"]')
+
+
+@pytest.mark.parametrize("present", [False, True], ids=["normal", "presentation"])
 @pytest.mark.parametrize("path,heading", PAGES)
-def test_every_page_reads_at_1280x720_without_cut_off_numbers(browser, app_url, shots, path, heading):
-    """A projector at 1280x720: every headline number is shown whole (no ellipsis), nothing raised, and no
-    request leaves the machine (a classroom may be offline; the favicon is the app's own)."""
+def test_every_page_reads_at_1280x720_without_cut_off_numbers(browser, app_url, shots, path, heading, present):
+    """A projector at 1280x720, in normal and presentation mode: every headline number is shown whole (no
+    ellipsis), nothing raised, and no request leaves the machine (a classroom may be offline; the favicon is the
+    app's own). Presenting: body text at least 20 px, captions at least 16 px."""
     page = browser.new_page(viewport={"width": 1280, "height": 720})
     outside: list[str] = []
     page.on("request", lambda r: outside.append(r.url) if urlsplit(r.url).scheme in ("http", "https", "ws", "wss")
             and urlsplit(r.url).hostname not in ("127.0.0.1", "localhost") else None)
-    page.goto(f"{app_url}/{path}")
+    page.goto(f"{app_url}/{path}" + ("?present=1" if present else ""))
     page.get_by_role("heading", name=heading, level=1).wait_for(timeout=60_000)
     page.wait_for_timeout(1500)
     wait_idle(page)
-    page.screenshot(path=str(shots / f"page-1280-{path or 'home'}.png"), full_page=True)
+    mode = "present" if present else "1280"
+    page.screenshot(path=str(shots / f"page-{mode}-{path or 'home'}.png"), full_page=True)
+    if present:
+        assert page.evaluate(SMALLEST_TEXT, ['[data-testid="stMain"] [data-testid="stMarkdownContainer"] p', NOT_BODY]) >= 20
+        assert page.evaluate(SMALLEST_TEXT, ['[data-testid="stMain"] p', ""]) >= 16  # captions, labels, tabs too
     assert page.locator(ERROR_SELECTOR).count() == 0, page.locator(ERROR_SELECTOR).first.inner_text()
     assert page.evaluate(TRUNCATED_METRICS) == []
     if path == "":  # the widest numbers of the zoo: VGG-16's 138 M parameters and 15.5 G MACs
