@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import io
 import secrets
-from typing import Any, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Sequence
 from urllib.parse import urlsplit
 
 import altair as alt
@@ -17,7 +18,7 @@ import streamlit as st
 from cnnlab.errors import CnnlabError
 from cnnlab.lessons import classroom as cls
 from cnnlab.lessons.catalog import get_lesson
-from cnnlab.lessons.runner import attach_guesses, load_result
+from cnnlab.lessons.runner import StoredResult, attach_guesses, load_result
 
 COOKIE = "cnnlab_browser"  # a random token that tells one browser from another: one answer each
 SESSION_KEY = "class-session"  # the teacher's current session code, per lesson
@@ -134,9 +135,26 @@ def guesses_chart(session: cls.ClassSession) -> alt.Chart:
     ).properties(height=260).configure_axis(labelFontSize=16, titleFontSize=16)
 
 
-def teacher_panel(lesson_name: str, result_id: str | None, arms: Sequence[Mapping[str, Any]] | None) -> None:
+def result_after(session: cls.ClassSession, results: Sequence[StoredResult]) -> StoredResult | None:
+    """The result the class's guesses are about: the one already attached, else the newest saved after the
+    session started (an older result was known before anyone guessed)."""
+    for r in results:
+        if r.id == session.result_id:
+            return r
+    fresh = [r for r in results if _timestamp(r.data.get("created")) >= session.created - 1]
+    return max(fresh, key=lambda r: r.data["created"]) if fresh else None
+
+
+def _timestamp(text: Any) -> float:
+    try:
+        return datetime.fromisoformat(str(text)).timestamp()
+    except ValueError:
+        return 0.0
+
+
+def teacher_panel(lesson_name: str, results: Sequence[StoredResult]) -> None:
     """On the Lessons page: start a session, show its code, link and QR code, count the answers live, reveal
-    them, and once the lesson has a result put it beside the guesses (kept with the result)."""
+    them, and once the lesson has a new result put it beside the guesses (kept with the result)."""
     store = st.session_state.setdefault(SESSION_KEY, {})
     code = store.get(lesson_name)
     session = None
@@ -152,10 +170,10 @@ def teacher_panel(lesson_name: str, result_id: str | None, arms: Sequence[Mappin
             store[lesson_name] = cls.start_session(get_lesson(lesson_name)).code
             st.rerun()
         return
-    _session_box(session, result_id, arms)
+    _session_box(session, result_after(session, results))
 
 
-def _session_box(session: cls.ClassSession, result_id: str | None, arms: Sequence[Mapping[str, Any]] | None) -> None:
+def _session_box(session: cls.ClassSession, result: StoredResult | None) -> None:
     link = class_link(session.code)
     left, right = st.columns([2, 1])
     with left:
@@ -170,13 +188,13 @@ def _session_box(session: cls.ClassSession, result_id: str | None, arms: Sequenc
             cls.reveal(session.code)
             st.rerun()
         return
-    st.altair_chart(guesses_chart(session), use_container_width=True)
-    if result_id and arms is not None:
-        text = cls.compare_text(session, arms)
+    st.altair_chart(guesses_chart(session), width="stretch")
+    if result is not None:
+        text = cls.compare_text(session, result.arms)
         st.markdown(f"#### {text}")
-        if session.result_id != result_id:
-            attach_guesses(result_id, {**session.summary(), "text": text})
-            cls.attach_result(session.code, result_id)
+        if session.result_id != result.id:
+            attach_guesses(result.id, {**session.summary(), "text": text})
+            cls.attach_result(session.code, result.id)
         questions = get_lesson(session.lesson).discuss
         if questions:
             st.markdown("**Explain the gap:**\n" + "\n".join(f"- {q}" for q in questions))

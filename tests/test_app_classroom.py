@@ -60,3 +60,35 @@ def test_the_qr_code_is_a_png_of_the_link():
 
     data = qr_png("http://localhost:8501/?class=ABCDE")
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 200
+
+
+def test_the_teacher_starts_a_session_reveals_and_sees_the_result_beside_the_guesses(monkeypatch):
+    """Lessons page: start, three answers, reveal (the chart counts them), then a result saved after the start
+    appears beside the guesses and is kept with it."""
+    from apphelpers import open_view
+
+    from cnnlab.lessons.runner import load_result, save_result
+
+    at = open_view("lessons")
+    at.button(key="class-start-lenet-vs-lenetv2").click().run()
+    assert not at.exception
+    (code,) = at.session_state["class-session"].values()
+    for i, v in enumerate(["lenet", "lenet_v2", "lenet_v2"]):
+        cls.answer(code, f"student-{i:04d}", v)
+    assert any(f"Class code **{code}**" in m.value for m in at.markdown)
+    at.button(key=f"class-reveal-{code}").click().run()
+    assert not at.exception and cls.load_session(code).revealed
+    lesson = get_lesson("lenet-vs-lenetv2")
+    arms = [{"id": a.id, "name": a.name, "status": "finished", "message": "", "best_val_top1": v, "val_images": 360,
+             "num_classes": 10, "compare": True} for a, v in zip(lesson.arms, (0.50, 0.90))]
+    rid = save_result({"lesson": lesson.name, "title": lesson.title, "budget": "quick",
+                       "created": "2099-01-01T00:00:00", "conclusion": "c", "arms": arms,
+                       "lesson_source": lesson.source, "state": "finished", "builtin": True})
+    at.run()
+    assert not at.exception
+    text = [m.value for m in at.markdown if "came out on top" in m.value]
+    assert text and "2 of 3 expected LeNetV2 (ReLU, max pooling) to come out on top" in text[0]
+    assert "LeNetV2 (ReLU, max pooling) (90.0%) came out on top, beyond the noise. 2 of 3 guessed it." in text[0]
+    assert load_result(rid).data["guesses"]["counts"] == {"LeNet (tanh, average pooling)": 1,
+                                                          "LeNetV2 (ReLU, max pooling)": 2}
+    assert any("Explain the gap" in m.value for m in at.markdown)

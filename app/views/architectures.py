@@ -231,7 +231,7 @@ def compare(name: str, names: list[str]) -> None:
         st.altair_chart(alt.Chart(frame).mark_bar().encode(
             x=alt.X("parameters:Q", scale=alt.Scale(type="log"), title="parameters (log scale)"),
             y=alt.Y("model:N", sort=None, title=None), tooltip=["model", alt.Tooltip("parameters:Q", format=",")],
-        ).properties(height=44 * len(rows) + 30), use_container_width=True)
+        ).properties(height=44 * len(rows) + 30), width="stretch")
         st.caption("Each step on the axis is ten times more parameters.")
 
 

@@ -27,6 +27,7 @@ import pandas as pd
 import streamlit as st
 
 from app.common import confirm_delete, remember, short_number, show_error
+from app.classroom_view import SESSION_KEY as CLASS_KEY, teacher_panel
 from app.share import setting_shown
 from cnnlab.errors import CnnlabError, LessonError
 from cnnlab.lessons import (
@@ -667,6 +668,10 @@ if lesson is None:
 describe_lesson(lesson, measured)
 running = followed_run(lesson)
 budget, results = budget_choice(lesson, running, extra, extra_from)
+
+with st.expander("Class session: the class guesses before the run", icon=":material/groups:",
+                 expanded=bool(st.session_state.get(CLASS_KEY, {}).get(lesson.name))):
+    teacher_panel(lesson.name, results)
 
 ended = st.session_state.pop(ENDED, None)
 if ended:

@@ -260,10 +260,10 @@ def copy_row() -> None:
         labels = {r.run_id: run_label(r) for r in runs}
         c1.selectbox("Copy settings from a run", list(labels), format_func=labels.get, key="train-copy-run",
                      help="Fills the form below with the settings the run was trained with.")
-        c2.button("Copy settings", key="train-copy", on_click=_copy_from_run, use_container_width=True)
+        c2.button("Copy settings", key="train-copy", on_click=_copy_from_run, width="stretch")
     else:
         c1.caption("Copy settings from a run: no run yet (finished trainings appear here).")
-    c3.button("Reset", key="train-reset", on_click=_reset, use_container_width=True,
+    c3.button("Reset", key="train-reset", on_click=_reset, width="stretch",
               help="Back to the page's default settings.")
     msg = st.session_state.get(COPY_MSG)
     if msg:
