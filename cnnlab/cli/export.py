@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from .train import _key_value
+
 # cnnlab.export (nbformat, the ONNX exporter) is imported inside the command: only this command needs it.
 
 
@@ -27,6 +29,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--torchscript", metavar="FILE.pt", help="a run: write its trained model as TorchScript here")
     p.add_argument("--budget", choices=["quick", "full"], default="quick",
                    help="a lesson: the settings its arms train with (default: %(default)s)")
+    p.add_argument("--set", dest="overrides", type=_key_value, action="append", default=None, metavar="KEY=VALUE",
+                   help="a lesson: a training setting for every arm, e.g. --set epochs=2 (repeatable)")
     p.set_defaults(func=cmd_export)
 
 
@@ -34,6 +38,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ..export import FORMATS, write_exports  # nbformat and the ONNX exporter load only for this command
 
     paths = {f: getattr(args, f) for f in FORMATS if getattr(args, f) is not None}
-    for path in write_exports(args.target, paths, budget=args.budget):
+    for path in write_exports(args.target, paths, budget=args.budget, overrides=dict(args.overrides or [])):
         print(f"wrote {path}")
     return 0

@@ -14,11 +14,11 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
-from ..errors import CnnlabError, RunNotFoundError
+from ..errors import RunNotFoundError
 from ..files import atomic_write_bytes
-from ..lessons import Lesson, get_lesson
+from ..lessons import Lesson, builtin_names, get_lesson
 from ..runs import load_run
 from .closure import ExportError
 from .modelcode import ModelCode, model_code
@@ -32,6 +32,7 @@ __all__ = [
 ]
 
 FORMATS = ("notebook", "script", "onnx", "torchscript")  # what a run exports; a lesson: notebook and script
+Overrides = Mapping[str, Any] | None
 
 
 def run_notebook_bytes(run_id: str) -> bytes:
@@ -44,39 +45,42 @@ def run_script_text(run_id: str) -> str:
     return to_script(run_cells(load_run(run_id)))
 
 
-def lesson_notebook_bytes(lesson: Lesson | str, budget: str = "quick") -> bytes:
-    """A lesson (a :class:`~cnnlab.lessons.Lesson`, a built-in name or a file's path) as a notebook."""
-    return to_notebook(lesson_cells(lesson if isinstance(lesson, Lesson) else get_lesson(lesson), budget))
+def lesson_notebook_bytes(lesson: Lesson | str, budget: str = "quick", overrides: Overrides = None) -> bytes:
+    """A lesson (a :class:`~cnnlab.lessons.Lesson`, a built-in name or a file's path) as a notebook;
+    ``overrides``: settings for every arm, e.g. ``{"epochs": 2}``."""
+    return to_notebook(lesson_cells(lesson if isinstance(lesson, Lesson) else get_lesson(lesson), budget, overrides))
 
 
-def lesson_script_text(lesson: Lesson | str, budget: str = "quick") -> str:
-    return to_script(lesson_cells(lesson if isinstance(lesson, Lesson) else get_lesson(lesson), budget))
+def lesson_script_text(lesson: Lesson | str, budget: str = "quick", overrides: Overrides = None) -> str:
+    """The same code as the lesson's notebook, as one Python script."""
+    return to_script(lesson_cells(lesson if isinstance(lesson, Lesson) else get_lesson(lesson), budget, overrides))
 
 
 def resolve_target(target: str) -> tuple[str, str | Lesson]:
-    """``("run", run id)`` or ``("lesson", Lesson)``: a run id (or its unique beginning) first, else a lesson's
-    name or file; neither is one message naming both."""
+    """``("lesson", Lesson)`` for a built-in lesson's name or a ``.toml`` file, else ``("run", run id)`` for a run
+    id or its unique beginning (run ids begin with their date, lesson names never do)."""
+    if target in builtin_names() or target.endswith(".toml"):
+        return "lesson", get_lesson(target)
     try:
         return "run", load_run(target).run_id
-    except RunNotFoundError as run_error:
-        try:
-            return "lesson", get_lesson(target)
-        except CnnlabError as lesson_error:
-            raise ExportError(f"{target!r} is neither a run nor a lesson: {run_error} And {lesson_error}") from None
+    except RunNotFoundError as e:
+        raise ExportError(f"{e} Or name a lesson: {', '.join(builtin_names())}, or a lesson's .toml file.") from None
 
 
-def _makers(kind: str, target: str | Lesson, budget: str) -> dict[str, Callable[[], bytes]]:
+def _makers(kind: str, target: str | Lesson, budget: str, overrides: Overrides) -> dict[str, Callable[[], bytes]]:
     if kind == "run":
         run_id = str(target)
         return {"notebook": lambda: run_notebook_bytes(run_id), "script": lambda: run_script_text(run_id).encode(),
                 "onnx": lambda: onnx_bytes(run_id), "torchscript": lambda: torchscript_bytes(run_id)}
-    return {"notebook": lambda: lesson_notebook_bytes(target, budget),
-            "script": lambda: lesson_script_text(target, budget).encode()}
+    return {"notebook": lambda: lesson_notebook_bytes(target, budget, overrides),
+            "script": lambda: lesson_script_text(target, budget, overrides).encode()}
 
 
-def write_exports(target: str, paths: Mapping[str, str | os.PathLike[str]], budget: str = "quick") -> list[Path]:
+def write_exports(target: str, paths: Mapping[str, str | os.PathLike[str]], budget: str = "quick",
+                  overrides: Overrides = None) -> list[Path]:
     """Write the exports of a run or lesson ``target`` named in ``paths`` (format -> file, see :data:`FORMATS`);
-    returns the files written. All or nothing: see the module's docstring."""
+    returns the files written. ``budget`` and ``overrides``: a lesson's settings. All or nothing: see the
+    module's docstring."""
     wanted = {k: Path(v).expanduser() for k, v in paths.items() if v is not None}
     if not wanted:
         raise ExportError(f"say what to export: {', '.join('--' + f for f in FORMATS)} with a file name each.")
@@ -86,7 +90,9 @@ def write_exports(target: str, paths: Mapping[str, str | os.PathLike[str]], budg
     if len({p.resolve() for p in wanted.values()}) < len(wanted):
         raise ExportError("two exports name the same file: give each its own.")
     kind, resolved = resolve_target(target)
-    makers = _makers(kind, resolved, budget)
+    if kind == "run" and overrides:
+        raise ExportError("--set changes a lesson's settings; a run is exported with the settings it was trained with.")
+    makers = _makers(kind, resolved, budget, overrides)
     refused = [f for f in wanted if f not in makers]
     if refused:
         raise ExportError(f"a lesson has no single trained model to export as {' or '.join(refused)}: export one of "

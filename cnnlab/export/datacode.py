@@ -208,6 +208,7 @@ def planned_shapes(config: TrainConfig) -> Shapes:
 def add_data_code(closure: Closure, configs: list[TrainConfig]) -> None:
     """The definitions that load every dataset of ``configs`` (``load_data`` and what it needs)."""
     names = sorted({c.dataset for c in configs}, key=WRITTEN_OUT.index)
+    closure.define("DATA_ROOT")  # set by the notebook's first cell
     for name in names:
         if name == "digits":
             closure.import_line("from sklearn.datasets import load_digits")
@@ -234,11 +235,13 @@ def add_pipeline_code(closure: Closure, configs: list[TrainConfig], measure: boo
     """``make_pipeline`` with the augmentation presets of ``configs`` (and, if ``measure``,
     ``normalisation_stats``: the statistics measured in the notebook)."""
     presets = sorted({c.augment for c in configs}, key=[p.name for p in augment.PRESETS].index)
+    closure.define("device")  # set by the notebook's first cell
     entries = []
     for name in presets:
         entries.append(f'"{name}": {closure.add(get_preset(name).apply)}')
     closure.add(augment.center_crop)
     closure.add(augment.resize_center_crop)
+    closure.add_constant(augment, "LUMA_WEIGHTS")
     closure.add_source("AUGMENTATIONS = {" + ", ".join(entries) + "}  # cnnlab's augmentation presets (batch functions)")
     closure.add_source(PIPELINE)
     if measure:

@@ -62,11 +62,13 @@ _RECORDING = threading.Lock()
 
 @dataclass
 class ModelCode:
-    """``code``: the imports and class definitions; ``build``: statements that create ``model``."""
+    """``code``: the imports and class definitions; ``build``: statements that create ``model``;
+    ``offline_build``: the same without pretrained weights (nothing to download, as the check runs it)."""
 
     code: Code
     build: str
     name: str
+    offline_build: str
 
 
 def model_code(name: str, kwargs: Mapping[str, Any], pretrained: bool = False, freeze: bool = False) -> ModelCode:
@@ -82,7 +84,7 @@ def model_code(name: str, kwargs: Mapping[str, Any], pretrained: bool = False, f
     else:
         build = f"model = {writer.expr(model, 'model')}"
         check = build
-    result = ModelCode(writer.closure.code, build, spec.name)
+    result = ModelCode(writer.closure.code, build, spec.name, check)
     _check(result.code, check, model, spec.name)
     return result
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
@@ -19,12 +19,15 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from ..config import TrainConfig
 from ..data.shapes import STANDIN_MODEL, TARGET_CLASSES
 from ..errors import CnnlabError
-from ..lessons import Lesson
+from ..lessons import BUDGETS, Lesson
+from ..lessons.runner import check_overrides
 from ..models import get_spec
 from ..runs import Run, run_config
 from ..transfer import STANDIN_HEAD, StandinConfig
 from .closure import Closure, ExportError
-from .datacode import Shapes, add_data_code, add_pipeline_code, data_from_meta, describe, planned_shapes
+from .datacode import (
+    Shapes, add_data_code, add_pipeline_code, check_dataset, data_from_meta, describe, planned_shapes,
+)
 from .modelcode import ModelCode, model_code, new_closure
 from .training import ArmCode, add_training_code, arm_code
 
@@ -118,7 +121,6 @@ class _Sections:
 
     def __init__(self) -> None:
         self.closure: Closure = new_closure()
-        self.closure.define("device", "DATA_ROOT")
         self.mark = 0
 
     def cell(self) -> Cell | None:
@@ -189,6 +191,7 @@ def _rebuildable(run: Run) -> TrainConfig:
         raise ExportError(f"run {run.run_id} cannot be exported: {why}. Delete it (python -m cnnlab runs --delete "
                           f"{run.run_id}) or train it again.")
     config = run_config(run)
+    check_dataset(config)
     if config.init_from or run.meta.get("prepared_model"):
         start = f"run {config.init_from}'s weights" if config.init_from else "a network prepared before it (the " \
             "transfer stand-in's pretraining)"
@@ -238,10 +241,15 @@ def _comparison(run: Run) -> str:
 # ---- a lesson -------------------------------------------------------------------------------------------------
 
 
-def lesson_cells(lesson: Lesson, budget: str = "quick") -> list[Cell]:
-    """A lesson's notebook: the question, each arm trained in its own section, the comparison, the questions."""
+def lesson_cells(lesson: Lesson, budget: str = "quick", overrides: Mapping[str, Any] | None = None) -> list[Cell]:
+    """A lesson's notebook: the question, each arm trained in its own section, the comparison, the questions.
+    ``overrides``: settings for every arm (a shorter homework: ``{"epochs": 2}``), as ``python -m cnnlab lesson
+    --set`` takes them."""
+    if budget not in BUDGETS:
+        raise ExportError(f"unknown budget {budget!r}: choose {' or '.join(BUDGETS)}.")
     try:
-        configs = {arm.id: lesson.config(arm, budget) for arm in lesson.arms}
+        extra = check_overrides(overrides)
+        configs = {arm.id: lesson.config(arm, budget, extra) for arm in lesson.arms}
     except CnnlabError as e:
         raise ExportError(f"lesson {lesson.name} cannot be exported: {e}") from None
     standins = {configs[a.id].seed: StandinConfig(seed=configs[a.id].seed).source_config()

@@ -113,6 +113,8 @@ class ArmCode:
 
 
 def add_training_code(closure: Closure, configs: list[TrainConfig]) -> None:
+    """The training loop's definitions (and cnnlab's initialisation, if an arm asks for one)."""
+    closure.define("device")  # set by the notebook's first cell
     closure.import_line("import copy")
     closure.import_line("import time")
     if any(c.init != "default" for c in configs):
