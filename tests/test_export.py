@@ -25,13 +25,14 @@ from apphelpers import copy_runs, train_run, using_cache
 from cnnlab import export
 from cnnlab.cli import main
 from cnnlab.data import InputPipeline
-from cnnlab.data.pipeline import AUGMENT_PRESETS, measure_stats
+from cnnlab.data.pipeline import AUGMENT_PRESETS, measure_stats, model_space_stats
 from cnnlab.export import ExportError
 from cnnlab.export.datacode import add_data_code, add_pipeline_code, load_call
 from cnnlab.export.modelcode import new_closure
 from cnnlab.lessons import builtin_lessons
 from cnnlab.runs import load_model, load_run
 from cnnlab.train import TrainConfig, load_data
+from test_data_datasets import fake_mnist
 
 LENET = TrainConfig(model="lenet", dataset="digits", epochs=1, seed=3, device="cpu")
 RESNET = TrainConfig(model="cifar_resnet", dataset="shapes", epochs=1, batch_size=32, seed=1, device="cpu",
@@ -119,29 +120,48 @@ DATA_CONFIGS = [
 ]
 
 
-def written_namespace(closure) -> dict:
-    namespace = {"__name__": "exported", "device": torch.device("cpu"), "DATA_ROOT": "data"}
+def written_namespace(closure, data_root: str = "data") -> dict:
+    namespace = {"__name__": "exported", "device": torch.device("cpu"), "DATA_ROOT": data_root}
     exec(closure.code.text(), namespace)
+    return namespace
+
+
+def assert_cnnlabs_data(config: TrainConfig, data_root: str = "data") -> dict:
+    """The written data code loads what cnnlab loads for ``config``: images, labels, classes, normalisation."""
+    closure = new_closure()
+    add_data_code(closure, [config])
+    add_pipeline_code(closure, [config])
+    namespace = written_namespace(closure, data_root)
+    exec(load_call(config), namespace)
+    bundle = load_data(config, download=False)
+    for mine, theirs in (("train_x", bundle.train.images), ("train_y", bundle.train.labels),
+                         ("val_x", bundle.val.images), ("val_y", bundle.val.labels)):
+        assert torch.equal(namespace[mine], theirs), mine
+    for channels in (1, 3):  # a model with the data's channels, and one with the other count
+        expected = model_space_stats(bundle.train.images, bundle.info.mean, bundle.info.std, channels)
+        assert namespace["model_stats"](namespace["train_x"], namespace["data_stats"], channels) == expected
     return namespace
 
 
 @pytest.mark.parametrize("config", DATA_CONFIGS, ids=["digits-subset", "shapes-classes-grey", "shapes-test-split"])
 def test_the_written_data_code_gives_cnnlabs_images(config):
-    closure = new_closure()
-    add_data_code(closure, [config])
-    namespace = written_namespace(closure)
-    exec(load_call(config), namespace)
-    bundle = load_data(config)
-    for mine, theirs in (("train_x", bundle.train.images), ("train_y", bundle.train.labels),
-                         ("val_x", bundle.val.images), ("val_y", bundle.val.labels)):
-        assert torch.equal(namespace[mine], theirs), mine
-    assert namespace["classes"] == list(bundle.info.classes)
+    namespace = assert_cnnlabs_data(config)
+    assert namespace["classes"] == list(load_data(config).info.classes)
+
+
+def test_the_written_data_code_reads_torchvisions_files_as_cnnlab_does(tmp_path):
+    fake_mnist(tmp_path, n_train=60, n_test=20)
+    for split in ("holdout", "test"):
+        config = TrainConfig(model="lenet5", dataset="mnist", subset=30, seed=6, data_root=str(tmp_path),
+                             val_split=split, data_options={"channels": 3, "image_size": 32})
+        namespace = assert_cnnlabs_data(config, str(tmp_path))
+        assert namespace["train_x"].shape[1:] == (3, 32, 32) and len(namespace["train_y"]) == 30
 
 
 @pytest.mark.parametrize("preset", AUGMENT_PRESETS)
 def test_the_written_pipeline_gives_cnnlabs_batches(preset):
     closure = new_closure()
-    add_pipeline_code(closure, [TrainConfig(augment=preset)], measure=True)
+    add_pipeline_code(closure, [TrainConfig(augment=preset)])
     namespace = written_namespace(closure)
     images = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (6, 3, 32, 32), dtype=np.uint8))
     for data, model_shape, resize in (((3, 32, 32), (1, 28, 28), 1.0), ((3, 32, 32), (3, 24, 24), 256 / 224)):

@@ -102,22 +102,27 @@ def convert_channels(images, channels):
 
 def load_data(dataset, seed, val_fraction=0.2, subset=None, val_split="holdout", options=None):
     """Training and validation images (uint8 N x C x H x W) and labels, loaded, split, subset and converted
-    as cnnlab does for a training with these settings."""
+    as cnnlab does for a training with these settings; and the dataset's statistics (mean, std)."""
     options = dict(options or {})
     channels = options.pop("channels", None)  # 1 or 3: every image converted
     options.pop("progress", None)
     splits, classes = LOADERS[dataset](seed=seed, val_fraction=val_fraction, **options)
-    if channels is not None:
+    # a torchvision set's published statistics, else those measured on the training split
+    stats = DATASET_STATS.get(dataset) or channel_stats(splits["train"][0])
+    holdout = val_split != "test"
+    if holdout and subset is not None:  # a class-balanced subset of the training images
+        splits["train"] = class_balanced_subset(*splits["train"], subset, seed)
+    if channels is not None and channels != splits["train"][0].shape[1]:
         splits = {k: (convert_channels(x, channels), y) for k, (x, y) in splits.items()}
+        # a grey channel repeated keeps its statistics; the luma's are measured (never an average)
+        stats = (stats[0] * 3, stats[1] * 3) if channels == 3 else channel_stats(splits["train"][0])
     (train_x, train_y), (val_x, val_y) = splits["train"], splits["val"]
-    if val_split == "test":  # the seeds' way: train on every training image, validate on the official test set
+    if not holdout:  # the seeds' way: train on every training image, validate on the official test set
         train_x, train_y = torch.cat([train_x, val_x]), torch.cat([train_y, val_y])
         val_x, val_y = splits["test"]
         if subset is not None and subset < len(train_y):
             train_x, train_y = class_balanced_subset(train_x, train_y, subset, seed)
-    elif subset is not None:  # a class-balanced subset of the training images
-        train_x, train_y = class_balanced_subset(train_x, train_y, subset, seed)
-    return train_x, train_y, val_x, val_y, classes
+    return train_x, train_y, val_x, val_y, classes, stats
 '''
 
 PIPELINE = '''
@@ -164,7 +169,17 @@ def normalisation_stats(images, channels):
         if x.shape[1] == 3 and channels == 1:
             return (x * torch.tensor(LUMA_WEIGHTS, dtype=x.dtype).view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
         return x
-    return channel_stats(images, transform=adapt)
+    return channel_stats(images, max_values=2**26, transform=adapt)
+
+
+def model_stats(train_x, data_stats, channels):
+    """The normalisation in the model's channels: the dataset's statistics when the images reach the model
+    with their own channels (or one grey channel repeated: the same statistics), else measured on the
+    training images as the model sees them (the statistics of a luma image are not an average)."""
+    mean, std = data_stats
+    if train_x.shape[1] in (channels, 1) and len(mean) in (channels, 1):
+        return tuple(mean) * (channels // len(mean)), tuple(std) * (channels // len(std))
+    return normalisation_stats(train_x, channels)
 '''
 
 
@@ -224,16 +239,19 @@ def add_data_code(closure: Closure, configs: list[TrainConfig]) -> None:
         closure.add_source(f"TORCHVISION_CLASSES = {classes!r}  # cnnlab's name -> torchvision's dataset class")
         closure.add_source(TORCHVISION)
     closure.add(splits._per_class_permutations)
+    closure.add(stats.channel_stats)
     closure.add_constant(augment, "LUMA_WEIGHTS")
+    published = {n: (tvsets.TORCHVISION_SETS[n].mean, tvsets.TORCHVISION_SETS[n].std)
+                 for n in names if n in tvsets.TORCHVISION_SETS}
+    closure.add_source(f"DATASET_STATS = {published!r}  # the statistics cnnlab uses for torchvision's sets")
     loaders = ", ".join(f'"{n}": load_{n}_splits' if n in ("digits", "shapes")
                         else f'"{n}": lambda **kw: load_torchvision_splits("{n}", **kw)' for n in names)
     closure.add_source(f"LOADERS = {{{loaders}}}  # dataset name -> its loader")
     closure.add_source(COMMON)
 
 
-def add_pipeline_code(closure: Closure, configs: list[TrainConfig], measure: bool) -> None:
-    """``make_pipeline`` with the augmentation presets of ``configs`` (and, if ``measure``,
-    ``normalisation_stats``: the statistics measured in the notebook)."""
+def add_pipeline_code(closure: Closure, configs: list[TrainConfig]) -> None:
+    """``make_pipeline`` with the augmentation presets of ``configs``, and ``model_stats``: the normalisation."""
     presets = sorted({c.augment for c in configs}, key=[p.name for p in augment.PRESETS].index)
     closure.define("device")  # set by the notebook's first cell
     entries = []
@@ -244,31 +262,22 @@ def add_pipeline_code(closure: Closure, configs: list[TrainConfig], measure: boo
     closure.add_constant(augment, "LUMA_WEIGHTS")
     closure.add_source("AUGMENTATIONS = {" + ", ".join(entries) + "}  # cnnlab's augmentation presets (batch functions)")
     closure.add_source(PIPELINE)
-    if measure:
-        closure.add(stats.channel_stats)
-        closure.add_source(STATS)
+    closure.add(stats.channel_stats)
+    closure.add_source(STATS)
 
 
 def load_call(config: TrainConfig) -> str:
     """The notebook's call that loads ``config``'s data."""
     options = {k: v for k, v in config.data_options.items() if k != "progress"}
-    return (f"train_x, train_y, val_x, val_y, classes = load_data({config.dataset!r}, seed={config.seed}, "
+    return (f"train_x, train_y, val_x, val_y, classes, data_stats = load_data({config.dataset!r}, seed={config.seed}, "
             f"val_fraction={config.val_fraction!r}, subset={config.subset!r}, val_split={config.val_split!r}, "
             f"options={options!r})")
 
 
-def stats_line(config: TrainConfig, shapes_: Shapes, known: tuple[Any, Any] | None) -> str:
-    """How the notebook gets the normalisation: the run's recorded statistics, a torchvision set's published
-    ones (as cnnlab uses them), or measured on the training images."""
-    if known is not None:
-        return (f"mean, std = {tuple(known[0])!r}, {tuple(known[1])!r}  # the training images' statistics, as "
-                "cnnlab measured them for this run")
-    tv = tvsets.TORCHVISION_SETS.get(config.dataset)
-    dc, mc = shapes_.data[0], shapes_.model[0]
-    if tv is not None and "channels" not in config.data_options and (dc == mc or dc == 1):
-        mean, std = tv.mean * (mc // len(tv.mean)), tv.std * (mc // len(tv.std))
-        return f"mean, std = {mean!r}, {std!r}  # {tv.display_name}'s published statistics"
-    return f"mean, std = normalisation_stats(train_x, {mc})  # measured on the training images"
+def stats_line(shapes_: Shapes) -> str:
+    """The normalisation, found by cnnlab's rule (the dataset's statistics, or measured in the model's channels)."""
+    return (f"mean, std = model_stats(train_x, data_stats, {shapes_.model[0]})  # each channel's mean and std, "
+            "as the model sees the images")
 
 
 def pipeline_call(config: TrainConfig, shapes_: Shapes, eval_resize: float) -> str:

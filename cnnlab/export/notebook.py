@@ -130,14 +130,16 @@ class _Sections:
         return _code("\n\n\n".join(blocks)) if blocks else None
 
 
-def _imports_cell(closure: Closure, torchvision_data: bool) -> Cell:
+def _imports_cell(closure: Closure, configs: Sequence[TrainConfig]) -> Cell:
+    """The imports every later cell needs, the device, and where torchvision's files go."""
     lines = sorted(set(closure.code.imports), key=_import_order)
     lines.append("import matplotlib.pyplot as plt")
+    roots = {c.data_root or "data" for c in configs if c.dataset not in ("digits", "shapes")}
     body = "\n".join(lines) + "\n\n" + \
-        'device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # a GPU if there is one\n' + \
-        ('DATA_ROOT = "data"  # where torchvision keeps the dataset files (downloaded on the first run)\n'
-         if torchvision_data else "") + 'print("training on", device)'
-    return _code(body)
+        'device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # a GPU if there is one\n'
+    if roots:
+        body += f"DATA_ROOT = {min(roots)!r}  # where torchvision keeps the dataset files (downloaded once)\n"
+    return _code(body + 'print("training on", device)')
 
 
 def _import_order(line: str) -> tuple[int, bool, str]:
@@ -161,14 +163,13 @@ def run_cells(run: Run) -> list[Cell]:
     shapes = data_from_meta(run.meta)
     kwargs = run.meta["model_kwargs"]
     model = model_code(run.meta["model"], kwargs, config.pretrained, config.freeze == "features")
-    stats = (run.meta.get("model_mean"), run.meta.get("model_std"))
-    code = arm_code(config, shapes, model.build, stats if all(stats) else None)
+    code = arm_code(config, shapes, model.build)
     s = _Sections()
     cells = [_md(_run_intro(run, config))]
     add_data_code(s.closure, [config])
     cells += [_md("## The data\n\n" + describe(config) + " The same images, split the same way, as the run.")]
     cells += [c for c in (s.cell(), _code(code.data)) if c]
-    add_pipeline_code(s.closure, [config], measure=stats[0] is None)
+    add_pipeline_code(s.closure, [config])
     cells += [_md(_PIPELINE_TEXT)] + [c for c in (s.cell(), _code(code.pipeline)) if c]
     s.closure.merge(model.code)
     cells += [_md(_model_text(config, run.meta))] + [c for c in (s.cell(), _code(code.model)) if c]
@@ -177,8 +178,7 @@ def run_cells(run: Run) -> list[Cell]:
     cells += [_md("## The curves\n\nLoss and accuracy per epoch, on the training images (while they were "
                   "learnt) and on the validation images."), _code(RUN_PLOT)]
     cells += [_md("## Compared with cnnlab's run"), _code(_comparison(run))]
-    tv = config.dataset not in ("digits", "shapes")
-    return [cells[0], _imports_cell(s.closure, tv), *cells[1:]]
+    return [cells[0], _imports_cell(s.closure, [config]), *cells[1:]]
 
 
 def _rebuildable(run: Run) -> TrainConfig:
@@ -260,7 +260,7 @@ def lesson_cells(lesson: Lesson, budget: str = "quick", overrides: Mapping[str, 
     s = _Sections()
     add_data_code(s.closure, every)
     cells = [_md("## The data\n\n" + " ".join(dict.fromkeys(describe(c) for c in every))), s.cell()]
-    add_pipeline_code(s.closure, every, measure=True)
+    add_pipeline_code(s.closure, every)
     cells += [_md(_PIPELINE_TEXT), s.cell()]
     add_training_code(s.closure, every)
     s.closure.add_source(SUMMARY)
@@ -278,12 +278,11 @@ def lesson_cells(lesson: Lesson, budget: str = "quick", overrides: Mapping[str, 
         if arm.start_in(budget) == "standin":
             build = ("with torch.random.fork_rng(devices=[]):  # the new head's weights come from the seed alone\n"
                      f"    torch.manual_seed({config.seed})\n" + "\n".join("    " + line for line in build.splitlines()))
-        code = arm_code(config, shapes[id(config)], build, None, _start(lesson, arm, config, budget))
+        code = arm_code(config, shapes[id(config)], build, _start(lesson, arm, config, budget))
         keep = any(a.depends_on(budget) == arm.id for a in lesson.arms)
         cells += _arm_cells(i, arm, config, code, budget, keep)
     cells += _comparison_cells(lesson)
-    cells = [_md(_lesson_intro(lesson, budget)), _imports_cell(s.closure, any(
-        c.dataset not in ("digits", "shapes") for c in every)), *[c for c in cells if c is not None]]
+    cells = [_md(_lesson_intro(lesson, budget)), _imports_cell(s.closure, every), *[c for c in cells if c is not None]]
     return cells
 
 

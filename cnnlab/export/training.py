@@ -130,18 +130,16 @@ def eval_resize(config: TrainConfig) -> float:
     return eval_resize_of(get_pretrained_spec(spec.name.removesuffix("_transfer")).transforms())
 
 
-def arm_code(config: TrainConfig, shapes: Shapes, build: str, stats: tuple | None = None,
-             start: list[str] | None = None) -> ArmCode:
-    """``config``'s training as notebook code. ``build``: the statements that create ``model``;
-    ``stats``: the run's recorded normalisation (else published or measured); ``start``: lines run after
-    the model is built (weights it starts from)."""
+def arm_code(config: TrainConfig, shapes: Shapes, build: str, start: list[str] | None = None) -> ArmCode:
+    """``config``'s training as notebook code. ``build``: the statements that create ``model``; ``start``:
+    lines run after the model is built (the weights it starts from)."""
     seed = config.seed
     data = "\n".join([
         f"{load_call(config)}  # {config.dataset}",
         'print(f"{len(train_y)} training and {len(val_y)} validation images of {tuple(train_x.shape[1:])}, '
         '{len(classes)} classes")',
     ])
-    pipeline = "\n".join([stats_line(config, shapes, stats), pipeline_call(config, shapes, eval_resize(config))])
+    pipeline = "\n".join([stats_line(shapes), pipeline_call(config, shapes, eval_resize(config))])
     model_lines = [f"torch.manual_seed({seed})  # the initial weights (and later the dropout masks) come from the seed",
                    build]
     if config.init != "default":
