@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import secrets
+import socket
 from datetime import datetime
 from typing import Any, Sequence
 from urllib.parse import urlsplit
@@ -103,11 +104,30 @@ def _student_result(session: cls.ClassSession) -> None:
 # ---- the teacher's panel ----------------------------------------------------------------------------------
 
 
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def lan_address() -> str | None:
+    """This machine's address on the local network (the interface a packet would leave by: a UDP socket's
+    connect sends nothing), or None when there is no network."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("10.255.255.255", 1))
+            address = s.getsockname()[0]
+    except OSError:
+        return None
+    return None if address.startswith("127.") else address
+
+
 def class_link(code: str) -> str:
-    """The app's address with ``?class=CODE`` (the address the teacher's browser uses)."""
-    url = st.context.url or "http://localhost:8501/"
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}/?class={code}"
+    """The app's address with ``?class=CODE``: the address the teacher's browser uses, except that a
+    teacher on ``localhost`` gets the machine's network address (the students' devices cannot reach
+    their own localhost)."""
+    parts = urlsplit(st.context.url or "http://localhost:8501/")
+    host, port = parts.hostname or "localhost", f":{parts.port}" if parts.port else ""
+    if host in LOCAL_HOSTS and (lan := lan_address()):
+        host = lan
+    return f"{parts.scheme}://{host}{port}/?class={code}"
 
 
 def qr_png(text: str) -> bytes:
@@ -124,15 +144,15 @@ def guesses_chart(session: cls.ClassSession) -> alt.Chart:
                            "answers": [session.counts.get(k, 0) for k in session.choices]})
         return alt.Chart(df).mark_bar().encode(
             x=alt.X("answers:Q", title="answers", axis=alt.Axis(tickMinStep=1)),
-            y=alt.Y("choice:N", sort=None, title=None), tooltip=["choice", "answers"],
-        ).properties(height=max(120, 48 * len(df))).configure_axis(labelFontSize=16, titleFontSize=16)
+            y=alt.Y("choice:N", sort=None, title=None, axis=alt.Axis(labelLimit=600)), tooltip=["choice", "answers"],
+        ).configure_axis(labelFontSize=16, titleFontSize=16)
     scale = 100 if session.percent else 1
     df = pd.DataFrame({"guess": [v * scale for v in session.values]})
     return alt.Chart(df).mark_bar().encode(
         x=alt.X("guess:Q", bin=alt.Bin(step=5 if session.percent else None), title="guess (%)" if session.percent
                 else "guess"),
         y=alt.Y("count():Q", title="answers", axis=alt.Axis(tickMinStep=1)),
-    ).properties(height=260).configure_axis(labelFontSize=16, titleFontSize=16)
+    ).configure_axis(labelFontSize=16, titleFontSize=16)
 
 
 def result_after(session: cls.ClassSession, results: Sequence[StoredResult]) -> StoredResult | None:
@@ -150,6 +170,15 @@ def _timestamp(text: Any) -> float:
         return datetime.fromisoformat(str(text)).timestamp()
     except ValueError:
         return 0.0
+
+
+def guesses_text(session: cls.ClassSession) -> str:
+    """The guesses in words under the chart: "Guesses (3): lr 0.001 1, lr 0.1 2, lr 10 0"."""
+    if session.kind == "arms":
+        return f"Guesses ({session.answers}): " + ", ".join(
+            f"{session.names.get(k, k)} {session.counts.get(k, 0)}" for k in session.choices)
+    shown = [f"{v:.0%}" if session.percent else f"{v:.3g}" for v in sorted(session.values)]
+    return f"Guesses ({session.answers}): " + ", ".join(shown)
 
 
 def teacher_panel(lesson_name: str, results: Sequence[StoredResult]) -> None:
@@ -188,7 +217,10 @@ def _session_box(session: cls.ClassSession, result: StoredResult | None) -> None
             cls.reveal(session.code)
             st.rerun()
         return
-    st.altair_chart(guesses_chart(session), width="stretch")
+    # the height given here: Streamlit ignores a chart's own height when one axis lists categories
+    st.altair_chart(guesses_chart(session), width="stretch",
+                    height=max(140, 48 * len(session.choices) + 70) if session.kind == "arms" else 280)
+    st.caption(guesses_text(session))
     if result is not None:
         text = cls.compare_text(session, result.arms)
         st.markdown(f"#### {text}")

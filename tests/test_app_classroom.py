@@ -92,3 +92,10 @@ def test_the_teacher_starts_a_session_reveals_and_sees_the_result_beside_the_gue
     assert load_result(rid).data["guesses"]["counts"] == {"LeNet (tanh, average pooling)": 1,
                                                           "LeNetV2 (ReLU, max pooling)": 2}
     assert any("Explain the gap" in m.value for m in at.markdown)
+
+
+def test_a_teacher_on_localhost_gets_a_link_students_can_reach():
+    from app.classroom_view import lan_address
+
+    address = lan_address()
+    assert address is None or (not address.startswith("127.") and address.count(".") == 3)
