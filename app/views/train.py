@@ -562,6 +562,20 @@ with st.container(border=True):
     train_form()
 
 
+def live_metrics(job, step: dict, epochs: list[dict], current: int) -> None:
+    """Epoch (the one training now), loss, the best validation accuracy so far (the weights kept), speed, ETA."""
+    m1, m2, m3, m4, m5 = st.columns(5)
+    m1.metric("Epoch", f"{current} / {job.config.epochs}")
+    m2.metric("Train loss", f"{step['loss']:.3f}" if "loss" in step else "—")
+    vals = [e["val_top1"] for e in epochs if isinstance(e.get("val_top1"), (int, float))]
+    m3.metric("Best val accuracy", f"{max(vals):.1%}" if vals else "—",
+              help=f"The best epoch's validation accuracy: its weights are the ones kept. Last epoch: {vals[-1]:.1%}."
+              if vals else "Appears after the first epoch's validation.")
+    m4.metric("Images / s", f"{step.get('images_per_sec', 0):,.0f}")
+    eta = step.get("eta")
+    m5.metric("ETA", "—" if eta is None or job.done else f"{eta:,.0f} s")
+
+
 @st.fragment(run_every=1.5)
 def live() -> None:
     manager = get_manager()
@@ -584,43 +598,42 @@ def live() -> None:
     start = next((e for e in events if e["kind"] == "start"), None)
     end = next((e for e in events if e["kind"] == "end"), None)
 
+    # one slot per optional element: the page keeps the same layout at every refresh, so nothing from the
+    # previous draw (a second chart, an old Stop button) flashes up while it is redrawn
+    notice, bar, metrics, about, stop, charts, outcome = (st.empty(), st.empty(), st.container(), st.empty(),
+                                                          st.empty(), st.container(), st.empty())
     if job.state == "queued":
         running = [j for j in manager.active() if j.state == "running" and j.device == job.device]
-        if running:
-            st.info(f"Waiting in the queue for the {job.device.upper()} (position {job.position}): "
-                    f"#{running[0].id} {running[0].config.model} is training.")
-        else:
-            st.caption("Starting…")
-    step = job.latest_step or {}
-    epoch = job.latest_epoch or {}
-    st.progress(job.progress, text=f"{job.state} · step {step.get('step', 0)} of "
-                                   f"{step.get('total_steps', start['total_steps'] if start else '?')}")
-    m1, m2, m3, m4, m5 = st.columns(5)
-    m1.metric("Epoch", f"{epoch.get('epoch', 0)} / {job.config.epochs}")
-    m2.metric("Train loss", f"{step['loss']:.3f}" if "loss" in step else "—")
-    m3.metric("Val accuracy", f"{epoch['val_top1']:.1%}" if "val_top1" in epoch else "—")
-    m4.metric("Images / s", f"{step.get('images_per_sec', 0):,.0f}")
-    eta = step.get("eta")
-    m5.metric("ETA", "—" if eta is None or job.done else f"{eta:,.0f} s")
+        notice.info(f"Waiting in the queue for the {job.device.upper()} (position {job.position}): "
+                    f"#{running[0].id} {running[0].config.model} is training." if running else "Starting…")
+    step, epochs = job.latest_step or {}, [e for e in events if e["kind"] == "epoch"]
+    total = step.get("total_steps", start["total_steps"] if start else "?")
+    done_steps = end.get("steps", step.get("step", 0)) if end else step.get("step", 0)
+    current = max(step.get("epoch", 0), epochs[-1]["epoch"] if epochs else 0)
+    bar.progress(job.progress, text=f"{job.state} · step {done_steps} of {total} · epoch {current} of {job.config.epochs}")
+    with metrics:
+        live_metrics(job, step, epochs, current)
     if start:
-        st.caption(f"{start['model']} on {start['dataset']} · {start['device']} · "
-                   f"{start['train_images']:,} training and {start['val_images']:,} validation images · "
-                   f"{start['num_params']:,} parameters" + ("".join(f" · {n}" for n in start.get("notes") or [])))
-    if not job.done:
-        if st.button("Stop", key=f"train-stop-{job.id}", type="secondary"):
-            job.cancel()
-            st.toast("Stopping after the current step; the best weights so far are kept.")
-    training_charts(events)
+        about.caption(f"{start['model']} on {start['dataset']} · {start['device']} · "
+                      f"{start['train_images']:,} training and {start['val_images']:,} validation images · "
+                      f"{start['num_params']:,} parameters" + ("".join(f" · {n}" for n in start.get("notes") or [])))
+    if not job.done and stop.button("Stop", key=f"train-stop-{job.id}", type="secondary"):
+        job.cancel()
+        st.toast("Stopping after the current step; the best weights so far are kept.")
+    with charts:
+        training_charts(events)
     if end:
         text = end["message"] or end["status"]
         if end["status"] == "finished":
-            st.success(f"{text} The run {end['run_id']} is on the **Runs** page.")
+            outcome.success(f"{text} The run {end['run_id']} is on the **Runs** page.")
         elif end["status"] == "cancelled":
-            st.warning(f"{text} Run {end['run_id']} keeps its best weights.")
+            outcome.warning(f"{text} Run {end['run_id']} keeps its best weights.")
         else:
-            show_error(text, context=f"Training {end['status']}")
+            with outcome:
+                show_error(text, context=f"Training {end['status']}")
     elif job.state in FINAL_STATES and job.message:
-        show_error(job.message, context=f"Training {job.state}")
+        with outcome:
+            show_error(job.message, context=f"Training {job.state}")
     st.markdown("#### Training X-ray")
     xray_view.live(job.id, [e for e in events if e["kind"] == "xray"], job.config.xray)
 
