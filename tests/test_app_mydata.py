@@ -180,6 +180,8 @@ def test_train_on_it_opens_the_train_page_with_small_data_settings_and_trains(da
     assert any("Settings for a small image folder applied" in m.value for m in at.markdown)
     assert any("Hold-out: about 20% of every class (seed 0), 3 validation images" in c.value
                and "circle 4/1" in c.value for c in at.caption)  # as maker.holdout splits 0001..0005.png
+    # 3 validation images: every one is 33 points of accuracy, and the page says so
+    assert any(w.value.startswith("Only 3 validation images: each is 33 points of accuracy") for w in at.warning)
     at.switch_page("views/train.py").run()  # AppTest follows a switch made by the script for one run only
     assert at.selectbox(key="train-model").value == "cifar_resnet"  # the settings stay
     at.number_input(key="train-epochs").set_value(1).run()

@@ -209,6 +209,9 @@ def _dataset_changed() -> None:
     apply_suggestion(st.session_state.get("train-data"), automatic=True)
 
 
+FEW_VAL_IMAGES = 30  # fewer validation images than this: every image is more than 3 points of accuracy
+
+
 def made_box(made: maker.MadeDataset, val_fraction: float, seed: int) -> None:
     """What the trainer will do with your images: the hold-out split, the settings applied and why,
     and the choice of transfer learning when ImageNet weights are here."""
@@ -226,6 +229,11 @@ def made_box(made: maker.MadeDataset, val_fraction: float, seed: int) -> None:
                    + ", ".join(f"{c} {t}/{v}" for c, (t, v) in zip(made.classes, split)) + " (train/validation). "
                    "Each image is held out or not from its name, so images added later never move one a run "
                    "trained on into validation.")
+        if 0 < n_val < FEW_VAL_IMAGES:
+            st.warning(f"Only {n_val} validation images: each is {100 / n_val:.0f} points of accuracy, so the accuracy "
+                       f"moves in steps of {100 / n_val:.0f} points and one lucky image changes it. Add images on the "
+                       f"**Your images** page (about {FEW_VAL_IMAGES // len(made.classes) * 5} per class give "
+                       f"{FEW_VAL_IMAGES} validation images) for a measure a class can trust.", icon=":material/warning:")
         b1, b2 = st.columns(2)
         b1.button("Small-data settings", key="train-suggest", on_click=apply_suggestion, args=(made.key,),
                   help="A small CNN at 32x32, augmentation on, epochs for about a minute on a CPU.")

@@ -769,7 +769,8 @@ def suggest_training(counts: Sequence[int], transfer_model: str | None = None) -
         [f"a small CNN (CIFAR ResNet, 195,738 parameters) at 32x32: fast on a CPU, enough for {n_classes} classes",
          "pad-crop-flip augmentation: with few images, each epoch shows them shifted and mirrored, so the network "
          "cannot just memorise them",
-         f"{epochs} epochs of {total} images, batches of 32, Adam with a one-cycle schedule",
+         f"{epochs} epochs over the training images (the {total} less the fifth held out for validation), "
+         "batches of 32, Adam with a one-cycle schedule",
          "about 20% of every class held out for validation (each image by a hash of its name, so images "
          "added later never move one a run trained on): images the network never trains on"])
 
