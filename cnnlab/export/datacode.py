@@ -140,7 +140,7 @@ def make_pipeline(size, augment, mean, std, channels, eval_cut="resize", eval_re
             x = x.expand(-1, channels, -1, -1)  # grey images repeated for a colour model
         elif x.shape[1] == 3 and channels == 1:
             x = (x * luma).sum(dim=1, keepdim=True)  # colour images to grey (luma) for a grey model
-        return (x - mean_t) / std_t
+        return ((x - mean_t) / std_t).contiguous(memory_format=torch.channels_last)  # the model's layout
 
     def train_batch(images, generator):
         x = images.to(device).float().div_(255)  # pixels in [0, 1]
@@ -196,8 +196,9 @@ def check_dataset(config: TrainConfig) -> None:
     """Refuse a dataset the notebook cannot load without cnnlab (image folders, your own images)."""
     if config.dataset not in WRITTEN_OUT:
         raise ExportError(f"the dataset {config.dataset!r} is a folder of image files, which the notebook does not "
-                          f"write out; notebooks and scripts are written for {', '.join(WRITTEN_OUT)}. The trained "
-                          "model can still be exported (--onnx, --torchscript).")
+                          f"write out; notebooks and scripts are written for {', '.join(WRITTEN_OUT)}. A run's "
+                          "trained model still exports (--onnx, --torchscript); a lesson's quick budget uses "
+                          "embedded data.")
 
 
 def planned_shapes(config: TrainConfig) -> Shapes:

@@ -208,11 +208,14 @@ def _run_intro(run: Run, config: TrainConfig) -> str:
     epoch = max(run.metrics, key=lambda m: m.get("val_top1") or -1).get("epoch") if run.metrics else None
     return (f"# {spec.display_name} on {run.meta.get('display_name', config.dataset)}\n\n"
             f"cnnlab run `{run.run_id}`, written out as plain PyTorch: the same data and split, the same model, "
-            f"settings and seed ({config.seed}), with no cnnlab inside. Run it top to bottom; it needs torch, "
-            "torchvision and matplotlib" + (" (and scikit-learn for the digits)" if config.dataset == "digits" else "")
+            f"settings and seed ({config.seed}), with no cnnlab inside. Run it top to bottom; it needs PyTorch 2.4 "
+            "or later, torchvision and matplotlib" + (" (and scikit-learn for the digits)" if config.dataset ==
+                                                      "digits" else "")
             + f".\n\nThe run reached {best_text}" + (f" (epoch {epoch} of {config.epochs})" if epoch else "")
-            + ". Trained again here, the numbers land close to it: the same images come in the same order, "
-            "but the GPU or the number of CPU threads changes the last digits of every sum.")
+            + f". Trained again here on {'a GPU' if run.meta.get('device', '').startswith('cuda') else 'a CPU'}, "
+            "as the run was, the numbers come out the same or close: the same images come in the same order, but "
+            "another number of CPU threads (or cnnlab's mixed precision on a GPU) changes the last digits of the "
+            "sums, and a few epochs of training can make more of that.")
 
 
 _PIPELINE_TEXT = ("## The input pipeline\n\nThe images stay as whole uint8 tensors; each batch is moved to the "
@@ -291,7 +294,8 @@ def _lesson_intro(lesson: Lesson, budget: str) -> str:
     return (f"# {lesson.title}\n\n**The question.** {lesson.question}\n\nA cnnlab lesson{seeds}, written out as "
             f"plain PyTorch for homework: each of its {len(lesson.arms)} arms is trained in its own section with "
             f"the lesson's {budget} settings, then the arms are compared in a table and plots. Before you run it, "
-            "write down what you expect. Run it top to bottom; it needs torch, torchvision and matplotlib"
+            "write down what you expect. Run it top to bottom; it needs PyTorch 2.4 or later, torchvision and "
+            "matplotlib"
             + " (and scikit-learn for the digits).")
 
 
