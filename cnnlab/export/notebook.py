@@ -161,8 +161,7 @@ def run_cells(run: Run) -> list[Cell]:
     """The notebook of a run: its data, model and settings, trained again from its seed."""
     config = _rebuildable(run)
     shapes = data_from_meta(run.meta)
-    kwargs = run.meta["model_kwargs"]
-    model = model_code(run.meta["model"], kwargs, config.pretrained, config.freeze == "features")
+    model = model_code(run.meta["model"], run.meta["model_kwargs"], config.pretrained, config.freeze == "features")
     code = arm_code(config, shapes, model.build)
     s = _Sections()
     cells = [_md(_run_intro(run, config))]
@@ -206,16 +205,16 @@ def _run_intro(run: Run, config: TrainConfig) -> str:
     best = run.best_val_top1
     best_text = f"**{best:.1%}** validation top-1" if isinstance(best, float) else "no validation result yet"
     epoch = max(run.metrics, key=lambda m: m.get("val_top1") or -1).get("epoch") if run.metrics else None
+    needs = "PyTorch 2.4 or later, torchvision and matplotlib" + \
+        (" (and scikit-learn for the digits)" if config.dataset == "digits" else "")
+    where = "a GPU" if str(run.meta.get("device", "")).startswith("cuda") else "a CPU"
     return (f"# {spec.display_name} on {run.meta.get('display_name', config.dataset)}\n\n"
             f"cnnlab run `{run.run_id}`, written out as plain PyTorch: the same data and split, the same model, "
-            f"settings and seed ({config.seed}), with no cnnlab inside. Run it top to bottom; it needs PyTorch 2.4 "
-            "or later, torchvision and matplotlib" + (" (and scikit-learn for the digits)" if config.dataset ==
-                                                      "digits" else "")
-            + f".\n\nThe run reached {best_text}" + (f" (epoch {epoch} of {config.epochs})" if epoch else "")
-            + f". Trained again here on {'a GPU' if run.meta.get('device', '').startswith('cuda') else 'a CPU'}, "
-            "as the run was, the numbers come out the same or close: the same images come in the same order, but "
-            "another number of CPU threads (or cnnlab's mixed precision on a GPU) changes the last digits of the "
-            "sums, and a few epochs of training can make more of that.")
+            f"settings and seed ({config.seed}), with no cnnlab inside. Run it top to bottom; it needs {needs}.\n\n"
+            f"The run reached {best_text}" + (f" (epoch {epoch} of {config.epochs})" if epoch else "") +
+            f". Trained again here on {where}, as the run was, the numbers come out the same or close: the same "
+            "images come in the same order, but another number of CPU threads (or cnnlab's mixed precision on a "
+            "GPU) changes the last digits of the sums, and a few epochs of training can make more of that.")
 
 
 _PIPELINE_TEXT = ("## The input pipeline\n\nThe images stay as whole uint8 tensors; each batch is moved to the "
@@ -235,7 +234,7 @@ def _comparison(run: Run) -> str:
     best = run.best_val_top1
     cnnlab = f"{best:.4f}" if isinstance(best, float) else "None"
     return (f"RUN_BEST = {cnnlab}  # cnnlab's run: its best validation top-1\n"
-            "best_val_top1 = max(h[\"val_top1\"] for h in history)\n"
+            "best_val_top1 = max((h[\"val_top1\"] for h in history), default=float(\"nan\"))\n"
             "print(f\"this notebook: {best_val_top1:.2%} best validation top-1\")\n"
             "if RUN_BEST is not None:\n"
             "    print(f\"cnnlab's run:  {RUN_BEST:.2%}\")")
