@@ -13,6 +13,7 @@ if str(ROOT) not in sys.path:  # `streamlit run app/main.py` from a fresh clone,
 
 from app import present  # noqa: E402
 from app.common import sidebar_status  # noqa: E402
+from app.glossary import glossary  # noqa: E402
 from app.share import open_page, share_box  # noqa: E402
 
 # a local icon: a Material icon's favicon is fetched from fonts.gstatic.com, and a classroom app sends nothing out
@@ -46,5 +47,6 @@ page = nav.url_path or "architectures"  # the default page's path is the bare ad
 open_page(page)
 sidebar_status()
 present.apply()
+glossary()
 share_box(page)
 nav.run()

@@ -230,5 +230,6 @@ class ThreadGovernor:
             return ""
         if self.forced is not None:
             return f"{self.forced} CPU thread(s), {self.why or 'as asked'}."
-        return (f"{self.threads} CPU thread(s) of {self.cores} cores, chosen from what else runs and adapted "
-                "while training (threads=N fixes the count).")
+        cores = "core" if self.cores == 1 else "cores"
+        return (f"{self.threads} CPU thread(s): {self.threads} of the machine's {self.cores} {cores}, leaving room for "
+                "the other programs running; adapted while training (threads=N fixes the count).")

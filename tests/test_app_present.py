@@ -31,3 +31,13 @@ def test_off_by_default_and_on_from_the_switch():
     assert CSS not in styles(at)
     at.sidebar.toggle(key="present-toggle").set_value(True).run()
     assert CSS in styles(at) and at.query_params.get("present") in ("1", ["1"])
+
+
+def test_every_page_has_the_glossary_of_the_words_that_must_stay():
+    from app.glossary import TERMS
+
+    at = AppTest.from_file(MAIN, default_timeout=60)
+    at.run()
+    text = " ".join(m.value for m in at.sidebar.markdown)
+    for term in ("arm", "budget", "receptive field", "Grad-CAM", "lecture 000-004", "points"):
+        assert term in TERMS and f"**{term}**" in text

@@ -53,7 +53,7 @@ def test_expected_winner_loses_clearly_and_the_conclusion_says_so(lenet):
     assert "learns faster" not in text
     assert text.startswith("LeNet (tanh, average pooling) (80.0%) did better than LeNetV2 (ReLU, max pooling) "
                            "(60.0%), by more than the noise")  # what this run measured comes first
-    assert "In seed 002 LeNetV2 converges first" in text  # then the lesson's own "unexpected" explanation
+    assert "In lecture 002 LeNetV2 converges first" in text  # then the lesson's own "unexpected" explanation
 
 
 def test_a_difference_within_the_noise_is_too_close_to_call(lenet):

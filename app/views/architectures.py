@@ -72,7 +72,7 @@ def input_fields(spec: ModelSpec, cols: list) -> tuple[tuple[int, int, int], int
 
 def card(spec: ModelSpec) -> None:
     """Where the model comes from: family, year, paper, seed, default input (one caption: the tabs stay high)."""
-    st.caption(f"**{spec.display_name}** — {spec.family}, {spec.year}. *{spec.paper}*. From seed {spec.seed}; "
+    st.caption(f"**{spec.display_name}** — {spec.family}, {spec.year}. *{spec.paper}*. From lecture {spec.seed}; "
                f"default input {'x'.join(map(str, spec.input_shape))}, {spec.num_classes} classes."
                + (f" {spec.notes}" if spec.notes else ""))
 

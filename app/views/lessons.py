@@ -536,7 +536,7 @@ def describe_lesson(lesson: Lesson, measured: Mapping[str, Any]) -> None:
     st.divider()
     st.subheader(lesson.title, anchor=False)
     timed = measured.get(lesson.name) if lesson.builtin else None
-    st.caption(f"Seed {lesson.seed_label} · lesson `{lesson.name}`"
+    st.caption(f"Lecture {lesson.seed_label} · lesson `{lesson.name}`"
                + (f" · from {text(lesson.path)}" if not lesson.builtin and lesson.path else "")
                + (f" · quick budget {measured_label(timed)}" if timed else ""))
     st.markdown(f"**Question.** {text(lesson.question)}")

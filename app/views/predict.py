@@ -13,7 +13,7 @@ from cnnlab.evaluate import predict_topk
 
 st.title("Predict")
 st.write("Give one image to a trained network and see the classes it finds most probable, as in "
-         "seed 000's per-image top-k plot. Upload your own picture, take a bundled photo or an "
+         "lecture 000's per-image top-k plot. Upload your own picture, take a bundled photo or an "
          "image of a dataset, or **draw** a digit or a shape and watch the answer follow your pen.")
 
 source = model_picker("predict", allow_zoo=False)

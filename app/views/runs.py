@@ -178,7 +178,7 @@ def draw_evaluation(res, best: float | None, chart_key: str):
             alt.Text("images:Q"), color=alt.condition("datum.share > 0.5", alt.value("white"), alt.value("black")))
     event = st.altair_chart(chart.properties(width=alt.Step(step), height=alt.Step(step)), width="content",
                             on_select="rerun", selection_mode="cell", key=chart_key)
-    with st.expander("Per-class table (as in seed 000)"):
+    with st.expander("Per-class table (as in lecture 000)"):
         st.code(res.table(), language=None)
     return event
 

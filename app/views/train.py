@@ -357,7 +357,7 @@ def optimisation() -> dict[str, Any]:
     scheduler = menu(c1, "selectbox", "Schedule", "scheduler", key="train-sched")
     augment = menu(c2, "selectbox", "Augmentation", "augment", key="train-aug")
     subset = field(c3, "number_input", "Training images (0 = all)", 0, bounds("subset")[1], step=40,
-                   key="train-subset", help="A stratified subset, as in seed 003's 160-image experiment on overfitting.")
+                   key="train-subset", help="A stratified subset, as in lecture 003's 160-image experiment on overfitting.")
     seed = number(c4, "Seed", "seed", key="train-seed")
     return {"epochs": int(epochs), "batch_size": int(batch), "optimizer": optimizer, "lr": float(lr),
             "scheduler": scheduler, "augment": augment, "subset": int(subset) or None, "seed": int(seed)}
@@ -390,7 +390,7 @@ def start_from_run(model: str) -> str | None:
                       format_func=lambda r: "none (a fresh start)" if r == NO_RUN else starts.get(r, r),
                       help=help_text("init_from"))
     c2.caption("Starting from a run: every layer whose shape fits is reused; the head for a new class count "
-               "starts fresh (seed 002: a CIFAR-100 run fine-tuned on CIFAR-10).")
+               "starts fresh (lecture 002: a CIFAR-100 run fine-tuned on CIFAR-10).")
     if gone:
         c1.caption(f"Run {gone} has no checkpoint here any more: starting fresh.")
     if init_from == NO_RUN:

@@ -19,7 +19,7 @@ from cnnlab.transfer import (
 
 st.title("Transfer learning")
 st.write(
-    "Seed 000's experiment: VGG-16 trained from scratch on Caltech101 against VGG-16 pretrained on "
+    "Lecture 000's experiment: VGG-16 trained from scratch on Caltech101 against VGG-16 pretrained on "
     "ImageNet, its features frozen and only a new head trained (1,075,046 parameters). Same images, "
     "same budget. The pretrained network starts from features that already see edges, textures and "
     "object parts; the scratch one must learn them from a few thousand images."
@@ -48,7 +48,7 @@ with tab_real:
         a, b, c, d = st.columns(4)
         scratch_model = a.selectbox("From-scratch model", names, index=names.index("vgg16"), key="tl-scratch")
         mode = b.radio("Pretrained VGG-16", ["feature_extract", "finetune"], key="tl-mode",
-                       format_func={"feature_extract": "frozen features (seed 000)",
+                       format_func={"feature_extract": "frozen features (lecture 000)",
                                     "finetune": "fine-tune everything"}.get)
         epochs = c.number_input("Epochs", 1, 100, 3, key="tl-epochs")
         batch = d.select_slider("Batch size", [8, 16, 32, 64], 16, key="tl-batch")
@@ -70,7 +70,7 @@ with tab_real:
 
 with tab_standin:
     st.markdown(
-        "No download needed. In the spirit of seed 002 (pretrain on CIFAR-100, fine-tune on CIFAR-10): "
+        "No download needed. In the spirit of lecture 002 (pretrain on CIFAR-100, fine-tune on CIFAR-10): "
         "a LeNet-5 is pretrained once on **five** shape classes with thousands of images (cached), then it "
         "and an identical fresh LeNet-5 learn **three other** shapes (ring, heart, crescent) from only "
         "20 labelled images each, for the same number of steps."
@@ -172,7 +172,7 @@ per_class = pd.DataFrame({
     "scratch top-5": [r["top5"] for r in sa["per_class"]],
     "pretrained top-5": [r["top5"] for r in sb["per_class"]],
 })
-st.markdown("**Per class** (as in seed 000)")
+st.markdown("**Per class** (as in lecture 000)")
 st.bar_chart(per_class.set_index("class")[["scratch top-1", "pretrained top-1"]], stack=False, height=280)
 st.markdown("**Where they differ most**")
 st.dataframe(pd.DataFrame(summary["differences"]), hide_index=True, width="stretch",
