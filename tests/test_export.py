@@ -181,6 +181,7 @@ def test_the_written_pipeline_gives_cnnlabs_batches(preset):
 # ---- ONNX and TorchScript -----------------------------------------------------------------------------------------
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated")  # still how a TorchScript file is read
 @pytest.mark.parametrize("key", ["lenet", "resnet"])
 def test_onnx_and_torchscript_give_cnnlabs_logits(runs_here, key, tmp_path):
     import onnx
