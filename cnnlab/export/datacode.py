@@ -83,7 +83,7 @@ def load_torchvision_splits(name, seed, val_fraction, image_size=None, root=DATA
 
 COMMON = '''
 def class_balanced_subset(images, labels, n, seed):
-    """n // classes random images of every class (seed 003's 160-image subset), kept in their order."""
+    """n // classes random images of every class (lecture 003's 160-image subset), kept in their order."""
     per_class = n // len(torch.unique(labels))
     picked = [perm[:per_class] for perm in _per_class_permutations(labels, seed)]
     keep = torch.sort(torch.cat(picked)).values
@@ -117,7 +117,7 @@ def load_data(dataset, seed, val_fraction=0.2, subset=None, val_split="holdout",
         # a grey channel repeated keeps its statistics; the luma's are measured (never an average)
         stats = (stats[0] * 3, stats[1] * 3) if channels == 3 else channel_stats(splits["train"][0])
     (train_x, train_y), (val_x, val_y) = splits["train"], splits["val"]
-    if not holdout:  # the seeds' way: train on every training image, validate on the official test set
+    if not holdout:  # the lectures' way: train on every training image, validate on the official test set
         train_x, train_y = torch.cat([train_x, val_x]), torch.cat([train_y, val_y])
         val_x, val_y = splits["test"]
         if subset is not None and subset < len(train_y):

@@ -39,7 +39,7 @@ from .closure import Closure, Code, ExportError
 PLAIN_FIXED_FLATTEN = '''
 class FixedFlatten(nn.Module):
     """Flattens ``C x H x W`` features for a fully connected layer that expects exactly that many (the
-    seeds' ``x.view(-1, C * H * W)``); ``adaptive=True`` average-pools to ``H x W`` first, so that other
+    lectures' ``x.view(-1, C * H * W)``); ``adaptive=True`` average-pools to ``H x W`` first, so that other
     input sizes work with the same weights."""
 
     def __init__(self, channels, height, width, adaptive=False):

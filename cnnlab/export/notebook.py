@@ -289,7 +289,7 @@ def lesson_cells(lesson: Lesson, budget: str = "quick", overrides: Mapping[str, 
 
 
 def _lesson_intro(lesson: Lesson, budget: str) -> str:
-    seeds = f" (seed {lesson.seed_label})" if lesson.seeds else ""
+    seeds = f" (lecture {lesson.seed_label})" if lesson.seeds else ""
     return (f"# {lesson.title}\n\n**The question.** {lesson.question}\n\nA cnnlab lesson{seeds}, written out as "
             f"plain PyTorch for homework: each of its {len(lesson.arms)} arms is trained in its own section with "
             f"the lesson's {budget} settings, then the arms are compared in a table and plots. Before you run it, "
