@@ -131,9 +131,15 @@ def test_build_a_dataset_by_upload_and_camera_then_train_on_it(browser, app, tmp
     page.goto(f"{url}/runs")
     page.get_by_text("Confusion matrix").first.wait_for(timeout=120_000)
     wait_idle(page)
-    matrix = page.get_by_test_id("stVegaLiteChart").last
-    matrix.locator("g.mark-text.role-mark text").first.wait_for(timeout=60_000)  # the counts drawn in the cells
-    counts = [int(t) for t in matrix.locator("g.mark-text.role-mark text").evaluate_all("els => els.map(e => e.textContent)")]
+    # the confusion matrix: the chart whose text marks are one whole count per cell (the X-ray's bars below it
+    # carry percentages)
+    page.get_by_test_id("stVegaLiteChart").locator("g.mark-text.role-mark text").first.wait_for(timeout=60_000)
+    charts = page.get_by_test_id("stVegaLiteChart")
+    texts = [charts.nth(i).locator("g.mark-text.role-mark text").evaluate_all("els => els.map(e => e.textContent)")
+             for i in range(charts.count())]
+    (i_matrix,) = [i for i, t in enumerate(texts) if len(t) == len(CLASSES) ** 2 and all(x.isdigit() for x in t)]
+    matrix = charts.nth(i_matrix)
+    counts = [int(t) for t in texts[i_matrix]]
     assert len(counts) == len(CLASSES) ** 2 and sum(counts) > 0, counts
     fullest = max(range(len(counts)), key=counts.__getitem__)
     matrix.locator("g.mark-rect.role-mark path").nth(fullest).click()

@@ -86,7 +86,8 @@ def draw_curves(run_ids: list[str]) -> None:
     # tableau10: distinct hues per run (Streamlit's own palette starts with two near-identical blues)
     colour = alt.Color("run:N", scale=alt.Scale(scheme="tableau10"),
                        legend=alt.Legend(orient="bottom", direction="vertical", labelLimit=0))
-    dash = alt.StrokeDash("split:N", sort=["validation", "train"], legend=alt.Legend(orient="bottom"))
+    dash = alt.StrokeDash("split:N", sort=["validation", "train"],
+                          legend=alt.Legend(orient="bottom", labelLimit=0, titleLimit=0))
     x = alt.X("epoch:Q", axis=alt.Axis(tickMinStep=1, format="d"))
     tooltip = ["run", "epoch", "split", alt.Tooltip("value:Q", format=".4f")]
     a, b = st.columns(2)
@@ -164,18 +165,20 @@ def draw_evaluation(res, best: float | None, chart_key: str):
     conf, shares = res.confusion, row_shares(res.confusion)
     cells = pd.DataFrame([(res.classes[i], res.classes[j], i, j, int(conf[i, j]), float(shares[i, j]))
                           for i in range(n) for j in range(n)], columns=["true", "predicted", "t", "p", "images", "share"])
-    step = max(6, min(40, 560 // n))  # pixels per cell
+    step = max(6, min(56, 640 // n))  # pixels per cell
     pick = alt.selection_point(name="cell", fields=["t", "p"], on="click", clear="dblclick")
+    # empty=False: before any click no cell counts as selected (else every cell had the outline)
     base = alt.Chart(cells).encode(alt.X("predicted:N", sort=res.classes), alt.Y("true:N", sort=res.classes))
     heat = base.mark_rect(cursor="pointer").encode(
         alt.Color("share:Q", scale=alt.Scale(scheme="blues", domain=[0, 1]), legend=alt.Legend(format="%")),
-        stroke=alt.condition(pick, alt.value("#e4572e"), alt.value(None)),  # the clicked cell outlined
-        strokeWidth=alt.condition(pick, alt.value(3), alt.value(0)),
+        stroke=alt.condition(pick, alt.value("#e4572e"), alt.value(None), empty=False),  # the clicked cell outlined
+        strokeWidth=alt.condition(pick, alt.value(3), alt.value(0), empty=False),
         tooltip=["true", "predicted", "images", alt.Tooltip("share:Q", format=".1%")]).add_params(pick)
     chart = heat
-    if step >= 24:  # counts readable in the cells
-        chart = heat + base.mark_text(fontSize=10).encode(
+    if step >= 28:  # counts readable in the cells, at 16 px or more on a projector
+        chart = heat + base.mark_text(fontSize=max(16, min(20, step // 3))).encode(
             alt.Text("images:Q"), color=alt.condition("datum.share > 0.5", alt.value("white"), alt.value("black")))
+    chart = chart.configure_axis(labelFontSize=14, titleFontSize=14)
     event = st.altair_chart(chart.properties(width=alt.Step(step), height=alt.Step(step)), width="content",
                             on_select="rerun", selection_mode="cell", key=chart_key)
     with st.expander("Per-class table (as in lecture 000)"):
