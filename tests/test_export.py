@@ -224,6 +224,7 @@ def test_every_lesson_exports_as_a_notebook(lesson):
     for i, arm in enumerate(lesson.arms, 1):
         assert any(t.startswith(f"## {i}. {arm.name}") for t in texts), arm.name
     assert texts[-1].startswith("## Questions for discussion") and lesson.question in texts[-1]
+    assert lesson.discuss and all(q in texts[-1] for q in lesson.discuss)  # the lesson's own questions
     sources = code_cells(nb)
     assert cnnlab_imports(sources) == []
     for source in sources:

@@ -348,7 +348,7 @@ def _comparison_cells(lesson: Lesson) -> list[Cell]:
     cells = [_md("## The comparison\n\nEvery compared arm side by side: the table, then the plots."),
              _code("comparison_table(results)")]
     cells += [_code(LESSON_PLOTS[p]) for p in lesson.plots if p in LESSON_PLOTS]
-    questions = [lesson.question, *(getattr(lesson, "discuss", None) or ()),
+    questions = [lesson.question, *lesson.discuss,
                  "Which differences in the table are larger than the noise? Run the notebook again with another "
                  "seed (the `seed=` of each arm) and see which ones stay.",
                  "Change one setting of one arm and predict, before you run it, what will change in the table."]
