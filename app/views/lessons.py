@@ -27,6 +27,7 @@ import pandas as pd
 import streamlit as st
 
 from app.common import confirm_delete, remember, short_number, show_error
+from app import export_view
 from app.classroom_view import SESSION_KEY as CLASS_KEY, teacher_panel
 from app.share import setting_shown
 from cnnlab.errors import CnnlabError, LessonError
@@ -672,6 +673,12 @@ budget, results = budget_choice(lesson, running, extra, extra_from)
 with st.expander("Class session: the class guesses before the run", icon=":material/groups:",
                  expanded=bool(st.session_state.get(CLASS_KEY, {}).get(lesson.name))):
     teacher_panel(lesson.name, results)
+
+if lesson.builtin:
+    with st.expander("Homework: this lesson as a notebook or a script", icon=":material/code:"):
+        st.caption("Plain PyTorch, no cnnlab: the question, one section per arm, the comparison table and plot, and "
+                   "the questions to discuss. It runs in a fresh Jupyter kernel or with `python lesson.py`.")
+        export_view.lesson_exports(lesson.name, lesson.source, budget)
 
 ended = st.session_state.pop(ENDED, None)
 if ended:

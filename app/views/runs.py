@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from app import xray_view
+from app import export_view, xray_view
 from app.common import cached_run_data, confirm_delete, show_error
 from cnnlab.errors import CnnlabError, DataError
 from cnnlab.evaluate import evaluate_run, row_shares
@@ -353,8 +353,11 @@ else:
         clicked = draw_evaluation(result, run.best_val_top1, chart_key=f"runs-confusion-{run.run_id}")
         draw_mistakes(run, result, clicked, stamp)
 
-# ---- what happened inside while it trained, and delete -----------------------------------------------
+# ---- what happened inside while it trained, the way back to code, and delete -------------------------
 draw_xray(run)
+if run.has_checkpoint and status != "running" and not run.is_link:
+    st.subheader("Export: a notebook, a script, the model")
+    export_view.run_exports(run.run_id, (run.path / "best.pt").stat().st_mtime)
 if confirm_delete("runs", run.run_id, label="Delete this run…", disabled=status == "running",
                   help="A run still training cannot be deleted; stop it on the Train page first.",
                   warning=f"Delete run **{run.run_id}**? Its folder (weights, metrics, configuration) is removed "
