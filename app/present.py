@@ -12,7 +12,7 @@ PARAM = "present"
 # rem-based sizes follow the root font size; charts draw their text in pixels, so they are scaled as a whole
 CSS = """<style>
 html { font-size: 20px; }
-[data-testid="stTab"] p { font-size: 1rem; }
+[data-testid="stTab"] p, [data-testid^="stBaseButton"] p { font-size: 1rem; }
 [data-testid="stVegaLiteChart"], [data-testid="stArrowVegaLiteChart"] { zoom: 1.35; }
 [data-testid="stMainBlockContainer"] { max-width: 100%; padding-left: 2rem; padding-right: 2rem; }
 </style>"""

@@ -187,7 +187,7 @@ TRUNCATED_METRICS = """() => [...document.querySelectorAll('[data-testid="stMetr
 SMALLEST_TEXT = """([sel, skip]) => Math.min(...[...document.querySelectorAll(sel)].filter(e => e.offsetParent !== null
     && e.innerText.trim() && !(skip && e.closest(skip))).map(e => parseFloat(getComputedStyle(e).fontSize)), 1000)"""
 NOT_BODY = ('[data-testid="stCaptionContainer"], [data-testid="stWidgetLabel"], [data-testid="stTab"], '
-            '[data-testid="stExpander"] summary, [data-testid^="stPageLink"]')
+            '[data-testid="stExpander"] summary, [data-testid^="stPageLink"], [data-testid="stMetricLabel"]')
 
 
 @pytest.mark.parametrize("present", [False, True], ids=["normal", "presentation"])
@@ -207,7 +207,8 @@ def test_every_page_reads_at_1280x720_without_cut_off_numbers(browser, app_url, 
     mode = "present" if present else "1280"
     page.screenshot(path=str(shots / f"page-{mode}-{path or 'home'}.png"), full_page=True)
     if present:
-        assert page.evaluate(SMALLEST_TEXT, ['[data-testid="stMain"] [data-testid="stMarkdownContainer"] p', NOT_BODY]) >= 20
+        body = '[data-testid="stMain"] [data-testid="stMarkdown"] [data-testid="stMarkdownContainer"] p'
+        assert page.evaluate(SMALLEST_TEXT, [body, NOT_BODY]) >= 20
         assert page.evaluate(SMALLEST_TEXT, ['[data-testid="stMain"] p', ""]) >= 16  # captions, labels, tabs too
     assert page.locator(ERROR_SELECTOR).count() == 0, page.locator(ERROR_SELECTOR).first.inner_text()
     assert page.evaluate(TRUNCATED_METRICS) == []
