@@ -13,7 +13,8 @@ from test_browser import CHROMIUM, ERROR_SELECTOR, wait_idle
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None,
                                 reason="Debian's chromium is not installed (.ci/run installs it)")
-app_url, browser, shots = test_browser.app_url, test_browser.browser, test_browser.shots
+# the app with the Lessons page's tiny-budget hook (CNNLAB_LESSON_OVERRIDES): the run takes seconds
+lesson_app, browser, shots = test_browser.lesson_app, test_browser.browser, test_browser.shots
 LESSON = "6. The learning rate"  # the quickest built-in lesson: three LeNet-5 arms on digits
 
 
@@ -28,7 +29,8 @@ def student_answers(context, url: str, code: str, choice: str) -> None:
     page.close()
 
 
-def test_a_class_guesses_the_teacher_reveals_and_the_result_comes_beside(browser, app_url, shots):
+def test_a_class_guesses_the_teacher_reveals_and_the_result_comes_beside(browser, lesson_app, shots):
+    app_url, _ = lesson_app
     teacher = browser.new_page(viewport={"width": 1280, "height": 720})
     teacher.goto(f"{app_url}/lessons")
     teacher.get_by_text(LESSON).first.click()

@@ -18,6 +18,8 @@ TINY = {  # command prefix -> what is appended to make it tiny
     "train": ["--max-steps", "3", "--no-tensorboard"],
     "bench train": ["--seconds", "1"],
     "bench app": ["--seconds", "1", "--poll", "0.2"],
+    "bench xray": ["--seconds", "0.5", "--rounds", "1"],
+    "bench features": ["--repeat", "1", "--steps", "1"],
     "transfer": ["--epochs", "1"],
 }
 NEEDS_FILES = {  # offline here: these must refuse in one line, naming what is missing

@@ -1,0 +1,155 @@
+"""How fast the app answers in a real browser: ``python benchmarks/ui.py``.
+
+Starts the app (offline, its own cache with one trained run and one saved lesson result) and Debian's
+Chromium, warms every page once, then times what a class waits for, each beside its goal:
+
+- every page until it is interactive (its title shown and Streamlit's "running" indicator gone): 2 s;
+- a saved lesson opened from disk (its conclusion shown): 2 s;
+- a click on a confusion-matrix cell until its images appear: 3 s.
+
+A benchmark, not a test: the figures depend on the machine and on what else runs (it prints the load);
+the best of ``--repeat`` tries counts, as timeit does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = [("", "Architectures"), ("data", "Data"), ("mydata", "Your images"), ("inside", "Look inside"),
+         ("convolution", "Convolution"), ("train", "Train"), ("transfer", "Transfer learning"),
+         ("lessons", "Lessons"), ("runs", "Runs"), ("predict", "Predict")]
+PAGE_GOAL_S, LESSON_GOAL_S, CELL_GOAL_S = 2.0, 2.0, 3.0
+IDLE = '[data-testid="stStatusWidget"]'
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def prepare(cache: Path) -> None:
+    """One trained LeNet run and one saved lesson result, in a cache of their own (about a minute)."""
+    env = {**os.environ, "CNNLAB_CACHE": str(cache), "CNNLAB_OFFLINE": "1"}
+    for args in (["train", "--model", "lenet", "--data", "digits", "--epochs", "2"],
+                 ["lesson", "learning-rate", "--set", "epochs=1"]):
+        subprocess.run([sys.executable, "-m", "cnnlab", *args], cwd=ROOT, env=env, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+@contextmanager
+def serve(cache: Path) -> Iterator[str]:
+    port = free_port()
+    env = {**os.environ, "CNNLAB_CACHE": str(cache), "CNNLAB_OFFLINE": "1",
+           "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.headless", "true",
+                             "--server.port", str(port), "--server.address", "127.0.0.1"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
+                    break
+            except OSError:
+                time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def interactive(page, heading: str) -> None:
+    page.get_by_role("heading", name=heading, level=1).wait_for(timeout=120_000)
+    page.wait_for_selector(IDLE, state="detached", timeout=120_000)
+
+
+def best_of(repeat: int, once: Callable[[], float]) -> float:
+    return min(once() for _ in range(repeat))
+
+
+def time_page(browser, url: str, path: str, heading: str) -> float:
+    page = browser.new_page(viewport={"width": 1280, "height": 720})
+    t0 = time.perf_counter()
+    page.goto(f"{url}/{path}")
+    interactive(page, heading)
+    seconds = time.perf_counter() - t0
+    page.close()
+    return seconds
+
+
+def time_lesson(browser, url: str) -> float:
+    page = browser.new_page(viewport={"width": 1280, "height": 720})
+    page.goto(f"{url}/lessons")
+    interactive(page, "Lessons")
+    t0 = time.perf_counter()
+    page.get_by_text("6. The learning rate").first.click()
+    page.get_by_text(re.compile(r"^With lr 0\.1 the network reached")).first.wait_for(timeout=120_000)
+    seconds = time.perf_counter() - t0
+    page.close()
+    return seconds
+
+
+def time_cell(browser, url: str) -> float:
+    page = browser.new_page(viewport={"width": 1280, "height": 720})
+    page.goto(f"{url}/runs")
+    interactive(page, "Runs")
+    page.get_by_text("Confusion matrix").first.wait_for(timeout=120_000)
+    page.wait_for_selector(IDLE, state="detached", timeout=120_000)
+    charts = page.get_by_test_id("stVegaLiteChart")
+    matrix = next(charts.nth(i) for i in range(charts.count())
+                  if charts.nth(i).locator("g.mark-text.role-mark text").count() == 100)
+    t0 = time.perf_counter()
+    matrix.locator("g.mark-rect.role-mark path").nth(11).click()  # true 1, predicted 1: a full cell
+    page.get_by_text(re.compile(r"validation image #\d+")).first.wait_for(timeout=120_000)
+    seconds = time.perf_counter() - t0
+    page.close()
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=3, help="tries per interaction; the best counts")
+    args = parser.parse_args(argv)
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        print("error: Debian's chromium is needed (apt-get install chromium).", file=sys.stderr)
+        return 2
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = Path(tmp)
+        print("preparing a run and a lesson result…", file=sys.stderr)
+        prepare(cache)
+        with serve(cache) as url, sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=[
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            for path, heading in PAGES:  # warm: imports, caches, the first run of each page
+                time_page(browser, url, path, heading)
+            rows = [(f"page {heading}", best_of(args.repeat, lambda p=path, h=heading: time_page(browser, url, p, h)),
+                     PAGE_GOAL_S) for path, heading in PAGES]
+            rows.append(("a saved lesson opened", best_of(args.repeat, lambda: time_lesson(browser, url)), LESSON_GOAL_S))
+            rows.append(("a confusion cell clicked", best_of(args.repeat, lambda: time_cell(browser, url)), CELL_GOAL_S))
+            browser.close()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"the app in Chromium at 1280x720, best of {args.repeat}, {os.cpu_count()} CPUs, load {load:.1f}")
+    for name, seconds, goal in rows:
+        print(f"  {name:<28} {seconds:6.2f} s   goal {goal:.0f} s   {'meets' if seconds <= goal else 'SLOWER'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
