@@ -44,8 +44,9 @@ def free_port() -> int:
 def prepare(cache: Path) -> None:
     """One trained LeNet run and one saved lesson result, in a cache of their own (about a minute)."""
     env = {**os.environ, "CNNLAB_CACHE": str(cache), "CNNLAB_OFFLINE": "1"}
-    for args in (["train", "--model", "lenet", "--data", "digits", "--epochs", "2"],
-                 ["lesson", "learning-rate", "--set", "epochs=1"]):
+    # the run last: the Runs page opens on the newest run, and its matrix is what is clicked
+    for args in (["lesson", "learning-rate", "--set", "epochs=1"],
+                 ["train", "--model", "lenet", "--data", "digits", "--epochs", "2"]):
         subprocess.run([sys.executable, "-m", "cnnlab", *args], cwd=ROOT, env=env, check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -110,8 +111,12 @@ def time_cell(browser, url: str) -> float:
     page.get_by_text("Confusion matrix").first.wait_for(timeout=120_000)
     page.wait_for_selector(IDLE, state="detached", timeout=120_000)
     charts = page.get_by_test_id("stVegaLiteChart")
-    matrix = next(charts.nth(i) for i in range(charts.count())
-                  if charts.nth(i).locator("g.mark-text.role-mark text").count() == 100)
+    page.locator("g.mark-text.role-mark text").first.wait_for(timeout=120_000)
+    found = [charts.nth(i) for i in range(charts.count())
+             if charts.nth(i).locator("g.mark-text.role-mark text").count() == 100]  # 10 x 10 counts
+    if not found:
+        raise RuntimeError("the Runs page shows no 10-class confusion matrix")
+    matrix = found[0]
     t0 = time.perf_counter()
     matrix.locator("g.mark-rect.role-mark path").nth(11).click()  # true 1, predicted 1: a full cell
     page.get_by_text(re.compile(r"validation image #\d+")).first.wait_for(timeout=120_000)

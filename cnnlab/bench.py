@@ -564,7 +564,9 @@ def bench_xray(seconds: float = 6.0, rounds: int = 3, every: int = xray.MIN_EVER
         per_10k = 0.0
         with tempfile.TemporaryDirectory() as cache, _env("CNNLAB_CACHE", cache):
             for _ in range(rounds):
-                off = max(off, _ours_round(replace(config, xray=False), bundle, 64, seconds / rounds))
+                # both sides write their run folder as the app does: the ratio is the X-ray's alone
+                off = max(off, _ours_round(replace(config, xray=False), bundle, 64, seconds / rounds,
+                                           listeners=(RunRecorder(),)))
                 recorder = RunRecorder()
                 on = max(on, _ours_round(config, bundle, 64, seconds / rounds, listeners=(recorder,)))
                 folder = recorder.writer.path if recorder.writer is not None else None
