@@ -1,4 +1,5 @@
-"""Look inside: feature maps, kernels and class-activation maps of a model on one image."""
+"""Look inside: feature maps, kernels and class-activation maps of a model on one image, and what a
+convolution's channels respond to."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from PIL import Image
 from streamlit_image_coordinates import streamlit_image_coordinates
 from torch import Tensor, nn
 
-from app import xray_view
+from app import features_view, xray_view
 from app.common import image_picker, model_picker, show_error
 from cnnlab.activations import (
     CamResult,
@@ -36,7 +37,8 @@ def intro() -> None:
     """The page's title and what it is for."""
     st.title("Look inside")
     st.write("Feed one image to a network and watch what each layer makes of it: every channel of "
-             "a layer as a picture, the learned kernels, and where the network looks when it decides. "
+             "a layer as a picture, the learned kernels, where the network looks when it decides, and what "
+             "a convolution's channels respond to. "
              "Choose **Draw** to sketch the image yourself: the maps change with every stroke.")
 
 
@@ -230,7 +232,8 @@ intro()
 source, image = pick()
 x, points = forward(source, image)
 shown = show_input(source, x, points)
-tab_maps, tab_kernels, tab_cam = st.tabs(["Feature maps", "Kernels", "Class-activation map"])
+tab_maps, tab_kernels, tab_cam, tab_channel = st.tabs(["Feature maps", "Kernels", "Class-activation map",
+                                                      "What a channel responds to"])
 with tab_maps:
     feature_maps(source, x, points)
 with tab_kernels:
@@ -238,3 +241,5 @@ with tab_kernels:
     kernels(source)
 with tab_cam:
     class_activation(source, x, points, shown)
+with tab_channel:
+    features_view.channel_tab(source)
