@@ -425,9 +425,11 @@ class _Picture:
         self.scale = (1.0 / _frequencies(h, w).clamp_min(low)).to(device)[None, None, :, :, None]
 
     def start(self, generators: list[torch.Generator]) -> torch.Tensor:
-        """Faint noise (a nearly uniform grey picture), one image per generator, ready for gradients."""
+        """Noise, one image per generator, ready for gradients: strong enough that a network whose first ReLUs
+        are all off for a uniform grey picture (negative biases) still passes a gradient to its input (a start of
+        Lucid's faint 0.01 left such channels at their starting value, a plain grey picture)."""
         noise = torch.stack([torch.randn(self.size, generator=g) for g in generators])
-        return (noise * 0.01).to(self.scale.device).requires_grad_(True)
+        return (noise * 0.1).to(self.scale.device).requires_grad_(True)
 
     def image(self, param: torch.Tensor) -> torch.Tensor:
         """The parameters as N x C x H x W images in [0, 1]."""

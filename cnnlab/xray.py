@@ -382,7 +382,7 @@ def _saturated(recent: Sequence[dict[str, Any]]) -> list[str]:
     found = _shares(recent, ("tanh", "sigmoid"), "saturated", SATURATED_SHARE)
     if not found:
         return []
-    return [f"{_listed(found)} {'is' if len(found) == 1 else 'are'} saturated: their output is within 1% of its limits, "
+    return [f"{_listed(found)} are saturated: their output is within 1% of its limits, "
             "where the slope is almost zero, so little gradient passes through them. Smaller initial weights, "
             "normalised inputs or ReLU help."]
 

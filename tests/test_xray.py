@@ -210,7 +210,7 @@ def test_diagnoses_on_synthetic_samples_say_what_the_numbers_say():
     assert xray.diagnose([]) == []
     assert xray.diagnose([sample(i) for i in range(5)]) == []
     assert xray.diagnose([sample(i, sat=0.74) for i in range(5)]) == [
-        "74% of the tanh units after S2 is saturated: their output is within 1% of its limits, where the slope is "
+        "74% of the tanh units after S2 are saturated: their output is within 1% of its limits, where the slope is "
         "almost zero, so little gradient passes through them. Smaller initial weights, normalised inputs or ReLU help."]
     (dead,) = xray.diagnose([sample(i, dead=0.52) for i in range(5)])
     assert dead.startswith("52% of the relu units after conv3 never fire")
