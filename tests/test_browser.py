@@ -114,17 +114,6 @@ def wait_idle(page, timeout=60_000):
     page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=timeout)
 
 
-@pytest.mark.parametrize("path,heading", PAGES)
-def test_every_page_renders_without_error(browser, app_url, shots, path, heading):
-    page = open_page(browser, f"{app_url}/{path}")
-    page.get_by_role("heading", name=heading, level=1).wait_for(timeout=60_000)
-    page.wait_for_timeout(1500)
-    wait_idle(page)
-    page.screenshot(path=str(shots / f"page-{path or 'home'}.png"))
-    assert page.locator(ERROR_SELECTOR).count() == 0, page.locator(ERROR_SELECTOR).first.inner_text()
-    page.close()
-
-
 def test_a_shared_link_restores_a_page_with_its_settings_hidden(browser, app_url, shots):
     page = open_page(browser, f"{app_url}/?model=vgg16&depth=1&_hide=model")
     page.get_by_role("heading", name="Architectures", level=1).wait_for(timeout=60_000)
@@ -193,7 +182,8 @@ NOT_BODY = ('[data-testid="stCaptionContainer"], [data-testid="stWidgetLabel"], 
 @pytest.mark.parametrize("present", [False, True], ids=["normal", "presentation"])
 @pytest.mark.parametrize("path,heading", PAGES)
 def test_every_page_reads_at_1280x720_without_cut_off_numbers(browser, app_url, shots, path, heading, present):
-    """A projector at 1280x720, in normal and presentation mode: every headline number is shown whole (no
+    """Every page renders without an error (this replaces the separate check at 1400x1000) on a projector at
+    1280x720, in normal and presentation mode: every headline number is shown whole (no
     ellipsis), nothing raised, and no request leaves the machine (a classroom may be offline; the favicon is the
     app's own). Presenting: body text at least 20 px, captions at least 16 px."""
     page = browser.new_page(viewport={"width": 1280, "height": 720})
