@@ -5,7 +5,6 @@ into each test's cache; the live test waits for the job's first X-ray event, nev
 
 from __future__ import annotations
 
-import time
 
 import pytest
 import torch
@@ -128,12 +127,10 @@ def test_look_inside_scrubs_a_runs_kernels_above_the_current_ones(runs_here):
     assert not any(s.key.startswith("inside-kernels-") for s in at.get("select_slider"))
 
 
-def first_xray_event(job, limit_s: float = 300) -> None:
-    """Until the job has sent an X-ray sample (the deadline is a safety net, not a time the training must fit in)."""
-    deadline = time.monotonic() + limit_s
+def first_xray_event(job) -> None:
+    """Until the job has sent an X-ray sample, or ended without one (a failure); pytest-timeout guards a hang."""
     while not any(e["kind"] == "xray" for e in job.events):
         assert not job.done or any(e["kind"] == "xray" for e in job.events), job.message
-        assert time.monotonic() < deadline, "no X-ray sample arrived"
         job.wait(0.2)
 
 
