@@ -92,10 +92,16 @@ def time_page(browser, url: str, path: str, heading: str) -> float:
     return seconds
 
 
-def time_lesson(browser, url: str) -> float:
+def opened(browser, url: str, path: str, heading: str):
+    """A new 1280x720 tab on ``path``, once interactive."""
     page = browser.new_page(viewport={"width": 1280, "height": 720})
-    page.goto(f"{url}/lessons")
-    interactive(page, "Lessons")
+    page.goto(f"{url}/{path}")
+    interactive(page, heading)
+    return page
+
+
+def time_lesson(browser, url: str) -> float:
+    page = opened(browser, url, "lessons", "Lessons")
     t0 = time.perf_counter()
     page.get_by_text("6. The learning rate").first.click()
     page.get_by_text(re.compile(r"^With lr 0\.1 the network reached")).first.wait_for(timeout=120_000)
@@ -105,9 +111,7 @@ def time_lesson(browser, url: str) -> float:
 
 
 def time_cell(browser, url: str) -> float:
-    page = browser.new_page(viewport={"width": 1280, "height": 720})
-    page.goto(f"{url}/runs")
-    interactive(page, "Runs")
+    page = opened(browser, url, "runs", "Runs")
     page.get_by_text("Confusion matrix").first.wait_for(timeout=120_000)
     page.wait_for_selector(IDLE, state="detached", timeout=120_000)
     charts = page.get_by_test_id("stVegaLiteChart")

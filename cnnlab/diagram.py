@@ -33,6 +33,7 @@ from torchview.computation_node import FunctionNode, ModuleNode, TensorNode
 from .errors import CnnlabError, ConfigError, InputSizeError
 from .inspect import _as_shape, _unwrap
 from .models import create, get_spec
+from .models._input_checks import pair
 from .models._layers import FixedFlatten
 
 __all__ = ["MAX_DEPTH", "model_graph", "node_count", "to_svg"]
@@ -98,25 +99,21 @@ def _trace(net: nn.Module, shape: tuple[int, int, int], depth: int, name: str):
         ) from None
 
 
-def _pair(v: Any) -> tuple[int, int]:
-    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
-
-
 def layer_words(m: nn.Module) -> str | None:
     """How a lecture names a layer: "3x3 conv, 64, /2", "fc, 10", "3x3 max pool, /2"; None for other modules."""
     if isinstance(m, nn.Conv2d):
-        (kh, kw), (sh, _) = _pair(m.kernel_size), _pair(m.stride)
+        (kh, kw), (sh, _) = pair(m.kernel_size), pair(m.stride)
         return (f"{kh}x{kw} conv, {m.out_channels}" + (f", /{sh}" if sh > 1 else "")
                 + (f", groups {m.groups}" if m.groups > 1 else ""))
     if isinstance(m, nn.Linear):
         return f"fc, {m.out_features}"
     if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
-        (kh, kw), (sh, _) = _pair(m.kernel_size), _pair(m.stride or m.kernel_size)
+        (kh, kw), (sh, _) = pair(m.kernel_size), pair(m.stride or m.kernel_size)
         kind = "max" if isinstance(m, nn.MaxPool2d) else "avg"
         return f"{kh}x{kw} {kind} pool" + (f", /{sh}" if sh > 1 else "")
     if isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
         kind = "avg" if isinstance(m, nn.AdaptiveAvgPool2d) else "max"
-        return f"global {kind} pool" if _pair(m.output_size) == (1, 1) else f"adaptive {kind} pool"
+        return f"global {kind} pool" if pair(m.output_size) == (1, 1) else f"adaptive {kind} pool"
     words = {nn.BatchNorm1d: "batch norm", nn.BatchNorm2d: "batch norm", nn.ReLU: "ReLU", nn.Tanh: "tanh",
              nn.Sigmoid: "sigmoid", nn.LocalResponseNorm: "LRN", nn.Flatten: "flatten", nn.Softmax: "softmax"}
     if isinstance(m, (nn.Dropout, nn.Dropout2d)):

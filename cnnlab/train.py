@@ -548,7 +548,7 @@ class Training:
             weighted = loss * (len(y) * g.world / batch) if g.world > 1 else loss
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(weighted).backward()
-            probe.gradients(self.scaler.get_scale() if self.scaler.is_enabled() else 1.0)
+            probe.gradients(self.scaler)  # the scale is read on sampled steps only (it waits for the GPU)
             self.scaler.step(self.optimizer)
             self.scaler.update()
             probe.updated()

@@ -33,6 +33,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .activations import first_conv
+from .errors import CnnlabError
 from .events import KernelsEvent, XrayEvent
 
 # ---- how often ------------------------------------------------------------------------------------
@@ -100,10 +102,24 @@ def _leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(n, m) for n, m in model.named_modules() if n and not any(True for _ in m.children())]
 
 
+@dataclass(frozen=True)
+class Watched:
+    """What a probe hooks and measures in a model: found once per training, not at every sampled step."""
+
+    layers: list[tuple[str, nn.Module]]
+    activations: list[tuple[str, nn.Module, str]]
+    others: list[tuple[str, nn.Module]]  # the other leaves: which layer an activation call comes after
+
+    @classmethod
+    def of(cls, model: nn.Module) -> "Watched":
+        return cls(weighted_layers(model), activation_modules(model),
+                   [(n, m) for n, m in _leaves(model) if type(m) not in ACTIVATIONS])
+
+
 class NoProbe:
     """A step that is not sampled: every call does nothing."""
 
-    def gradients(self, scale: float = 1.0) -> None:
+    def gradients(self, scale: Any = 1.0) -> None:
         pass
 
     def updated(self) -> None:
@@ -122,9 +138,10 @@ class Probe(NoProbe):
     (:meth:`updated`); :meth:`event` exchanges the sums with the group and builds the event. Always
     :meth:`close` it (the hooks come off)."""
 
-    def __init__(self, model: nn.Module, group: Any, step: int, every: int):
+    def __init__(self, model: nn.Module, group: Any, step: int, every: int, watched: Watched | None = None):
         self.model, self.group, self.step, self.every = model, group, step, every
-        self.layers = weighted_layers(model)
+        watched = watched or Watched.of(model)
+        self.layers = watched.layers
         self.calls: list[dict[str, Any]] = []  # per activation call: name, kind, after, its sums (tensors)
         self.last_leaf = ""
         self.counts: dict[int, int] = {}
@@ -132,10 +149,8 @@ class Probe(NoProbe):
         self.before: list[torch.Tensor] = []
         self.after: list[torch.Tensor] = []
         self.done = False
-        self.handles = [m.register_forward_hook(self._activation_hook(n, kind))
-                        for n, m, kind in activation_modules(model)]
-        self.handles += [m.register_forward_hook(self._leaf_hook(n)) for n, m in _leaves(model)
-                         if type(m) not in ACTIVATIONS]
+        self.handles = [m.register_forward_hook(self._activation_hook(n, kind)) for n, m, kind in watched.activations]
+        self.handles += [m.register_forward_hook(self._leaf_hook(n)) for n, m in watched.others]
 
     def _leaf_hook(self, name: str):
         def hook(module: nn.Module, inputs: Any, output: Any) -> None:
@@ -153,8 +168,11 @@ class Probe(NoProbe):
                                    "after": self.last_leaf, **_activation_sums(output.detach(), kind)})
         return hook
 
-    def gradients(self, scale: float = 1.0) -> None:
-        """Gradient norms (divided by the loss ``scale`` of mixed precision), and the weights before the step."""
+    def gradients(self, scale: Any = 1.0) -> None:
+        """Gradient norms (divided by the loss ``scale`` of mixed precision: a number, or the GradScaler, read only
+        here, on a sampled step: reading it waits for the GPU), and the weights before the step."""
+        if hasattr(scale, "get_scale"):
+            scale = scale.get_scale()  # 1.0 when the scaler is disabled
         with torch.no_grad():
             for _, m in self.layers:
                 g = m.weight.grad
@@ -245,7 +263,8 @@ class Xray:
     def __init__(self, model: nn.Module, group: Any, total_steps: int, epochs: int, enabled: bool = True,
                  every: int = 0):
         self.model, self.group, self.enabled = model, group, enabled
-        entries = len(weighted_layers(model)) + 2 * len(activation_modules(model))  # reused modules: about 2 calls
+        self.watched = Watched.of(model)
+        entries = len(self.watched.layers) + 2 * len(self.watched.activations)  # reused modules: about 2 calls
         self.every = choose_every(total_steps, entries, every)
         self.kernel_every = max(1, math.ceil(epochs / MAX_KERNEL_SNAPSHOTS))
         self.epochs = epochs
@@ -253,7 +272,7 @@ class Xray:
     def probe(self, step: int) -> NoProbe:
         """A :class:`Probe` for a sampled step, else a :class:`NoProbe`."""
         if self.enabled and sampled(step, self.every):
-            return Probe(self.model, self.group, step, self.every)
+            return Probe(self.model, self.group, step, self.every, self.watched)
         return NoProbe()
 
     def kernels(self, epoch: int) -> KernelsEvent | None:
@@ -265,10 +284,10 @@ class Xray:
 
 def kernels_event(model: nn.Module, epoch: int) -> KernelsEvent | None:
     """The first 2-D convolution's kernels (at most 64 filters of at most 3 input channels), as bytes."""
-    conv = next(((n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)), None)
-    if conv is None:
+    try:
+        name, m = first_conv(model)
+    except CnnlabError:  # no convolution (an MLP): no kernels to keep
         return None
-    name, m = conv
     w = m.weight.detach()[:MAX_KERNEL_FILTERS, :MAX_KERNEL_IN].float().cpu()
     lo, hi = float(w.min()), float(w.max())
     q = ((w - lo) / (hi - lo) * 255).round() if hi > lo else torch.zeros_like(w)

@@ -9,7 +9,7 @@ import math
 
 import pytest
 import torch
-from apphelpers import train_run
+from apphelpers import train_run, using_cache
 from torch import nn
 
 from cnnlab import runs, xray
@@ -229,16 +229,8 @@ def test_diagnoses_on_synthetic_samples_say_what_the_numbers_say():
 
 @pytest.fixture(scope="module")
 def run_id(tmp_path_factory):
-    import os
-
-    cache = tmp_path_factory.mktemp("xray-cache")
-    old = os.environ.get("CNNLAB_CACHE")
-    os.environ["CNNLAB_CACHE"] = str(cache)
-    try:
+    with using_cache(tmp_path_factory.mktemp("xray-cache")) as cache:
         result = train_run(TrainConfig(model="lenet_v2", **BASE), data=digits_bundle())
-    finally:
-        if old is not None:
-            os.environ["CNNLAB_CACHE"] = old
     return cache, result.run_id
 
 
