@@ -53,6 +53,7 @@ FINAL_STATES = frozenset(JOB_STATES[2:])
 # step and X-ray events kept per job before only every 10th is (start, epoch, kernels and end events are all kept)
 MAX_STEP_EVENTS = 5000
 MAX_XRAY_EVENTS = 2000
+THINNED = {"step": MAX_STEP_EVENTS, "xray": MAX_XRAY_EVENTS}
 MAX_FINISHED_JOBS = 50  # finished jobs listed per process; older ones live on as runs
 
 
@@ -78,7 +79,7 @@ class Job:
         self._done = threading.Event()
         self._lock = threading.Lock()
         self._events: list[dict] = []
-        self._step_events = self._xray_events = 0
+        self._counts: dict[str, int] = {}  # events of each thinned kind so far
 
     # ---- events ------------------------------------------------------------------------
 
@@ -87,15 +88,11 @@ class Job:
         d = compact(event) if isinstance(event, XrayEvent) else asdict(event) if is_dataclass(event) else dict(event)
         kind = d.get("kind")
         with self._lock:
-            if kind == "step":
-                self._step_events += 1
-                if self._step_events > MAX_STEP_EVENTS and self._step_events % 10:
-                    self.latest_step = d  # keep the newest, thin out the stored history
-                    return
-                self.latest_step = d
-            elif kind == "xray":
-                self._xray_events += 1
-                if self._xray_events > MAX_XRAY_EVENTS and self._xray_events % 10:
+            if kind in THINNED:  # beyond its limit only every 10th is stored; the newest step is still shown
+                n = self._counts[kind] = self._counts.get(kind, 0) + 1
+                if kind == "step":
+                    self.latest_step = d
+                if n > THINNED[kind] and n % 10:
                     return
             elif kind == "epoch":
                 self.latest_epoch = d
