@@ -18,7 +18,7 @@ PACKAGE = ROOT / "cnnlab"
 # from above (DESIGN.md: data and models -> input pipeline -> train -> runs -> evaluate and sources ->
 # jobs -> transfer and lessons -> cli and app). The lessons run transfer arms, so they sit above it.
 LAYERS: list[tuple[str, list[str]]] = [
-    ("foundations", ["cnnlab", "cnnlab.errors", "cnnlab.paths", "cnnlab.net", "cnnlab.locks", "cnnlab.files",
+    ("foundations", ["cnnlab", "cnnlab.i18n", "cnnlab.errors", "cnnlab.paths", "cnnlab.net", "cnnlab.locks", "cnnlab.files",
                      "cnnlab.safeload", "cnnlab.threads", "cnnlab.device", "cnnlab.events"]),
     ("models", ["cnnlab.models", "cnnlab.models.*"]),
     ("data and the input pipeline", ["cnnlab.data", "cnnlab.data.*"]),

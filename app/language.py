@@ -1,0 +1,72 @@
+"""The app's language: a sidebar picker, ``?lang=it`` in a link, the browser's preferred language at first.
+
+The choice lives in the session (every page, rerun and fragment of it speaks it, through
+:func:`cnnlab.i18n.set_language_source`) and in the page's address, so a shared link opens in the same
+language. The languages offered are the catalogues in ``cnnlab/locale`` (:func:`cnnlab.i18n.available`).
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+from cnnlab import i18n
+from cnnlab.i18n import _
+
+PARAM = "lang"
+KEY = "lang-on"  # the session's language
+PICKER = "lang-picker"
+
+
+def _session_language() -> str | None:
+    """The language of the session whose script runs in this thread (None in a background thread)."""
+    if get_script_run_ctx(suppress_warning=True) is None:
+        return None
+    return st.session_state.get(KEY)
+
+
+def _browser_language() -> str | None:
+    try:
+        return st.context.locale
+    except Exception:  # noqa: BLE001 - no browser behind this session (AppTest): English
+        return None
+
+
+def current() -> str:
+    """The session's language: a link's ``?lang=``, else the one chosen before, else the browser's, else English."""
+    choices = list(i18n.available())
+    linked = st.query_params.get(PARAM)
+    if linked in choices:
+        st.session_state[KEY] = linked
+    if st.session_state.get(KEY) not in choices:
+        st.session_state[KEY] = i18n.negotiate(_browser_language(), choices)
+    return st.session_state[KEY]
+
+
+def _picked() -> None:
+    st.session_state[KEY] = st.session_state[PICKER]
+
+
+def apply() -> str:
+    """Set the session's language for everything this run shows (call before any text is written)."""
+    i18n.set_language_source(_session_language)
+    code = current()
+    i18n.set_language(code)  # also for the threads this run starts with its context (jobs)
+    if code != i18n.SOURCE_LANGUAGE:
+        if st.query_params.get(PARAM) != code:
+            st.query_params[PARAM] = code
+    elif PARAM in st.query_params:
+        del st.query_params[PARAM]
+    return code
+
+
+def picker() -> None:
+    """The sidebar's language menu, each language named in itself."""
+    names = i18n.available()
+    if len(names) < 2:
+        return
+    st.session_state[PICKER] = st.session_state[KEY]
+    st.sidebar.selectbox(_("Language"), list(names), format_func=names.get, key=PICKER, on_change=_picked)
+    for code, problem in i18n.problems().items():
+        st.sidebar.warning(_("The {language} catalogue could not be read, so English is shown instead: "
+                             "{problem}").format(language=names.get(code, code), problem=problem))
