@@ -49,6 +49,9 @@ import string
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, Sequence
 
+from .. import i18n
+from ..i18n import N_, _, fmt, ngettext
+
 
 @dataclass(frozen=True)
 class Metric:
@@ -63,18 +66,18 @@ class Metric:
 RELATIVE_TIE = 0.10  # durations measured on a shared machine: within 10% is a tie
 
 METRICS: dict[str, Metric] = {
-    "best_val_top1": Metric("best validation top-1", True, ".1%", True, needs_learning=True),
-    "final_val_top1": Metric("final validation top-1", True, ".1%", True, needs_learning=True),
-    "final_train_top1": Metric("final training top-1", True, ".1%", True, needs_learning=True),
-    "test_top1": Metric("test top-1", True, ".1%", True, needs_learning=True),
-    "gap": Metric("train/validation gap", False, ".1%", needs_learning=True),
-    "seconds": Metric("seconds", False, ".1f", relative=True),
-    "epoch_seconds": Metric("seconds per epoch", False, ".2f", relative=True),
-    "train_epoch_seconds": Metric("training seconds per epoch", False, ".2f", relative=True),
-    "images_per_sec": Metric("images per second", True, ",.0f", relative=True),
-    "params": Metric("parameters", False, ","),
-    "trainable_params": Metric("trainable parameters", False, ","),
-    "macs": Metric("multiply-accumulates per image", False, ","),
+    "best_val_top1": Metric(N_("best validation top-1"), True, ".1%", True, needs_learning=True),
+    "final_val_top1": Metric(N_("final validation top-1"), True, ".1%", True, needs_learning=True),
+    "final_train_top1": Metric(N_("final training top-1"), True, ".1%", True, needs_learning=True),
+    "test_top1": Metric(N_("test top-1"), True, ".1%", True, needs_learning=True),
+    "gap": Metric(N_("train/validation gap"), False, ".1%", needs_learning=True),
+    "seconds": Metric(N_("seconds"), False, ".1f", relative=True),
+    "epoch_seconds": Metric(N_("seconds per epoch"), False, ".2f", relative=True),
+    "train_epoch_seconds": Metric(N_("training seconds per epoch"), False, ".2f", relative=True),
+    "images_per_sec": Metric(N_("images per second"), True, ",.0f", relative=True),
+    "params": Metric(N_("parameters"), False, ","),
+    "trainable_params": Metric(N_("trainable parameters"), False, ","),
+    "macs": Metric(N_("multiply-accumulates per image"), False, ","),
 }
 # differences of these arm attributes are percentage points
 POINT_FIELDS = ("gap",)
@@ -82,12 +85,12 @@ POINT_FIELDS = ("gap",)
 # The table's columns: always these, then the lesson's own ``columns``.
 DEFAULT_COLUMNS = ("params", "epochs", "best_val_top1", "final_train_top1", "gap", "test_top1", "seconds",
                    "images_per_sec", "status")
-COLUMN_LABELS = {
-    "params": "parameters", "trainable_params": "trainable", "macs": "MACs/image", "epochs": "epochs",
-    "best_val_top1": "best val top-1", "best_epoch": "best epoch", "final_val_top1": "final val top-1",
-    "final_train_top1": "final train top-1", "gap": "train-val gap", "test_top1": "test top-1",
-    "seconds": "seconds", "epoch_seconds": "s/epoch", "train_epoch_seconds": "train s/epoch",
-    "images_per_sec": "images/s", "status": "status", "train_images": "train images",
+COLUMN_LABELS = {  # shown through _()
+    "params": N_("parameters"), "trainable_params": N_("trainable"), "macs": N_("MACs/image"), "epochs": N_("epochs"),
+    "best_val_top1": N_("best val top-1"), "best_epoch": N_("best epoch"), "final_val_top1": N_("final val top-1"),
+    "final_train_top1": N_("final train top-1"), "gap": N_("train-val gap"), "test_top1": N_("test top-1"),
+    "seconds": N_("seconds"), "epoch_seconds": N_("s/epoch"), "train_epoch_seconds": N_("train s/epoch"),
+    "images_per_sec": N_("images/s"), "status": N_("status"), "train_images": N_("train images"),
 }
 COLUMNS = tuple(c for c in COLUMN_LABELS if c not in DEFAULT_COLUMNS)
 
@@ -104,6 +107,8 @@ SCALARS = ("epochs", "budget", "metric", "gap", "lead", "margin", "ratio", "rank
            "dataset")
 RESERVED = frozenset(ARM_ROLES + SCALARS)
 RANKED_STATUSES = ("finished",)
+STATUS_WORDS = {"running": N_("running"), "finished": N_("finished"), "cancelled": N_("cancelled"),  # shown via _()
+                "diverged": N_("diverged"), "failed": N_("failed"), "skipped": N_("skipped")}
 Z95 = 1.96
 
 
@@ -111,10 +116,10 @@ class _Missing:
     """A value that was not measured (a failed arm, no test split): prints "n/a" whatever the format."""
 
     def __format__(self, spec: str) -> str:
-        return "n/a"
+        return _("n/a")
 
     def __str__(self) -> str:
-        return "n/a"
+        return _("n/a")
 
 
 MISSING = _Missing()
@@ -126,10 +131,10 @@ class Points(float):
 
     def __format__(self, spec: str) -> str:
         if spec.endswith("%"):
-            body = spec[:-1] + "f"
-            value = format(float(self) * 100, body)
-            return f"{value} point" + ("" if abs(float(self) * 100) == 1 else "s")
-        return format(float(self), spec)
+            points = float(self) * 100
+            value = fmt(points, spec[:-1] + "f")
+            return ngettext("{value} point", "{value} points", 1 if abs(points) == 1 else 2).format(value=value)
+        return fmt(float(self), spec)
 
 
 _SPEC = re.compile(r"(?:[<>^]?[+ -]?\d{0,2}[,_]?(?:\.\d{1,2})?[%fFeEgGds]?)")  # widths and precisions bounded
@@ -175,7 +180,7 @@ class _Formatter(string.Formatter):
             raise TemplateError(f"':{format_spec}' is not a number format a lesson may use (e.g. :.1%, :,.0f, :.3g, "
                                 ":>8; widths up to 99).")
         try:
-            return format(value, format_spec)
+            return fmt(value, format_spec)
         except (ValueError, TypeError) as e:
             raise TemplateError(f"cannot format {value!r} with ':{format_spec}' ({e}).") from None
 
@@ -260,21 +265,24 @@ def fit_phrase(arm: Mapping[str, Any]) -> str:
     """What the training and validation accuracies say about the arm, in a few words."""
     train, val = _num(arm.get("final_train_top1")), _num(arm.get("final_val_top1"))
     if learnt(arm) is False:
-        return "did not learn (validation accuracy within the noise of guessing)"
+        return _("did not learn (validation accuracy within the noise of guessing)")
     if train is None or val is None:
-        return "n/a"
+        return _("n/a")
     n = _num(arm.get("val_images")) or 0
     gap_noise = Z95 * math.sqrt(max(val * (1 - val), 1.0 / n) / n) if n else 0.02
-    shown = f"training {train:.1%}, validation {val:.1%}"
+    shown = {"train": fmt(train, ".1%"), "val": fmt(val, ".1%")}
     if train >= 0.95 and train - val > gap_noise:
-        return f"memorised its training images ({shown})"
+        return _("memorised its training images (training {train}, validation {val})").format(**shown)
     if train < 0.9 and train - val > gap_noise:
-        return f"underfits: it does not fit even its training images, and does worse still on new ones ({shown})"
+        return _("underfits: it does not fit even its training images, and does worse still on new ones "
+                 "(training {train}, validation {val})").format(**shown)
     if train - val > gap_noise:
-        return f"overfits: it does better on its training images than on new ones ({shown})"
+        return _("overfits: it does better on its training images than on new ones "
+                 "(training {train}, validation {val})").format(**shown)
     if train < 0.9:
-        return f"underfits: it does not fit even its training images ({shown})"
-    return f"generalises: no gap beyond the noise ({shown})"
+        return _("underfits: it does not fit even its training images (training {train}, validation {val})").format(
+            **shown)
+    return _("generalises: no gap beyond the noise (training {train}, validation {val})").format(**shown)
 
 
 def _with_derived(a: Mapping[str, Any]) -> dict[str, Any]:
@@ -329,14 +337,16 @@ def tiers(ranked: Sequence[Mapping[str, Any]], metric: str, higher: bool, tie: f
 
 
 def value_text(a: Mapping[str, Any], m: Metric) -> str:
-    return f"{a['name']} ({format(a['value'], m.fmt)})"
+    return _("{name} ({value})").format(name=a["name"], value=fmt(a["value"], m.fmt))
 
 
 def names_list(items: Sequence[str]) -> str:
+    """"A", "A and B", "A, B and C" in the language in use."""
     items = list(items)
     if len(items) <= 1:
         return "".join(items)
-    return ", ".join(items[:-1]) + " and " + items[-1]
+    # TRANSLATORS: the separator between the first names of a list ("A, B and C"; Chinese uses "、")
+    return _("{items} and {last}").format(items=_(", ").join(items[:-1]), last=items[-1])
 
 
 def ranking_text(groups: Sequence[Sequence[Mapping[str, Any]]], m: Metric) -> str:
@@ -345,9 +355,13 @@ def ranking_text(groups: Sequence[Sequence[Mapping[str, Any]]], m: Metric) -> st
     for g in groups:
         text = names_list([value_text(a, m) for a in g])
         if len(g) > 1:
-            text += ", too close to tell apart" if len(g) == 2 else ", too close to order"
+            text = (_("{names}, too close to tell apart") if len(g) == 2 else _("{names}, too close to order")).format(
+                names=text)
         parts.append(text)
-    return "; then ".join(parts)
+    text = parts[0] if parts else ""
+    for part in parts[1:]:
+        text = _("{before}; then {after}").format(before=text, after=part)
+    return text
 
 
 # ---- the conclusion ------------------------------------------------------------------------------
@@ -395,9 +409,9 @@ def _names(lesson: Any, arms: Sequence[Mapping[str, Any]], budget: str, c: Any =
     if c.expect is not None:
         names["expected"] = views[c.expect]
     epochs = [a.get("epochs") for a in arms if isinstance(a.get("epochs"), int)]
-    names.update(epochs=max(epochs) if epochs else MISSING, budget=budget, metric=m.label,
+    names.update(epochs=max(epochs) if epochs else MISSING, budget=budget, metric=_(m.label),
                  n_arms=len(arms), dataset=next((a.get("dataset") for a in arms if a.get("dataset")), MISSING),
-                 not_learnt=names_list([a["name"] for a in done if learnt(a) is False]) or "none")
+                 not_learnt=names_list([a["name"] for a in done if learnt(a) is False]) or _("none"))
     return names
 
 
@@ -410,14 +424,32 @@ def _ratio(a: Any, b: Any) -> float | _Missing:
 
 def _stopped_at(message: str) -> str:
     """A divergence message up to 'training stopped there.' (the advice after it is for a user's own runs)."""
-    cut = message.find("training stopped there")
-    return message[: cut + len("training stopped there")] + "." if cut >= 0 else message
+    for end in dict.fromkeys(("training stopped there", _("training stopped there"))):
+        cut = message.find(end)
+        if cut >= 0:
+            return message[: cut + len(end)] + "."
+    return message
 
 
-def _say(template: str, names: Mapping[str, Any], fallback: str = "") -> str:
-    """``template`` filled from ``names``; a template that needs what this run lacks (e.g. {best} when
-    every arm diverged) falls back to ``fallback``, never losing the result."""
-    for t in (template, fallback):
+def _tr(lesson: Any, text: str) -> str:
+    """One of the lesson's texts in the language in use (:meth:`~cnnlab.lessons.spec.Lesson.tr`)."""
+    tr = getattr(lesson, "tr", None)
+    return tr(text) if tr is not None and text else text
+
+
+def _in_language(lesson: Any, arms: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The arms with their names and notes in the language in use (results keep the English ones)."""
+    if i18n.language() == i18n.SOURCE_LANGUAGE:
+        return [dict(a) for a in arms]
+    return [{**a, "name": _tr(lesson, str(a.get("name", ""))), "note": _tr(lesson, str(a.get("note") or ""))}
+            for a in arms]
+
+
+def _say(template: str, names: Mapping[str, Any], fallback: str = "", lesson: Any = None) -> str:
+    """``template`` (in the language in use, when the lesson or the catalogue translates it) filled from
+    ``names``; a template that needs what this run lacks (e.g. {best} when every arm diverged) falls back
+    to ``fallback``, and a translation that cannot be filled to the English text, never losing the result."""
+    for t in dict.fromkeys((_tr(lesson, template), template, fallback)):
         if not t:
             continue
         try:
@@ -446,39 +478,43 @@ def _outcome(lesson: Any, c: Any, arms: Sequence[Mapping[str, Any]], budget: str
     ranked = [a for a in arms if takes_part(a, c.metric)]
     if len(measured) < 2:
         if primary:
-            done = ", ".join(a["name"] for a in measured) or "no arm"
-            sentences.append(f"Only {done} finished, so this run cannot answer the question: see why below and "
-                             "run the lesson again.")
-        return Outcome(sentences, False, ["Fewer than two arms finished."])
+            sentences.append(_("Only {arm} finished, so this run cannot answer the question: see why below and "
+                               "run the lesson again.").format(arm=measured[0]["name"]) if measured else
+                             _("No arm finished, so this run cannot answer the question: see why below and run the "
+                               "lesson again."))
+        return Outcome(sentences, False, [_("Fewer than two arms finished.")])
     claims = _claims(c, arms)
     if not ranked or (len(ranked) == 1 and not claims):
         if primary:
-            sentences.append("No arm learnt anything, so this run cannot compare them: see the curves and run the "
-                             "lesson again." if not ranked else
-                             _say(f"{{best.name}} was the only arm that learnt ({m.label} {{best.value:{m.fmt}}}).",
-                                  names))
-        return Outcome(sentences, False, ["Fewer than two arms learnt."])
+            best = names.get("best") or {}
+            sentences.append(_("No arm learnt anything, so this run cannot compare them: see the curves and run "
+                               "the lesson again.") if not ranked else
+                             _("{arm} was the only arm that learnt ({metric} {value}).").format(
+                                 arm=best.get("name"), metric=_(m.label), value=fmt(best.get("value"), m.fmt)))
+        return Outcome(sentences, False, [_("Fewer than two arms learnt.")])
     expected = names.get("expected")
     if expected is not None and expected.get("status") not in RANKED_STATUSES:
-        sentences.append(_say(f"{{expected.name}}, the arm the lecture expects to come first, did not finish "
-                              f"({{expected.status}}); among the others {{best.name}} came first "
-                              f"({m.label} {{best.value:{m.fmt}}}).", names))
-        return Outcome(sentences, False, [f"{expected['name']} {expected.get('status')}."])
+        best = names.get("best") or {}
+        sentences.append(_("{expected}, the arm the lecture expects to come first, did not finish ({status}); among "
+                           "the others {best} came first ({metric} {value}).").format(
+            expected=expected["name"], status=_status(expected.get("status")), best=best.get("name", _("n/a")),
+            metric=_(m.label), value=fmt(best.get("value", MISSING), m.fmt)))
+        return Outcome(sentences, False, [_status_fact(expected)])
     if not claims:  # no expected order: the measured order, ties named
         if names["lead"] <= names["margin"]:
-            sentences.append(_say(c.close, names, _default_close(m)))
+            sentences.append(_say(c.close, names, _default_close(m), lesson))
         else:
-            sentences.append(_say(c.expected, names, _default_expected(m)))
+            sentences.append(_say(c.expected, names, _default_expected(m), lesson))
         return Outcome(sentences, True, [])
     failed: list[str] = []
     apart: list[str] = []
     for up, down in claims:
         a, b = views[up], views[down]
         if a.get("status") not in RANKED_STATUSES or _num(a.get("value")) is None:
-            failed.append(f"{a['name']} {a.get('status')}.")
+            failed.append(_status_fact(a))
             continue
         if m.needs_learning and learnt(a) is False:
-            failed.append(f"{a['name']} did not learn.")
+            failed.append(_("{arm} did not learn.").format(arm=a["name"]))
             continue
         if b.get("status") not in RANKED_STATUSES or _num(b.get("value")) is None:
             continue  # nothing to beat: the arm below diverged or failed (said below)
@@ -486,40 +522,52 @@ def _outcome(lesson: Any, c: Any, arms: Sequence[Mapping[str, Any]], budget: str
             continue
         margin = noise_margin(a, b, c.metric, c.tie)
         diff = abs(a["value"] - b["value"])
-        shown = format(Points(margin) if m.accuracy else margin, m.fmt if m.accuracy else ".3g")
+        pair = {"a": a["name"], "a_value": fmt(a["value"], m.fmt), "b": b["name"], "b_value": fmt(b["value"], m.fmt),
+                "noise": fmt(Points(margin) if m.accuracy else margin, m.fmt if m.accuracy else ".3g")}
         if diff <= margin:
-            apart.append(f"{a['name']} ({format(a['value'], m.fmt)}) and {b['name']} ({format(b['value'], m.fmt)}) "
-                         f"cannot be told apart on this run (a difference within ±{shown}).")
+            apart.append(_("{a} ({a_value}) and {b} ({b_value}) cannot be told apart on this run (a difference within "
+                           "±{noise}).").format(**pair))
         else:
-            failed.append(f"{b['name']} ({format(b['value'], m.fmt)}) did better than {a['name']} "
-                          f"({format(a['value'], m.fmt)}), by more than the noise (±{shown}).")
+            failed.append(_("{b} ({b_value}) did better than {a} ({a_value}), by more than the noise "
+                            "(±{noise}).").format(**pair))
     if not failed and not apart:
-        sentences.append(_say(c.expected, names, _default_expected(m)))
+        sentences.append(_say(c.expected, names, _default_expected(m), lesson))
         return Outcome(sentences, True, [])
     facts = failed + apart
     if failed:
         sentences.append(" ".join(facts))
         if c.unexpected:
-            sentences.append(_say(c.unexpected, names))
+            sentences.append(_say(c.unexpected, names, lesson=lesson))
         else:
-            sentences.append("Look at the curves: more epochs or the full budget may change the order.")
+            sentences.append(_("Look at the curves: more epochs or the full budget may change the order."))
     else:
         sentences.append(" ".join(apart))
         if c.close:
-            sentences.append(_say(c.close, names))
+            sentences.append(_say(c.close, names, lesson=lesson))
         else:
-            sentences.append("More epochs, more validation images or the full budget would separate them.")
+            sentences.append(_("More epochs, more validation images or the full budget would separate them."))
     return Outcome(sentences, False, facts)
+
+
+def _status(status: Any) -> str:
+    """An arm's status as the reader's language says it."""
+    return _(STATUS_WORDS[status]) if status in STATUS_WORDS else str(status)
+
+
+def _status_fact(a: Mapping[str, Any]) -> str:
+    """"LeNet diverged.": what became of an arm that was not measured."""
+    return _("{arm} {status}.").format(arm=a["name"], status=_status(a.get("status")))
 
 
 def outcomes(lesson: Any, arms: Sequence[Mapping[str, Any]], budget: str = "quick") -> list[Outcome]:
     """The lesson's conclusion and each of its ``also`` conclusions, read from ``arms``."""
     c = lesson.conclusion
+    arms = _in_language(lesson, arms)
     found = [_outcome(lesson, c, arms, budget, True)]
     for extra in getattr(c, "also", ()) or ():
         o = _outcome(lesson, extra, arms, budget, False)
         if extra.always and any(takes_part(a, extra.metric) for a in arms):
-            o.sentences.append(_say(extra.always, _names(lesson, arms, budget, extra)))
+            o.sentences.append(_say(extra.always, _names(lesson, arms, budget, extra), lesson=lesson))
         found.append(o)
     return found
 
@@ -533,12 +581,12 @@ def effect(lesson: Any, arms: Sequence[Mapping[str, Any]], budget: str = "quick"
     for o in found if found is not None else outcomes(lesson, arms, budget):
         why += o.why
     must = set(getattr(lesson.conclusion, "learn", ()) or ())
-    for a in arms:
+    for a in _in_language(lesson, arms):
         if a["id"] in must or ("all" in must and a.get("compare", True)):
             if a.get("status") not in RANKED_STATUSES:
-                why.append(f"{a['name']} {a.get('status')}.")
+                why.append(_status_fact(a))
             elif learnt(a) is False:
-                why.append(f"{a['name']} did not learn.")
+                why.append(_("{arm} did not learn.").format(arm=a["name"]))
     return {"shown": not why, "why": list(dict.fromkeys(why))}
 
 
@@ -554,6 +602,7 @@ def conclude(lesson: Any, arms: Sequence[Mapping[str, Any]], budget: str = "quic
     """The conclusion of ``lesson`` from the measured ``arms`` (dicts of :data:`ARM_FIELDS`)."""
     c = lesson.conclusion
     found = list(found) if found is not None else outcomes(lesson, arms, budget)
+    arms = _in_language(lesson, arms)
     sentences = list(found[0].sentences)
     names = _names(lesson, arms, budget)
     compared = [a for a in arms if a.get("compare", True) and a.get("status") in RANKED_STATUSES]
@@ -561,39 +610,60 @@ def conclude(lesson: Any, arms: Sequence[Mapping[str, Any]], budget: str = "quic
     if at_chance:
         chance = chance_of(at_chance[0])
         same = all(chance_of(a) == chance for a in at_chance)
-        who = names_list([f"{a['name']} ({format(_num(a.get('best_val_top1')), '.1%')})" for a in at_chance])
-        sentences.append(f"{who} did not learn: " + ("its" if len(at_chance) == 1 else "their")
-                         + " best validation accuracy is within the noise of guessing"
-                         + (f" ({chance:.1%} for {round(1 / chance)} classes)" if same and chance else "")
-                         + ", so " + ("it is" if len(at_chance) == 1 else "they are") + " not ranked.")
+        who = names_list([value_text({**a, "value": _num(a.get("best_val_top1"))}, METRICS["best_val_top1"])
+                          for a in at_chance])
+        sentences.append(_at_chance(who, len(at_chance), chance if same else None))
     for a in arms:
         status = a.get("status")
         if status in RANKED_STATUSES or (status == "skipped" and not a.get("compare", True)):
             continue
-        default = (f"{a['name']} {_stopped_at(str(a.get('message') or 'diverged.'))}" if status == "diverged" else
-                   f"{a['name']} {status}" + (f": {str(a.get('message')).strip()}" if a.get("message") else "."))
+        message = str(a.get("message") or "").strip()
+        if status == "diverged":
+            default = _("{arm} {what}").format(arm=a["name"], what=_stopped_at(message) if message else _("diverged."))
+        elif message:
+            default = _("{arm} {status}: {message}").format(arm=a["name"], status=_status(status), message=message)
+        else:
+            default = _status_fact(a)
         if status == "diverged" and c.diverged:
-            sentences.append(_say(c.diverged, {**names, "arm": names[a["id"]]}) or default)
+            sentences.append(_say(c.diverged, {**names, "arm": names[a["id"]]}, lesson=lesson) or default)
         else:
             sentences.append(default)
     for extra in found[1:]:
         sentences += extra.sentences
     ranked = [a for a in arms if takes_part(a, c.metric)]
     if c.always and len(ranked) >= 1:
-        sentences.append(_say(c.always, names))
+        sentences.append(_say(c.always, names, lesson=lesson))
     return " ".join(s.strip() for s in sentences if s and s.strip())
 
 
+def _at_chance(who: str, n: int, chance: float | None) -> str:
+    """The arms that did not learn, said once (they are not ranked)."""
+    if chance:
+        return ngettext("{arms} did not learn: its best validation accuracy is within the noise of guessing "
+                        "({chance} for {classes} classes), so it is not ranked.",
+                        "{arms} did not learn: their best validation accuracy is within the noise of guessing "
+                        "({chance} for {classes} classes), so they are not ranked.", n).format(
+            arms=who, chance=fmt(chance, ".1%"), classes=round(1 / chance))
+    return ngettext("{arms} did not learn: its best validation accuracy is within the noise of guessing, so it is "
+                    "not ranked.",
+                    "{arms} did not learn: their best validation accuracy is within the noise of guessing, so they "
+                    "are not ranked.", n).format(arms=who)
+
+
 def _default_expected(m: Metric) -> str:
-    return (f"{{best.name}} came first ({m.label} {{best.value:{m.fmt}}}), ahead of {{second.name}} "
-            f"({{second.value:{m.fmt}}}) by more than the noise. The order: {{ranking}}.")
+    # TRANSLATORS: a template filled later: keep {{best.name}}, {{second.name}}, {{ranking}} and the
+    # {{best.value:{fmt}}} fields (one brace pair each once filled), and {label} and {fmt}
+    return _("{{best.name}} came first ({label} {{best.value:{fmt}}}), ahead of {{second.name}} "
+             "({{second.value:{fmt}}}) by more than the noise. The order: {{ranking}}.").format(
+        label=_(m.label), fmt=m.fmt)
 
 
 def _default_close(m: Metric) -> str:
-    return (f"{{best.name}} and {{second.name}} are too close to call on this run ({m.label} "
-            f"{{best.value:{m.fmt}}} against {{second.value:{m.fmt}}}): the difference is within the noise of "
-            f"the measurement (±{{margin:{m.fmt if m.accuracy else '.3g'}}}). More epochs, more validation "
-            "images or the full budget would separate them.")
+    # TRANSLATORS: a template filled later, as the one above; {noise} is the format of the margin
+    return _("{{best.name}} and {{second.name}} are too close to call on this run ({label} {{best.value:{fmt}}} "
+             "against {{second.value:{fmt}}}): the difference is within the noise of the measurement "
+             "(±{{margin:{noise}}}). More epochs, more validation images or the full budget would separate "
+             "them.").format(label=_(m.label), fmt=m.fmt, noise=m.fmt if m.accuracy else ".3g")
 
 
 # ---- checking a lesson's templates when it is read --------------------------------------------
@@ -629,7 +699,10 @@ def check_templates(lesson: Any) -> Iterator[tuple[str, str]]:
             template = getattr(c, key)
             if not template:
                 continue
-            try:
-                render(template, names)
-            except TemplateError as e:
-                yield prefix + key, str(e)
+            for code, translated in [("", template)] + [(code, texts[template]) for code, texts in
+                                                        sorted((getattr(lesson, "translations", None) or {}).items())
+                                                        if template in texts]:
+                try:
+                    render(translated, names)
+                except TemplateError as e:
+                    yield prefix + key + (f".{code}" if code else ""), str(e)

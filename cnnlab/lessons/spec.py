@@ -49,7 +49,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
+from .. import i18n
 from ..errors import CnnlabError, LessonError
+from ..i18n import _
 from ..train import TrainConfig
 from ..data.shapes import STANDIN_MODEL, TARGET_CLASSES
 from .conclude import COLUMNS, METRICS, RESERVED, check_templates
@@ -74,6 +76,7 @@ ARM_KEYS = {"id", "name", "note", "start", "compare"}  # besides TrainConfig fie
 CONCLUSION_KEYS = {"metric", "higher_is_better", "expect", "expect_order", "learn", "expected", "unexpected",
                    "close", "always", "diverged", "tie", "also"}
 ALSO_KEYS = CONCLUSION_KEYS - {"learn", "also", "diverged"}  # a further question about the same arms
+TEMPLATE_KEYS = ("expected", "unexpected", "close", "always", "diverged")  # the conclusion's texts
 CONFIG_FIELDS = {f.name for f in fields(TrainConfig)}
 LESSON_ONLY_FIELDS = {"device"}  # chosen by whoever runs the lesson, never by the file
 
@@ -146,19 +149,38 @@ class Lesson:
     builtin: bool = False
     choices: Choices | None = None  # what the class can guess before the run (None: the conclusion's arms)
     discuss: tuple[str, ...] = ()  # questions for the class to explain the gap between guesses and result
+    translations: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # the file's own: language -> English -> text
+
+    def tr(self, text: str) -> str:
+        """``text`` (one of this lesson's English texts) in the language in use: the file's own translation,
+        else the catalogue's (the built-in lessons are translated there), else English."""
+        code = i18n.language()
+        if code == i18n.SOURCE_LANGUAGE or not text:
+            return text
+        return self.translations.get(code, {}).get(text) or i18n.gettext(text)
+
+    def texts(self) -> list[str]:
+        """Every English text of the lesson a reader sees, once each (what a catalogue translates)."""
+        c = self.conclusion
+        found = [self.title, self.question, *(t for a in self.arms for t in (a.name, a.note)),
+                 *(getattr(x, k) for x in (c, *c.also) for k in TEMPLATE_KEYS),
+                 self.choices.prompt if self.choices else "", *self.discuss]
+        return [t for t in dict.fromkeys(found) if t]
 
     def guess(self) -> Choices:
         """What a class session asks: the file's ``choices``, else which compared arm comes out on top."""
+        if self.choices is not None and self.choices.prompt:
+            return dataclasses.replace(self.choices, prompt=self.tr(self.choices.prompt))
+        prompt = _("{question} Which one will come out on top?").format(question=self.tr(self.question))
         if self.choices is not None:
-            return self.choices
-        return Choices("arms", f"{self.question} Which one will come out on top?", self.conclusion.metric,
-                       tuple(a.id for a in self.arms if a.compare))
+            return dataclasses.replace(self.choices, prompt=prompt)
+        return Choices("arms", prompt, self.conclusion.metric, tuple(a.id for a in self.arms if a.compare))
 
     def arm(self, arm_id: str) -> Arm:
         for a in self.arms:
             if a.id == arm_id:
                 return a
-        raise LessonError(f"lesson {self.name!r} has no arm {arm_id!r} (arms: {', '.join(a.id for a in self.arms)}).")
+        raise LessonError(_('lesson {name!r} has no arm {arm_id!r} (arms: {value}).').format(name=self.name, arm_id=arm_id, value=', '.join(a.id for a in self.arms)))
 
     def settings(self, arm: Arm, budget: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The arm's TrainConfig settings in ``budget``: base, budget, arm, arm's budget, ``overrides``."""
@@ -233,6 +255,7 @@ def _line_of(text: str, path: tuple[Any, ...]) -> int | None:
 class _Reader:
     def __init__(self, text: str, source: str):
         self.text, self.source = text, source
+        self.translations: dict[str, dict[str, str]] = {}  # language -> English text -> the file's translation
 
     def error(self, path: tuple[Any, ...], what: str) -> LessonError:
         shown = ".".join(f"arms[{p}]" if isinstance(p, int) else str(p) for p in path).replace(".arms[", "[")
@@ -242,27 +265,44 @@ class _Reader:
         return LessonError(f"{where}: key '{shown}': {what}")
 
     def text_value(self, table: Mapping[str, Any], path: tuple[Any, ...], required: bool = True, default: str = "") -> str:
+        """A text field: a string, or a table of translations (``title.en = "..."``, ``title.it = "..."``)
+        whose English text is returned and whose others are kept in :attr:`translations`."""
         key = path[-1]
         if key not in table:
             if required:
-                raise self.error(path, "is missing.")
+                raise self.error(path, _("is missing."))
             return default
         value = table[key]
+        if isinstance(value, dict):
+            return self._translated(value, path, required)
         if not isinstance(value, str) or (required and not value.strip()):
-            raise self.error(path, f"must be a text, got {_shown(value)}.")
+            raise self.error(path, _("must be a text, got {value}.").format(value=_shown(value)))
         if len(value) > MAX_TEXT:
-            raise self.error(path, f"is longer than {MAX_TEXT} characters.")
+            raise self.error(path, _("is longer than {n} characters.").format(n=MAX_TEXT))
         return value.strip()
+
+    def _translated(self, value: Mapping[str, Any], path: tuple[Any, ...], required: bool) -> str:
+        english = self.text_value(value, (*path, i18n.SOURCE_LANGUAGE), required)
+        for code, text in value.items():
+            if code == i18n.SOURCE_LANGUAGE:
+                continue
+            if not i18n.CODE_RE.fullmatch(code):
+                raise self.error((*path, code), _("is not a language code: a translated text is written "
+                                                  "title.en = \"...\", title.it = \"...\", title.zh = \"...\"."))
+            translated = self.text_value(value, (*path, code), required)
+            if english:
+                self.translations.setdefault(code, {})[english] = translated
+        return english
 
     def table(self, parent: Mapping[str, Any], path: tuple[Any, ...], required: bool = False) -> dict[str, Any]:
         key = path[-1]
         if key not in parent:
             if required:
-                raise self.error(path, "is missing.")
+                raise self.error(path, _('is missing.'))
             return {}
         value = parent[key]
         if not isinstance(value, dict):
-            raise self.error(path, f"must be a table ([{'.'.join(map(str, path))}]), got {_shown(value)}.")
+            raise self.error(path, _('must be a table ([{value}]), got {value2}.').format(value='.'.join(map(str, path)), value2=_shown(value)))
         return value
 
     def settings(self, table: Mapping[str, Any], path: tuple[Any, ...], extra: set[str] = frozenset()) -> dict[str, Any]:
@@ -272,17 +312,16 @@ class _Reader:
             if key in extra:
                 continue
             if key in LESSON_ONLY_FIELDS:
-                raise self.error((*path, key), "is chosen by whoever runs the lesson (--device, the page's "
-                                 "device), not by the lesson file.")
+                raise self.error((*path, key), _("is chosen by whoever runs the lesson (--device, the page's device), not by the lesson file."))
             if key not in CONFIG_FIELDS:
                 hint = _close(key, CONFIG_FIELDS | extra)
                 raise self.error((*path, key), "is not a training setting" + (f" (did you mean {hint!r}?)" if hint else "")
                                  + ". Settings: python -m cnnlab train --help.")
             if isinstance(value, float) and not math.isfinite(value):
-                raise self.error((*path, key), f"must be a finite number, got {value}.")
+                raise self.error((*path, key), _('must be a finite number, got {value}.').format(value=value))
             if key == "init_from" and not (isinstance(value, str) and value.startswith("@")):
-                raise self.error((*path, key), "must name another arm of this lesson as \"@id\" (a lesson runs "
-                                 f"from scratch, so it cannot depend on a run of this machine), got {_shown(value)}.")
+                raise self.error((*path, key), _('must name another arm of this lesson as "@id" (a lesson runs from scratch, so it cannot '
+                                                 'depend on a run of this machine), got {value}.').format(value=_shown(value)))
             try:
                 TrainConfig.from_dict({key: value})
             except CnnlabError as e:
@@ -307,11 +346,11 @@ def parse_lesson(text: str, name: str, source: str = "", builtin: bool = False) 
     name = lesson_name(name)  # the name becomes a folder name of results: never a path
     source = source or f"{name}.toml"
     if len(text.encode("utf-8", "replace")) > MAX_LESSON_BYTES:
-        raise LessonError(f"{source}: a lesson file is at most {MAX_LESSON_BYTES // 1024} KB.")
+        raise LessonError(_('{source}: a lesson file is at most {value} KB.').format(source=source, value=MAX_LESSON_BYTES // 1024))
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise LessonError(f"{source}: not valid TOML: {e}.") from None
+        raise LessonError(_('{source}: not valid TOML: {e}.').format(source=source, e=e)) from None
     r = _Reader(text, source)
     for key in doc:
         if key not in LESSON_KEYS:
@@ -323,72 +362,70 @@ def parse_lesson(text: str, name: str, source: str = "", builtin: bool = False) 
     seeds_raw = doc.get("seed", [])
     seeds_list = [seeds_raw] if isinstance(seeds_raw, str) else seeds_raw
     if not isinstance(seeds_list, list) or not all(isinstance(s, str) and re.fullmatch(r"\d{3}", s) for s in seeds_list):
-        raise r.error(("seed",), f"must be a seed number such as \"002\" or a list of them, got {_shown(seeds_raw)}.")
+        raise r.error(("seed",), _('must be a seed number such as "002" or a list of them, got {value}.').format(value=_shown(seeds_raw)))
     plots = doc.get("plots", ["curves"])
     if not isinstance(plots, list) or not all(isinstance(p, str) for p in plots):
-        raise r.error(("plots",), f"must be a list of plot names ({', '.join(PLOTS)}).")
+        raise r.error(("plots",), _('must be a list of plot names ({value}).').format(value=', '.join(PLOTS)))
     for p in plots:
         if p not in PLOTS:
-            raise r.error(("plots",), f"unknown plot {p!r}: choose among {', '.join(PLOTS)}.")
+            raise r.error(("plots",), _('unknown plot {p!r}: choose among {value}.').format(p=p, value=', '.join(PLOTS)))
     columns = doc.get("columns", [])
     if not isinstance(columns, list) or not all(isinstance(c, str) and c in COLUMNS for c in columns):
-        raise r.error(("columns",), f"must be a list of extra table columns among {', '.join(COLUMNS)}.")
+        raise r.error(("columns",), _('must be a list of extra table columns among {value}.').format(value=', '.join(COLUMNS)))
 
     base = r.settings(r.table(doc, ("base",)), ("base",))
     budget_doc = r.table(doc, ("budget",))
     for key in budget_doc:
         if key not in BUDGETS:
-            raise r.error(("budget", key), f"unknown budget: lessons have {' and '.join(BUDGETS)}.")
+            raise r.error(("budget", key), _('unknown budget: lessons have {value}.').format(value=' and '.join(BUDGETS)))
     budgets = {b: r.settings(r.table(budget_doc, ("budget", b), required=True), ("budget", b)) for b in BUDGETS}
 
     arms_doc = doc.get("arms")
     if not isinstance(arms_doc, list) or not 2 <= len(arms_doc) <= MAX_ARMS:
-        raise r.error(("arms",), f"a lesson compares 2 to {MAX_ARMS} arms, each a [[arms]] table.")
+        raise r.error(("arms",), _('a lesson compares 2 to {max_arms} arms, each a [[arms]] table.').format(max_arms=MAX_ARMS))
     arms: list[Arm] = []
     for i, a in enumerate(arms_doc):
         if not isinstance(a, dict):
-            raise r.error(("arms", i), "must be a table.")
+            raise r.error(("arms", i), _('must be a table.'))
         arm_id = a.get("id")
         if not isinstance(arm_id, str) or not ID_RE.fullmatch(arm_id):
-            raise r.error(("arms", i, "id"), "must be a short lower-case identifier (letters, digits, _), e.g. "
-                          f"\"lenet_v2\", got {_shown(arm_id)}.")
+            raise r.error(("arms", i, "id"), _('must be a short lower-case identifier (letters, digits, _), e.g. "lenet_v2", got {value}.').format(value=_shown(arm_id)))
         if arm_id in RESERVED or any(x.id == arm_id for x in arms):
             raise r.error(("arms", i, "id"), f"{arm_id!r} is " + ("used by another arm." if arm_id not in RESERVED
                                                                   else "a name the conclusion uses; pick another."))
         start = a.get("start", "scratch")
         if start not in STARTS:
-            raise r.error(("arms", i, "start"), f"must be one of {', '.join(STARTS)}, got {_shown(start)}.")
+            raise r.error(("arms", i, "start"), _('must be one of {value}, got {value2}.').format(value=', '.join(STARTS), value2=_shown(start)))
         arm_budgets, starts = {}, {}
         for b in BUDGETS:
             sub = r.table(a, ("arms", i, b))
             arm_budgets[b] = r.settings(sub, ("arms", i, b), extra={"start"})
             if "start" in sub:
                 if sub["start"] not in STARTS:
-                    raise r.error(("arms", i, b, "start"), f"must be one of {', '.join(STARTS)}, got {_shown(sub['start'])}.")
+                    raise r.error(("arms", i, b, "start"), _('must be one of {value}, got {value2}.').format(value=', '.join(STARTS), value2=_shown(sub['start'])))
                 starts[b] = sub["start"]
         extra = ARM_KEYS | set(BUDGETS)
         settings = r.settings(a, ("arms", i), extra=extra)
         compare = a.get("compare", True)
         if not isinstance(compare, bool):
-            raise r.error(("arms", i, "compare"), f"must be true or false, got {_shown(compare)}.")
+            raise r.error(("arms", i, "compare"), _('must be true or false, got {value}.').format(value=_shown(compare)))
         arms.append(Arm(arm_id, r.text_value(a, ("arms", i, "name")), settings, arm_budgets, start,
                         r.text_value(a, ("arms", i, "note"), required=False), starts, compare))
 
     ids = [a.id for a in arms]
     if sum(a.compare for a in arms) < 2:
-        raise r.error(("arms",), "at least two arms must be compared (compare = false marks only preparatory arms).")
+        raise r.error(("arms",), _('at least two arms must be compared (compare = false marks only preparatory arms).'))
     for i, arm in enumerate(arms):
         for b in BUDGETS:
             dep = arm.depends_on(b)
             if dep is not None and dep not in ids[:i]:
-                raise r.error(("arms", i, "init_from"), f"'@{dep}' must name an arm listed before this one "
-                              f"(earlier arms: {', '.join(ids[:i]) or 'none'}).")
+                raise r.error(("arms", i, "init_from"), _("'@{dep}' must name an arm listed before this one (earlier arms: {value}).").format(dep=dep, value=', '.join(ids[:i]) or 'none'))
 
     c = r.table(doc, ("conclusion",), required=True)
     conclusion = _conclusion(r, c, ("conclusion",), ids, [a for a in arms if a.compare], CONCLUSION_KEYS)
     also = c.get("also", [])
     if not isinstance(also, list) or not all(isinstance(x, dict) for x in also) or len(also) > 4:
-        raise r.error(("conclusion", "also"), "must be up to 4 [[conclusion.also]] tables.")
+        raise r.error(("conclusion", "also"), _('must be up to 4 [[conclusion.also]] tables.'))
     if also:
         extra = tuple(_conclusion(r, x, ("conclusion", "also"), ids, [a for a in arms if a.compare], ALSO_KEYS)
                       for x in also)
@@ -396,13 +433,13 @@ def parse_lesson(text: str, name: str, source: str = "", builtin: bool = False) 
 
     lesson = Lesson(name, title, tuple(seeds_list), question, base, budgets, tuple(arms), tuple(plots),
                     conclusion, tuple(columns), text, source, builtin, _choices(r, doc, arms, conclusion.metric),
-                    _discuss(r, doc))
+                    _discuss(r, doc), r.translations)
     for i, arm in enumerate(arms):  # every arm's whole config, in both budgets
         for b in BUDGETS:
             try:
                 config = lesson.config(arm, b)
             except CnnlabError as e:
-                raise r.error(_culprit(lesson, arm, i, b), f"in the {b} budget: {e}") from None
+                raise r.error(_culprit(lesson, arm, i, b), _('in the {b} budget: {e}').format(b=b, e=e)) from None
             if arm.start_in(b) == "standin":
                 _check_standin(r, lesson, arm, i, b, config)
     for key, problem in check_templates(lesson):
@@ -413,8 +450,7 @@ def parse_lesson(text: str, name: str, source: str = "", builtin: bool = False) 
 def _choice_arms(r: _Reader, raw: Any, path: tuple[Any, ...], compared: list[str]) -> tuple[str, ...]:
     if not isinstance(raw, list) or not 2 <= len(raw) <= MAX_ARMS or len(set(map(str, raw))) != len(raw) \
             or not all(isinstance(x, str) and x in compared for x in raw):
-        raise r.error(path, f"must list 2 or more different compared arms among {', '.join(compared)}, "
-                      f"got {_shown(raw)}.")
+        raise r.error(path, _('must list 2 or more different compared arms among {value}, got {value2}.').format(value=', '.join(compared), value2=_shown(raw)))
     return tuple(raw)
 
 
@@ -428,31 +464,44 @@ def _choices(r: _Reader, doc: Mapping[str, Any], arms: list[Arm], metric: str) -
     if isinstance(raw, list):
         return Choices("arms", "", metric, _choice_arms(r, raw, ("choices",), compared))
     if not isinstance(raw, dict):
-        raise r.error(("choices",), "must be a list of arm ids (which one comes out on top) or a table with a "
-                      f"prompt and 'arms' or 'arm', got {_shown(raw)}.")
+        raise r.error(("choices",), _("must be a list of arm ids (which one comes out on top) or a table with a prompt and 'arms'"
+                                      " or 'arm', got {value}.").format(value=_shown(raw)))
     for key in raw:
         if key not in CHOICES_KEYS:
-            raise r.error(("choices", key), f"is not a key of [choices]; its keys: {', '.join(sorted(CHOICES_KEYS))}.")
+            raise r.error(("choices", key), _('is not a key of [choices]; its keys: {value}.').format(value=', '.join(sorted(CHOICES_KEYS))))
     prompt = r.text_value(raw, ("choices", "prompt"))
     guessed = raw.get("metric", metric)
     if guessed not in METRICS:
-        raise r.error(("choices", "metric"), f"must be one of {', '.join(METRICS)}, got {_shown(guessed)}.")
+        raise r.error(("choices", "metric"), _('must be one of {value}, got {value2}.').format(value=', '.join(METRICS), value2=_shown(guessed)))
     if ("arm" in raw) == ("arms" in raw):
-        raise r.error(("choices",), "needs either 'arms' (which comes out on top) or 'arm' (a number to guess).")
+        raise r.error(("choices",), _("needs either 'arms' (which comes out on top) or 'arm' (a number to guess)."))
     if "arms" in raw:
         return Choices("arms", prompt, guessed, _choice_arms(r, raw["arms"], ("choices", "arms"), compared))
     if raw["arm"] not in compared:
-        raise r.error(("choices", "arm"), f"must be a compared arm ({', '.join(compared)}), got {_shown(raw['arm'])}.")
+        raise r.error(("choices", "arm"), _('must be a compared arm ({value}), got {value2}.').format(value=', '.join(compared), value2=_shown(raw['arm'])))
     return Choices("number", prompt, guessed, (), raw["arm"])
 
 
 def _discuss(r: _Reader, doc: Mapping[str, Any]) -> tuple[str, ...]:
+    """Up to :data:`MAX_DISCUSS` questions; ``discuss.en = [...]`` with ``discuss.it = [...]`` (the same
+    number of questions, in the same order) carries their translations."""
     raw = doc.get("discuss", [])
+    if isinstance(raw, dict):
+        english = _discuss(r, {"discuss": raw.get(i18n.SOURCE_LANGUAGE, [])})
+        for code, texts in raw.items():
+            if code == i18n.SOURCE_LANGUAGE:
+                continue
+            translated = _discuss(r, {"discuss": texts}) if i18n.CODE_RE.fullmatch(code) else None
+            if translated is None or len(translated) != len(english):
+                raise r.error(("discuss", code), _("must be a language code with a list of as many questions as "
+                                                   "discuss.en ({n}).").format(n=len(english)))
+            r.translations.setdefault(code, {}).update(zip(english, translated))
+        return english
     if not isinstance(raw, list) or len(raw) > MAX_DISCUSS or not all(isinstance(q, str) and q.strip() for q in raw):
-        raise r.error(("discuss",), f"must be a list of up to {MAX_DISCUSS} questions (texts), got {_shown(raw)}.")
+        raise r.error(("discuss",), _('must be a list of up to {max_discuss} questions (texts), got {value}.').format(max_discuss=MAX_DISCUSS, value=_shown(raw)))
     for i, q in enumerate(raw):
         if len(q) > MAX_TEXT:
-            raise r.error(("discuss", i), f"is longer than {MAX_TEXT} characters.")
+            raise r.error(("discuss", i), _('is longer than {max_text} characters.').format(max_text=MAX_TEXT))
     return tuple(q.strip() for q in raw)
 
 
@@ -465,39 +514,38 @@ def _conclusion(r: "_Reader", c: Mapping[str, Any], path: tuple[Any, ...], ids: 
                           + f"; keys: {', '.join(sorted(keys))}.")
     metric = c.get("metric", "best_val_top1")
     if not isinstance(metric, str) or metric not in METRICS:
-        raise r.error((*path, "metric"), f"unknown metric {_shown(metric)}: choose among {', '.join(METRICS)}.")
+        raise r.error((*path, "metric"), _('unknown metric {value}: choose among {value2}.').format(value=_shown(metric), value2=', '.join(METRICS)))
     higher = c.get("higher_is_better", METRICS[metric].higher_is_better)
     if not isinstance(higher, bool):
-        raise r.error((*path, "higher_is_better"), "must be true or false.")
+        raise r.error((*path, "higher_is_better"), _('must be true or false.'))
     expect = c.get("expect")
     if expect is not None and expect not in ids:
-        raise r.error((*path, "expect"), f"must be the id of an arm ({', '.join(ids)}), got {_shown(expect)}.")
+        raise r.error((*path, "expect"), _('must be the id of an arm ({value}), got {value2}.').format(value=', '.join(ids), value2=_shown(expect)))
     compared_ids = [a.id for a in compared]
     order_raw = c.get("expect_order", [])
     if (not isinstance(order_raw, list) or not all(isinstance(t, list) and t and all(isinstance(i, str) for i in t)
                                                    for t in order_raw)):
-        raise r.error((*path, "expect_order"), "must be a list of tiers, each a list of arm ids, e.g. "
-                      '[["adam", "momentum"], ["sgd"]] (each tier above the next).')
+        raise r.error((*path, "expect_order"), _('must be a list of tiers, each a list of arm ids, e.g. [["adam", "momentum"], ["sgd"]] (each tier above the next).'))
     flat = [i for t in order_raw for i in t]
     for i in flat:
         if i not in compared_ids:
-            raise r.error((*path, "expect_order"), f"{i!r} is not a compared arm ({', '.join(compared_ids)}).")
+            raise r.error((*path, "expect_order"), _('{i!r} is not a compared arm ({value}).').format(i=i, value=', '.join(compared_ids)))
     if len(set(flat)) != len(flat):
-        raise r.error((*path, "expect_order"), "an arm appears in two tiers.")
+        raise r.error((*path, "expect_order"), _('an arm appears in two tiers.'))
     if order_raw and len(order_raw) < 2:
-        raise r.error((*path, "expect_order"), "needs at least two tiers (the one above, the one below).")
+        raise r.error((*path, "expect_order"), _('needs at least two tiers (the one above, the one below).'))
     if order_raw and expect is not None:
-        raise r.error((*path, "expect_order"), "give either expect (one arm first) or expect_order, not both.")
+        raise r.error((*path, "expect_order"), _('give either expect (one arm first) or expect_order, not both.'))
     learn_raw = c.get("learn", [])
     learn_list = [learn_raw] if isinstance(learn_raw, str) else learn_raw
     if not isinstance(learn_list, list) or not all(isinstance(i, str) and (i in compared_ids or i == "all")
                                                    for i in learn_list):
-        raise r.error((*path, "learn"), f"must be \"all\" or a list of compared arm ids ({', '.join(compared_ids)}).")
+        raise r.error((*path, "learn"), _('must be "all" or a list of compared arm ids ({value}).').format(value=', '.join(compared_ids)))
     tie = c.get("tie")
     if tie is not None and (isinstance(tie, bool) or not isinstance(tie, (int, float)) or not 0 <= tie < 1e9):
-        raise r.error((*path, "tie"), f"must be a number >= 0, got {_shown(tie)}.")
+        raise r.error((*path, "tie"), _('must be a number >= 0, got {value}.').format(value=_shown(tie)))
     templates = {k: r.text_value(c, (*path, k), required=k == "expected")
-                 for k in ("expected", "unexpected", "close", "always", "diverged") if k in keys}
+                 for k in TEMPLATE_KEYS if k in keys}
     return Conclusion(metric, higher, expect, tie=None if tie is None else float(tie),
                       expect_order=tuple(tuple(t) for t in order_raw), learn=tuple(learn_list), **templates)
 
@@ -518,39 +566,37 @@ def _culprit(lesson: Lesson, arm: Arm, i: int, budget: str) -> tuple[Any, ...]:
 
 def _check_standin(r: _Reader, lesson: Lesson, arm: Arm, i: int, budget: str, config: TrainConfig) -> None:
     if budget == "full":
-        raise r.error(("arms", i, "start"), "start = \"standin\" is the offline stand-in of the quick budget: put "
-                      "it in [arms.quick], and give [arms.full] a pretrained model of the seed (e.g. model = "
-                      "\"vgg16_transfer\", pretrained = true).")
+        raise r.error(("arms", i, "start"), _('start = "standin" is the offline stand-in of the quick budget: put it in [arms.quick], and give [arms.full] a pretrained model of the seed (e.g. model = "vgg16_transfer", pretrained = true).'))
     classes = config.data_options.get("classes")
     if (config.model != STANDIN_MODEL or config.dataset != "shapes" or classes != list(TARGET_CLASSES)
             or config.in_channels != 3 or config.input_size not in (32, (32, 32))):
-        raise r.error(("arms", i, "start"), f"the stand-in is {STANDIN_MODEL} pretrained on other shapes, for the "
-                      f"shapes {', '.join(TARGET_CLASSES)}: set model = \"{STANDIN_MODEL}\", dataset = \"shapes\", "
-                      f"in_channels = 3, input_size = 32 and data_options.classes = {list(TARGET_CLASSES)}.")
+        raise r.error(("arms", i, "start"), _('the stand-in is {standin_model} pretrained on other shapes, for the shapes {value}: set '
+                                              'model = "{standin_model}", dataset = "shapes", in_channels = 3, input_size = 32 and '
+                                              'data_options.classes = {value2}.').format(standin_model=STANDIN_MODEL, value=', '.join(TARGET_CLASSES), value2=list(TARGET_CLASSES)))
 
 
 def lesson_text(data: bytes, filename: str) -> str:
     """A lesson file's text from its bytes, checked as every lesson file is, read or uploaded: at most
     :data:`MAX_LESSON_BYTES`, UTF-8."""
     if len(data) > MAX_LESSON_BYTES:
-        raise LessonError(f"{filename}: a lesson file is at most {MAX_LESSON_BYTES // 1024} KB.")
+        raise LessonError(_('{filename}: a lesson file is at most {value} KB.').format(filename=filename, value=MAX_LESSON_BYTES // 1024))
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
-        raise LessonError(f"{filename}: not a UTF-8 text file (a lesson is a TOML text file).") from None
+        raise LessonError(_('{filename}: not a UTF-8 text file (a lesson is a TOML text file).').format(filename=filename)) from None
 
 
 def read_lesson(path: str | Path, builtin: bool = False) -> Lesson:
     """A lesson from a file (bounded size, UTF-8)."""
     p = Path(path).expanduser()
     if not p.is_file():
-        raise LessonError(f"no lesson file at {p}: give the path of a .toml lesson file, or the name of a "
-                          "built-in lesson (python -m cnnlab lessons).")
+        raise LessonError(_('no lesson file at {p}: give the path of a .toml lesson file, or the name of a built-in '
+                            'lesson (python -m cnnlab lessons).').format(p=p))
     try:
         with p.open("rb") as f:
             data = f.read(MAX_LESSON_BYTES + 1)  # one byte more than allowed is enough to refuse a big file
     except OSError as e:
-        raise LessonError(f"cannot read {p}: {e.strerror or e}.") from None
+        raise LessonError(_('cannot read {p}: {value}.').format(p=p, value=e.strerror or e)) from None
     return parse_lesson(lesson_text(data, p.name), lesson_name(p.stem), source=p.name, builtin=builtin)
 
 
