@@ -517,3 +517,53 @@ def test_the_readme_lesson_example_parses():
     assert [a.id for a in lesson.arms] == ["plain", "heavy"]
     for budget in ("quick", "full"):
         assert len(plan(lesson, budget, check_data=False)) == 2
+
+
+# ---- a lesson file's own translations (issue 28) ------------------------------------------------
+
+TRANSLATED = (VALID.replace('title = "Two learning rates"', 'title.en = "Two learning rates"\n'
+                            'title.it = "Due learning rate"\ntitle.zh = "两种学习率"')
+              .replace('name = "Fast"', 'name.en = "Fast"\nname.it = "Veloce"')
+              .replace('expected = "{best.name} reached {best.best_val_top1:.1%}."',
+                       'expected.en = "{best.name} reached {best.best_val_top1:.1%}."\n'
+                       'expected.it = "{best.name} ha raggiunto {best.best_val_top1:.1%}."')
+              .replace('question = "Which learning rate learns faster?"',
+                       'question = "Which learning rate learns faster?"\ndiscuss.en = ["Why?"]\ndiscuss.it = ["Perché?"]'))
+
+
+@pytest.fixture
+def italian():
+    from cnnlab import i18n
+
+    token = i18n.set_language("it")
+    yield
+    i18n._language.reset(token)
+
+
+def test_a_lesson_file_carries_its_own_translations(italian):
+    from cnnlab.lessons.conclude import conclude
+
+    lesson = parse_lesson(TRANSLATED, "my")
+    assert (lesson.title, lesson.arm("fast").name, lesson.discuss) == ("Two learning rates", "Fast", ("Why?",))
+    assert lesson.tr(lesson.title) == "Due learning rate"
+    assert lesson.tr("Fast") == "Veloce" and lesson.tr("Why?") == "Perché?"
+    assert lesson.tr("Slow") == "Slow"  # untranslated: English
+    arms = [{"id": "slow", "name": "Slow", "status": "finished", "best_val_top1": 0.2, "num_classes": 10,
+             "val_images": 1000},
+            {"id": "fast", "name": "Fast", "status": "finished", "best_val_top1": 0.9, "num_classes": 10,
+             "val_images": 1000}]
+    assert conclude(lesson, arms).startswith("Veloce ha raggiunto 90,0")
+    assert set(lesson.texts()) >= {"Two learning rates", "Fast", "Why?", "{best.name} reached {best.best_val_top1:.1%}."}
+
+
+def test_a_translated_template_is_checked_like_the_english_one():
+    bad = TRANSLATED.replace("{best.name} ha raggiunto", "{bestt.name} ha raggiunto")
+    message = error_of(bad)
+    assert "conclusion.expected.it" in message and "bestt" in message
+
+
+def test_translations_must_be_complete_and_named_by_language():
+    assert "discuss.it" in error_of(TRANSLATED.replace('discuss.it = ["Perché?"]', 'discuss.it = ["a", "b"]'))
+    message = error_of(TRANSLATED.replace('title.it =', 'title.Italian ='))
+    assert "title.Italian" in message and "language code" in message
+    assert "title.en" in error_of(TRANSLATED.replace('title.en = "Two learning rates"\n', ""))
