@@ -8,7 +8,7 @@ import io
 import secrets
 import socket
 from datetime import datetime
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 from urllib.parse import urlsplit
 
 import altair as alt
@@ -17,7 +17,9 @@ import segno
 import streamlit as st
 
 from cnnlab.errors import CnnlabError
+from cnnlab.i18n import _, fmt
 from cnnlab.lessons import classroom as cls
+from cnnlab.lessons import Lesson
 from cnnlab.lessons.catalog import get_lesson
 from cnnlab.lessons.runner import StoredResult, attach_guesses, load_result
 
@@ -49,38 +51,44 @@ def student_page(code: str) -> None:
     st.html("<style>[data-testid='stSidebar'], [data-testid='stSidebarCollapsedControl'] {display: none;}</style>")
     try:
         session = cls.load_session(code)
-        title = get_lesson(session.lesson).title
+        lesson = get_lesson(session.lesson)
     except CnnlabError as e:
         st.error(str(e))
         return
-    st.title(title)
-    st.caption(f"Class session {session.code}: your answer is anonymous, one per browser.")
+    st.title(lesson.tr(lesson.title))
+    st.caption(_("Class session {code}: your answer is anonymous, one per browser.").format(code=session.code))
     voter = browser_token()
     if cls.has_answered(session.code, voter):
-        st.success("Your answer is in. Watch the teacher's screen: the class's guesses come next, then the result.")
+        st.success(_("Your answer is in. Watch the teacher's screen: the class's guesses come next, then the "
+                     "result."))
         _student_result(session)
         return
     if session.revealed:
-        st.info("The answers are closed: the teacher has revealed the guesses.")
+        st.info(_("The answers are closed: the teacher has revealed the guesses."))
         _student_result(session)
         return
-    _answer_form(session, voter)
+    _answer_form(session, lesson, voter)
 
 
-def _answer_form(session: cls.ClassSession, voter: str) -> None:
+def arm_names(session: cls.ClassSession, lesson: Lesson) -> dict[str, str]:
+    """The name of each arm the class chooses among, in the language in use."""
+    return {k: lesson.tr(session.names.get(k, k)) for k in session.choices}
+
+
+def _answer_form(session: cls.ClassSession, lesson: Lesson, voter: str) -> None:
     with st.form("class-answer"):
-        st.subheader(session.prompt)
+        st.subheader(lesson.tr(session.prompt))
         if session.kind == "arms":
-            value = st.radio("Your guess", session.choices, index=None,
-                             format_func=lambda k: session.names.get(k, k), key="class-guess")
+            names = arm_names(session, lesson)
+            value = st.radio(_("Your guess"), session.choices, index=None, format_func=names.get, key="class-guess")
         else:
-            value = st.number_input("Your guess (%)" if session.percent else "Your guess", min_value=0.0 if
+            value = st.number_input(_("Your guess (%)") if session.percent else _("Your guess"), min_value=0.0 if
                                     session.percent else None, max_value=100.0 if session.percent else None,
                                     value=None, step=1.0, key="class-guess")
-        sent = st.form_submit_button("Send my answer", type="primary")
+        sent = st.form_submit_button(_("Send my answer"), type="primary")
     if sent:
         if value is None:
-            st.warning("Choose an answer first.")
+            st.warning(_("Choose an answer first."))
             return
         try:
             cls.answer(session.code, voter, value)
@@ -137,21 +145,23 @@ def qr_png(text: str) -> bytes:
     return buf.getvalue()
 
 
-def guesses_chart(session: cls.ClassSession) -> alt.Chart:
-    """The class's guesses: one bar per choice, or a histogram of the numbers (percent for accuracies)."""
+def guesses_chart(session: cls.ClassSession, names: Mapping[str, str]) -> alt.Chart:
+    """The class's guesses: one bar per choice (``names``: each choice's name), or a histogram of the numbers
+    (percent for accuracies)."""
     if session.kind == "arms":
-        df = pd.DataFrame({"choice": [session.names.get(k, k) for k in session.choices],
+        df = pd.DataFrame({"choice": [names.get(k, k) for k in session.choices],
                            "answers": [session.counts.get(k, 0) for k in session.choices]})
         return alt.Chart(df).mark_bar().encode(
-            x=alt.X("answers:Q", title="answers", axis=alt.Axis(tickMinStep=1)),
-            y=alt.Y("choice:N", sort=None, title=None, axis=alt.Axis(labelLimit=600)), tooltip=["choice", "answers"],
+            x=alt.X("answers:Q", title=_("answers"), axis=alt.Axis(tickMinStep=1)),
+            y=alt.Y("choice:N", sort=None, title=None, axis=alt.Axis(labelLimit=600)),
+            tooltip=[alt.Tooltip("choice:N", title=_("choice")), alt.Tooltip("answers:Q", title=_("answers"))],
         ).configure_axis(labelFontSize=16, titleFontSize=16)
     scale = 100 if session.percent else 1
     df = pd.DataFrame({"guess": [v * scale for v in session.values]})
     return alt.Chart(df).mark_bar().encode(
-        x=alt.X("guess:Q", bin=alt.Bin(step=5 if session.percent else None), title="guess (%)" if session.percent
-                else "guess"),
-        y=alt.Y("count():Q", title="answers", axis=alt.Axis(tickMinStep=1)),
+        x=alt.X("guess:Q", bin=alt.Bin(step=5 if session.percent else None), title=_("guess (%)") if session.percent
+                else _("guess")),
+        y=alt.Y("count():Q", title=_("answers"), axis=alt.Axis(tickMinStep=1)),
     ).configure_axis(labelFontSize=16, titleFontSize=16)
 
 
@@ -172,13 +182,13 @@ def _timestamp(text: Any) -> float:
         return 0.0
 
 
-def guesses_text(session: cls.ClassSession) -> str:
+def guesses_text(session: cls.ClassSession, names: Mapping[str, str]) -> str:
     """The guesses in words under the chart: "Guesses (3): lr 0.001 1, lr 0.1 2, lr 10 0"."""
     if session.kind == "arms":
-        return f"Guesses ({session.answers}): " + ", ".join(
-            f"{session.names.get(k, k)} {session.counts.get(k, 0)}" for k in session.choices)
-    shown = [f"{v:.0%}" if session.percent else f"{v:.3g}" for v in sorted(session.values)]
-    return f"Guesses ({session.answers}): " + ", ".join(shown)
+        shown = [f"{names.get(k, k)} {session.counts.get(k, 0)}" for k in session.choices]
+    else:
+        shown = [fmt(v, ".0%") if session.percent else fmt(v, ".3g") for v in sorted(session.values)]
+    return _("Guesses ({n}): {guesses}").format(n=session.answers, guesses=", ".join(shown))
 
 
 def teacher_panel(lesson_name: str, results: Sequence[StoredResult]) -> None:
@@ -194,8 +204,9 @@ def teacher_panel(lesson_name: str, results: Sequence[StoredResult]) -> None:
             st.info(str(e))
             store.pop(lesson_name, None)
     if session is None:
-        if st.button("Start a class session", key=f"class-start-{lesson_name}",
-                     help="The class guesses the result before the run: a code and a link for their phones or laptops."):
+        if st.button(_("Start a class session"), key=f"class-start-{lesson_name}",
+                     help=_("The class guesses the result before the run: a code and a link for their phones or "
+                            "laptops.")):
             store[lesson_name] = cls.start_session(get_lesson(lesson_name)).code
             st.rerun()
         return
@@ -204,34 +215,36 @@ def teacher_panel(lesson_name: str, results: Sequence[StoredResult]) -> None:
 
 def _session_box(session: cls.ClassSession, result: StoredResult | None) -> None:
     link = class_link(session.code)
+    lesson = get_lesson(session.lesson)
     left, right = st.columns([2, 1])
     with left:
-        st.markdown(f"### Class code **{session.code}**")
-        st.markdown(f"Students open **{link}**, or scan the code. They see only this question: *{session.prompt}*")
+        st.markdown(_("### Class code **{code}**").format(code=session.code))
+        st.markdown(_("Students open **{link}**, or scan the code. They see only this question: *{question}*")
+                    .format(link=link, question=lesson.tr(session.prompt)))
         _answers_live(session.code)
     with right:
-        st.image(qr_png(link), caption="Scan to answer", width=220)
+        st.image(qr_png(link), caption=_("Scan to answer"), width=220)
     if not session.revealed:
-        if st.button("Reveal the guesses", key=f"class-reveal-{session.code}", type="primary",
-                     help="Closes the answers and shows the class's guesses."):
+        if st.button(_("Reveal the guesses"), key=f"class-reveal-{session.code}", type="primary",
+                     help=_("Closes the answers and shows the class's guesses.")):
             cls.reveal(session.code)
             st.rerun()
         return
     # the height given here: Streamlit ignores a chart's own height when one axis lists categories
-    st.altair_chart(guesses_chart(session), width="stretch",
+    names = arm_names(session, lesson)
+    st.altair_chart(guesses_chart(session, names), width="stretch",
                     height=max(140, 48 * len(session.choices) + 70) if session.kind == "arms" else 280)
-    st.caption(guesses_text(session))
+    st.caption(guesses_text(session, names))
     if result is not None:
         text = cls.compare_text(session, result.arms)
         st.markdown(f"#### {text}")
         if session.result_id != result.id:
             attach_guesses(result.id, {**session.summary(), "text": text})
             cls.attach_result(session.code, result.id)
-        questions = get_lesson(session.lesson).discuss
-        if questions:
-            st.markdown("**Explain the gap:**\n" + "\n".join(f"- {q}" for q in questions))
+        if lesson.discuss:
+            st.markdown(_("**Explain the gap:**") + "\n" + "\n".join(f"- {lesson.tr(q)}" for q in lesson.discuss))
     else:
-        st.caption("Run the lesson: its result will appear beside the guesses.")
+        st.caption(_("Run the lesson: its result will appear beside the guesses."))
 
 
 @st.fragment(run_every=REFRESH_S)
@@ -241,4 +254,4 @@ def _answers_live(code: str) -> None:
         n = cls.load_session(code).answers
     except CnnlabError:
         return
-    st.metric("Answers", n)
+    st.metric(_("Answers"), n)

@@ -31,6 +31,7 @@ from app import export_view
 from app.classroom_view import SESSION_KEY as CLASS_KEY, teacher_panel
 from app.share import setting_shown
 from cnnlab.errors import CnnlabError, LessonError
+from cnnlab.i18n import N_, _, fmt
 from cnnlab.lessons import (
     BUDGETS,
     COLUMN_LABELS,
@@ -66,14 +67,18 @@ BUILTIN, OWN = "builtin", "own"
 # Tableau 10: distinct colours, one per arm (a lesson has at most 8), the same in every chart.
 PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#eeca3b", "#9d755d",
            "#ff9da6", "#bab0ac")
-BUDGET_LABELS = {"quick": "Quick: embedded data, minutes on a CPU",
-                 "full": "Full: the seed's dataset and epochs, for a GPU"}
+BUDGET_LABELS = {"quick": N_("Quick: embedded data, minutes on a CPU"),
+                 "full": N_("Full: the seed's dataset and epochs, for a GPU")}
+BUDGET_NAMES = {"quick": N_("quick"), "full": N_("full")}  # a budget's name inside a sentence
 PERCENT_COLUMNS = {COLUMN_LABELS[c] for c in ("best_val_top1", "final_val_top1", "final_train_top1", "test_top1")}
 COUNT_COLUMNS = {COLUMN_LABELS[c] for c in ("params", "trainable_params", "macs", "train_images")}
 STATUS_ICONS = {"finished": ":material/check_circle:", "diverged": ":material/trending_up:",
                 "failed": ":material/error:", "cancelled": ":material/cancel:", "skipped": ":material/block:",
                 "queued": ":material/schedule:", "waiting": ":material/hourglass_empty:",
                 "running": ":material/autorenew:"}
+STATUS_WORDS = {"finished": N_("finished"), "diverged": N_("diverged"), "failed": N_("failed"),
+                "cancelled": N_("cancelled"), "skipped": N_("skipped"), "queued": N_("queued"),
+                "waiting": N_("waiting"), "running": N_("running")}  # an arm's state as the page says it
 
 
 # ---- small helpers ----------------------------------------------------------------------------
@@ -84,21 +89,34 @@ def text(value: Any) -> str:
     return re.sub(r"([\\`*_\[\]$~|#<>])", r"\\\1", str(value))
 
 
+def budget_name(budget: str) -> str:
+    """A budget's name in the language in use ("quick", "rapido")."""
+    return _(BUDGET_NAMES[budget]) if budget in BUDGET_NAMES else budget
+
+
+def status_word(state: str) -> str:
+    """An arm's state in the language in use ("finished", "terminato")."""
+    return _(STATUS_WORDS[state]) if state in STATUS_WORDS else state
+
+
 def cell(v: Any, column: str) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "—"
     if column in PERCENT_COLUMNS:
-        return f"{v:.1%}"
+        return fmt(v, ".1%")
     if column == COLUMN_LABELS["gap"]:
-        return f"{v:+.1%}"  # percentage points, signed: training above validation is positive
+        shown = fmt(v, ".1%")  # percentage points, signed: training above validation is positive
+        return shown if shown.startswith("-") else "+" + shown
     if column in COUNT_COLUMNS:
         return short_number(v)
     if column == COLUMN_LABELS["images_per_sec"]:
-        return f"{v:,.0f}"
+        return fmt(v, ",.0f")
     if column in (COLUMN_LABELS["epoch_seconds"], COLUMN_LABELS["train_epoch_seconds"]):
-        return f"{v:.3f}" if v < 1 else f"{v:.2f}"
+        return fmt(v, ".3f") if v < 1 else fmt(v, ".2f")
+    if column == COLUMN_LABELS["status"]:
+        return status_word(str(v))
     if isinstance(v, float):
-        return f"{v:,.1f}"
+        return fmt(v, ",.1f")
     return str(v)
 
 
@@ -106,6 +124,11 @@ def arm_labels(arms: Sequence[tuple[str, str]]) -> list[str]:
     """One label per arm (its name; its id added when two arms share a name)."""
     names = [name for _, name in arms]
     return [name if names.count(name) == 1 else f"{name} ({arm_id})" for arm_id, name in arms]
+
+
+def run_labels(run: LessonRun) -> list[str]:
+    """The arms' labels of a running lesson, in the language in use."""
+    return arm_labels([(a.plan.arm.id, run.lesson.tr(a.plan.arm.name)) for a in run.arms])
 
 
 def colour_scale(labels: Sequence[str]) -> alt.Scale:
@@ -117,12 +140,31 @@ def arm_colour(labels: Sequence[str], title: str | None = None) -> alt.Color:
                      legend=alt.Legend(orient="bottom", direction="vertical", labelLimit=600, title=None))
 
 
+TIP_TITLES = {"arm": N_("arm"), "epoch": N_("epoch"), "split": N_("split"), "value": N_("value"),
+              "params": N_("params")}  # a tooltip line's name: the data's field in English
+
+
+def tip(field: str, **kw: Any) -> alt.Tooltip:
+    """A tooltip line named in the language in use (``field`` is "name:type")."""
+    return alt.Tooltip(field, title=_(TIP_TITLES[field.split(":")[0]]), **kw)
+
+
+def splits() -> tuple[str, str]:
+    """The words for the two splits as the charts show them: (validation, training)."""
+    return _("validation"), _("training")
+
+
 def accuracy_scale(values: Sequence[float]) -> alt.Scale:
     """An accuracy axis zoomed on the values, at least 10 points wide (whole-percent ticks stay distinct)."""
     lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
     pad = max(0.0, 0.1 - (hi - lo)) / 2 + 0.01
     lo, hi = max(0.0, math.floor((lo - pad) * 20) / 20), min(1.0, math.ceil((hi + pad) * 20) / 20)
     return alt.Scale(domain=[lo, hi] if hi > lo else [0, 1])
+
+
+def settings_text(settings: Mapping[str, Any]) -> str:
+    """Training settings as a teacher writes them: "epochs=1, max_steps=3"."""
+    return ", ".join(f"{k}={v}" for k, v in settings.items())
 
 
 def finite(v: Any) -> float | None:
@@ -134,56 +176,61 @@ def overrides() -> tuple[dict[str, Any], str]:
     value = st.session_state.get(OVERRIDES_KEY)
     where = f"st.session_state['{OVERRIDES_KEY}']"
     if value is None and os.environ.get(OVERRIDES_ENV, "").strip():
-        where = f"the environment variable {OVERRIDES_ENV}"
+        where = _("the environment variable {name}").format(name=OVERRIDES_ENV)
         try:
             value = json.loads(os.environ[OVERRIDES_ENV])
         except ValueError as e:
-            raise LessonError(f"{where} is not JSON ({e}): write e.g. {{\"epochs\": 1}}.") from None
+            raise LessonError(_("{where} is not JSON ({error}): write e.g. {{\"epochs\": 1}}.").format(
+                where=where, error=e)) from None
     if value is None:
         return {}, ""
     if not isinstance(value, Mapping):
-        raise LessonError(f"{where} must be a JSON object of training settings, e.g. {{\"epochs\": 1}}.")
+        raise LessonError(_("{where} must be a JSON object of training settings, e.g. {{\"epochs\": 1}}.").format(
+            where=where))
     return dict(value), where
 
 
 UPLOAD, PATH, SAVED = "upload", "path", "saved"
-OPEN_LABELS = {UPLOAD: "Upload a file", PATH: "A path on this server", SAVED: "One run before on this machine"}
-FORMAT_HINT = ("A lesson is a small TOML file: a title, the question, a shared base config, two to eight arms and "
-               "a conclusion template; the built-in ones in `cnnlab/lessons/` are examples of the format.")
+OPEN_LABELS = {UPLOAD: N_("Upload a file"), PATH: N_("A path on this server"),
+               SAVED: N_("One run before on this machine")}
+FORMAT_HINT = N_("A lesson is a small TOML file: a title, the question, a shared base config, two to eight arms and "
+                 "a conclusion template; the built-in ones in `cnnlab/lessons/` are examples of the format.")
 
 
 def own_lesson() -> Lesson | None:
     """A teacher's lesson: an uploaded .toml file, the path of one on this server, or one whose result
     is saved here (each result keeps the lesson's text, so it opens and runs again without the file)."""
-    how = st.radio("Open", list(OPEN_LABELS), format_func=OPEN_LABELS.get, horizontal=True,
+    how = st.radio(_("Open"), list(OPEN_LABELS), format_func=lambda k: _(OPEN_LABELS[k]), horizontal=True,
                    key=remember(STORE, "lesson-open", UPLOAD), label_visibility="collapsed")
     try:
         if how == UPLOAD:
-            up = st.file_uploader("A lesson file (.toml)", type=["toml"], key="lesson-upload", max_upload_size=1,
-                                  help=f"At most {MAX_LESSON_BYTES // 1024} KB. {FORMAT_HINT}")
+            up = st.file_uploader(_("A lesson file (.toml)"), type=["toml"], key="lesson-upload", max_upload_size=1,
+                                  help=_("At most {kb} KB.").format(kb=MAX_LESSON_BYTES // 1024) + " "
+                                  + _(FORMAT_HINT))
             if up is not None:
                 return uploaded_lesson(up.name, up.getvalue())
         elif how == PATH:
-            path = st.text_input("The path of a .toml lesson file on this server",
-                                 key=remember(STORE, "lesson-path", ""), placeholder="e.g. ~/lessons/my_lesson.toml")
+            path = st.text_input(_("The path of a .toml lesson file on this server"),
+                                 key=remember(STORE, "lesson-path", ""),
+                                 placeholder=_("e.g. {path}").format(path="~/lessons/my_lesson.toml"))
             if path.strip():
                 return lesson_at(path)
         else:
             saved = own_lessons_run()  # each lesson as it was last run
             if not saved:
-                st.info("No lesson of your own has been run on this machine yet.", icon=":material/info:")
+                st.info(_("No lesson of your own has been run on this machine yet."), icon=":material/info:")
                 return None
-            name = st.selectbox("Your lessons run before", list(saved), index=None, key="lesson-saved",
-                                placeholder="Choose a lesson",
-                                format_func=lambda n: f"{saved[n].data['title']} · {n}")
+            name = st.selectbox(_("Your lessons run before"), list(saved), index=None, key="lesson-saved",
+                                placeholder=_("Choose a lesson"),
+                                format_func=lambda n: f"{saved[n].lesson.tr(saved[n].data['title'])} · {n}")
             if name is not None:
                 return saved[name].lesson
             return None
     except CnnlabError as err:
-        show_error(err, context="This lesson file cannot be used")
+        show_error(err, context=_("This lesson file cannot be used"))
         return None
-    st.info(("Upload a lesson file. " if how == UPLOAD else "Type the path of a lesson file. ") + FORMAT_HINT,
-            icon=":material/upload_file:")
+    st.info((_("Upload a lesson file.") if how == UPLOAD else _("Type the path of a lesson file.")) + " "
+            + _(FORMAT_HINT), icon=":material/upload_file:")
     return None
 
 
@@ -215,9 +262,10 @@ def bars_height(n: int, per_arm: int) -> int:
 def curves_chart(result_arms: Sequence[Mapping[str, Any]], labels: Sequence[str], metric: str) -> alt.Chart | None:
     """Validation (solid) and training (dashed) ``metric`` per epoch, the arms overlaid."""
     rows = []
+    val, train = splits()
     for arm, label in zip(result_arms, labels):
         for e in arm.get("curves") or []:
-            for split, key in (("validation", f"val_{metric}"), ("training", f"train_{metric}")):
+            for split, key in ((val, f"val_{metric}"), (train, f"train_{metric}")):
                 v = finite(e.get(key))
                 if v is not None and isinstance(e.get("epoch"), (int, float)):
                     rows.append({"arm": label, "epoch": e["epoch"], "split": split, "value": v})
@@ -225,20 +273,21 @@ def curves_chart(result_arms: Sequence[Mapping[str, Any]], labels: Sequence[str]
         return None
     df = pd.DataFrame(rows)
     acc = metric == "top1"
-    y = alt.Y("value:Q", title="accuracy" if acc else "loss",
+    y = alt.Y("value:Q", title=_("accuracy") if acc else _("loss"),
               scale=accuracy_scale(list(df.value)) if acc else alt.Scale(zero=False),
               axis=alt.Axis(format=".0%") if acc else alt.Axis())
     return alt.Chart(df).mark_line(point=True).encode(
-        alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1, format="d")), y, arm_colour(labels),
-        alt.StrokeDash("split:N", sort=["validation", "training"], legend=None),  # said in the chart's title
-        tooltip=["arm", "epoch", "split", alt.Tooltip("value:Q", format=".1%" if acc else ".4f")],
+        alt.X("epoch:Q", title=_("epoch"), axis=alt.Axis(tickMinStep=1, format="d")), y, arm_colour(labels),
+        alt.StrokeDash("split:N", sort=[val, train], legend=None),  # said in the chart's title
+        tooltip=[tip("arm:N"), tip("epoch:Q"), tip("split:N"), tip("value:Q", format=".1%" if acc else ".4f")],
     ).properties(height=280 + legend_space(len(labels)))
 
 
 def gap_chart(result_arms, labels) -> alt.Chart | None:
     rows = []
+    val, train = splits()
     for arm, label in zip(result_arms, labels):
-        for split, key in (("training", "final_train_top1"), ("validation", "final_val_top1")):
+        for split, key in ((train, "final_train_top1"), (val, "final_val_top1")):
             v = finite(arm.get(key))
             if v is not None:
                 rows.append({"arm": label, "split": split, "value": v})
@@ -247,15 +296,15 @@ def gap_chart(result_arms, labels) -> alt.Chart | None:
     df = pd.DataFrame(rows)
     base = alt.Chart(df).encode(
         alt.Y("arm:N", title=None, sort=list(labels), axis=alt.Axis(labelLimit=400)),
-        alt.YOffset("split:N", sort=["training", "validation"]),
-        alt.X("value:Q", title="final accuracy", scale=alt.Scale(domain=[0, 1.12]),
+        alt.YOffset("split:N", sort=[train, val]),
+        alt.X("value:Q", title=_("final accuracy"), scale=alt.Scale(domain=[0, 1.12]),
               axis=alt.Axis(format=".0%", values=[0, 0.2, 0.4, 0.6, 0.8, 1.0])),
     )
     bars = base.mark_bar().encode(
         arm_colour(labels),
-        alt.Opacity("split:N", sort=["training", "validation"], scale=alt.Scale(range=[0.45, 1.0]),
-                    legend=alt.Legend(orient="bottom", title="light: training, dark: validation")),
-        tooltip=["arm", "split", alt.Tooltip("value:Q", format=".1%")],
+        alt.Opacity("split:N", sort=[train, val], scale=alt.Scale(range=[0.45, 1.0]),
+                    legend=alt.Legend(orient="bottom", title=_("light: training, dark: validation"))),
+        tooltip=[tip("arm:N"), tip("split:N"), tip("value:Q", format=".1%")],
     )
     labels_ = base.mark_text(align="left", dx=4).encode(text=alt.Text("value:Q", format=".1%"))
     return (bars + labels_).properties(height=bars_height(len(labels), 56))
@@ -265,7 +314,8 @@ def time_chart(result_arms, labels) -> alt.Chart | None:
     # training only (validation excluded) when the result has it; older results: the whole epoch
     key = "train_epoch_seconds" if any(finite(a.get("train_epoch_seconds")) is not None for a in result_arms) \
         else "epoch_seconds"
-    title = "training seconds per epoch (validation excluded)" if key == "train_epoch_seconds" else "seconds per epoch"
+    title = _("training seconds per epoch (validation excluded)") if key == "train_epoch_seconds" \
+        else _("seconds per epoch")
     rows = [{"arm": label, "value": v} for arm, label in zip(result_arms, labels)
             if (v := finite(arm.get(key))) is not None]
     if not rows:
@@ -274,7 +324,7 @@ def time_chart(result_arms, labels) -> alt.Chart | None:
         alt.Y("arm:N", title=None, sort=list(labels), axis=alt.Axis(labelLimit=400)),
         alt.X("value:Q", title=title, scale=alt.Scale(zero=True)),
     )
-    bars = base.mark_bar().encode(arm_colour(labels), tooltip=["arm", alt.Tooltip("value:Q", format=".3f")])
+    bars = base.mark_bar().encode(arm_colour(labels), tooltip=[tip("arm:N"), tip("value:Q", format=".3f")])
     values = base.mark_text(align="left", dx=4).encode(text=alt.Text("value:Q", format=".3f"))
     return (bars + values).properties(height=bars_height(len(labels), 36))
 
@@ -287,21 +337,21 @@ def params_chart(result_arms, labels) -> alt.Chart | None:
     df = pd.DataFrame(rows)
     spread = df.params.max() / max(df.params.min(), 1)
     base = alt.Chart(df).encode(
-        alt.X("params:Q", title="parameters" + (" (log scale)" if spread > 20 else ""),
+        alt.X("params:Q", title=_("parameters (log scale)") if spread > 20 else _("parameters"),
               scale=alt.Scale(type="log" if spread > 20 else "linear", zero=False, padding=30),
               axis=alt.Axis(format="~s")),
-        alt.Y("value:Q", title="best validation accuracy", axis=alt.Axis(format=".0%"),
+        alt.Y("value:Q", title=_("best validation accuracy"), axis=alt.Axis(format=".0%"),
               scale=accuracy_scale(list(df.value))),
     )
     points = base.mark_point(filled=True, size=160).encode(
         arm_colour(labels),
-        tooltip=["arm", alt.Tooltip("params:Q", format=","), alt.Tooltip("value:Q", format=".1%")])
+        tooltip=[tip("arm:N"), tip("params:Q", format=","), tip("value:Q", format=".1%")])
     return points.properties(height=280 + legend_space(len(labels)))
 
 
-PLOT_CHARTS = {"gap": ("Training against validation accuracy", gap_chart),
-               "time": ("Time per epoch", time_chart),
-               "params": ("Parameters against accuracy", params_chart)}
+PLOT_CHARTS = {"gap": (N_("Training against validation accuracy"), gap_chart),
+               "time": (N_("Time per epoch"), time_chart),
+               "params": (N_("Parameters against accuracy"), params_chart)}  # plot: (its title, marked; its chart)
 
 
 # ---- the live view --------------------------------------------------------------------------------
@@ -314,7 +364,7 @@ def live_rows(run) -> tuple[list[dict], list[dict]]:
     if cache.get("run") != run.id:
         cache.clear()
         cache["run"] = run.id
-    labels = arm_labels([(a.plan.arm.id, a.plan.arm.name) for a in run.arms])
+    labels = run_labels(run)
     epochs, steps = [], []
     for a, label in zip(run.arms, labels):
         if a.job is None:
@@ -339,26 +389,27 @@ def arm_line(run, a, label: str) -> str:
     state = run.arm_state(a)
     job = a.job
     epochs = a.plan.config.epochs
-    if state == "queued" and job is not None:
-        detail = f"queued (position {job.position})" if job.position else "queued"
+    parts = [status_word(state)]  # the state, then what it is doing: " · "-separated phrases
+    if state == "queued" and job is not None and job.position:
+        parts = [_("queued (position {position})").format(position=job.position)]
     elif state == "waiting":
         dep = a.plan.depends_on
-        detail = f"waits for the weights of arm {dep}" if dep else "preparing its data"
+        parts = [_("waits for the weights of arm {arm}").format(arm=dep) if dep else _("preparing its data")]
     elif state == "running" and job is not None:
         epoch = job.latest_epoch or {}
         step = job.latest_step or {}
         now = min(epochs, max(int(step.get("epoch", 1)), int(epoch.get("epoch", 0)) + 1))
-        detail = f"running · epoch {now} of {epochs}"
+        parts.append(_("epoch {now} of {epochs}").format(now=now, epochs=epochs))
         if "val_top1" in epoch:
-            detail += f" · validation accuracy {epoch['val_top1']:.1%} after epoch {epoch['epoch']}"
+            parts.append(_("validation accuracy {accuracy} after epoch {epoch}").format(
+                accuracy=fmt(epoch["val_top1"], ".1%"), epoch=epoch["epoch"]))
         elif "loss" in step:
-            detail += f" · training loss {step['loss']:.3f}"
+            parts.append(_("training loss {loss}").format(loss=fmt(step["loss"], ".3f")))
     elif state == "finished" and job is not None:
         best = job.result.best_val_top1 if job.result is not None else None
-        detail = "finished" + (f" · best validation accuracy {best:.1%}" if isinstance(best, float) else "")
-    else:
-        detail = state
-    return f"{STATUS_ICONS.get(state, '')} **{text(label)}** · {detail}"
+        if isinstance(best, float):
+            parts.append(_("best validation accuracy {accuracy}").format(accuracy=fmt(best, ".1%")))
+    return f"{STATUS_ICONS.get(state, '')} **{text(label)}** · " + " · ".join(parts)
 
 
 @st.fragment(run_every=1.5)
@@ -368,14 +419,15 @@ def live_view(run_id: int) -> None:
         return
     if run.done:
         st.rerun()  # the whole page: the result is on disk now
-    labels = arm_labels([(a.plan.arm.id, a.plan.arm.name) for a in run.arms])
+    labels = run_labels(run)
     top = st.columns([4, 1], vertical_alignment="center")
-    top[0].progress(run.progress, text=f"**All arms** · {run.budget} budget · {run.progress:.0%} of the training "
-                                       "steps done")
-    if top[1].button("Stop", icon=":material/stop_circle:", key=f"lesson-stop-{run.id}", width="stretch",
-                     help="Stop every arm; the arms measured so far are kept in the result."):
+    progress = _("**All arms** · {budget} budget · {share} of the training steps done").format(
+        budget=budget_name(run.budget), share=fmt(run.progress, ".0%"))
+    top[0].progress(run.progress, text=progress)
+    if top[1].button(_("Stop"), icon=":material/stop_circle:", key=f"lesson-stop-{run.id}", width="stretch",
+                     help=_("Stop every arm; the arms measured so far are kept in the result.")):
         run.cancel()
-        st.toast("Stopping the lesson: the arms measured so far are kept.", icon=":material/stop_circle:")
+        st.toast(_("Stopping the lesson: the arms measured so far are kept."), icon=":material/stop_circle:")
     for a, label in zip(run.arms, labels):
         st.progress(a.progress, text=arm_line(run, a, label))
         state = run.arm_state(a)
@@ -383,21 +435,21 @@ def live_view(run_id: int) -> None:
         if state in ("failed", "diverged", "skipped", "cancelled") and message:
             st.caption(f"{STATUS_ICONS.get(state, '')} {text(message)}")
     epochs, steps = live_rows(run)
-    x = alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1, format="~g"))
+    x = alt.X("epoch:Q", title=_("epoch"), axis=alt.Axis(tickMinStep=1, format="~g"))
     if epochs:
         chart = alt.Chart(pd.DataFrame(epochs)).mark_line(point=True).encode(
-            x, alt.Y("value:Q", title="validation accuracy", axis=alt.Axis(format=".0%"),
+            x, alt.Y("value:Q", title=_("validation accuracy"), axis=alt.Axis(format=".0%"),
                      scale=accuracy_scale([e["value"] for e in epochs])),
-            arm_colour(labels), tooltip=["arm", "epoch", alt.Tooltip("value:Q", format=".1%")])
-        st.markdown("**Validation accuracy per epoch**, the arms overlaid")
+            arm_colour(labels), tooltip=[tip("arm:N"), tip("epoch:Q"), tip("value:Q", format=".1%")])
+        st.markdown(_("**Validation accuracy per epoch**, the arms overlaid"))
     elif steps:
         chart = alt.Chart(pd.DataFrame(steps)).mark_line().encode(
-            x, alt.Y("value:Q", title="training loss (running mean)", scale=alt.Scale(zero=False)),
+            x, alt.Y("value:Q", title=_("training loss (running mean)"), scale=alt.Scale(zero=False)),
             arm_colour(labels),
-            tooltip=["arm", alt.Tooltip("epoch:Q", format=".2f"), alt.Tooltip("value:Q", format=".3f")])
-        st.markdown("**Training loss** while the first epoch runs (validation accuracy follows after it)")
+            tooltip=[tip("arm:N"), tip("epoch:Q", format=".2f"), tip("value:Q", format=".3f")])
+        st.markdown(_("**Training loss** while the first epoch runs (validation accuracy follows after it)"))
     else:
-        st.caption("The chart appears after the first training steps.")
+        st.caption(_("The chart appears after the first training steps."))
         return
     st.altair_chart(chart.properties(height=260 + legend_space(len(labels))), width="stretch")
 
@@ -410,12 +462,12 @@ def effect_line(effect: Any) -> None:
     if not isinstance(effect, Mapping) or not isinstance(effect.get("shown"), bool):
         return
     if effect["shown"]:
-        st.success("This run shows the effect the lecture teaches.", icon=":material/check_circle:")
+        st.success(_("This run shows the effect the lecture teaches."), icon=":material/check_circle:")
         return
     why = [w for w in effect.get("why") or [] if isinstance(w, str) and w.strip()]
-    st.warning("This run does not show the effect the lecture teaches"
-               + (":\n" + "\n".join(f"- {text(w)}" for w in why) if why else "."),
-               icon=":material/report:")
+    listed = "\n".join(f"- {text(w)}" for w in why)
+    st.warning(_("This run does not show the effect the lecture teaches:") + "\n" + listed if why
+               else _("This run does not show the effect the lecture teaches."), icon=":material/report:")
 
 
 def arm_diagnoses(arms: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> None:
@@ -424,7 +476,7 @@ def arm_diagnoses(arms: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> N
             if isinstance(arm.get("diagnoses"), list) and arm["diagnoses"]]
     if not said:
         return
-    st.markdown("**What the training X-ray saw** (the Runs page shows each arm's X-ray in full)")
+    st.markdown(_("**What the training X-ray saw** (the Runs page shows each arm's X-ray in full)"))
     for label, sentences in said:
         st.warning(f"**{text(label)}**:\n" + "\n".join(f"- {text(s)}" for s in sentences),
                    icon=":material/troubleshoot:")
@@ -434,63 +486,69 @@ def show_result(stored, lesson: Lesson) -> None:
     data = stored.data
     shown = stored.lesson or lesson  # the lesson as it was run (its plots and columns)
     arms = stored.arms
-    labels = arm_labels([(a["id"], a["name"]) for a in arms])
+    labels = arm_labels([(a["id"], shown.tr(a["name"])) for a in arms])
     machine = data.get("machine") or {}
-    facts = [f"{data['budget']} budget", str(data["created"]).replace("T", " ")[:16]]
+    facts = [_("{budget} budget").format(budget=budget_name(data["budget"])),
+             str(data["created"]).replace("T", " ")[:16]]
     if isinstance(data.get("seconds"), (int, float)):
-        facts.append(f"{data['seconds']:,.0f} s in all")
+        facts.append(_("{seconds} s in all").format(seconds=fmt(data["seconds"], ",.0f")))
     if machine.get("device"):
-        threads = f", {machine['threads']} threads" if machine.get("threads") else ""
-        facts.append(f"on {machine['device']}{threads}")
-    st.caption(" · ".join(facts) + f" · result {data.get('id', stored.id)}")
+        facts.append(_("on {device}, {threads} threads").format(device=machine["device"], threads=machine["threads"])
+                     if machine.get("threads") else _("on {device}").format(device=machine["device"]))
+    facts.append(_("result {id}").format(id=data.get("id", stored.id)))
+    st.caption(" · ".join(facts))
     if data.get("overrides"):
-        st.caption(":material/tune: Run with these settings for every arm: "
-                   + ", ".join(f"{k}={v}" for k, v in data["overrides"].items()))
+        st.caption(_(":material/tune: Run with these settings for every arm: {settings}").format(
+            settings=settings_text(data["overrides"])))
     if data.get("state") == "cancelled":
-        st.warning("This run was stopped before every arm ended: the table has what was measured.",
+        st.warning(_("This run was stopped before every arm ended: the table has what was measured."),
                    icon=":material/cancel:")
     if stored.problem:
-        st.caption(f"The lesson as it was run no longer parses ({text(stored.problem)}); shown with today's file.")
+        st.caption(_("The lesson as it was run no longer parses ({problem}); shown with today's file.").format(
+            problem=text(stored.problem)))
 
-    st.markdown("#### :material/lightbulb: Conclusion")
+    st.markdown(_("#### :material/lightbulb: Conclusion"))
     st.info(text(stored.conclusion), icon=":material/school:")
     effect_line(data.get("effect"))
 
-    st.markdown("#### :material/table_chart: Side by side")
+    st.markdown(_("#### :material/table_chart: Side by side"))
     rows = result_table(arms, shown.columns)
     if not rows:
-        st.caption("This result has no arm.")
+        st.caption(_("This result has no arm."))
         return
     measured = [k for k in rows[0] if k != "arm" and (k == "status" or any(r[k] is not None for r in rows))]
-    table = pd.DataFrame([{k: cell(row[k], k) for k in measured} for row in rows],
-                         index=pd.Index(labels, name="arm"))
+    table = pd.DataFrame([{_(k): cell(row[k], k) for k in measured} for row in rows],  # headings: COLUMN_LABELS
+                         index=pd.Index(labels, name=_("arm")))
     st.table(table)
     for arm, label in zip(arms, labels):
         if arm["status"] == "finished":
             continue
-        what = f"**{text(label)}** {arm['status']}" + (f": {text(arm['message'])}" if arm.get("message") else ".")
+        said = {"arm": text(label), "status": status_word(arm["status"])}
+        what = _("**{arm}** {status}: {message}").format(**said, message=text(arm["message"])) \
+            if arm.get("message") else _("**{arm}** {status}.").format(**said)
         icon = STATUS_ICONS.get(arm["status"], ":material/info:")
         (st.error if arm["status"] == "failed" else st.warning)(what, icon=icon)
     arm_diagnoses(arms, labels)
 
-    st.markdown("#### :material/show_chart: Curves")
+    st.markdown(_("#### :material/show_chart: Curves"))
     c1, c2 = st.columns(2)
-    for col, metric, title in ((c1, "top1", "Accuracy"), (c2, "loss", "Loss")):
+    for col, metric, title in ((c1, "top1", _("**Accuracy** per epoch (solid: validation, dashed: training)")),
+                               (c2, "loss", _("**Loss** per epoch (solid: validation, dashed: training)"))):
         chart = curves_chart(arms, labels, metric)
-        col.markdown(f"**{title}** per epoch (solid: validation, dashed: training)")
+        col.markdown(title)
         if chart is None:
-            col.caption("No epoch was measured.")
+            col.caption(_("No epoch was measured."))
         else:
             col.altair_chart(chart, width="stretch")
     for plot in shown.plots:
         if plot not in PLOT_CHARTS:
             continue
         title, make = PLOT_CHARTS[plot]
-        st.markdown(f"#### {title}")
-        st.caption(PLOTS[plot].capitalize() + ".")
+        st.markdown(f"#### {_(title)}")
+        st.caption(_(PLOTS[plot]).capitalize() + ".")  # PLOTS: marked in cnnlab.lessons.spec
         chart = make(arms, labels)
         if chart is None:
-            st.caption("Not measured for any arm of this run.")
+            st.caption(_("Not measured for any arm of this run."))
         else:
             st.altair_chart(chart, width="stretch")
 
@@ -502,7 +560,7 @@ def pick_builtin(measured: Mapping[str, Any]) -> Lesson | None:
     """One of the course's lessons, one line each with its measured time; a broken file is reported."""
     lessons, problems = read_builtin()
     for err in problems:
-        show_error(err, context="A built-in lesson cannot be read")
+        show_error(err, context=_("A built-in lesson cannot be read"))
     if not lessons:
         return None
     by_name = {x.name: x for x in lessons}
@@ -513,17 +571,21 @@ def pick_builtin(measured: Mapping[str, Any]) -> Lesson | None:
     if setting_shown(pick_key):
         # one line per lesson, no scroll box: the chosen one's question and arms are shown below
         st.radio(
-            "Lesson", list(by_name), key=pick_key,
-            format_func=lambda n: f"{list(by_name).index(n) + 1}. {by_name[n].title}"
+            _("Lesson"), list(by_name), key=pick_key,
+            format_func=lambda n: f"{list(by_name).index(n) + 1}. {by_name[n].tr(by_name[n].title)}"
             + (f" · {about(measured[n]['seconds'])}" if n in measured else ""),
-            help="The time is the quick budget's, as measured by `python -m cnnlab lessons --measure`.",
+            help=_("The time is the quick budget's, as measured by `{command}`.").format(
+                command="python -m cnnlab lessons --measure"),
         )
     return by_name[st.session_state[pick_key]]
 
 
+KIND_LABELS = {BUILTIN: N_("The course's lessons"), OWN: N_("Your own lesson file")}
+
+
 def choose_lesson(measured: Mapping[str, Any]) -> Lesson | None:
-    kind = st.segmented_control("Lessons", [BUILTIN, OWN], key=remember(STORE, "lesson-kind", BUILTIN),
-                                format_func={BUILTIN: "The course's lessons", OWN: "Your own lesson file"}.get,
+    kind = st.segmented_control(_("Lessons"), [BUILTIN, OWN], key=remember(STORE, "lesson-kind", BUILTIN),
+                                format_func=lambda k: _(KIND_LABELS[k]),
                                 label_visibility="collapsed", required=True) or BUILTIN
     return pick_builtin(measured) if kind == BUILTIN else own_lesson()
 
@@ -532,16 +594,20 @@ def describe_lesson(lesson: Lesson, measured: Mapping[str, Any]) -> None:
     """Other lessons running, then this one's title, origin, question and arms."""
     for other in lesson_runs():
         if not other.done and not same_lesson(other.lesson, lesson):
-            st.caption(f":material/pending: Also running: {text(other.lesson.title)} ({other.budget} budget, "
-                       f"{other.progress:.0%}).")
+            st.caption(_(":material/pending: Also running: {title} ({budget} budget, {share}).").format(
+                title=text(other.lesson.tr(other.lesson.title)), budget=budget_name(other.budget), share=fmt(other.progress, ".0%")))
     st.divider()
-    st.subheader(lesson.title, anchor=False)
+    st.subheader(lesson.tr(lesson.title), anchor=False)
     timed = measured.get(lesson.name) if lesson.builtin else None
-    st.caption(f"Lecture {lesson.seed_label} · lesson `{lesson.name}`"
-               + (f" · from {text(lesson.path)}" if not lesson.builtin and lesson.path else "")
-               + (f" · quick budget {measured_label(timed)}" if timed else ""))
-    st.markdown(f"**Question.** {text(lesson.question)}")
-    st.markdown("\n".join(f"- **{text(a.name)}**" + (f": {text(a.note)}" if a.note else "") for a in lesson.arms))
+    facts = [_("Lecture {seed} · lesson `{name}`").format(seed=lesson.seed_label, name=lesson.name)]
+    if not lesson.builtin and lesson.path:
+        facts.append(_("from {path}").format(path=text(lesson.path)))
+    if timed:
+        facts.append(_("quick budget {measured}").format(measured=measured_label(timed)))
+    st.caption(" · ".join(facts))
+    st.markdown(_("**Question.** {question}").format(question=text(lesson.tr(lesson.question))))
+    st.markdown("\n".join(f"- **{text(lesson.tr(a.name))}**" + (f": {text(lesson.tr(a.note))}" if a.note else "")
+                          for a in lesson.arms))
 
 
 def followed_run(lesson: Lesson) -> LessonRun | None:
@@ -575,30 +641,32 @@ def budget_choice(lesson: Lesson, running: LessonRun | None, extra: Mapping[str,
     if not can_full and st.session_state[budget_key] == "full":  # e.g. a link asking for the full budget here
         st.session_state[budget_key] = st.session_state[STORE][budget_key] = "quick"
     if setting_shown(budget_key):
-        c1.radio("Budget", BUDGETS, key=budget_key, horizontal=True,
-                 format_func=BUDGET_LABELS.get, disabled=running is not None or not can_full)
+        c1.radio(_("Budget"), BUDGETS, key=budget_key, horizontal=True,
+                 format_func=lambda b: _(BUDGET_LABELS[b]), disabled=running is not None or not can_full)
     budget = running.budget if running is not None else st.session_state[budget_key]
     results = results_of(lesson, budget)
-    start = c2.button("Run again" if results else "Run", type="primary",
+    start = c2.button(_("Run again") if results else _("Run"), type="primary",
                       icon=":material/play_arrow:", key="lesson-run", disabled=running is not None, width="stretch",
-                      help="Queue every arm of the lesson as a background job; the result is saved and listed below.")
-    why = ("the default" if budget == "quick" else "chosen: " + why_full.rstrip("."))
+                      help=_("Queue every arm of the lesson as a background job; the result is saved and listed "
+                             "below."))
+    why = _("the default") if budget == "quick" else _("chosen: {why}").format(why=why_full.rstrip("."))
     try:
         summary = budget_summary(lesson, budget, extra)
     except CnnlabError as err:
         summary = ""
-        show_error(err, context="The settings for every arm do not fit this lesson")
-    st.caption(f"Runs the **{budget}** budget ({text(why)}). {text(summary.split(': ', 1)[-1])}")
+        show_error(err, context=_("The settings for every arm do not fit this lesson"))
+    st.caption(_("Runs the **{budget}** budget ({why}). {summary}").format(
+        budget=budget_name(budget), why=text(why), summary=text(summary.split(": ", 1)[-1])))
     if not can_full:
-        st.caption(f":material/block: The full budget is not offered here: {text(why_full)}")
+        st.caption(_(":material/block: The full budget is not offered here: {why}").format(why=text(why_full)))
     if extra:
-        st.caption(f":material/tune: Settings for every arm from {extra_from} (a test or teacher hook): "
-                   + ", ".join(f"{k}={v}" for k, v in extra.items()))
+        st.caption(_(":material/tune: Settings for every arm from {where} (a test or teacher hook): {settings}").format(
+            where=extra_from, settings=settings_text(extra)))
     if start and running is None:
         try:
             started = start_lesson(lesson, budget, overrides=extra)
         except CnnlabError as err:
-            show_error(err, context="The lesson did not start")
+            show_error(err, context=_("The lesson did not start"))
         else:
             st.session_state[LIVE] = started.id
             st.session_state.pop(ENDED, None)
@@ -608,19 +676,24 @@ def budget_choice(lesson: Lesson, running: LessonRun | None, extra: Mapping[str,
 
 def result_label(stored: StoredResult, newest: bool) -> str:
     d = stored.data
-    settings = (" · settings: " + ", ".join(f"{k}={v}" for k, v in d["overrides"].items())
-                if d.get("overrides") else "")
-    return (f"{str(d['created']).replace('T', ' ')[:19]}" + (" · newest" if newest else "")
-            + (" · stopped" if d.get("state") == "cancelled" else "") + settings)
+    parts = [str(d["created"]).replace("T", " ")[:19]]
+    if newest:
+        parts.append(_("newest"))
+    if d.get("state") == "cancelled":
+        parts.append(_("stopped"))
+    if d.get("overrides"):
+        parts.append(_("settings: {settings}").format(settings=settings_text(d["overrides"])))
+    return " · ".join(parts)
 
 
 def delete_control(result_id: str) -> None:
     """Delete a saved result (e.g. a trial run before class), after a confirmation."""
-    if confirm_delete("lesson", result_id, label="Delete this result…",
-                      help="Remove this saved result; the runs of its arms stay on the Runs page.",
-                      warning=f"Delete the lesson result **{result_id}**? Its table, curves and conclusion are "
-                              "removed for good. The runs of its arms and the other results are not touched.",
-                      delete=delete_result, failed="The result was not deleted"):
+    if confirm_delete("lesson", result_id, label=_("Delete this result…"),
+                      help=_("Remove this saved result; the runs of its arms stay on the Runs page."),
+                      warning=_("Delete the lesson result **{id}**? Its table, curves and conclusion are removed "
+                                "for good. The runs of its arms and the other results are not touched.").format(
+                                    id=result_id),
+                      delete=delete_result, failed=_("The result was not deleted")):
         st.session_state.pop(PICK, None)
         st.session_state[DELETED] = result_id
         st.rerun()
@@ -629,20 +702,21 @@ def delete_control(result_id: str) -> None:
 def saved_results(lesson: Lesson, budget: str, results: Sequence[StoredResult]) -> None:
     """The saved results of ``lesson`` in ``budget`` (newest first): the chosen one shown, and a way to
     delete it."""
-    st.subheader("Result", anchor=False)
+    st.subheader(_("Result"), anchor=False)
     deleted = st.session_state.pop(DELETED, None)
     if deleted:
-        st.success(f"Lesson result {deleted} deleted. The runs of its arms were not touched.",
+        st.success(_("Lesson result {id} deleted. The runs of its arms were not touched.").format(id=deleted),
                    icon=":material/delete:")
     if not results:
-        st.info(f"This lesson has no saved result in the {budget} budget on this machine yet: press **Run**. "
-                "The result is saved and opens here instantly next time.", icon=":material/info:")
+        st.info(_("This lesson has no saved result in the {budget} budget on this machine yet: press **Run**. "
+                  "The result is saved and opens here instantly next time.").format(budget=budget_name(budget)),
+                icon=":material/info:")
         return
     by_id = {r.id: r for r in results}
     if st.session_state.get(PICK) not in by_id:
         st.session_state[PICK] = results[0].id
     if len(results) > 1:
-        st.selectbox("Saved results of this lesson (newest first)", list(by_id), key=PICK,
+        st.selectbox(_("Saved results of this lesson (newest first)"), list(by_id), key=PICK,
                      format_func=lambda rid: result_label(by_id[rid], rid == results[0].id))
     show_result(by_id[st.session_state[PICK]], lesson)
     delete_control(st.session_state[PICK])
@@ -650,16 +724,16 @@ def saved_results(lesson: Lesson, budget: str, results: Sequence[StoredResult]) 
 
 # ---- the page -------------------------------------------------------------------------------------
 
-st.title("Lessons")
-st.write("Each lesson is one comparison of the course, run in one go: its arms train one after the other as "
-         "background jobs (they also appear on the **Train** and **Runs** pages), then the page lines them up "
-         "and writes a conclusion from the numbers just measured. A lesson already run opens from disk at once, "
-         "so a teacher can prepare it before class.")
+st.title(_("Lessons"))
+st.write(_("Each lesson is one comparison of the course, run in one go: its arms train one after the other as "
+           "background jobs (they also appear on the **Train** and **Runs** pages), then the page lines them up "
+           "and writes a conclusion from the numbers just measured. A lesson already run opens from disk at once, "
+           "so a teacher can prepare it before class."))
 
 try:
     extra, extra_from = overrides()
 except CnnlabError as err:
-    show_error(err, context="The lesson settings hook is ignored")
+    show_error(err, context=_("The lesson settings hook is ignored"))
     extra, extra_from = {}, ""
 
 measured = read_measured()  # cnnlab/lessons/measured.json: each built-in lesson's quick budget, timed
@@ -670,21 +744,21 @@ describe_lesson(lesson, measured)
 running = followed_run(lesson)
 budget, results = budget_choice(lesson, running, extra, extra_from)
 
-with st.expander("Class session: the class guesses before the run", icon=":material/groups:",
+with st.expander(_("Class session: the class guesses before the run"), icon=":material/groups:",
                  expanded=bool(st.session_state.get(CLASS_KEY, {}).get(lesson.name))):
     teacher_panel(lesson.name, results)
 
 if lesson.builtin:
-    with st.expander("Homework: this lesson as a notebook or a script", icon=":material/code:"):
-        st.caption("Plain PyTorch, no cnnlab: the question, one section per arm, the comparison table and plot, and "
-                   "the questions to discuss. It runs in a fresh Jupyter kernel or with `python lesson.py`.")
+    with st.expander(_("Homework: this lesson as a notebook or a script"), icon=":material/code:"):
+        st.caption(_("Plain PyTorch, no cnnlab: the question, one section per arm, the comparison table and plot, and "
+                     "the questions to discuss. It runs in a fresh Jupyter kernel or with `python lesson.py`."))
         export_view.lesson_exports(lesson.name, lesson.source, budget)
 
 ended = st.session_state.pop(ENDED, None)
 if ended:
-    show_error(ended, context="The lesson stopped")
+    show_error(ended, context=_("The lesson stopped"))
 if running is not None:
-    st.subheader("Running", anchor=False)
+    st.subheader(_("Running"), anchor=False)
     live_view(running.id)
 else:
     saved_results(lesson, budget, results)
