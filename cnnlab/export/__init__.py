@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping
 
 from ..errors import RunNotFoundError
 from ..files import atomic_write_bytes
+from ..i18n import _
 from ..lessons import Lesson, builtin_names, get_lesson
 from ..runs import load_run
 from .closure import ExportError
@@ -64,7 +65,8 @@ def resolve_target(target: str) -> tuple[str, str | Lesson]:
     try:
         return "run", load_run(target).run_id
     except RunNotFoundError as e:
-        raise ExportError(f"{e} Or name a lesson: {', '.join(builtin_names())}, or a lesson's .toml file.") from None
+        raise ExportError(_("{error} Or name a lesson: {lessons}, or a lesson's .toml file.").format(
+            error=e, lessons=", ".join(builtin_names()))) from None
 
 
 def _makers(kind: str, target: str | Lesson, budget: str, overrides: Overrides) -> dict[str, Callable[[], bytes]]:
@@ -83,20 +85,24 @@ def write_exports(target: str, paths: Mapping[str, str | os.PathLike[str]], budg
     module's docstring."""
     wanted = {k: Path(v).expanduser() for k, v in paths.items() if v is not None}
     if not wanted:
-        raise ExportError(f"say what to export: {', '.join('--' + f for f in FORMATS)} with a file name each.")
+        raise ExportError(_("say what to export: {options} with a file name each.").format(
+            options=", ".join("--" + f for f in FORMATS)))
     unknown = sorted(set(wanted) - set(FORMATS))
     if unknown:
-        raise ExportError(f"unknown export format {', '.join(unknown)}: choose among {', '.join(FORMATS)}.")
+        raise ExportError(_("unknown export format {formats}: choose among {choices}.").format(
+            formats=", ".join(unknown), choices=", ".join(FORMATS)))
     if len({p.resolve() for p in wanted.values()}) < len(wanted):
-        raise ExportError("two exports name the same file: give each its own.")
+        raise ExportError(_("two exports name the same file: give each its own."))
     kind, resolved = resolve_target(target)
     if kind == "run" and overrides:
-        raise ExportError("--set changes a lesson's settings; a run is exported with the settings it was trained with.")
+        raise ExportError(_("--set changes a lesson's settings; a run is exported with the settings it was trained "
+                            "with."))
     makers = _makers(kind, resolved, budget, overrides)
     refused = [f for f in wanted if f not in makers]
     if refused:
-        raise ExportError(f"a lesson has no single trained model to export as {' or '.join(refused)}: export one of "
-                          "its runs (python -m cnnlab runs), or the lesson as --notebook or --script.")
+        raise ExportError(_("a lesson has no single trained model to export as {formats}: export one of its runs "
+                            "(python -m cnnlab runs), or the lesson as --notebook or --script.").format(
+            formats=_(" or ").join(refused)))
     for path in wanted.values():
         _check_writable(path)
     contents = {f: makers[f]() for f in wanted}  # everything made before anything is written
@@ -105,12 +111,14 @@ def write_exports(target: str, paths: Mapping[str, str | os.PathLike[str]], budg
 
 def _check_writable(path: Path) -> None:
     if path.is_dir():
-        raise ExportError(f"{path} is a folder: give a file name.")
+        raise ExportError(_("{path} is a folder: give a file name.").format(path=path))
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
-        raise ExportError(f"the folder {folder} does not exist: create it first, or choose another place.")
+        raise ExportError(_("the folder {folder} does not exist: create it first, or choose another place.").format(
+            folder=folder))
     if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise ExportError(f"cannot write {path}: no permission to write there. Choose another place.")
+        raise ExportError(_("cannot write {path}: no permission to write there. Choose another place.").format(
+            path=path))
 
 
 def _write_all(files: Mapping[Path, bytes]) -> list[Path]:
@@ -125,8 +133,10 @@ def _write_all(files: Mapping[Path, bytes]) -> list[Path]:
             for p in created:
                 with contextlib.suppress(OSError):
                     p.unlink()
-            raise ExportError(f"cannot write {path}: {e.strerror or e}. Nothing was exported"
-                              + (" (the files written before it were removed)." if created else ".")) from None
+            said = {"path": path, "error": e.strerror or e}
+            raise ExportError((_("cannot write {path}: {error}. Nothing was exported (the files written before it "
+                                 "were removed).") if created else
+                               _("cannot write {path}: {error}. Nothing was exported.")).format(**said)) from None
         with contextlib.suppress(OSError):  # a new file gets the usual permissions, not the temporary file's 0600
             os.chmod(path, 0o666 & ~_umask())
         written.append(path)

@@ -6,7 +6,8 @@ and the same seed gives the same weights). :class:`Closure` takes a function or 
 its source (comments included), and follows every global name it uses: another function or class of
 cnnlab is copied in turn (dependencies first), a module-level constant is copied as its assignment
 statement, a module or a name from torch, torchvision, numpy, math or typing becomes an import line.
-Anything else (a name from another library, an object built at run time) is an :class:`ExportError`:
+Text marked for translation is written out in English: ``_("...")`` and ``N_("...")`` become the plain
+string, ``ngettext(one, many, n)`` a conditional, ``fmt(v, spec)`` Python's ``format``. Anything else (a name from another library, an object built at run time) is an :class:`ExportError`:
 the export refuses rather than writing code that would not run.
 """
 
@@ -29,7 +30,9 @@ import torchvision
 from torch import nn
 from torch.nn import functional as F
 
+from .. import i18n
 from ..errors import CnnlabError
+from ..i18n import _
 
 #: The packages written-out code may import (the notebook needs nothing else).
 ALLOWED_PACKAGES = ("torch", "torchvision", "numpy", "math", "typing", "collections", "copy", "sklearn")
@@ -71,10 +74,11 @@ class Closure:
         if key in self._done:
             return str(name)
         if not name or "." in key[1]:
-            raise ExportError(f"{obj!r} is not a module-level function or class: it cannot be written out.")
+            raise ExportError(_("{obj!r} is not a module-level function or class: it cannot be written out.").format(
+                obj=obj))
         if name in self._defined:
-            raise ExportError(f"two definitions named {name!r} would meet in the exported code ({module}'s and "
-                              "another): it cannot be written out.")
+            raise ExportError(_("two definitions named {name!r} would meet in the exported code ({module}'s and "
+                                "another): it cannot be written out.").format(name=name, module=module))
         self._done.add(key)
         if obj in self._replacements:
             self._add_block(textwrap.dedent(self._replacements[obj]).strip("\n"), _namespace_of_replacements())
@@ -108,8 +112,8 @@ class Closure:
                 continue
             clash = _defined_at_top(block) & self._defined
             if clash:
-                raise ExportError(f"two different definitions of {', '.join(sorted(clash))} would meet in the "
-                                  "exported code: it cannot be written out.")
+                raise ExportError(_("two different definitions of {names} would meet in the exported code: it "
+                                    "cannot be written out.").format(names=", ".join(sorted(clash))))
             self.code.blocks.append(block)
             self._defined |= _defined_at_top(block)
 
@@ -123,6 +127,7 @@ class Closure:
     # ---- resolving names ------------------------------------------------------------------------
 
     def _add_block(self, source: str, namespace: dict[str, Any]) -> None:
+        source = _in_english(source, namespace)
         for name in sorted(_globals_used(source) - self._defined):
             self._resolve(name, namespace)
         if source not in self.code.blocks:
@@ -135,8 +140,8 @@ class Closure:
         if name not in namespace:
             if hasattr(builtins, name):
                 return
-            raise ExportError(f"the name {name!r} used by cnnlab's code is not defined at its module level, "
-                              "so that code cannot be written out.")
+            raise ExportError(_("the name {name!r} used by cnnlab's code is not defined at its module level, so "
+                                "that code cannot be written out.").format(name=name))
         value = namespace[name]
         if isinstance(value, ModuleType):
             self.import_line(_module_import(name, value))
@@ -144,14 +149,16 @@ class Closure:
         origin = getattr(value, "__module__", None) if callable(value) or isinstance(value, type) else None
         if origin and origin.startswith("cnnlab"):
             if getattr(value, "__name__", None) != name:
-                raise ExportError(f"cnnlab's code calls {name!r}, an alias of {value!r}: it cannot be written out.")
+                raise ExportError(_("cnnlab's code calls {name!r}, an alias of {value!r}: it cannot be written "
+                                    "out.").format(name=name, value=value))
             self.add(value)
         elif origin and origin.split(".")[0] in ALLOWED_PACKAGES:
             self.import_line(_name_import(name, value, origin))
         elif namespace.get("__name__", "").startswith("cnnlab"):
             self._add_constant(name, namespace)
         else:
-            raise ExportError(f"{name!r} ({type(value).__name__}) cannot be written out as plain PyTorch.")
+            raise ExportError(_("{name!r} ({kind}) cannot be written out as plain PyTorch.").format(
+                name=name, kind=type(value).__name__))
 
     def _add_constant(self, name: str, namespace: dict[str, Any]) -> None:
         """A module-level constant: its assignment statement, copied from the module's source."""
@@ -170,7 +177,63 @@ def _source(obj: Any) -> str:
     try:
         return textwrap.dedent(inspect.getsource(obj)).strip("\n")
     except (OSError, TypeError) as e:
-        raise ExportError(f"the source of {obj!r} is not available ({e}), so it cannot be written out.") from None
+        raise ExportError(_("the source of {obj!r} is not available ({error}), so it cannot be written out.").format(
+            obj=obj, error=e)) from None
+
+
+# what each of cnnlab.i18n's functions becomes in written-out code (the export is plain English PyTorch)
+_TRANSLATING = {i18n.gettext: "text", i18n.N_: "text", i18n.ngettext: "plural", i18n.fmt: "format"}
+
+
+def _translating(func: ast.expr, namespace: dict[str, Any]) -> str | None:
+    """What a call's function is among :data:`_TRANSLATING` (``_``, ``i18n.ngettext``...), or None."""
+    if isinstance(func, ast.Name):
+        value = namespace.get(func.id)
+    elif isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) \
+            and namespace.get(func.value.id) is i18n:
+        value = getattr(i18n, func.attr, None)
+    else:
+        return None
+    try:
+        return _TRANSLATING.get(value)
+    except TypeError:  # an unhashable value: not one of the functions
+        return None
+
+
+def _in_english(source: str, namespace: dict[str, Any]) -> str:
+    """``source`` with its calls of cnnlab.i18n replaced by plain Python that says the English text, one
+    call at a time from the last (a call that starts last holds no other call)."""
+    while True:
+        calls = [n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Call) and _translating(n.func, namespace)]
+        if not calls:
+            return source
+        call = max(calls, key=lambda n: (n.lineno, n.col_offset))
+        source = _replace_span(source, call, _english_call(source, call, _translating(call.func, namespace)))
+
+
+def _english_call(source: str, call: ast.Call, role: str | None) -> str:
+    """The plain Python for one call of cnnlab.i18n (see :data:`_TRANSLATING`)."""
+    args = [ast.get_source_segment(source, a) or "" for a in call.args]
+    plain = not call.keywords and not any(isinstance(a, ast.Starred) for a in call.args)
+    if plain and role == "text" and len(args) == 1:
+        return args[0] if "\n" not in args[0] else f"({args[0]})"
+    if plain and role == "plural" and len(args) == 3:
+        return f"({args[0]} if {args[2]} == 1 else {args[1]})"
+    if plain and role == "format" and 1 <= len(args) <= 2:
+        return f"format({', '.join(args)})"
+    raise ExportError(_("cnnlab's code calls {name} in a way the export cannot write out in plain English: "
+                        "{call}").format(name=ast.unparse(call.func), call=ast.unparse(call)))
+
+
+def _replace_span(source: str, node: ast.expr, text: str) -> str:
+    """``source`` with the code of ``node`` replaced by ``text`` (ast's columns count UTF-8 bytes)."""
+    lines = source.splitlines(keepends=True)
+
+    def at(line: int, col: int) -> int:
+        return sum(len(x) for x in lines[:line - 1]) + len(lines[line - 1].encode()[:col].decode())
+
+    end = at(node.end_lineno or node.lineno, node.end_col_offset or 0)  # ast.parse gives every node its end
+    return source[:at(node.lineno, node.col_offset)] + text + source[end:]
 
 
 def _globals_used(source: str) -> set[str]:
@@ -218,8 +281,8 @@ def _assignment(module: ModuleType, name: str) -> tuple[ModuleType, str]:
             if source.__name__.startswith("cnnlab"):
                 return _assignment(source, name)
     if len(found) != 1:
-        raise ExportError(f"{module.__name__}.{name} is not one plain module-level assignment, so it cannot be "
-                          "written out.")
+        raise ExportError(_("{module}.{name} is not one plain module-level assignment, so it cannot be written "
+                            "out.").format(module=module.__name__, name=name))
     node = found[0]
     start = node.lineno - 1
     while start > 0 and lines[start - 1].lstrip().startswith("#"):
@@ -241,11 +304,11 @@ def _assigned_names(node: ast.stmt) -> set[str]:
 def _module_import(name: str, module: ModuleType) -> str:
     full = module.__name__
     if full.split(".")[0] not in ALLOWED_PACKAGES:
-        raise ExportError(f"cnnlab's code uses the module {full}, which the exported code cannot import "
-                          f"(only {', '.join(ALLOWED_PACKAGES)}).")
+        raise ExportError(_("cnnlab's code uses the module {module}, which the exported code cannot import (only "
+                            "{allowed}).").format(module=full, allowed=", ".join(ALLOWED_PACKAGES)))
     if full == name:
         return f"import {full}"
-    parent, _, last = full.rpartition(".")
+    parent, _dot, last = full.rpartition(".")
     if parent and last == name:
         return f"from {parent} import {name}"
     return f"import {full} as {name}"
@@ -262,7 +325,8 @@ def _name_import(name: str, value: Any, origin: str) -> str:
             continue
         if getattr(module, name, None) is value:
             return f"from {module_name} import {name}"
-    raise ExportError(f"{name!r} from {origin} cannot be imported by its name in the exported code.")
+    raise ExportError(_("{name!r} from {origin} cannot be imported by its name in the exported code.").format(
+        name=name, origin=origin))
 
 
 def _namespace_of_replacements() -> dict[str, Any]:

@@ -18,6 +18,7 @@ from ..data import augment, shapes, splits, stats, tvsets
 from ..data.registry import class_count, get_spec as dataset_spec, resize_images
 from ..data.pipeline import default_input_size, get_preset
 from ..errors import CnnlabError
+from ..i18n import _
 from ..models import get_spec as model_spec
 from .closure import Closure, ExportError
 
@@ -195,10 +196,10 @@ class Shapes:
 def check_dataset(config: TrainConfig) -> None:
     """Refuse a dataset the notebook cannot load without cnnlab (image folders, your own images)."""
     if config.dataset not in WRITTEN_OUT:
-        raise ExportError(f"the dataset {config.dataset!r} is a folder of image files, which the notebook does not "
-                          f"write out; notebooks and scripts are written for {', '.join(WRITTEN_OUT)}. A run's "
-                          "trained model still exports (--onnx, --torchscript); a lesson's quick budget uses "
-                          "embedded data.")
+        raise ExportError(_("the dataset {dataset!r} is a folder of image files, which the notebook does not write "
+                            "out; notebooks and scripts are written for {datasets}. A run's trained model still "
+                            "exports (--onnx, --torchscript); a lesson's quick budget uses embedded data.").format(
+            dataset=config.dataset, datasets=", ".join(WRITTEN_OUT)))
 
 
 def planned_shapes(config: TrainConfig) -> Shapes:
@@ -211,7 +212,8 @@ def planned_shapes(config: TrainConfig) -> Shapes:
     c = options.get("channels") or c
     classes = config.num_classes or class_count(config.dataset, config.data_root, options)
     if not classes:
-        raise ExportError(f"the number of classes of {config.dataset} with the options {options} is unknown.")
+        raise ExportError(_("the number of classes of {dataset} with the options {options} is unknown.").format(
+            dataset=config.dataset, options=options))
     model = model_spec(config.model)
     channels = config.in_channels or (model.input_shape[0] if model.family in ("transfer", "pretrained") else c)
     if config.input_size is not None:
@@ -294,7 +296,8 @@ def data_from_meta(meta: Mapping[str, Any]) -> Shapes:
     try:
         return Shapes(tuple(meta["data_shape"]), tuple(meta["input_shape"]), int(meta["model_kwargs"]["num_classes"]))
     except (KeyError, TypeError, ValueError) as e:
-        raise ExportError(f"meta.json does not say the run's data and model shapes ({e}).") from None
+        raise ExportError(_("meta.json does not say the run's data and model shapes ({error}).").format(
+            error=e)) from None
 
 
 def uses_digits(configs: list[TrainConfig]) -> bool:

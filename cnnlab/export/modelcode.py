@@ -33,6 +33,7 @@ from torch import nn
 from ..models import count_params, create, get_spec
 from ..models._layers import FixedFlatten
 from ..models.pretrained import get_pretrained_spec
+from ..i18n import _
 from .closure import Closure, Code, ExportError
 
 # FixedFlatten's own message names cnnlab's pages; the written-out one says the same in plain words.
@@ -135,7 +136,8 @@ def _build_recorded(name: str, kwargs: Mapping[str, Any]) -> tuple[nn.Module, di
         with _recording(records), torch.device("meta"):
             model = create(name, **kwargs)
     except (TypeError, ValueError) as e:
-        raise ExportError(f"{name} cannot be rebuilt from the arguments {dict(kwargs)}: {e}") from None
+        raise ExportError(_("{model} cannot be rebuilt from the arguments {arguments}: {error}").format(
+            model=name, arguments=dict(kwargs), error=e)) from None
     return model, records
 
 
@@ -166,11 +168,11 @@ class _Writer:
             return self._container(m, path)
         if getattr(nn, type(m).__name__, None) is type(m):
             return _leaf(m, path)
-        raise ExportError(f"layer {path!r} is a {type(m).__module__}.{type(m).__name__}, which cannot be written "
-                          "out as plain PyTorch code.")
+        raise ExportError(_("layer {path!r} is a {kind}, which cannot be written out as plain PyTorch code.").format(
+            path=path, kind=f"{type(m).__module__}.{type(m).__name__}"))
 
     def _recorded(self, m: nn.Module, path: str) -> str:
-        _, bound = self.records[id(m)]
+        bound = self.records[id(m)][1]
         name = self.closure.add(type(m))
         args: list[str] = []
         for key, value in list(bound.arguments.items())[1:]:  # [0] is self
@@ -186,7 +188,7 @@ class _Writer:
     def _container(self, m: nn.Module, path: str) -> str:
         kind = "nn.Sequential" if isinstance(m, nn.Sequential) else "nn.ModuleList"
         children = list(m.named_children())
-        if all(n == str(i) for i, (n, _) in enumerate(children)):
+        if all(n == str(i) for i, (n, _layer) in enumerate(children)):
             parts = [self.expr(c, f"{path}.{n}") for n, c in children]
             return _call(kind, parts) if kind == "nn.Sequential" else _call(kind, [_call("", parts, "[]")])
         self.closure.import_line("from collections import OrderedDict")
@@ -210,7 +212,8 @@ class _Writer:
             return "{" + ", ".join(f"{self.value(k, path)}: {self.value(x, path)}" for k, x in v.items()) + "}"
         if v is None or isinstance(v, (bool, int, float, str)):
             return repr(v)
-        raise ExportError(f"the argument {path!r} ({type(v).__name__}) cannot be written out as code.")
+        raise ExportError(_("the argument {path!r} ({kind}) cannot be written out as code.").format(
+            path=path, kind=type(v).__name__))
 
 
 def _call(head: str, args: list[str], brackets: str = "()") -> str:
@@ -235,7 +238,8 @@ def _leaf(m: nn.Module, path: str) -> str:
         elif hasattr(m, p.name):
             value = getattr(m, p.name)
         elif p.default is p.empty:
-            raise ExportError(f"layer {path!r} ({cls.__name__}) keeps no {p.name!r}: it cannot be written out.")
+            raise ExportError(_("layer {path!r} ({kind}) keeps no {name!r}: it cannot be written out.").format(
+                path=path, kind=cls.__name__, name=p.name))
         else:
             continue
         if isinstance(m, nn.modules.conv._ConvNd) and p.name in _CONV_PAIRS and isinstance(value, tuple) \
@@ -250,7 +254,8 @@ def _leaf(m: nn.Module, path: str) -> str:
     with torch.device("meta"):
         again = eval(text, {"nn": nn})  # noqa: S307 - our own constructor call, checked against the layer
     if repr(again) != repr(m):
-        raise ExportError(f"layer {path!r} ({m!r}) cannot be written out as a constructor call.")
+        raise ExportError(_("layer {path!r} ({layer!r}) cannot be written out as a constructor call.").format(
+            path=path, layer=m))
     return text
 
 
@@ -262,7 +267,7 @@ def _torchvision_name(weights: Any) -> str:
     for name in torchvision.models.list_models(module=torchvision.models):
         if torchvision.models.get_model_weights(name) is type(weights):
             return name
-    raise ExportError(f"no torchvision model has the weights {weights}.")
+    raise ExportError(_("no torchvision model has the weights {weights}.").format(weights=weights))
 
 
 def _torchvision_build(writer: _Writer, model: nn.Module, family: str, pretrained: bool,
@@ -315,11 +320,12 @@ def _check(code: Code, build: str, model: nn.Module, name: str) -> None:
         with torch.device("meta"):
             exec(compile(build, f"<{name} build>", "exec"), namespace)  # noqa: S102
     except Exception as e:  # noqa: BLE001 - any failure means the written code is wrong
-        raise ExportError(f"the plain-PyTorch code written for {name} does not run ({type(e).__name__}: {e}).") from None
+        raise ExportError(_("the plain-PyTorch code written for {model} does not run ({kind}: {error}).").format(
+            model=name, kind=type(e).__name__, error=e)) from None
     again = namespace.get("model")
     want = OrderedDict((k, tuple(v.shape)) for k, v in model.state_dict().items())
     got = OrderedDict((k, tuple(v.shape)) for k, v in again.state_dict().items()) if isinstance(again, nn.Module) else {}
     if got != want or count_params(again) != count_params(model):
         differ = next((k for k in [*want, *got] if want.get(k) != got.get(k)), "?")
-        raise ExportError(f"the plain-PyTorch code written for {name} does not have its layers (first difference: "
-                          f"{differ!r}); it cannot be exported.")
+        raise ExportError(_("the plain-PyTorch code written for {model} does not have its layers (first difference: "
+                            "{differ!r}); it cannot be exported.").format(model=name, differ=differ))

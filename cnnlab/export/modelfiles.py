@@ -21,6 +21,7 @@ from torch import nn
 
 from ..data.pipeline import model_eval_resize
 from ..errors import CnnlabError
+from ..i18n import _
 from ..runs import Run, load_model, load_run
 from .closure import ExportError
 
@@ -32,11 +33,12 @@ def metadata(run: Run, model: nn.Module) -> dict[str, Any]:
     meta = run.meta
     shape = [int(v) for v in meta.get("input_shape") or getattr(model, "cnnlab_input_shape", ())]
     if len(shape) != 3:
-        raise ExportError(f"run {run.run_id}'s meta.json does not record its input shape; it cannot be exported.")
+        raise ExportError(_("run {run}'s meta.json does not record its input shape; it cannot be exported.").format(
+            run=run.run_id))
     mean, std = meta.get("model_mean"), meta.get("model_std")
     if not (mean and std):
-        raise ExportError(f"run {run.run_id}'s meta.json does not record its normalisation (model_mean, model_std); "
-                          "it cannot be exported.")
+        raise ExportError(_("run {run}'s meta.json does not record its normalisation (model_mean, model_std); it "
+                            "cannot be exported.").format(run=run.run_id))
     resize = model_eval_resize(model)
     return {
         "producer": "cnnlab", "run_id": run.run_id, "model": meta.get("model"), "dataset": meta.get("dataset"),
@@ -67,8 +69,8 @@ def onnx_bytes(run_id: str) -> bytes:
                                         verbose=False)
         proto = program.model_proto
     except (CnnlabError, RuntimeError, ValueError, TypeError, NotImplementedError, ImportError) as e:
-        raise ExportError(f"the model of run {run.run_id} ({meta['model']}) cannot be exported to ONNX: "
-                          f"{_first_line(e)}") from None
+        raise ExportError(_("the model of run {run} ({model}) cannot be exported to ONNX: {error}").format(
+            run=run.run_id, model=meta["model"], error=_first_line(e))) from None
     for key, value in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value if isinstance(value, str) else json.dumps(value)
@@ -86,8 +88,8 @@ def torchscript_bytes(run_id: str) -> bytes:
             traced = torch.jit.trace(model, example, check_trace=False)
             torch.jit.save(traced, buffer, _extra_files={EXTRA_FILE: json.dumps(meta)})
     except (CnnlabError, RuntimeError, ValueError, TypeError, NotImplementedError) as e:
-        raise ExportError(f"the model of run {run.run_id} ({meta['model']}) cannot be traced to TorchScript: "
-                          f"{_first_line(e)}") from None
+        raise ExportError(_("the model of run {run} ({model}) cannot be traced to TorchScript: {error}").format(
+            run=run.run_id, model=meta["model"], error=_first_line(e))) from None
     return buffer.getvalue()
 
 

@@ -19,6 +19,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from ..config import TrainConfig
 from ..data.shapes import STANDIN_MODEL, TARGET_CLASSES
 from ..errors import CnnlabError
+from ..i18n import _
 from ..lessons import BUDGETS, Lesson
 from ..lessons.runner import check_overrides
 from ..models import get_spec
@@ -186,17 +187,21 @@ def _rebuildable(run: Run) -> TrainConfig:
         raise ExportError(f"{run.damage}.")
     bad = run.damaged_in("meta.json", "model", "model_kwargs", "input_shape", "data_shape")
     if bad or "model" not in run.meta or not isinstance(run.meta.get("model_kwargs"), dict):
-        why = "; ".join(p.text for p in bad) or "meta.json does not name its model and arguments"
-        raise ExportError(f"run {run.run_id} cannot be exported: {why}. Delete it (python -m cnnlab runs --delete "
-                          f"{run.run_id}) or train it again.")
+        why = "; ".join(p.text for p in bad) or _("meta.json does not name its model and arguments")
+        raise ExportError(_("run {run} cannot be exported: {why}. Delete it (python -m cnnlab runs --delete {run}) or "
+                            "train it again.").format(run=run.run_id, why=why))
     config = run_config(run)
     check_dataset(config)
     if config.init_from or run.meta.get("prepared_model"):
-        start = f"run {config.init_from}'s weights" if config.init_from else "a network prepared before it (the " \
-            "transfer stand-in's pretraining)"
-        raise ExportError(f"run {run.run_id} started from {start}, which its settings alone do not rebuild: export "
-                          "the lesson it belongs to (python -m cnnlab export LESSON --notebook FILE), which trains "
-                          "that start too, or the trained model (--onnx, --torchscript).")
+        said = {"run": run.run_id, "source": config.init_from}
+        raise ExportError((_("run {run} started from run {source}'s weights, which its settings alone do not rebuild: "
+                             "export the lesson it belongs to (python -m cnnlab export LESSON --notebook FILE), which "
+                             "trains that start too, or the trained model (--onnx, --torchscript).")
+                           if config.init_from else
+                           _("run {run} started from a network prepared before it (the transfer stand-in's "
+                             "pretraining), which its settings alone do not rebuild: export the lesson it belongs to "
+                             "(python -m cnnlab export LESSON --notebook FILE), which trains that start too, or the "
+                             "trained model (--onnx, --torchscript).")).format(**said))
     return config
 
 
@@ -248,12 +253,13 @@ def lesson_cells(lesson: Lesson, budget: str = "quick", overrides: Mapping[str, 
     ``overrides``: settings for every arm (a shorter homework: ``{"epochs": 2}``), as ``python -m cnnlab lesson
     --set`` takes them."""
     if budget not in BUDGETS:
-        raise ExportError(f"unknown budget {budget!r}: choose {' or '.join(BUDGETS)}.")
+        raise ExportError(_("unknown budget {budget!r}: choose {choices}.").format(
+            budget=budget, choices=_(" or ").join(BUDGETS)))
     try:
         extra = check_overrides(overrides)
         configs = {arm.id: lesson.config(arm, budget, extra) for arm in lesson.arms}
     except CnnlabError as e:
-        raise ExportError(f"lesson {lesson.name} cannot be exported: {e}") from None
+        raise ExportError(_("lesson {lesson} cannot be exported: {error}").format(lesson=lesson.name, error=e)) from None
     standins = {configs[a.id].seed: StandinConfig(seed=configs[a.id].seed).source_config()
                 for a in lesson.arms if a.start_in(budget) == "standin"}
     every = [*standins.values(), *configs.values()]

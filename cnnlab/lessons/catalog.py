@@ -9,6 +9,7 @@ import difflib
 from pathlib import Path
 
 from ..errors import CnnlabError, LessonError
+from ..i18n import _
 from .runner import StoredResult, list_results
 from .spec import Lesson, lesson_name, lesson_text, parse_lesson, read_lesson
 
@@ -56,8 +57,11 @@ def get_lesson(name_or_path: str | Path) -> Lesson:
         return read_lesson(text)
     names = builtin_names()
     close = difflib.get_close_matches(text, names, n=2)
-    raise LessonError(f"no lesson {text!r}" + (f" (did you mean {' or '.join(close)}?)" if close else "")
-                      + f". Built-in lessons: {', '.join(names)}; or give the path of a .toml file.")
+    said = {"name": text, "hints": _(" or ").join(close), "names": ", ".join(names)}
+    raise LessonError((_("no lesson {name!r} (did you mean {hints}?). Built-in lessons: {names}; or give the path of "
+                         "a .toml file.") if close else
+                       _("no lesson {name!r}. Built-in lessons: {names}; or give the path of a .toml file."))
+                      .format(**said))
 
 
 def lesson_at(path: str) -> Lesson:
@@ -65,7 +69,7 @@ def lesson_at(path: str) -> Lesson:
     has another file read as a lesson."""
     path = path.strip()
     if not path.lower().endswith(".toml"):
-        raise LessonError(f"{path}: only .toml lesson files can be opened here.")
+        raise LessonError(_("{path}: only .toml lesson files can be opened here.").format(path=path))
     return read_lesson(path)
 
 
@@ -73,7 +77,7 @@ def uploaded_lesson(filename: str, data: bytes) -> Lesson:
     """A lesson from an uploaded file's name and bytes, checked as :func:`read_lesson` checks a file
     (a .toml name, the size bound, UTF-8)."""
     if not filename.lower().endswith(".toml"):
-        raise LessonError(f"{filename}: a lesson is a .toml file.")
+        raise LessonError(_("{file}: a lesson is a .toml file.").format(file=filename))
     text = lesson_text(data, filename)
     return parse_lesson(text, lesson_name(Path(filename).stem), source=filename)
 

@@ -25,8 +25,9 @@ from typing import Any, Mapping, Sequence
 
 from ..errors import CnnlabError
 from ..files import atomic_write_text
+from ..i18n import _, fmt, ngettext
 from ..paths import cache_dir
-from .conclude import METRICS, names_list, ranking_text, takes_part, tiers, value_text
+from .conclude import METRICS, names_list, takes_part, tiers, value_text
 from .spec import Choices, Lesson
 
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, no 1/I: read off a projector
@@ -91,8 +92,8 @@ def _folder() -> Path:
 
 def _path(code: str) -> Path:
     if not isinstance(code, str) or not CODE_RE.fullmatch(code):
-        raise ClassSessionError(f"{str(code)[:20]!r} is not a class code: a code is {CODE_LENGTH} letters and digits, "
-                                "as shown on the teacher's screen.")
+        raise ClassSessionError(_("{code!r} is not a class code: a code is {n} letters and digits, as shown on the "
+                                  "teacher's screen.").format(code=str(code)[:20], n=CODE_LENGTH))
     return _folder() / f"{code}.json"
 
 
@@ -118,14 +119,13 @@ def start_session(lesson: Lesson, budget: str = "quick", now: float | None = Non
     names = {a.id: a.name for a in lesson.arms}
     with _LOCK:
         _prune(now)
-        for _ in range(100):
-            code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+        for _attempt in range(100):
+            code = "".join(secrets.choice(CODE_ALPHABET) for _position in range(CODE_LENGTH))
             if not _path(code).exists():
                 break
         else:  # pragma: no cover - 32**5 codes
-            raise ClassSessionError("no free class code: end some sessions and try again.")
-        prompt = guess.prompt or f"{lesson.question} Which one will come out on top?"
-        session = ClassSession(code, lesson.name, budget, guess.kind, prompt, guess.metric, list(guess.arms), names,
+            raise ClassSessionError(_("no free class code: end some sessions and try again."))
+        session = ClassSession(code, lesson.name, budget, guess.kind, guess.prompt, guess.metric, list(guess.arms), names,
                                guess.arm, now, now + SESSION_SECONDS,
                                counts={k: 0 for k in guess.arms} if guess.kind == "arms" else {})
         _save(session)
@@ -141,7 +141,7 @@ def _checked(data: Any, code: str) -> ClassSession:
     try:
         s = ClassSession(**{k: data[k] for k in ClassSession.__dataclass_fields__})  # type: ignore[attr-defined]
     except (KeyError, TypeError):
-        raise ClassSessionError(f"class session {code} is damaged: start a new one.") from None
+        raise ClassSessionError(_("class session {code} is damaged: start a new one.").format(code=code)) from None
     ok = (s.code == code and s.kind in ("arms", "number") and s.metric in METRICS
           and isinstance(s.choices, list) and all(isinstance(c, str) for c in s.choices)
           and isinstance(s.names, dict) and all(isinstance(v, str) for v in s.names.values())
@@ -150,7 +150,7 @@ def _checked(data: Any, code: str) -> ClassSession:
           and isinstance(s.voters, list) and len(s.voters) <= MAX_ANSWERS and _number(s.expires)
           and isinstance(s.prompt, str) and isinstance(s.lesson, str) and isinstance(s.revealed, bool))
     if not ok:
-        raise ClassSessionError(f"class session {code} is damaged: start a new one.")
+        raise ClassSessionError(_("class session {code} is damaged: start a new one.").format(code=code))
     return s
 
 
@@ -160,21 +160,23 @@ def load_session(code: str, now: float | None = None) -> ClassSession:
     now = time.time() if now is None else now
     try:
         if path.is_symlink() or path.stat().st_size > MAX_SESSION_BYTES:
-            raise ClassSessionError(f"class session {code} is damaged: start a new one.")
+            raise ClassSessionError(_("class session {code} is damaged: start a new one.").format(code=code))
         data = json.loads(path.read_text())
     except FileNotFoundError:
-        raise ClassSessionError(f"there is no class session {code}: check the code on the teacher's screen.") from None
+        raise ClassSessionError(_("there is no class session {code}: check the code on the teacher's "
+                                  "screen.").format(code=code)) from None
     except (OSError, ValueError):
-        raise ClassSessionError(f"class session {code} is damaged: start a new one.") from None
+        raise ClassSessionError(_("class session {code} is damaged: start a new one.").format(code=code)) from None
     session = _checked(data, code)
     if session.expires < now:
-        raise ClassSessionError(f"class session {code} has ended: ask your teacher for the new code.")
+        raise ClassSessionError(_("class session {code} has ended: ask your teacher for the new code.").format(
+            code=code))
     return session
 
 
 def _voter_hash(code: str, voter: str) -> str:
     if not isinstance(voter, str) or not 8 <= len(voter) <= 128:
-        raise ClassSessionError("this browser could not be told apart from the others: reload the page.")
+        raise ClassSessionError(_("this browser could not be told apart from the others: reload the page."))
     return hashlib.sha256(f"{code}:{voter}".encode()).hexdigest()[:24]
 
 
@@ -190,19 +192,20 @@ def answer(code: str, voter: str, value: Any, now: float | None = None) -> Class
         s = load_session(code, now)
         who = _voter_hash(code, voter)
         if who in s.voters:
-            raise ClassSessionError("this browser has already answered: one answer each.")
+            raise ClassSessionError(_("this browser has already answered: one answer each."))
         if s.revealed:
-            raise ClassSessionError("the guesses have been revealed: answers are closed.")
+            raise ClassSessionError(_("the guesses have been revealed: answers are closed."))
         if s.answers >= MAX_ANSWERS:
-            raise ClassSessionError(f"this session has its {MAX_ANSWERS} answers: no more can be taken.")
+            raise ClassSessionError(_("this session has its {n} answers: no more can be taken.").format(n=MAX_ANSWERS))
         if s.kind == "arms":
             if value not in s.choices:
-                raise ClassSessionError("pick one of the choices shown.")
+                raise ClassSessionError(_("pick one of the choices shown."))
             s.counts[value] = s.counts.get(value, 0) + 1
         else:
             low, high = (0.0, 100.0) if s.percent else (-1e9, 1e9)
             if not _number(value) or not low <= float(value) <= high:
-                raise ClassSessionError(f"type a number from {low:g} to {high:g}." if s.percent else "type a number.")
+                raise ClassSessionError(_("type a number from {low:g} to {high:g}.").format(low=low, high=high)
+                                        if s.percent else _("type a number."))
             s.values.append(float(value) / 100 if s.percent else float(value))
         s.voters.append(who)
         _save(s)
@@ -229,49 +232,79 @@ def attach_result(code: str, result_id: str) -> ClassSession:
 # ---- the result beside the guesses ---------------------------------------------------------------------
 
 
-def _count_text(n: int, total: int) -> str:
-    return f"{n} of {total}"
+def _two(first: str, second: str) -> str:
+    """Two sentences one after the other, as the language writes them."""
+    # TRANSLATORS: two whole sentences one after the other (Chinese writes them with no space between)
+    return _("{first_sentence} {second_sentence}").format(first_sentence=first, second_sentence=second)
 
 
-def compare_text(session: ClassSession, arms: Sequence[Mapping[str, Any]]) -> str:
-    """One or two sentences: what the class expected, and what the run measured, true of both."""
+def compare_text(session: ClassSession, arms: Sequence[Mapping[str, Any]],
+                 names: Mapping[str, str] | None = None) -> str:
+    """One or two sentences: what the class expected, and what the run measured, true of both.
+    ``names``: each arm's name as the reader sees it (arm id -> name in their language; default the
+    session's)."""
     if session.answers == 0:
-        return "Nobody answered before the run."
-    by_id = {a.get("id"): a for a in arms}
+        return _("Nobody answered before the run.")
+    names = {**session.names, **(names or {})}
+    by_id = {a.get("id"): dict(a, name=names.get(a.get("id"), a.get("name"))) for a in arms}
     if session.kind == "number":
-        return _compare_number(session, by_id.get(session.arm))
-    return _compare_arms(session, [by_id[k] for k in session.choices if k in by_id])
+        return _compare_number(session, by_id.get(session.arm), names)
+    return _compare_arms(session, [by_id[k] for k in session.choices if k in by_id], names)
 
 
-def _compare_arms(s: ClassSession, arms: Sequence[Mapping[str, Any]]) -> str:
+def _compare_arms(s: ClassSession, arms: Sequence[Mapping[str, Any]], names: Mapping[str, str]) -> str:
     m, total = METRICS[s.metric], s.answers
     most = max(s.counts.values())
-    favourites = [s.names.get(k, k) for k in s.choices if s.counts.get(k, 0) == most]
-    expected = (f"{_count_text(most, total)} expected {favourites[0]} to come out on top" if len(favourites) == 1 else
-                f"the class was split between {', '.join(favourites[:-1])} and {favourites[-1]} ({most} each)")
+    favourites = [names.get(k, k) for k in s.choices if s.counts.get(k, 0) == most]
+    one = len(favourites) == 1
+    said = {"n": most, "total": total, "favourite": favourites[0], "names": names_list(favourites)}
     ranked = sorted([dict(a, value=a[s.metric]) for a in arms if takes_part(a, s.metric)],
                     key=lambda a: a["value"], reverse=m.higher_is_better)
     if not ranked:
-        return f"{expected.capitalize()}; none of them learnt, so none came out on top."
+        return (ngettext("{n} of {total} expected {favourite} to come out on top; none of them learnt, so none came "
+                         "out on top.",
+                         "{n} of {total} expected {favourite} to come out on top; none of them learnt, so none came "
+                         "out on top.", most) if one else
+                _("The class was split between {names} ({n} each); none of them learnt, so none came out on "
+                  "top.")).format(**said)
     top = tiers(ranked, s.metric, m.higher_is_better, None)[0]
     right = sum(s.counts.get(a["id"], 0) for a in top)
     if len(top) == 1:
-        outcome = f"{ranking_text([top], m)} came out on top, beyond the noise. {_count_text(right, total)} guessed it."
+        outcome = (ngettext("{n} of {total} expected {favourite} to come out on top; {winner} came out on top, "
+                            "beyond the noise.",
+                            "{n} of {total} expected {favourite} to come out on top; {winner} came out on top, "
+                            "beyond the noise.", most) if one else
+                   _("The class was split between {names} ({n} each); {winner} came out on top, beyond the noise."))
+        guessed = ngettext("{n} of {total} guessed it.", "{n} of {total} guessed it.", right)
     else:
-        outcome = (f"{names_list([value_text(a, m) for a in top])} came out on top together, too close to tell apart. "
-                   f"{_count_text(right, total)} guessed one of them.")
-    return f"{expected[0].upper()}{expected[1:]}; {outcome}"
+        outcome = (ngettext("{n} of {total} expected {favourite} to come out on top; {winners} came out on top "
+                            "together, too close to tell apart.",
+                            "{n} of {total} expected {favourite} to come out on top; {winners} came out on top "
+                            "together, too close to tell apart.", most) if one else
+                   _("The class was split between {names} ({n} each); {winners} came out on top together, too close "
+                     "to tell apart."))
+        guessed = ngettext("{n} of {total} guessed one of them.", "{n} of {total} guessed one of them.", right)
+    winners = names_list([value_text(a, m) for a in top])
+    return _two(outcome.format(**said, winner=winners, winners=winners), guessed.format(n=right, total=total))
 
 
-def _compare_number(s: ClassSession, arm: Mapping[str, Any] | None) -> str:
-    m, name = METRICS[s.metric], s.names.get(s.arm, s.arm)
-    shown = (lambda v: f"{v:.0%}") if s.percent else (lambda v: f"{v:.3g}")  # noqa: E731
-    middle = statistics.median(s.values)
-    expected = (f"The class guessed {shown(middle)} (the middle of {s.answers} guesses, from {shown(min(s.values))} to "
-                f"{shown(max(s.values))})")
+def _compare_number(s: ClassSession, arm: Mapping[str, Any] | None, names: Mapping[str, str]) -> str:
+    m, name = METRICS[s.metric], names.get(s.arm, s.arm)
+    spec = ".0%" if s.percent else ".3g"
+    said = {"n": s.answers, "guess": fmt(statistics.median(s.values), spec), "low": fmt(min(s.values), spec),
+            "high": fmt(max(s.values), spec), "arm": name}
     value = arm.get(s.metric) if arm is not None else None
     if not _number(value) or (arm is not None and arm.get("status") not in ("finished", "cancelled")):
-        return f"{expected}; {name} has no {m.label} to compare with."
-    close = sum(abs(v - value) <= NEAR_POINTS for v in s.values) if s.percent else None
-    measured = f"{name} reached {format(value, m.fmt)}"
-    return f"{expected}; {measured}." + (f" {_count_text(close, s.answers)} guesses were within 5 points." if close is not None else "")
+        return ngettext("The class guessed {guess} (the middle of {n} guesses, from {low} to {high}); {arm} has no "
+                        "{metric} to compare with.",
+                        "The class guessed {guess} (the middle of {n} guesses, from {low} to {high}); {arm} has no "
+                        "{metric} to compare with.", s.answers).format(**said, metric=_(m.label))
+    text = ngettext("The class guessed {guess} (the middle of {n} guesses, from {low} to {high}); {arm} reached "
+                    "{value}.",
+                    "The class guessed {guess} (the middle of {n} guesses, from {low} to {high}); {arm} reached "
+                    "{value}.", s.answers).format(**said, value=fmt(value, m.fmt))
+    if not s.percent:
+        return text
+    close = sum(abs(v - value) <= NEAR_POINTS for v in s.values)
+    return _two(text, ngettext("{n} of {total} guesses were within 5 points.",
+                               "{n} of {total} guesses were within 5 points.", close).format(n=close, total=s.answers))

@@ -37,6 +37,7 @@ import torch
 
 from ..errors import LessonError
 from ..files import atomic_write_text
+from ..i18n import _, fmt
 from ..jobs import JobManager
 from .catalog import builtin_lessons, builtin_names
 from .runner import LessonRun, check_overrides, plan, start_lesson
@@ -179,17 +180,20 @@ def measured_times(path: str | Path | None = None) -> dict[str, float]:
 def about(seconds: float) -> str:
     """A rounded duration for a list: "about 30 s", "about 2 min", "about 1.5 h"."""
     if seconds < 57.5:
-        return f"about {max(5, int(5 * round(seconds / 5)))} s"
+        return _("about {seconds} s").format(seconds=max(5, int(5 * round(seconds / 5))))
     minutes = seconds / 60
     if minutes < 59.5:
-        return f"about {max(1, round(minutes))} min"
-    return f"about {seconds / 3600:.1f} h".replace(".0 h", " h")
+        return _("about {minutes} min").format(minutes=max(1, round(minutes)))
+    hours = seconds / 3600
+    return _("about {hours} h").format(hours=fmt(hours, ".0f" if format(hours, ".1f").endswith(".0") else ".1f"))
 
 
 def exact(seconds: float) -> str:
     """A measured duration: "28 s", "3 min 2 s"."""
     s = round(seconds)
-    return f"{s} s" if s < 120 else f"{s // 60} min {s % 60} s"
+    if s < 120:
+        return _("{seconds} s").format(seconds=s)
+    return _("{minutes} min {seconds} s").format(minutes=s // 60, seconds=s % 60)
 
 
 def machine_label(machine: Mapping[str, Any]) -> str:
@@ -197,15 +201,16 @@ def machine_label(machine: Mapping[str, Any]) -> str:
     device = str(machine.get("device") or "cpu")
     cpus = machine.get("cpus")
     if device == "cpu":
-        return f"a {cpus}-core CPU" if cpus else "a CPU"
-    return device + (f" (a {cpus}-core machine)" if cpus else "")
+        return _("a {cpus}-core CPU").format(cpus=cpus) if cpus else _("a CPU")
+    return _("{device} (a {cpus}-core machine)").format(device=device, cpus=cpus) if cpus else device
 
 
 def measured_label(entry: Mapping[str, Any] | None) -> str:
     """One line for a lesson list: "measured: 28 s on a 2-core CPU", or "not measured yet"."""
     if not entry:
-        return "not measured yet"
-    return f"measured: {exact(entry['seconds'])} on {machine_label(entry.get('machine') or {})}"
+        return _("not measured yet")
+    return _("measured: {time} on {machine}").format(time=exact(entry["seconds"]),
+                                                     machine=machine_label(entry.get("machine") or {}))
 
 
 # ---- measuring --------------------------------------------------------------------------------------
@@ -223,9 +228,11 @@ def choose_lessons(names: Iterable[str] | None = None) -> list[Lesson]:
     unknown = [n for n in wanted if n not in known]
     if unknown:
         hints = [m for n in unknown for m in difflib.get_close_matches(n, list(known), n=1)]
-        raise LessonError(f"not a built-in lesson: {', '.join(unknown)}"
-                          + (f" (did you mean {' or '.join(hints)}?)" if hints else "")
-                          + f". Only the built-in lessons are measured: {', '.join(known)}.")
+        said = {"names": ", ".join(unknown), "hints": _(" or ").join(hints), "known": ", ".join(known)}
+        raise LessonError((_("not a built-in lesson: {names} (did you mean {hints}?). Only the built-in lessons are "
+                             "measured: {known}.") if hints else
+                           _("not a built-in lesson: {names}. Only the built-in lessons are measured: {known}."))
+                          .format(**said))
     return [x for name, x in known.items() if not wanted or name in wanted]
 
 
@@ -235,10 +242,11 @@ def parse_seeds(text: str) -> list[int]:
     for part in str(text).split(","):
         part = part.strip()
         if not re.fullmatch(r"\d{1,9}", part):
-            raise LessonError(f"seeds: {part!r} is not a non-negative whole number; write e.g. --seeds 0,1,2.")
+            raise LessonError(_("seeds: {part!r} is not a non-negative whole number; write e.g. --seeds 0,1,2.")
+                              .format(part=part))
         seeds.append(int(part))
     if not seeds or len(seeds) > MAX_SEEDS:
-        raise LessonError(f"seeds: give 1 to {MAX_SEEDS} seeds, e.g. --seeds 0,1,2.")
+        raise LessonError(_("seeds: give 1 to {n} seeds, e.g. --seeds 0,1,2.").format(n=MAX_SEEDS))
     return list(dict.fromkeys(seeds))
 
 
@@ -247,11 +255,11 @@ def measure_row(run: LessonRun, seed: int) -> Row:
     result = run.result or {}
     effect = result.get("effect") if isinstance(result.get("effect"), dict) else None
     if run.state == "failed":
-        shown, why = False, [f"the lesson stopped: {run.message}"]
+        shown, why = False, [_("the lesson stopped: {message}").format(message=run.message)]
     elif run.state == "cancelled":
-        shown, why = False, ["the lesson was stopped before every arm ended."]
+        shown, why = False, [_("the lesson was stopped before every arm ended.")]
     elif effect is None:
-        shown, why = False, ["the result does not say whether the effect came out."]
+        shown, why = False, [_("the result does not say whether the effect came out.")]
     else:
         shown, why = bool(effect.get("shown")), [str(w) for w in effect.get("why") or []]
     arms = result.get("arms") or []
@@ -276,7 +284,7 @@ def prepare_measure(names: Iterable[str] | None = None, seeds: Sequence[int] = (
     wrong name or setting is one message (:class:`LessonError`) before anything trains."""
     extra = check_overrides(overrides)
     if "seed" in extra:
-        raise LessonError("--set seed: give the seeds with --seeds 0,1,2 instead.")
+        raise LessonError(_("--set seed: give the seeds with --seeds 0,1,2 instead."))
     lessons = choose_lessons(names)
     for lesson in lessons:
         plan(lesson, "quick", {**extra, "seed": int(next(iter(seeds), 0))}, device)

@@ -42,6 +42,7 @@ from ..jobs import FINAL_STATES, Job, JobManager, get_manager
 from ..models import get_spec as get_model_spec
 from ..models.pretrained import weights_status
 from ..files import atomic_write_text, unique_folder
+from ..i18n import _, ngettext
 from ..paths import cache_dir
 from ..runs import load_run
 from ..train import TrainConfig, load_data
@@ -79,12 +80,12 @@ def check_overrides(overrides: Mapping[str, Any] | None) -> dict[str, Any]:
     out = dict(overrides or {})
     for key, value in out.items():
         if key not in CONFIG_FIELDS or key in ("tag", "init_from"):
-            raise LessonError(f"--set {key}: not a training setting a lesson can override "
-                              "(python -m cnnlab train --help lists them).")
+            raise LessonError(_("--set {key}: not a training setting a lesson can override "
+                                "(python -m cnnlab train --help lists them).").format(key=key))
         try:
             TrainConfig.from_dict({key: value})
         except CnnlabError as e:
-            raise LessonError(f"--set {key}={value!r}: {e}") from None
+            raise LessonError(_("--set {key}={value!r}: {error}").format(key=key, value=value, error=e)) from None
     return out
 
 
@@ -93,22 +94,26 @@ def plan(lesson: Lesson, budget: str = "quick", overrides: Mapping[str, Any] | N
     """Every arm's validated config in ``budget``; the full budget's data and weights are checked
     now, so a missing file is one message before anything trains."""
     if budget not in BUDGETS:
-        raise LessonError(f"unknown budget {budget!r}: choose {' or '.join(BUDGETS)}.")
+        raise LessonError(_("unknown budget {budget!r}: choose {choices}.").format(
+            budget=budget, choices=_(" or ").join(BUDGETS)))
     extra = {**check_overrides(overrides), "device": device}
     plans = []
     for arm in lesson.arms:
         try:
             config = lesson.config(arm, budget, extra)
         except CnnlabError as e:
-            raise LessonError(f"lesson {lesson.name}, arm {arm.id} ({budget} budget): {e}") from None
+            raise LessonError(_("lesson {lesson}, arm {arm} ({budget} budget): {error}").format(
+                lesson=lesson.name, arm=arm.id, budget=budget, error=e)) from None
         plans.append(ArmPlan(arm, config, arm.start_in(budget), lesson.standin_freeze(arm, budget),
                              arm.depends_on(budget)))
     if check_data:
         problems = missing_files(plans)
         if problems:
-            raise LessonError(f"the {budget} budget of '{lesson.title}' needs files this machine does not have: "
-                              + " ".join(problems)
-                              + (" Run the quick budget (embedded data, offline) instead." if budget == "full" else ""))
+            said = {"budget": budget, "title": lesson.tr(lesson.title), "problems": " ".join(problems)}
+            raise LessonError((_("the {budget} budget of '{title}' needs files this machine does not have: {problems} "
+                                 "Run the quick budget (embedded data, offline) instead.") if budget == "full" else
+                               _("the {budget} budget of '{title}' needs files this machine does not have: "
+                                 "{problems}")).format(**said))
     return plans
 
 
@@ -140,11 +145,15 @@ def budget_summary(lesson: Lesson, budget: str, overrides: Mapping[str, Any] | N
     names = sorted({get_dataset_spec(c.dataset).display_name for c in configs})
     epochs = sorted({c.epochs for c in configs})
     ep = f"{epochs[0]}" if len(epochs) == 1 else f"{epochs[0]}-{epochs[-1]}"
+    said = {"datasets": ", ".join(names), "epochs": ep, "arms": len(configs)}
     if budget == "quick":
-        return (f"quick: {', '.join(names)}, {ep} epoch(s) per arm, {len(configs)} arms; embedded data, runs "
-                "offline in a few minutes on a laptop's CPU.")
-    return (f"full: the seed's setting, {', '.join(names)}, {ep} epoch(s) per arm; meant for a GPU "
-            "(hours on a CPU).")
+        return ngettext("quick: {datasets}, {epochs} epoch(s) per arm, {arms} arms; embedded data, runs offline in a "
+                        "few minutes on a laptop's CPU.",
+                        "quick: {datasets}, {epochs} epoch(s) per arm, {arms} arms; embedded data, runs offline in a "
+                        "few minutes on a laptop's CPU.", epochs[-1]).format(**said)
+    return ngettext("full: the seed's setting, {datasets}, {epochs} epoch(s) per arm; meant for a GPU (hours on a CPU).",
+                    "full: the seed's setting, {datasets}, {epochs} epoch(s) per arm; meant for a GPU (hours on a CPU).",
+                    epochs[-1]).format(**said)
 
 
 def full_budget_state(lesson: Lesson) -> tuple[bool, str]:
@@ -155,9 +164,10 @@ def full_budget_state(lesson: Lesson) -> tuple[bool, str]:
         return False, str(e)
     problems = missing_files(plans)
     if problems:
-        return False, "the full budget needs: " + " ".join(problems)
-    gpu = torch.cuda.is_available()
-    return True, ("the seed's data is here" + ("" if gpu else "; no GPU on this machine, so expect hours") + ".")
+        return False, _("the full budget needs: {problems}").format(problems=" ".join(problems))
+    if torch.cuda.is_available():
+        return True, _("the seed's data is here.")
+    return True, _("the seed's data is here; no GPU on this machine, so expect hours.")
 
 
 # ---- running --------------------------------------------------------------------------------------
@@ -240,7 +250,7 @@ class LessonRun:
             if self._cancel.is_set():
                 for a in self.arms:
                     if a.job is None and a.state == "waiting":
-                        a.state, a.message = "cancelled", "the lesson was stopped before this arm started."
+                        a.state, a.message = "cancelled", _("the lesson was stopped before this arm started.")
                     elif a.job is not None:
                         a.job.wait()
             if not distributed.is_main():  # under torchrun rank 0 measures and saves; the others trained
@@ -270,8 +280,7 @@ class LessonRun:
                 if not self._wait_for(source):
                     break
                 if self.arm_state(source) != "finished" or source.job is None or not source.job.run_id:
-                    a.state, a.message = "skipped", (f"it starts from the weights of {source.plan.arm.name}, "
-                                                     f"which {self.arm_state(source)}.")
+                    a.state, a.message = "skipped", _skipped(source, self.arm_state(source))
                     continue
                 config = dataclasses.replace(a.plan.config, init_from=source.job.run_id)
                 self._submit(a, config, data_cache)
@@ -296,7 +305,7 @@ class LessonRun:
             if a.plan.depends_on is not None:
                 source = next(s for s in self.arms if s.plan.arm.id == a.plan.depends_on)
                 if self.arm_state(source) != "finished" or source.job is None or not source.job.run_id:
-                    skip = f"it starts from the weights of {source.plan.arm.name}, which {self.arm_state(source)}."
+                    skip = _skipped(source, self.arm_state(source))
                 else:
                     config = dataclasses.replace(config, init_from=source.job.run_id)
             agreed = distributed.agree_on_task(group, i, names, cancel=self._cancel.is_set(), skip=skip)
@@ -341,6 +350,11 @@ class LessonRun:
                 cfg, cancel=cancel, freeze=freeze)
         a.job = self.manager.submit(config, model=model, data=data)
         a.state = "queued"
+
+
+def _skipped(source: ArmState, state: str) -> str:
+    """Why an arm that starts from ``source``'s weights is not trained (``state``: how ``source`` ended)."""
+    return _("it starts from the weights of {arm}, which {state}.").format(arm=source.plan.arm.name, state=state)
 
 
 def _data_key(config: TrainConfig) -> str:
@@ -478,7 +492,8 @@ def measure(run: LessonRun, data_cache: dict[str, Any] | None = None) -> dict[st
         conclusion, shown = conclude_with_effect(run.lesson, arms, run.budget)
     except Exception as e:  # noqa: BLE001 - the measured arms are kept whatever the text does
         log.exception("conclusion of %s failed", run.lesson.name)
-        conclusion = f"The conclusion could not be written ({e}); the table above holds the measured numbers."
+        conclusion = _("The conclusion could not be written ({error}); the table above holds the measured "
+                       "numbers.").format(error=e)
         shown = {"shown": False, "why": [conclusion]}
     threads = sorted({a["threads"] for a in arms if isinstance(a.get("threads"), int)})
     return {
@@ -503,7 +518,8 @@ def save_result(result: Mapping[str, Any]) -> str:
     try:
         path = unique_folder(results_dir(), f"{lesson_name(str(result['lesson']))}-{lesson_name(str(result['budget']))}-{stamp}")
     except OSError as e:
-        raise LessonError(f"cannot create a result folder in {results_dir()}: {e}") from e
+        raise LessonError(_("cannot create a result folder in {folder}: {error}").format(
+            folder=results_dir(), error=e)) from e
     atomic_write_text(path / RESULT_FILE, json.dumps({**result, "id": path.name}, indent=1, default=_json_default))
     return path.name
 
@@ -571,16 +587,17 @@ _ARM_NUMBERS = ("params", "trainable_params", "macs", "epochs", "best_epoch", "b
 def _checked(data: Any) -> dict[str, Any]:
     """A result dict with every field of the expected type (a hand-edited or damaged file is refused)."""
     if not isinstance(data, dict):
-        raise LessonError("not a JSON object.")
+        raise LessonError(_("not a JSON object."))
     for key, kind in _RESULT_SCHEMA.items():
         if not isinstance(data.get(key), kind):
-            raise LessonError(f"'{key}' is missing or not a {getattr(kind, '__name__', kind)}.")
+            raise LessonError(_("'{key}' is missing or not a {kind}.").format(
+                key=key, kind=getattr(kind, "__name__", kind)))
     if data["budget"] not in BUDGETS:
-        raise LessonError(f"unknown budget {data['budget']!r}.")
+        raise LessonError(_("unknown budget {budget!r}.").format(budget=data["budget"]))
     arms = []
     for i, a in enumerate(data["arms"][:16]):
         if not isinstance(a, dict) or not all(isinstance(a.get(k), str) for k in _ARM_TEXT):
-            raise LessonError(f"arm {i} is not a measured arm.")
+            raise LessonError(_("arm {i} is not a measured arm.").format(i=i))
         clean = {k: a.get(k) for k in _ARM_TEXT}
         for k in _ARM_NUMBERS:
             v = a.get(k)
@@ -605,19 +622,21 @@ def _checked(data: Any) -> dict[str, Any]:
 def load_result(result_id: str) -> StoredResult:
     """A saved result by id (the folder name); its lesson parsed again from the stored text."""
     if not isinstance(result_id, str) or not RESULT_ID.fullmatch(result_id) or ".." in result_id:
-        raise LessonError(f"not a lesson result id: {result_id!r}.")
+        raise LessonError(_("not a lesson result id: {id!r}.").format(id=result_id))
     path = results_dir() / result_id / RESULT_FILE
     if path.is_symlink() or not path.is_file() or (results_dir() / result_id).is_symlink():
-        raise LessonError(f"no lesson result {result_id!r} in {results_dir()}.")
+        raise LessonError(_("no lesson result {id!r} in {folder}.").format(id=result_id, folder=results_dir()))
     if path.stat().st_size > MAX_RESULT_BYTES:
-        raise LessonError(f"lesson result {result_id}: the file is larger than {MAX_RESULT_BYTES >> 20} MB.")
+        raise LessonError(_("lesson result {id}: the file is larger than {mb} MB.").format(
+            id=result_id, mb=MAX_RESULT_BYTES >> 20))
     try:
         data = _checked(json.loads(path.read_text(encoding="utf-8")))
     except (ValueError, UnicodeDecodeError, LessonError) as e:
-        raise LessonError(f"lesson result {result_id} is damaged: {e}") from None
+        raise LessonError(_("lesson result {id} is damaged: {error}").format(id=result_id, error=e)) from None
     lesson, problem = None, ""
     try:
-        lesson = parse_lesson(data["lesson_source"], data["lesson"], source=f"{data['lesson']} (as run)",
+        lesson = parse_lesson(data["lesson_source"], data["lesson"],
+                              source=_("{lesson} (as run)").format(lesson=data["lesson"]),
                               builtin=bool(data.get("builtin")))
     except CnnlabError as e:
         problem = str(e)
