@@ -50,6 +50,8 @@ from gradio.components.image_editor import EditorDataBlobs
 from gradio.utils import get_upload_folder
 from starlette.middleware import Middleware
 
+from cnnlab.i18n import N_, _
+
 MAX_FILE_MB = 10
 MAX_FILE_SIZE = f"{MAX_FILE_MB}mb"  # Gradio's upload limit (it reads "10mb" as 10 MiB)
 MAX_FILE_BYTES = MAX_FILE_MB * 1024 * 1024  # the same limit, enforced again on the bytes we read
@@ -58,10 +60,11 @@ MAX_JSON_BODY = 256 * 1024  # every other request: a prediction call is a few hu
 MAX_DRAWINGS = 64  # drawings a Sketchpad keeps in memory between their upload and their prediction
 MAX_DRAWING_ID = 64
 
-NO_IMAGE = "Upload an image, take one with the webcam, or paste one."
-NOT_RECEIVED = "That image is not one this demo received; upload it again."
-INLINE_REFUSED = "Inline (data: or web address) images are not accepted; upload the image file."
-TOO_LARGE = f"The image is larger than {MAX_FILE_MB} MB; upload a smaller one."
+# the refusals a visitor reads, translated where they are raised (the demo itself stays English)
+NO_IMAGE = N_("Upload an image, take one with the webcam, or paste one.")
+NOT_RECEIVED = N_("That image is not one this demo received; upload it again.")
+INLINE_REFUSED = N_("Inline (data: or web address) images are not accepted; upload the image file.")
+TOO_LARGE = N_("The image is larger than {mb} MB; upload a smaller one.")  # {mb}: MAX_FILE_MB
 REFUSED_MARK = "\0cnnlab-refused:"  # the middleware's refusal, carried in a file object's orig_name
 REFUSALS = {"inline": INLINE_REFUSED, "not-received": NOT_RECEIVED}
 
@@ -148,24 +151,24 @@ class Uploads:
             raw = payload.get("path")
             mark = payload.get("orig_name")
             if raw is None and isinstance(mark, str) and mark.startswith(REFUSED_MARK):
-                raise gr.Error(REFUSALS.get(mark[len(REFUSED_MARK):], NOT_RECEIVED))  # see RequestLimits
+                raise gr.Error(_(REFUSALS.get(mark[len(REFUSED_MARK):], NOT_RECEIVED)))  # see RequestLimits
             if _is_inline(raw) or _is_data(payload.get("url")):
-                raise gr.Error(INLINE_REFUSED)
+                raise gr.Error(_(INLINE_REFUSED))
             if not raw and not payload.get("url"):
-                raise gr.Error(NO_IMAGE)
+                raise gr.Error(_(NO_IMAGE))
         elif payload is None or payload == "":
-            raise gr.Error(NO_IMAGE)
+            raise gr.Error(_(NO_IMAGE))
         else:
             raw = payload
             if _is_inline(raw):
-                raise gr.Error(INLINE_REFUSED)
+                raise gr.Error(_(INLINE_REFUSED))
         real = self.resolve(raw)
         if real is None:
-            raise gr.Error(NOT_RECEIVED)
+            raise gr.Error(_(NOT_RECEIVED))
         try:
             return _read_regular_file(real, MAX_FILE_BYTES)
         except OSError:
-            raise gr.Error(NOT_RECEIVED) from None
+            raise gr.Error(_(NOT_RECEIVED)) from None
 
 
 def _is_data(value) -> bool:
@@ -188,9 +191,9 @@ def _read_regular_file(path: str, limit: int) -> bytes:
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise gr.Error(NOT_RECEIVED)
+            raise gr.Error(_(NOT_RECEIVED))
         if st.st_size > limit:
-            raise gr.Error(TOO_LARGE)
+            raise gr.Error(too_large())
         chunks, left = [], limit + 1
         while left > 0:
             chunk = os.read(fd, min(left, 1 << 20))
@@ -202,8 +205,13 @@ def _read_regular_file(path: str, limit: int) -> bytes:
         os.close(fd)
     data = b"".join(chunks)
     if len(data) > limit:
-        raise gr.Error(TOO_LARGE)
+        raise gr.Error(too_large())
     return data
+
+
+def too_large() -> str:
+    """The refusal of an image over the upload limit, in the language in use."""
+    return _(TOO_LARGE).format(mb=MAX_FILE_MB)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -288,20 +296,23 @@ class RequestLimits:
         headers = {k.lower(): v for k, v in scope.get("headers", [])}
         is_upload = scope.get("path", "").rstrip("/").endswith("/upload")
         limit = self.max_upload if is_upload else self.max_body
-        what = f"an image upload is limited to {MAX_FILE_MB} MB" if is_upload else "this request is too large"
+        if is_upload:
+            too_big = _("Request refused: an image upload is limited to {mb} MB.").format(mb=MAX_FILE_MB)
+        else:
+            too_big = _("Request refused: this request is too large.")
         declared = headers.get(b"content-length")
         if declared is not None:
             try:
                 size = int(declared)
             except ValueError:
-                raise _Refused(400, "Bad Content-Length.") from None
+                raise _Refused(400, _("Bad Content-Length.")) from None
             if size > limit:
-                raise _Refused(413, f"Request refused: {what}.")
+                raise _Refused(413, too_big)
         if is_upload:
-            return _counting_receive(receive, limit, what, _multipart_marker(headers))
+            return _counting_receive(receive, limit, too_big, _multipart_marker(headers))
         if scope.get("method", "GET") in ("GET", "HEAD", "OPTIONS") and declared is None:
-            return _counting_receive(receive, limit, what, None)
-        body = _check_files(await _read_body(receive, limit, what), self.uploads)
+            return _counting_receive(receive, limit, too_big, None)
+        body = _check_files(await _read_body(receive, limit, too_big), self.uploads)
         replayed = False
 
         async def replay():
@@ -325,8 +336,8 @@ def _multipart_marker(headers: dict) -> bytes | None:
     return None
 
 
-def _counting_receive(receive, limit: int, what: str, marker: bytes | None):
-    """``receive`` that refuses a body over ``limit`` bytes and, given a multipart boundary
+def _counting_receive(receive, limit: int, too_big: str, marker: bytes | None):
+    """``receive`` that refuses a body over ``limit`` bytes (saying ``too_big``) and, given a multipart boundary
     marker, a body with more than one part (a part opens with the marker, the end is marked by
     one more)."""
     total, seen, tail = 0, 0, b""
@@ -338,28 +349,28 @@ def _counting_receive(receive, limit: int, what: str, marker: bytes | None):
             chunk = message.get("body", b"")
             total += len(chunk)
             if total > limit:
-                raise _Refused(413, f"Request refused: {what}.")
+                raise _Refused(413, too_big)
             if marker:
                 window = tail + chunk
                 seen += window.count(marker)
                 tail = window[-(len(marker) - 1):]
                 if seen > 2:
-                    raise _Refused(400, "Request refused: send one image per upload.")
+                    raise _Refused(400, _("Request refused: send one image per upload."))
         return message
 
     return wrapped
 
 
-async def _read_body(receive, limit: int, what: str) -> bytes:
+async def _read_body(receive, limit: int, too_big: str) -> bytes:
     chunks, total = [], 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise _Refused(400, "The request ended early.")
+            raise _Refused(400, _("The request ended early."))
         chunk = message.get("body", b"")
         total += len(chunk)
         if total > limit:
-            raise _Refused(413, f"Request refused: {what}.")
+            raise _Refused(413, too_big)
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
@@ -402,7 +413,7 @@ def _check_files(body: bytes, uploads: Uploads | None) -> bytes:
     try:
         data = visit(data)
     except RecursionError:
-        raise _Refused(400, "Request refused: it is nested too deeply.") from None
+        raise _Refused(400, _("Request refused: it is nested too deeply.")) from None
     return json.dumps(data).encode() if changed else body
 
 

@@ -50,12 +50,14 @@ from cnnlab.data.gallery import to_pil  # noqa: E402
 from cnnlab.data.images import bundled_photos, decode_image, load_bundled_photo  # noqa: E402
 from cnnlab.errors import CnnlabError  # noqa: E402
 from cnnlab.evaluate import predict_topk  # noqa: E402
+from cnnlab.i18n import N_, _, fmt, ngettext  # noqa: E402
 from cnnlab.models.pretrained import PRETRAINED, weights_status  # noqa: E402
-from cnnlab.runs import list_runs, load_run, load_run_data  # noqa: E402
+from cnnlab.runs import Run, list_runs, load_run, load_run_data  # noqa: E402
 
 TRAIN_HINT = "python -m cnnlab train --model lenet --data digits --epochs 3"
-NO_SKETCH = "Draw on the sketchpad first."
-PICK_MODEL = "Pick a model from the list first."
+FETCH_HINT = "python -m cnnlab fetch vgg16"
+NO_SKETCH = N_("Draw on the sketchpad first.")
+PICK_MODEL = N_("Pick a model from the list first.")
 SKETCH_SIDE = 280  # pixels: ten times MNIST's 28, as in the TF.js digit demos
 SKETCH_BACKGROUND = "#ffffff"  # the sketchpad's paper: a drawing's transparent pixels are white
 
@@ -72,13 +74,11 @@ def available_choices(run: str | None = None, model: str | None = None) -> list[
     if run:
         r = load_run(run)  # raises a clear error for an unknown id
         if not r.has_checkpoint:
-            raise CnnlabError(f"run {r.run_id} has no checkpoint yet (status: {r.status}).")
+            raise CnnlabError(_("run {run} has no checkpoint yet (status: {status}).").format(run=r.run_id,
+                                                                                             status=r.status))
     for r in list_runs():
         if r.has_checkpoint and not r.damaged:
-            acc = r.best_val_top1
-            acc_txt = f", best val {acc:.1%}" if isinstance(acc, float) and acc <= 1 else ""
-            choices.append(Choice(f"run:{r.run_id}",
-                                  f"{r.meta.get('model', '?')} on {r.meta.get('dataset', '?')}{acc_txt} · {r.run_id}"))
+            choices.append(Choice(f"run:{r.run_id}", _run_label(r)))
     for name, spec in PRETRAINED.items():
         if weights_status(name)[0] == "present":
             choices.append(Choice(f"pretrained:{name}", spec.display_name))
@@ -91,6 +91,15 @@ def available_choices(run: str | None = None, model: str | None = None) -> list[
     if run:
         choices.sort(key=lambda c: not c.ref.startswith(f"run:{run}"))
     return choices
+
+
+def _run_label(r: Run) -> str:
+    """A run as the model picker lists it: model, dataset, best validation accuracy when known, id."""
+    acc, model, dataset = r.best_val_top1, r.meta.get("model", "?"), r.meta.get("dataset", "?")
+    if isinstance(acc, float) and acc <= 1:
+        return _("{model} on {dataset}, best val {accuracy} · {run}").format(
+            model=model, dataset=dataset, accuracy=fmt(acc, ".1%"), run=r.run_id)
+    return _("{model} on {dataset} · {run}").format(model=model, dataset=dataset, run=r.run_id)
 
 
 class Predictor:
@@ -133,17 +142,23 @@ class Predictor:
     def classes_text(self, ref: str) -> str:
         """What the chosen model can answer: its classes (a 3-class model only ever says one of three)."""
         if not ref or not isinstance(ref, str) or (self.refs is not None and ref not in self.refs):
-            return "Pick a model from the list."
+            return _("Pick a model from the list.")
         try:
             classes = list(self.source(ref).classes)
         except CnnlabError as err:
             return _one_line(str(err))
         except Exception:  # noqa: BLE001 - never a traceback for a visitor
             traceback.print_exc()
-            return "This model cannot be loaded."
-        shown = ", ".join(classes[:30]) + (f" and {len(classes) - 30} more" if len(classes) > 30 else "")
-        return (f"**This model knows {len(classes)} classes:** {shown}. Whatever the image, its answer is one "
-                "of these.")
+            return _("This model cannot be loaded.")
+        n, shown = len(classes), ", ".join(classes[:30])
+        if n > 30:
+            return ngettext("**This model knows {n} class:** {classes} and {more} more. Whatever the image, its "
+                            "answer is one of these.",
+                            "**This model knows {n} classes:** {classes} and {more} more. Whatever the image, its "
+                            "answer is one of these.", n).format(n=n, classes=shown, more=n - 30)
+        return ngettext("**This model knows {n} class:** {classes}. Whatever the image, its answer is one of these.",
+                        "**This model knows {n} classes:** {classes}. Whatever the image, its answer is one of "
+                        "these.", n).format(n=n, classes=shown)
 
     def __call__(self, ref: str, image: dict | str | None):
         """``image`` is Gradio's raw upload payload. The events run with ``preprocess=False``, so
@@ -154,7 +169,7 @@ class Predictor:
         here: only files Gradio received for this demo, or its examples, are read."""
         with _one_message():
             if not self.allowed(ref):
-                raise gr.Error(PICK_MODEL)
+                raise gr.Error(_(PICK_MODEL))
             data = self.uploads.read(image)
             return self._predict(ref, data)
 
@@ -173,9 +188,9 @@ class Predictor:
         look like the model's dataset (:func:`cnnlab.data.drawing.drawing_to_image`), and predicted."""
         with _one_message():
             if not self.allowed(ref):
-                raise gr.Error(PICK_MODEL)
+                raise gr.Error(_(PICK_MODEL))
             if not isinstance(value, dict):
-                raise gr.Error(NO_SKETCH)
+                raise gr.Error(_(NO_SKETCH))
             blob_id = value.get("id")
             if blob_id is not None and value.get("composite") is None:
                 blobs = self.sketchpad.blob_storage.pop(blob_id, None) if (
@@ -189,7 +204,7 @@ class Predictor:
                     return None, None  # a cleared canvas
             composite = value.get("composite")
             if composite is None or composite == "":
-                raise gr.Error(NO_SKETCH)
+                raise gr.Error(_(NO_SKETCH))
             return self._predict_drawing(ref, self.uploads.read(composite))
 
     def _predict_drawing(self, ref: str, data: bytes):
@@ -227,7 +242,7 @@ class _one_message:
         if isinstance(err, CnnlabError):
             raise gr.Error(_one_line(str(err))) from None
         traceback.print_exception(kind, err, tb)
-        raise gr.Error("The prediction failed unexpectedly; try another image or model.") from None
+        raise gr.Error(_("The prediction failed unexpectedly; try another image or model.")) from None
 
 
 def _one_line(text: str, limit: int = 300) -> str:
@@ -291,36 +306,36 @@ def build_demo(choices: list[Choice], k: int = 5) -> gr.Blocks:
             style = style_for(predictor.dataset_of(ref), tuple(predictor.source(ref).input_shape))
         except Exception:  # noqa: BLE001 - a model that cannot load says so in the classes text
             return ""
-        return (f"Draw {style.subject} in black: the answer follows your pen. The drawing is "
-                f"{style.describe()} before the model sees it.")
+        return _("Draw {subject} in black: the answer follows your pen. The drawing is {how} before the model "
+                 "sees it.").format(subject=style.subject, how=style.describe())
 
-    with gr.Blocks(title="cnnlab — what does the network see?") as demo:
-        gr.Markdown("# What does the network see?\nUpload a photo, take one with the webcam, paste one or "
-                    "draw one: the model answers with its top classes and shows where it looked (Grad-CAM).")
+    with gr.Blocks(title=_("cnnlab — what does the network see?")) as demo:
+        gr.Markdown(_("# What does the network see?\nUpload a photo, take one with the webcam, paste one or "
+                      "draw one: the model answers with its top classes and shows where it looked (Grad-CAM)."))
         with gr.Row():
             with gr.Column():
-                model = gr.Dropdown([(c.label, c.ref) for c in choices], value=choices[0].ref, label="Model")
+                model = gr.Dropdown([(c.label, c.ref) for c in choices], value=choices[0].ref, label=_("Model"))
                 known = gr.Markdown(predictor.classes_text(choices[0].ref))
                 with gr.Tabs():
-                    with gr.Tab("Image", id="image"):
-                        image = gr.Image(type="filepath", sources=["upload", "webcam", "clipboard"], label="Image")
-                        button = gr.Button("Predict", variant="primary")
-                    with gr.Tab("Draw", id="draw"):
+                    with gr.Tab(_("Image"), id="image"):
+                        image = gr.Image(type="filepath", sources=["upload", "webcam", "clipboard"], label=_("Image"))
+                        button = gr.Button(_("Predict"), variant="primary")
+                    with gr.Tab(_("Draw"), id="draw"):
                         hint = gr.Markdown(sketch_hint(choices[0].ref))
-                        sketch = gr.Sketchpad(label="Sketchpad", canvas_size=(SKETCH_SIDE, SKETCH_SIDE),
+                        sketch = gr.Sketchpad(label=_("Sketchpad"), canvas_size=(SKETCH_SIDE, SKETCH_SIDE),
                                               fixed_canvas=True, format="png", image_mode="RGBA", layers=False,
                                               transforms=(), brush=gr.Brush(default_size=18, colors=["#000000"],
                                                                             color_mode="fixed"))
             with gr.Column():
-                label = gr.Label(num_top_classes=k, label="Top classes")
-                cam = gr.Image(type="pil", label="Grad-CAM of the top class (the input as the model sees it)",
+                label = gr.Label(num_top_classes=k, label=_("Top classes"))
+                cam = gr.Image(type="pil", label=_("Grad-CAM of the top class (the input as the model sees it)"),
                                interactive=False, height=340)
         predictor.sketchpad = sketch
         example_sets = []
         for files, refs in groups.items():
             if files:
                 with gr.Column(visible=choices[0].ref in refs) as box:  # shown for its models only
-                    gr.Examples(list(files), inputs=[image], label="Examples")
+                    gr.Examples(list(files), inputs=[image], label=_("Examples"))
                 example_sets.append((box, set(refs)))
 
         def on_model(ref):
@@ -358,17 +373,22 @@ def launch(demo: gr.Blocks, host: str, port: int | None, share: bool, block: boo
             demo.launch(share=True, **kwargs())
             share_ok = bool(getattr(demo, "share_url", None))
         except Exception as e:  # no network, blocked tunnel
-            print(f"Could not create a public link ({type(e).__name__}: {e}).", file=sys.stderr)
+            print(_("Could not create a public link ({kind}: {error}).").format(kind=type(e).__name__, error=e),
+                  file=sys.stderr)
             demo.close()
     if not share_ok:
         if share:
-            print("No public share link is possible from here (no network or the tunnel is blocked); "
-                  "serving on the local address only.", flush=True)
+            print(_("No public share link is possible from here (no network or the tunnel is blocked); "
+                    "serving on the local address only."), flush=True)
             if not getattr(demo, "local_url", None):
                 demo.launch(share=False, **kwargs())
         else:
             demo.launch(share=False, **kwargs())
-    print(f"cnnlab demo on {demo.local_url}" + (f" — public link: {demo.share_url}" if share_ok else ""), flush=True)
+    if share_ok:
+        print(_("cnnlab demo on {url} — public link: {public}").format(url=demo.local_url, public=demo.share_url),
+              flush=True)
+    else:
+        print(_("cnnlab demo on {url}").format(url=demo.local_url), flush=True)
     if block:
         demo.block_thread()
     return demo
@@ -376,22 +396,24 @@ def launch(demo: gr.Blocks, host: str, port: int | None, share: bool, block: boo
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", help="run id to start on (default: the newest run)")
-    parser.add_argument("--model", help="a pretrained ImageNet model, e.g. vgg16 (weights must be present)")
-    parser.add_argument("--share", action="store_true", help="ask Gradio for a public link")
-    parser.add_argument("--port", type=int, default=None, help="port (default: Gradio's 7860 or the next free)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for the local network)")
+    parser.add_argument("--run", help=_("run id to start on (default: the newest run)"))
+    parser.add_argument("--model", help=_("a pretrained ImageNet model, e.g. vgg16 (weights must be present)"))
+    parser.add_argument("--share", action="store_true", help=_("ask Gradio for a public link"))
+    parser.add_argument("--port", type=int, default=None, help=_("port (default: Gradio's 7860 or the next free)"))
+    parser.add_argument("--host", default="127.0.0.1",
+                        help=_("address to listen on (0.0.0.0 for the local network)"))
     parser.add_argument("--topk", type=int, default=5)
     args = parser.parse_args(argv)
     try:
         choices = available_choices(args.run, args.model)
     except CnnlabError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(_("error: {error}").format(error=err), file=sys.stderr)
         return 2
     if not choices:
-        print("No trained run and no pretrained weights yet, so there is nothing to demo.\n"
-              f"Train a model first (a few seconds on a CPU):\n    {TRAIN_HINT}\n"
-              "or fetch pretrained ImageNet weights:\n    python -m cnnlab fetch vgg16", file=sys.stderr)
+        print(_("No trained run and no pretrained weights yet, so there is nothing to demo.\n"
+                "Train a model first (a few seconds on a CPU):\n    {train}\n"
+                "or fetch pretrained ImageNet weights:\n    {fetch}").format(train=TRAIN_HINT, fetch=FETCH_HINT),
+              file=sys.stderr)
         return 1
     launch(build_demo(choices, args.topk), args.host, args.port, args.share)
     return 0

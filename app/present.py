@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+from cnnlab.i18n import _
+
 PARAM = "present"
 # rem-based sizes follow the root font size; charts draw their text in pixels, so they are scaled as a whole
 CSS = """<style>
@@ -48,6 +50,6 @@ def apply() -> None:
         if st.query_params.get(PARAM) != "1":
             st.query_params[PARAM] = "1"
     st.session_state["present-toggle"] = on
-    st.sidebar.toggle("Presentation mode", key="present-toggle", on_change=_switched,
-                      help="Larger text and charts for a projector at 1280x720; the sidebar starts collapsed. "
-                           "Links keep it (present=1).")
+    st.sidebar.toggle(_("Presentation mode"), key="present-toggle", on_change=_switched,
+                      help=_("Larger text and charts for a projector at 1280x720; the sidebar starts collapsed. "
+                             "Links keep it (present=1)."))

@@ -20,6 +20,10 @@ from urllib.parse import urlencode, urlsplit
 
 import streamlit as st
 
+from app.language import PARAM as LANG
+from cnnlab import i18n
+from cnnlab.i18n import _
+
 HIDE = "_hide"
 MAX_VALUE_CHARS = 120  # longer query values are ignored, never parsed
 _SEEN = "_share_seen"  # session key: widget key -> (store, default), filled by remember()
@@ -125,7 +129,8 @@ def open_page(page: str) -> None:
         names = {n.strip() for n in raw.split(",")[:64]} if len(raw) <= 2000 else set()
         hidden[page] = sorted(names & set(SHARED.get(page, {})))
     if hidden.get(page):
-        st.caption(f":material/lock: The link that opened this page fixes: {', '.join(hidden[page])}.")
+        st.caption(_(":material/lock: The link that opened this page fixes: {names}.").format(
+            names=", ".join(hidden[page])))
 
 
 def hidden_names() -> set[str]:
@@ -154,7 +159,8 @@ def _value(key: str) -> tuple[bool, Any, Any]:
 
 
 def link_for(page: str, hide: list[str] | tuple[str, ...] = (), base: str | None = None) -> str:
-    """The link that opens ``page`` with this session's current shareable settings."""
+    """The link that opens ``page`` with this session's current shareable settings, in the session's language
+    (``lang``, left out for English as the address bar does)."""
     params: dict[str, str] = {}
     for name, key in SHARED.get(page, {}).items():
         known, value, default = _value(key)
@@ -162,6 +168,9 @@ def link_for(page: str, hide: list[str] | tuple[str, ...] = (), base: str | None
             params[name] = encode(value)
         elif not known and name in st.query_params:  # not drawn yet in this session: keep the link's
             params[name] = st.query_params[name]
+    code = i18n.language()
+    if code != i18n.SOURCE_LANGUAGE:
+        params[LANG] = code
     if hide:
         params[HIDE] = ",".join(sorted(hide))
     base = base or _base_url()
@@ -183,10 +192,11 @@ def share_box(page: str) -> None:
     names = list(SHARED.get(page, {}))
     if not names:
         return
-    with st.sidebar.popover("Share this view", icon=":material/link:", width="stretch"):
-        st.caption("This link opens this page with its current settings on any machine that can reach "
-                   "this server (a slide, the class chat). The address bar holds the same settings.")
+    with st.sidebar.popover(_("Share this view"), icon=":material/link:", width="stretch"):
+        st.caption(_("This link opens this page with its current settings on any machine that can reach "
+                     "this server (a slide, the class chat). The address bar holds the same settings."))
         fixed = st.session_state.get(_HIDDEN, {}).get(page, [])
-        hide = st.multiselect("Fixed and hidden for whoever opens it", names, default=fixed, key=f"share-hide-{page}",
-                              help="A lesson link can keep students from changing what the lesson is about.")
+        hide = st.multiselect(_("Fixed and hidden for whoever opens it"), names, default=fixed,
+                              key=f"share-hide-{page}",
+                              help=_("A lesson link can keep students from changing what the lesson is about."))
         st.code(link_for(page, hide), language=None, wrap_lines=True)

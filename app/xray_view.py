@@ -20,14 +20,16 @@ from PIL import Image
 from app.common import show_error
 from cnnlab.activations import kernel_image
 from cnnlab.errors import CnnlabError
+from cnnlab.i18n import N_, _, fmt, language, ngettext
 from cnnlab.runs import load_run, run_xray
 from cnnlab.xray import RULE_OF_THUMB, XrayRecord, diagnose, kernels_array, layer_label
 
 MAX_COLUMNS = 200  # samples drawn in the heat map and the ratio lines (evenly picked, the newest always)
 KERNELS_WIDTH = 480  # pixels a kernel grid is drawn at, in whole-pixel (nearest) steps
-KIND_LABELS = {"relu": "dead (ReLU)", "tanh": "saturated (tanh)", "sigmoid": "saturated (sigmoid)"}
+KIND_LABELS = {"relu": N_("dead (ReLU)"), "tanh": N_("saturated (tanh)"), "sigmoid": N_("saturated (sigmoid)")}
 KIND_COLOURS = ["#e45756", "#4c78a8", "#f58518"]
 RULE = f"{RULE_OF_THUMB:.0e}".replace("e-0", "e-")  # "1e-3", as the rule of thumb is written
+PROBLEM_ICON = ":material/warning:"  # before a line the X-ray files could not give (the problem says it in words)
 LIVE = "xray-live"  # session state: the live view's charts, kept until a new sample arrives
 
 
@@ -85,8 +87,8 @@ def share_frame(sample: dict[str, Any]) -> pd.DataFrame:
         kind = e.get("kind")
         if kind not in KIND_LABELS:
             continue
-        where = f"after {layer_label(e['after'])}" if e.get("after") else layer_label(e["name"])
-        rows.append({"where": where, "name": e["name"], "measure": KIND_LABELS[kind],
+        where = _("after {layer}").format(layer=layer_label(e["after"])) if e.get("after") else layer_label(e["name"])
+        rows.append({"where": where, "name": e["name"], "measure": _(KIND_LABELS[kind]),
                      "share": _float(e.get("dead" if kind == "relu" else "saturated"))})
     frame = pd.DataFrame(rows, columns=["where", "name", "measure", "share"])
     twice = frame["where"].duplicated(keep=False)  # the same layer feeding two calls: their own names tell them apart
@@ -115,14 +117,14 @@ def readable(chart: alt.LayerChart) -> alt.LayerChart:
 def heat_map(frame: pd.DataFrame, order: list[str]) -> alt.LayerChart:
     """Layers (forward order, top to bottom) by training step, coloured by the gradient norm on a log scale;
     grey where there is no gradient (zero, or not a number)."""
-    x = alt.X("start:Q", title="training step", scale=alt.Scale(nice=False, zero=False), axis=STEPS)
+    x = alt.X("start:Q", title=_("training step"), scale=alt.Scale(nice=False, zero=False), axis=STEPS)
     y = alt.Y("layer:N", sort=order, title=None, axis=alt.Axis(labelLimit=220, labelOverlap="greedy"))
-    tooltip = ["layer", alt.Tooltip("step:Q", title="step"),
-               alt.Tooltip("grad_norm:Q", title="gradient norm", format=".3e")]
+    tooltip = [alt.Tooltip("layer:N", title=_("layer")), alt.Tooltip("step:Q", title=_("step")),
+               alt.Tooltip("grad_norm:Q", title=_("gradient norm"), format=".3e")]
     flowing = frame["grad_norm"] > 0
     cells = alt.Chart(frame[flowing]).mark_rect().encode(
         x, alt.X2("step:Q"), y,
-        alt.Color("grad_norm:Q", title="gradient norm", scale=alt.Scale(type="log", scheme="viridis"),
+        alt.Color("grad_norm:Q", title=_("gradient norm"), scale=alt.Scale(type="log", scheme="viridis"),
                   legend=alt.Legend(format=".0e", orient="right")), tooltip=tooltip)
     none = alt.Chart(frame[~flowing]).mark_rect(color="#c8c8c8").encode(x, alt.X2("step:Q"), y, tooltip=tooltip)
     return readable(alt.layer(cells, none))
@@ -130,18 +132,20 @@ def heat_map(frame: pd.DataFrame, order: list[str]) -> alt.LayerChart:
 
 def ratio_chart(frame: pd.DataFrame, order: list[str]) -> alt.LayerChart:
     """Each layer's update-to-weight ratio over the steps (log scale) against the 1e-3 rule of thumb."""
-    y = alt.Y("update_ratio:Q", title="update / weight (log)", scale=alt.Scale(type="log"),
+    y = alt.Y("update_ratio:Q", title=_("update / weight (log)"), scale=alt.Scale(type="log"),
               axis=alt.Axis(format=".0e"))
     lines = alt.Chart(frame[frame["update_ratio"] > 0]).mark_line(point=alt.OverlayMarkDef(size=40)).encode(
-        alt.X("step:Q", title="training step", axis=STEPS), y,
+        alt.X("step:Q", title=_("training step"), axis=STEPS), y,
         alt.Color("layer:N", sort=order, title=None,
                   scale=alt.Scale(scheme="tableau10" if len(order) <= 10 else "tableau20"),  # distinct hues first
                   legend=alt.Legend(orient="right", labelLimit=200, symbolLimit=40)),
-        tooltip=["layer", "step", alt.Tooltip("update_ratio:Q", title="update / weight", format=".2e")])
+        tooltip=[alt.Tooltip("layer:N", title=_("layer")), alt.Tooltip("step:Q", title=_("step")),
+                 alt.Tooltip("update_ratio:Q", title=_("update / weight"), format=".2e")])
     rule = pd.DataFrame({"update_ratio": [RULE_OF_THUMB]})
     line = alt.Chart(rule).mark_rule(color="#333333", strokeDash=[6, 4], strokeWidth=2).encode(y)
-    words = alt.Chart(rule).mark_text(text=f"rule of thumb {RULE}", align="left", baseline="bottom", dx=4, dy=-3,
-                                      fontSize=14, color="#333333").encode(y, x=alt.value(0))
+    words = alt.Chart(rule).mark_text(text=_("rule of thumb {value}").format(value=RULE), align="left",
+                                      baseline="bottom", dx=4, dy=-3, fontSize=14,
+                                      color="#333333").encode(y, x=alt.value(0))
     return readable(alt.layer(lines, line, words).properties(height=300))
 
 
@@ -149,13 +153,15 @@ def share_bars(frame: pd.DataFrame) -> alt.LayerChart:
     """One bar per activation call, 0-100%: the share of dead ReLU units or of saturated tanh/sigmoid values."""
     base = alt.Chart(frame).encode(
         alt.Y("where:N", sort=list(frame["where"]), title=None, axis=alt.Axis(labelLimit=260)),
-        alt.X("share:Q", title="share of the units", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")))
-    present = [(m, c) for m, c in zip(KIND_LABELS.values(), KIND_COLOURS) if m in set(frame["measure"])]
+        alt.X("share:Q", title=_("share of the units"), scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")))
+    measures = [_(m) for m in KIND_LABELS.values()]  # as share_frame wrote them
+    present = [(m, c) for m, c in zip(measures, KIND_COLOURS) if m in set(frame["measure"])]
     bars = base.mark_bar().encode(  # a legend of the measures shown only, each in its own colour on every page
         alt.Color("measure:N", title=None,
                   scale=alt.Scale(domain=[m for m, _ in present], range=[c for _, c in present]),
                   legend=alt.Legend(orient="bottom", columns=1)),
-        tooltip=["where", "measure", alt.Tooltip("share:Q", format=".1%")])
+        tooltip=[alt.Tooltip("where:N", title=_("where")), alt.Tooltip("measure:N", title=_("measure")),
+                 alt.Tooltip("share:Q", title=_("share"), format=".1%")])
     values = base.mark_text(align="left", dx=4, fontSize=14).encode(alt.Text("share:Q", format=".0%"))
     return readable(alt.layer(bars, values))
 
@@ -182,8 +188,8 @@ def plain(sentence: str) -> str:
 def diagnoses(sentences: Sequence[str]) -> None:
     """The diagnoses as warnings; one quiet line when there is none."""
     if not sentences:
-        st.caption(":material/check: Nothing stands out in the last samples: no vanishing gradients, no "
-                   "saturated or dead units, steps of a sensible size.")
+        st.caption(_(":material/check: Nothing stands out in the last samples: no vanishing gradients, no "
+                     "saturated or dead units, steps of a sensible size."))
     for sentence in sentences:
         st.warning(plain(sentence), icon=":material/troubleshoot:")
 
@@ -191,36 +197,42 @@ def diagnoses(sentences: Sequence[str]) -> None:
 def draw(charts: XrayCharts, count: int) -> None:
     """The X-ray section: diagnoses first (what a class asks), then the three charts with their captions."""
     diagnoses(charts.diagnoses)
-    st.markdown("**Gradient norm per layer** (log colour scale)")
+    st.markdown(_("**Gradient norm per layer** (log colour scale)"))
     st.altair_chart(charts.heat, width="stretch", height=charts.heat_height)
-    samples = f"{count} sample" + ("s" if count != 1 else "")
-    st.caption(f"Each row is a layer with weights, the first at the top; each column a sampled step ({samples}): "
-               "the brighter the cell, the larger that layer's gradient, and grey means no gradient reached it.")
+    st.caption(ngettext("Each row is a layer with weights, the first at the top; each column a sampled step "
+                        "({n} sample): the brighter the cell, the larger that layer's gradient, and grey means no "
+                        "gradient reached it.",
+                        "Each row is a layer with weights, the first at the top; each column a sampled step "
+                        "({n} samples): the brighter the cell, the larger that layer's gradient, and grey means no "
+                        "gradient reached it.", count).format(n=count))
     a, b = st.columns([3, 2])
-    a.markdown("**Update-to-weight ratio per layer**")
+    a.markdown(_("**Update-to-weight ratio per layer**"))
     a.altair_chart(charts.ratios, width="stretch")
-    a.caption(f"How much one step changes each layer's weights, relative to their size (log scale): lines near the "
-              f"dashed rule of thumb ({RULE}) learn at a healthy pace, far below they hardly move, far "
-              "above they jump (a layer whose weights did not move at all has no line).")
-    b.markdown(f"**Dead and saturated units** at step {charts.latest_step:,}")
+    a.caption(_("How much one step changes each layer's weights, relative to their size (log scale): lines near the "
+                "dashed rule of thumb ({rule}) learn at a healthy pace, far below they hardly move, far "
+                "above they jump (a layer whose weights did not move at all has no line).").format(rule=RULE))
+    b.markdown(_("**Dead and saturated units** at step {step}").format(step=fmt(charts.latest_step, ",")))
     if charts.shares is None:
-        b.caption("This network has no ReLU, tanh or sigmoid module, so there is no dead or saturated share to show.")
+        b.caption(_("This network has no ReLU, tanh or sigmoid module, so there is no dead or saturated share to "
+                    "show."))
         return
     b.altair_chart(charts.shares, width="stretch", height=charts.shares_height)
-    b.caption("One bar per activation, named after the layer it follows: the share of ReLU units that gave zero for "
-              "every image of the batch, or of tanh/sigmoid outputs stuck at their limits; near 0% is healthy.")
+    b.caption(_("One bar per activation, named after the layer it follows: the share of ReLU units that gave zero "
+                "for every image of the batch, or of tanh/sigmoid outputs stuck at their limits; near 0% is "
+                "healthy."))
 
 
 def live(job_id: int, samples: Sequence[dict[str, Any]], enabled: bool) -> None:
     """The Train page's live X-ray of a job: the charts are built again only when a new sample arrived."""
     if not enabled:
-        st.caption("The training X-ray is off for this training (the **Training X-ray** setting under Advanced).")
+        st.caption(_("The training X-ray is off for this training (the **Training X-ray** setting under "
+                     "Advanced)."))
         return
     if not samples:
-        st.caption("The X-ray appears after the first sampled step.")
+        st.caption(_("The X-ray appears after the first sampled step."))
         return
     kept = st.session_state.get(LIVE)
-    key = (job_id, len(samples), samples[-1]["step"])
+    key = (job_id, len(samples), samples[-1]["step"], language())  # the charts' words are in the session's language
     if kept is None or kept[0] != key:
         kept = (key, charts_of(samples))
         st.session_state[LIVE] = kept
@@ -230,7 +242,7 @@ def live(job_id: int, samples: Sequence[dict[str, Any]], enabled: bool) -> None:
 # ---- a finished (or running) run ----------------------------------------------------------------------
 
 
-@st.cache_data(show_spinner="Reading the run's X-ray…", max_entries=16)
+@st.cache_data(show_spinner=False, max_entries=16)
 def _record(run_id: str, stamp: tuple) -> XrayRecord:
     """``stamp`` (the X-ray files' sizes and times) is only part of the cache key: a running run's files grow."""
     return run_xray(run_id)
@@ -242,15 +254,17 @@ def stored(run_id: str) -> XrayRecord | None:
         folder = load_run(run_id).path
         stamp = tuple((p.stat().st_mtime_ns, p.stat().st_size) if p.is_file() else None
                       for p in (folder / "xray.jsonl", folder / "kernels.jsonl"))
-        return _record(run_id, stamp)
+        with st.spinner(_("Reading the run's X-ray…")):  # not the cache's own spinner: its text is fixed at import
+            return _record(run_id, stamp)
     except (CnnlabError, OSError) as err:
-        show_error(err, context="The X-ray of this run cannot be read")
+        show_error(err, context=_("The X-ray of this run cannot be read"))
         return None
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
-def _charts_of_run(run_id: str, count: int, _samples: tuple) -> XrayCharts:
-    """A run's charts, built once per number of samples (``_samples`` is not hashed: ``count`` stands for it)."""
+def _charts_of_run(run_id: str, count: int, lang: str, _samples: tuple) -> XrayCharts:
+    """A run's charts, built once per number of samples and language (``_samples`` is not hashed: ``count``
+    stands for it)."""
     return charts_of(_samples)
 
 
@@ -260,45 +274,66 @@ def run_section(run_id: str, key: str) -> None:
     if record is None:
         return
     for problem in record.problems:
-        st.caption(f":material/warning: {problem}")
+        st.caption(f"{PROBLEM_ICON} {problem}")
     if not record.samples:
-        st.info("This run has no X-ray: it was trained before the X-ray was recorded, or with the **Training X-ray** "
-                "setting off.", icon=":material/visibility_off:")
+        st.info(_("This run has no X-ray: it was trained before the X-ray was recorded, or with the **Training "
+                  "X-ray** setting off."), icon=":material/visibility_off:")
     else:
-        draw(_charts_of_run(run_id, len(record.samples), tuple(record.samples)), len(record.samples))
+        draw(_charts_of_run(run_id, len(record.samples), language(), tuple(record.samples)), len(record.samples))
     if record.kernels:
-        st.markdown("**The first convolution's kernels, epoch by epoch**")
+        st.markdown(_("**The first convolution's kernels, epoch by epoch**"))
         kernel_slider(record.kernels, key)
+
+
+def when_label(epoch: int) -> str:
+    """An epoch of the kernel snapshots as the slider names it (0: before training)."""
+    return _("before training") if epoch == 0 else _("after epoch {epoch}").format(epoch=epoch)
+
+
+def _tiles(channels: int) -> str:
+    """How a kernel grid draws a filter of ``channels`` input channels (:func:`kernel_picture`)."""
+    return "rgb" if channels == 3 else "grey" if channels == 1 else "rows"
+
+
+# (how the tiles are drawn, whether a slider moves through epochs) -> the caption under the kernel grid
+KERNEL_CAPTIONS = {
+    ("rgb", False): N_("{layer} {when}: {filters} filters of {c} x {h} x {w}, each tile is a filter, its three input "
+                       "channels as red, green and blue, each tile scaled to its own range."),
+    ("grey", False): N_("{layer} {when}: {filters} filters of {c} x {h} x {w}, each tile is a filter, black at its "
+                        "smallest weight and white at its largest, each tile scaled to its own range."),
+    ("rows", False): N_("{layer} {when}: {filters} filters of {c} x {h} x {w}, each row is a filter, one grey tile "
+                        "per input channel, each tile scaled to its own range."),
+    ("rgb", True): N_("{layer} {when}: {filters} filters of {c} x {h} x {w}, each tile is a filter, its three input "
+                      "channels as red, green and blue, each tile scaled to its own range; slide through the epochs "
+                      "to see random noise turn into edge, blob and colour detectors."),
+    ("grey", True): N_("{layer} {when}: {filters} filters of {c} x {h} x {w}, each tile is a filter, black at its "
+                       "smallest weight and white at its largest, each tile scaled to its own range; slide through "
+                       "the epochs to see random noise turn into edge, blob and colour detectors."),
+    ("rows", True): N_("{layer} {when}: {filters} filters of {c} x {h} x {w}, each row is a filter, one grey tile "
+                       "per input channel, each tile scaled to its own range; slide through the epochs to see random "
+                       "noise turn into edge, blob and colour detectors."),
+}
 
 
 def kernel_slider(kernels: Sequence[dict[str, Any]], key: str) -> None:
     """A slider over the epochs of the kernel snapshots (0: before training) and the kernels at that epoch."""
     by_epoch = {int(k["epoch"]): k for k in kernels}
     epochs = sorted(by_epoch)
-
-    def when(epoch: int) -> str:
-        return "before training" if epoch == 0 else f"after epoch {epoch}"
-
     epoch = epochs[0]
     if len(epochs) > 1:
-        epoch = st.select_slider("Kernels at", epochs, value=epochs[0], format_func=when, key=key,
-                                 help="Move it (or use the arrow keys) to watch the filters change while the "
-                                      "network learns.")
+        epoch = st.select_slider(_("Kernels at"), epochs, value=epochs[0], format_func=when_label, key=key,
+                                 help=_("Move it (or use the arrow keys) to watch the filters change while the "
+                                        "network learns."))
     snapshot = by_epoch[epoch]
     try:
         weights = kernels_array(snapshot)
     except ValueError as err:  # read_xray checked it; a message rather than a trace all the same
-        show_error(str(err), context="This kernels snapshot cannot be drawn")
+        show_error(str(err), context=_("This kernels snapshot cannot be drawn"))
         return
     st.image(kernel_picture(weights), output_format="PNG", width="content")
     f, c, h, w = weights.shape
-    colour = ("each tile is a filter, its three input channels as red, green and blue" if c == 3 else
-              "each tile is a filter, black at its smallest weight and white at its largest" if c == 1 else
-              "each row is a filter, one grey tile per input channel")
-    slide = "; slide through the epochs to see random noise turn into edge, blob and colour detectors" \
-        if len(epochs) > 1 else ""
-    st.caption(f"{snapshot['layer']} {when(epoch)}: {f} filters of {c} x {h} x {w}, {colour}, each tile scaled to "
-               f"its own range{slide}.")
+    caption = _(KERNEL_CAPTIONS[_tiles(c), len(epochs) > 1])
+    st.caption(caption.format(layer=snapshot["layer"], when=when_label(epoch), filters=f, c=c, h=h, w=w))
 
 
 def kernel_picture(weights: Any) -> Image.Image:

@@ -110,3 +110,35 @@ def test_a_look_inside_link_opens_the_model_and_a_run_link_names_only_a_run_of_t
     assert url(at) == {"kind": "pretrained", "pretrained": second}
     at = open_link({"kind": "run", "run": "../../../etc"}, view="predict")  # no run here: nothing is read
     assert not at.exception and not at.error
+
+
+def _share_box_of_the_architectures_page():
+    """The app's own order: the session's language first, then the page's link and its share box."""
+    from app import language, share
+
+    language.apply()
+    share.open_page("architectures")
+    share.share_box("architectures")
+
+
+def test_a_shared_link_keeps_the_sessions_language(tmp_path, monkeypatch):
+    from cnnlab import i18n
+
+    # an Italian catalogue of its own, so the test does not depend on what the real one holds
+    (tmp_path / "it.po").write_text('msgid ""\nmsgstr ""\n"Content-Type: text/plain; charset=UTF-8\\n"\n'
+                                    '"Language: it\\n"\n', encoding="utf-8")
+    monkeypatch.setattr(i18n, "LOCALE_DIR", tmp_path)
+    monkeypatch.setattr(i18n, "_source", i18n._source)  # language.apply() installs the session's: put back after
+    at = AppTest.from_function(_share_box_of_the_architectures_page, default_timeout=60)
+    at.query_params.update({"lang": "it", "model": "alexnet"})
+    at.run()
+    assert not at.exception, at.exception
+    links = [c.value for c in at.code if c.value.startswith("http")]
+    assert links == ["http://localhost:8501/?model=alexnet&lang=it"]
+    at.multiselect(key="share-hide-architectures").set_value(["model"]).run()
+    assert [c.value for c in at.code if c.value.startswith("http")] == [
+        "http://localhost:8501/?model=alexnet&lang=it&_hide=model"]
+    at.query_params.clear()  # English: no lang in the link, as in the address bar
+    at.session_state["lang-on"] = "en"
+    at.run()
+    assert [c.value for c in at.code if c.value.startswith("http")] == ["http://localhost:8501/?_hide=model"]

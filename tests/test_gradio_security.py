@@ -226,7 +226,7 @@ def test_only_regular_files_and_the_size_limit_on_read(server, in_upload_folder)
     try:
         _refused(call_http(server, [server.ref, {"path": str(fifo)}]), NOT_RECEIVED)
         _refused(call_http(server, [server.ref, {"path": str(in_upload_folder)}]), NOT_RECEIVED)
-        _refused(call_http(server, [server.ref, {"path": str(big)}]), demo_guard.TOO_LARGE)
+        _refused(call_http(server, [server.ref, {"path": str(big)}]), demo_guard.too_large())
     finally:
         server.demo.upload_file_set.difference_update(paths)
 

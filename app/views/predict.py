@@ -10,11 +10,12 @@ from app.common import image_picker, model_picker, show_error
 from cnnlab.activations import denormalize
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate import predict_topk
+from cnnlab.i18n import _, fmt
 
-st.title("Predict")
-st.write("Give one image to a trained network and see the classes it finds most probable, as in "
-         "lecture 000's per-image top-k plot. Upload your own picture, take a bundled photo or an "
-         "image of a dataset, or **draw** a digit or a shape and watch the answer follow your pen.")
+st.title(_("Predict"))
+st.write(_("Give one image to a trained network and see the classes it finds most probable, as in "
+           "lecture 000's per-image top-k plot. Upload your own picture, take a bundled photo or an "
+           "image of a dataset, or **draw** a digit or a shape and watch the answer follow your pen."))
 
 source = model_picker("predict", allow_zoo=False)
 if source is None:
@@ -24,7 +25,7 @@ if image is None:
     st.stop()
 
 n_classes = len(source.classes)
-k = st.slider("Top-k", 1, min(10, n_classes), min(5, n_classes), key="predict-k") if n_classes > 1 else 1
+k = st.slider(_("Top-k"), 1, min(10, n_classes), min(5, n_classes), key="predict-k") if n_classes > 1 else 1
 try:
     top = predict_topk(source.model, image, source, k)
     shown = denormalize(source.to_input(image), source.mean, source.std)
@@ -33,20 +34,24 @@ except CnnlabError as err:
     st.stop()
 
 col_img, col_chart = st.columns([1, 2])
-col_img.image(shown, width=220, caption=f"As the model sees it: {' x '.join(map(str, source.input_shape))} "
-                                        f"(original {image.size[0]} x {image.size[1]})")
+col_img.image(shown, width=220, caption=_("As the model sees it: {shape} (original {width} x {height})").format(
+    shape=" x ".join(map(str, source.input_shape)), width=image.size[0], height=image.size[1]))
 best, p = top[0]
-col_chart.markdown(f"**{source.label}** says **{best}** with probability **{p:.1%}**.")
+col_chart.markdown(_("**{model}** says **{label}** with probability **{p}**.").format(
+    model=source.label, label=best, p=fmt(p, ".1%")))
 df = pd.DataFrame(top, columns=["class", "probability"])
 bars = alt.Chart(df).mark_bar().encode(
-    alt.X("probability:Q", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
+    alt.X("probability:Q", title=_("probability"), axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
     alt.Y("class:N", sort=None, title=None),
-    tooltip=["class", alt.Tooltip("probability:Q", format=".2%")],
+    tooltip=[alt.Tooltip("class:N", title=_("class")),
+             alt.Tooltip("probability:Q", title=_("probability"), format=".2%")],
 )
 text = bars.mark_text(align="left", dx=3).encode(alt.Text("probability:Q", format=".1%"))
 col_chart.altair_chart((bars + text).properties(height=alt.Step(28)), width="stretch")
 if source.kind == "run":
-    grey = " converted to grey and" if image.mode == "RGB" and source.input_shape[0] == 1 else ""
-    col_chart.caption(f"The image is{grey} resized to {source.input_shape[1]} x {source.input_shape[2]} as in "
-                      "training. A network only knows its own classes: on an image unlike its training data "
-                      "its answer means little.")
+    grey = image.mode == "RGB" and source.input_shape[0] == 1
+    caption = (_("The image is converted to grey and resized to {height} x {width} as in training. A network only "
+                 "knows its own classes: on an image unlike its training data its answer means little.") if grey else
+               _("The image is resized to {height} x {width} as in training. A network only knows its own classes: "
+                 "on an image unlike its training data its answer means little."))
+    col_chart.caption(caption.format(height=source.input_shape[1], width=source.input_shape[2]))
