@@ -125,7 +125,7 @@ def problems() -> dict[str, str]:
 def _compile(path: Path) -> _gettext.NullTranslations:
     """Read a ``.po`` file and compile it in memory; fuzzy and empty entries stay untranslated."""
     from babel.messages.mofile import write_mo  # babel is heavy: only when a catalogue is used
-    from babel.messages.pofile import read_po
+    from babel.messages.pofile import read_po  # with write_mo above: only when a catalogue is used
 
     size = path.stat().st_size
     if size > MAX_CATALOGUE_BYTES:
@@ -194,9 +194,9 @@ def fmt(value: Any, spec: str = "") -> str:
     """
     code = language()
     m = _SPEC_RE.fullmatch(spec)
-    if code == SOURCE_LANGUAGE or m is None or not spec or isinstance(value, bool) \
-            or not isinstance(value, (int, float)):
-        return format(value, spec)
+    plain = type(value) in (int, float) or (type(value).__module__ == "numpy" and hasattr(value, "item"))
+    if code == SOURCE_LANGUAGE or m is None or not spec or not plain or isinstance(value, bool):
+        return format(value, spec)  # English, another spec, or a value that formats itself (points, "n/a")
     return _localised(float(value) if m["kind"] in ("%", "f", "g") else value, m, code)
 
 

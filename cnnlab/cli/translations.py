@@ -43,7 +43,7 @@ def _lesson_messages() -> Iterator[tuple[str, int, str, list[str]]]:
 
 def extract():
     """Every message to translate, as a Babel catalogue."""
-    from babel.messages.catalog import Catalog
+    from babel.messages.catalog import Catalog  # babel: only this command needs it
 
     catalog = Catalog(project="cnnlab", domain=i18n.DOMAIN, charset="utf-8")
     for path, lineno, message, comments in [*_python_messages(), *_lesson_messages()]:
@@ -54,8 +54,8 @@ def extract():
 
 def update(languages: Iterable[str] = ()) -> dict[str, int]:
     """Write the template and merge it into every catalogue (and into new ones for ``languages``)."""
-    from babel.messages.catalog import Catalog
-    from babel.messages.pofile import read_po, write_po
+    from babel.messages.catalog import Catalog  # babel: only this command needs it
+    from babel.messages.pofile import read_po, write_po  # babel: only this command needs it
 
     template = extract()
     with TEMPLATE.open("wb") as f:
@@ -86,7 +86,7 @@ def placeholders(text: str) -> list[str]:
 
 def check(code: str) -> dict[str, list[str]]:
     """What is missing, fuzzy, or has placeholders that differ from the message's, in ``code``'s catalogue."""
-    from babel.messages.pofile import read_po
+    from babel.messages.pofile import read_po  # babel: only this command needs it
 
     with (i18n.LOCALE_DIR / f"{code}.po").open("rb") as f:
         catalog = read_po(f, locale=code, domain=i18n.DOMAIN)
