@@ -1,7 +1,7 @@
 """AppTest of the Your images page: a three-class dataset built from generated images by upload (a bad
 file among them named with its reason), a camera photo, bad names refused with a message, a class
-added and an image removed; then the dataset in the Data page's picker, and "Train on it" opening the
-Train page with the small-data settings, trained to the end."""
+added and an image removed; classes kept in the order typed; then the dataset in the Data page's picker,
+and "Train on it" opening the Train page with the small-data settings, trained to the end."""
 
 from __future__ import annotations
 
@@ -155,7 +155,7 @@ def test_add_a_class_and_remove_an_image(data_dir):
     build(at, per_class=2)
     at.text_input(key="mydata-newclass").set_value("star").run()
     at.button(key="mydata-addclass").click().run()
-    assert not at.exception and "now has the classes circle, square, star, triangle" in at.success[0].value
+    assert not at.exception and "now has the classes circle, square, triangle, star" in at.success[0].value
     assert (data_dir / "shapes_mine" / "star").is_dir()
     assert any("star (0 images)" in i.value for i in at.info)  # not ready: says which class lacks images
     at.radio(key="mydata-class-shapes_mine").set_value("circle").run()
@@ -163,6 +163,21 @@ def test_add_a_class_and_remove_an_image(data_dir):
     at.button(key="mydata-remove").click().run()
     assert [p.name for p in (data_dir / "shapes_mine" / "circle").iterdir()] == ["0001.png"]
     assert any("Removed 0002.png" in s.value for s in at.success)
+
+
+def test_classes_stay_in_the_order_typed(data_dir):
+    at = open_view("mydata")
+    create(at, "fruit", "pear\napple, Fig")
+    assert not at.exception
+    assert at.success[0].value.endswith("with the classes pear, apple, Fig. Now add images to each class.")
+    assert at.radio(key="mydata-class-fruit").options == ["pear", "apple", "Fig"]
+    assert "Images so far: pear 0 · apple 0 · Fig 0" in [c.value for c in at.caption]
+    at.text_input(key="mydata-newclass").set_value("banana").run()
+    at.button(key="mydata-addclass").click().run()
+    assert "'fruit' now has the classes pear, apple, Fig, banana." == at.success[0].value
+    assert at.radio(key="mydata-class-fruit").options == ["pear", "apple", "Fig", "banana"]
+    assert [m.value for m in at.markdown if m.value.startswith("**")][:4] == [
+        f"**{c}** · 0 images" for c in ("pear", "apple", "Fig", "banana")]  # the thumbnails' rows
 
 
 def test_train_on_it_opens_the_train_page_with_small_data_settings_and_trains(data_dir):

@@ -4,6 +4,7 @@ loses what was saved, and the result loading by name, as an image folder and fro
 from __future__ import annotations
 
 import io
+import json
 import struct
 import zlib
 
@@ -104,6 +105,52 @@ def test_command_line_makes_lists_and_trains_on_it(tmp_path, data_dir, capsys):
     assert "on cli_shapes (9 train / 3 val images)" in out and "run id:" in out
     assert main(["train", "--data", "folder", "--data-root", str(data_dir / "cli_shapes"), *tiny]) == 0
     assert "on folder (9 train / 3 val images)" in capsys.readouterr().out
+
+
+ORDER = ["triangle", "circle", "square"]  # as a teacher typed them: not alphabetical
+
+
+def test_classes_keep_the_order_they_were_named_through_loading_and_training(data_dir):
+    maker.create_dataset("ordered", ORDER)
+    pngs = shape_pngs(4)
+    for n, c in enumerate(ORDER, start=2):  # 2, 3 and 4 images: each label's count tells its class
+        assert len(maker.add_images("ordered", c, pngs[c][:n]).saved) == n
+    made = maker.read_made("ordered")
+    assert made.classes == ORDER and maker.class_order(made.root) == ORDER
+    bundle = load_dataset("ordered", image_size=32, progress=False)
+    assert bundle.info.classes == ORDER
+    assert [a + b for a, b in zip(bundle.train.class_counts(3), bundle.val.class_counts(3))] == [2, 3, 4]
+    assert maker.create_dataset("ordered", ["apple", "Banana"]).classes == [*ORDER, "apple", "Banana"]
+
+
+def test_a_run_names_the_classes_in_the_order_they_were_named(data_dir, capsys):
+    from cnnlab.cli import main
+    from cnnlab.runs import load_run
+
+    maker.create_dataset("ordered_run", ORDER)
+    for c in ORDER:
+        maker.add_images("ordered_run", c, shape_pngs(2)[c])
+    tiny = ["--model", "lenet_color", "--epochs", "1", "--max-steps", "1", "--batch-size", "4", "--no-tensorboard",
+            "--data-option", "image_size=32"]
+    assert main(["train", "--data", "ordered_run", *tiny]) == 0
+    run_id = capsys.readouterr().out.split("run id:")[1].split()[0]
+    assert load_run(run_id).meta["classes"] == ORDER
+
+
+def test_a_dataset_made_before_the_order_was_kept_stays_sorted(data_dir):
+    """A version 1 manifest listed the classes sorted and its runs learnt that order: it stays, also after
+    the manifest is rewritten; a hand-made class folder comes after the named ones; a bad list is ignored."""
+    made = make("legacy", per_class=2)
+    manifest = made.root / maker.MANIFEST
+    old = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({**old, "cnnlab_dataset": 1, "classes": ["triangle", "square", "circle"]}))
+    assert maker.read_made("legacy").classes == CLASSES
+    maker.add_images("legacy", "square", shape_pngs(1)["square"])  # rewrites the manifest
+    assert json.loads(manifest.read_text())["classes"] == CLASSES and maker.read_made("legacy").classes == CLASSES
+    (made.root / "by hand").mkdir()
+    assert maker.read_made("legacy").classes == [*CLASSES, "by hand"]
+    manifest.write_text(json.dumps({**old, "classes": ["square", 3]}))  # not a list of names: the sorted folders
+    assert maker.read_made("legacy").classes == ["by hand", *CLASSES]
 
 
 def test_a_class_with_too_few_images_says_which(data_dir):
@@ -247,7 +294,7 @@ def test_adding_again_never_loses_what_was_saved(data_dir):
     before = {p: p.read_bytes() for c in CLASSES for p in maker.image_files("keep", c)}
     (made.root / "circle" / "0003.png").write_bytes(before[made.root / "circle" / "0001.png"])  # e.g. another session
     made = maker.create_dataset("keep", ["circle", "star"])  # a class that exists and a new one
-    assert made.classes == ["circle", "square", "star", "triangle"] and made.counts["square"] == 2
+    assert made.classes == ["circle", "square", "triangle", "star"] and made.counts["square"] == 2  # added last
     saved = maker.add_images("keep", "circle", shape_pngs(2, seed=1)["circle"]).saved
     assert [p.name for p in saved] == ["0004.png", "0005.png"]
     assert all(p.read_bytes() == data for p, data in before.items())

@@ -5,7 +5,8 @@ picture goes through the safe decoder (:func:`cnnlab.data.images.decode_image`),
 so that its shorter side is at most :data:`STORED_SIDE` pixels, and is written as a PNG (which
 also drops any EXIF metadata, such as a phone's location). The result is an ordinary image
 folder, the layout ``load_dataset("folder", root=...)`` and ``--data folder --data-root`` read,
-plus a small manifest, ``cnnlab-dataset.json``, that makes the dataset known by its name::
+plus a small manifest, ``cnnlab-dataset.json``, that makes the dataset known by its name and
+records the classes in the order they were named (:func:`class_order`)::
 
     data/fruits/cnnlab-dataset.json
     data/fruits/apple/0001.png
@@ -52,7 +53,10 @@ from .images import decode_image, resize_shorter_then_center_crop
 from .splits import stable_holdout
 
 MANIFEST = "cnnlab-dataset.json"
-MANIFEST_VERSION = 1
+#: Version 2: the manifest's ``classes`` are the label order (the order they were named). A version 1
+#: manifest listed them sorted, and its datasets keep the sorted order their runs were trained with.
+MANIFEST_VERSION = 2
+MAX_RECORDED_CLASSES = 100  # a longer "classes" list in a manifest (edited by hand) is ignored
 MIN_CLASSES = 2
 MAX_CLASSES = 10
 MAX_IMAGES_PER_CLASS = 500
@@ -198,7 +202,7 @@ class MadeDataset:
     key: str
     root: Path
     title: str
-    classes: list[str]  # sorted folder names: the label order of every loader
+    classes: list[str]  # the class folders in the order they were named (class_order): every loader's label order
     counts: dict[str, int]
     image_size: int = DEFAULT_IMAGE_SIZE
     created: str = ""
@@ -273,7 +277,32 @@ def _read_manifest(path: Path) -> tuple[dict[str, Any], list[str]]:
         out["image_size"] = size
     if isinstance(data.get("created"), str) and len(data["created"]) <= 40:
         out["created"] = data["created"]
+    version, classes = data.get("cnnlab_dataset"), data.get("classes")
+    if (isinstance(version, int) and version >= 2 and isinstance(classes, list)
+            and len(classes) <= MAX_RECORDED_CLASSES and all(isinstance(c, str) for c in classes)):
+        out["classes"] = classes  # only orders the folders found on disk: no path is built from it
     return out, []
+
+
+def _in_order(found: Sequence[str], recorded: Sequence[str]) -> list[str]:
+    """The class folders ``found`` in the ``recorded`` order, any folder it does not list (made by hand)
+    after them, sorted. Names are compared in Unicode NFC, as :func:`class_name` stores them (a file
+    system may list them decomposed)."""
+    by_nfc = {unicodedata.normalize("NFC", f): f for f in found}
+    first = list(dict.fromkeys(by_nfc[n] for n in (unicodedata.normalize("NFC", r) for r in recorded) if n in by_nfc))
+    listed = set(first)
+    return first + [f for f in found if f not in listed]
+
+
+def class_order(root: str | Path) -> list[str]:
+    """The class folders of ``root`` in their label order: for a made dataset, the order its classes
+    were named (its manifest's list); for any other folder, or a manifest from before that order was
+    kept, the sorted names (ImageFolder's order). The 'folder' loader and :func:`read_made` both use
+    it, so a made dataset has the same labels whichever way it is loaded."""
+    root = Path(root)
+    manifest = _manifest_path(root)
+    recorded = _read_manifest(manifest)[0].get("classes", ()) if manifest.is_file() else ()
+    return _in_order(class_folders(root), recorded)
 
 
 def _manifest_path(root: Path) -> Path:
@@ -316,7 +345,7 @@ def read_made(key: str, data_root: str | Path | None = None) -> MadeDataset:
     if cached is not None and cached[0] == stamp:
         return cached[1]
     fields_, notes = _read_manifest(manifest)
-    classes = class_folders(root)
+    classes = _in_order(class_folders(root), fields_.get("classes", ()))
     files, size = {}, 0
     for c in classes:
         files[c], n = _list_images(root / c)
@@ -436,17 +465,17 @@ def create_dataset(name: str, classes: Sequence[str], title: str | None = None,
             if len(made) >= MAX_DATASETS:
                 raise DataError(f"There are already {len(made)} datasets made here (the limit is {MAX_DATASETS}); add "
                                 f"to one of them, or delete one you no longer need (its folder in {base}).")
-        existing = class_folders(root) if root.is_dir() else []
-        wanted = [c for c in (class_name(c) for c in classes) if c not in existing]
-        new = class_names(wanted, existing)
         fields_, _ = _read_manifest(_manifest_path(root)) if root.is_dir() else ({}, [])
+        existing = _in_order(class_folders(root), fields_.get("classes", ())) if root.is_dir() else []
+        wanted = [c for c in (class_name(c) for c in classes) if c not in existing]
+        new = class_names(wanted, existing)  # in the order typed, after the classes there already
         created = fields_.get("created") or time.strftime("%Y-%m-%dT%H:%M:%S")
         shown = (title or "").strip()[:100] or fields_.get("title") or name.strip()[:100] or key
         try:
             for c in new:
                 (root / c).mkdir(parents=True, exist_ok=True)
             root.mkdir(parents=True, exist_ok=True)
-            _write_manifest(root, key, shown, sorted([*existing, *new]), created,
+            _write_manifest(root, key, shown, [*existing, *new], created,
                             fields_.get("image_size", DEFAULT_IMAGE_SIZE))
         except OSError as exc:
             raise _oserror("create", root, exc) from None
@@ -621,8 +650,9 @@ def _full_disk_reason(shown: str, used: int) -> str:
 def _touch(made: MadeDataset) -> None:
     """Rewrite the manifest (its time tells the pickers something changed); a failure costs nothing saved."""
     try:
-        _write_manifest(made.root, made.key, made.title, class_folders(made.root), made.created or
-                        time.strftime("%Y-%m-%dT%H:%M:%S"), made.image_size)
+        order = _in_order(class_folders(made.root), made.classes)  # the order kept, a folder made by hand after it
+        _write_manifest(made.root, made.key, made.title, order, made.created or time.strftime("%Y-%m-%dT%H:%M:%S"),
+                        made.image_size)
     except (OSError, DataError):
         pass
 
