@@ -71,13 +71,19 @@ def student_page(code: str) -> None:
 
 
 def arm_names(session: cls.ClassSession, lesson: Lesson) -> dict[str, str]:
-    """The name of each arm the class chooses among, in the language in use."""
-    return {k: lesson.tr(session.names.get(k, k)) for k in session.choices}
+    """Each arm's name (arm id -> name), in the language in use (the session keeps the English ones)."""
+    return {k: lesson.tr(name) for k, name in session.names.items()}
+
+
+def question(session: cls.ClassSession, lesson: Lesson) -> str:
+    """What the class is asked, in the language in use: the lesson's own prompt, asked again (the session keeps
+    it in the language of the teacher who started it)."""
+    return lesson.guess().prompt or session.prompt
 
 
 def _answer_form(session: cls.ClassSession, lesson: Lesson, voter: str) -> None:
     with st.form("class-answer"):
-        st.subheader(lesson.tr(session.prompt))
+        st.subheader(question(session, lesson))
         if session.kind == "arms":
             names = arm_names(session, lesson)
             value = st.radio(_("Your guess"), session.choices, index=None, format_func=names.get, key="class-guess")
@@ -220,7 +226,7 @@ def _session_box(session: cls.ClassSession, result: StoredResult | None) -> None
     with left:
         st.markdown(_("### Class code **{code}**").format(code=session.code))
         st.markdown(_("Students open **{link}**, or scan the code. They see only this question: *{question}*")
-                    .format(link=link, question=lesson.tr(session.prompt)))
+                    .format(link=link, question=question(session, lesson)))
         _answers_live(session.code)
     with right:
         st.image(qr_png(link), caption=_("Scan to answer"), width=220)
@@ -236,7 +242,7 @@ def _session_box(session: cls.ClassSession, result: StoredResult | None) -> None
                     height=max(140, 48 * len(session.choices) + 70) if session.kind == "arms" else 280)
     st.caption(guesses_text(session, names))
     if result is not None:
-        text = cls.compare_text(session, result.arms)
+        text = cls.compare_text(session, result.arms, names)
         st.markdown(f"#### {text}")
         if session.result_id != result.id:
             attach_guesses(result.id, {**session.summary(), "text": text})

@@ -3,16 +3,21 @@ says a bad or ended code plainly; the teacher's QR code encodes the link."""
 
 from __future__ import annotations
 
+import contextvars
+
 from apphelpers import MAIN
 from streamlit.testing.v1 import AppTest
 
+from cnnlab import i18n
 from cnnlab.lessons import classroom as cls
 from cnnlab.lessons.catalog import get_lesson
 
 
-def student(code: str) -> AppTest:
+def student(code: str, lang: str | None = None) -> AppTest:
     at = AppTest.from_file(MAIN, default_timeout=60)
     at.query_params["class"] = code
+    if lang:
+        at.query_params["lang"] = lang
     at.run()
     assert not at.exception, at.exception
     return at
@@ -36,6 +41,27 @@ def test_a_student_sees_the_question_answers_once_and_nothing_else():
     assert not at.radio  # the form is gone: one answer per browser
     at.run()
     assert cls.load_session(session.code).answers == 1
+
+
+def test_a_students_link_keeps_the_class_language():
+    """A link with ?lang=zh: the lesson's title, its question and arms in the student's language (the lesson's
+    translations), the form and its messages from the catalogue."""
+    contextvars.copy_context().run(_a_student_in, "zh")
+
+
+def _a_student_in(code: str) -> None:
+    from cnnlab.i18n import _
+
+    i18n.set_language(code)  # this thread too (a copied context): AppTest formats the widgets' options here
+    lesson = get_lesson("learning-rate")
+    session = cls.start_session(lesson)
+    at = student(session.code, code)
+    assert at.title[0].value == lesson.tr(lesson.title)
+    assert lesson.guess().prompt in [h.value for h in at.subheader]
+    assert at.radio(key="class-guess").options == [lesson.tr(a.name) for a in lesson.arms]
+    assert at.button[0].label == _("Send my answer")
+    at.button[0].click().run()
+    assert _("Choose an answer first.") in [w.value for w in at.warning]
 
 
 def test_a_number_guess_and_a_closed_session():
