@@ -51,17 +51,17 @@ from typing import Any, Mapping
 
 from .. import i18n
 from ..errors import CnnlabError, LessonError
-from ..i18n import _
+from ..i18n import N_, _
 from ..train import TrainConfig
 from ..data.shapes import STANDIN_MODEL, TARGET_CLASSES
 from .conclude import COLUMNS, METRICS, RESERVED, check_templates
 
 BUDGETS = ("quick", "full")
-PLOTS = {
-    "curves": "validation accuracy and loss per epoch, the arms overlaid",
-    "gap": "final training against validation accuracy per arm (the overfitting gap)",
-    "time": "seconds per epoch per arm",
-    "params": "parameters against best validation accuracy",
+PLOTS = {  # shown through _()
+    "curves": N_("validation accuracy and loss per epoch, the arms overlaid"),
+    "gap": N_("final training against validation accuracy per arm (the overfitting gap)"),
+    "time": N_("seconds per epoch per arm"),
+    "params": N_("parameters against best validation accuracy"),
 }
 STARTS = ("scratch", "standin")
 MAX_LESSON_BYTES = 64 * 1024
