@@ -28,11 +28,12 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from . import distributed
+from . import distributed, i18n
 from .device import pick_device
 from .runs import recorders, start_weights
 from .train import TrainConfig, TrainResult, fit
 from .events import XrayEvent
+from .i18n import _
 from .xray import compact
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ class Job:
         self.id = job_id
         self.config = config
         self.device = device
+        self.language = i18n.language()  # its messages are written in the language of whoever submitted it
         self.submitted = time.time()
         self.state = "queued"
         self.message = ""
@@ -242,9 +244,10 @@ class JobManager:
             if q is None or job not in q:
                 return
             q.remove(job)
-        job._record({"kind": "end", "status": "cancelled", "message": "cancelled while queued.",
+        message = _("cancelled while queued.")
+        job._record({"kind": "end", "status": "cancelled", "message": message,
                      "best_val_top1": None, "best_epoch": None, "run_id": None, "elapsed": 0.0, "steps": 0})
-        job._finish("cancelled", "cancelled while queued.")
+        job._finish("cancelled", message)
 
     def _work(self, device: str) -> None:
         cond = self._wakeups[device]
@@ -259,6 +262,7 @@ class JobManager:
                 job = q.popleft()
                 self._running[device] = job
                 job.state = "running"
+            i18n.set_language(job.language)  # this worker thread runs jobs only: each sets its own
             try:
                 state, message = self._run(job)
             finally:

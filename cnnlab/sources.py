@@ -19,6 +19,7 @@ from torch import nn
 from .data.images import to_model_input
 from .data.pipeline import IMAGENET_MEAN, IMAGENET_STD, eval_resize_of, model_eval_resize, model_stats
 from .errors import CnnlabError
+from .i18n import _
 from .models import create, get_spec, pretrained
 from .runs import RunNotFoundError, load_model, load_run
 
@@ -65,8 +66,8 @@ def load_source(ref: str, num_classes: int | None = None) -> ModelSource:
     """Resolve a reference (see the module docstring) to a ready model."""
     ref = ref.strip()
     if not ref:
-        raise CnnlabError("no model given: name a run, 'pretrained:vgg16', or a zoo model such as 'lenet'.")
-    kind, _, key = ref.partition(":") if ":" in ref else ("", "", ref)
+        raise CnnlabError(_("no model given: name a run, 'pretrained:vgg16', or a zoo model such as 'lenet'."))
+    kind, _sep, key = ref.partition(":") if ":" in ref else ("", "", ref)
     if kind == "pretrained":
         model, spec = pretrained.load_pretrained(key)
         return pretrained_source(ref, model, spec)
@@ -82,18 +83,20 @@ def load_source(ref: str, num_classes: int | None = None) -> ModelSource:
         mean = tuple(meta.get("model_mean") or meta.get("mean") or ())
         std = tuple(meta.get("model_std") or meta.get("std") or ())
         mean, std = model_stats(mean, std, shape[0]) if mean and std else _default_norm(shape[0])
-        label = f"{meta.get('model', '?')} on {meta.get('dataset', '?')} · run {run.run_id}"
+        label = _("{model} on {dataset} · run {run}").format(
+            model=meta.get("model", "?"), dataset=meta.get("dataset", "?"), run=run.run_id)
         dataset = meta.get("dataset")
         return ModelSource(f"run:{run.run_id}", "run", label, model, classes, shape, mean, std,  # type: ignore[arg-type]
                            eval_resize=model_eval_resize(model), dataset=dataset if isinstance(dataset, str) else None)
     if kind not in ("", "zoo"):
-        raise CnnlabError(f"unknown model reference {ref!r}: use run:<id>, pretrained:<name> or a zoo model name.")
+        raise CnnlabError(_("unknown model reference {ref!r}: use run:<id>, pretrained:<name> or a zoo model name.")
+                          .format(ref=ref))
     spec = get_spec(key)
     model = create(spec.name, num_classes=num_classes).eval()
     n = num_classes or spec.num_classes
     mean, std = _default_norm(spec.input_shape[0])
-    return ModelSource(f"zoo:{spec.name}", "zoo", f"{spec.display_name} (untrained)", model,
-                       [f"class {i}" for i in range(n)], spec.input_shape, mean, std)
+    return ModelSource(f"zoo:{spec.name}", "zoo", _("{model} (untrained)").format(model=spec.display_name), model,
+                       [_("class {i}").format(i=i) for i in range(n)], spec.input_shape, mean, std)
 
 
 def dataset_of(ref: str) -> str | None:

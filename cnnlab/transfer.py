@@ -28,6 +28,7 @@ from .device import pick_device
 from .errors import CnnlabError, ConfigError, UnsafeFileError
 from .evaluate import evaluate_run
 from .files import atomic_file
+from .i18n import _
 from .jobs import Job, JobManager, get_manager
 from .models import create, get_spec
 from .models.pretrained import fetch_weights
@@ -156,7 +157,7 @@ def pretrained_standin(cfg: StandinConfig, listeners: Sequence[Listener] = (),
     with _STANDIN_LOCK:
         if path.is_file():
             try:
-                state = load_state_dict_file(path, what="the transfer stand-in's cached weights")
+                state = load_state_dict_file(path, what=_("the transfer stand-in's cached weights"))
                 if _fits(state, _source_model()):
                     return state
             except UnsafeFileError:  # a broken or planted cache file is never used: it is rebuilt
@@ -164,7 +165,7 @@ def pretrained_standin(cfg: StandinConfig, listeners: Sequence[Listener] = (),
             path.unlink(missing_ok=True)
         result = fit(cfg.source_config(), listeners=_tagged(listeners, "source"), cancel=cancel)
         if result.status != "finished":
-            raise ConfigError(f"pretraining the stand-in stopped: {result.message}")
+            raise ConfigError(_("pretraining the stand-in stopped: {message}").format(message=result.message))
         state = {k: v.detach().cpu() for k, v in result.model.state_dict().items()}
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_file(path) as f:  # the other caller reads the whole file or none
@@ -206,8 +207,9 @@ def standin_transfer_model(cfg: StandinConfig, listeners: Sequence[Listener] = (
     body = {k: v for k, v in source.items() if not k.startswith(f"{STANDIN_HEAD}.")}
     missing = [k for k in own if not k.startswith(f"{STANDIN_HEAD}.") and (k not in body or body[k].shape != own[k].shape)]
     if missing or len(body) != len(own) - sum(k.startswith(f"{STANDIN_HEAD}.") for k in own):
-        raise ConfigError(f"the pretrained stand-in does not fit {STANDIN_MODEL}'s layers "
-                          f"({', '.join(missing[:3]) or 'extra layers'}); delete {_standin_path(cfg)} and run it again.")
+        raise ConfigError(_("the pretrained stand-in does not fit {model}'s layers ({layers}); delete {path} and run "
+                            "it again.").format(model=STANDIN_MODEL, layers=", ".join(missing[:3]) or _("extra layers"),
+                                             path=_standin_path(cfg)))
     model.load_state_dict({**own, **body})
     if freeze:
         for name, p in model.named_parameters():
@@ -316,8 +318,9 @@ def _run_summary(run_id: str, data: DataBundle | None, split: str) -> RunSummary
     run = load_run(run_id)
     if data is None and run.has_checkpoint:
         data = load_run_data(run)
-    label = f"{run.meta.get('model', '?')}" + (" (pretrained)" if run.config.get("pretrained")
-                                              or run.meta.get("prepared_model") else " (scratch)")
+    model = f"{run.meta.get('model', '?')}"
+    label = (_("{model} (pretrained)") if run.config.get("pretrained") or run.meta.get("prepared_model")
+             else _("{model} (scratch)")).format(model=model)
     top1 = top5 = None
     per_class: list[dict] = []
     if data is not None and run.has_checkpoint:
@@ -340,10 +343,9 @@ def summarize(scratch_run: str, pretrained_run: str, data: DataBundle | None = N
     """
     ca, cb = (load_run(r).meta.get("classes") for r in (scratch_run, pretrained_run))
     if ca and cb and list(ca) != list(cb):
-        raise ConfigError(
-            f"these runs were trained on different classes ({len(ca)} and {len(cb)}): compare runs of the "
-            "same experiment (same dataset and split)."
-        )
+        raise ConfigError(_(
+            "these runs were trained on different classes ({a} and {b}): compare runs of the same experiment (same "
+            "dataset and split).").format(a=len(ca), b=len(cb)))
     a = _run_summary(scratch_run, data, split)
     b = _run_summary(pretrained_run, data, split)
     diffs = []

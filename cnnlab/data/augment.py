@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import ConfigError
+from ..i18n import N_, _
 
 BatchAugment = Callable[[Tensor, "torch.Generator | None"], Tensor]
 BatchEval = Callable[[Tensor], Tensor]
@@ -66,7 +67,7 @@ def _gather_crops(padded: Tensor, top: Tensor, left: Tensor, out_h: int, out_w: 
 
 def random_translate(x: Tensor, pad: int, generator: torch.Generator | None) -> Tensor:
     """Shift every image by its own random offset in [-pad, pad], filling with zeros."""
-    n, _, h, w = x.shape
+    n, _channels, h, w = x.shape
     padded = F.pad(x, (pad, pad, pad, pad))
     top = _randint(2 * pad + 1, n, x, generator)
     left = _randint(2 * pad + 1, n, x, generator)
@@ -154,10 +155,11 @@ def _imagenet(x: Tensor, out: tuple[int, int], g: torch.Generator | None) -> Ten
 
 @dataclass(frozen=True)
 class AugmentPreset:
-    """One augmentation preset: its name (the config value), the label the app shows, a
-    description, the batch operation ``apply(x, out_size, generator)`` and how evaluation cuts
-    the image (``"resize"``: shorter side then centre; ``"center"``: the centre window at full
-    scale, matching random crops taken at full scale)."""
+    """One augmentation preset: its name (the config value), the label the app shows and a
+    description (English, marked for translation: shown through ``_()``), the batch operation
+    ``apply(x, out_size, generator)`` and how evaluation cuts the image (``"resize"``: shorter side
+    then centre; ``"center"``: the centre window at full scale, matching random crops taken at full
+    scale)."""
 
     name: str
     label: str
@@ -167,18 +169,18 @@ class AugmentPreset:
 
 
 PRESETS: tuple[AugmentPreset, ...] = (
-    AugmentPreset("none", "None",
-                  "No augmentation (images only resized to the model's input size if needed).", _none),
-    AugmentPreset("flip", "Horizontal flip", "Random horizontal flip, half the images.", _flip),
-    AugmentPreset("cifar", "Pad-crop-flip (CIFAR)",
-                  "Random translation by up to 4 pixels with zero padding, plus flip (pad-crop-flip, airbench).",
+    AugmentPreset("none", N_("None"),
+                  N_("No augmentation (images only resized to the model's input size if needed)."), _none),
+    AugmentPreset("flip", N_("Horizontal flip"), N_("Random horizontal flip, half the images."), _flip),
+    AugmentPreset("cifar", N_("Pad-crop-flip (CIFAR)"),
+                  N_("Random translation by up to 4 pixels with zero padding, plus flip (pad-crop-flip, airbench)."),
                   _cifar),
-    AugmentPreset("crop28", "Random 28x28 crop + flip (seed 002)",
-                  "Random crop of the input size (e.g. 28x28 from 32x32, seed 002's MiniAlexNet V3) plus flip.",
+    AugmentPreset("crop28", N_("Random 28x28 crop + flip (seed 002)"),
+                  N_("Random crop of the input size (e.g. 28x28 from 32x32, seed 002's MiniAlexNet V3) plus flip."),
                   _crop28, eval_cut="center"),
-    AugmentPreset("imagenet", "ImageNet-style (seed 000)",
-                  "Random resized crop (scale 0.8-1), rotation of +-15 degrees, flip, "
-                  "brightness/contrast/saturation jitter (seed 000).", _imagenet),
+    AugmentPreset("imagenet", N_("ImageNet-style (seed 000)"),
+                  N_("Random resized crop (scale 0.8-1), rotation of +-15 degrees, flip, "
+                     "brightness/contrast/saturation jitter (seed 000)."), _imagenet),
 )
 _BY_NAME: dict[str, AugmentPreset] = {p.name: p for p in PRESETS}
 
@@ -193,7 +195,8 @@ def get_preset(name: str) -> AugmentPreset:
     try:
         return _BY_NAME[name]
     except (KeyError, TypeError):
-        raise ConfigError(f"Unknown augmentation {name!r}; choose one of {', '.join(AUGMENTATIONS)}.") from None
+        raise ConfigError(_("Unknown augmentation {name!r}; choose one of {names}.").format(
+            name=name, names=", ".join(AUGMENTATIONS))) from None
 
 
 def make_batch_augment(preset: str, out_size: tuple[int, int]) -> BatchAugment:
@@ -215,7 +218,7 @@ def make_batch_eval(out_size: tuple[int, int], preset: str = "none", resize: flo
     out = (int(out_size[0]), int(out_size[1]))
     cut = get_preset(preset).eval_cut
     if not resize >= 1.0:
-        raise ConfigError(f"the evaluation resize ratio must be at least 1, got {resize}")
+        raise ConfigError(_("the evaluation resize ratio must be at least 1, got {ratio}").format(ratio=resize))
     if resize != 1.0:
         cover = (round(out[0] * resize), round(out[1] * resize))
         return lambda x: center_crop(resize_center_crop(x, cover), out)

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..errors import DataError
+from ..i18n import N_, _
 
 #: The longest side a canvas array (or a drawing file) may have, in pixels.
 MAX_SIDE = 2048
@@ -66,20 +67,31 @@ class DrawingStyle:
     pen: str  # suggested pen colour (hex)
     background: str  # suggested canvas background (hex)
     stroke_width: int  # suggested pen width on a canvas about 280 pixels wide
+    # English, marked for translation (shown through ``_()``):
     what: str  # a short description of the dataset's look, for captions
     subject: str  # "a digit" or "a shape", for instructions
 
     def describe(self) -> str:
-        """What happens to a drawing, in one sentence for a caption."""
-        return {
-            "digits": "inverted to white on black, cropped to the ink, scaled to fill the frame and blurred to "
-                      "8 x 8 like scikit-learn's digits",
-            "mnist": "inverted to white on black, cropped to the ink, scaled to 20 pixels in a 28 x 28 frame and "
-                     "centred by its centre of mass, like MNIST",
-            "shapes": "cropped to the ink, scaled to 70% of the image and centred on the canvas colour, like the "
-                      "shapes dataset",
-            "photo": "cropped to the ink with a margin and made square; the model then resizes it like a photo",
-        }[self.name]
+        """What happens to a drawing, in one sentence for a caption (in the language in use)."""
+        return _(_DESCRIPTIONS[self.name])
+
+
+_DESCRIPTIONS = {
+    "digits": N_("inverted to white on black, cropped to the ink, scaled to fill the frame and blurred to 8 x 8 like "
+                 "scikit-learn's digits"),
+    "mnist": N_("inverted to white on black, cropped to the ink, scaled to 20 pixels in a 28 x 28 frame and centred by "
+                "its centre of mass, like MNIST"),
+    "shapes": N_("cropped to the ink, scaled to 70% of the image and centred on the canvas colour, like the shapes "
+                 "dataset"),
+    "photo": N_("cropped to the ink with a margin and made square; the model then resizes it like a photo"),
+}
+# What to draw, when the canvas is empty: one whole sentence per style.
+_EMPTY_CANVAS = {
+    "digits": N_("the canvas is empty: draw a digit on it with the mouse (or a finger), then the network answers."),
+    "mnist": N_("the canvas is empty: draw a digit on it with the mouse (or a finger), then the network answers."),
+    "shapes": N_("the canvas is empty: draw a shape on it with the mouse (or a finger), then the network answers."),
+    "photo": N_("the canvas is empty: draw something on it with the mouse (or a finger), then the network answers."),
+}
 
 
 GREY_SETS = {"digits": "digits", "mnist": "mnist", "fashion_mnist": "mnist"}
@@ -103,13 +115,13 @@ def style_for(dataset: str | None, input_shape: tuple[int, int, int] | None = No
     kind = GREY_SETS.get(name, name)
     if kind == "digits":
         return DrawingStyle("digits", True, side or 28, "#000000", "#ffffff", 26,
-                            "scikit-learn's 8 x 8 digits", "a digit")
+                            N_("scikit-learn's 8 x 8 digits"), N_("a digit"))
     if kind == "mnist":
-        return DrawingStyle("mnist", True, 28, "#000000", "#ffffff", 20, "MNIST's 28 x 28 digits", "a digit")
+        return DrawingStyle("mnist", True, 28, "#000000", "#ffffff", 20, N_("MNIST's 28 x 28 digits"), N_("a digit"))
     if kind == "shapes":
         return DrawingStyle("shapes", False, side or 32, "#e31a1c", "#c6dbef", 8,
-                            "the shapes (one filled shape on a coloured background)", "a shape")
-    return DrawingStyle("photo", False, None, "#1f3fbf", "#ffffff", 10, "photos", "something")
+                            N_("the shapes (one filled shape on a coloured background)"), N_("a shape"))
+    return DrawingStyle("photo", False, None, "#1f3fbf", "#ffffff", 10, N_("photos"), N_("something"))
 
 
 def parse_colour(colour: str | tuple[int, ...] | None, default=(255, 255, 255)) -> tuple[int, int, int]:
@@ -127,19 +139,21 @@ def parse_colour(colour: str | tuple[int, ...] | None, default=(255, 255, 255)) 
     m = re.fullmatch(r"rgba?\(\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*(,\s*[\d.]+\s*)?\)", text)
     if m:
         return tuple(min(255, int(v)) for v in m.groups()[:3])  # type: ignore[return-value]
-    raise DataError(f"{colour!r} is not a colour: give it as #rrggbb.")
+    raise DataError(_("{colour!r} is not a colour: give it as #rrggbb.").format(colour=colour))
 
 
 def check_canvas(array) -> np.ndarray:
     """``array`` as a ``H x W x 4`` uint8 RGBA array (``H x W`` grey and ``H x W x 3`` RGB are
     accepted and made opaque), its sides bounded by :data:`MAX_SIDE` before anything is copied."""
     if not isinstance(array, np.ndarray):
-        raise DataError("the drawing is not an image array; draw on the canvas again.")
+        raise DataError(_("the drawing is not an image array; draw on the canvas again."))
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3, 4)):
-        raise DataError(f"a drawing must be H x W x 4 (RGBA), H x W x 3 or H x W, not {array.shape}.")
+        raise DataError(_("a drawing must be H x W x 4 (RGBA), H x W x 3 or H x W, not {shape}.").format(
+            shape=array.shape))
     h, w = array.shape[:2]
     if h < 1 or w < 1 or max(h, w) > MAX_SIDE:
-        raise DataError(f"a drawing must be between 1 and {MAX_SIDE} pixels on each side, not {w} x {h}.")
+        raise DataError(_("a drawing must be between 1 and {most} pixels on each side, not {w} x {h}.").format(
+            most=MAX_SIDE, w=w, h=h))
     if array.dtype == np.uint8:
         a = array
     elif np.issubdtype(array.dtype, np.floating) and array.size and float(np.nanmax(array)) <= 1.0:
@@ -147,7 +161,7 @@ def check_canvas(array) -> np.ndarray:
     elif np.issubdtype(array.dtype, np.number) and not np.issubdtype(array.dtype, np.complexfloating):
         a = np.nan_to_num(array).clip(0, 255).astype(np.uint8)
     else:
-        raise DataError(f"a drawing must hold numbers, not {array.dtype}.")
+        raise DataError(_("a drawing must hold numbers, not {dtype}.").format(dtype=array.dtype))
     if a.ndim == 2:
         a = a[..., None]
     if a.shape[2] == 1:
@@ -161,20 +175,22 @@ def decode_drawing(data: bytes) -> np.ndarray:
     """A drawing sent as a PNG or WebP file (a canvas export, Gradio's sketchpad) as RGBA, the size
     checked from the header before any pixel is decoded."""
     if not isinstance(data, (bytes, bytearray)) or not data:
-        raise EmptyDrawingError("the drawing is empty: draw on the canvas first.")
+        raise EmptyDrawingError(_("the drawing is empty: draw on the canvas first."))
     if len(data) > MAX_BYTES:
-        raise DataError(f"the drawing file is larger than {MAX_BYTES // 2**20} MB; draw on a smaller canvas.")
+        raise DataError(_("the drawing file is larger than {mb} MB; draw on a smaller canvas.").format(
+            mb=MAX_BYTES // 2**20))
     try:
         with Image.open(io.BytesIO(bytes(data)), formats=["PNG", "WEBP"]) as img:
             w, h = img.size
             if max(w, h) > MAX_SIDE or min(w, h) < 1:
-                raise DataError(f"a drawing must be at most {MAX_SIDE} pixels on each side, not {w} x {h}.")
+                raise DataError(_("a drawing must be at most {most} pixels on each side, not {w} x {h}.").format(
+                    most=MAX_SIDE, w=w, h=h))
             img.load()
             return np.asarray(img.convert("RGBA"))
     except DataError:
         raise
     except Exception:  # noqa: BLE001 - PIL's many failure types: one sentence for the user
-        raise DataError("the drawing could not be read as a PNG or WebP image; draw on the canvas again.") from None
+        raise DataError(_("the drawing could not be read as a PNG or WebP image; draw on the canvas again.")) from None
 
 
 def ink_of(rgba: np.ndarray, background) -> tuple[np.ndarray, np.ndarray]:
@@ -209,8 +225,7 @@ def drawing_to_image(rgba, style: DrawingStyle | str, background=None) -> Image.
     rgb, ink = ink_of(rgba, background if background is not None else style.background)
     box = ink_box(ink)
     if box is None:
-        raise EmptyDrawingError(f"the canvas is empty: draw {style.subject} on it with the mouse (or a finger), "
-                                "then the network answers.")
+        raise EmptyDrawingError(_(_EMPTY_CANVAS[style.name]))
     top, left, bottom, right = box
     if style.name == "digits":
         return _digits_look(ink[top:bottom, left:right], style.size or 28)
@@ -241,7 +256,7 @@ def _digits_look(crop: np.ndarray, size: int) -> Image.Image:
     # The scanned forms behind the dataset were written with a thick pen: a thin stroke is thickened
     # (one pixel all round at a time, at most four times) until it covers about as much of the frame
     # as the dataset's digits do (their mean intensity is 0.25 to 0.36 for 90% of them).
-    for _ in range(4):
+    for _step in range(4):
         if bitmap.mean() >= DIGITS_MIN_COVERAGE:
             break
         padded = np.pad(bitmap, 1)

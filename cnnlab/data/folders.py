@@ -23,7 +23,8 @@ from tqdm.auto import tqdm
 from .. import paths
 from ..errors import DataError, UnsafeFileError
 from ..files import atomic_file
-from ..net import DOWNLOADS_DISABLED, offline_forced
+from ..i18n import _, ngettext
+from ..net import offline_forced
 from ..safeload import load_torch_file
 from .images import decode_image, resize_shorter_then_center_crop
 
@@ -50,7 +51,8 @@ def class_folders(root: Path) -> list[str]:
     try:
         return sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
     except OSError as exc:
-        raise DataError(f"Cannot list the folder '{root}': {exc.strerror or exc}.") from None
+        raise DataError(_("Cannot list the folder '{folder}': {reason}.").format(
+            folder=root, reason=exc.strerror or exc)) from None
 
 
 def scan_image_folder(root: Path, classes: Sequence[str] | None = None) -> FileList:
@@ -59,18 +61,18 @@ def scan_image_folder(root: Path, classes: Sequence[str] | None = None) -> FileL
     ``classes`` fixes the class order (e.g. val uses train's); by default the sorted folder names.
     """
     if not root.is_dir():
-        raise DataError(f"The image folder '{root}' does not exist.")
+        raise DataError(_("The image folder '{folder}' does not exist.").format(folder=root))
     found = class_folders(root)
     if classes is None:
         classes = found
     if not classes:
-        raise DataError(
-            f"'{root}' has no class sub-folders. Lay images out as {root}/<class name>/<image>.jpg "
-            "(one folder per class), or use the embedded 'shapes' or 'digits' dataset."
-        )
+        raise DataError(_(
+            "'{folder}' has no class sub-folders. Lay images out as {folder}/<class name>/<image>.jpg "
+            "(one folder per class), or use the embedded 'shapes' or 'digits' dataset.").format(folder=root))
     unknown = sorted(set(found) - set(classes))
     if unknown:
-        raise DataError(f"'{root}' has class folders that the training folder lacks: {', '.join(unknown[:5])}.")
+        raise DataError(_("'{folder}' has class folders that the training folder lacks: {classes}.").format(
+            folder=root, classes=", ".join(unknown[:5])))
     files: list[Path] = []
     labels: list[int] = []
     for index, name in enumerate(classes):
@@ -85,10 +87,9 @@ def require_nonempty_classes(files: FileList, what: str) -> None:
     counts = np.bincount(np.asarray(files.labels, dtype=np.int64), minlength=len(files.classes))
     empty = [files.classes[i] for i in np.flatnonzero(counts == 0)]
     if empty:
-        raise DataError(
-            f"{what}: the class folder(s) {', '.join(empty[:5])} in '{files.root}' contain no image files "
-            f"({', '.join(IMG_EXTENSIONS)})."
-        )
+        raise DataError(_(
+            "{what}: the class folder(s) {classes} in '{folder}' contain no image files ({extensions})."
+        ).format(what=what, classes=", ".join(empty[:5]), folder=files.root, extensions=", ".join(IMG_EXTENSIONS)))
 
 
 # --------------------------------------------------------------------------------------
@@ -130,7 +131,8 @@ def decode_files(files: Sequence[Path], size: int, *, desc: str = "decoding", pr
 def skipped_note(skipped: Sequence[Path]) -> str:
     """"skipped 2 unreadable images: a.jpg, b.jpg" (at most five names)."""
     names = ", ".join(p.name for p in skipped[:5]) + (", ..." if len(skipped) > 5 else "")
-    return f"skipped {len(skipped)} unreadable image{'s' if len(skipped) != 1 else ''}: {names}"
+    return ngettext("skipped {n} unreadable image: {names}", "skipped {n} unreadable images: {names}",
+                    len(skipped)).format(n=len(skipped), names=names)
 
 
 # --------------------------------------------------------------------------------------
@@ -209,22 +211,25 @@ def extract_archive(archive: Path) -> Path:
         with tarfile.open(archive, "r:*") as tar:
             tar.extractall(dest, filter="data")
     except (tarfile.TarError, OSError, EOFError) as exc:
-        raise DataError(f"Cannot extract '{archive}': {exc}. Delete it and download it again.") from None
+        raise DataError(_("Cannot extract '{archive}': {error}. Delete it and download it again.").format(
+            archive=archive, error=exc)) from None
     folder = dest / CALTECH_FOLDER
     if not folder.is_dir():
-        raise DataError(f"'{archive}' did not contain a '{CALTECH_FOLDER}' folder.")
+        raise DataError(_("'{archive}' did not contain a '{folder}' folder.").format(
+            archive=archive, folder=CALTECH_FOLDER))
     return folder
 
 
-def caltech_missing_message(root: Path, tried: str) -> str:
+def caltech_missing_message(root: Path, tried: str, **values: object) -> str:
+    """Why Caltech101 is not there (``tried``: a translated sentence, filled with ``values``), where its
+    files were looked for and where to put them."""
     places = "\n".join(f"  {p}/<class>/image_0001.jpg" for p in caltech_candidates(root))
-    return (
-        f"Caltech101 is not available: {tried}\n"
-        f"Checked: {root} (for the folder '{CALTECH_FOLDER}' with its 102 class folders, or '{CALTECH_ARCHIVE}')\n"
-        f"Put the images in one of:\n{places}\n"
-        f"or the archive at {root / CALTECH_ARCHIVE}, or load with download=True on a machine with internet; "
-        f"or use the embedded 'shapes' or 'digits' dataset, which need no download."
-    )
+    return tried.format(**values) + "\n" + _(
+        "Checked: {root} (for the folder '{folder}' with its 102 class folders, or '{archive}')\n"
+        "Put the images in one of:\n{places}\n"
+        "or the archive at {path}, or load with download=True on a machine with internet; "
+        "or use the embedded 'shapes' or 'digits' dataset, which need no download."
+    ).format(root=root, folder=CALTECH_FOLDER, archive=CALTECH_ARCHIVE, places=places, path=root / CALTECH_ARCHIVE)
 
 
 def locate_caltech(root: Path, download: bool, downloader) -> Path:
@@ -236,15 +241,20 @@ def locate_caltech(root: Path, download: bool, downloader) -> Path:
     if archive is not None:
         return extract_archive(archive)
     if not download:
-        raise DataError(caltech_missing_message(root, "no folder or archive there and download=False."))
+        raise DataError(caltech_missing_message(root, _(
+            "Caltech101 is not available: no folder or archive there and download=False.")))
     if offline_forced():
-        raise DataError(caltech_missing_message(root, f"no folder or archive there and {DOWNLOADS_DISABLED}."))
+        raise DataError(caltech_missing_message(root, _(
+            "Caltech101 is not available: no folder or archive there and downloads are disabled (CNNLAB_OFFLINE=1).")))
     try:
         downloader("Caltech101", root)
     except Exception as exc:  # noqa: BLE001
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(caltech_missing_message(root, f"no folder or archive there and the download failed ({reason}).")) from None
+        raise DataError(caltech_missing_message(root, _(
+            "Caltech101 is not available: no folder or archive there and the download failed ({reason})."),
+            reason=reason)) from None
     folder = find_caltech_folder(root)
     if folder is None:
-        raise DataError(caltech_missing_message(root, "the download finished but the folder is still missing."))
+        raise DataError(caltech_missing_message(root, _(
+            "Caltech101 is not available: the download finished but the folder is still missing.")))
     return folder

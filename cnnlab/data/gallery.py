@@ -23,6 +23,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from ..errors import ConfigError
+from ..i18n import _
 from ._types import DataBundle, TensorSplit
 
 SPLITS = ("train", "val", "test")
@@ -61,7 +62,8 @@ def class_counts(bundle: DataBundle) -> list[dict[str, Any]]:
 
 def _column(counts: Sequence[dict[str, Any]], split: str) -> list[int]:
     if split not in SPLITS:
-        raise ConfigError(f"Unknown split {split!r}; choose one of {', '.join(SPLITS)}.")
+        raise ConfigError(_("Unknown split {split!r}; choose one of {splits}.").format(
+            split=split, splits=", ".join(SPLITS)))
     return [int(row[split]) for row in counts]
 
 
@@ -85,9 +87,9 @@ def count_summary(counts: Sequence[dict[str, Any]], split: str = "train") -> dic
 def _check_image(image: torch.Tensor) -> torch.Tensor:
     if not isinstance(image, torch.Tensor) or image.ndim != 3 or image.dtype != torch.uint8:
         got = f"{image.dtype} {tuple(image.shape)}" if isinstance(image, torch.Tensor) else type(image).__name__
-        raise ConfigError(f"Expected one uint8 C x H x W image (a dataset sample), got {got}.")
+        raise ConfigError(_("Expected one uint8 C x H x W image (a dataset sample), got {got}.").format(got=got))
     if image.shape[0] not in (1, 3):
-        raise ConfigError(f"Expected an image with 1 (grey) or 3 (RGB) channels, got {image.shape[0]}.")
+        raise ConfigError(_("Expected an image with 1 (grey) or 3 (RGB) channels, got {n}.").format(n=image.shape[0]))
     return image.cpu()
 
 
@@ -116,9 +118,11 @@ def _fit(draw: ImageDraw.ImageDraw, text: str, font: Any, width: int) -> str:
 def grid_classes(num_classes: int, first: int = 0, max_classes: int = MAX_GRID_CLASSES) -> range:
     """The class indices a grid shows: at most ``max_classes`` from ``first`` on."""
     if not 0 <= int(first) < max(1, num_classes):
-        raise ConfigError(f"The first class shown must be between 0 and {num_classes - 1}, got {first}.")
+        raise ConfigError(_("The first class shown must be between 0 and {last}, got {first}.").format(
+            last=num_classes - 1, first=first))
     if not 1 <= int(max_classes) <= MAX_GRID_CLASSES:
-        raise ConfigError(f"A grid shows 1 to {MAX_GRID_CLASSES} classes at a time, got {max_classes}.")
+        raise ConfigError(_("A grid shows 1 to {most} classes at a time, got {n}.").format(
+            most=MAX_GRID_CLASSES, n=max_classes))
     return range(int(first), min(num_classes, int(first) + int(max_classes)))
 
 
@@ -140,13 +144,16 @@ def sample_grid(
     label column + ``per_class`` cells wide, one cell per row high (``size + 4`` pixels each).
     """
     if not 1 <= int(per_class) <= MAX_PER_CLASS:
-        raise ConfigError(f"Samples per class must be between 1 and {MAX_PER_CLASS}, got {per_class}.")
+        raise ConfigError(_("Samples per class must be between 1 and {most}, got {n}.").format(
+            most=MAX_PER_CLASS, n=per_class))
     if not MIN_CELL <= int(size) <= MAX_CELL:
-        raise ConfigError(f"The grid's cell size must be between {MIN_CELL} and {MAX_CELL} pixels, got {size}.")
+        raise ConfigError(_("The grid's cell size must be between {least} and {most} pixels, got {size}.").format(
+            least=MIN_CELL, most=MAX_CELL, size=size))
     if len(classes) == 0:
-        raise ConfigError("The dataset has no classes to show.")
+        raise ConfigError(_("The dataset has no classes to show."))
     if len(split) and int(split.labels.max()) >= len(classes):
-        raise ConfigError(f"The split has label {int(split.labels.max())} but only {len(classes)} class names.")
+        raise ConfigError(_("The split has label {label} but only {n} class names.").format(
+            label=int(split.labels.max()), n=len(classes)))
     per_class, size = int(per_class), int(size)
     rows = grid_classes(len(classes), first, max_classes)
     font = _font(max(10, min(14, size // 4)))
@@ -199,11 +206,12 @@ def channel_views(image: torch.Tensor, tint: bool = True) -> list[tuple[str, Ima
 def _check_patch(x: torch.Tensor, left: int, top: int, size: int) -> None:
     h, w = int(x.shape[1]), int(x.shape[2])
     if not 1 <= int(size) <= min(MAX_PATCH, h, w):
-        raise ConfigError(f"The patch size must be between 1 and {min(MAX_PATCH, h, w)} pixels for a {w}x{h} "
-                          f"image, got {size}.")
+        raise ConfigError(_("The patch size must be between 1 and {most} pixels for a {w}x{h} image, got {size}.")
+                          .format(most=min(MAX_PATCH, h, w), w=w, h=h, size=size))
     if not (0 <= int(left) <= w - size and 0 <= int(top) <= h - size):
-        raise ConfigError(f"A {size}x{size} patch at x={left}, y={top} does not fit in the {w}x{h} image: "
-                          f"x must be between 0 and {w - size}, y between 0 and {h - size}.")
+        raise ConfigError(_("A {size}x{size} patch at x={left}, y={top} does not fit in the {w}x{h} image: x must be "
+                            "between 0 and {x_max}, y between 0 and {y_max}.").format(
+            size=size, left=left, top=top, w=w, h=h, x_max=w - size, y_max=h - size))
 
 
 def channel_patch(image: torch.Tensor, x: int, y: int, size: int = 8) -> list[tuple[str, list[list[int]]]]:

@@ -42,6 +42,7 @@ import torch
 from PIL import Image, ImageOps
 
 from ..errors import DataError
+from ..i18n import _
 from .pipeline import adapt_channels, model_stats
 
 ImageSource = Union[bytes, bytearray, str, Path, BinaryIO]
@@ -128,7 +129,7 @@ def _describe(source: ImageSource) -> str:
     name = getattr(source, "name", None)
     if isinstance(name, str) and name:
         return f"'{name}'"
-    return "the uploaded file"
+    return _("the uploaded file")
 
 
 def _differing(value: float, limit: float) -> tuple[str, str]:
@@ -213,38 +214,47 @@ def _read_bytes(source: ImageSource, what: str, max_bytes: int) -> bytes:
     elif isinstance(source, (str, Path)):
         path = Path(source)
         if not path.is_file():
-            raise DataError(f"{what} does not exist or is not a file.")
+            raise DataError(_("{what} does not exist or is not a file.").format(what=what))
         size = path.stat().st_size
         if size > max_bytes:
             shown, limit = _byte_sizes(size, max_bytes)
-            raise DataError(f"{what} is too large ({shown}); the limit is {limit}.")
+            raise DataError(_("{what} is too large ({size}); the limit is {limit}.").format(
+                what=what, size=shown, limit=limit))
         try:
             data = path.read_bytes()
         except OSError as exc:
-            reason = exc.strerror or "input/output error"
-            raise DataError(f"{what} cannot be read ({reason}); check its permissions.") from None
+            reason = exc.strerror or _("input/output error")
+            raise DataError(_("{what} cannot be read ({reason}); check its permissions.").format(
+                what=what, reason=reason)) from None
     elif hasattr(source, "read"):
         exact = False  # only max_bytes + 1 bytes are read
         try:
             data = source.read(max_bytes + 1)
         except OSError as exc:
-            reason = exc.strerror or "input/output error"
-            raise DataError(f"{what} cannot be read ({reason}); upload it again.") from None
+            reason = exc.strerror or _("input/output error")
+            raise DataError(_("{what} cannot be read ({reason}); upload it again.").format(
+                what=what, reason=reason)) from None
         except ValueError:
-            raise DataError(f"{what} cannot be read: the file was already closed; upload it again.") from None
+            raise DataError(_("{what} cannot be read: the file was already closed; upload it again.").format(
+                what=what)) from None
         if isinstance(data, str):
-            raise DataError(f"{what} was opened in text mode; open it with 'rb'.")
+            raise DataError(_("{what} was opened in text mode; open it with 'rb'.").format(what=what))
         if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise DataError(f"{what} did not give bytes when read; give bytes, a path or a binary file.")
+            raise DataError(_("{what} did not give bytes when read; give bytes, a path or a binary file.").format(
+                what=what))
         data = bytes(data)
     else:
-        raise DataError(f"Cannot decode an image from a {type(source).__name__}; give bytes, a path or a binary file.")
+        raise DataError(_("Cannot decode an image from a {kind}; give bytes, a path or a binary file.").format(
+            kind=type(source).__name__))
     if len(data) == 0:
-        raise DataError(f"{what} is empty (0 bytes): it is not an image.")
+        raise DataError(_("{what} is empty (0 bytes): it is not an image.").format(what=what))
     if len(data) > max_bytes:
         shown, limit = _byte_sizes(len(data), max_bytes)
-        size = shown if exact else f"more than {limit}"
-        raise DataError(f"{what} is too large ({size}); the limit is {limit}. Resize or compress it first.")
+        if exact:
+            raise DataError(_("{what} is too large ({size}); the limit is {limit}. Resize or compress it first.")
+                            .format(what=what, size=shown, limit=limit))
+        raise DataError(_("{what} is too large (more than {limit}); the limit is {limit}. Resize or compress it "
+                          "first.").format(what=what, limit=limit))
     return data
 
 
@@ -344,94 +354,93 @@ def decode_image(
         raise ValueError(f"mode must be 'RGB' or 'L', got {mode!r}")
     what = _describe(source)
     data = _read_bytes(source, what, max_bytes)
-    fix = "download or export it again"
     with _pil_warnings_silenced():
         try:
             img = Image.open(io.BytesIO(data), formats=_PIL_FORMATS)
         except Image.DecompressionBombError as exc:
-            found = re.search(r"\((\d+) pixels\)", str(exc))
-            if found:
-                shown, limit = _megapixels(int(found.group(1)), max_pixels)
-                size = f"has {shown} megapixels"
-            else:
-                size, limit = "has far too many pixels", _megapixels(max_pixels + 1, max_pixels)[1]
-            raise DataError(
-                f"{what} {size}; the limit is {limit} megapixels (decompression-bomb protection). "
-                "Resize it before uploading."
-            ) from None
+            raise _bomb(what, str(exc), max_pixels) from None
         except MemoryError:
             raise DataError(
-                f"{what} is too large to open with the memory available; resize it first."
+                _("{what} is too large to open with the memory available; resize it first.").format(what=what)
             ) from None
         except Exception:  # noqa: BLE001 - UnidentifiedImageError or any plugin error on the header
-            raise _unreadable(what, data, fix) from None
+            raise _unreadable(what, data) from None
         with img:
             width, height = img.size
             fmt = _format_name(img.format)
+            names = dict(what=what, width=width, height=height)
             if width <= 0 or height <= 0:
-                raise DataError(f"{what} has no pixels ({width}x{height}); {fix}.")
+                raise DataError(_("{what} has no pixels ({width}x{height}); download or export it again.").format(
+                    **names))
             if width * height > max_pixels:
                 shown, limit = _megapixels(width * height, max_pixels)
-                raise DataError(
-                    f"{what} has {shown} megapixels ({width}x{height}); the limit is {limit} megapixels. "
-                    "Resize it before uploading."
-                )
+                raise DataError(_(
+                    "{what} has {shown} megapixels ({width}x{height}); the limit is {limit} megapixels. "
+                    "Resize it before uploading.").format(shown=shown, limit=limit, **names))
             if max(width, height) > max_aspect_ratio * min(width, height):
                 ratio, limit = _differing(max(width, height) / min(width, height), max_aspect_ratio)
-                raise DataError(
-                    f"{what} is {width}x{height} pixels: its longer side is {ratio} times its shorter side, "
-                    f"and cnnlab accepts at most {limit} times. Crop it to a less elongated picture first."
-                )
+                raise DataError(_(
+                    "{what} is {width}x{height} pixels: its longer side is {ratio} times its shorter side, "
+                    "and cnnlab accepts at most {limit} times. Crop it to a less elongated picture first.").format(
+                    ratio=ratio, limit=limit, **names))
             try:
                 if draft is not None and img.format in ("JPEG", "MPO"):
                     img.draft("RGB" if mode == "RGB" and img.mode != "CMYK" else img.mode, draft)
                 img.load()
             except MemoryError:
-                raise DataError(
-                    f"{what} ({width}x{height}) is too large to decode with the memory available; "
-                    "resize it first."
-                ) from None
+                raise DataError(_(
+                    "{what} ({width}x{height}) is too large to decode with the memory available; resize it first."
+                ).format(**names)) from None
             except Exception as exc:  # noqa: BLE001
                 if isinstance(exc, EOFError) or "truncated" in str(exc).lower():
-                    raise DataError(
-                        f"{what} is truncated (the file ends before the image data does); {fix}."
-                    ) from None
-                raise DataError(
-                    f"{what} is a corrupt {fmt} file: its pixel data cannot be decoded; {fix}."
-                ) from None
+                    raise DataError(_(
+                        "{what} is truncated (the file ends before the image data does); download or export it again."
+                    ).format(**names)) from None
+                raise DataError(_(
+                    "{what} is a corrupt {format} file: its pixel data cannot be decoded; download or export it again."
+                ).format(format=fmt, **names)) from None
             try:
                 out = _normalise_mode(_exif_transpose(img), mode)
                 if out is img:
                     out = img.copy()
             except MemoryError:
-                raise DataError(
-                    f"{what} ({width}x{height}) is too large to convert with the memory available; "
-                    "resize it first."
-                ) from None
+                raise DataError(_(
+                    "{what} ({width}x{height}) is too large to convert with the memory available; resize it first."
+                ).format(**names)) from None
             except Exception:  # noqa: BLE001
-                raise DataError(
-                    f"{what} uses an image mode cnnlab cannot convert ({img.mode}); "
-                    "save it as an 8-bit RGB PNG or JPEG."
-                ) from None
+                raise DataError(_(
+                    "{what} uses an image mode cnnlab cannot convert ({mode}); save it as an 8-bit RGB PNG or JPEG."
+                ).format(mode=img.mode, **names)) from None
     return out
 
 
-def _unreadable(what: str, data: bytes, fix: str) -> DataError:
+def _bomb(what: str, error: str, max_pixels: int) -> DataError:
+    """The error for an image PIL refuses as a decompression bomb (its pixel count read from PIL's message)."""
+    found = re.search(r"\((\d+) pixels\)", error)
+    if found:
+        shown, limit = _megapixels(int(found.group(1)), max_pixels)
+        return DataError(_("{what} has {shown} megapixels; the limit is {limit} megapixels (decompression-bomb "
+                           "protection). Resize it before uploading.").format(what=what, shown=shown, limit=limit))
+    limit = _megapixels(max_pixels + 1, max_pixels)[1]
+    return DataError(_("{what} has far too many pixels; the limit is {limit} megapixels (decompression-bomb "
+                       "protection). Resize it before uploading.").format(what=what, limit=limit))
+
+
+def _unreadable(what: str, data: bytes) -> DataError:
     """The error for a file that no readable format's plugin could open."""
     found = _sniff_format(data)
     if found is None:
-        return DataError(
-            f"{what} is not an image cnnlab can read (it reads {READABLE_FORMATS} files); "
-            "save it as PNG or JPEG and try again."
-        )
+        return DataError(_(
+            "{what} is not an image cnnlab can read (it reads {formats} files); save it as PNG or JPEG and try again."
+        ).format(what=what, formats=READABLE_FORMATS))
     if found not in _PIL_FORMATS:
-        return DataError(
-            f"{what} is an image in the {_format_name(found)} format, which cnnlab does not read "
-            f"(unsupported format; it reads {READABLE_FORMATS}). Convert it to PNG or JPEG and try again."
-        )
-    return DataError(
-        f"{what} looks like a {_format_name(found)} file but is corrupt: its header cannot be read; {fix}."
-    )
+        return DataError(_(
+            "{what} is an image in the {format} format, which cnnlab does not read (unsupported format; it reads "
+            "{formats}). Convert it to PNG or JPEG and try again.").format(
+            what=what, format=_format_name(found), formats=READABLE_FORMATS))
+    return DataError(_(
+        "{what} looks like a {format} file but is corrupt: its header cannot be read; download or export it again."
+    ).format(what=what, format=_format_name(found)))
 
 
 def _skimage_data_dir() -> Path | None:
@@ -454,8 +463,11 @@ def load_bundled_photo(name: str) -> Image.Image:
     """One of :func:`bundled_photos` as a PIL image: "L" for grayscale photos, else "RGB"."""
     available = bundled_photos()
     if name not in available:
-        hint = f"choose one of {', '.join(available)}" if available else "install scikit-image (pip install scikit-image)"
-        raise DataError(f"No bundled photo named {name!r}; {hint}.")
+        if available:
+            raise DataError(_("No bundled photo named {name!r}; choose one of {names}.").format(
+                name=name, names=", ".join(available)))
+        raise DataError(_("No bundled photo named {name!r}; install scikit-image (pip install scikit-image).").format(
+            name=name))
     path = _skimage_data_dir() / _BUNDLED_PHOTOS[name]  # type: ignore[operator]
     with _pil_warnings_silenced(), Image.open(path) as probe:
         gray = probe.mode in ("L", "1", "I;16", "I", "F", "LA")
@@ -477,7 +489,7 @@ def resize_shorter_then_center_crop(img: Image.Image, size: tuple[int, int]) -> 
         raise ValueError(f"size must be two positive integers (height, width), got {size!r}")
     w, h = img.size
     if w <= 0 or h <= 0:
-        raise DataError(f"Cannot resize an image with no pixels ({w}x{h}).")
+        raise DataError(_("Cannot resize an image with no pixels ({w}x{h}).").format(w=w, h=h))
     scale = max(out_w / w, out_h / h)
     # The size the whole image would be scaled to (never allocated), and the crop inside it.
     new_w, new_h = max(out_w, round(w * scale)), max(out_h, round(h * scale))
@@ -501,7 +513,8 @@ def resize_shorter_then_center_crop(img: Image.Image, size: tuple[int, int]) -> 
                 box = ((box[0] - x0) / fx, (box[1] - y0) / fy, (box[2] - x0) / fx, (box[3] - y0) / fy)
         return img.resize((out_w, out_h), Image.Resampling.BILINEAR, box=box)
     except MemoryError:
-        raise DataError(f"Not enough memory to resize a {w}x{h} image to {out_w}x{out_h}.") from None
+        raise DataError(_("Not enough memory to resize a {w}x{h} image to {out_w}x{out_h}.").format(
+            w=w, h=h, out_w=out_w, out_h=out_h)) from None
 
 
 _GREY_MODES = ("L", "1", "I", "F", "I;16", "I;16L", "I;16B", "I;16N", "LA", "La")

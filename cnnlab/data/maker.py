@@ -48,6 +48,7 @@ from PIL import Image
 from .. import paths
 from ..errors import DataError
 from ..files import atomic_write_text
+from ..i18n import _, fmt, ngettext
 from .folders import IMG_EXTENSIONS, class_folders
 from .images import decode_image, resize_shorter_then_center_crop
 from .splits import stable_holdout
@@ -93,11 +94,12 @@ def reserve(name: str) -> None:
 
 def limits_text() -> str:
     """The limits, as the page and the command line state them."""
-    return (f"{MIN_CLASSES} to {MAX_CLASSES} classes; at most {MAX_IMAGES_PER_CLASS} images per class; files up to "
-            f"{MAX_FILE_BYTES // 2**20} MB and {MAX_PIXELS // 1_000_000} megapixels in PNG, JPEG, BMP, GIF, TIFF, WebP "
-            f"or PPM/PGM; at most {MAX_DATASETS} datasets, {_gb(MAX_TOTAL_BYTES)} of stored images in all. Images are "
-            f"stored as PNG, scaled down to at most {STORED_SIDE} pixels on their shorter side "
-            "(metadata such as a photo's location is not kept).")
+    return _("{least} to {most} classes; at most {images} images per class; files up to {mb} MB and {mp} megapixels "
+             "in PNG, JPEG, BMP, GIF, TIFF, WebP or PPM/PGM; at most {datasets} datasets, {total} of stored images in "
+             "all. Images are stored as PNG, scaled down to at most {side} pixels on their shorter side (metadata such "
+             "as a photo's location is not kept).").format(
+        least=MIN_CLASSES, most=MAX_CLASSES, images=MAX_IMAGES_PER_CLASS, mb=MAX_FILE_BYTES // 2**20,
+        mp=MAX_PIXELS // 1_000_000, datasets=MAX_DATASETS, total=_gb(MAX_TOTAL_BYTES), side=STORED_SIDE)
 
 
 def _gb(n: int) -> str:
@@ -125,17 +127,19 @@ def dataset_key(name: str) -> str:
     dataset's name. Raises :class:`DataError` saying what to change.
     """
     if not isinstance(name, str):
-        raise DataError(f"A dataset name must be text, got {type(name).__name__}.")
+        raise DataError(_("A dataset name must be text, got {kind}.").format(kind=type(name).__name__))
     key = re.sub(r"[\s\-]+", "_", name.strip().lower())
     if not key:
-        raise DataError("Give the dataset a name, e.g. 'fruits' (letters, digits and _).")
+        raise DataError(_("Give the dataset a name, e.g. 'fruits' (letters, digits and _)."))
     if len(key) > MAX_NAME_LENGTH:
-        raise DataError(f"The dataset name {name.strip()!r} is {len(key)} characters long; use at most {MAX_NAME_LENGTH}.")
+        raise DataError(_("The dataset name {name!r} is {n} characters long; use at most {most}.").format(
+            name=name.strip(), n=len(key), most=MAX_NAME_LENGTH))
     if not _NAME_RE.fullmatch(key):
-        raise DataError(f"The dataset name {name.strip()!r} can only hold letters a-z, digits and _ (spaces become _), "
-                        "and must start with a letter, e.g. 'fruits' or 'my_pets_2'.")
+        raise DataError(_("The dataset name {name!r} can only hold letters a-z, digits and _ (spaces become _), and "
+                          "must start with a letter, e.g. 'fruits' or 'my_pets_2'.").format(name=name.strip()))
     if key in _RESERVED:
-        raise DataError(f"{key!r} is the name of a dataset cnnlab already has; choose another name, e.g. 'my_{key}'.")
+        raise DataError(_("{key!r} is the name of a dataset cnnlab already has; choose another name, e.g. "
+                          "'my_{key}'.").format(key=key))
     return key
 
 
@@ -147,21 +151,24 @@ def class_name(name: str) -> str:
     name Windows reserves (CON, NUL, COM1, ...).
     """
     if not isinstance(name, str):
-        raise DataError(f"A class name must be text, got {type(name).__name__}.")
+        raise DataError(_("A class name must be text, got {kind}.").format(kind=type(name).__name__))
     clean = unicodedata.normalize("NFC", name.strip())
     if not clean:
-        raise DataError("A class name is empty; give every class a name, e.g. 'apple'.")
+        raise DataError(_("A class name is empty; give every class a name, e.g. 'apple'."))
     if len(clean) > MAX_NAME_LENGTH:
-        raise DataError(f"The class name {clean[:20]!r}... is {len(clean)} characters long; use at most {MAX_NAME_LENGTH}.")
+        raise DataError(_("The class name {start!r}... is {n} characters long; use at most {most}.").format(
+            start=clean[:20], n=len(clean), most=MAX_NAME_LENGTH))
     bad = sorted({c for c in clean if c in _FORBIDDEN_IN_CLASS or unicodedata.category(c).startswith("C")})
     if bad:
         shown = " ".join(repr(c) for c in bad)
-        raise DataError(f"The class name {clean!r} contains {shown}, which a folder name cannot hold; "
-                        "use letters, digits, spaces, - or _.")
+        raise DataError(_("The class name {name!r} contains {characters}, which a folder name cannot hold; use "
+                          "letters, digits, spaces, - or _.").format(name=clean, characters=shown))
     if clean.startswith(".") or clean.endswith("."):
-        raise DataError(f"The class name {clean!r} cannot start or end with '.'; use letters, digits, spaces, - or _.")
+        raise DataError(_("The class name {name!r} cannot start or end with '.'; use letters, digits, spaces, - or "
+                          "_.").format(name=clean))
     if clean.split(".")[0].lower() in _WINDOWS_RESERVED:
-        raise DataError(f"{clean!r} is a name Windows reserves for devices; choose another class name.")
+        raise DataError(_("{name!r} is a name Windows reserves for devices; choose another class name.").format(
+            name=clean))
     return clean
 
 
@@ -173,15 +180,17 @@ def class_names(names: Sequence[str], existing: Sequence[str] = ()) -> list[str]
     for raw in names:
         clean = class_name(raw)
         if clean.casefold() in seen:
-            raise DataError(f"The class {clean!r} is named twice (as {seen[clean.casefold()]!r}); "
-                            "class names must differ, ignoring case.")
+            raise DataError(_("The class {name!r} is named twice (as {other!r}); class names must differ, ignoring "
+                              "case.").format(name=clean, other=seen[clean.casefold()]))
         seen[clean.casefold()] = clean
         out.append(clean)
     total = len(existing) + len(out)
     if total < MIN_CLASSES:
-        raise DataError(f"A dataset needs at least {MIN_CLASSES} classes to tell apart; name {MIN_CLASSES - total} more.")
+        raise DataError(_("A dataset needs at least {least} classes to tell apart; name {n} more.").format(
+            least=MIN_CLASSES, n=MIN_CLASSES - total))
     if total > MAX_CLASSES:
-        raise DataError(f"A dataset made here has at most {MAX_CLASSES} classes; this would make {total}.")
+        raise DataError(_("A dataset made here has at most {most} classes; this would make {n}.").format(
+            most=MAX_CLASSES, n=total))
     return out
 
 
@@ -222,12 +231,15 @@ class MadeDataset:
 
     def missing(self) -> list[str]:
         """The classes with too few images to train, as "pear (1 image)"."""
-        return [f"{c} ({self.counts.get(c, 0)} image{'s' if self.counts.get(c, 0) != 1 else ''})" for c in self.classes
+        return [ngettext("{name} ({n} image)", "{name} ({n} images)", self.counts.get(c, 0)).format(
+                    name=c, n=self.counts.get(c, 0)) for c in self.classes
                 if self.counts.get(c, 0) < MIN_IMAGES_TO_TRAIN]
 
-    def summary(self) -> str:
-        return (f"your images: {len(self.classes)} classes, {self.total} images "
-                f"({', '.join(f'{c} {self.counts.get(c, 0)}' for c in self.classes)}) in {self.root}")
+    def description(self) -> str:
+        """One sentence on what it holds, as the dataset pickers and the status show it."""
+        return _("Your images: {classes} classes, {images} images ({counts}) in {folder}.").format(
+            classes=len(self.classes), images=self.total,
+            counts=", ".join(f"{c} {self.counts.get(c, 0)}" for c in self.classes), folder=self.root)
 
 
 def _is_image(name: str) -> bool:
@@ -263,12 +275,14 @@ def _read_manifest(path: Path) -> tuple[dict[str, Any], list[str]]:
     try:
         size = path.stat().st_size
         if size > MAX_MANIFEST_BYTES:
-            return {}, [f"{path.name} is {size:,} bytes (more than {MAX_MANIFEST_BYTES:,}): ignored"]
+            return {}, [_("{file} is {size:,} bytes (more than {most:,}): ignored").format(
+                file=path.name, size=size, most=MAX_MANIFEST_BYTES)]
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        return {}, [f"{path.name} could not be read ({type(exc).__name__}): ignored, the folders are used"]
+        return {}, [_("{file} could not be read ({error}): ignored, the folders are used").format(
+            file=path.name, error=type(exc).__name__)]
     if not isinstance(data, dict):
-        return {}, [f"{path.name} is not a JSON object: ignored, the folders are used"]
+        return {}, [_("{file} is not a JSON object: ignored, the folders are used").format(file=path.name)]
     out: dict[str, Any] = {}
     if isinstance(data.get("title"), str) and 0 < len(data["title"].strip()) <= 100:
         out["title"] = data["title"].strip()
@@ -339,8 +353,9 @@ def read_made(key: str, data_root: str | Path | None = None) -> MadeDataset:
     manifest = _manifest_path(root)
     stamp = _stamp(root)
     if stamp is None:
-        raise DataError(f"There is no dataset made in cnnlab called {key!r} (no {manifest}). Make one on the "
-                        "'Your images' page, or list them with: python -m cnnlab datasets")
+        raise DataError(_("There is no dataset made in cnnlab called {name!r} (no {manifest}). Make one on the 'Your "
+                          "images' page, or list them with: python -m cnnlab datasets").format(
+            name=key, manifest=manifest))
     cached = _CACHE.get(str(root))
     if cached is not None and cached[0] == stamp:
         return cached[1]
@@ -431,10 +446,9 @@ def _write_manifest(root: Path, key: str, title: str, classes: Sequence[str], cr
     atomic_write_text(_manifest_path(root), json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
 
 
-def _oserror(action: str, where: Path, exc: OSError) -> DataError:
-    reason = exc.strerror or type(exc).__name__
-    return DataError(f"Could not {action} '{where}' ({reason}); check that the disk has space and the folder can be "
-                     "written. Images already saved are kept.")
+def _oserror(message: str, where: Path, exc: OSError) -> DataError:
+    """The error for a write the disk refused: ``message`` (translated, with ``{where}`` and ``{reason}``)."""
+    return DataError(message.format(where=where, reason=exc.strerror or type(exc).__name__))
 
 
 def create_dataset(name: str, classes: Sequence[str], title: str | None = None,
@@ -451,21 +465,24 @@ def create_dataset(name: str, classes: Sequence[str], title: str | None = None,
     root = base / key
     with _LOCK:
         if root.exists() and not _manifest_path(root).is_file():
-            raise DataError(f"'{root}' already exists and was not made here (it has no {MANIFEST}); choose another "
-                            "name. To train on that folder as it is, use the 'folder' dataset with this path.")
+            raise DataError(_(
+                "'{folder}' already exists and was not made here (it has no {manifest}); choose another name. To "
+                "train on that folder as it is, use the 'folder' dataset with this path.").format(
+                folder=root, manifest=MANIFEST))
         try:
             clash = next((e.name for e in os.scandir(base) if e.name.lower() == key and e.name != key), None)
         except OSError:
             clash = None
         if clash is not None:  # data/MNIST would be the same folder as data/mnist on macOS and Windows
-            raise DataError(f"'{base / clash}' already exists; on some systems it is the same folder as '{key}'. "
-                            "Choose another name.")
+            raise DataError(_("'{folder}' already exists; on some systems it is the same folder as '{name}'. Choose "
+                              "another name.").format(folder=base / clash, name=key))
         if not root.exists():
             made = _made_names(base)
             if len(made) >= MAX_DATASETS:
-                raise DataError(f"There are already {len(made)} datasets made here (the limit is {MAX_DATASETS}); add "
-                                f"to one of them, or delete one you no longer need (its folder in {base}).")
-        fields_, _ = _read_manifest(_manifest_path(root)) if root.is_dir() else ({}, [])
+                raise DataError(_("There are already {n} datasets made here (the limit is {most}); add to one of them, "
+                                  "or delete one you no longer need (its folder in {folder}).").format(
+                    n=len(made), most=MAX_DATASETS, folder=base))
+        fields_, _notes = _read_manifest(_manifest_path(root)) if root.is_dir() else ({}, [])
         existing = _in_order(class_folders(root), fields_.get("classes", ())) if root.is_dir() else []
         wanted = [c for c in (class_name(c) for c in classes) if c not in existing]
         new = class_names(wanted, existing)  # in the order typed, after the classes there already
@@ -478,7 +495,8 @@ def create_dataset(name: str, classes: Sequence[str], title: str | None = None,
             _write_manifest(root, key, shown, [*existing, *new], created,
                             fields_.get("image_size", DEFAULT_IMAGE_SIZE))
         except OSError as exc:
-            raise _oserror("create", root, exc) from None
+            raise _oserror(_("Could not create '{where}' ({reason}); check that the disk has space and the folder can "
+                             "be written. Images already saved are kept."), root, exc) from None
     return read_made(key, base)
 
 
@@ -499,26 +517,37 @@ class AddReport:
     saved: list[Path] = field(default_factory=list)
     refused: list[Refused] = field(default_factory=list)
 
+    def headline(self) -> str:
+        """The first sentence of :meth:`message`: how many images were added."""
+        if not self.saved:
+            return _("No image was added to '{name}'.").format(name=self.class_name)
+        return ngettext("Added {n} image to '{name}'.", "Added {n} images to '{name}'.", len(self.saved)).format(
+            n=len(self.saved), name=self.class_name)
+
     def message(self) -> str:
-        saved = (f"Added {len(self.saved)} image{'s' if len(self.saved) != 1 else ''} to '{self.class_name}'."
-                 if self.saved else f"No image was added to '{self.class_name}'.")
+        """What was added and, for each file refused (the first ten), why."""
         if not self.refused:
-            return saved
-        return saved + f" Refused {len(self.refused)}: " + " ".join(f"{r.reason}" for r in self.refused[:10]) + (
-            f" (and {len(self.refused) - 10} more)" if len(self.refused) > 10 else "")
+            return self.headline()
+        reasons = " ".join(f"{r.reason}" for r in self.refused[:10])
+        if len(self.refused) > 10:
+            refused = _("Refused {n}: {reasons} (and {more} more)").format(
+                n=len(self.refused), reasons=reasons, more=len(self.refused) - 10)
+        else:
+            refused = _("Refused {n}: {reasons}").format(n=len(self.refused), reasons=reasons)
+        return f"{self.headline()} {refused}"
 
 
-def prepare_image(data: bytes, filename: str = "the uploaded file") -> bytes:
+def prepare_image(data: bytes, filename: str | None = None) -> bytes:
     """The PNG bytes that are stored for one uploaded or camera image.
 
     Decoded by :func:`~cnnlab.data.images.decode_image` (size, pixel count and aspect checked from
     the header before any pixels are allocated; refused formats never parsed), made RGB (or kept
     grey), scaled down so the shorter side is at most :data:`STORED_SIDE`, encoded as PNG.
-    Raises DataError naming ``filename`` and the reason.
+    Raises DataError naming ``filename`` (by default "the uploaded file") and the reason.
     """
+    filename = _("the uploaded file") if filename is None else filename
     if len(data) > MAX_FILE_BYTES:
-        raise DataError(f"'{filename}' is {len(data) / 2**20:.1f} MB; the limit is {MAX_FILE_BYTES // 2**20} MB. "
-                        "Resize or compress it first.")
+        raise DataError(_too_large(filename, len(data)))
     source = io.BytesIO(data)
     source.name = filename  # type: ignore[attr-defined]  # decode_image names the file in its messages
     img = decode_image(source, mode="RGB", max_pixels=MAX_PIXELS, max_bytes=MAX_FILE_BYTES, draft=(STORED_SIDE, STORED_SIDE))
@@ -594,8 +623,8 @@ def add_images(key: str, class_: str, files: Iterable[tuple[str, ImageData]],
     made = read_made(key, data_root)
     clean = class_name(class_)
     if clean not in made.classes:
-        raise DataError(f"The dataset {key!r} has no class {clean!r}; its classes are {', '.join(made.classes)}. "
-                        "Add the class first.")
+        raise DataError(_("The dataset {name!r} has no class {class_!r}; its classes are {classes}. Add the class "
+                          "first.").format(name=key, class_=clean, classes=", ".join(made.classes)))
     folder = made.root / clean
     report = AddReport(key, clean)
     with _LOCK:
@@ -604,10 +633,11 @@ def add_images(key: str, class_: str, files: Iterable[tuple[str, ImageData]],
         used = disk_usage(made.root.parent)
         start = max(_indices(folder), default=0) + 1
         for filename, data in files:
-            shown = os.path.basename(str(filename or "")) or "the uploaded file"
+            shown = os.path.basename(str(filename or "")) or _("the uploaded file")
             if count >= MAX_IMAGES_PER_CLASS:
-                report.refused.append(Refused(shown, f"'{shown}': the class '{clean}' is full ({MAX_IMAGES_PER_CLASS} "
-                                                     "images, the limit); start another class or dataset."))
+                report.refused.append(Refused(shown, _(
+                    "'{file}': the class '{name}' is full ({most} images, the limit); start another class or "
+                    "dataset.").format(file=shown, name=clean, most=MAX_IMAGES_PER_CLASS)))
                 continue
             if used >= MAX_TOTAL_BYTES:
                 report.refused.append(Refused(shown, _full_disk_reason(shown, used)))
@@ -632,7 +662,8 @@ def add_images(key: str, class_: str, files: Iterable[tuple[str, ImageData]],
                 tmp.unlink(missing_ok=True)
                 if report.saved:
                     _touch(made)
-                raise _oserror("save an image in", folder, exc) from None
+                raise _oserror(_("Could not save an image in '{where}' ({reason}); check that the disk has space and "
+                                 "the folder can be written. Images already saved are kept."), folder, exc) from None
             report.saved.append(final)
             start = int(final.stem) + 1
             count += 1
@@ -643,8 +674,15 @@ def add_images(key: str, class_: str, files: Iterable[tuple[str, ImageData]],
 
 
 def _full_disk_reason(shown: str, used: int) -> str:
-    return (f"'{shown}': the datasets made here would hold more than {_gb(MAX_TOTAL_BYTES)} of images together "
-            f"(the limit; {_gb(min(used, MAX_TOTAL_BYTES))} now); delete a dataset you no longer need to make room.")
+    return _("'{file}': the datasets made here would hold more than {most} of images together (the limit; {now} now); "
+             "delete a dataset you no longer need to make room.").format(
+        file=shown, most=_gb(MAX_TOTAL_BYTES), now=_gb(min(used, MAX_TOTAL_BYTES)))
+
+
+def _too_large(name: str, size: int) -> str:
+    """Why a file over :data:`MAX_FILE_BYTES` is refused."""
+    return _("'{file}' is {size} MB; the limit is {most} MB. Resize or compress it first.").format(
+        file=name, size=fmt(size / 2**20, ".1f"), most=MAX_FILE_BYTES // 2**20)
 
 
 def _touch(made: MadeDataset) -> None:
@@ -671,11 +709,10 @@ def add_paths(key: str, class_: str, files: Iterable[str | Path], data_root: str
                 try:
                     size = q.stat().st_size
                     if size > MAX_FILE_BYTES:
-                        refused.append(Refused(q.name, f"'{q.name}' is {size / 2**20:.1f} MB; the limit is "
-                                                       f"{MAX_FILE_BYTES // 2**20} MB. Resize or compress it first."))
+                        refused.append(Refused(q.name, _too_large(q.name, size)))
                         continue
                 except OSError as exc:
-                    refused.append(Refused(q.name, f"'{q}' cannot be read ({exc.strerror or type(exc).__name__})."))
+                    refused.append(Refused(q.name, _unreadable(q, exc)))
                     continue
                 yield q.name, _reader(q)
 
@@ -691,8 +728,12 @@ def _reader(path: Path) -> Callable[[], bytes]:
         try:
             return path.read_bytes()
         except OSError as exc:
-            raise DataError(f"'{path}' cannot be read ({exc.strerror or type(exc).__name__}).") from None
+            raise DataError(_unreadable(path, exc)) from None
     return read
+
+
+def _unreadable(path: Path, exc: OSError) -> str:
+    return _("'{path}' cannot be read ({reason}).").format(path=path, reason=exc.strerror or type(exc).__name__)
 
 
 def _class_folder(key: str, class_: str, data_root: str | Path | None) -> Path:
@@ -700,7 +741,7 @@ def _class_folder(key: str, class_: str, data_root: str | Path | None) -> Path:
     from anything else)."""
     root = dataset_dir(key, data_root)
     if class_ not in class_folders(root):
-        raise DataError(f"The dataset {key!r} has no class {class_!r}.")
+        raise DataError(_("The dataset {name!r} has no class {class_!r}.").format(name=key, class_=class_))
     return root / class_
 
 
@@ -719,11 +760,12 @@ def remove_image(key: str, class_: str, filename: str, data_root: str | Path | N
     folder = _class_folder(key, class_, data_root)
     name = os.path.basename(filename)
     if name != filename or not _is_image(name) or not (folder / name).is_file():
-        raise DataError(f"'{filename}' is not an image of the class '{class_}'.")
+        raise DataError(_("'{file}' is not an image of the class '{name}'.").format(file=filename, name=class_))
     try:
         (folder / name).unlink()
     except OSError as exc:
-        raise _oserror("remove", folder / name, exc) from None
+        raise _oserror(_("Could not remove '{where}' ({reason}); check that the disk has space and the folder can be "
+                         "written. Images already saved are kept."), folder / name, exc) from None
     _touch(read_made(key, data_root))
 
 
@@ -786,23 +828,25 @@ def suggest_training(counts: Sequence[int], transfer_model: str | None = None) -
             {"model": transfer_model, "pretrained": True, "freeze": "features", "input_size": None,
              "augment": "imagenet", "epochs": epochs, "batch_size": 32, "optimizer": "adam", "lr": 1e-3,
              "scheduler": "none", "val_split": "holdout", "val_fraction": 0.2, "data_options": {"image_size": 224}},
-            [f"{transfer_model}: features learned on ImageNet, kept frozen; only the new last layer learns the "
-             f"{n_classes} classes, so a few images per class are enough",
-             "224x224 images (the network's own size), ImageNet-style augmentation",
-             f"{epochs} epochs: each is slow on a CPU (every image goes through the whole pretrained network)"],
+            [_("{model}: features learned on ImageNet, kept frozen; only the new last layer learns the {n} classes, "
+               "so a few images per class are enough").format(model=transfer_model, n=n_classes),
+             _("224x224 images (the network's own size), ImageNet-style augmentation"),
+             _("{epochs} epochs: each is slow on a CPU (every image goes through the whole pretrained network)")
+             .format(epochs=epochs)],
             transfer=True)
     epochs = int(min(60, max(8, 12000 // total)))
     return Suggestion(
         {"model": "cifar_resnet", "pretrained": False, "freeze": "none", "input_size": 32, "augment": "cifar",
          "epochs": epochs, "batch_size": 32, "optimizer": "adam", "lr": 2e-3, "scheduler": "onecycle",
          "val_split": "holdout", "val_fraction": 0.2, "data_options": {"image_size": 32}},
-        [f"a small CNN (CIFAR ResNet, 195,738 parameters) at 32x32: fast on a CPU, enough for {n_classes} classes",
-         "pad-crop-flip augmentation: with few images, each epoch shows them shifted and mirrored, so the network "
-         "cannot just memorise them",
-         f"{epochs} epochs over the training images (the {total} less the fifth held out for validation), "
-         "batches of 32, Adam with a one-cycle schedule",
-         "about 20% of every class held out for validation (each image by a hash of its name, so images "
-         "added later never move one a run trained on): images the network never trains on"])
+        [_("a small CNN (CIFAR ResNet, 195,738 parameters) at 32x32: fast on a CPU, enough for {n} classes").format(
+            n=n_classes),
+         _("pad-crop-flip augmentation: with few images, each epoch shows them shifted and mirrored, so the network "
+           "cannot just memorise them"),
+         _("{epochs} epochs over the training images (the {total} less the fifth held out for validation), batches "
+           "of 32, Adam with a one-cycle schedule").format(epochs=epochs, total=total),
+         _("about 20% of every class held out for validation (each image by a hash of its name, so images added "
+           "later never move one a run trained on): images the network never trains on")])
 
 
 def train_command(key: str, suggestion: Suggestion) -> str:

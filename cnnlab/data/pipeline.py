@@ -35,6 +35,7 @@ from torch.nn import functional as F
 
 from ..device import autocast_context
 from ..errors import ConfigError
+from ..i18n import _
 from ..models.pretrained import get_pretrained_spec
 from ..models.tools import evaluating
 from .stats import channel_stats
@@ -76,11 +77,10 @@ def check_channels(data_channels: int, model_channels: int) -> None:
     """Refuse channel counts the pipeline cannot adapt (only 1 -> N and 3 -> 1 can be)."""
     dc, mc = int(data_channels), int(model_channels)
     if dc != mc and not (dc == 1 or (dc == 3 and mc == 1)):
-        raise ConfigError(
-            f"the data has {dc} channels and the model expects {mc}: only 1 -> N "
-            "(repeat the grey channel) and 3 -> 1 (convert to greyscale) can be adapted. "
-            f"Create the model with in_channels={dc}."
-        )
+        raise ConfigError(_(
+            "the data has {data} channels and the model expects {model}: only 1 -> N (repeat the grey channel) and "
+            "3 -> 1 (convert to greyscale) can be adapted. Create the model with in_channels={data}."
+        ).format(data=dc, model=mc))
 
 
 def adapt_channels(x: Tensor, model_channels: int) -> Tensor:
@@ -109,7 +109,8 @@ def measure_stats(
     float64 chunk by chunk; values rounded to 4 decimals, as a dataset's.
     """
     if images.ndim != 4 or len(images) == 0:
-        raise ConfigError(f"statistics need a non-empty N x C x H x W batch, got shape {tuple(images.shape)}")
+        raise ConfigError(_("statistics need a non-empty N x C x H x W batch, got shape {shape}").format(
+            shape=tuple(images.shape)))
     check_channels(int(images.shape[1]), model_channels)
     return channel_stats(images, max_images, max_values, lambda x: adapt_channels(x, model_channels), chunk)
 
@@ -155,14 +156,13 @@ def model_stats(
     if len(s) == 1 and mc != 1:
         s = s * mc
     if len(m) != mc or len(s) != mc:
-        raise ConfigError(
-            f"normalisation statistics with {len(m)}/{len(s)} values (mean/std) do not fit a "
-            f"{mc}-channel model. Give the statistics of the images as the model sees them (a run's "
-            "model_mean/model_std, or cnnlab.data.pipeline.model_space_stats(train_images, mean, std, "
-            f"{mc})); they are never averaged across channels."
-        )
+        raise ConfigError(_(
+            "normalisation statistics with {means}/{stds} values (mean/std) do not fit a {channels}-channel model. "
+            "Give the statistics of the images as the model sees them (a run's model_mean/model_std, or "
+            "cnnlab.data.pipeline.model_space_stats(train_images, mean, std, {channels})); they are never averaged "
+            "across channels.").format(means=len(m), stds=len(s), channels=mc))
     if any(not v > 0 for v in s):
-        raise ConfigError(f"std values must be positive, got {tuple(std)}")
+        raise ConfigError(_("std values must be positive, got {std}").format(std=tuple(std)))
     return tuple(m), tuple(s)
 
 
@@ -263,7 +263,7 @@ class InputPipeline:
         self._std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
         size = (int(self.model_shape[1]), int(self.model_shape[2]))
         if min(size) < 1:
-            raise ConfigError(f"the model input size must be positive, got {size}")
+            raise ConfigError(_("the model input size must be positive, got {size}").format(size=size))
         get_preset(self.augment)  # a clear error for an unknown name
         self._augment_fn = make_batch_augment(self.augment, size)
         self._eval_fn = make_batch_eval(size, self.augment, resize=float(self.eval_resize))
@@ -373,12 +373,14 @@ def _as_uint8_chw(image: Image.Image | Tensor) -> Tensor:
     if isinstance(image, Tensor):
         x = image if image.ndim == 3 else image[None] if image.ndim == 2 else None
         if x is None:
-            raise ConfigError(f"the preview needs one C x H x W image, got shape {tuple(image.shape)}")
+            raise ConfigError(_("the preview needs one C x H x W image, got shape {shape}").format(
+                shape=tuple(image.shape)))
         if x.dtype != torch.uint8:
             x = (x.float().clamp(0, 1) * 255).round().to(torch.uint8)
         return x.cpu()
     if not isinstance(image, Image.Image):
-        raise ConfigError(f"the preview needs a PIL image or a C x H x W tensor, got {type(image).__name__}")
+        raise ConfigError(_("the preview needs a PIL image or a C x H x W tensor, got {kind}").format(
+            kind=type(image).__name__))
     if image.mode not in ("L", "RGB"):
         image = image.convert("RGB")
     arr = np.asarray(image, dtype=np.uint8)

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from .. import net, paths
 from ..errors import DataError
+from ..i18n import N_, _, fmt
 from . import folders, maker, tvsets
 from .augment import LUMA_WEIGHTS
 from .stats import channel_stats
@@ -41,7 +42,7 @@ def _register(spec: DatasetSpec, loader: Callable[..., DataBundle]) -> None:
 
 def _made_spec(made: maker.MadeDataset) -> DatasetSpec:
     """The registry entry of a dataset made from your own images (``data/<name>/`` with a manifest)."""
-    return DatasetSpec(made.key, made.title, "yours", f"Your images: {made.summary().split(': ', 1)[1]}.",
+    return DatasetSpec(made.key, made.title, "yours", made.description(),
                        (3, made.image_size, made.image_size), len(made.classes) or None)
 
 
@@ -64,8 +65,10 @@ def get_spec(name: str, root: str | Path | None = None) -> DatasetSpec:
             return _made_spec(made)
         known = [*_SPECS, *(m.key for m in maker.list_made())]
         close = difflib.get_close_matches(key, known, n=3)
-        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise DataError(f"Unknown dataset {name!r}.{hint} Available: {', '.join(known)}.")
+        if close:
+            raise DataError(_("Unknown dataset {name!r}. Did you mean {close}? Available: {known}.").format(
+                name=name, close=", ".join(repr(c) for c in close), known=", ".join(known)))
+        raise DataError(_("Unknown dataset {name!r}. Available: {known}.").format(name=name, known=", ".join(known)))
     return _SPECS[key]
 
 
@@ -141,9 +144,12 @@ def _load_shapes(root: Path | None, image_size: int | None, seed: int, download:
     name = "Shapes (procedural)" if chosen is None else f"Shapes: {', '.join(classes)}"
     info = DatasetInfo(
         "shapes", name, classes, (3, size, size), mean, std, "embedded",
-        f"{len(classes)} coloured shapes at random position, scale and rotation over clutter; generated from seed {seed}.",
+        _("{n} coloured shapes at random position, scale and rotation over clutter; generated from seed {seed}.")
+        .format(n=len(classes), seed=seed),
     )
-    return DataBundle(info, train, val, test, [f"generated {n_train} train / {n_val} val shape images from seed {seed}"])
+    note = _("generated {train} train / {val} val shape images from seed {seed}").format(
+        train=n_train, val=n_val, seed=seed)
+    return DataBundle(info, train, val, test, [note])
 
 
 def _shape_drawing(options: dict) -> dict[str, Any]:
@@ -153,7 +159,7 @@ def _shape_drawing(options: dict) -> dict[str, Any]:
     try:
         checked = dict(zip(("scale", "lines", "noise", "distractors"), check_shape_options(**given)))
     except ValueError as e:
-        raise DataError(f"shapes: {e}.") from None
+        raise DataError(_("shapes: {error}.").format(error=e)) from None
     return {k: checked[k] for k in given}
 
 
@@ -162,12 +168,14 @@ def _shape_classes(value: Any) -> list[int] | None:
     if value is None:
         return None
     if not isinstance(value, (list, tuple)) or not 2 <= len(value) <= len(SHAPE_CLASSES):
-        raise DataError(f"classes must list 2 to {len(SHAPE_CLASSES)} of the shapes {', '.join(SHAPE_CLASSES)}; got {value!r}.")
+        raise DataError(_("classes must list 2 to {n} of the shapes {shapes}; got {value!r}.").format(
+            n=len(SHAPE_CLASSES), shapes=", ".join(SHAPE_CLASSES), value=value))
     out = []
     for v in value:
         index = SHAPE_CLASSES.index(v) if isinstance(v, str) and v in SHAPE_CLASSES else v
         if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(SHAPE_CLASSES) or index in out:
-            raise DataError(f"classes: {v!r} is not one of the shapes {', '.join(SHAPE_CLASSES)} (each at most once).")
+            raise DataError(_("classes: {value!r} is not one of the shapes {shapes} (each at most once).").format(
+                value=v, shapes=", ".join(SHAPE_CLASSES)))
         out.append(index)
     return out
 
@@ -187,9 +195,12 @@ def _load_digits(root: Path | None, image_size: int | None, seed: int, download:
     mean, std = channel_stats(train.images)
     info = DatasetInfo(
         "digits", "Digits (scikit-learn, 8x8)", [str(d) for d in range(10)], (1, size, size), mean, std, "embedded",
-        f"scikit-learn's 1,797 handwritten 8x8 digits, upsampled to {size}x{size}; stratified {1 - val_fraction:.0%}/{val_fraction:.0%} split.",
+        _("scikit-learn's 1,797 handwritten 8x8 digits, upsampled to {size}x{size}; stratified {train}/{val} split.")
+        .format(size=size, train=fmt(1 - val_fraction, ".0%"), val=fmt(val_fraction, ".0%")),
     )
-    return DataBundle(info, train, val, None, [f"split 1797 digits into {len(train)} train / {len(val)} val (seed {seed})"])
+    note = _("split 1797 digits into {train} train / {val} val (seed {seed})").format(
+        train=len(train), val=len(val), seed=seed)
+    return DataBundle(info, train, val, None, [note])
 
 
 # --------------------------------------------------------------------------------------
@@ -207,13 +218,17 @@ def _make_torchvision_loader(key: str) -> Callable[..., DataBundle]:
         test = TensorSplit(x_test, y_test)
         train_idx, val_idx = stratified_split(y_train, val_fraction, seed)
         train, val = take(full, train_idx), take(full, val_idx)
-        notes = [f"loaded from {base / spec.folder}", f"val = {val_fraction:.0%} of the official train set (stratified, seed {seed}); test = the official test set"]
+        notes = [_("loaded from {folder}").format(folder=base / spec.folder),
+                 _("val = {share} of the official train set (stratified, seed {seed}); test = the official test set")
+                 .format(share=fmt(val_fraction, ".0%"), seed=seed)]
         c, h, w = spec.input_shape
         if image_size is not None and image_size != h:
             train, val, test = (TensorSplit(resize_images(s.images, image_size), s.labels) for s in (train, val, test))
             h = w = image_size
-            notes.append(f"resized from {spec.input_shape[1]}x{spec.input_shape[2]} to {image_size}x{image_size}")
-        info = DatasetInfo(key, spec.display_name, classes, (c, h, w), spec.mean, spec.std, "torchvision", spec.description)
+            notes.append(_("resized from {h}x{w} to {size}x{size}").format(
+                h=spec.input_shape[1], w=spec.input_shape[2], size=image_size))
+        info = DatasetInfo(key, spec.display_name, classes, (c, h, w), spec.mean, spec.std, "torchvision",
+                           _(spec.description))
         return DataBundle(info, train, val, test, notes)
 
     return load
@@ -240,13 +255,13 @@ def _decode_parts(
     if cached is not None and _cache_fits(cached, parts, len(classes), size):
         splits = {k: TensorSplit(cached[f"{k}_images"], cached[f"{k}_labels"]) for k in parts}
         notes = [str(n) for n in cached.get("notes", []) if isinstance(n, str)][:10]
-        return splits, notes + [f"decoded images read from the cache ({key})"]
+        return splits, notes + [_("decoded images read from the cache ({key})").format(key=key)]
     images, kept, skipped = folders.decode_files(all_files, size, desc=f"{kind} {size}px", progress=progress)
-    all_labels = torch.tensor([l for _, labels in parts.values() for l in labels], dtype=torch.int64)
+    all_labels = torch.tensor([l for _files, labels in parts.values() for l in labels], dtype=torch.int64)
     kept_t = torch.tensor(kept, dtype=torch.int64)
     splits: dict[str, TensorSplit] = {}
     start = 0
-    for name, (files, _) in parts.items():
+    for name, (files, _labels) in parts.items():
         stop = start + len(files)
         sel = torch.nonzero((kept_t >= start) & (kept_t < stop), as_tuple=False).flatten()
         splits[name] = TensorSplit(images[sel].contiguous(), all_labels[kept_t[sel]])
@@ -257,13 +272,13 @@ def _decode_parts(
         payload[f"{name}_images"], payload[f"{name}_labels"] = split.images, split.labels
     if len(kept) > 0:
         folders.cache_save(key, payload)
-    return splits, notes + [f"decoded {len(kept)} images to {size}x{size} and cached them"]
+    return splits, notes + [_("decoded {n} images to {size}x{size} and cached them").format(n=len(kept), size=size)]
 
 
 def _cache_fits(cached: dict, parts: dict, num_classes: int, size: int) -> bool:
     """Whether a cache file holds what this load would have written (the file is untrusted:
     anything else is ignored and the images are decoded again)."""
-    for k, (files, _) in parts.items():
+    for k, (files, _labels) in parts.items():
         images, labels = cached.get(f"{k}_images"), cached.get(f"{k}_labels")
         if not (isinstance(images, torch.Tensor) and isinstance(labels, torch.Tensor)):
             return False
@@ -278,11 +293,13 @@ def _cache_fits(cached: dict, parts: dict, num_classes: int, size: int) -> bool:
 
 def _check_decoded(train: TensorSplit, classes: list[str], folder: Path) -> None:
     if len(train) == 0:
-        raise DataError(f"No readable images in '{folder}': every file failed to decode. Check the files, or use the embedded 'shapes' dataset.")
+        raise DataError(_("No readable images in '{folder}': every file failed to decode. Check the files, or use the "
+                          "embedded 'shapes' dataset.").format(folder=folder))
     counts = torch.bincount(train.labels, minlength=len(classes))
     empty = [classes[i] for i in torch.nonzero(counts == 0).flatten().tolist()]
     if empty:
-        raise DataError(f"After skipping unreadable files, the class(es) {', '.join(empty[:5])} in '{folder}' have no training images; add readable images there.")
+        raise DataError(_("After skipping unreadable files, the class(es) {classes} in '{folder}' have no training "
+                          "images; add readable images there.").format(classes=", ".join(empty[:5]), folder=folder))
 
 
 def _load_caltech101(root: Path | None, image_size: int | None, seed: int, download: bool, val_fraction: float, options: dict) -> DataBundle:
@@ -303,56 +320,61 @@ def _load_caltech101(root: Path | None, image_size: int | None, seed: int, downl
     _check_decoded(splits["train"], files.classes, folder)
     m = len(train_idx) // len(files.classes)
     counts = np.bincount(np.asarray(files.labels), minlength=len(files.classes))
-    notes.insert(0, (
-        f"{len(files.classes)} classes, {len(files.files)} images (min {counts.min()}, max {counts.max()} per class); "
-        f"balanced split of {counts.min() if per_class is None else per_class} per class: "
-        f"{m}/{len(val_idx) // len(files.classes)}/{len(test_idx) // len(files.classes)} train/val/test (seed {seed})"
-    ))
+    notes.insert(0, _(
+        "{classes} classes, {images} images (min {least}, max {most} per class); balanced split of {per_class} per "
+        "class: {train}/{val}/{test} train/val/test (seed {seed})").format(
+        classes=len(files.classes), images=len(files.files), least=counts.min(), most=counts.max(),
+        per_class=counts.min() if per_class is None else per_class, train=m,
+        val=len(val_idx) // len(files.classes), test=len(test_idx) // len(files.classes), seed=seed))
     info = DatasetInfo(
         "caltech101", "Caltech101", files.classes, (3, size, size), IMAGENET_MEAN, IMAGENET_STD, "torchvision",
-        "101 object categories plus BACKGROUND_Google (102 folders), balanced 50/25/25 split as in seed 000; ImageNet statistics.",
+        _("101 object categories plus BACKGROUND_Google (102 folders), balanced 50/25/25 split as in seed 000; "
+          "ImageNet statistics."),
     )
     return DataBundle(info, splits["train"], splits["val"], splits["test"], notes)
 
 
 def _load_folder(root: Path | None, image_size: int | None, seed: int, download: bool, val_fraction: float, options: dict) -> DataBundle:
     if root is None:
-        raise DataError(
+        raise DataError(_(
             "The 'folder' dataset needs root=<a folder with one sub-folder of images per class> "
             "(e.g. hymenoptera_data with train/ants, train/bees, val/ants, val/bees); "
             "or use the embedded 'shapes' or 'digits' dataset."
-        )
+        ))
     size = image_size or DEFAULT_STORAGE_SIZE
     progress = _progress(options)
     base = Path(root).expanduser()
     if not base.is_dir():
-        raise DataError(f"The image folder '{base}' does not exist. Point root at a folder laid out as <root>/<class>/<image>.jpg.")
+        raise DataError(_("The image folder '{folder}' does not exist. Point root at a folder laid out as "
+                          "<root>/<class>/<image>.jpg.").format(folder=base))
     notes: list[str] = []
     if (base / "train").is_dir() and (base / "val").is_dir():
         train_files = folders.scan_image_folder(base / "train")
-        folders.require_nonempty_classes(train_files, "Folder dataset")
+        folders.require_nonempty_classes(train_files, _("Folder dataset"))
         val_files = folders.scan_image_folder(base / "val", train_files.classes)
         parts = {"train": (train_files.files, train_files.labels), "val": (val_files.files, val_files.labels)}
         if (base / "test").is_dir():
             test_files = folders.scan_image_folder(base / "test", train_files.classes)
             parts["test"] = (test_files.files, test_files.labels)
         classes = train_files.classes
-        notes.append(f"used the train/ and val/ sub-folders of {base}")
+        notes.append(_("used the train/ and val/ sub-folders of {folder}").format(folder=base))
     else:
         all_files = folders.scan_image_folder(base)
-        folders.require_nonempty_classes(all_files, "Folder dataset")
+        folders.require_nonempty_classes(all_files, _("Folder dataset"))
         train_idx, val_idx = stratified_split(all_files.labels, val_fraction, seed)
         parts = {
             name: ([all_files.files[i] for i in idx.tolist()], [all_files.labels[i] for i in idx.tolist()])
             for name, idx in (("train", train_idx), ("val", val_idx))
         }
         classes = all_files.classes
-        notes.append(f"split {base} into train/val with val_fraction={val_fraction} (stratified, seed {seed})")
+        notes.append(_("split {folder} into train/val with val_fraction={fraction} (stratified, seed {seed})").format(
+            folder=base, fraction=val_fraction, seed=seed))
     splits, decode_notes = _decode_parts("folder", base, parts, classes, size, seed, progress)
     _check_decoded(splits["train"], classes, base)
     info = DatasetInfo(
         "folder", f"Image folder ({base.name})", classes, (3, size, size), IMAGENET_MEAN, IMAGENET_STD, "folder",
-        f"Images from {base}, one sub-folder per class; ImageNet statistics (as in seeds 000 and 001).",
+        _("Images from {folder}, one sub-folder per class; ImageNet statistics (as in seeds 000 and 001).").format(
+            folder=base),
     )
     return DataBundle(info, splits["train"], splits["val"], splits.get("test"), notes + decode_notes)
 
@@ -367,15 +389,16 @@ def _made_loader(key: str) -> Callable[..., DataBundle]:
 
     def load(root: Path | None, image_size: int | None, seed: int, download: bool, val_fraction: float, options: dict) -> DataBundle:
         if not 0.0 <= val_fraction < 1.0:
-            raise DataError(f"val_fraction must be in [0, 1), got {val_fraction}.")
+            raise DataError(_("val_fraction must be in [0, 1), got {value}.").format(value=val_fraction))
         made = maker.read_made(key, root)
         if len(made.classes) < maker.MIN_CLASSES:
-            raise DataError(f"Your dataset {key!r} has {len(made.classes)} class(es); it needs at least "
-                            f"{maker.MIN_CLASSES}. Add classes on the 'Your images' page.")
+            raise DataError(_("Your dataset {name!r} has {n} class(es); it needs at least {least}. Add classes on the "
+                              "'Your images' page.").format(name=key, n=len(made.classes), least=maker.MIN_CLASSES))
         if not made.ready:
-            raise DataError(f"Your dataset {key!r} needs at least {maker.MIN_IMAGES_TO_TRAIN} images in every class "
-                            f"(one to train on, one to validate on); too few in: {', '.join(made.missing())}. Add "
-                            "images on the 'Your images' page.")
+            raise DataError(_("Your dataset {name!r} needs at least {least} images in every class (one to train on, "
+                              "one to validate on); too few in: {classes}. Add images on the 'Your images' "
+                              "page.").format(
+                name=key, least=maker.MIN_IMAGES_TO_TRAIN, classes=", ".join(made.missing())))
         size = image_size or made.image_size
         progress = _progress(options)
         split = maker.holdout(made, val_fraction, seed)
@@ -387,11 +410,14 @@ def _made_loader(key: str) -> Callable[..., DataBundle]:
         splits, notes = _decode_parts("yours", made.root, parts, made.classes, size, seed, progress)
         _check_decoded(splits["train"], made.classes, made.root)
         n_train, n_val = len(parts["train"][0]), len(parts["val"][0])
-        notes.insert(0, f"{made.total} images in {len(made.classes)} classes: {n_train} train / {n_val} val, each image "
-                        f"held out or not from a hash of its name (about {val_fraction:.0%} of every class, seed {seed}; "
-                        "images added later never move an earlier one into validation)")
+        notes.insert(0, _("{images} images in {classes} classes: {train} train / {val} val, each image held out or "
+                          "not from a hash of its name (about {share} of every class, seed {seed}; images added later "
+                          "never move an earlier one into validation)").format(
+            images=made.total, classes=len(made.classes), train=n_train, val=n_val, share=fmt(val_fraction, ".0%"),
+            seed=seed))
         info = DatasetInfo(key, made.title, list(made.classes), (3, size, size), IMAGENET_MEAN, IMAGENET_STD, "yours",
-                           f"Your images in {made.root}, one folder per class; ImageNet statistics.")
+                           _("Your images in {folder}, one folder per class; ImageNet statistics.").format(
+                               folder=made.root))
         return DataBundle(info, splits["train"], splits["val"], None, notes + list(made.notes))
 
     return load
@@ -435,26 +461,28 @@ def load_dataset(
     """
     spec = get_spec(name, root)
     if image_size is not None and int(image_size) < 8:
-        raise DataError(f"image_size must be at least 8 pixels, got {image_size}.")
+        raise DataError(_("image_size must be at least 8 pixels, got {size}.").format(size=image_size))
     options = dict(options)
     channels = options.pop("channels", None)
     if channels not in (None, 1, 3):
-        raise DataError(f"channels must be 1 or 3, got {channels}.")
+        raise DataError(_("channels must be 1 or 3, got {n}.").format(n=channels))
     loader = _LOADERS.get(spec.name) or _made_loader(spec.name)
     bundle = loader(Path(root).expanduser() if root is not None else None, image_size, int(seed), download, float(val_fraction), options)
     options.pop("progress", None)  # meaningful only for decoded folders
     if options:
-        raise DataError(f"Unknown option(s) for the {spec.name!r} dataset: {', '.join(sorted(options))}.")
+        raise DataError(_("Unknown option(s) for the {name!r} dataset: {options}.").format(
+            name=spec.name, options=", ".join(sorted(options))))
     if subset is not None:
         bundle.train = stratified_subset(bundle.train, int(subset), seed)
-        bundle.notes.append(f"training on a class-balanced subset of {len(bundle.train)} images (seed {seed})")
+        bundle.notes.append(_("training on a class-balanced subset of {n} images (seed {seed})").format(
+            n=len(bundle.train), seed=seed))
     if channels is not None and channels != bundle.info.input_shape[0]:
         bundle.train, bundle.val, bundle.test = (_convert_channels(s, channels) for s in (bundle.train, bundle.val, bundle.test))  # type: ignore[assignment]
         info = bundle.info
         # repeated grey keeps its statistics exactly; the luma's are measured (never an average)
         mean, std = (info.mean * 3, info.std * 3) if channels == 3 else channel_stats(bundle.train.images)
         bundle.info = DatasetInfo(info.name, info.display_name, info.classes, (channels, *info.input_shape[1:]), mean, std, info.source, info.description)  # type: ignore[arg-type]
-        bundle.notes.append(f"converted to {channels} channel{'s' if channels == 3 else ''}")
+        bundle.notes.append(_("converted to 3 channels") if channels == 3 else _("converted to 1 channel"))
     return bundle
 
 
@@ -462,40 +490,54 @@ def dataset_status(name: str, root: str | Path | None = None) -> DatasetStatus:
     """Whether ``name`` can be loaded now without a download ("present"), with one ("downloadable"), or not ("missing")."""
     spec = get_spec(name, root)
     if spec.source == "embedded":
-        return DatasetStatus(spec.name, "present", "Built in: no files or download needed.")
+        return DatasetStatus(spec.name, "present", _("Built in: no files or download needed."))
     if spec.source == "yours":
-        made = maker.read_made(spec.name, root)
-        if made.ready:
-            return DatasetStatus(spec.name, "present", f"{made.summary()[0].upper()}{made.summary()[1:]}.", str(made.root))
-        return DatasetStatus(spec.name, "missing", f"Your images in {made.root}: too few images to train in "
-                             f"{', '.join(made.missing()) or 'any class'} (at least {maker.MIN_IMAGES_TO_TRAIN} per class "
-                             f"and {maker.MIN_CLASSES} classes); add some on the 'Your images' page.", str(made.root))
+        return _made_status(spec.name, root)
     if spec.name == "folder":
         if root is None:
-            return DatasetStatus(spec.name, "missing", "Choose a folder laid out as <root>/<class>/<image>.jpg (optionally with train/ and val/).")
+            return DatasetStatus(spec.name, "missing", _("Choose a folder laid out as <root>/<class>/<image>.jpg "
+                                                         "(optionally with train/ and val/)."))
         base = Path(root).expanduser()
         layout = base / "train" if (base / "train").is_dir() else base
         if base.is_dir() and folders.class_folders(layout):
-            return DatasetStatus(spec.name, "present", f"Found class folders in {layout}.", str(base))
-        return DatasetStatus(spec.name, "missing", f"'{base}' has no class sub-folders; lay images out as {base}/<class>/<image>.jpg.", str(base))
+            return DatasetStatus(spec.name, "present", _("Found class folders in {folder}.").format(folder=layout),
+                                 str(base))
+        return DatasetStatus(spec.name, "missing", _("'{folder}' has no class sub-folders; lay images out as "
+                                                     "{folder}/<class>/<image>.jpg.").format(folder=base), str(base))
     base = _root_or_default(root)
     if spec.name == "caltech101":
         found = folders.find_caltech_folder(base) or folders.find_caltech_archive(base)
         if found is not None:
-            return DatasetStatus(spec.name, "present", f"Found {found}.", str(base))
-        return DatasetStatus(
-            spec.name, *_download_state(
-                f"put '{folders.CALTECH_FOLDER}' (or its .tar.gz) in {base}", f"Not in {base}."),
-            str(base),
-        )
+            return DatasetStatus(spec.name, "present", _("Found {path}.").format(path=found), str(base))
+        return DatasetStatus(spec.name, *_download_state(
+            _("Not in {folder}. Loading it downloads it, or put '{name}' (or its .tar.gz) in {folder}."),
+            _("Not in {folder}. No network to download it: put '{name}' (or its .tar.gz) in {folder} (from a machine "
+              "with internet), or use the embedded 'shapes' or 'digits' dataset."),
+            folder=base, name=folders.CALTECH_FOLDER), str(base))
     tv = tvsets.TORCHVISION_SETS[spec.name]
     if tv.is_present(base):
-        return DatasetStatus(spec.name, "present", f"Found in {base / tv.folder}.", str(base))
-    return DatasetStatus(
-        spec.name, *_download_state(f"copy {', '.join(tv.files[:2])}, ... into {base / tv.folder}",
-                                    f"Not in {base / tv.folder}."),
-        str(base),
-    )
+        return DatasetStatus(spec.name, "present", _("Found in {folder}.").format(folder=base / tv.folder), str(base))
+    return DatasetStatus(spec.name, *_download_state(
+        _("Not in {folder}. Loading it downloads it, or copy {files}, ... into {folder}."),
+        _("Not in {folder}. No network to download it: copy {files}, ... into {folder} (from a machine with "
+          "internet), or use the embedded 'shapes' or 'digits' dataset."),
+        folder=base / tv.folder, files=", ".join(tv.files[:2])), str(base))
+
+
+def _made_status(name: str, root: str | Path | None) -> DatasetStatus:
+    """Whether a dataset made from your images has enough of them to train on."""
+    made = maker.read_made(name, root)
+    if made.ready:
+        return DatasetStatus(name, "present", made.description(), str(made.root))
+    names = dict(folder=made.root, least=maker.MIN_IMAGES_TO_TRAIN, classes=maker.MIN_CLASSES)
+    if made.missing():
+        message = _("Your images in {folder}: too few images to train in {missing} (at least {least} per class and "
+                    "{classes} classes); add some on the 'Your images' page.").format(
+            missing=", ".join(made.missing()), **names)
+    else:
+        message = _("Your images in {folder}: too few images to train in any class (at least {least} per class and "
+                    "{classes} classes); add some on the 'Your images' page.").format(**names)
+    return DatasetStatus(name, "missing", message, str(made.root))
 
 
 def has_test_split(name: str, root: str | Path | None = None, options: dict[str, Any] | None = None) -> bool:
@@ -527,17 +569,17 @@ def class_count(name: str, root: str | Path | None = None, options: dict[str, An
     return spec.num_classes
 
 
-def _download_state(manual: str, where: str) -> tuple[str, str]:
-    """("downloadable", ...) when the download servers answer, else ("missing", what to do)."""
+def _download_state(downloadable: str, missing: str, **values: object) -> tuple[str, str]:
+    """("downloadable", ...) when the download servers answer, else ("missing", what to do): the message
+    given for that state (translated), filled with ``values``."""
     if net.can_reach("download.pytorch.org") or net.can_reach("ossci-datasets.s3.amazonaws.com"):
-        return "downloadable", f"{where} Loading it downloads it, or {manual}."
-    return "missing", (f"{where} No network to download it: {manual} (from a machine with internet), "
-                       "or use the embedded 'shapes' or 'digits' dataset.")
+        return "downloadable", downloadable.format(**values)
+    return "missing", missing.format(**values)
 
 
-_register(DatasetSpec("shapes", "Shapes (procedural)", "embedded", "Coloured shapes over clutter, generated offline from a seed; 8 classes.", (3, 32, 32), len(SHAPE_CLASSES)), _load_shapes)
-_register(DatasetSpec("digits", "Digits (scikit-learn)", "embedded", "scikit-learn's 1,797 handwritten 8x8 digits served as 28x28 grayscale.", (1, 28, 28), 10), _load_digits)
+_register(DatasetSpec("shapes", "Shapes (procedural)", "embedded", N_("Coloured shapes over clutter, generated offline from a seed; 8 classes."), (3, 32, 32), len(SHAPE_CLASSES)), _load_shapes)
+_register(DatasetSpec("digits", "Digits (scikit-learn)", "embedded", N_("scikit-learn's 1,797 handwritten 8x8 digits served as 28x28 grayscale."), (1, 28, 28), 10), _load_digits)
 for _key, _tv in tvsets.TORCHVISION_SETS.items():
     _register(DatasetSpec(_key, _tv.display_name, "torchvision", _tv.description, _tv.input_shape, 100 if _key == "cifar100" else 10, _tv.seed), _make_torchvision_loader(_key))
-_register(DatasetSpec("caltech101", "Caltech101", "torchvision", "101 object categories + background (102 folders, 9,145 photos); balanced 50/25/25 split.", (3, DEFAULT_STORAGE_SIZE, DEFAULT_STORAGE_SIZE), 102, "000"), _load_caltech101)
-_register(DatasetSpec("folder", "Image folder", "folder", "Any ImageFolder layout (<root>/<class>/*.jpg, optionally train/ and val/), e.g. hymenoptera ants/bees.", (3, DEFAULT_STORAGE_SIZE, DEFAULT_STORAGE_SIZE), None, "001"), _load_folder)
+_register(DatasetSpec("caltech101", "Caltech101", "torchvision", N_("101 object categories + background (102 folders, 9,145 photos); balanced 50/25/25 split."), (3, DEFAULT_STORAGE_SIZE, DEFAULT_STORAGE_SIZE), 102, "000"), _load_caltech101)
+_register(DatasetSpec("folder", "Image folder", "folder", N_("Any ImageFolder layout (<root>/<class>/*.jpg, optionally train/ and val/), e.g. hymenoptera ants/bees."), (3, DEFAULT_STORAGE_SIZE, DEFAULT_STORAGE_SIZE), None, "001"), _load_folder)

@@ -20,6 +20,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..i18n import _
+
 SHAPE_CLASSES: list[str] = ["circle", "square", "triangle", "star", "cross", "ring", "heart", "crescent"]
 # The offline transfer-learning tasks (cnnlab.transfer's stand-in, and the lessons that use it): a small
 # network pretrained on the "large" task, then taught the "small" one, whose shapes it never saw.
@@ -96,7 +98,7 @@ def _random_colours(rng: np.random.Generator, n: int) -> np.ndarray:
 def _contrasting_colours(rng: np.random.Generator, background: np.ndarray, min_distance: float = 110.0) -> np.ndarray:
     """Colours at least ``min_distance`` (RGB Euclidean) from each background colour."""
     out = _random_colours(rng, len(background))
-    for _ in range(20):  # rejection sampling on the few that are too close
+    for _attempt in range(20):  # rejection sampling on the few that are too close
         close = np.linalg.norm(out - background, axis=1) < min_distance
         if not close.any():
             break
@@ -120,17 +122,20 @@ def check_shape_options(scale: object = DEFAULT_SCALE, lines: object = DEFAULT_L
 
     if (not isinstance(scale, (list, tuple)) or len(scale) != 2 or not all(number(x) for x in scale)
             or not lo_b <= float(scale[0]) <= float(scale[1]) <= hi_b):
-        raise ValueError(f"scale must be [smallest, largest] shape radius as a fraction of the image size, "
-                         f"with {lo_b} <= smallest <= largest <= {hi_b} (default {list(DEFAULT_SCALE)}); got {scale!r}")
+        raise ValueError(_("scale must be [smallest, largest] shape radius as a fraction of the image size, with "
+                           "{low} <= smallest <= largest <= {high} (default {default}); got {value!r}").format(
+            low=lo_b, high=hi_b, default=list(DEFAULT_SCALE), value=scale))
     if not count(lines) or not 0 <= int(lines) <= MAX_LINES:  # type: ignore[call-overload]
-        raise ValueError(f"lines must be a whole number of clutter lines from 0 to {MAX_LINES} "
-                         f"(default {DEFAULT_LINES}); got {lines!r}")
+        raise ValueError(_("lines must be a whole number of clutter lines from 0 to {most} (default {default}); got "
+                           "{value!r}").format(most=MAX_LINES, default=DEFAULT_LINES, value=lines))
     if not number(noise) or not 0 <= float(noise) <= MAX_NOISE:  # type: ignore[arg-type]
-        raise ValueError(f"noise must be the standard deviation of the pixel noise in grey levels, from 0 to "
-                         f"{MAX_NOISE:g} (default {DEFAULT_NOISE:g}); got {noise!r}")
+        raise ValueError(_("noise must be the standard deviation of the pixel noise in grey levels, from 0 to "
+                           "{most:g} (default {default:g}); got {value!r}").format(
+            most=MAX_NOISE, default=DEFAULT_NOISE, value=noise))
     if not count(distractors) or not 0 <= int(distractors) <= MAX_DISTRACTORS:  # type: ignore[call-overload]
-        raise ValueError(f"distractors must be a whole number of partial shapes per image from 0 to "
-                         f"{MAX_DISTRACTORS} (default {DEFAULT_DISTRACTORS}); got {distractors!r}")
+        raise ValueError(_("distractors must be a whole number of partial shapes per image from 0 to {most} "
+                           "(default {default}); got {value!r}").format(
+            most=MAX_DISTRACTORS, default=DEFAULT_DISTRACTORS, value=distractors))
     return (float(scale[0]), float(scale[1])), int(lines), float(noise), int(distractors)  # type: ignore[call-overload, arg-type]
 
 
@@ -166,10 +171,10 @@ def _draw_distractors(rng: np.random.Generator, img: np.ndarray, count: int, xs:
     def col(a: np.ndarray) -> np.ndarray:
         return a.astype(np.float32)[:, None, None]
 
-    for _ in range(count):
+    for _distractor in range(count):
         r = rng.uniform(0.5, 0.9, n) * radius
         px, py = rng.uniform(0, size, n), rng.uniform(0, size, n)
-        for _ in range(10):  # rejection sampling: keep the centre outside the shape's disc
+        for _attempt in range(10):  # rejection sampling: keep the centre outside the shape's disc
             close = np.hypot(px - cx, py - cy) < radius + 0.5 * r
             if not close.any():
                 break
@@ -207,7 +212,7 @@ def _draw_batch(rng: np.random.Generator, labels: np.ndarray, size: int,
     img = base[:, :, None, None] + ramp[:, None]
 
     # Clutter: thin lines (one by default) and one soft blob in random colours, under the shape.
-    for _ in range(lines):
+    for _line in range(lines):
         p = rng.uniform(0, size, (n, 2))
         ang = rng.uniform(0, np.pi, n)
         dist = np.abs((xs - col(p[:, 0])) * col(np.sin(ang)) - (ys - col(p[:, 1])) * col(np.cos(ang)))

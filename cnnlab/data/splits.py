@@ -13,6 +13,7 @@ from typing import Sequence
 import torch
 
 from ..errors import DataError
+from ..i18n import _
 from ._types import TensorSplit
 
 
@@ -39,7 +40,7 @@ def stratified_split(labels: torch.Tensor | Sequence[int], val_fraction: float, 
     sorted, so the original order of the data is kept inside each split.
     """
     if not 0.0 <= val_fraction < 1.0:
-        raise DataError(f"val_fraction must be in [0, 1), got {val_fraction}.")
+        raise DataError(_("val_fraction must be in [0, 1), got {value}.").format(value=val_fraction))
     labels = torch.as_tensor(labels, dtype=torch.int64)
     train, val = [], []
     for perm in _per_class_permutations(labels, seed):
@@ -62,13 +63,15 @@ def balanced_split(labels: torch.Tensor | Sequence[int], seed: int = 0, per_clas
     labels = torch.as_tensor(labels, dtype=torch.int64)
     perms = _per_class_permutations(labels, seed)
     if not perms:
-        raise DataError("Cannot split an empty dataset.")
+        raise DataError(_("Cannot split an empty dataset."))
     smallest = min(len(p) for p in perms)
     m = smallest if per_class is None else int(per_class)
     if m > smallest:
-        raise DataError(f"Cannot take {m} images per class: the smallest class has {smallest}.")
+        raise DataError(_("Cannot take {n} images per class: the smallest class has {smallest}.").format(
+            n=m, smallest=smallest))
     if m < 4:
-        raise DataError(f"A balanced 50/25/25 split needs at least 4 images per class; the smallest class has {smallest}.")
+        raise DataError(_("A balanced 50/25/25 split needs at least 4 images per class; the smallest class has "
+                          "{smallest}.").format(smallest=smallest))
     i, j = m // 2, m // 2 + m // 4
     parts = [[p[:i] for p in perms], [p[i:j] for p in perms], [p[j:m] for p in perms]]
     return tuple(torch.sort(torch.cat(part)).values for part in parts)  # type: ignore[return-value]
@@ -86,10 +89,11 @@ def stratified_subset(split: TensorSplit, n: int, seed: int = 0) -> TensorSplit:
     """
     classes = torch.unique(split.labels)
     if n <= 0:
-        raise DataError(f"A subset needs a positive size, got {n}.")
+        raise DataError(_("A subset needs a positive size, got {n}.").format(n=n))
     per_class = n // max(len(classes), 1)
     if per_class == 0:
-        raise DataError(f"A subset of {n} images cannot hold one image of each of the {len(classes)} classes; use at least {len(classes)}.")
+        raise DataError(_("A subset of {n} images cannot hold one image of each of the {classes} classes; use at least "
+                          "{classes}.").format(n=n, classes=len(classes)))
     picked = [perm[:per_class] for perm in _per_class_permutations(split.labels, seed)]
     return take(split, torch.sort(torch.cat(picked)).values)
 
@@ -124,7 +128,7 @@ def stable_holdout(class_name: str, file_names: Sequence[str], val_fraction: flo
     A class with one file keeps it for training; ``val_fraction`` 0 holds out nothing.
     """
     if not 0.0 <= val_fraction < 1.0:
-        raise DataError(f"val_fraction must be in [0, 1), got {val_fraction}.")
+        raise DataError(_("val_fraction must be in [0, 1), got {value}.").format(value=val_fraction))
     names = list(dict.fromkeys(file_names))
     if val_fraction == 0 or len(names) < 2:
         return set()

@@ -26,6 +26,7 @@ import torch
 import torchvision.datasets
 
 from ..errors import DataError, UnsafeFileError
+from ..i18n import N_, _
 from ..net import DOWNLOADS_DISABLED, offline_forced
 from ..safeload import load_plain_pickle
 
@@ -66,24 +67,24 @@ TORCHVISION_SETS: dict[str, TorchvisionSet] = {
         TorchvisionSet(
             "mnist", "MNIST", "MNIST", "MNIST/raw", _MNIST_FILES, (1, 28, 28), (0.1307,), (0.3081,),
             tuple(str(d) for d in range(10)),
-            "Handwritten digits, 60,000 train + 10,000 test, 28x28 grayscale (LeNet's dataset).", "002",
+            N_("Handwritten digits, 60,000 train + 10,000 test, 28x28 grayscale (LeNet's dataset)."), "002",
         ),
         TorchvisionSet(
             "fashion_mnist", "Fashion-MNIST", "FashionMNIST", "FashionMNIST/raw", _MNIST_FILES, (1, 28, 28),
             (0.2860,), (0.3530,),
             ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
-            "Zalando clothing photos, 60,000 train + 10,000 test, 28x28 grayscale (d2l's dataset).", "004",
+            N_("Zalando clothing photos, 60,000 train + 10,000 test, 28x28 grayscale (d2l's dataset)."), "004",
         ),
         TorchvisionSet(
             "cifar10", "CIFAR-10", "CIFAR10", "cifar-10-batches-py",
             tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta"), (3, 32, 32),
             (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), _CIFAR10_CLASSES,
-            "Tiny colour photos of 10 classes, 50,000 train + 10,000 test, 32x32.", "001",
+            N_("Tiny colour photos of 10 classes, 50,000 train + 10,000 test, 32x32."), "001",
         ),
         TorchvisionSet(
             "cifar100", "CIFAR-100", "CIFAR100", "cifar-100-python", ("train", "test", "meta"), (3, 32, 32),
             (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), (),
-            "Tiny colour photos of 100 classes, 50,000 train + 10,000 test, 32x32.", "002",
+            N_("Tiny colour photos of 100 classes, 50,000 train + 10,000 test, 32x32."), "002",
         ),
     ]
 }
@@ -100,20 +101,23 @@ def _read_maybe_gz(path: Path) -> bytes:
             return path.read_bytes()
         return gzip.decompress(path.with_name(path.name + ".gz").read_bytes())
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise DataError(f"Cannot read '{path}': {exc}. Delete it and download the dataset again.") from None
+        raise DataError(_("Cannot read '{path}': {error}. Delete it and download the dataset again.").format(
+            path=path, error=exc)) from None
 
 
 def read_idx(path: Path) -> np.ndarray:
     """An IDX file (the MNIST format): big-endian header, then unsigned bytes."""
     data = _read_maybe_gz(path)
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
-        raise DataError(f"'{path}' is not an IDX file of unsigned bytes (bad header); download the dataset again.")
+        raise DataError(_("'{path}' is not an IDX file of unsigned bytes (bad header); download the dataset again.")
+                        .format(path=path))
     ndim = data[3]
     header = 4 + 4 * ndim
     dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     expected = header + int(np.prod(dims, dtype=np.int64))
     if len(data) != expected:
-        raise DataError(f"'{path}' is truncated or corrupt: {len(data)} bytes, expected {expected} for shape {dims}.")
+        raise DataError(_("'{path}' is truncated or corrupt: {size} bytes, expected {expected} for shape {shape}.")
+                        .format(path=path, size=len(data), expected=expected, shape=dims))
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
 
 
@@ -124,7 +128,8 @@ def _read_mnist(spec: TorchvisionSet, root: Path) -> tuple[tuple[torch.Tensor, t
         images = read_idx(raw / f"{prefix}-images-idx3-ubyte")
         labels = read_idx(raw / f"{prefix}-labels-idx1-ubyte")
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-            raise DataError(f"'{raw}' holds {prefix} images {images.shape} and labels {labels.shape} that do not match.")
+            raise DataError(_("'{folder}' holds {split} images {images} and labels {labels} that do not match.").format(
+                folder=raw, split=prefix, images=images.shape, labels=labels.shape))
         splits.append((torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))))
     return splits[0], splits[1], list(spec.classes)
 
@@ -133,11 +138,12 @@ def _unpickle(path: Path) -> dict:
     """A CIFAR batch: a Python pickle, read by an unpickler that rebuilds plain data and numpy
     arrays only (torchvision's ``pickle.load`` would run any code a planted file asks for)."""
     try:
-        entry = load_plain_pickle(path, what="the CIFAR file", remedy="Delete it and download the dataset again.")
+        entry = load_plain_pickle(path, what=_("the CIFAR file"), remedy=_("Delete it and download the dataset again."))
     except UnsafeFileError as exc:
         raise DataError(str(exc)) from None
     if not isinstance(entry, dict):
-        raise DataError(f"'{path}' is not a CIFAR batch (it holds a {type(entry).__name__}); download the dataset again.")
+        raise DataError(_("'{path}' is not a CIFAR batch (it holds a {kind}); download the dataset again.").format(
+            path=path, kind=type(entry).__name__))
     return entry
 
 
@@ -147,9 +153,11 @@ def _cifar_batch(path: Path, label_key: str) -> tuple[torch.Tensor, torch.Tensor
         data = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
         labels = np.asarray(entry[label_key], dtype=np.int64)
     except (KeyError, ValueError, TypeError) as exc:
-        raise DataError(f"'{path}' is not a CIFAR batch (missing or malformed {exc}); download the dataset again.") from None
+        raise DataError(_("'{path}' is not a CIFAR batch (missing or malformed {error}); download the dataset again.")
+                        .format(path=path, error=exc)) from None
     if len(data) != len(labels):
-        raise DataError(f"'{path}' has {len(data)} images but {len(labels)} labels.")
+        raise DataError(_("'{path}' has {images} images but {labels} labels.").format(
+            path=path, images=len(data), labels=len(labels)))
     return torch.from_numpy(data.copy()), torch.from_numpy(labels)
 
 
@@ -182,7 +190,7 @@ def torchvision_download(tv_class: str, root: Path, **kwargs: object) -> None:
     created are removed again when it fails, so a bad ``--data-root`` leaves no trace.
     """
     if offline_forced():
-        raise DataError(DOWNLOADS_DISABLED)
+        raise DataError(_(DOWNLOADS_DISABLED))
     created = _missing_parents(root)
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -207,21 +215,21 @@ def _remove_if_empty_tree(folder: Path) -> None:
     """Remove ``folder`` if it holds nothing but empty folders."""
     if not folder.is_dir() or folder.is_symlink():
         return
-    if any(f for _, _, files in os.walk(folder) for f in files):
+    if any(f for _root, _dirs, files in os.walk(folder) for f in files):
         return
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def missing_message(display_name: str, root: Path, expected: list[Path], tried: str) -> str:
-    """The message for "absent and cannot download": what was tried, where files go, what else to do."""
+def missing_message(display_name: str, root: Path, expected: list[Path], tried: str, **values: object) -> str:
+    """The message for "absent and cannot download": what was tried (``tried``, a translated sentence
+    with a ``{name}`` placeholder, filled with ``values`` too), where files go, what else to do."""
     shown = "\n".join(f"  {p}" for p in expected[:6]) + ("\n  ..." if len(expected) > 6 else "")
-    return (
-        f"{display_name} is not available: {tried}\n"
-        f"Checked folder: {root}\n"
-        f"Put the files there (as torchvision lays them out):\n{shown}\n"
-        f"or load it with download=True on a machine with internet, "
-        f"or use the embedded 'shapes' or 'digits' dataset, which need no download."
-    )
+    return tried.format(name=display_name, **values) + "\n" + _(
+        "Checked folder: {root}\n"
+        "Put the files there (as torchvision lays them out):\n{files}\n"
+        "or load it with download=True on a machine with internet, "
+        "or use the embedded 'shapes' or 'digits' dataset, which need no download."
+    ).format(root=root, files=shown)
 
 
 def ensure_present(spec: TorchvisionSet, root: Path, download: bool) -> None:
@@ -230,18 +238,21 @@ def ensure_present(spec: TorchvisionSet, root: Path, download: bool) -> None:
         return
     expected = spec.expected_paths(root)
     if not download:
-        raise DataError(missing_message(spec.display_name, root, expected, "the files are not there and download=False."))
+        raise DataError(missing_message(spec.display_name, root, expected, _(
+            "{name} is not available: the files are not there and download=False.")))
     if offline_forced():
-        raise DataError(missing_message(spec.display_name, root, expected, f"the files are not there and {DOWNLOADS_DISABLED}."))
+        raise DataError(missing_message(spec.display_name, root, expected, _(
+            "{name} is not available: the files are not there and downloads are disabled (CNNLAB_OFFLINE=1).")))
     try:
         torchvision_download(spec.tv_class, root)
     except Exception as exc:  # noqa: BLE001 - no network, proxy, disk full: all end in the same advice
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(
-            missing_message(spec.display_name, root, expected, f"the files are not there and the download failed ({reason}).")
+        raise DataError(missing_message(spec.display_name, root, expected, _(
+            "{name} is not available: the files are not there and the download failed ({reason})."), reason=reason)
         ) from None
     if not spec.is_present(root):
-        raise DataError(missing_message(spec.display_name, root, expected, "the download finished but the files are still missing."))
+        raise DataError(missing_message(spec.display_name, root, expected, _(
+            "{name} is not available: the download finished but the files are still missing.")))
 
 
 def load_raw(spec: TorchvisionSet, root: Path, download: bool):

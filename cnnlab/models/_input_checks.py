@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import CnnlabError, InputSizeError, InputTooSmallError
+from ..i18n import _
 from ._layers import FixedFlatten
 from .tools import evaluating
 
@@ -61,19 +62,20 @@ def check_layer_input(module: nn.Module, x: torch.Tensor, layer_name: str, model
     ``module``; ``input_shape`` is the model's input, named in the message."""
     c, h, w = input_shape
     if isinstance(module, CONV) and x.dim() >= 3 and x.shape[1] != module.in_channels:
-        first = " (the first layer: the image itself)" if x.shape[1] == c else ""
-        hint = (f" Create the model with in_channels={c}, or give it "
-                f"{module.in_channels}-channel images." if first else "")
-        raise InputSizeError(
-            f"{model_name}: layer '{layer_name}' ({type(module).__name__}) expects "
-            f"{module.in_channels} input channels but receives {x.shape[1]}{first}.{hint}"
-        )
+        names = dict(model=model_name, layer=layer_name, kind=type(module).__name__, expected=module.in_channels,
+                     got=x.shape[1], c=c)
+        if x.shape[1] == c:
+            raise InputSizeError(_(
+                "{model}: layer '{layer}' ({kind}) expects {expected} input channels but receives {got} (the first "
+                "layer: the image itself). Create the model with in_channels={c}, or give it {expected}-channel "
+                "images.").format(**names))
+        raise InputSizeError(_("{model}: layer '{layer}' ({kind}) expects {expected} input channels but receives "
+                               "{got}.").format(**names))
     if isinstance(module, nn.Linear) and x.shape[-1] != module.in_features:
-        raise InputSizeError(
-            f"{model_name}: layer '{layer_name}' (Linear) expects {module.in_features:,} input "
-            f"features but receives {x.shape[-1]:,} from a {c}x{h}x{w} input. Use the input "
-            f"size the model was built for."
-        )
+        raise InputSizeError(_(
+            "{model}: layer '{layer}' (Linear) expects {expected:,} input features but receives {got:,} from a "
+            "{c}x{h}x{w} input. Use the input size the model was built for.").format(
+            model=model_name, layer=layer_name, expected=module.in_features, got=x.shape[-1], c=c, h=h, w=w))
     if isinstance(module, CONV + POOL) and x.dim() == 4:
         k, s, p, d, ceil = layer_geometry(module)
         if p is None:  # padding="same"/"valid" strings
@@ -82,12 +84,12 @@ def check_layer_input(module: nn.Module, x: torch.Tensor, layer_name: str, model
         oh = conv_output_size(ih, k[0], p[0], s[0], d[0], ceil)
         ow = conv_output_size(iw, k[1], p[1], s[1], d[1], ceil)
         if oh < 1 or ow < 1:
-            raise InputTooSmallError(
-                f"Input {c}x{h}x{w} is too small for {model_name}: layer '{layer_name}' "
-                f"({type(module).__name__} {k[0]}x{k[1]}, stride {s[0]}, padding {p[0]}) "
-                f"receives {x.shape[1]}x{ih}x{iw} and its output would be {oh}x{ow} "
-                f"(floor(({ih} - {d[0] * (k[0] - 1) + 1} + 2*{p[0]}) / {s[0]}) + 1 = {oh})."
-            )
+            raise InputTooSmallError(_(
+                "Input {c}x{h}x{w} is too small for {model}: layer '{layer}' ({kind} {kh}x{kw}, stride {stride}, "
+                "padding {pad}) receives {ic}x{ih}x{iw} and its output would be {oh}x{ow} "
+                "(floor(({ih} - {span} + 2*{pad}) / {stride}) + 1 = {oh}).").format(
+                c=c, h=h, w=w, model=model_name, layer=layer_name, kind=type(module).__name__, kh=k[0], kw=k[1],
+                stride=s[0], pad=p[0], ic=x.shape[1], ih=ih, iw=iw, oh=oh, ow=ow, span=d[0] * (k[0] - 1) + 1))
 
 
 def device_of(model: nn.Module) -> str:
@@ -115,7 +117,8 @@ def check_input(model: nn.Module, input_shape: tuple[int, int, int], model_name:
     except CnnlabError:
         raise
     except Exception as e:  # any other failure is still the input's fault here
-        raise InputSizeError(f"{model_name} cannot process a {'x'.join(map(str, input_shape))} input: {e}") from e
+        raise InputSizeError(_("{model} cannot process a {shape} input: {error}").format(
+            model=model_name, shape="x".join(map(str, input_shape)), error=e)) from e
     finally:
         for handle in handles:
             handle.remove()

@@ -9,6 +9,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import InputSizeError
+from ..i18n import N_, _
 
 
 class FixedFlatten(nn.Module):
@@ -31,9 +32,12 @@ class FixedFlatten(nn.Module):
         self.layer_name = "flatten"
         self.model_name = "this model"
         self.required_input: tuple[int, ...] | None = None
-        self.consumer = "the next fully connected layer"
-        # What to do about a mismatch; None: resize, or use the model's ``_adaptive`` twin.
+        # The first sentence of the mismatch message (a message id, translated when it is raised).
+        self.mismatch = N_("{model}: layer '{layer}' flattens the features for the next fully connected layer, "
+                           "which expects {c}x{h}x{w} = {n:,} values, but this input produced {got} = {got_n:,}.")
+        # What to do about a mismatch (a message id and its values); None: resize, or use the ``_adaptive`` twin.
         self.remedy: str | None = None
+        self.remedy_values: dict[str, object] = {}
 
     @property
     def features(self) -> int:
@@ -48,18 +52,16 @@ class FixedFlatten(nn.Module):
 
     def mismatch_message(self, got: tuple[int, ...]) -> str:
         c, h, w = self.expected
-        need = (
-            f" It needs a {'x'.join(map(str, self.required_input))} input."
-            if self.required_input
-            else ""
-        )
-        return (
-            f"{self.model_name}: layer '{self.layer_name}' flattens the features for "
-            f"{self.consumer}, which expects {c}x{h}x{w} = {self.features:,} values, but this "
-            f"input produced {'x'.join(map(str, got))} = {math.prod(got):,}.{need} "
-            + (self.remedy or f"Resize the input, or use '{self.model_name}_adaptive', which pools to "
-                              f"{h}x{w} first and accepts other sizes.")
-        )
+        sentences = [_(self.mismatch).format(model=self.model_name, layer=self.layer_name, c=c, h=h, w=w,
+                                             n=self.features, got="x".join(map(str, got)), got_n=math.prod(got))]
+        if self.required_input:
+            sentences.append(_("It needs a {shape} input.").format(shape="x".join(map(str, self.required_input))))
+        if self.remedy:
+            sentences.append(_(self.remedy).format(**self.remedy_values))
+        else:
+            sentences.append(_("Resize the input, or use '{model}_adaptive', which pools to {h}x{w} first and "
+                               "accepts other sizes.").format(model=self.model_name, h=h, w=w))
+        return " ".join(sentences)
 
     def extra_repr(self) -> str:
         return f"expected={self.expected}, adaptive={self.adaptive}"

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import InputSizeError, InputTooSmallError, ModelConfigError, UnknownModelError
+from ..i18n import _
 from ._input_checks import annotate_flatten, check_input, smallest_input
 
 if TYPE_CHECKING:
@@ -52,6 +53,15 @@ class ModelSpec:
     # The torchvision weights enum (address, transforms, class names) of a pretrained model;
     # None for models that start from random initialisation.
     weights: WeightsEnum | None = field(default=None, repr=False)
+    adaptive_of: str = ""  # the model an ``_adaptive`` twin is made from ("" for every other model)
+
+    def notes_text(self) -> str:
+        """The notes in the language in use, as a page shows them (``notes`` is the English text)."""
+        if self.adaptive_of:
+            return _("Same layers and parameters as {base}, with an adaptive average pooling before the flatten "
+                     "so that inputs of other sizes work. Not in the seed. {notes}").format(
+                base=self.adaptive_of, notes=_(_REGISTRY[self.adaptive_of].notes)).strip()
+        return _(self.notes)
 
     @property
     def url(self) -> str | None:
@@ -97,6 +107,7 @@ def register(spec: ModelSpec, *, adaptive_variant: bool | None = None,
             display_name=f"{spec.display_name} (adaptive)",
             fixed_input=False,
             adaptive=True,
+            adaptive_of=spec.name,
             notes=(
                 f"Same layers and parameters as {spec.name}, with an adaptive average pooling "
                 f"before the flatten so that inputs of other sizes work. Not in the seed. "
@@ -135,11 +146,12 @@ def get_spec(name: str) -> ModelSpec:
     close = difflib.get_close_matches(key, list(_REGISTRY), n=4, cutoff=0.5)
     if not close:
         close = [n for n in _REGISTRY if key and (key in n or n in key)][:4]
-    hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    raise UnknownModelError(
-        f"Unknown model {name!r}.{hint} Run `python -m cnnlab models` to list all "
-        f"{len(_REGISTRY)} models."
-    )
+    if close:
+        raise UnknownModelError(_("Unknown model {name!r}. Did you mean: {close}? Run `python -m cnnlab models` "
+                                  "to list all {count} models.").format(name=name, close=", ".join(close),
+                                                                        count=len(_REGISTRY)))
+    raise UnknownModelError(_("Unknown model {name!r}. Run `python -m cnnlab models` to list all {count} "
+                              "models.").format(name=name, count=len(_REGISTRY)))
 
 
 def _normalize_size(input_size, spec: ModelSpec) -> tuple[int, int] | None:
@@ -151,7 +163,7 @@ def _normalize_size(input_size, spec: ModelSpec) -> tuple[int, int] | None:
     if len(size) == 3:  # (C, H, W)
         size = size[1:]
     if len(size) != 2:
-        raise ModelConfigError(f"input size must be H, (H, W) or (C, H, W); got {input_size!r}")
+        raise ModelConfigError(_("input size must be H, (H, W) or (C, H, W); got {size!r}").format(size=input_size))
     return size  # type: ignore[return-value]
 
 
@@ -177,21 +189,21 @@ def create(
     in_channels = spec.input_shape[0] if in_channels is None else in_channels
     for label, value in (("num_classes", num_classes), ("in_channels", in_channels)):
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ModelConfigError(f"{label} must be a whole number, got {value!r}")
+            raise ModelConfigError(_("{name} must be a whole number, got {value!r}").format(name=label, value=value))
     if num_classes < 1:
         raise ModelConfigError(
-            f"num_classes must be at least 1, got {num_classes}: a classifier needs classes."
+            _("num_classes must be at least 1, got {n}: a classifier needs classes.").format(n=num_classes)
         )
     if num_classes > 100_000:
-        raise ModelConfigError(f"num_classes={num_classes} is implausibly large (limit 100,000).")
+        raise ModelConfigError(_("num_classes={n} is implausibly large (limit 100,000).").format(n=num_classes))
     if in_channels < 1 or in_channels > 64:
         raise ModelConfigError(
-            f"in_channels must be between 1 and 64, got {in_channels} "
-            "(1 for grayscale images, 3 for RGB)."
+            _("in_channels must be between 1 and 64, got {n} (1 for grayscale images, 3 for RGB).").format(
+                n=in_channels)
         )
     size = _normalize_size(input_size, spec)
     if size is not None and min(size) < 1:
-        raise ModelConfigError(f"input size must be positive, got {size}")
+        raise ModelConfigError(_("input size must be positive, got {size}").format(size=size))
     build_kwargs = dict(num_classes=num_classes, in_channels=in_channels, **kwargs)
     if spec.sized_at_creation:
         build_kwargs["input_size"] = size or spec.input_shape[1:]
@@ -224,8 +236,10 @@ def _check_creation_size(spec: ModelSpec, build_kwargs: dict, in_channels: int) 
         check_input(probe, shape, spec.name)
     except InputTooSmallError as e:
         side = smallest_input(probe, in_channels)
-        extra = f" The smallest square input that works is {in_channels}x{side}x{side}." if side else ""
-        raise InputTooSmallError(f"{e}{extra}") from None
+        if not side:
+            raise InputTooSmallError(str(e)) from None
+        raise InputTooSmallError(_("{error} The smallest square input that works is {c}x{side}x{side}.").format(
+            error=e, c=in_channels, side=side)) from None
 
 
 def _fixed_input_error(spec: ModelSpec, size: tuple[int, int]) -> InputSizeError:
@@ -235,10 +249,12 @@ def _fixed_input_error(spec: ModelSpec, size: tuple[int, int]) -> InputSizeError
     try:
         check_input(probe, (c, *size), spec.name)
     except InputTooSmallError as e:
-        return InputTooSmallError(f"{e} {spec.name} is built for {c}x{h}x{w} inputs.")
+        return InputTooSmallError(_("{error} {model} is built for {c}x{h}x{w} inputs.").format(
+            error=e, model=spec.name, c=c, h=h, w=w))
     except InputSizeError as e:
         return e
     return InputSizeError(
-        f"{spec.name} is built for {c}x{h}x{w} inputs; {size[0]}x{size[1]} is not supported. "
-        f"Use '{spec.name}_adaptive' for other sizes."
+        _("{model} is built for {c}x{h}x{w} inputs; {height}x{width} is not supported. "
+          "Use '{model}_adaptive' for other sizes.").format(model=spec.name, c=c, h=h, w=w, height=size[0],
+                                                            width=size[1])
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 from torch import nn
 
 from ._layers import LRN, FixedFlatten
+from ..i18n import N_
 from ._registry import ModelSpec, register
 
 PAPER = "Krizhevsky et al., ImageNet Classification with Deep CNNs, NeurIPS 2012"
@@ -126,20 +127,20 @@ register(ModelSpec(
     name="alexnet", display_name="AlexNet (LRN, grouped conv)", family="alexnet", year=2012,
     paper=PAPER, seed="000", input_shape=(3, 227, 227), num_classes=1000, fixed_input=True,
     builder=AlexNet,
-    notes="As in seed 000: local response normalisation across 5 channels after the first two "
-          "blocks and a 2-group second convolution. Needs 227x227 (256x6x6 before the FC layers).",
+    notes=N_("As in seed 000: local response normalisation across 5 channels after the first two "
+          "blocks and a 2-group second convolution. Needs 227x227 (256x6x6 before the FC layers)."),
 ))
 register(ModelSpec(
     name="d2l_alexnet", display_name="AlexNet (d2l)", family="alexnet", year=2012, paper=PAPER,
     seed="004", input_shape=(3, 224, 224), num_classes=10, fixed_input=True, builder=d2l_alexnet,
-    notes="Dive into Deep Learning's AlexNet: no LRN, single group, 224x224 input "
-          "(256x5x5 = 6400 features before the FC layers), 10 classes for CIFAR-10 resized.",
+    notes=N_("Dive into Deep Learning's AlexNet: no LRN, single group, 224x224 input "
+          "(256x5x5 = 6400 features before the FC layers), 10 classes for CIFAR-10 resized."),
 ))
 _MINI_NOTES = {
-    1: "Five convolutions and three FC layers for 3x32x32 CIFAR-100 images.",
-    2: "V1 with dropout (p=0.5) before the first two FC layers, where AlexNet has it.",
-    3: "V2 for 28x28 random crops (augmentation): the flatten expects 256x3x3.",
-    4: "V3 with batch normalisation before every layer except the first.",
+    1: N_("Five convolutions and three FC layers for 3x32x32 CIFAR-100 images."),
+    2: N_("V1 with dropout (p=0.5) before the first two FC layers, where AlexNet has it."),
+    3: N_("V2 for 28x28 random crops (augmentation): the flatten expects 256x3x3."),
+    4: N_("V3 with batch normalisation before every layer except the first."),
 }
 for _v in (1, 2, 3, 4):
     register(ModelSpec(

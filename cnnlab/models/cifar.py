@@ -8,6 +8,7 @@ from __future__ import annotations
 from torch import nn
 
 from ._layers import FixedFlatten
+from ..i18n import N_
 from ._registry import ModelSpec, register
 
 
@@ -40,6 +41,6 @@ register(ModelSpec(
     name="cifar_convnet", display_name="CIFAR-10 ConvNet", family="cifar", year=2017,
     paper="PyTorch CIFAR-10 tutorial network (LeNet-style)", seed="001",
     input_shape=(3, 32, 32), num_classes=10, fixed_input=True, builder=ConvNet,
-    notes="Two 5x5 convolutions (3-6-16) with max pooling, FC layers of 220 and 184 units as "
-          "chosen in the seed. The pooling module is reused twice. Needs 32x32 inputs.",
+    notes=N_("Two 5x5 convolutions (3-6-16) with max pooling, FC layers of 220 and 184 units as "
+          "chosen in the seed. The pooling module is reused twice. Needs 32x32 inputs."),
 ))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..i18n import N_
 from ._registry import ModelSpec, register
 
 
@@ -55,6 +56,6 @@ register(ModelSpec(
     name="d2l_densenet", display_name="DenseNet (d2l)", family="densenet", year=2017,
     paper="Huang et al., Densely Connected Convolutional Networks, CVPR 2017", seed="004",
     input_shape=(3, 224, 224), num_classes=10, builder=dense_net,
-    notes="Four dense blocks of four convolutions (growth rate 32) with transition layers that "
-          "halve channels and size; global average pooling.",
+    notes=N_("Four dense blocks of four convolutions (growth rate 32) with transition layers that "
+          "halve channels and size; global average pooling."),
 ))

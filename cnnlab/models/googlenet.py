@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ._layers import FixedFlatten
+from ..i18n import N_
 from ._registry import ModelSpec, register
 
 PAPER = "Szegedy et al., Going Deeper with Convolutions, CVPR 2015"
@@ -124,11 +125,11 @@ register(ModelSpec(
     name="googlenet", display_name="GoogLeNet (seed 000)", family="googlenet", year=2014,
     paper=PAPER, seed="000", input_shape=(3, 224, 224), num_classes=10, fixed_input=True,
     builder=GoogLeNet,
-    notes="Nine Inception blocks; 5,832,378 params with 10 classes. AvgPool2d(7) needs a 7x7 map, "
-          "so the input must be 224x224. Its '5x5' branches are 3x3 convolutions, as in the seed.",
+    notes=N_("Nine Inception blocks; 5,832,378 params with 10 classes. AvgPool2d(7) needs a 7x7 map, "
+          "so the input must be 224x224. Its '5x5' branches are 3x3 convolutions, as in the seed."),
 ))
 register(ModelSpec(
     name="d2l_googlenet", display_name="GoogLeNet (d2l)", family="googlenet", year=2014,
     paper=PAPER, seed="004", input_shape=(3, 96, 96), num_classes=10, builder=d2l_googlenet,
-    notes="d2l's GoogLeNet with real 5x5 paths and global average pooling; trained at 96x96.",
+    notes=N_("d2l's GoogLeNet with real 5x5 paths and global average pooling; trained at 96x96."),
 ))

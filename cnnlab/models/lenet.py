@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..i18n import N_
 from ._layers import FixedFlatten
 from ._registry import ModelSpec, register
 
@@ -99,10 +100,10 @@ class LeNet5(nn.Module):
         self.relu2 = nn.ReLU()
         self.pool2 = nn.MaxPool2d(2)
         self.flatten = FixedFlatten(layers[2], max(fh, 1), max(fw, 1))
-        self.flatten.remedy = (  # sized at creation: there is no lenet5_adaptive
+        self.flatten.remedy = N_(  # sized at creation: there is no lenet5_adaptive
             "Create the model again with input_size set to the images' size (its first FC layer is "
-            f"sized from the input at creation), or resize the images to {input_size[0]}x{input_size[1]}."
-        )
+            "sized from the input at creation), or resize the images to {h}x{w}.")
+        self.flatten.remedy_values = {"h": input_size[0], "w": input_size[1]}
         self.fc1 = nn.Linear(layers[3], layers[4])
         self.fc2 = nn.Linear(layers[4], layers[5])
         self.fc3 = nn.Linear(layers[5], layers[6])
@@ -119,24 +120,24 @@ class LeNet5(nn.Module):
 register(ModelSpec(
     name="lenet", display_name="LeNet", family="lenet", year=1998, paper=PAPER, seed="002",
     input_shape=(1, 28, 28), num_classes=10, fixed_input=True, builder=lenet,
-    notes="Tanh activations and average pooling; 44,426 parameters on MNIST. "
-          "The flatten expects 16x4x4, so the input must be 28x28.",
+    notes=N_("Tanh activations and average pooling; 44,426 parameters on MNIST. "
+          "The flatten expects 16x4x4, so the input must be 28x28."),
 ))
 register(ModelSpec(
     name="lenet_v2", display_name="LeNetV2", family="lenet", year=1998, paper=PAPER, seed="002",
     input_shape=(1, 28, 28), num_classes=10, fixed_input=True, builder=lenet_v2,
-    notes="LeNet with ReLU instead of tanh and max pooling instead of average pooling.",
+    notes=N_("LeNet with ReLU instead of tanh and max pooling instead of average pooling."),
 ))
 register(ModelSpec(
     name="lenet_color", display_name="LeNetColor", family="lenet", year=1998, paper=PAPER,
     seed="002", input_shape=(3, 32, 32), num_classes=100, fixed_input=True, builder=LeNetColor,
-    notes="LeNetV2 for 3x32x32 colour images (CIFAR-100): 18 and 28 feature maps, FC 360-252.",
+    notes=N_("LeNetV2 for 3x32x32 colour images (CIFAR-100): 18 and 28 feature maps, FC 360-252."),
 ))
 register(ModelSpec(
     name="lenet5", display_name="LeNet-5", family="lenet", year=1998, paper=PAPER, seed="003",
     input_shape=(1, 28, 28), num_classes=10, fixed_input=True, sized_at_creation=True,
     builder=LeNet5,
-    notes="ReLU and max pooling, conv1 padded. The first FC layer is sized from the input "
+    notes=N_("ReLU and max pooling, conv1 padded. The first FC layer is sized from the input "
           "(400 for 1x28x28: 61,706 params; 576 for 3x32x32: 83,126 params), as the seed does "
-          "with its debug dry run. The seed's log_softmax output is left to the loss.",
+          "with its debug dry run. The seed's log_softmax output is left to the loss."),
 ))

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..i18n import N_
 from ._layers import FixedFlatten
 from ._registry import ModelSpec, register
 
@@ -36,11 +37,13 @@ class MLP(nn.Module):
         super().__init__()
         h, w = input_size
         self.flatten = FixedFlatten(in_channels, h, w)
-        self.flatten.remedy = (
+        self.flatten.remedy = N_(
             "Create the model again with input_size set to the images' size (its first Linear layer "
-            f"is sized from the input at creation), or resize the images to {h}x{w}."
-        )
-        self.flatten.consumer = "the first fully connected layer 'l1'"
+            "is sized from the input at creation), or resize the images to {h}x{w}.")
+        self.flatten.remedy_values = {"h": h, "w": w}
+        self.flatten.mismatch = N_(
+            "{model}: layer '{layer}' flattens the features for the first fully connected layer 'l1', which "
+            "expects {c}x{h}x{w} = {n:,} values, but this input produced {got} = {got_n:,}.")
         self.l1 = nn.Linear(in_channels * h * w, hidden)
         self.act = activation()
         self.l2 = nn.Linear(hidden, num_classes)
@@ -62,16 +65,16 @@ def mlp_64(**kw) -> MLP:
 register(ModelSpec(
     name="mlp_100", display_name="MLP 784-100-10", family="mlp", year=1986, paper=PAPER, seed="001",
     input_shape=(1, 28, 28), num_classes=10, fixed_input=True, sized_at_creation=True, builder=mlp_100,
-    notes="Seed 001's NeuralNet on MNIST: Linear(784, 100) - ReLU - Linear(100, 10), 79,510 parameters "
+    notes=N_("Seed 001's NeuralNet on MNIST: Linear(784, 100) - ReLU - Linear(100, 10), 79,510 parameters "
           "for 1x28x28 (the seed reaches 95.03% test accuracy after 2 epochs of Adam, lr 0.001, "
           "batch 100). The seed flattens the images before the model; here the model flattens them. "
-          "The first Linear layer is sized from the input (channels x H x W) given at creation.",
+          "The first Linear layer is sized from the input (channels x H x W) given at creation."),
 ))
 register(ModelSpec(
     name="mlp_64", display_name="MLP 784-64-10", family="mlp", year=1986, paper=PAPER, seed="002",
     input_shape=(1, 28, 28), num_classes=10, fixed_input=True, sized_at_creation=True, builder=mlp_64,
-    notes="Seed 002's question 2 (compare LeNet's parameters with a multilayer perceptron with 64 hidden "
+    notes=N_("Seed 002's question 2 (compare LeNet's parameters with a multilayer perceptron with 64 hidden "
           "units): Linear(784, 64) - ReLU - Linear(64, 10), 50,890 parameters for 1x28x28, more than "
           "LeNet's 44,426. The seed gives only the hidden size; the ReLU activation is seed 001's MLP's (it "
-          "does not change the count). The first Linear layer is sized from the input given at creation.",
+          "does not change the count). The first Linear layer is sized from the input given at creation."),
 ))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..i18n import N_
 from ._registry import ModelSpec, register
 
 
@@ -39,6 +40,6 @@ register(ModelSpec(
     name="d2l_nin", display_name="NiN (d2l)", family="nin", year=2013,
     paper="Lin et al., Network In Network, ICLR 2014", seed="004", input_shape=(3, 224, 224),
     num_classes=10, builder=nin_net,
-    notes="1x1 convolutions act as per-pixel MLPs; global average pooling replaces the FC "
-          "layers. Note: the last block ends in a ReLU, so logits are never negative (as in d2l).",
+    notes=N_("1x1 convolutions act as per-pixel MLPs; global average pooling replaces the FC "
+          "layers. Note: the last block ends in a ReLU, so logits are never negative (as in d2l)."),
 ))

@@ -38,7 +38,8 @@ from torch import nn
 from torchvision.models import WeightsEnum
 
 from ..errors import ModelConfigError, UnsafeFileError, WeightsUnavailableError
-from ..net import DOWNLOADS_DISABLED, can_reach, offline_forced
+from ..i18n import N_, _
+from ..net import can_reach, offline_forced
 from ..paths import use_project_hub
 from ..safeload import load_state_dict_file
 from ._registry import PRETRAINED_FAMILY, ModelSpec, create, register
@@ -67,7 +68,7 @@ def get_pretrained_spec(name: str) -> ModelSpec:
     key = name.strip().lower().removeprefix("pretrained:").removesuffix(IMAGENET_SUFFIX)
     if key not in PRETRAINED:
         raise ModelConfigError(
-            f"No pretrained weights for {name!r}. Available: {', '.join(PRETRAINED)}."
+            _("No pretrained weights for {name!r}. Available: {names}.").format(name=name, names=", ".join(PRETRAINED))
         )
     return PRETRAINED[key]
 
@@ -83,18 +84,16 @@ def weights_status(name: str) -> tuple[str, str]:
     spec = get_pretrained_spec(name)
     name = _short_name(spec)
     path = weights_path(name)
+    names = dict(model=spec.display_name, path=path, file=spec.filename, url=spec.url, folder=path.parent, name=name)
     if path.is_file():
-        return "present", f"{spec.display_name}: weights present at {path}."
+        return "present", _("{model}: weights present at {path}.").format(**names)
     if not can_reach(urlparse(spec.url).hostname or ""):
-        return "missing", (
-            f"{spec.display_name}: weights not found and no network to download them. Put "
-            f"{spec.filename} (from {spec.url}) in {path.parent}/, or run `python -m cnnlab fetch {name}` "
-            "on a machine with internet."
-        )
-    return "downloadable", (
-        f"{spec.display_name}: weights not downloaded yet; `python -m cnnlab fetch {name}` "
-        f"downloads {spec.filename} (from {spec.url}) into {path.parent}/."
-    )
+        return "missing", _(
+            "{model}: weights not found and no network to download them. Put {file} (from {url}) in {folder}/, "
+            "or run `python -m cnnlab fetch {name}` on a machine with internet.").format(**names)
+    return "downloadable", _(
+        "{model}: weights not downloaded yet; `python -m cnnlab fetch {name}` downloads {file} (from {url}) "
+        "into {folder}/.").format(**names)
 
 
 def fetch_weights(name: str, progress: bool = True) -> Path:
@@ -109,7 +108,8 @@ def fetch_weights(name: str, progress: bool = True) -> Path:
     if path.is_file():
         return path
     if offline_forced():
-        raise _missing_error(spec, path, DOWNLOADS_DISABLED)
+        raise _missing_error(spec, path, _(
+            "Pretrained weights for {model} are not at {path} and downloads are disabled (CNNLAB_OFFLINE=1)."))
     found = re.search(r"-([a-f0-9]+)\.", spec.filename)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -119,16 +119,21 @@ def fetch_weights(name: str, progress: bool = True) -> Path:
                                        progress=progress)
     except Exception as e:  # URLError, timeouts, HTTP errors, interrupted downloads, hash mismatch
         reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise _missing_error(spec, path, f"the download failed ({reason})") from None
+        raise _missing_error(spec, path, _(
+            "Pretrained weights for {model} are not at {path} and the download failed ({reason})."),
+            reason=reason) from None
     return path
 
 
-def _missing_error(spec: ModelSpec, path: Path, why: str) -> WeightsUnavailableError:
-    return WeightsUnavailableError(
-        f"Pretrained weights for {spec.display_name} are not at {path} and {why}. "
-        f"Download {spec.url} on a machine with internet and copy the file {spec.filename} "
-        f"into the folder {path.parent}/ (or run `python -m cnnlab fetch {_short_name(spec)}` there)."
-    )
+def _missing_error(spec: ModelSpec, path: Path, why: str, **values: object) -> WeightsUnavailableError:
+    """The error for weights that are not on disk: ``why`` (a translated sentence with ``{model}`` and
+    ``{path}`` placeholders, and ``values``'s), then where to get the file and where to put it."""
+    return WeightsUnavailableError(" ".join((
+        why.format(model=spec.display_name, path=path, **values),
+        _("Download {url} on a machine with internet and copy the file {file} into the folder {folder}/ "
+          "(or run `python -m cnnlab fetch {name}` there).").format(
+            url=spec.url, file=spec.filename, folder=path.parent, name=_short_name(spec)),
+    )))
 
 
 def _read_weights(spec: ModelSpec, download: bool) -> dict:
@@ -138,13 +143,14 @@ def _read_weights(spec: ModelSpec, download: bool) -> dict:
     path = weights_path(name)
     if not path.is_file():
         if not download:
-            raise _missing_error(spec, path, "downloading was not allowed")
+            raise _missing_error(spec, path, _(
+                "Pretrained weights for {model} are not at {path} and downloading was not allowed."))
         fetch_weights(name)
     try:
         return load_state_dict_file(
-            path, what=f"the {spec.display_name} weights file",
-            remedy=f"Delete it and fetch it again (`python -m cnnlab fetch {name}`, or copy "
-                   f"{spec.filename} from {spec.url}).")
+            path, what=_("the {model} weights file").format(model=spec.display_name),
+            remedy=_("Delete it and fetch it again (`python -m cnnlab fetch {name}`, or copy {file} from "
+                     "{url}).").format(name=name, file=spec.filename, url=spec.url))
     except UnsafeFileError as e:
         raise WeightsUnavailableError(str(e)) from None
 
@@ -160,18 +166,19 @@ def _imagenet_builder(short_name: str, architecture: Callable[..., nn.Module],
         spec = PRETRAINED[short_name]
         if in_channels != 3:
             raise ModelConfigError(
-                f"{spec.name} takes RGB images (its ImageNet weights have 3 input channels); "
-                f"got in_channels={in_channels}."
+                _("{model} takes RGB images (its ImageNet weights have 3 input channels); got in_channels={n}.")
+                .format(model=spec.name, n=in_channels)
             )
         if weights is None:
             return architecture(weights=None, num_classes=num_classes)
         if weights != spec.weights:
-            raise ModelConfigError(f"{spec.name} has the weights {spec.weights}, not {weights}.")
+            raise ModelConfigError(_("{model} has the weights {weights}, not {given}.").format(
+                model=spec.name, weights=spec.weights, given=weights))
         if num_classes != len(spec.categories or ()):
             raise ModelConfigError(
-                f"{spec.name} predicts the {len(spec.categories or ())} ImageNet classes of its weights; "
-                f"got num_classes={num_classes}. For other classes use a transfer-learning model "
-                f"({', '.join(_TRANSFER)}) or weights=None."
+                _("{model} predicts the {n} ImageNet classes of its weights; got num_classes={given}. For other "
+                  "classes use a transfer-learning model ({models}) or weights=None.").format(
+                    model=spec.name, n=len(spec.categories or ()), given=num_classes, models=", ".join(_TRANSFER))
             )
         if torch.get_default_device().type == "meta":
             return architecture(weights=None, num_classes=num_classes)
@@ -181,9 +188,9 @@ def _imagenet_builder(short_name: str, architecture: Callable[..., nn.Module],
             model.load_state_dict(state)
         except RuntimeError:
             raise WeightsUnavailableError(
-                f"The weights file {weights_path(short_name)} does not fit {spec.display_name} (other layer "
-                f"names or shapes): it is for another model or incomplete. Delete it and fetch it again "
-                f"(`python -m cnnlab fetch {short_name}`)."
+                _("The weights file {path} does not fit {model} (other layer names or shapes): it is for another "
+                  "model or incomplete. Delete it and fetch it again (`python -m cnnlab fetch {name}`).").format(
+                    path=weights_path(short_name), model=spec.display_name, name=short_name)
             ) from None
         return model.eval()
     return build
@@ -218,9 +225,9 @@ def transfer_model(
     from-scratch baseline).
     """
     if mode not in ("feature_extract", "finetune"):
-        raise ModelConfigError(f"mode must be 'feature_extract' or 'finetune', got {mode!r}")
+        raise ModelConfigError(_("mode must be 'feature_extract' or 'finetune', got {mode!r}").format(mode=mode))
     if not isinstance(num_classes, int) or num_classes < 1:
-        raise ModelConfigError(f"num_classes must be a whole number of at least 1, got {num_classes!r}")
+        raise ModelConfigError(_("num_classes must be a whole number of at least 1, got {n!r}").format(n=num_classes))
     spec = get_pretrained_spec(name)
     name = _short_name(spec)
     # the registry's builder reads the ImageNet weights with weights_only=True (see _read_weights)
@@ -242,8 +249,8 @@ def _transfer_builder(base: str):
               mode: str = "feature_extract", download: bool = True) -> nn.Module:
         if in_channels != 3:
             raise ModelConfigError(
-                f"{base}_transfer takes RGB images (ImageNet weights have 3 input channels); "
-                f"got in_channels={in_channels}. Grey images are repeated to 3 channels by the trainer."
+                _("{model} takes RGB images (ImageNet weights have 3 input channels); got in_channels={n}. Grey "
+                  "images are repeated to 3 channels by the trainer.").format(model=f"{base}_transfer", n=in_channels)
             )
         return transfer_model(base, num_classes, mode=mode, pretrained=pretrained, download=download)
     return build
@@ -265,18 +272,18 @@ def _register_pretrained(short_name: str, display_name: str, architecture: Calla
 _register_pretrained(
     "vgg16", "VGG-16 (ImageNet)", torchvision.models.vgg16, torchvision.models.VGG16_Weights.IMAGENET1K_V1,
     2014, "Simonyan & Zisserman, Very Deep Convolutional Networks, ICLR 2015", "000",
-    "Seed 000's pretrained model: ImageNet top-1 71.6%.",
+    N_("Seed 000's pretrained model: ImageNet top-1 71.6%."),
 )
 _register_pretrained(
     "resnet18", "ResNet-18 (ImageNet)", torchvision.models.resnet18,
     torchvision.models.ResNet18_Weights.IMAGENET1K_V1,
     2015, "He et al., Deep Residual Learning for Image Recognition, CVPR 2016", "001",
-    "Seed 001's transfer-learning model (ants and bees): ImageNet top-1 69.8%.",
+    N_("Seed 001's transfer-learning model (ants and bees): ImageNet top-1 69.8%."),
 )
 _register_pretrained(
     "alexnet", "AlexNet (ImageNet)", torchvision.models.alexnet, torchvision.models.AlexNet_Weights.IMAGENET1K_V1,
     2012, "Krizhevsky et al., ImageNet Classification with Deep CNNs, NeurIPS 2012",
-    "002", "Seed 002's exercise on a pretrained AlexNet: ImageNet top-1 56.5%.",
+    "002", N_("Seed 002's exercise on a pretrained AlexNet: ImageNet top-1 56.5%."),
 )
 
 _TRANSFER = ("vgg16_transfer", "resnet18_transfer", "alexnet_transfer")
@@ -292,21 +299,21 @@ def _register_transfer(base: str, display_name: str, year: int, paper: str, seed
 _register_transfer(
     "vgg16", "VGG-16 + seed head (torchvision)", 2014,
     "Simonyan & Zisserman, Very Deep Convolutional Networks, ICLR 2015", "000", 102,
-    "torchvision's VGG-16 with classifier[6] replaced by Linear(4096, 256)-ReLU-Dropout(0.4)-"
-    "Linear(256, classes), as in seed 000. With pretrained=True the ImageNet weights are loaded "
-    "and frozen (1,075,046 trainable parameters for 102 classes).",
+    N_("torchvision's VGG-16 with classifier[6] replaced by Linear(4096, 256)-ReLU-Dropout(0.4)-"
+       "Linear(256, classes), as in seed 000. With pretrained=True the ImageNet weights are loaded "
+       "and frozen (1,075,046 trainable parameters for 102 classes)."),
 )
 _register_transfer(
     "resnet18", "ResNet-18 + new fc (torchvision)", 2015,
     "He et al., Deep Residual Learning for Image Recognition, CVPR 2016", "001", 2,
-    "torchvision's ResNet-18 with fc replaced by Linear(512, classes), as in seed 001 (ants and "
-    "bees). pretrained=True loads ImageNet weights; mode 'feature_extract' freezes them.",
+    N_("torchvision's ResNet-18 with fc replaced by Linear(512, classes), as in seed 001 (ants and "
+       "bees). pretrained=True loads ImageNet weights; mode 'feature_extract' freezes them."),
 )
 _register_transfer(
     "alexnet", "AlexNet + new last layer (torchvision)", 2012,
     "Krizhevsky et al., ImageNet Classification with Deep CNNs, NeurIPS 2012", "002", 8,
-    "torchvision's AlexNet with classifier[6] replaced by Linear(4096, classes), as in seed 002's "
-    "exercise 3 (pretrained AlexNet fine-tuned on the 8 classes of 8Scenes). pretrained=True loads "
-    "ImageNet weights; mode 'feature_extract' freezes them (40,970 trainable parameters for 10 "
-    "classes), 'finetune' trains everything, as the exercise asks.",
+    N_("torchvision's AlexNet with classifier[6] replaced by Linear(4096, classes), as in seed 002's "
+       "exercise 3 (pretrained AlexNet fine-tuned on the 8 classes of 8Scenes). pretrained=True loads "
+       "ImageNet weights; mode 'feature_extract' freezes them (40,970 trainable parameters for 10 "
+       "classes), 'finetune' trains everything, as the exercise asks."),
 )

@@ -9,6 +9,7 @@ from __future__ import annotations
 from torch import nn
 
 from ._layers import FixedFlatten
+from ..i18n import N_
 from ._registry import ModelSpec, register
 
 PAPER = "He et al., Deep Residual Learning for Image Recognition, CVPR 2016"
@@ -203,25 +204,38 @@ _SEED_RESNETS = {
     "resnet18": ((2, 2, 2, 2), False), "resnet34": ((3, 4, 6, 3), False),
     "resnet50": ((3, 4, 6, 3), True), "resnet101": ((3, 4, 23, 3), True),
 }
+# One whole text per model (the app shows each translated)
+_SEED_RESNET_NOTES = {
+    "resnet18": N_(
+        "Seed 000's ResNet([2, 2, 2, 2], bottleneck=False). Its final layer reads the whole 7x7 map (no "
+        "global pooling), so the input must be 224x224."),
+    "resnet34": N_(
+        "Seed 000's ResNet([3, 4, 6, 3], bottleneck=False). Its final layer reads the whole 7x7 map (no "
+        "global pooling), so the input must be 224x224. [3,4,6,3] basic: 21,535,626 params with 10 classes."),
+    "resnet50": N_(
+        "Seed 000's ResNet([3, 4, 6, 3], bottleneck=True). Its final layer reads the whole 7x7 map (no global"
+        " pooling), so the input must be 224x224."),
+    "resnet101": N_(
+        "Seed 000's ResNet([3, 4, 23, 3], bottleneck=True). Its final layer reads the whole 7x7 map (no "
+        "global pooling), so the input must be 224x224."),
+}
 for _name, (_layers, _bottleneck) in _SEED_RESNETS.items():
     _depth = _name[len("resnet"):]
     register(ModelSpec(
         name=_name, display_name=f"ResNet-{_depth} (seed 000)", family="resnet", year=2015,
         paper=PAPER, seed="000", input_shape=(3, 224, 224), num_classes=10, fixed_input=True,
         builder=lambda _l=_layers, _b=_bottleneck, **kw: ResNet(_l, _b, **kw),
-        notes=f"Seed 000's ResNet({list(_layers)}, bottleneck={_bottleneck}). Its final layer reads "
-              "the whole 7x7 map (no global pooling), so the input must be 224x224."
-              + (" [3,4,6,3] basic: 21,535,626 params with 10 classes." if _name == "resnet34" else ""),
+        notes=_SEED_RESNET_NOTES[_name],
     ))
 register(ModelSpec(
     name="cifar_resnet", display_name="CIFAR ResNet [2,2,2]", family="resnet", year=2015,
     paper=PAPER, seed="003", input_shape=(3, 32, 32), num_classes=10, fixed_input=True,
     builder=CifarResNet,
-    notes="The paper's CIFAR-10 ResNet (section 4.2) with [2, 2, 2] blocks: 195,738 params. "
-          "AvgPool2d(8) expects the 8x8 map of a 32x32 input.",
+    notes=N_("The paper's CIFAR-10 ResNet (section 4.2) with [2, 2, 2] blocks: 195,738 params. "
+          "AvgPool2d(8) expects the 8x8 map of a 32x32 input."),
 ))
 register(ModelSpec(
     name="d2l_resnet18", display_name="ResNet-18 (d2l)", family="resnet", year=2015, paper=PAPER,
     seed="004", input_shape=(3, 224, 224), num_classes=10, builder=d2l_resnet18,
-    notes="d2l's ResNet-18 with global average pooling: any input of 32x32 or more works.",
+    notes=N_("d2l's ResNet-18 with global average pooling: any input of 32x32 or more works."),
 ))

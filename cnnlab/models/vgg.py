@@ -10,6 +10,7 @@ from __future__ import annotations
 from torch import nn
 
 from ._layers import FixedFlatten
+from ..i18n import N_
 from ._registry import ModelSpec, register
 
 PAPER = "Simonyan & Zisserman, Very Deep Convolutional Networks, ICLR 2015"
@@ -151,6 +152,30 @@ class MiniVGGNet(nn.Module):
 
 
 _DEPTH = {"A": 11, "B": 13, "D": 16, "E": 19}
+# One whole text per model (the app shows each translated)
+_SEED_VGG_NOTES = {
+    "vgg11": N_(
+        "Seed 000's VGG(make_layers(cfg['A'])). Flattens 512x7x7, so the input must be 224x224."),
+    "vgg11_bn": N_(
+        "Seed 000's VGG(make_layers(cfg['A'], batch_norm=True)). Flattens 512x7x7, so the input must be "
+        "224x224."),
+    "vgg13": N_(
+        "Seed 000's VGG(make_layers(cfg['B'])). Flattens 512x7x7, so the input must be 224x224."),
+    "vgg13_bn": N_(
+        "Seed 000's VGG(make_layers(cfg['B'], batch_norm=True)). Flattens 512x7x7, so the input must be "
+        "224x224."),
+    "vgg16": N_(
+        "Seed 000's VGG(make_layers(cfg['D'])). Flattens 512x7x7, so the input must be 224x224. VGG-16: "
+        "138,357,544 params; 134,678,438 with 102 classes (Caltech101)."),
+    "vgg16_bn": N_(
+        "Seed 000's VGG(make_layers(cfg['D'], batch_norm=True)). Flattens 512x7x7, so the input must be "
+        "224x224."),
+    "vgg19": N_(
+        "Seed 000's VGG(make_layers(cfg['E'])). Flattens 512x7x7, so the input must be 224x224."),
+    "vgg19_bn": N_(
+        "Seed 000's VGG(make_layers(cfg['E'], batch_norm=True)). Flattens 512x7x7, so the input must be "
+        "224x224."),
+}
 for _cfg, _depth in _DEPTH.items():
     for _bn in (False, True):
         register(ModelSpec(
@@ -158,27 +183,24 @@ for _cfg, _depth in _DEPTH.items():
             display_name=f"VGG-{_depth}{' with batch norm' if _bn else ''} (config {_cfg})",
             family="vgg", year=2014, paper=PAPER, seed="000", input_shape=(3, 224, 224),
             num_classes=1000, fixed_input=True, builder=_vgg(_cfg, _bn),
-            notes=f"Seed 000's VGG(make_layers(cfg['{_cfg}']{', batch_norm=True' if _bn else ''})). "
-                  "Flattens 512x7x7, so the input must be 224x224."
-                  + (" VGG-16: 138,357,544 params; 134,678,438 with 102 classes (Caltech101)."
-                     if _depth == 16 and not _bn else ""),
+            notes=_SEED_VGG_NOTES[f"vgg{_depth}{'_bn' if _bn else ''}"],
         ))
 register(ModelSpec(
     name="d2l_vgg11", display_name="VGG-11 from blocks (d2l)", family="vgg", year=2014,
     paper=PAPER, seed="004", input_shape=(3, 224, 224), num_classes=10, fixed_input=True,
     builder=lambda **kw: d2l_vgg(D2L_VGG11, **kw),
-    notes="conv_arch ((1, 64), (1, 128), (2, 256), (2, 512), (2, 512)), 10 classes.",
+    notes=N_("conv_arch ((1, 64), (1, 128), (2, 256), (2, 512), (2, 512)), 10 classes."),
 ))
 register(ModelSpec(
     name="d2l_vgg11_small", display_name="VGG-11 4x narrower (d2l)", family="vgg", year=2014,
     paper=PAPER, seed="004", input_shape=(3, 224, 224), num_classes=10, fixed_input=True,
     builder=d2l_vgg11_small,
-    notes="The same blocks with a quarter of the channels (16 ... 128), as d2l trains it.",
+    notes=N_("The same blocks with a quarter of the channels (16 ... 128), as d2l trains it."),
 ))
 register(ModelSpec(
     name="mini_vggnet", display_name="MiniVGGNet", family="vgg", year=2014, paper=PAPER,
     seed="003", input_shape=(1, 28, 28), num_classes=10, fixed_input=True, sized_at_creation=True,
     builder=MiniVGGNet,
-    notes="Two VGG-style blocks (3x3 convolutions) and three FC layers; 123,502 params on MNIST. "
-          "The first FC layer is sized from the input. The seed's log_softmax is left to the loss.",
+    notes=N_("Two VGG-style blocks (3x3 convolutions) and three FC layers; 123,502 params on MNIST. "
+          "The first FC layer is sized from the input. The seed's log_softmax is left to the loss."),
 ))
