@@ -5,7 +5,9 @@ Chromium, warms every page once, then times what a class waits for, each beside 
 
 - every page until it is interactive (its title shown and Streamlit's "running" indicator gone): 2 s;
 - a saved lesson opened from disk (its conclusion shown): 2 s;
-- a click on a confusion-matrix cell until its images appear: 3 s.
+- a click on a confusion-matrix cell until its images appear: 3 s;
+- a stroke drawn with the mouse on Look inside's canvas (the digits run) until the feature maps and the
+  Grad-CAM picture show the new drawing and the page is idle (the top-5 drawn with them): 1 s.
 
 A benchmark, not a test: the figures depend on the machine and on what else runs (it prints the load);
 the best of ``--repeat`` tries counts, as timeit does.
@@ -31,8 +33,24 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGES = [("", "Architectures"), ("data", "Data"), ("mydata", "Your images"), ("inside", "Look inside"),
          ("convolution", "Convolution"), ("train", "Train"), ("transfer", "Transfer learning"),
          ("lessons", "Lessons"), ("runs", "Runs"), ("predict", "Predict")]
-PAGE_GOAL_S, LESSON_GOAL_S, CELL_GOAL_S = 2.0, 2.0, 3.0
+PAGE_GOAL_S, LESSON_GOAL_S, CELL_GOAL_S, DRAW_GOAL_S = 2.0, 2.0, 3.0, 1.0
 IDLE = '[data-testid="stStatusWidget"]'
+# what Look inside shows from a drawing: the feature maps' grid (a component's frame, same origin) and the Grad-CAM
+# picture (when its tab is drawn); a fingerprint of each
+DRAWN = """() => {
+    const frame = document.querySelector('iframe[title^="streamlit_image_coordinates"]');
+    const grid = frame && frame.contentDocument && frame.contentDocument.querySelector('img');
+    const cam = [...document.querySelectorAll('[data-testid="stImageContainer"]')]
+        .find(c => c.innerText.trim().startsWith('Grad-CAM'));
+    return [grid ? grid.src.length + grid.src.slice(-80) : '', cam ? cam.querySelector('img').src : ''];
+}"""
+# both changed since ``before`` (the Grad-CAM only if it was there), and the run is over: no element is left
+# from the previous run (stale: not yet sent again, as the top-5 chart until it comes) and no running indicator
+REDRAWN = f"""before => {{
+    const [grid, cam] = ({DRAWN})();
+    return grid !== '' && grid !== before[0] && (before[1] === '' || cam !== before[1])
+        && !document.querySelector('[data-stale="true"], {IDLE}');
+}}"""
 
 
 def free_port() -> int:
@@ -129,6 +147,40 @@ def time_cell(browser, url: str) -> float:
     return seconds
 
 
+def stroke(page, canvas, start: tuple[float, float], end: tuple[float, float]) -> float:
+    """A mouse stroke on ``canvas`` from ``start`` to ``end`` (fractions of its width and height); returns the
+    moment the button is released, when the canvas sends the drawing."""
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    (x0, y0), (x1, y1) = ((box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in (start, end))
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    for i in range(1, 21):
+        page.mouse.move(x0 + (x1 - x0) * i / 20, y0 + (y1 - y0) * i / 20)
+    released = time.perf_counter()
+    page.mouse.up()
+    return released
+
+
+def time_drawing(browser, url: str) -> float:
+    """A "1" drawn first (the maps appear), then the bar of a "7": from that stroke's end until the maps and
+    the Grad-CAM show it."""
+    page = opened(browser, url, "inside", "Look inside")
+    main = page.get_by_test_id("stMainBlockContainer")
+    main.get_by_test_id("stRadio").get_by_text("Draw", exact=True).click()  # the image picker's choice
+    main.get_by_text("on the canvas").first.wait_for(timeout=120_000)  # the drawing's hint: the canvas is there
+    page.wait_for_selector(IDLE, state="detached", timeout=120_000)
+    canvas = main.locator("canvas").last.element_handle()  # Fabric.js's upper canvas; no map is drawn yet
+    stroke(page, canvas, (0.5, 0.2), (0.5, 0.85))
+    page.wait_for_function(REDRAWN, arg=["", ""], timeout=120_000)
+    before = page.evaluate(DRAWN)
+    t0 = stroke(page, canvas, (0.25, 0.2), (0.75, 0.2))
+    page.wait_for_function(REDRAWN, arg=before, timeout=120_000)
+    seconds = time.perf_counter() - t0
+    page.close()
+    return seconds
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=3, help="tries per interaction; the best counts")
@@ -152,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
                      PAGE_GOAL_S) for path, heading in PAGES]
             rows.append(("a saved lesson opened", best_of(args.repeat, lambda: time_lesson(browser, url)), LESSON_GOAL_S))
             rows.append(("a confusion cell clicked", best_of(args.repeat, lambda: time_cell(browser, url)), CELL_GOAL_S))
+            rows.append(("a drawing's maps and top-5", best_of(args.repeat, lambda: time_drawing(browser, url)),
+                         DRAW_GOAL_S))
             browser.close()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"the app in Chromium at 1280x720, best of {args.repeat}, {os.cpu_count()} CPUs, load {load:.1f}")
