@@ -171,6 +171,40 @@ TRUNCATED_METRICS = """() => [...document.querySelectorAll('[data-testid="stMetr
     .map(el => el.innerText)"""
 
 
+# every visible picture (an image, a canvas, a chart's or diagram's svg, a component's frame) whose box covers the
+# text of a paragraph, heading, caption or label outside the picture's own element (its caption is inside it);
+# text is measured by its own extent (a Range), not by its block, which often spans the whole column
+IMAGE_OVER_TEXT = """() => {
+    const shown = e => e.checkVisibility({checkOpacity: true, checkVisibilityCSS: true});
+    const sized = r => r.width > 2 && r.height > 2;
+    const pictures = [...document.querySelectorAll('img, canvas, svg, iframe')].filter(e => {
+        const r = e.getBoundingClientRect();
+        const icon = e.tagName.toLowerCase() === 'svg' && (e.parentElement.closest('svg') || r.width < 40 || r.height < 40);
+        return !icon && sized(r) && shown(e);
+    });
+    const texts = [...document.querySelectorAll('p, h1, h2, h3, h4, h5, h6, figcaption, label')]
+        .filter(e => shown(e) && e.innerText.trim() && !e.closest('[data-testid="stToast"], [role="tooltip"], svg'))
+        .map(e => { const range = document.createRange(); range.selectNodeContents(e); return [e, range.getBoundingClientRect()]; })
+        .filter(([, r]) => sized(r));
+    const found = [];
+    for (const pic of pictures) {
+        const own = pic.closest('[data-testid="stElementContainer"]') || pic.parentElement;
+        const p = pic.getBoundingClientRect();
+        for (const [text, t] of texts) {
+            const w = Math.min(p.right, t.right) - Math.max(p.left, t.left);
+            const h = Math.min(p.bottom, t.bottom) - Math.max(p.top, t.top);
+            if (w > 2 && h > 2 && !own.contains(text) && !text.contains(pic)) {
+                const where = pic.closest('[data-testid]:not([data-testid="stElementContainer"])');
+                found.push(`${pic.tagName.toLowerCase()} ${pic.title || ''} in ${where ? where.dataset.testid : '?'} at `
+                    + `(${Math.round(p.left)}, ${Math.round(p.top)}), ${Math.round(p.width)}x${Math.round(p.height)} px, `
+                    + `covers ${Math.round(w)}x${Math.round(h)} px of "${text.innerText.trim().slice(0, 60)}"`);
+            }
+        }
+    }
+    return found;
+}"""
+
+
 # the smallest visible text of the elements ``sel``, ``skip``: those inside these (for body text: captions, widget
 # labels, tabs, expander titles and page links, which have their own sizes)
 SMALLEST_TEXT = """([sel, skip]) => Math.min(...[...document.querySelectorAll(sel)].filter(e => e.offsetParent !== null
@@ -184,8 +218,9 @@ NOT_BODY = ('[data-testid="stCaptionContainer"], [data-testid="stWidgetLabel"], 
 def test_every_page_reads_at_1280x720_without_cut_off_numbers(browser, app_url, shots, path, heading, present):
     """Every page renders without an error (this replaces the separate check at 1400x1000) on a projector at
     1280x720, in normal and presentation mode: every headline number is shown whole (no
-    ellipsis), nothing raised, and no request leaves the machine (a classroom may be offline; the favicon is the
-    app's own). Presenting: body text at least 20 px, captions at least 16 px."""
+    ellipsis), no picture covers text outside its own element, nothing raised, and no request leaves the machine
+    (a classroom may be offline; the favicon is the app's own). Presenting: body text at least 20 px, captions at
+    least 16 px."""
     page = browser.new_page(viewport={"width": 1280, "height": 720})
     outside: list[str] = []
     page.on("request", lambda r: outside.append(r.url) if urlsplit(r.url).scheme in ("http", "https", "ws", "wss")
@@ -202,6 +237,7 @@ def test_every_page_reads_at_1280x720_without_cut_off_numbers(browser, app_url, 
         assert page.evaluate(SMALLEST_TEXT, ['[data-testid="stMain"] p', ""]) >= 16  # captions, labels, tabs too
     assert page.locator(ERROR_SELECTOR).count() == 0, page.locator(ERROR_SELECTOR).first.inner_text()
     assert page.evaluate(TRUNCATED_METRICS) == []
+    assert page.evaluate(IMAGE_OVER_TEXT) == []  # one call: the page's every picture against its every text
     if path == "":  # the widest numbers of the zoo: VGG-16's 138 M parameters and 15.5 G MACs
         choose(page, "Model", "VGG-16 (config D)")
         page.wait_for_timeout(1000)
