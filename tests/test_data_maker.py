@@ -120,6 +120,9 @@ def test_classes_keep_the_order_they_were_named_through_loading_and_training(dat
     bundle = load_dataset("ordered", image_size=32, progress=False)
     assert bundle.info.classes == ORDER
     assert [a + b for a, b in zip(bundle.train.class_counts(3), bundle.val.class_counts(3))] == [2, 3, 4]
+    folder = load_dataset("folder", root=data_dir / "ordered", image_size=32, progress=False)
+    assert folder.info.classes == ORDER  # the same labels as an ordinary image folder
+    assert [a + b for a, b in zip(folder.train.class_counts(3), folder.val.class_counts(3))] == [2, 3, 4]
     assert maker.create_dataset("ordered", ["apple", "Banana"]).classes == [*ORDER, "apple", "Banana"]
 
 

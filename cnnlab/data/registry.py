@@ -359,7 +359,7 @@ def _load_folder(root: Path | None, image_size: int | None, seed: int, download:
         classes = train_files.classes
         notes.append(_("used the train/ and val/ sub-folders of {folder}").format(folder=base))
     else:
-        all_files = folders.scan_image_folder(base)
+        all_files = folders.scan_image_folder(base, maker.class_order(base))
         folders.require_nonempty_classes(all_files, _("Folder dataset"))
         train_idx, val_idx = stratified_split(all_files.labels, val_fraction, seed)
         parts = {
