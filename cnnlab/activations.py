@@ -30,6 +30,7 @@ from PIL import Image, ImageDraw
 from torch import nn
 
 from .errors import CnnlabError, LayerNotFoundError
+from .i18n import _
 from .locks import model_lock
 from .models import evaluating
 
@@ -65,15 +66,15 @@ def resolve_layers(model: nn.Module, names: Sequence[str]) -> dict[str, nn.Modul
     modules = dict(model.named_modules())
     out: dict[str, nn.Module] = {}
     for name in names:
-        base, _ = split_call(name)
+        base = split_call(name)[0]
         if not base or base not in modules:
             valid = layer_names(model)
             close = difflib.get_close_matches(base, valid, n=3, cutoff=0.4)
-            hint = f" Closest: {', '.join(close)}." if close else ""
             shown = ", ".join(valid[:40]) + (" ..." if len(valid) > 40 else "")
-            raise LayerNotFoundError(
-                f"No layer named {name!r} in {type(model).__name__}.{hint} Valid names: {shown}"
-            )
+            text = _("No layer named {name!r} in {model}. Closest: {closest}. Valid names: {names}") if close else \
+                _("No layer named {name!r} in {model}. Valid names: {names}")
+            raise LayerNotFoundError(text.format(name=name, model=type(model).__name__, closest=", ".join(close),
+                                                 names=shown))
         out[name] = modules[base]
     return out
 
@@ -118,8 +119,8 @@ def capture_activations(model: nn.Module, x: torch.Tensor, names: Sequence[str])
     missing = [n for n in names if n not in acts]
     if missing:
         raise LayerNotFoundError(
-            f"Layer(s) {', '.join(missing)} did not run in the forward pass (a '#k' beyond the "
-            f"number of times the layer is used, or a layer outside the forward path)."
+            _("Layer(s) {layers} did not run in the forward pass (a '#k' beyond the number of times the layer is "
+              "used, or a layer outside the forward path).").format(layers=", ".join(missing))
         )
     return dict(acts)
 
@@ -228,7 +229,7 @@ def feature_grid(act: torch.Tensor, max_channels: int | None = 64, cmap: str = "
     elif a.dim() == 2:
         a = a.unsqueeze(0)
     if a.dim() != 3:
-        raise CnnlabError(f"cannot draw an activation of shape {tuple(act.shape)}")
+        raise CnnlabError(_("cannot draw an activation of shape {shape}").format(shape=tuple(act.shape)))
     n = a.shape[0] if max_channels is None else min(a.shape[0], max_channels)
     maps = _normalise(a[:n])
     h, w = maps.shape[-2:]
@@ -280,11 +281,13 @@ def channel_view(act: torch.Tensor, channel: int, cmap: str = "viridis", size: i
     if a.dim() == 4:
         a = a[0]
     if a.dim() != 3:
-        raise CnnlabError(f"a single channel is shown for spatial maps (C x H x W), not {tuple(act.shape)}.")
+        raise CnnlabError(_("a single channel is shown for spatial maps (C x H x W), not {shape}.").format(
+            shape=tuple(act.shape)))
     if not 0 <= channel < a.shape[0]:
-        raise CnnlabError(f"channel {channel} does not exist: this layer has channels 0 to {a.shape[0] - 1}.")
+        raise CnnlabError(_("channel {channel} does not exist: this layer has channels 0 to {last}.").format(
+            channel=channel, last=a.shape[0] - 1))
     if not 16 <= size <= 2048:
-        raise CnnlabError(f"size must be between 16 and 2048 pixels, got {size}.")
+        raise CnnlabError(_("size must be between 16 and 2048 pixels, got {size}.").format(size=size))
     m = a[channel]
     h, w = m.shape
     scale = max(1, size // max(h, w))
@@ -299,7 +302,7 @@ def first_conv(model: nn.Module) -> tuple[str, nn.Conv2d]:
     for name, m in model.named_modules():
         if isinstance(m, nn.Conv2d):
             return name, m
-    raise CnnlabError(f"{type(model).__name__} has no convolution layer.")
+    raise CnnlabError(_("{model} has no convolution layer.").format(model=type(model).__name__))
 
 
 def last_conv_name(model: nn.Module, x: torch.Tensor | None = None) -> str:
@@ -323,7 +326,8 @@ def last_conv_name(model: nn.Module, x: torch.Tensor | None = None) -> str:
             return maps[-1][0]
     convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
     if not convs:
-        raise CnnlabError(f"{type(model).__name__} has no convolution layer for Grad-CAM; name a layer.")
+        raise CnnlabError(_("{model} has no convolution layer for Grad-CAM; name a layer.").format(
+            model=type(model).__name__))
     return convs[-1]
 
 
@@ -344,7 +348,8 @@ def kernel_image(weights: torch.Tensor | np.ndarray, max_filters: int = 64, max_
     """
     w = torch.as_tensor(weights).detach().float().cpu()
     if w.ndim != 4:
-        raise CnnlabError(f"kernels have 4 dimensions (filters, channels, height, width), not {w.ndim}.")
+        raise CnnlabError(_("kernels have 4 dimensions (filters, channels, height, width), not {dims}.").format(
+            dims=w.ndim))
     n = min(w.shape[0], max_filters)
     w = w[:n]
     k = max(w.shape[-2:])
@@ -393,14 +398,15 @@ def _prepare(model: nn.Module, x: torch.Tensor, target: int | None):
     if x.dim() == 3:
         x = x.unsqueeze(0)
     if x.shape[0] != 1:
-        raise CnnlabError("class-activation maps are computed for one image at a time")
+        raise CnnlabError(_("class-activation maps are computed for one image at a time"))
     with torch.no_grad():
         logits = model(x)
     probs = torch.softmax(logits.float(), 1)[0].cpu().numpy()
     if target is None:
         target = int(probs.argmax())
     elif not 0 <= int(target) < probs.shape[0]:
-        raise CnnlabError(f"class index {target} is out of range: the model has {probs.shape[0]} classes (0..{probs.shape[0] - 1}).")
+        raise CnnlabError(_("class index {target} is out of range: the model has {classes} classes "
+                            "(0..{last}).").format(target=target, classes=probs.shape[0], last=probs.shape[0] - 1))
     return x, int(target), probs
 
 
@@ -419,8 +425,9 @@ def grad_cam(model: nn.Module, x: torch.Tensor, target: int | None = None, layer
         cam = LayerGradCam(model, module).attribute(x, target=target, relu_attributions=True)
         if cam.dim() != 4:
             raise CnnlabError(
-                f"Grad-CAM needs a layer whose output is a spatial map; '{name}' gives a vector of shape "
-                f"{tuple(cam.shape[1:])}. Pick a convolution or pooling layer (or leave the layer on auto)."
+                _("Grad-CAM needs a layer whose output is a spatial map; '{layer}' gives a vector of shape {shape}. "
+                  "Pick a convolution or pooling layer (or leave the layer on auto).").format(
+                    layer=name, shape=tuple(cam.shape[1:]))
             )
         cam = LayerAttribution.interpolate(cam, tuple(x.shape[-2:]), interpolate_mode="bilinear")
     heat = cam.detach()[0].sum(0).float().cpu().numpy()
@@ -485,8 +492,8 @@ def penultimate_layer(model: nn.Module) -> str:
         while k > 0 and convs[k - 1][1].out_channels == convs[-1][1].out_channels:
             k -= 1
         return convs[k][0]
-    raise CnnlabError(f"{type(model).__name__} has neither a linear nor a convolution layer: it has no "
-                      "penultimate features to compare images by.")
+    raise CnnlabError(_("{model} has neither a linear nor a convolution layer: it has no penultimate features to "
+                        "compare images by.").format(model=type(model).__name__))
 
 
 def penultimate(model: nn.Module, x: torch.Tensor, layer: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -512,7 +519,8 @@ def penultimate(model: nn.Module, x: torch.Tensor, layer: str | None = None) -> 
         finally:
             handle.remove()
     if not seen:
-        raise LayerNotFoundError(f"Layer {name!r} did not run in the forward pass: it has no input to capture.")
+        raise LayerNotFoundError(_("Layer {name!r} did not run in the forward pass: it has no input to "
+                                   "capture.").format(name=name))
     feats = seen[-1].float()
     feats = feats.mean(dim=(-2, -1)) if feats.dim() == 4 else feats.flatten(1)
     return feats, logits.detach().float()

@@ -42,6 +42,7 @@ from torch import nn
 from .activations import activation_points, resolve_layers, split_call
 from .data.images import bundled_photos, load_bundled_photo, resize_shorter_then_center_crop
 from .errors import ConfigError, LayerNotFoundError
+from .i18n import N_, _
 from .inspect import CarryMode
 from .locks import model_lock
 from .models import evaluating
@@ -76,6 +77,27 @@ PRESETS: dict[str, tuple[tuple[float, ...], ...]] = {
 _EXPLAINABLE = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 _OPS = {nn.Conv2d: "conv", nn.MaxPool2d: "max", nn.AvgPool2d: "avg",
         nn.AdaptiveAvgPool2d: "adaptive_avg", nn.AdaptiveMaxPool2d: "adaptive_max"}
+# what a typed matrix or list is, as messages name it: the key callers pass -> (with its article, alone)
+_WHAT = {"input": (N_("the input"), N_("input")), "kernel": (N_("the kernel"), N_("kernel")),
+         "logits": (N_("the logits"), N_("logits"))}
+
+
+def _the(what: str) -> str:
+    """``what`` with its article, translated ("the kernel")."""
+    return _(_WHAT[what][0]) if what in _WHAT else _("the {what}").format(what=what)
+
+
+def _alone(what: str) -> str:
+    """``what`` without an article, translated ("logits")."""
+    return _(_WHAT[what][1]) if what in _WHAT else what
+
+
+def _either(items: Sequence[Any]) -> str:
+    """"1 or 2 or 4", each "or" a whole translated message."""
+    text = str(items[0])
+    for item in items[1:]:
+        text = _("{first} or {second}").format(first=text, second=item)
+    return text
 
 
 # --- reading numbers -------------------------------------------------------------------------
@@ -90,38 +112,47 @@ def _number(token: str, where: str) -> float:
         else:
             value = float(token)
     except (ValueError, ZeroDivisionError):
-        raise ConfigError(f"{where}: {token!r} is not a number (write numbers such as 3, -0.5 or 1/9).") from None
+        raise ConfigError(_("{where}: {token!r} is not a number (write numbers such as 3, -0.5 or 1/9).").format(
+            where=where, token=token)) from None
     if not math.isfinite(value):
-        raise ConfigError(f"{where}: {token!r} is not a finite number; use ordinary numbers.")
+        raise ConfigError(_("{where}: {token!r} is not a finite number; use ordinary numbers.").format(
+            where=where, token=token))
     return value
 
 
 def parse_numbers(text: str, what: str = "logits", limit: int = MAX_LOGITS) -> list[float]:
-    """A list of numbers separated by commas or spaces ("2.0, 1.0, 0.1"), at most ``limit``."""
+    """A list of numbers separated by commas or spaces ("2.0, 1.0, 0.1"), at most ``limit``; ``what``: what a
+    message calls them ("logits", "input", "kernel", or a word of the caller's)."""
     if not isinstance(text, str) or not text.strip():
-        raise ConfigError(f"the {what} are empty: type numbers separated by commas, e.g. 2, 1, 0.1.")
+        raise ConfigError(_("{what} are empty: type numbers separated by commas, e.g. 2, 1, 0.1.").format(
+            what=_the(what)))
     if len(text) > _MAX_TEXT:
-        raise ConfigError(f"the {what} are {len(text):,} characters long; at most {_MAX_TEXT:,}.")
+        raise ConfigError(_("{what} are {count:,} characters long; at most {most:,}.").format(
+            what=_the(what), count=len(text), most=_MAX_TEXT))
     tokens = [t for t in re.split(r"[,\s]+", text.strip()) if t]
     if len(tokens) > limit:
-        raise ConfigError(f"{len(tokens):,} {what}: at most {limit:,}.")
-    return [_number(t, f"the {what}") for t in tokens]
+        raise ConfigError(_("{count:,} {what}: at most {most:,}.").format(count=len(tokens), what=_alone(what),
+                                                                          most=limit))
+    return [_number(t, _the(what)) for t in tokens]
 
 
 def _split_rows(channel: str, what: str, c: int, max_side: int) -> list[list[str]]:
     rows = channel.strip().strip(";").split(";")
     if len(rows) > max_side:
-        raise ConfigError(f"the {what} has {len(rows)} rows; at most {max_side}.")
+        raise ConfigError(_("{what} has {rows} rows; at most {most}.").format(what=_the(what), rows=len(rows),
+                                                                               most=max_side))
     cells = [[t for t in re.split(r"[,\s]+", row.strip()) if t] for row in rows]
     for r, row in enumerate(cells):
         if not row:
-            raise ConfigError(f"row {r + 1} of channel {c + 1} of the {what} is empty: write numbers, "
-                              "rows separated by ';'.")
+            raise ConfigError(_("row {row} of channel {channel} of {what} is empty: write numbers, rows separated by "
+                                "';'.").format(row=r + 1, channel=c + 1, what=_the(what)))
         if len(row) > max_side:
-            raise ConfigError(f"row {r + 1} of the {what} has {len(row)} numbers; at most {max_side}.")
+            raise ConfigError(_("row {row} of {what} has {count} numbers; at most {most}.").format(
+                row=r + 1, what=_the(what), count=len(row), most=max_side))
         if len(row) != len(cells[0]):
-            raise ConfigError(f"row {r + 1} of channel {c + 1} of the {what} has {len(row)} numbers but row 1 has "
-                              f"{len(cells[0])}: every row needs the same count.")
+            raise ConfigError(_("row {row} of channel {channel} of {what} has {count} numbers but row 1 has {first}: "
+                                "every row needs the same count.").format(
+                row=r + 1, channel=c + 1, what=_the(what), count=len(row), first=len(cells[0])))
     return cells
 
 
@@ -130,19 +161,23 @@ def parse_matrix(text: str, what: str = "input", max_side: int = MAX_SIDE,
     """Typed numbers as a ``C x H x W`` float64 tensor: rows separated by ``;``, channels by ``|``
     ("1,2,3;4,5,6|7,8,9;1,2,3" is 2 x 2 x 3). Every count is checked before anything is allocated."""
     if not isinstance(text, str) or not text.strip():
-        raise ConfigError(f"the {what} is empty: type numbers, rows separated by ';' and channels by '|', "
-                          "e.g. 1,2;3,4.")
+        raise ConfigError(_("{what} is empty: type numbers, rows separated by ';' and channels by '|', e.g. "
+                            "1,2;3,4.").format(what=_the(what)))
     if len(text) > _MAX_TEXT:
-        raise ConfigError(f"the {what} is {len(text):,} characters long; at most {_MAX_TEXT:,}.")
+        raise ConfigError(_("{what} is {count:,} characters long; at most {most:,}.").format(
+            what=_the(what), count=len(text), most=_MAX_TEXT))
     channels = text.strip().strip("|").split("|")
     if len(channels) > max_channels:
-        raise ConfigError(f"the {what} has {len(channels)} channels; at most {max_channels}.")
+        raise ConfigError(_("{what} has {count} channels; at most {most}.").format(
+            what=_the(what), count=len(channels), most=max_channels))
     grids = [_split_rows(ch, what, c, max_side) for c, ch in enumerate(channels)]
     for c, grid in enumerate(grids[1:], start=2):
         if (len(grid), len(grid[0])) != (len(grids[0]), len(grids[0][0])):
-            raise ConfigError(f"channel {c} of the {what} is {len(grid)}x{len(grid[0])} but channel 1 is "
-                              f"{len(grids[0])}x{len(grids[0][0])}: every channel needs the same size.")
-    values = [[[_number(t, f"the {what}") for t in row] for row in grid] for grid in grids]
+            raise ConfigError(_("channel {channel} of {what} is {size} but channel 1 is {first}: every channel needs "
+                                "the same size.").format(channel=c, what=_the(what), size=f"{len(grid)}x{len(grid[0])}",
+                                                         first=f"{len(grids[0])}x{len(grids[0][0])}"))
+    where = _the(what)
+    values = [[[_number(t, where) for t in row] for row in grid] for grid in grids]
     return torch.tensor(values, dtype=torch.float64)
 
 
@@ -151,9 +186,10 @@ def _whole(text: str, what: str, lo: int, hi: int) -> int:
     try:
         value = int(str(text).strip())
     except ValueError:
-        raise ConfigError(f"{what} must be a whole number, got {text!r}.") from None
+        raise ConfigError(_("{what} must be a whole number, got {text!r}.").format(what=what, text=text)) from None
     if not lo <= value <= hi:
-        raise ConfigError(f"{what} must be between {lo} and {hi}, got {value}.")
+        raise ConfigError(_("{what} must be between {low} and {high}, got {value}.").format(
+            what=what, low=lo, high=hi, value=value))
     return value
 
 
@@ -164,7 +200,7 @@ def digit_input(index: int = 0) -> torch.Tensor:
     from sklearn.datasets import load_digits
 
     if not 0 <= index < DIGITS:
-        raise ConfigError(f"digit {index}: scikit-learn has digits 0 to {DIGITS - 1}.")
+        raise ConfigError(_("digit {index}: scikit-learn has digits 0 to {last}.").format(index=index, last=DIGITS - 1))
     return torch.tensor(load_digits().images[index], dtype=torch.float64).unsqueeze(0)
 
 
@@ -172,7 +208,7 @@ def photo_input(name: str = "chelsea", size: int = MAX_SIDE) -> torch.Tensor:
     """A photo bundled with scikit-image shrunk to ``size x size`` (its centre square), values 0..255:
     three channels for a colour photo, one for a grey one (camera, coins, moon...)."""
     if not 1 <= size <= MAX_SIDE:
-        raise ConfigError(f"the photo's size must be between 1 and {MAX_SIDE}, got {size}.")
+        raise ConfigError(_("the photo's size must be between 1 and {most}, got {size}.").format(most=MAX_SIDE, size=size))
     small = resize_shorter_then_center_crop(load_bundled_photo(name), (size, size))
     pixels = np.asarray(small, dtype=np.float64)
     return torch.from_numpy(pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1).copy())
@@ -182,14 +218,18 @@ def read_input(spec: str) -> torch.Tensor:
     """The sandbox's input from one string: typed numbers, ``digit`` or ``digit:N``, ``photo`` or
     ``photo:NAME`` (:func:`cnnlab.data.images.bundled_photos`)."""
     text = (spec or "").strip()
-    kind, _, arg = text.partition(":")
+    kind, _sep, arg = text.partition(":")
     if kind == "digit":
-        return digit_input(_whole(arg or "0", "the digit's number", 0, DIGITS - 1))
+        return digit_input(_whole(arg or "0", _("the digit's number"), 0, DIGITS - 1))
     if kind == "photo":
         return photo_input(arg or "chelsea")
     if text[:1].isalpha():
-        raise ConfigError(f"unknown input {spec!r}: type numbers (1,2;3,4), or give digit, digit:N, photo or "
-                          f"photo:NAME ({', '.join(bundled_photos()) or 'scikit-image is not installed'}).")
+        photos = ", ".join(bundled_photos())
+        message = _("unknown input {spec!r}: type numbers (1,2;3,4), or give digit, digit:N, photo or photo:NAME "
+                    "({photos}).") if photos else \
+            _("unknown input {spec!r}: type numbers (1,2;3,4), or give digit, digit:N, photo or photo:NAME "
+              "(scikit-image is not installed).")
+        raise ConfigError(message.format(spec=spec, photos=photos))
     return parse_matrix(text, "input")
 
 
@@ -200,8 +240,8 @@ def read_kernel(spec: str) -> torch.Tensor:
     if name in PRESETS:
         return torch.tensor(PRESETS[name], dtype=torch.float64).unsqueeze(0)
     if text[:1].isalpha():
-        raise ConfigError(f"unknown kernel {spec!r}: type numbers (1,0,-1;1,0,-1) or a preset: "
-                          f"{', '.join(PRESETS)}.")
+        raise ConfigError(_("unknown kernel {spec!r}: type numbers (1,0,-1;1,0,-1) or a preset: {presets}.").format(
+            spec=spec, presets=", ".join(PRESETS)))
     return parse_matrix(text, "kernel", max_side=MAX_KERNEL)
 
 
@@ -241,11 +281,12 @@ def size_formula(axis: str, size: int, kernel: int, padding: int, stride: int, d
         text = f"{rnd}({sym}) + 1 = {rnd}({num}) + 1 = {rnd}({span / stride:.4g}) + 1 = {rounded + 1}"
     note = ""
     if span % stride and not ceil_mode and span >= 0:
-        note = (f"floor: the last {span % stride} {'row' if axis == 'H' else 'column'}(s) of the padded input "
-                "are never under the window")
+        text_note = _("floor: the last {count} row(s) of the padded input are never under the window") \
+            if axis == "H" else _("floor: the last {count} column(s) of the padded input are never under the window")
+        note = text_note.format(count=span % stride)
     if result != rounded + 1:
-        text += f", less the last window = {result}"
-        note = "ceil_mode: the last window would start in the padding, so PyTorch drops it"
+        text += _(", less the last window = {result}").format(result=result)
+        note = _("ceil_mode: the last window would start in the padding, so PyTorch drops it")
     return SizeFormula(axis, size, kernel, padding, stride, dilation, ceil_mode, result, text, note)
 
 
@@ -297,8 +338,8 @@ def _module_geometry(module: nn.Module) -> Geometry:
         elif all(d[a] * (k[a] - 1) % 2 == 0 for a in (0, 1)):
             p = (d[0] * (k[0] - 1) // 2, d[1] * (k[1] - 1) // 2)
         else:
-            raise ConfigError("padding='same' with an even kernel pads one side more than the other; only "
-                              "even padding is explained.")
+            raise ConfigError(_("padding='same' with an even kernel pads one side more than the other; only even "
+                                "padding is explained."))
     return Geometry(k, s, p, d, ceil)
 
 
@@ -376,49 +417,81 @@ def _signed(v: float) -> str:
 
 
 def _tap(value: float, kind: str) -> str:
-    return f"{_num(value)}({'pad' if kind == 'padding' else 'out'})" if kind != "input" else _signed(value)
+    if kind == "input":
+        return _signed(value)
+    return (_("{value}(pad)") if kind == "padding" else _("{value}(out)")).format(value=_num(value))
+
+
+# the first line of an explanation, per operation (other: adaptive pooling's bins) and padded input or not
+_WHERE = {
+    ("conv", False): N_("output channel {channel}, row {row}, col {col}: the {size} window at rows {top}..{bottom}, "
+                        "cols {left}..{right} of the input"),
+    ("conv", True): N_("output channel {channel}, row {row}, col {col}: the {size} window at rows {top}..{bottom}, "
+                       "cols {left}..{right} of the padded input (padding {padding})"),
+    ("max", False): N_("output channel {channel}, row {row}, col {col}: the largest of the {size} window at rows "
+                       "{top}..{bottom}, cols {left}..{right} of the input"),
+    ("max", True): N_("output channel {channel}, row {row}, col {col}: the largest of the {size} window at rows "
+                      "{top}..{bottom}, cols {left}..{right} of the padded input (padding {padding})"),
+    ("avg", False): N_("output channel {channel}, row {row}, col {col}: the average of the {size} window at rows "
+                       "{top}..{bottom}, cols {left}..{right} of the input"),
+    ("avg", True): N_("output channel {channel}, row {row}, col {col}: the average of the {size} window at rows "
+                      "{top}..{bottom}, cols {left}..{right} of the padded input (padding {padding})"),
+    ("bin", False): N_("output channel {channel}, row {row}, col {col}: the bin of the {size} window at rows "
+                       "{top}..{bottom}, cols {left}..{right} of the input"),
+    ("bin", True): N_("output channel {channel}, row {row}, col {col}: the bin of the {size} window at rows "
+                      "{top}..{bottom}, cols {left}..{right} of the padded input (padding {padding})"),
+}
 
 
 def _where(e: Explanation) -> str:
-    what = {"conv": "the", "max": "the largest of the", "avg": "the average of the"}.get(e.op, "the bin of the")
-    span = f"rows {e.rows[0]}..{e.rows[-1]}, cols {e.cols[0]}..{e.cols[-1]}"
-    pad = f" of the padded input (padding {e.padding[0]}x{e.padding[1]})" if any(e.padding) else " of the input"
-    return (f"output channel {e.channel}, row {e.row}, col {e.col}: {what} {len(e.rows)}x{len(e.cols)} window at "
-            f"{span}{pad}")
+    op = e.op if e.op in ("conv", "max", "avg") else "bin"
+    return _(_WHERE[op, any(e.padding)]).format(
+        channel=e.channel, row=e.row, col=e.col, size=f"{len(e.rows)}x{len(e.cols)}", top=e.rows[0],
+        bottom=e.rows[-1], left=e.cols[0], right=e.cols[-1], padding=f"{e.padding[0]}x{e.padding[1]}")
 
 
 def _conv_lines(e: Explanation, max_channels: int) -> list[str]:
     lines = []
     if e.groups > 1:
-        lines.append(f"group {e.group} of {e.groups}: this filter sees input channels {e.windows[0].channel}.."
-                     f"{e.windows[-1].channel} only")
+        lines.append(_("group {group} of {groups}: this filter sees input channels {first}..{last} only").format(
+            group=e.group, groups=e.groups, first=e.windows[0].channel, last=e.windows[-1].channel))
     for w in e.windows[:max_channels]:
         terms = [f"{_tap(v, k)}x{_signed(wt)}" for vs, ws, ks in zip(w.values, w.weights or [], e.cells)
                  for v, wt, k in zip(vs, ws, ks)]
-        lines.append(f"input channel {w.channel}: {' + '.join(terms)} = {_num(w.total)}")
+        lines.append(_channel_line(w.channel, terms, w.total))
     if len(e.windows) > max_channels:
         rest = e.windows[max_channels:]
-        lines.append(f"... {len(rest)} more input channels, their sums adding up to {_num(sum(w.total for w in rest))}")
+        lines.append(_("... {count} more input channels, their sums adding up to {total}").format(
+            count=len(rest), total=_num(sum(w.total for w in rest))))
     sums = " + ".join(_signed(w.total) for w in e.windows) if len(e.windows) <= max_channels else "..."
-    lines.append(f"sum over {len(e.windows)} input channel(s): {sums} = {_num(e.total)}")
-    lines.append(f"plus the bias: {_num(e.total)} + {_signed(e.bias)} = {_num(e.value)}")
+    lines.append(_("sum over {count} input channel(s): {sums} = {total}").format(
+        count=len(e.windows), sums=sums, total=_num(e.total)))
+    lines.append(_("plus the bias: {total} + {bias} = {value}").format(
+        total=_num(e.total), bias=_signed(e.bias), value=_num(e.value)))
     return lines
+
+
+def _channel_line(channel: int, terms: list[str], total: float) -> str:
+    return _("input channel {channel}: {terms} = {total}").format(channel=channel, terms=" + ".join(terms),
+                                                                  total=_num(total))
 
 
 def _pool_lines(e: Explanation) -> list[str]:
     taps = [_tap(v, k) for vs, ks in zip(e.windows[0].values, e.cells) for v, k in zip(vs, ks)]
     if e.op.endswith("max"):
         i, j = e.winner or (0, 0)
-        return [f"input channel {e.windows[0].channel}: max({', '.join(taps)}) = {_num(e.value)}, at row "
-                f"{e.rows[i]}, col {e.cols[j]} (padding never wins: it counts as -inf)"]
+        return [_("input channel {channel}: max({taps}) = {value}, at row {row}, col {col} (padding never wins: it "
+                  "counts as -inf)").format(channel=e.windows[0].channel, taps=", ".join(taps), value=_num(e.value),
+                                            row=e.rows[i], col=e.cols[j])]
     if e.op == "adaptive_avg":
-        why = "the cells of the bin"
+        why = _("the cells of the bin")
     elif e.count_include_pad:
-        why = "the cells inside the padded input, padding counted"
+        why = _("the cells inside the padded input, padding counted")
     else:
-        why = "the input cells only (count_include_pad=False)"
-    return [f"input channel {e.windows[0].channel}: {' + '.join(taps)} = {_num(e.total)}",
-            f"divided by {e.divisor} ({why}): {_num(e.total)} / {e.divisor} = {_num(e.value)}"]
+        why = _("the input cells only (count_include_pad=False)")
+    return [_channel_line(e.windows[0].channel, taps, e.total),
+            _("divided by {divisor} ({why}): {total} / {divisor} = {value}").format(
+                divisor=e.divisor, why=why, total=_num(e.total), value=_num(e.value))]
 
 
 def _gather(x: torch.Tensor, rows: list[int], cols: list[int], padding: tuple[int, int], fill: float) -> torch.Tensor:
@@ -462,8 +535,8 @@ class Operation:
         geometry = _module_geometry(module)
         if op == "conv":
             if module.padding_mode != "zeros":
-                raise ConfigError(f"this convolution pads with '{module.padding_mode}', not zeros; only zero "
-                                  "padding is explained.")
+                raise ConfigError(_("this convolution pads with '{mode}', not zeros; only zero padding is "
+                                    "explained.").format(mode=module.padding_mode))
             return cls(op, geometry, module.weight.detach(),
                        None if module.bias is None else module.bias.detach(), module.groups)
         if op == "avg":
@@ -549,7 +622,7 @@ def _op_of_subclass(module: nn.Module) -> str:
     for kind, op in _OPS.items():
         if isinstance(module, kind):
             return op
-    raise ConfigError(f"a {type(module).__name__} is not a convolution or pooling layer.")
+    raise ConfigError(_("a {kind} is not a convolution or pooling layer.").format(kind=type(module).__name__))
 
 
 # --- the sandbox -----------------------------------------------------------------------------
@@ -609,10 +682,12 @@ def check_position(shape: tuple[int, ...], channel: int, row: int, col: int) -> 
     """A clear error for an output channel or position that is not in an output of ``shape`` (K x OH x OW)."""
     k, rows, cols = shape
     if not 0 <= channel < k:
-        raise ConfigError(f"output channel {channel} does not exist: the output has channels 0 to {k - 1}.")
+        raise ConfigError(_("output channel {channel} does not exist: the output has channels 0 to {last}.").format(
+            channel=channel, last=k - 1))
     if not (0 <= row < rows and 0 <= col < cols):
-        raise ConfigError(f"position ({row}, {col}) is outside the {rows}x{cols} output: rows go from 0 to "
-                          f"{rows - 1} and columns from 0 to {cols - 1}.")
+        raise ConfigError(_("position ({row}, {col}) is outside the {rows}x{cols} output: rows go from 0 to "
+                            "{last_row} and columns from 0 to {last_col}.").format(
+            row=row, col=col, rows=rows, cols=cols, last_row=rows - 1, last_col=cols - 1))
 
 
 def _as_tensor(value: torch.Tensor | str | Sequence, what: str, read) -> torch.Tensor:
@@ -623,39 +698,47 @@ def _as_tensor(value: torch.Tensor | str | Sequence, what: str, read) -> torch.T
     if t.dim() == 2:
         t = t.unsqueeze(0)
     if t.dim() != 3 or t.numel() == 0:
-        raise ConfigError(f"the {what} must be rows of numbers (one or more channels).")
+        raise ConfigError(_("{what} must be rows of numbers (one or more channels).").format(what=_the(what)))
     return t
 
 
 def _check_sides(x: torch.Tensor, kernel: tuple[int, int]) -> None:
     c, h, w = x.shape
     if h > MAX_SIDE or w > MAX_SIDE or c > MAX_CHANNELS:
-        raise ConfigError(f"the input is {c}x{h}x{w}; the sandbox takes at most {MAX_CHANNELS} channels of "
-                          f"{MAX_SIDE}x{MAX_SIDE}.")
+        raise ConfigError(_("the input is {size}; the sandbox takes at most {channels} channels of {side}.").format(
+            size=f"{c}x{h}x{w}", channels=MAX_CHANNELS, side=f"{MAX_SIDE}x{MAX_SIDE}"))
     if max(kernel) > MAX_KERNEL or min(kernel) < 1:
-        raise ConfigError(f"the kernel is {kernel[0]}x{kernel[1]}; it must be 1x1 to {MAX_KERNEL}x{MAX_KERNEL}.")
+        raise ConfigError(_("the kernel is {size}; it must be 1x1 to {most}.").format(
+            size=f"{kernel[0]}x{kernel[1]}", most=f"{MAX_KERNEL}x{MAX_KERNEL}"))
 
 
 def _check_steps(stride: int, padding: int, dilation: int) -> None:
     if stride < 1:
-        raise ConfigError(f"stride {stride}: the window must move at least one cell each step; use 1 or more.")
+        raise ConfigError(_("stride {stride}: the window must move at least one cell each step; use 1 or "
+                            "more.").format(stride=stride))
     if stride > MAX_STRIDE:
-        raise ConfigError(f"stride {stride}: at most {MAX_STRIDE} in the sandbox.")
+        raise ConfigError(_("stride {stride}: at most {most} in the sandbox.").format(stride=stride, most=MAX_STRIDE))
     if not 0 <= padding <= MAX_PADDING:
-        raise ConfigError(f"padding {padding}: it must be between 0 and {MAX_PADDING} rings of zeros.")
+        raise ConfigError(_("padding {padding}: it must be between 0 and {most} rings of zeros.").format(
+            padding=padding, most=MAX_PADDING))
     if not 1 <= dilation <= MAX_DILATION:
-        raise ConfigError(f"dilation {dilation}: it must be between 1 (taps side by side) and {MAX_DILATION}.")
+        raise ConfigError(_("dilation {dilation}: it must be between 1 (taps side by side) and {most}.").format(
+            dilation=dilation, most=MAX_DILATION))
 
 
 def _check_fits(x: torch.Tensor, geometry: Geometry) -> None:
     """The window (its effective size with dilation) must fit in the padded input along both axes."""
-    for a, axis in enumerate(("rows", "columns")):
+    for a in (0, 1):
         size, pad, k, d = x.shape[1 + a], geometry.padding[a], geometry.kernel[a], geometry.dilation[a]
         eff = d * (k - 1) + 1
         if eff > size + 2 * pad:
-            dilated = f" (D(F-1)+1 = {d}x({k}-1)+1 with dilation {d})" if d > 1 else ""
-            raise ConfigError(f"the kernel spans {eff} {axis}{dilated} but the padded input has only "
-                              f"{size} + 2x{pad} = {size + 2 * pad}: add padding or use a smaller kernel.")
+            text = _("the kernel spans {span} {axis} (D(F-1)+1 = {dilation}x({kernel}-1)+1 with dilation {dilation}) "
+                     "but the padded input has only {size} + 2x{pad} = {padded}: add padding or use a smaller "
+                     "kernel.") if d > 1 else \
+                _("the kernel spans {span} {axis} but the padded input has only {size} + 2x{pad} = {padded}: add "
+                  "padding or use a smaller kernel.")
+            raise ConfigError(text.format(span=eff, axis=_("rows") if a == 0 else _("columns"), dilation=d, kernel=k,
+                                          size=size, pad=pad, padded=size + 2 * pad))
 
 
 def _filters(kernel: torch.Tensor, channels: int, groups: int) -> torch.Tensor:
@@ -663,11 +746,11 @@ def _filters(kernel: torch.Tensor, channels: int, groups: int) -> torch.Tensor:
     every input channel; a kernel with one channel per input channel gives each group its own share."""
     if groups < 1 or channels % groups:
         divisors = [g for g in range(1, channels + 1) if channels % g == 0]
-        raise ConfigError(f"groups={groups} does not divide the {channels} input channel(s): use "
-                          f"{' or '.join(map(str, divisors))}.")
+        raise ConfigError(_("groups={groups} does not divide the {channels} input channel(s): use {choices}.").format(
+            groups=groups, channels=channels, choices=_either(divisors)))
     if kernel.shape[0] not in (1, channels):
-        raise ConfigError(f"the kernel has {kernel.shape[0]} channels but the input has {channels}: give 1 "
-                          f"channel (used on every input channel) or {channels}.")
+        raise ConfigError(_("the kernel has {count} channels but the input has {channels}: give 1 channel (used on "
+                            "every input channel) or {channels}.").format(count=kernel.shape[0], channels=channels))
     full = kernel.expand(channels, -1, -1)
     return full.reshape(groups, channels // groups, *kernel.shape[1:]).clone()
 
@@ -683,7 +766,7 @@ def conv_sandbox(x: torch.Tensor | str | Sequence, kernel: torch.Tensor | str | 
     _check_sides(x, tuple(kernel.shape[1:]))
     _check_steps(stride, padding, dilation)
     if not math.isfinite(bias):
-        raise ConfigError(f"the bias must be a finite number, got {bias}.")
+        raise ConfigError(_("the bias must be a finite number, got {bias}.").format(bias=bias))
     weight = _filters(kernel, x.shape[0], groups)
     geometry = Geometry(tuple(kernel.shape[1:]), (stride, stride), (padding, padding), (dilation, dilation))
     _check_fits(x, geometry)
@@ -697,16 +780,17 @@ def pool_sandbox(x: torch.Tensor | str | Sequence, kind: str = "max", kernel: in
     """Max or average pooling of a small input with a ``kernel x kernel`` window (stride: the window's
     size unless given, as in PyTorch); each channel is pooled on its own."""
     if kind not in ("max", "avg"):
-        raise ConfigError(f"pooling {kind!r}: choose max or avg.")
+        raise ConfigError(_("pooling {kind!r}: choose max or avg.").format(kind=kind))
     x = _as_tensor(x, "input", read_input)
     stride = kernel if stride is None else stride
     _check_sides(x, (kernel, kernel))
     _check_steps(stride, padding, dilation)
     if padding > kernel // 2:
-        raise ConfigError(f"padding {padding} with a {kernel}x{kernel} window: PyTorch allows at most half the "
-                          f"window ({kernel} // 2 = {kernel // 2}).")
+        raise ConfigError(_("padding {padding} with a {window} window: PyTorch allows at most half the window "
+                            "({kernel} // 2 = {half}).").format(padding=padding, window=f"{kernel}x{kernel}",
+                                                                kernel=kernel, half=kernel // 2))
     if kind == "avg" and dilation != 1:
-        raise ConfigError("average pooling has no dilation in PyTorch: use dilation 1, or max pooling.")
+        raise ConfigError(_("average pooling has no dilation in PyTorch: use dilation 1, or max pooling."))
     geometry = Geometry((kernel, kernel), (stride, stride), (padding, padding), (dilation, dilation), ceil_mode)
     _check_fits(x, geometry)
     return Sandbox(x, Operation(kind, geometry, count_include_pad=count_include_pad), relu)
@@ -735,13 +819,14 @@ class SoftmaxExplanation:
     def lines(self) -> list[str]:
         exps = " + ".join(_num(e) for e in self.exponentials)
         return [
-            f"subtract the largest logit, {_num(self.largest)}, from each (the probabilities do not change, and "
-            "no exponential can overflow): " + ", ".join(_num(s) for s in self.shifted),
-            "exponentials: " + ", ".join(f"exp({_num(s)}) = {_num(e)}"
-                                         for s, e in zip(self.shifted, self.exponentials)),
-            f"their sum: {exps} = {_num(self.total)}",
-            "probabilities: " + ", ".join(f"{_num(e)} / {_num(self.total)} = {p:.4f}"
-                                          for e, p in zip(self.exponentials, self.probabilities)),
+            _("subtract the largest logit, {largest}, from each (the probabilities do not change, and no exponential "
+              "can overflow): {shifted}").format(largest=_num(self.largest),
+                                                 shifted=", ".join(_num(s) for s in self.shifted)),
+            _("exponentials: {terms}").format(terms=", ".join(f"exp({_num(s)}) = {_num(e)}"
+                                                              for s, e in zip(self.shifted, self.exponentials))),
+            _("their sum: {terms} = {total}").format(terms=exps, total=_num(self.total)),
+            _("probabilities: {terms}").format(terms=", ".join(f"{_num(e)} / {_num(self.total)} = {p:.4f}"
+                                                               for e, p in zip(self.exponentials, self.probabilities))),
         ]
 
 
@@ -749,7 +834,7 @@ def explain_softmax(logits: Sequence[float] | str) -> SoftmaxExplanation:
     """Softmax of a logit vector (typed "2, 1, 0.1" or numbers), numerically stable."""
     values = parse_numbers(logits) if isinstance(logits, str) else [float(v) for v in logits]
     if not values or len(values) > MAX_LOGITS or not all(math.isfinite(v) for v in values):
-        raise ConfigError(f"softmax needs 1 to {MAX_LOGITS} finite logits.")
+        raise ConfigError(_("softmax needs 1 to {most} finite logits.").format(most=MAX_LOGITS))
     largest = max(values)
     shifted = [v - largest for v in values]
     exps = [math.exp(s) for s in shifted]
@@ -785,14 +870,21 @@ class FieldStep:
                                           self.jump_in, self.start_in))
 
     def text(self, axis: int = 0) -> str:
-        """The arithmetic along one axis (0: rows, 1: columns)."""
+        """The layer and its arithmetic along one axis (0: rows, 1: columns)."""
+        s, p, d = self.stride[axis], self.padding[axis], self.dilation[axis]
+        text = _("{layer} ({kind} {kernel}, stride {stride}, padding {padding}, dilation {dilation}): {arithmetic}") \
+            if d > 1 else _("{layer} ({kind} {kernel}, stride {stride}, padding {padding}): {arithmetic}")
+        return text.format(layer=self.layer, kind=self.kind, kernel="x".join(map(str, self.kernel)), stride=s,
+                           padding=p, dilation=d, arithmetic=self.arithmetic(axis))
+
+    def arithmetic(self, axis: int = 0) -> str:
+        """How size, jump and start grow along one axis (0: rows, 1: columns)."""
         a = axis
         k, s, p, d = self.kernel[a], self.stride[a], self.padding[a], self.dilation[a]
-        kernel = "x".join(map(str, self.kernel))
-        return (f"{self.layer} ({self.kind} {kernel}, stride {s}, padding {p}{f', dilation {d}' if d > 1 else ''}): "
-                f"size {self.size_in[a]} + ({k}-1)x{d}x{self.jump_in[a]} = {self.size_out[a]}, "
-                f"jump {self.jump_in[a]}x{s} = {self.jump_out[a]}, "
-                f"start {self.start_in[a]} - {p}x{self.jump_in[a]} = {self.start_out[a]}")
+        return _("size {size_in} + ({kernel}-1)x{dilation}x{jump_in} = {size_out}, jump {jump_in}x{stride} = "
+                 "{jump_out}, start {start_in} - {padding}x{jump_in} = {start_out}").format(
+            size_in=self.size_in[a], kernel=k, dilation=d, jump_in=self.jump_in[a], size_out=self.size_out[a],
+            stride=s, jump_out=self.jump_out[a], start_in=self.start_in[a], padding=p, start_out=self.start_out[a])
 
 
 @dataclass(frozen=True)
@@ -872,12 +964,14 @@ class ReceptiveField:
     def lines(self) -> list[str]:
         h, w = self.image_size
         if self.whole_input:
-            return [f"output ({self.row}, {self.col}) sees the whole {h}x{w} input (after flattening or global "
-                    "pooling)"]
-        head = (f"output ({self.row}, {self.col}) sees rows {self.top}..{self.bottom}, cols {self.left}..{self.right} "
-                f"of the {h}x{w} input (a field of {self.size[0]}x{self.size[1]}, jump {self.jump[0]}x{self.jump[1]})")
-        return [head, *(f"  {s.text(0)}" + ("" if s.square else f"; columns: {s.text(1).split(': ', 1)[1]}")
-                        for s in self.steps)]
+            return [_("output ({row}, {col}) sees the whole {size} input (after flattening or global pooling)").format(
+                row=self.row, col=self.col, size=f"{h}x{w}")]
+        head = _("output ({row}, {col}) sees rows {top}..{bottom}, cols {left}..{right} of the {size} input (a field "
+                 "of {field}, jump {jump})").format(
+            row=self.row, col=self.col, top=self.top, bottom=self.bottom, left=self.left, right=self.right,
+            size=f"{h}x{w}", field=f"{self.size[0]}x{self.size[1]}", jump=f"{self.jump[0]}x{self.jump[1]}")
+        return [head, *("  " + (s.text(0) if s.square else _("{step}; columns: {arithmetic}").format(
+            step=s.text(0), arithmetic=s.arithmetic(1))) for s in self.steps)]
 
 
 def _box(f: _Field, row: int, col: int, last: tuple[list[int], list[int]] | None,
@@ -946,9 +1040,11 @@ class LayerCapture:
         """The layer in one line, e.g. ``Conv2d 6 -> 16, 5x5, stride 1, padding 0``."""
         m = self.module
         if isinstance(m, nn.Conv2d):
-            g = f", groups {m.groups}" if m.groups > 1 else ""
-            return (f"Conv2d {m.in_channels} -> {m.out_channels}, {m.kernel_size[0]}x{m.kernel_size[1]}, stride "
-                    f"{m.stride[0]}, padding {m.padding if isinstance(m.padding, str) else m.padding[0]}{g}")
+            text = _("Conv2d {inputs} -> {outputs}, {kernel}, stride {stride}, padding {padding}, groups {groups}") \
+                if m.groups > 1 else _("Conv2d {inputs} -> {outputs}, {kernel}, stride {stride}, padding {padding}")
+            return text.format(inputs=m.in_channels, outputs=m.out_channels,
+                               kernel=f"{m.kernel_size[0]}x{m.kernel_size[1]}", stride=m.stride[0],
+                               padding=m.padding if isinstance(m.padding, str) else m.padding[0], groups=m.groups)
         return repr(m)
 
     def formulas(self) -> list[SizeFormula]:
@@ -988,8 +1084,10 @@ class LayerCapture:
 def _require_explainable(model: nn.Module, name: str, module: nn.Module) -> None:
     if not isinstance(module, _EXPLAINABLE):
         names = explainable_layers(model)
-        raise ConfigError(f"layer {name!r} is a {type(module).__name__}, not a convolution or pooling; these are: "
-                          f"{', '.join(names) if names else 'none (this model has no convolution)'}.")
+        text = _("layer {name!r} is a {kind}, not a convolution or pooling; these are: {names}.") if names else \
+            _("layer {name!r} is a {kind}, not a convolution or pooling; these are: none (this model has no "
+              "convolution).")
+        raise ConfigError(text.format(name=name, kind=type(module).__name__, names=", ".join(names)))
 
 
 @contextmanager
@@ -1058,8 +1156,9 @@ def capture_layers(model: nn.Module, layers: Sequence[str], x: torch.Tensor) -> 
                 h.remove()
     missing = [n for n in targets if n not in seen]
     if missing:
-        raise LayerNotFoundError(f"layer(s) {', '.join(missing)} did not run in the forward pass (a '#k' beyond the "
-                                 "number of times the layer is used, or a layer outside the forward path).")
+        raise LayerNotFoundError(_("layer(s) {layers} did not run in the forward pass (a '#k' beyond the number of "
+                                   "times the layer is used, or a layer outside the forward path).").format(
+            layers=", ".join(missing)))
     keep = "meta" if x.device.type == "meta" else "cpu"
     return {n: LayerCapture(n, targets[n], seen[n][0].to(keep), seen[n][1].to(keep), tuple(x.shape[-2:]), seen[n][2])
             for n in targets}

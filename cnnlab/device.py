@@ -7,6 +7,7 @@ import contextlib
 import torch
 
 from .errors import ConfigError
+from .i18n import _, fmt
 
 
 def pick_device(preference: str | None = "auto") -> torch.device:
@@ -23,23 +24,25 @@ def pick_device(preference: str | None = "auto") -> torch.device:
         return torch.device("cpu")
     if pref.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ConfigError("device 'cuda' was asked for but no CUDA GPU is available; use 'auto' or 'cpu'.")
+            raise ConfigError(_("device 'cuda' was asked for but no CUDA GPU is available; use 'auto' or 'cpu'."))
         try:
             device = torch.device(pref)
         except RuntimeError:
-            raise ConfigError(f"unknown device {preference!r}: use auto, cuda, cuda:N, mps or cpu.") from None
+            raise ConfigError(_("unknown device {device!r}: use auto, cuda, cuda:N, mps or cpu.").format(
+                device=preference)) from None
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ConfigError(f"device {pref!r} was asked for but this machine has {torch.cuda.device_count()} "
-                              f"GPU(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}.")
+            count = torch.cuda.device_count()
+            raise ConfigError(_("device {device!r} was asked for but this machine has {count} GPU(s), cuda:0 to "
+                                "cuda:{last}.").format(device=pref, count=count, last=count - 1))
         return device
     if pref == "mps":
         mps = getattr(torch.backends, "mps", None)
         if mps is None or not mps.is_available():
-            raise ConfigError("device 'mps' was asked for but Apple MPS is not available; use 'auto' or 'cpu'.")
+            raise ConfigError(_("device 'mps' was asked for but Apple MPS is not available; use 'auto' or 'cpu'."))
         return torch.device("mps")
     if pref == "cpu":
         return torch.device("cpu")
-    raise ConfigError(f"unknown device {preference!r}: use auto, cuda, mps or cpu.")
+    raise ConfigError(_("unknown device {device!r}: use auto, cuda, mps or cpu.").format(device=preference))
 
 
 def describe_device(device: torch.device | None = None) -> str:
@@ -48,10 +51,10 @@ def describe_device(device: torch.device | None = None) -> str:
     if device.type == "cuda":
         idx = device.index or 0
         props = torch.cuda.get_device_properties(idx)
-        return f"CUDA GPU: {props.name} ({props.total_memory / 2**30:.0f} GB)"
+        return _("CUDA GPU: {name} ({memory} GB)").format(name=props.name, memory=fmt(props.total_memory / 2**30, ".0f"))
     if device.type == "mps":
-        return "Apple GPU (MPS)"
-    return f"CPU ({torch.get_num_threads()} threads)"
+        return _("Apple GPU (MPS)")
+    return _("CPU ({threads} threads)").format(threads=torch.get_num_threads())
 
 
 def native_bf16(device: torch.device) -> bool:

@@ -31,6 +31,7 @@ from torchview import draw_graph
 from torchview.computation_node import FunctionNode, ModuleNode, TensorNode
 
 from .errors import CnnlabError, ConfigError, InputSizeError
+from .i18n import _
 from .inspect import _as_shape, _unwrap
 from .models import create, get_spec
 from .models._input_checks import pair
@@ -48,10 +49,14 @@ def _check_depth(depth: Any) -> int:
     try:
         d = int(depth)
     except (TypeError, ValueError):
-        raise ConfigError(f"diagram depth must be a whole number from 0 to {MAX_DEPTH}, got {depth!r}") from None
+        raise ConfigError(_bad_depth(depth)) from None
     if d != depth or not 0 <= d <= MAX_DEPTH:
-        raise ConfigError(f"diagram depth must be a whole number from 0 to {MAX_DEPTH}, got {depth!r}")
+        raise ConfigError(_bad_depth(depth))
     return d
+
+
+def _bad_depth(depth: Any) -> str:
+    return _("diagram depth must be a whole number from 0 to {most}, got {depth!r}").format(most=MAX_DEPTH, depth=depth)
 
 
 def _shape_text(shape: Any) -> str:
@@ -76,7 +81,8 @@ def _build(model: str | nn.Module, input_shape, num_classes) -> tuple[nn.Module,
             net = create(spec.name, num_classes=num_classes, in_channels=shape[0], input_size=shape[1:])
         return net, shape, spec.name
     if not isinstance(model, nn.Module):
-        raise ConfigError(f"model_graph needs a model name or a torch module, got {type(model).__name__}")
+        raise ConfigError(_("model_graph needs a model name or a torch module, got {kind}").format(
+            kind=type(model).__name__))
     spec = getattr(model, "cnnlab_spec", None)
     shape = _as_shape(input_shape, spec.input_shape if spec else (3, 224, 224))
     net = copy.deepcopy(model).to("meta")  # the caller's module is never modified
@@ -94,8 +100,8 @@ def _trace(net: nn.Module, shape: tuple[int, int, int], depth: int, name: str):
         if isinstance(err, CnnlabError):
             raise err from None
         raise InputSizeError(
-            f"{name} cannot process a {'x'.join(map(str, shape))} input: {err}. "
-            f"`python -m cnnlab summary {name} --input CxHxW` shows which layer refuses it."
+            _("{model} cannot process a {shape} input: {error}. `python -m cnnlab summary {model} --input CxHxW` "
+              "shows which layer refuses it.").format(model=name, shape="x".join(map(str, shape)), error=err)
         ) from None
 
 
@@ -231,15 +237,16 @@ def to_svg(dot: str) -> str:
     exe = shutil.which("dot")
     if exe is None:
         raise ConfigError(
-            "drawing SVG needs Graphviz's `dot` program, which is not installed: write a .dot file "
-            "instead (it opens in any Graphviz viewer), or install Graphviz (apt-get install graphviz)."
+            _("drawing SVG needs Graphviz's `dot` program, which is not installed: write a .dot file instead (it "
+              "opens in any Graphviz viewer), or install Graphviz (apt-get install graphviz).")
         )
     try:
         done = subprocess.run([exe, "-Tsvg"], input=dot.encode(), capture_output=True,
                               timeout=_SVG_TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired:
-        raise ConfigError(f"Graphviz took longer than {_SVG_TIMEOUT_S} s to draw this graph: "
-                          "choose a lower depth or write a .dot file.") from None
+        raise ConfigError(_("Graphviz took longer than {seconds} s to draw this graph: choose a lower depth or write "
+                            "a .dot file.").format(seconds=_SVG_TIMEOUT_S)) from None
     if done.returncode != 0:
-        raise ConfigError(f"Graphviz could not draw the graph: {done.stderr.decode(errors='replace').strip()[:500]}")
+        raise ConfigError(_("Graphviz could not draw the graph: {error}").format(
+            error=done.stderr.decode(errors="replace").strip()[:500]))
     return done.stdout.decode()

@@ -45,6 +45,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from .device import pick_device as _pick_device
 from .errors import CnnlabError, ConfigError, DataError
+from .i18n import _
 
 TIMEOUT_ENV = "CNNLAB_DIST_TIMEOUT"  # seconds a collective may wait for the other processes
 DEFAULT_TIMEOUT_S = 600.0
@@ -131,8 +132,9 @@ def init_from_env(device: str | None = "auto") -> bool:
     if uses_cuda(device):
         count, index = torch.cuda.device_count(), local_rank()
         if index >= count:
-            raise ConfigError(f"this machine has {count} GPU(s) but torchrun started process {index} of "
-                              f"{local_world_size()} on it: use --nproc_per_node {count} (one process per GPU).")
+            raise ConfigError(_("this machine has {count} GPU(s) but torchrun started process {index} of {here} on "
+                                "it: use --nproc_per_node {count} (one process per GPU).").format(
+                count=count, index=index, here=local_world_size()))
         torch.cuda.set_device(index)
         backend = "nccl"
     dist.init_process_group(backend, timeout=timeout())
@@ -204,7 +206,7 @@ def convert_sync_batchnorm(model: nn.Module) -> Callable[[], None]:
         return lambda: None
     converted = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if converted is not model:  # pragma: no cover - the model itself is one batch-norm layer
-        raise ConfigError("sync_bn: the model is a single batch-norm layer; nothing to synchronise.")
+        raise ConfigError(_("sync_bn: the model is a single batch-norm layer; nothing to synchronise."))
 
     def restore() -> None:
         for parent, name, child in originals:
@@ -246,9 +248,10 @@ class Group:
         return self.rank == 0
 
     def describe(self) -> str:
-        return f"process {self.rank} of {self.world}"
+        return _("process {rank} of {world}").format(rank=self.rank, world=self.world)
 
     def _call(self, what: str, fn: Callable[[], Any]) -> Any:
+        """``fn()``, a collective; ``what`` says what it was doing (translated: a message may show it)."""
         try:
             return fn()
         except (RuntimeError, ValueError, ConnectionError) as e:  # DistBackendError is a RuntimeError
@@ -259,9 +262,9 @@ class Group:
     def peer_lost(self, what: str, error: BaseException) -> PeerLostError:
         detail = " ".join(str(error).split())[:300]
         return PeerLostError(
-            f"{self.describe()} stopped: {what} could not complete because another process of this torchrun "
-            f"group ({self.world} processes) stopped or cannot be reached; its own message says why. "
-            f"({type(error).__name__}: {detail})")
+            _("{process} stopped: {what} could not complete because another process of this torchrun group ({world} "
+              "processes) stopped or cannot be reached; its own message says why. ({error})").format(
+                process=self.describe(), what=what, world=self.world, error=f"{type(error).__name__}: {detail}"))
 
     def wrap(self, model: nn.Module) -> nn.Module:
         """``model`` in :class:`~torch.nn.parallel.DistributedDataParallel` (rank 0's weights and buffers
@@ -271,36 +274,36 @@ class Group:
             return DistributedDataParallel(model, device_ids=ids, output_device=ids[0] if ids else None)
         except RuntimeError as e:
             if from_collective(e):  # the first copy of rank 0's weights could not reach everyone
-                raise self.peer_lost("starting DistributedDataParallel", e) from e
+                raise self.peer_lost(_("starting DistributedDataParallel"), e) from e
             raise
 
     def _on_device(self, values: torch.Tensor) -> torch.Tensor:
         # NCCL reduces GPU tensors only; gloo reduces CPU tensors
         return values.to(self.device) if self.backend == "nccl" else values.cpu()
 
-    def sum(self, values: torch.Tensor, what: str = "summing the metrics") -> torch.Tensor:
+    def sum(self, values: torch.Tensor, what: str = "") -> torch.Tensor:
         """The element-wise sum of ``values`` over every process (a new tensor, on ``values``' device)."""
         t = self._on_device(values.detach().clone())
-        self._call(what, lambda: dist.all_reduce(t, op=dist.ReduceOp.SUM))
+        self._call(what or _("summing the metrics"), lambda: dist.all_reduce(t, op=dist.ReduceOp.SUM))
         return t.to(values.device)
 
     def agree(self, flags: torch.Tensor) -> torch.Tensor:
         """The element-wise maximum of 0/1 ``flags`` over every process (asynchronous on a GPU: read it
         a step later, as the trainer does)."""
         t = self._on_device(flags)
-        self._call("agreeing on the next step", lambda: dist.all_reduce(t, op=dist.ReduceOp.MAX))
+        self._call(_("agreeing on the next step"), lambda: dist.all_reduce(t, op=dist.ReduceOp.MAX))
         return t
 
-    def broadcast(self, obj: Any, what: str = "sharing the run id", src: int = 0) -> Any:
+    def broadcast(self, obj: Any, what: str = "", src: int = 0) -> Any:
         """Process ``src``'s ``obj`` on every process (rank 0's by default)."""
         box = [obj]
         device = self.device if self.backend == "nccl" else None
-        self._call(what, lambda: dist.broadcast_object_list(box, src=src, device=device))
+        self._call(what or _("sharing the run id"), lambda: dist.broadcast_object_list(box, src=src, device=device))
         return box[0]
 
-    def barrier(self, what: str = "waiting for the run folder to be written") -> None:
+    def barrier(self, what: str = "") -> None:
         """Wait until every process reaches this point (a tiny all-reduce: the same on every backend)."""
-        self.sum(torch.zeros(1), what)
+        self.sum(torch.zeros(1), what or _("waiting for the run folder to be written"))
 
 
 class Alone(Group):
@@ -401,7 +404,7 @@ def load_turn(rank_: int, local_rank_: int) -> int:
     return 0 if rank_ == 0 else 1 if local_rank_ == 0 else 2
 
 
-def load_in_turn(group: Any, load: Callable[[bool], Any], what: str = "the dataset",
+def load_in_turn(group: Any, load: Callable[[bool], Any], what: str = "",
                  local_rank_: int | None = None, poll_s: float = LOAD_POLL_S) -> Any:
     """``load(download)`` in every process of ``group``, in turns, so that no two processes download
     or decode into the same folder at once.
@@ -413,7 +416,9 @@ def load_in_turn(group: Any, load: Callable[[bool], Any], what: str = "the datas
     a series of short exchanges (every ``poll_s`` s), so a long download never runs into the group's
     timeout. Success is agreed after every turn: when a process fails, every process raises, the
     failing one its own error and the others a :class:`~cnnlab.errors.DataError` naming it and its
-    message, so none waits for a turn that never comes."""
+    message, so none waits for a turn that never comes. ``what``: what is loaded, as a message names it
+    (translated; by default "the dataset")."""
+    what = what or _("the dataset")
     turn = load_turn(group.rank, local_rank() if local_rank_ is None else local_rank_)
     result: Any = None
     for phase in range(3):
@@ -434,19 +439,20 @@ def load_in_turn(group: Any, load: Callable[[bool], Any], what: str = "the datas
                 worker.join(poll_s)
             state = torch.zeros(group.world)  # per process: 0 done (or not its turn), 1 loading, 2 failed
             state[group.rank] = 1.0 if worker is not None and worker.is_alive() else 2.0 if error else 0.0
-            state = group.sum(state, f"waiting for process(es) loading {what}")
+            state = group.sum(state, _("waiting for process(es) loading {what}").format(what=what))
             if not bool((state == 1).any()):
                 break
         failed = [r for r in range(group.world) if int(state[r]) == 2]
         if failed:
             own = error[0] if error else None
             shown = f"{type(own).__name__}: {own}" if own is not None and not isinstance(own, CnnlabError) else str(own)
-            message = group.broadcast(shown if own is not None else "", f"sharing why {what} did not load",
-                                      src=failed[0])
+            message = group.broadcast(shown if own is not None else "",
+                                      _("sharing why {what} did not load").format(what=what), src=failed[0])
             if own is not None:
                 raise own
-            raise DataError(f"process {failed[0]} of {group.world} could not load {what}, so no process of this "
-                            f"torchrun group trains: {message}")
+            raise DataError(_("process {rank} of {world} could not load {what}, so no process of this torchrun group "
+                              "trains: {message}").format(rank=failed[0], world=group.world, what=what,
+                                                          message=message))
     return result
 
 
@@ -459,33 +465,39 @@ class TaskAgreement:
 
 
 def agree_on_task(group: Any, index: int, names: Sequence[str], *, cancel: bool = False,
-                  skip: str = "", what: str = "arm") -> TaskAgreement:
+                  skip: str = "", what: str = "") -> TaskAgreement:
     """Before task ``index`` of ``names`` (e.g. a lesson's arms, run one after the other by every process):
     all processes must be at the same task; a cancel asked in one (Ctrl-C, torchrun's SIGTERM) stops all;
     a task one of them cannot run (``skip``: why) is skipped by all, with that process's reason.
     Raises :class:`OutOfStepError`, the same message in every process, when they are at different tasks
-    (``index`` = ``len(names)``: past the last one), or at tasks of different names (not the same lesson)."""
+    (``index`` = ``len(names)``: past the last one), or at tasks of different names (not the same lesson).
+    ``what``: what a task is called in a message (translated; by default "arm")."""
+    what = what or _("arm")
     # per process: the task's index and a checksum of its name (float64 holds both exactly), cancel, skip
     state = torch.zeros(group.world, 4, dtype=torch.float64)
     name = names[index] if 0 <= index < len(names) else ""
     state[group.rank] = torch.tensor([float(index + 1), float(zlib.crc32(name.encode())), float(cancel),
                                       float(bool(skip))], dtype=torch.float64)
-    state = group.sum(state, f"agreeing on the next {what}")
+    state = group.sum(state, _("agreeing on the next {what}").format(what=what))
     at = [int(v) - 1 for v in state[:, 0].tolist()]
     if len(set(at)) > 1 or len(set(state[:, 1].tolist())) > 1:
-        where = ", ".join(f"process {r} at {what} {i + 1}" if i < len(names) else f"process {r} past the last {what}"
+        where = ", ".join((_("process {rank} at {what} {index}") if i < len(names) else
+                           _("process {rank} past the last {what}")).format(rank=r, what=what, index=i + 1)
                           for r, i in enumerate(at))
-        raise OutOfStepError(f"the processes of this torchrun group are not at the same {what} ({where}"
-                             + ("" if len(set(at)) > 1 else f", not the same {what}s") + "): every process stops. "
-                             "Start them all with the same command and settings.")
+        text = _("the processes of this torchrun group are not at the same {what} ({where}): every process stops. "
+                 "Start them all with the same command and settings.") if len(set(at)) > 1 else \
+            _("the processes of this torchrun group are not at the same {what} ({where}, not the same {what}s): "
+              "every process stops. Start them all with the same command and settings.")
+        raise OutOfStepError(text.format(what=what, where=where))
     if bool(state[:, 2].any()):
         return TaskAgreement(True, "")
     skipping = [r for r in range(group.world) if bool(state[r, 3])]
     if not skipping:
         return TaskAgreement(False, "")
-    reason = group.broadcast(skip, f"sharing why a process skips this {what}", src=skipping[0])
+    reason = group.broadcast(skip, _("sharing why a process skips this {what}").format(what=what), src=skipping[0])
     return TaskAgreement(False, reason if skipping[0] == group.rank or not reason
-                         else f"process {skipping[0]} of {group.world}: {reason}")
+                         else _("process {rank} of {world}: {reason}").format(rank=skipping[0], world=group.world,
+                                                                            reason=reason))
 
 
 def from_collective(error: BaseException) -> bool:

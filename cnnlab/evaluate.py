@@ -24,6 +24,7 @@ from .data.pipeline import (
 )
 from .device import autocast_context, pick_device
 from .errors import ConfigError
+from .i18n import _
 from .locks import model_lock
 from .models import evaluating
 from .runs import Run, load_model, load_run, load_run_data
@@ -35,7 +36,7 @@ def _stats_for(model: nn.Module, info: Any, model_channels: int, mean: Sequence[
     (``cnnlab_norm``: the trainer's and a rebuilt run's), else ``info``'s when they fit the model
     exactly (see :func:`cnnlab.data.pipeline.model_stats`; never averaged)."""
     if (mean is None) != (std is None):
-        raise ConfigError("give both mean and std (the model-space statistics), or neither.")
+        raise ConfigError(_("give both mean and std (the model-space statistics), or neither."))
     if mean is None:
         recorded = getattr(model, "cnnlab_norm", None)
         if recorded is not None:
@@ -155,14 +156,14 @@ def evaluate(
     ImageNet weights, else 1).
     """
     if not 1 <= int(batch_size) <= 4096:
-        raise ConfigError(f"batch size must be between 1 and 4096, got {batch_size}")
+        raise ConfigError(_("batch size must be between 1 and 4096, got {batch}").format(batch=batch_size))
     dev = _model_device(model) if device is None else _resolve_device(device)
     dev = dev or torch.device("cpu")
     model.to(dev)
     classes = list(info.classes)
     num_classes = len(classes)
     if int(split.labels.shape[0]) == 0:
-        raise ConfigError("the split to evaluate is empty.")
+        raise ConfigError(_("the split to evaluate is empty."))
     pipeline = eval_pipeline(model, split.images.shape[1:], info, dev, mean=mean, std=std, eval_resize=eval_resize)
     r = eval_loop(model, split.images, split.labels, pipeline, num_classes, batch_size, per_class=True)
     confusion = r["confusion"].numpy()
@@ -217,10 +218,11 @@ def predict_topk(
         m, s = _stats_for(model, info, shape[0], mean, std)
         return _topk(model, to_model_input(image, shape, m, s).to(dev), classes, k)
     if not isinstance(image, torch.Tensor):
-        raise ConfigError(f"predict_topk needs a PIL image or a C x H x W tensor, got {type(image).__name__}")
+        raise ConfigError(_("predict_topk needs a PIL image or a C x H x W tensor, got {kind}").format(
+            kind=type(image).__name__))
     x = image[None] if image.ndim == 2 else image
     if x.ndim != 3:
-        raise ConfigError(f"expected one image C x H x W, got shape {tuple(x.shape)}")
+        raise ConfigError(_("expected one image C x H x W, got shape {shape}").format(shape=tuple(x.shape)))
     if x.dtype != torch.uint8:
         x = x.float()
     data_shape = tuple(int(v) for v in x.shape)
@@ -250,12 +252,13 @@ def run_split(run: Run | str, split: str = "val", data: Any = None) -> tuple[Run
     bundle = data if data is not None else load_run_data(run)
     part = getattr(bundle, split, None) if split in ("val", "test", "train") else None
     if part is None:
-        raise ConfigError(f"{bundle.info.name} has no {split!r} split; use val"
-                          + (" or test." if getattr(bundle, "test", None) is not None else "."))
+        text = _("{dataset} has no {split!r} split; use val or test.") if getattr(bundle, "test", None) is not None \
+            else _("{dataset} has no {split!r} split; use val.")
+        raise ConfigError(text.format(dataset=bundle.info.name, split=split))
     classes = list(run.meta.get("classes") or bundle.info.classes)
     if len(classes) != len(bundle.info.classes):
-        raise ConfigError(f"run {run.run_id} has {len(classes)} classes but its dataset now has "
-                          f"{len(bundle.info.classes)}: the data changed since training.")
+        raise ConfigError(_("run {run} has {classes} classes but its dataset now has {now}: the data changed since "
+                            "training.").format(run=run.run_id, classes=len(classes), now=len(bundle.info.classes)))
     return run, bundle, part
 
 

@@ -53,6 +53,7 @@ from .convolution import capture_layer
 from .data.pipeline import InputPipeline
 from .errors import ConfigError, LayerNotFoundError
 from .files import atomic_file
+from .i18n import _
 from .locks import model_lock
 from .models import PRETRAINED_FAMILY, create, evaluating
 
@@ -91,7 +92,8 @@ def conv_layers(model: nn.Module) -> list[str]:
 
 
 def _listed(names: list[str], limit: int = 40) -> str:
-    return ", ".join(names[:limit]) + (f" ... ({len(names)} in all)" if len(names) > limit else "")
+    shown = ", ".join(names[:limit])
+    return _("{names} ... ({count} in all)").format(names=shown, count=len(names)) if len(names) > limit else shown
 
 
 def conv_layer(model: nn.Module, layer: str) -> nn.Conv2d:
@@ -99,62 +101,72 @@ def conv_layer(model: nn.Module, layer: str) -> nn.Conv2d:
     naming the model's convolutions (and the closest names)."""
     convs = conv_layers(model)
     if not convs:
-        raise ConfigError(f"{type(model).__name__} has no convolution layer: a channel's picture needs one.")
-    base, _ = split_call(layer)
+        raise ConfigError(_("{model} has no convolution layer: a channel's picture needs one.").format(
+            model=type(model).__name__))
+    base = split_call(layer)[0]
     modules = dict(model.named_modules())
     if not base or base not in modules:
         close = difflib.get_close_matches(base, convs, n=3, cutoff=0.4)
-        hint = f" Closest: {', '.join(close)}." if close else ""
-        raise LayerNotFoundError(f"no layer named {layer!r} in {type(model).__name__}.{hint} "
-                                 f"Its convolutions: {_listed(convs)}.")
+        text = _("no layer named {layer!r} in {model}. Closest: {closest}. Its convolutions: {convolutions}.") \
+            if close else _("no layer named {layer!r} in {model}. Its convolutions: {convolutions}.")
+        raise LayerNotFoundError(text.format(layer=layer, model=type(model).__name__, closest=", ".join(close),
+                                             convolutions=_listed(convs)))
     module = modules[base]
     if not isinstance(module, nn.Conv2d):
-        raise ConfigError(f"layer {layer!r} ({type(module).__name__}) is not a convolution; pick one of: "
-                          f"{_listed(convs)}.")
+        raise ConfigError(_("layer {layer!r} ({kind}) is not a convolution; pick one of: {convolutions}.").format(
+            layer=layer, kind=type(module).__name__, convolutions=_listed(convs)))
     return module
 
 
 def _check_channels(channels: Sequence[int], count: int, layer: str) -> list[int]:
     chosen = [int(c) for c in channels]
     if not chosen:
-        raise ConfigError("no channel given: name at least one, e.g. 0 or 0-7.")
+        raise ConfigError(_("no channel given: name at least one, e.g. 0 or 0-7."))
     if len(chosen) > MAX_CHANNELS:
-        raise ConfigError(f"{len(chosen)} channels asked; at most {MAX_CHANNELS} fit in one picture.")
+        raise ConfigError(_("{count} channels asked; at most {most} fit in one picture.").format(
+            count=len(chosen), most=MAX_CHANNELS))
     wrong = [c for c in chosen if not 0 <= c < count]
     if wrong:
-        raise ConfigError(f"channel {wrong[0]} does not exist: {layer} has {count} channels, 0 to {count - 1}.")
+        raise ConfigError(_("channel {channel} does not exist: {layer} has {count} channels, 0 to {last}.").format(
+            channel=wrong[0], layer=layer, count=count, last=count - 1))
     if len(set(chosen)) != len(chosen):
-        raise ConfigError(f"channel {next(c for c in chosen if chosen.count(c) > 1)} is named twice.")
+        raise ConfigError(_("channel {channel} is named twice.").format(
+            channel=next(c for c in chosen if chosen.count(c) > 1)))
     return chosen
 
 
-def parse_channels(text: str, count: int, layer: str = "the layer") -> list[int]:
-    """``"0-7"``, ``"3"`` or ``"0,2,5-9"`` as channel numbers, each checked against the layer's ``count``."""
+def parse_channels(text: str, count: int, layer: str = "") -> list[int]:
+    """``"0-7"``, ``"3"`` or ``"0,2,5-9"`` as channel numbers, each checked against the layer's ``count``
+    (``layer``: its name in a message; by default "the layer")."""
     chosen: list[int] = []
     for part in str(text).split(","):
         lo, dash, hi = part.strip().partition("-")
         try:
             first, last = int(lo), int(hi if dash else lo)
         except ValueError:
-            raise ConfigError(f"channels {text!r}: give numbers and ranges like 0-7 or 0,3,5-6.") from None
+            raise ConfigError(_("channels {text!r}: give numbers and ranges like 0-7 or 0,3,5-6.").format(
+                text=text)) from None
         if last < first:
-            raise ConfigError(f"channels {part.strip()!r}: a range goes up, e.g. {last}-{first}.")
+            raise ConfigError(_("channels {part!r}: a range goes up, e.g. {last}-{first}.").format(
+                part=part.strip(), last=last, first=first))
         if last - first >= MAX_CHANNELS:
-            raise ConfigError(f"channels {part.strip()!r}: at most {MAX_CHANNELS} fit in one picture.")
+            raise ConfigError(_("channels {part!r}: at most {most} fit in one picture.").format(
+                part=part.strip(), most=MAX_CHANNELS))
         chosen += range(first, last + 1)
-    return _check_channels(chosen, count, layer)
+    return _check_channels(chosen, count, layer or _("the layer"))
 
 
 def check_images(count: int) -> None:
     """How many validation images to scan: 1 to :data:`MAX_IMAGES`."""
     if not 1 <= int(count) <= MAX_IMAGES:
-        raise ConfigError(f"the number of images must be between 1 and {MAX_IMAGES:,}, got {count}.")
+        raise ConfigError(_("the number of images must be between 1 and {most:,}, got {count}.").format(
+            most=MAX_IMAGES, count=count))
 
 
 def check_steps(steps: int) -> None:
     """Optimisation steps: 1 to :data:`MAX_STEPS`."""
     if not 1 <= int(steps) <= MAX_STEPS:
-        raise ConfigError(f"steps must be between 1 and {MAX_STEPS}, got {steps}.")
+        raise ConfigError(_("steps must be between 1 and {most}, got {steps}.").format(most=MAX_STEPS, steps=steps))
 
 
 # --- running a model up to one layer ---------------------------------------------------------
@@ -184,8 +196,8 @@ def _up_to(model: nn.Module, layer: str) -> Iterator[Callable[[torch.Tensor], to
             model(x)
         except _Reached:
             return state.pop("out")
-        raise LayerNotFoundError(f"layer {layer!r} did not run in the forward pass (a '#k' beyond the number of "
-                                 "times it is used, or a layer outside the forward path).")
+        raise LayerNotFoundError(_("layer {layer!r} did not run in the forward pass (a '#k' beyond the number of "
+                                   "times it is used, or a layer outside the forward path).").format(layer=layer))
 
     handle = module.register_forward_hook(hook)
     try:
@@ -350,7 +362,7 @@ def _patches(model: nn.Module, layer: str, running: _Running, images: torch.Tens
         chunk = wanted[start:start + batch_size]
         seen = dict(zip(chunk, _seen(pipeline, images[chunk])))
         for c, row in enumerate(kept):
-            for _, i, rf in row:
+            for _value, i, rf in row:
                 if i in seen:
                     crops[(c, i)] = seen[i][rf.top:rf.bottom + 1, rf.left:rf.right + 1].copy()
     return [[Patch(v, i, rf.row, rf.col, (rf.top, rf.left, rf.bottom, rf.right), rf.unclipped, crops[(c, i)])
@@ -367,10 +379,11 @@ def top_patches(model: nn.Module, layer: str, channels: Sequence[int], images: t
     chans = _check_channels(channels, conv_layer(model, layer).out_channels, layer)
     check_images(max_images)
     if not 1 <= int(k) <= 100 or not 1 <= int(batch_size) <= 4096:
-        raise ConfigError(f"k must be between 1 and 100 and the batch size between 1 and 4096, got {k}, {batch_size}.")
+        raise ConfigError(_("k must be between 1 and 100 and the batch size between 1 and 4096, got {k}, "
+                            "{batch}.").format(k=k, batch=batch_size))
     n = min(int(max_images), int(images.shape[0]))
     if n == 0:
-        raise ConfigError("no images to look through: the split is empty.")
+        raise ConfigError(_("no images to look through: the split is empty."))
     running, map_size = _scan(model, layer, chans, images, pipeline, n, int(k), int(batch_size), progress)
     rows = _patches(model, layer, running, images, pipeline, map_size, int(batch_size))
     per_map = n * map_size[0] * map_size[1]
@@ -474,7 +487,7 @@ def _measure(act: torch.Tensor, index: torch.Tensor, objective: str) -> torch.Te
 def _frozen(model: nn.Module) -> Iterator[None]:
     """Gradients flow to the input only; every parameter's ``requires_grad`` is given back afterwards."""
     flags = [(p, p.requires_grad) for p in model.parameters()]
-    for p, _ in flags:
+    for p, _flag in flags:
         p.requires_grad_(False)
     try:
         yield
@@ -500,13 +513,14 @@ def optimise(model: nn.Module, layer: str, channels: Sequence[int], input_shape:
     "mean" (the channel's mean output over its map) or "centre" (its centre unit). ``reference``: top
     patches of the same layer and channels, whose validation averages become each result's ``baseline``."""
     if objective not in OBJECTIVES:
-        raise ConfigError(f"objective {objective!r}: use one of {', '.join(OBJECTIVES)}.")
+        raise ConfigError(_("objective {objective!r}: use one of {choices}.").format(
+            objective=objective, choices=", ".join(OBJECTIVES)))
     check_steps(steps)
     chans = _check_channels(channels, conv_layer(model, layer).out_channels, layer)
     shape = tuple(int(v) for v in input_shape)
     if len(shape) != 3 or len(mean) != shape[0] or len(std) != shape[0] or min(shape) < 1:
-        raise ConfigError(f"input shape {shape} with {len(mean)}/{len(std)} mean/std values: give C, H, W and one "
-                          "mean and std per input channel.")
+        raise ConfigError(_("input shape {shape} with {means}/{stds} mean/std values: give C, H, W and one mean and "
+                            "std per input channel.").format(shape=shape, means=len(mean), stds=len(std)))
     device = _device(model)
     m = torch.tensor([float(v) for v in mean], device=device).view(1, -1, 1, 1)
     s = torch.tensor([float(v) for v in std], device=device).view(1, -1, 1, 1)
@@ -568,9 +582,9 @@ def random_twin(model: nn.Module, seed: int = 0, registry_kwargs: Mapping | None
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     if {k: tuple(v.shape) for k, v in twin.state_dict().items()} != shapes:
         name = spec.name if spec else type(model).__name__
-        raise ConfigError(f"{name} built again with {dict(registry_kwargs or {})} "
-                          "has other layers or shapes than this model: give the arguments it was created with "
-                          "(a run's model_kwargs).")
+        raise ConfigError(_("{model} built again with {kwargs} has other layers or shapes than this model: give the "
+                            "arguments it was created with (a run's model_kwargs).").format(
+            model=name, kwargs=dict(registry_kwargs or {})))
     for attr in ("cnnlab_norm", "cnnlab_input_shape"):
         if hasattr(model, attr):
             setattr(twin, attr, getattr(model, attr))
@@ -629,7 +643,8 @@ def patches_picture(result: TopPatches, title: Sequence[str] = (), tile: int = 9
     with its value and the image it comes from. Fields reaching past the image's edge show that part
     tinted blue-grey."""
     if not 24 <= tile <= 512:
-        raise ConfigError(f"tile size must be between 24 and 512 pixels, got {tile}.")
+        raise ConfigError(_("tile size must be between {low} and {high} pixels, got {tile}.").format(
+            low=24, high=512, tile=tile))
     label_w, caption = 150, 40
     k = max((len(c.patches) for c in result.channels), default=1)
     lines = list(title) or [f"{result.layer}: the {k} strongest positions over {result.images} images"]
@@ -659,9 +674,10 @@ def optimised_picture(trained: Sequence[Optimised], twins: Sequence[Optimised] |
     """The optimised inputs in a grid, each beside its random-weights twin when given, with the
     activation each reaches (and how it compares with the validation mean)."""
     if not 24 <= tile <= 1024:
-        raise ConfigError(f"tile size must be between 24 and 1024 pixels, got {tile}.")
+        raise ConfigError(_("tile size must be between {low} and {high} pixels, got {tile}.").format(
+            low=24, high=1024, tile=tile))
     if twins is not None and [t.channel for t in twins] != [o.channel for o in trained]:
-        raise ConfigError("the random-weights pictures must be of the same channels, in the same order.")
+        raise ConfigError(_("the random-weights pictures must be of the same channels, in the same order."))
     pair = 2 if twins is not None else 1
     cols = max(1, min(columns, len(trained)))
     cell_w, cell_h = max(240, pair * tile + (pair - 1) * 6 + 2 * _PAD), tile + 70  # captions fit
@@ -688,18 +704,21 @@ def png_path(path: str | Path, create_folder: bool = False) -> Path:
     exists (or is created, with ``create_folder``) and takes new files. Errors are one clear line."""
     out = Path(path).expanduser()
     if out.suffix.lower() != ".png":
-        raise ConfigError(f"{path}: the picture is a PNG; give a file name ending in .png.")
+        raise ConfigError(_("{path}: the picture is a PNG; give a file name ending in .png.").format(path=path))
     if out.is_dir():
-        raise ConfigError(f"{path} is a folder; give a file name ending in .png.")
+        raise ConfigError(_("{path} is a folder; give a file name ending in .png.").format(path=path))
     if create_folder:
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise ConfigError(f"{path}: cannot create the folder {out.parent} ({e.strerror or e}).") from None
+            raise ConfigError(_("{path}: cannot create the folder {folder} ({reason}).").format(
+                path=path, folder=out.parent, reason=e.strerror or e)) from None
     if not out.parent.is_dir():
-        raise ConfigError(f"{path}: the folder {out.parent} does not exist; create it first.")
+        raise ConfigError(_("{path}: the folder {folder} does not exist; create it first.").format(
+            path=path, folder=out.parent))
     if not os.access(out.parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"{path}: the folder {out.parent} cannot be written to; choose another.")
+        raise ConfigError(_("{path}: the folder {folder} cannot be written to; choose another.").format(
+            path=path, folder=out.parent))
     return out
 
 
@@ -711,5 +730,6 @@ def save_png(img: Image.Image, path: str | Path) -> Path:
         with atomic_file(out) as f:
             img.save(f, format="PNG")
     except OSError as e:
-        raise ConfigError(f"cannot write {path}: {e.strerror or e}. Choose a folder you can write to.") from None
+        raise ConfigError(_("cannot write {path}: {reason}. Choose a folder you can write to.").format(
+            path=path, reason=e.strerror or e)) from None
     return out

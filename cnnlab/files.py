@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from .i18n import _
+
 #: How many random names :func:`unique_folder` tries before giving up.
 UNIQUE_TRIES = 100
 
@@ -59,11 +61,12 @@ def unique_folder(parent: str | os.PathLike[str], stem: str) -> Path:
     :data:`UNIQUE_TRIES` names are all taken or the folder cannot be made."""
     parent = Path(parent)
     parent.mkdir(parents=True, exist_ok=True)
-    for _ in range(UNIQUE_TRIES):
+    for _try in range(UNIQUE_TRIES):
         path = parent / f"{stem}-{secrets.token_hex(2)}"
         try:
             path.mkdir()
         except FileExistsError:
             continue
         return path
-    raise FileExistsError(f"could not create a new folder '{stem}-...' in {parent}: {UNIQUE_TRIES} names were taken")
+    raise FileExistsError(_("could not create a new folder '{stem}-...' in {parent}: {tries} names were taken").format(
+        stem=stem, parent=parent, tries=UNIQUE_TRIES))

@@ -35,6 +35,7 @@ from torch.utils._pytree import tree_flatten
 from torchinfo import summary as torchinfo_summary
 
 from .errors import CnnlabError, InputSizeError, InputTooSmallError
+from .i18n import _, fmt, ngettext
 from .models import count_params, create, get_spec
 from .models._input_checks import (
     CONV,
@@ -79,13 +80,13 @@ class LayerRow:
     @property
     def rf_text(self) -> str:
         if self.global_rf:
-            return "whole input"
+            return _("whole input")
         if self.receptive_field is None:
             return ""
         (h, w), (jh, jw) = self.receptive_field, self.jump or (1, 1)
         size = f"{h}" if h == w else f"{h}x{w}"
         jump = f"{jh}" if jh == jw else f"{jh}x{jw}"
-        return f"{size} (jump {jump})"
+        return _("{size} (jump {jump})").format(size=size, jump=jump)
 
 
 @dataclass
@@ -157,19 +158,23 @@ class ModelSummary:
     def format_totals(self) -> str:
         c, h, w = self.input_shape
         return "\n".join([
-            f"Input {c}x{h}x{w} -> output {' x '.join(map(str, self.output_shape))}",
-            f"Parameters:        {self.total_params:,} ({self.trainable_params:,} trainable)",
-            f"MACs per image:    {self.total_macs:,} ({self.total_macs / 1e6:,.1f} M)",
-            f"Activations/image: {format_bytes(self.activation_bytes)} (float32, forward)",
-            f"Parameter memory:  {format_bytes(self.param_bytes)} (float32)",
+            _("Input {input} -> output {output}").format(input=f"{c}x{h}x{w}",
+                                                         output=" x ".join(map(str, self.output_shape))),
+            _("Parameters:        {total} ({trainable} trainable)").format(
+                total=fmt(self.total_params, ","), trainable=fmt(self.trainable_params, ",")),
+            _("MACs per image:    {macs} ({millions} M)").format(
+                macs=fmt(self.total_macs, ","), millions=fmt(self.total_macs / 1e6, ",.1f")),
+            _("Activations/image: {size} (float32, forward)").format(size=format_bytes(self.activation_bytes)),
+            _("Parameter memory:  {size} (float32)").format(size=format_bytes(self.param_bytes)),
         ])
 
 
 def format_bytes(n: int) -> str:
-    """Bytes with one decimal in the largest unit below 1024: 12 B, 2.0 KB, 527.8 MB."""
+    """Bytes with one decimal in the largest unit below 1024: 12 B, 2.0 KB, 527.8 MB (the decimal mark of the
+    language in use)."""
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
-            return f"{n:,.1f} {unit}" if unit != "B" else f"{n} B"
+            return f"{fmt(n, ',.1f')} {unit}" if unit != "B" else f"{n} B"
         n /= 1024  # type: ignore[assignment]
     return f"{n} B"
 
@@ -182,8 +187,9 @@ def output_size_formula(w: int, f: int, p: int, s: int, d: int = 1, ceil_mode: b
     return f"{rnd}(({w} - {f_txt} + 2*{p}) / {s}) + 1 = {conv_output_size(w, f, p, s, d, ceil_mode)}"
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n:,} {word}" if n == 1 else f"{n:,} {word}{'es' if word.endswith('s') else 's'}"
+def _n(text: str, n: int) -> str:
+    """A counted phrase from :func:`ngettext` with ``{n}`` the count, grouped ("1,024 inputs")."""
+    return text.format(n=fmt(n, ","))
 
 
 def param_arithmetic(module: nn.Module) -> tuple[str, str] | None:
@@ -199,37 +205,49 @@ def param_arithmetic(module: nn.Module) -> tuple[str, str] | None:
     own = list(module.named_parameters(recurse=False))
     if not own:
         return None
-    total = sum(p.numel() for _, p in own)
+    total = sum(p.numel() for _p, p in own)
     bias = getattr(module, "bias", None)
     nb = bias.numel() if isinstance(bias, torch.Tensor) else 0
     plus_bias = f"+{nb}" if nb else ""
-    bias_words = f", plus {_plural(nb, 'bias')}" if nb else ", no bias"
+    biases = _n(ngettext("{n} bias", "{n} biases", nb), nb)
     weight = getattr(module, "weight", None)
     if isinstance(module, nn.modules.conv._ConvNd) and isinstance(weight, torch.Tensor) and len(own) == 1 + bool(nb):
         out_c, in_per_group, *kernel = weight.shape
         k_txt = "x".join(map(str, kernel))
         groups = module.groups
-        in_words = _plural(in_per_group, "input channel")
-        if groups > 1:
-            in_words += f" (its group's share: {module.in_channels} / {groups} groups)"
         if isinstance(module, nn.modules.conv._ConvTransposeNd):  # weight is (in, out/groups, k...)
             in_c, out_per_group = out_c, in_per_group
             arith = f"{in_c}x{k_txt}x{out_per_group}{plus_bias}"
-            words = f"{in_c} input channels each spread by a {k_txt} kernel over {_plural(out_per_group, 'output channel')}{bias_words}"
+            outputs = _n(ngettext("{n} output channel", "{n} output channels", out_per_group), out_per_group)
+            text = _("{channels} input channels each spread by a {kernel} kernel over {outputs}, plus {biases}") if nb \
+                else _("{channels} input channels each spread by a {kernel} kernel over {outputs}, no bias")
+            words = text.format(channels=in_c, kernel=k_txt, outputs=outputs, biases=biases)
         else:
             arith = f"{out_c}x{k_txt}x{in_per_group}{plus_bias}"
-            words = f"{_plural(out_c, 'filter')} of {k_txt} over {in_words}{bias_words}"
+            inputs = _n(ngettext("{n} input channel", "{n} input channels", in_per_group), in_per_group)
+            if groups > 1:
+                inputs = _("{channels} (its group's share: {total} / {groups} groups)").format(
+                    channels=inputs, total=module.in_channels, groups=groups)
+            text = _("{filters} of {kernel} over {inputs}, plus {biases}") if nb else \
+                _("{filters} of {kernel} over {inputs}, no bias")
+            words = text.format(filters=_n(ngettext("{n} filter", "{n} filters", out_c), out_c), kernel=k_txt,
+                                inputs=inputs, biases=biases)
     elif isinstance(module, nn.Linear) and isinstance(weight, torch.Tensor) and len(own) == 1 + bool(nb):
         out_f, in_f = weight.shape
         arith = f"{out_f}x{in_f}{plus_bias}"
-        words = f"{out_f:,} outputs, each a weighted sum of {_plural(in_f, 'input')}{bias_words}"
+        text = _("{outputs} outputs, each a weighted sum of {inputs}, plus {biases}") if nb else \
+            _("{outputs} outputs, each a weighted sum of {inputs}, no bias")
+        words = text.format(outputs=fmt(out_f, ","), inputs=_n(ngettext("{n} input", "{n} inputs", in_f), in_f),
+                            biases=biases)
     elif isinstance(module, nn.modules.batchnorm._NormBase) and isinstance(weight, torch.Tensor) and len(own) == 2:
         c = weight.numel()
         arith = f"{c}+{c}"
-        words = f"a scale and a shift for each of {_plural(c, 'channel')} (running mean and variance are not learned)"
+        words = _("a scale and a shift for each of {channels} (running mean and variance are not learned)").format(
+            channels=_n(ngettext("{n} channel", "{n} channels", c), c))
     else:
-        arith = "+".join("x".join(map(str, p.shape)) or "1" for _, p in own)
-        words = ", ".join(f"{n} {'x'.join(map(str, p.shape)) or 'scalar'}" for n, p in own)
+        arith = "+".join("x".join(map(str, p.shape)) or "1" for _p, p in own)
+        scalar = _("scalar")
+        words = ", ".join(f"{n} {'x'.join(map(str, p.shape)) or scalar}" for n, p in own)
     return f"{arith} = {total:,}", words
 
 
@@ -362,16 +380,19 @@ def _as_shape(input_shape, default: tuple[int, int, int]) -> tuple[int, int, int
         try:
             input_shape = tuple(int(p) for p in parts if p.strip())
         except ValueError:
-            raise InputSizeError(f"cannot read input shape {input_shape!r}: write it as CxHxW, e.g. 3x224x224") from None
+            raise InputSizeError(_("cannot read input shape {shape!r}: write it as CxHxW, e.g. 3x224x224").format(
+            shape=input_shape)) from None
     shape = tuple(int(v) for v in input_shape)
     if len(shape) == 1:
         shape = (default[0], shape[0], shape[0])
     elif len(shape) == 2:
         shape = (default[0], *shape)
     if len(shape) != 3 or min(shape) < 1:
-        raise InputSizeError(f"input shape must be three positive numbers CxHxW, got {input_shape!r}")
+        raise InputSizeError(_("input shape must be three positive numbers CxHxW, got {shape!r}").format(
+            shape=input_shape))
     if shape[1] * shape[2] > 4096 * 4096:
-        raise InputSizeError(f"input {shape[1]}x{shape[2]} is larger than this tool inspects (4096x4096).")
+        raise InputSizeError(_("input {size} is larger than this tool inspects (4096x4096).").format(
+            size=f"{shape[1]}x{shape[2]}"))
     return shape  # type: ignore[return-value]
 
 
@@ -413,15 +434,17 @@ def summarize(
         if isinstance(err, InputTooSmallError):
             side = smallest_input(net, shape[0])
             if side is not None:
-                extra = f" The smallest square input that passes every layer is {shape[0]}x{side}x{side}"
-                if spec is not None and spec.fixed_input:
-                    c, h, w = spec.input_shape
-                    extra += f"; this model is built for exactly {c}x{h}x{w}"
-                raise InputTooSmallError(f"{err}{extra}.") from None
+                text = _("{error} The smallest square input that passes every layer is {smallest}; this model is "
+                         "built for exactly {shape}.") if spec is not None and spec.fixed_input else \
+                    _("{error} The smallest square input that passes every layer is {smallest}.")
+                raise InputTooSmallError(text.format(error=err, smallest=f"{shape[0]}x{side}x{side}",
+                                                     shape="x".join(map(str, spec.input_shape if spec else ())))) \
+                    from None
             raise err from None
         if isinstance(err, CnnlabError):
             raise err from None
-        raise InputSizeError(f"{model_name} cannot process a {'x'.join(map(str, shape))} input: {err}") from None
+        raise InputSizeError(_("{model} cannot process a {shape} input: {error}").format(
+            model=model_name, shape="x".join(map(str, shape)), error=err)) from None
     finally:
         recorder.remove()
 

@@ -15,6 +15,7 @@ from torch import nn
 from . import distributed
 from .config import TrainConfig
 from .events import EpochEvent, StepEvent
+from .i18n import N_, _, fmt
 
 EXPLODED = 20.0  # a loss this many times the loss of guessing at random means the training diverged
 
@@ -115,6 +116,21 @@ def _shown(value: float) -> str:
     return "NaN" if math.isnan(value) else ("+inf" if value > 0 else "-inf")
 
 
+# What a loss did, per loss the guard watches (a window of steps, an epoch's training, the validation): a loss
+# that became NaN or infinite, and one that rose far above guessing.
+_LOSS_TEXTS = {
+    "window": (N_("the loss became {value} by step {step} (epoch {epoch})"),
+               N_("the loss rose to {value} by step {step} (epoch {epoch}), {times} times the {chance} of guessing "
+                  "at random")),
+    "train": (N_("the training loss became {value} in epoch {epoch}"),
+              N_("the training loss rose to {value} in epoch {epoch}, {times} times the {chance} of guessing at "
+                 "random")),
+    "val": (N_("the validation loss became {value} after epoch {epoch}"),
+            N_("the validation loss rose to {value} after epoch {epoch}, {times} times the {chance} of guessing at "
+               "random")),
+}
+
+
 class DivergenceGuard:
     """Decides that a training diverged, and says what happened and what to try. Every loss the loop
     sees goes through :meth:`loss`: each step event's, each epoch's training and validation losses.
@@ -136,16 +152,22 @@ class DivergenceGuard:
 
     def not_finite(self, step: int, epoch: int, value: float | None = None) -> str:
         """The message for a loss that became NaN or infinite (``value`` None: in another process)."""
-        shown = "NaN or infinite in one of the processes" if value is None else _shown(value)
-        return self._message(f"the loss became {shown} at step {step} (epoch {epoch})")
+        if value is None:
+            what = _("the loss became NaN or infinite in one of the processes at step {step} (epoch {epoch})")
+        else:
+            what = _("the loss became {value} at step {step} (epoch {epoch})")
+        return self._message(what.format(value=_shown(value) if value is not None else "", step=step, epoch=epoch))
 
-    def loss(self, value: float, name: str, when: str) -> str | None:
-        """The message if ``value`` (a mean loss, on the host) is not finite or has exploded."""
+    def loss(self, value: float, kind: str, epoch: int, step: int = 0) -> str | None:
+        """The message if ``value`` (a mean loss, on the host) is not finite or has exploded; ``kind``: which
+        loss (a key of :data:`_LOSS_TEXTS`)."""
+        became, rose = _LOSS_TEXTS[kind]
         if not math.isfinite(value):
-            return self._message(f"the {name} became {_shown(value)} {when}")
+            return self._message(_(became).format(value=_shown(value), step=step, epoch=epoch))
         if value > EXPLODED * self.chance_loss:
-            return self._message(f"the {name} rose to {value:.4g} {when}, {value / self.chance_loss:.3g} times the "
-                                 f"{self.chance_loss:.2f} of guessing at random")
+            return self._message(_(rose).format(value=fmt(value, ".4g"), step=step, epoch=epoch,
+                                                times=fmt(value / self.chance_loss, ".3g"),
+                                                chance=fmt(self.chance_loss, ".2f")))
         return None
 
     def window(self, event: "StepEvent") -> str | None:
@@ -153,30 +175,35 @@ class DivergenceGuard:
         its own step, which says which step it was, even when the flags are read a step late.)"""
         if not math.isfinite(event.loss):
             return None
-        return self.loss(event.loss, "loss", f"by step {event.step} (epoch {event.epoch})")
+        return self.loss(event.loss, "window", event.epoch, event.step)
 
     def epoch(self, event: "EpochEvent") -> str | None:
         """After an epoch's validation: an exploded loss, or stuck at chance with a loss worse than
         guessing, and rising?"""
-        for value, name, when in ((event.train_loss, "training loss", f"in epoch {event.epoch}"),
-                                  (event.val_loss, "validation loss", f"after epoch {event.epoch}")):
-            if (bad := self.loss(value, name, when)) is not None:
+        for value, kind in ((event.train_loss, "train"), (event.val_loss, "val")):
+            if (bad := self.loss(value, kind, event.epoch)) is not None:
                 return bad
         rising = self.last_train_loss is not None and event.train_loss > self.last_train_loss
         self.last_train_loss = event.train_loss
         if (event.val_top1 <= 1.2 / self.classes and event.train_loss > 1.5 * self.chance_loss
                 and (rising or (event.epoch == 1 and event.train_loss > FIRST_EPOCH_WORSE * self.chance_loss))):
-            return self._message(
-                f"after epoch {event.epoch} the validation accuracy is {event.val_top1:.1%}, no better than "
-                f"guessing among {self.classes} classes, and the training loss ({event.train_loss:.3g}) is worse "
-                f"than guessing ({self.chance_loss:.2f})" + (" and rising" if rising else ""))
+            what = _("after epoch {epoch} the validation accuracy is {accuracy}, no better than guessing among "
+                     "{classes} classes, and the training loss ({loss}) is worse than guessing ({chance}) and "
+                     "rising") if rising else \
+                _("after epoch {epoch} the validation accuracy is {accuracy}, no better than guessing among {classes} "
+                  "classes, and the training loss ({loss}) is worse than guessing ({chance})")
+            return self._message(what.format(epoch=event.epoch, accuracy=fmt(event.val_top1, ".1%"),
+                                             classes=self.classes, loss=fmt(event.train_loss, ".3g"),
+                                             chance=fmt(self.chance_loss, ".2f")))
         return None
 
     def _message(self, what: str) -> str:
         c = self.config
-        return (f"diverged: {what}; training stopped there. Try a lower learning rate (now {c.lr:g}; e.g. "
-                f"{c.lr / 10:g})" + (", the adam optimizer" if c.optimizer != "adam" else "")
-                + " or a model with batch normalisation.")
+        text = _("diverged: {what}; training stopped there. Try a lower learning rate (now {lr}; e.g. {lower}), the "
+                 "adam optimizer or a model with batch normalisation.") if c.optimizer != "adam" else \
+            _("diverged: {what}; training stopped there. Try a lower learning rate (now {lr}; e.g. {lower}) or a "
+              "model with batch normalisation.")
+        return text.format(what=what, lr=fmt(c.lr, "g"), lower=fmt(c.lr / 10, "g"))
 
 
 @dataclass

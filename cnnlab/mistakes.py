@@ -39,6 +39,7 @@ from .data.pipeline import InputPipeline
 from .device import autocast_context, pick_device
 from .errors import CnnlabError, ConfigError
 from .evaluate import eval_pipeline, run_split
+from .i18n import _
 from .locks import model_lock
 from .models import evaluating
 from .runs import Run, load_model
@@ -73,15 +74,17 @@ class Predictions:
         k = len(self.classes)
         return np.bincount(self.labels * k + self.predicted, minlength=k * k).reshape(k, k)
 
-    def _check_class(self, c: int, what: str) -> int:
+    def _check_class(self, c: int, predicted: bool) -> int:
         if not 0 <= int(c) < len(self.classes):
-            raise ConfigError(f"{what} class {c} does not exist: there are classes 0 to {len(self.classes) - 1}.")
+            text = _("predicted class {c} does not exist: there are classes 0 to {last}.") if predicted else \
+                _("true class {c} does not exist: there are classes 0 to {last}.")
+            raise ConfigError(text.format(c=c, last=len(self.classes) - 1))
         return int(c)
 
     def cell(self, true: int, predicted: int) -> np.ndarray:
         """The images (positions in the split) of one confusion-matrix cell, highest loss first: on
         the diagonal the least confident right answers, elsewhere the most confident mistakes."""
-        t, p = self._check_class(true, "true"), self._check_class(predicted, "predicted")
+        t, p = self._check_class(true, False), self._check_class(predicted, True)
         idx = np.flatnonzero((self.labels == t) & (self.predicted == p))
         return idx[np.argsort(-self.losses[idx], kind="stable")]
 
@@ -126,10 +129,10 @@ def predict_split(
     Batched: memory holds one batch of activations and ``N x k`` results, never all logits.
     """
     if not 1 <= int(batch_size) <= 4096:
-        raise ConfigError(f"batch size must be between 1 and 4096, got {batch_size}")
+        raise ConfigError(_("batch size must be between 1 and 4096, got {batch}").format(batch=batch_size))
     n = int(split.labels.shape[0])
     if n == 0:
-        raise ConfigError("the split is empty: there is nothing to predict.")
+        raise ConfigError(_("the split is empty: there is nothing to predict."))
     classes = list(info.classes)
     dev = next((p.device for p in model.parameters()), torch.device("cpu"))
     pipe = pipeline or eval_pipeline(model, split.images.shape[1:], info, dev)
@@ -144,7 +147,8 @@ def predict_split(
         y = split.labels[start:stop].to(x.device)
         logits = _logits(model, x)
         if logits.shape[1] != len(classes):
-            raise ConfigError(f"the model gives {logits.shape[1]} scores but the data has {len(classes)} classes.")
+            raise ConfigError(_("the model gives {scores} scores but the data has {classes} classes.").format(
+                scores=logits.shape[1], classes=len(classes)))
         losses[start:stop] = F.cross_entropy(logits, y, reduction="none").double().cpu().numpy()
         probs, cls = logits.softmax(dim=1).topk(k, dim=1)
         top_c[start:stop] = cls.cpu().numpy()
@@ -245,12 +249,12 @@ def embed_split(
     """
     n = int(split.labels.shape[0])
     if n == 0:
-        raise ConfigError("the split is empty: there are no examples to compare with.")
+        raise ConfigError(_("the split is empty: there are no examples to compare with."))
     if max_images < 1 or max_values < 1:
-        raise ConfigError("max_images and max_values must be positive.")
+        raise ConfigError(_("max_images and max_values must be positive."))
     name = layer or penultimate_layer(model)
     with model_lock(model), _counting_macs(model) as macs:  # no other session's pass is counted
-        first, _ = _forward(model, pipeline.eval_batch(split.images[:1]), name)
+        first = _forward(model, pipeline.eval_batch(split.images[:1]), name)[0]
     width = int(first.shape[1])
     limit = max(1, min(int(max_images), int(max_values) // max(1, width), int(max_macs) // max(1, macs[0])))
     labels = split.labels.cpu().numpy().astype(np.int64)
@@ -258,7 +262,7 @@ def embed_split(
     out = torch.empty(len(chosen), width, dtype=torch.float32)
     for start in range(0, len(chosen), int(batch_size)):
         part = torch.from_numpy(chosen[start:start + int(batch_size)])
-        feats, _ = _forward(model, pipeline.eval_batch(split.images[part]), name)
+        feats = _forward(model, pipeline.eval_batch(split.images[part]), name)[0]
         out[start:start + len(part)] = feats.float().cpu()
     return Embedding(F.normalize(out, dim=1), labels[chosen], chosen, name, n)
 
@@ -269,7 +273,8 @@ def nearest(embedding: Embedding, query: torch.Tensor, cls: int | None = None, k
     most similar first. Empty when no embedded image has that class."""
     q = F.normalize(query.detach().float().cpu().flatten(), dim=0)
     if q.shape[0] != embedding.features.shape[1]:
-        raise ConfigError(f"the query has {q.shape[0]} features but the examples have {embedding.features.shape[1]}.")
+        raise ConfigError(_("the query has {query} features but the examples have {examples}.").format(
+            query=q.shape[0], examples=embedding.features.shape[1]))
     rows = np.arange(len(embedding.indices)) if cls is None else np.flatnonzero(embedding.labels == int(cls))
     if len(rows) == 0 or k < 1:
         return []
@@ -328,13 +333,14 @@ def explain(
     its ``n_neighbours`` nearest training images of the predicted class."""
     idx = [int(i) for i in indices]
     if len(idx) > MAX_EXPLAINED:
-        raise ConfigError(f"explain at most {MAX_EXPLAINED} images at once, not {len(idx)}.")
+        raise ConfigError(_("explain at most {most} images at once, not {count}.").format(
+            most=MAX_EXPLAINED, count=len(idx)))
     if any(not 0 <= i < len(predictions) for i in idx):
-        raise ConfigError(f"image positions must be between 0 and {len(predictions) - 1}.")
+        raise ConfigError(_("image positions must be between 0 and {last}.").format(last=len(predictions) - 1))
     if not idx:
         return []
     if embedding is not None and train is None:
-        raise ConfigError("the nearest examples need the training split the embedding was made of.")
+        raise ConfigError(_("the nearest examples need the training split the embedding was made of."))
     x = pipeline.eval_batch(split.images[torch.tensor(idx)])
     layer = cam_layer or last_conv_name(model, x[:1])
     feats = _forward(model, x, embedding.layer)[0].cpu() if embedding is not None else None
@@ -397,7 +403,8 @@ class RunMistakes:
             if self._embedding is None:
                 train = self.data.train
                 if tuple(train.images.shape[1:]) != tuple(self.val.images.shape[1:]):
-                    raise CnnlabError("the training and validation images differ in shape; they cannot be compared.")
+                    raise CnnlabError(_("the training and validation images differ in shape; they cannot be "
+                                        "compared."))
                 self._embedding = embed_split(self.model, train, self.pipeline, max_images=self.max_train_images)
             return self._embedding
 

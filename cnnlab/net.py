@@ -11,7 +11,10 @@ import os
 import socket
 import time
 
-DOWNLOADS_DISABLED = "downloads are disabled (CNNLAB_OFFLINE=1)"
+from .i18n import N_
+
+# a message, or the end of one: whoever shows it translates it (``_(DOWNLOADS_DISABLED)``)
+DOWNLOADS_DISABLED = N_("downloads are disabled (CNNLAB_OFFLINE=1)")
 
 _CACHE: dict[str, tuple[float, bool]] = {}
 _TTL = 60.0

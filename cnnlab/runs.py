@@ -47,11 +47,13 @@ from torch import nn
 from . import models, xray
 from .errors import CheckpointMismatchError, CnnlabError, RunError, RunNotFoundError, UnknownModelError
 from .files import atomic_file, atomic_write_text, unique_folder
+from .i18n import N_, _, fmt
 from .paths import runs_dir
 from .safeload import load_state_dict_file
 from .tensorboard_log import TensorBoardRecorder
 from .events import KernelsEvent, XrayEvent
 from .train import EndEvent, EpochEvent, Prepared, Recorder, TrainConfig, load_data
+from .config import wrong_kind
 
 STATUSES = ("running", "finished", "cancelled", "diverged", "failed")
 FILES = ("config.json", "meta.json", "metrics.jsonl", "status.json")
@@ -96,8 +98,9 @@ def _read_bytes(path: Path, limit: int) -> bytes | None:
     """The bytes of a regular file in a run folder, or None if it does not exist.
 
     Never follows a symbolic link, never blocks on a pipe, never reads more than ``limit``
-    bytes; anything else is a :class:`_Damaged` with the reason.
+    bytes; anything else is a :class:`_Damaged` saying what is wrong with the file.
     """
+    name = path.name
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
         fd = os.open(path, flags)
@@ -105,24 +108,26 @@ def _read_bytes(path: Path, limit: int) -> bytes | None:
         return None
     except OSError as e:
         if e.errno == errno.ELOOP or path.is_symlink():
-            raise _Damaged("is a symbolic link (cnnlab does not follow links in a run folder)") from None
-        raise _Damaged(f"cannot be read ({e.strerror or e})") from None
+            raise _Damaged(_("{file} is a symbolic link (cnnlab does not follow links in a run folder)").format(
+                file=name)) from None
+        raise _Damaged(_("{file} cannot be read ({reason})").format(file=name, reason=e.strerror or e)) from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise _Damaged("is not a regular file")
+            raise _Damaged(_("{file} is not a regular file").format(file=name))
         if st.st_size > limit:
-            raise _Damaged(f"is {st.st_size / 2**20:.1f} MB, more than the {limit / 2**20:.0f} MB expected")
+            raise _Damaged(_("{file} is {size:.1f} MB, more than the {limit:.0f} MB expected").format(
+                file=name, size=st.st_size / 2**20, limit=limit / 2**20))
         with os.fdopen(fd, "rb", closefd=False) as f:
             return f.read(limit + 1)[:limit]
     except OSError as e:
-        raise _Damaged(f"cannot be read ({e.strerror or e})") from None
+        raise _Damaged(_("{file} cannot be read ({reason})").format(file=name, reason=e.strerror or e)) from None
     finally:
         os.close(fd)
 
 
 class _Damaged(Exception):
-    """Internal: why a whole file of a run folder is unusable."""
+    """Internal: why a whole file of a run folder is unusable (the message names the file)."""
 
 
 def _pid_alive(pid: int) -> bool:
@@ -206,41 +211,43 @@ def _list_of(check: Callable[[Any], bool], n: int | None = None) -> Callable[[An
     return lambda v: isinstance(v, list) and (n is None or len(v) == n) and all(check(x) for x in v)
 
 
-_TEXT = (_is_text, "text")
-_INT = (_is_int, "a whole number")
-_NUM_OR_NULL = (_opt(_is_num), "a number or null")
-_TEXT_OR_NULL = (_opt(_is_text), "text or null")
-_NUMBERS = (_list_of(_is_finite), "a list of numbers")
+# each rule with what a message says the value should be (translated where the message is made)
+_TEXT = (_is_text, N_("text"))
+_INT = (_is_int, N_("a whole number"))
+_NUM_OR_NULL = (_opt(_is_num), N_("a number or null"))
+_TEXT_OR_NULL = (_opt(_is_text), N_("text or null"))
+_NUMBERS = (_list_of(_is_finite), N_("a list of numbers"))
 
 Schema = Mapping[str, tuple[Callable[[Any], bool], str]]
 
 STATUS_SCHEMA: Schema = {
-    "status": (lambda v: v in STATUSES, f"one of {', '.join(STATUSES)}"),
+    "status": (lambda v: v in STATUSES, N_("one of running, finished, cancelled, diverged, failed")),
     "message": _TEXT, "hostname": _TEXT, "created": _TEXT, "updated": _TEXT, "finished": _TEXT,
-    "pid": _INT, "pid_start": (_opt(_is_int), "a whole number or null"), "boot_id": _TEXT_OR_NULL,
-    "best_val_top1": (_opt(_is_finite), "a number or null"), "best_epoch": (_opt(_is_int), "a whole number or null"),
+    "pid": _INT, "pid_start": (_opt(_is_int), N_("a whole number or null")), "boot_id": _TEXT_OR_NULL,
+    "best_val_top1": (_opt(_is_finite), N_("a number or null")),
+    "best_epoch": (_opt(_is_int), N_("a whole number or null")),
     "steps": _INT,
 }
 META_SCHEMA: Schema = {
-    "run_id": _TEXT, "model": (lambda v: _is_text(v) and bool(v.strip()), "a model name"),
-    "model_kwargs": (lambda v: isinstance(v, dict) and all(isinstance(k, str) for k in v), "an object"),
-    "prepared_model": (lambda v: isinstance(v, bool), "true or false"),
+    "run_id": _TEXT, "model": (lambda v: _is_text(v) and bool(v.strip()), N_("a model name")),
+    "model_kwargs": (lambda v: isinstance(v, dict) and all(isinstance(k, str) for k in v), N_("an object")),
+    "prepared_model": (lambda v: isinstance(v, bool), N_("true or false")),
     "dataset": _TEXT, "dataset_name": _TEXT, "display_name": _TEXT,
-    "classes": (_list_of(_is_text), "a list of class names"),
-    "input_shape": (_list_of(lambda x: _is_int(x) and 0 < x <= 100_000, 3), "three positive whole numbers"),
-    "data_shape": (_list_of(lambda x: _is_int(x) and 0 < x <= 100_000, 3), "three positive whole numbers"),
+    "classes": (_list_of(_is_text), N_("a list of class names")),
+    "input_shape": (_list_of(lambda x: _is_int(x) and 0 < x <= 100_000, 3), N_("three positive whole numbers")),
+    "data_shape": (_list_of(lambda x: _is_int(x) and 0 < x <= 100_000, 3), N_("three positive whole numbers")),
     "mean": _NUMBERS, "std": _NUMBERS, "model_mean": _NUMBERS, "model_std": _NUMBERS,
     "num_params": _INT, "trainable_params": _INT, "train_images": _INT, "val_images": _INT,
-    "device": _TEXT, "torch": _TEXT, "notes": (_list_of(_is_text), "a list of notes"),
-    "world_size": (lambda v: _is_int(v) and v >= 1, "a whole number of processes"), "backend": _TEXT,
-    "created": _TEXT, "created_ts": (_is_finite, "a number (seconds since 1970)"),
+    "device": _TEXT, "torch": _TEXT, "notes": (_list_of(_is_text), N_("a list of notes")),
+    "world_size": (lambda v: _is_int(v) and v >= 1, N_("a whole number of processes")), "backend": _TEXT,
+    "created": _TEXT, "created_ts": (_is_finite, N_("a number (seconds since 1970)")),
 }
 METRICS_SCHEMA: Schema = {
-    "epoch": (lambda v: _is_int(v) and v >= 0, "a whole number"), "step": _INT,
+    "epoch": (lambda v: _is_int(v) and v >= 0, N_("a whole number")), "step": _INT,
     **{k: _NUM_OR_NULL for k in ("train_loss", "train_top1", "train_top5", "val_loss", "val_top1", "val_top5",
                                   "lr", "images_per_sec", "elapsed", "eta", "train_seconds")},
-    "is_best": (lambda v: isinstance(v, bool), "true or false"),
-    "train_images": (lambda v: _is_int(v) and v >= 0, "a whole number"),
+    "is_best": (lambda v: isinstance(v, bool), N_("true or false")),
+    "train_images": (lambda v: _is_int(v) and v >= 0, N_("a whole number")),
 }
 
 
@@ -252,17 +259,23 @@ class Problem(NamedTuple):
     text: str
 
 
-def _check(obj: Any, schema: Schema, file: str, problems: list[Problem], where: str = "") -> dict:
-    """The entries of ``obj`` that fit ``schema`` (unknown keys kept); a Problem for each that does not."""
+def _check(obj: Any, schema: Schema, file: str, problems: list[Problem], line: int | None = None) -> dict:
+    """The entries of ``obj`` that fit ``schema`` (unknown keys kept); a Problem for each that does not
+    (``line``: the line of a JSON-lines file ``obj`` is, which the problems name)."""
     if not isinstance(obj, dict):
         kind = "null" if obj is None else type(obj).__name__
-        problems.append(Problem(file, None, f"{file}{where} holds {kind} {_shown(obj, 40)}, not an object"))
+        text = _("{file} holds {kind} {value}, not an object") if line is None else \
+            _("{file} line {line} holds {kind} {value}, not an object")
+        problems.append(Problem(file, None, text.format(file=file, line=line, kind=kind, value=_shown(obj, 40))))
         return {}
     clean = {}
     for key, value in obj.items():
         rule = schema.get(key)
         if rule is not None and not rule[0](value):
-            problems.append(Problem(file, key, f"{file}{where}: {key} should be {rule[1]}, got {_shown(value, 40)}"))
+            text = _("{file}: {key} should be {wanted}, got {value}") if line is None else \
+                _("{key} should be {wanted}, got {value} (line {line})")
+            problems.append(Problem(file, key, text.format(file=file, key=key, wanted=_(rule[1]),
+                                                           value=_shown(value, 40), line=line)))
             continue
         clean[key] = value
     return clean
@@ -272,11 +285,11 @@ def _check_config(obj: dict, problems: list[Problem]) -> dict:
     """``config.json``: each setting has the type of its :class:`~cnnlab.train.TrainConfig` field."""
     clean = {}
     for key, value in obj.items():
-        try:
-            TrainConfig.from_dict({key: value})  # checks the one setting's type (unknown keys: ignored)
-        except CnnlabError as e:
-            why = str(e).replace("setting ", "", 1).rstrip(".")
-            problems.append(Problem("config.json", key, f"config.json: {why}"))
+        wrong = wrong_kind(key, value)  # unknown keys: kept, as TrainConfig.from_dict ignores them
+        if wrong is not None:
+            text = _("config.json: {name!r} should be {wanted}, got {value}").format(
+                name=key, wanted=wrong[0], value=wrong[1])
+            problems.append(Problem("config.json", key, text.rstrip(".")))
             continue
         clean[key] = value
     return clean
@@ -289,19 +302,20 @@ def _read_json(path: Path, schema: Schema | None, problems: list[Problem]) -> di
     try:
         data = _read_bytes(path, MAX_JSON_BYTES)
     except _Damaged as e:
-        problems.append(Problem(name, None, f"{name} {e}"))
+        problems.append(Problem(name, None, str(e)))
         return {}
     if data is None:
-        problems.append(Problem(name, None, f"{name} is missing"))
+        problems.append(Problem(name, None, _("{file} is missing").format(file=name)))
         return {}
     try:
         obj = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
-        problems.append(Problem(name, None, f"{name} is not UTF-8 text"))
+        problems.append(Problem(name, None, _("{file} is not UTF-8 text").format(file=name)))
         return {}
     except (json.JSONDecodeError, RecursionError) as e:
-        what = "is empty" if not data.strip() else f"is not valid JSON ({e.msg if hasattr(e, 'msg') else 'too deep'})"
-        problems.append(Problem(name, None, f"{name} {what}"))
+        reason = e.msg if hasattr(e, "msg") else _("too deep")
+        text = _("{file} is empty") if not data.strip() else _("{file} is not valid JSON ({reason})")
+        problems.append(Problem(name, None, text.format(file=name, reason=reason)))
         return {}
     if schema is None:
         return _check_config(_check(obj, {}, name, problems), problems)
@@ -314,7 +328,7 @@ def _read_metrics(path: Path, problems: list[Problem]) -> list[dict]:
     try:
         data = _read_bytes(path, MAX_METRICS_BYTES)
     except _Damaged as e:
-        problems.append(Problem(name, None, f"{name} {e}"))
+        problems.append(Problem(name, None, str(e)))
         return []
     if data is None:
         return []
@@ -328,25 +342,26 @@ def _read_metrics(path: Path, problems: list[Problem]) -> list[dict]:
         try:
             obj = json.loads(raw.decode("utf-8"))
         except UnicodeDecodeError:
-            bad.append(f"line {i} is not UTF-8 text")
+            bad.append(_("line {line} is not UTF-8 text").format(line=i))
             continue
         except (json.JSONDecodeError, RecursionError):
             if not (torn_last and i == len(lines)):
-                bad.append(f"line {i} is not valid JSON")
+                bad.append(_("line {line} is not valid JSON").format(line=i))
             continue
         row_problems: list[Problem] = []
-        row = _check(obj, METRICS_SCHEMA, name, row_problems, where=f" line {i}")
+        row = _check(obj, METRICS_SCHEMA, name, row_problems, line=i)
         if row_problems and not row:
-            bad.append(f"line {i} is {type(obj).__name__} {_shown(obj, 30)}, not an epoch record")
+            bad.append(_("line {line} is {kind} {value}, not an epoch record").format(
+                line=i, kind=type(obj).__name__, value=_shown(obj, 30)))
             continue
         if "epoch" not in row:
-            bad.append(f"line {i} has no epoch number")
+            bad.append(_("line {line} has no epoch number").format(line=i))
             continue
-        bad.extend(p.text.split(": ", 1)[1] + f" (line {i})" for p in row_problems)
+        bad.extend(p.text for p in row_problems)
         rows.append(row)
     if bad:
-        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
-        problems.append(Problem(name, None, f"{name}: " + "; ".join(bad[:3]) + more))
+        text = _("{file}: {problems} and {more} more") if len(bad) > 3 else _("{file}: {problems}")
+        problems.append(Problem(name, None, text.format(file=name, problems="; ".join(bad[:3]), more=len(bad) - 3)))
     return rows
 # --------------------------------------------------------------------------------------
 # Writing a run
@@ -401,7 +416,7 @@ def create_run(config: Mapping[str, Any], meta: Mapping[str, Any]) -> RunWriter:
     try:  # an id like 20261123-142501-lenet-digits-ab12
         path = unique_folder(runs_dir(), f"{time.strftime('%Y%m%d-%H%M%S')}-{_slug(model)}-{_slug(dataset)}")
     except FileExistsError:  # pragma: no cover - 100 collisions of a 16-bit suffix within one second
-        raise RunError(f"could not create a new run folder in {runs_dir()}") from None
+        raise RunError(_("could not create a new run folder in {folder}").format(folder=runs_dir())) from None
     run_id = path.name
     created = _now()
     meta = {**meta, "run_id": run_id, "created": created, "created_ts": time.time()}
@@ -525,8 +540,8 @@ class Run:
         if status == "damaged":
             return self.damage
         if status == "interrupted":
-            return ("the training process stopped without finishing (killed or crashed); "
-                    "metrics and the best checkpoint up to then are kept.")
+            return _("the training process stopped without finishing (killed or crashed); "
+                     "metrics and the best checkpoint up to then are kept.")
         return str(self.status_record.get("message", ""))
 
     @property
@@ -566,18 +581,22 @@ def _writer_alive(rec: Mapping[str, Any]) -> bool:
 
 def _check_id(run_id: Any) -> str:
     if isinstance(run_id, str) and not run_id.strip():
-        raise RunNotFoundError("the run id is empty: give the id of a run (or a unique beginning of it). "
-                               "`python -m cnnlab runs` lists them.")
+        raise RunNotFoundError(_("the run id is empty: give the id of a run (or a unique beginning of it). "
+                                 "`python -m cnnlab runs` lists them."))
     if not isinstance(run_id, str):
-        raise RunNotFoundError(f"{_shown(run_id)} is not a run id. `python -m cnnlab runs` lists them.")
+        raise RunNotFoundError(_not_an_id(run_id))
     if len(run_id) > MAX_ID_CHARS:
         raise RunNotFoundError(
-            f"a run id of {len(run_id)} characters is not a run id (ids are like "
-            "20261123-142501-lenet-digits-ab12). `python -m cnnlab runs` lists them."
+            _("a run id of {count} characters is not a run id (ids are like 20261123-142501-lenet-digits-ab12). "
+              "`python -m cnnlab runs` lists them.").format(count=len(run_id))
         )
     if "/" in run_id or "\\" in run_id or run_id.startswith(".") or not run_id.isprintable():
-        raise RunNotFoundError(f"{_shown(run_id)} is not a run id. `python -m cnnlab runs` lists them.")
+        raise RunNotFoundError(_not_an_id(run_id))
     return run_id
+
+
+def _not_an_id(run_id: Any) -> str:
+    return _("{value} is not a run id. `python -m cnnlab runs` lists them.").format(value=_shown(run_id))
 
 
 def _entries(root: Path) -> list[os.DirEntry]:
@@ -588,7 +607,8 @@ def _entries(root: Path) -> list[os.DirEntry]:
     except FileNotFoundError:
         return []
     except OSError as e:
-        raise RunError(f"cannot list the runs folder {root} ({e.strerror or e}).") from None
+        raise RunError(_("cannot list the runs folder {folder} ({reason}).").format(
+            folder=root, reason=e.strerror or e)) from None
 
 
 def _run_path(run_id: str) -> Path:
@@ -602,11 +622,10 @@ def _run_path(run_id: str) -> Path:
     if len(matches) == 1:
         return root / matches[0]
     if len(matches) > 1:
-        raise RunNotFoundError(
-            f"{run_id!r} matches {len(matches)} runs ({', '.join(matches[:4])}"
-            f"{', ...' if len(matches) > 4 else ''}); give more of the id."
-        )
-    raise RunNotFoundError(f"no run {run_id!r} in {root}. `python -m cnnlab runs` lists them.")
+        raise RunNotFoundError(_("{run!r} matches {count} runs ({ids}); give more of the id.").format(
+            run=run_id, count=len(matches), ids=", ".join(matches[:4]) + (", ..." if len(matches) > 4 else "")))
+    raise RunNotFoundError(_("no run {run!r} in {folder}. `python -m cnnlab runs` lists them.").format(
+        run=run_id, folder=root))
 
 
 def _load(path: Path) -> Run:
@@ -616,11 +635,12 @@ def _load(path: Path) -> Run:
             target = os.readlink(path)
         except OSError:
             target = "?"
-        text = (f"{path.name} is a symbolic link (to {_shown(target, 80)}), not a run folder: cnnlab does not "
-                "follow it; deleting it removes the link only")
+        text = _("{name} is a symbolic link (to {target}), not a run folder: cnnlab does not follow it; deleting "
+                 "it removes the link only").format(name=path.name, target=_shown(target, 80))
         return Run(path.name, path, {}, {}, [], {}, [Problem("", None, text)], is_link=True)
     if not path.is_dir():
-        raise RunNotFoundError(f"{path} is not a run folder. `python -m cnnlab runs` lists the runs.")
+        raise RunNotFoundError(_("{path} is not a run folder. `python -m cnnlab runs` lists the runs.").format(
+            path=path))
     problems: list[Problem] = []
     run = Run(
         run_id=path.name, path=path,
@@ -631,11 +651,11 @@ def _load(path: Path) -> Run:
         problems=problems,
     )
     if "status" not in run.status_record and not run.damaged_in("status.json"):
-        problems.append(Problem("status.json", "status", "status.json has no status"))
+        problems.append(Problem("status.json", "status", _("status.json has no status")))
     bp = path / "best.pt"
     if bp.is_symlink():
-        problems.append(Problem("best.pt", None, "best.pt is a symbolic link (cnnlab does not follow links in a "
-                                                 "run folder)"))
+        problems.append(Problem("best.pt", None, _("{file} is a symbolic link (cnnlab does not follow links in a run "
+                                                   "folder)").format(file="best.pt")))
     if run.status != "running":
         _remove_stale_temp_files(path, writer_gone=run.status_record.get("status") in STATUSES)
     return run
@@ -667,7 +687,7 @@ def run_xray(run_id: str) -> xray.XrayRecord:
     """The X-ray of a run (its samples, kernel snapshots and diagnoses), each file line checked."""
     run = load_run(run_id)
     if run.is_link:
-        raise RunError(f"run {run.run_id} is a symbolic link: it is never followed.")
+        raise RunError(_("run {run} is a symbolic link: it is never followed.").format(run=run.run_id))
     return xray.read_xray(run.path)
 
 
@@ -708,18 +728,22 @@ def delete_run(run_id: str) -> str:
         try:
             path.unlink()
         except OSError as e:
-            raise RunError(f"cannot remove the link {path} ({e.strerror or e}).") from None
+            raise RunError(_("cannot remove the link {path} ({reason}).").format(
+                path=path, reason=e.strerror or e)) from None
         return path.name
     run = _load(path)
     if run.status == "running":
         host = run.status_record.get("hostname")
-        where = f" on {host}" if host and host != socket.gethostname() else f" (process {run.status_record.get('pid')})"
-        raise RunError(f"run {run.run_id} is still training{where}; cancel it before deleting it.")
+        text = _("run {run} is still training on {host}; cancel it before deleting it.") \
+            if host and host != socket.gethostname() else \
+            _("run {run} is still training (process {pid}); cancel it before deleting it.")
+        raise RunError(text.format(run=run.run_id, host=host, pid=run.status_record.get("pid")))
     try:
         shutil.rmtree(path)
     except OSError as e:
         raise RunError(
-            f"could not delete all of {path} ({e.strerror or e}); what is left can be removed by hand."
+            _("could not delete all of {path} ({reason}); what is left can be removed by hand.").format(
+                path=path, reason=e.strerror or e)
         ) from None
     return run.run_id
 
@@ -729,28 +753,31 @@ def delete_run(run_id: str) -> str:
 # --------------------------------------------------------------------------------------
 
 
-def load_state_into(model: nn.Module, state: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
-    """``model.load_state_dict(state)`` with a clear message when the layers do not fit."""
+def load_state_into(model: nn.Module, state: Mapping[str, torch.Tensor], source: str | None = None) -> None:
+    """``model.load_state_dict(state)`` with a clear message when the layers do not fit (``source``: what
+    the message calls the weights, translated; by default "checkpoint")."""
+    source = source or _("checkpoint")
     own = model.state_dict()
     for key, value in state.items():
         if key in own and tuple(own[key].shape) != tuple(value.shape):
             raise CheckpointMismatchError(
-                f"the {source} does not fit this model: layer {key!r} has shape "
-                f"{tuple(value.shape)} in the checkpoint but {tuple(own[key].shape)} in the model "
-                "(another architecture, class count or input size)."
+                _("the {source} does not fit this model: layer {layer!r} has shape {shape} in the checkpoint but "
+                  "{own} in the model (another architecture, class count or input size).").format(
+                    source=source, layer=key, shape=tuple(value.shape), own=tuple(own[key].shape))
             )
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     if missing or unexpected:
         parts = []
         if missing:
-            parts.append(f"missing from the checkpoint: {', '.join(missing[:5])}"
-                         + (" ..." if len(missing) > 5 else ""))
+            parts.append(_("missing from the checkpoint: {layers}").format(
+                layers=", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")))
         if unexpected:
-            parts.append(f"not in the model: {', '.join(unexpected[:5])}"
-                         + (" ..." if len(unexpected) > 5 else ""))
+            parts.append(_("not in the model: {layers}").format(
+                layers=", ".join(unexpected[:5]) + (" ..." if len(unexpected) > 5 else "")))
         raise CheckpointMismatchError(
-            f"the {source} does not fit this model (another architecture?): " + "; ".join(parts)
+            _("the {source} does not fit this model (another architecture?): {problems}").format(
+                source=source, problems="; ".join(parts))
         )
     model.load_state_dict(state)
 
@@ -761,20 +788,30 @@ def load_checkpoint(run_id: str, map_location: str | torch.device = "cpu") -> di
 
     run = load_run(run_id)
     if run.is_link:
-        raise RunError(f"{run.damage}.")
+        raise RunError(_damage(run))
     path = run.path / "best.pt"
     if path.is_symlink():
-        raise RunError(f"the checkpoint of run {run.run_id} ({path}) is a symbolic link; cnnlab does not follow "
-                       f"links in a run folder. Delete the run (python -m cnnlab runs --delete {run.run_id}).")
+        raise RunError(_("the checkpoint of run {run} ({path}) is a symbolic link; cnnlab does not follow links in a "
+                         "run folder. Delete the run (python -m cnnlab runs --delete {run}).").format(
+            run=run.run_id, path=path))
     if not os.path.lexists(path):
         raise RunError(
-            f"run {run.run_id} has no checkpoint yet (best.pt is written after the first "
-            "validation, or when a run is cancelled)."
+            _("run {run} has no checkpoint yet (best.pt is written after the first validation, or when a run is "
+              "cancelled).").format(run=run.run_id)
         )
     return load_state_dict_file(
-        path, what=f"the checkpoint of run {run.run_id}", map_location=map_location,
-        remedy=f"Delete the run (python -m cnnlab runs --delete {run.run_id}) or train it again.",
+        path, what=_("the checkpoint of run {run}").format(run=run.run_id), map_location=map_location,
+        remedy=_("Delete the run (python -m cnnlab runs --delete {run}) or train it again.").format(run=run.run_id),
     )
+
+
+def _damage(run: Run) -> str:
+    """A damaged run's problems as one message."""
+    return _("{problems}.").format(problems=run.damage)
+
+
+def _remedy(run: Run) -> str:
+    return _("Delete it (python -m cnnlab runs --delete {run}) or train it again.").format(run=run.run_id)
 
 
 def start_weights(config: TrainConfig) -> dict[str, torch.Tensor] | None:
@@ -792,11 +829,12 @@ def build_model(meta: Mapping[str, Any]) -> nn.Module:
     try:
         model = models.create(meta["model"], **kwargs)
     except UnknownModelError as e:
-        raise RunError(f"meta.json names the model {meta['model']!r}, which cnnlab does not know ({e})") from None
+        raise RunError(_("meta.json names the model {model!r}, which cnnlab does not know ({error})").format(
+            model=meta["model"], error=e)) from None
     except (CnnlabError, TypeError, ValueError, KeyError) as e:  # creation arguments of the wrong name or type
         why = str(e) if isinstance(e, CnnlabError) else f"{type(e).__name__}: {e}"
-        raise RunError(f"meta.json's model_kwargs {_shown(kwargs, 80)} do not build a {meta['model']} "
-                       f"({_shown(why, 160)[1:-1]})") from None
+        raise RunError(_("meta.json's model_kwargs {kwargs} do not build a {model} ({error})").format(
+            kwargs=_shown(kwargs, 80), model=meta["model"], error=_shown(why, 160)[1:-1])) from None
     shape = meta.get("input_shape")
     if shape:
         model.cnnlab_input_shape = tuple(int(v) for v in shape)  # type: ignore[attr-defined]
@@ -813,36 +851,39 @@ def load_model(run_id: str, device: str | torch.device = "cpu") -> nn.Module:
     """The run's model with its best weights, in eval mode, on ``device``."""
     run = load_run(run_id)
     if run.is_link:
-        raise RunError(f"{run.damage}.")
+        raise RunError(_damage(run))
     bad = run.damaged_in("meta.json", *_MODEL_KEYS)
     if bad:
-        raise RunError(f"run {run.run_id} cannot be rebuilt: {'; '.join(p.text for p in bad)}. "
-                       f"Delete it (python -m cnnlab runs --delete {run.run_id}) or train it again.")
+        raise RunError(_not_rebuilt(run, "; ".join(p.text for p in bad)))
     if "model" not in run.meta:
-        raise RunError(f"run {run.run_id} has no model name in meta.json; it cannot be rebuilt.")
+        raise RunError(_("run {run} has no model name in meta.json; it cannot be rebuilt.").format(run=run.run_id))
     try:
         model = build_model(run.meta)
     except RunError as e:
-        raise RunError(f"run {run.run_id} cannot be rebuilt: {e}. Delete it (python -m cnnlab runs --delete "
-                       f"{run.run_id}) or train it again.") from None
+        raise RunError(_not_rebuilt(run, str(e))) from None
     state = load_checkpoint(run.run_id, map_location=device)
-    load_state_into(model, state, source=f"checkpoint of run {run.run_id}")
+    load_state_into(model, state, source=_("checkpoint of run {run}").format(run=run.run_id))
     model.cnnlab_run_id = run.run_id  # type: ignore[attr-defined]
     return model.to(device).eval()
+
+
+def _not_rebuilt(run: Run, problems: str) -> str:
+    return _("run {run} cannot be rebuilt: {problems}. {remedy}").format(
+        run=run.run_id, problems=problems, remedy=_remedy(run))
 
 
 def run_config(run: Run):
     """The run's :class:`~cnnlab.train.TrainConfig`, refusing a damaged or incomplete ``config.json``
     (a default in place of a lost setting would evaluate on another split, or another dataset)."""
-    remedy = f"Delete it (python -m cnnlab runs --delete {run.run_id}) or train it again."
     if run.is_link:
-        raise RunError(f"{run.damage}.")
+        raise RunError(_damage(run))
     bad = run.damaged_in("config.json")
     if bad:
-        raise RunError(f"run {run.run_id} cannot be evaluated: {'; '.join(p.text for p in bad)}. {remedy}")
+        raise RunError(_("run {run} cannot be evaluated: {problems}. {remedy}").format(
+            run=run.run_id, problems="; ".join(p.text for p in bad), remedy=_remedy(run)))
     if "dataset" not in run.config:
-        raise RunError(f"run {run.run_id}'s config.json has no dataset, so the data it was trained on is "
-                       f"unknown and it cannot be evaluated. {remedy}")
+        raise RunError(_("run {run}'s config.json has no dataset, so the data it was trained on is unknown and it "
+                         "cannot be evaluated. {remedy}").format(run=run.run_id, remedy=_remedy(run)))
     return TrainConfig.from_dict(_upgrade_config(run.config))
 
 
@@ -902,11 +943,13 @@ def format_duration(seconds: float | None) -> str:
     if seconds is None:
         return "—"
     if seconds < 10:
-        return f"{seconds:.1f} s"
+        return _("{seconds} s").format(seconds=fmt(seconds, ".1f"))
     s = int(round(seconds))
     if s >= 3600:
-        return f"{s // 3600} h {s % 3600 // 60:02d} min"
-    return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
+        return _("{hours} h {minutes} min").format(hours=s // 3600, minutes=f"{s % 3600 // 60:02d}")
+    if s >= 60:
+        return _("{minutes} min {seconds} s").format(minutes=s // 60, seconds=f"{s % 60:02d}")
+    return _("{seconds} s").format(seconds=s)
 
 
 def runs_table(found: list[Run] | None = None) -> list[dict[str, Any]]:

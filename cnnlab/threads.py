@@ -28,6 +28,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from .i18n import _, ngettext
+
 log = logging.getLogger(__name__)
 
 ADAPT_EVERY_S = 2.0  # seconds between two looks at the other processes
@@ -229,7 +231,9 @@ class ThreadGovernor:
         if not self.active:
             return ""
         if self.forced is not None:
-            return f"{self.forced} CPU thread(s), {self.why or 'as asked'}."
-        cores = "core" if self.cores == 1 else "cores"
-        return (f"{self.threads} CPU thread(s): {self.threads} of the machine's {self.cores} {cores}, leaving room for "
-                "the other programs running; adapted while training (threads=N fixes the count).")
+            return _("{threads} CPU thread(s), {why}.").format(threads=self.forced, why=self.why or _("as asked"))
+        return ngettext("{threads} CPU thread(s): {threads} of the machine's {cores} core, leaving room for the other "
+                        "programs running; adapted while training (threads=N fixes the count).",
+                        "{threads} CPU thread(s): {threads} of the machine's {cores} cores, leaving room for the other "
+                        "programs running; adapted while training (threads=N fixes the count).",
+                        self.cores).format(threads=self.threads, cores=self.cores)

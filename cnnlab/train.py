@@ -41,6 +41,7 @@ from .data.pipeline import (
     model_eval_resize, model_space_stats,
 )
 from .errors import CnnlabError, ConfigError, InputSizeError, InputTooSmallError, ModelConfigError
+from .i18n import _, fmt
 from .threads import ThreadGovernor, threads_from_env, usable_cores
 from .xray import Xray
 from .models import count_params, create, evaluating, get_spec, list_models
@@ -80,14 +81,14 @@ def load_data(config: TrainConfig, download: bool = True) -> Any:
     )
     if official:  # the seeds' way: train on the whole training set, validate on the test split
         if bundle.test is None:
-            raise ConfigError(f"{bundle.info.display_name} has no official test split: validate on a hold-out "
-                              "(val_split='holdout').")
+            raise ConfigError(_("{dataset} has no official test split: validate on a hold-out "
+                                "(val_split='holdout').").format(dataset=bundle.info.display_name))
         train = TensorSplit(torch.cat([bundle.train.images, bundle.val.images]),
                             torch.cat([bundle.train.labels, bundle.val.labels]))
         if config.subset is not None and config.subset < len(train):
             train = stratified_subset(train, config.subset, seed=config.seed)
         bundle = replace(bundle, train=train, val=bundle.test,
-                         notes=[*bundle.notes, "validating on the official test split (no hold-out)"])
+                         notes=[*bundle.notes, _("validating on the official test split (no hold-out)")])
     return bundle
 
 
@@ -100,7 +101,7 @@ def load_data_in_turn(config: TrainConfig, device: torch.device | None = None) -
         return load_data(config)
     group = distributed.Group.for_exchanges(device if device is not None else distributed.pick_device(config.device))
     return distributed.load_in_turn(group, lambda download: load_data(config, download=download),
-                                    f"the {config.dataset} dataset")
+                                    _("the {dataset} dataset").format(dataset=config.dataset))
 
 
 def init_weights(model: nn.Module, scheme: str) -> None:
@@ -139,7 +140,7 @@ def prepare_model(
         try:
             model = create(config.model, num_classes=num_classes, in_channels=channels, input_size=size, **extra)
         except (ModelConfigError, InputSizeError) as e:
-            raise ConfigError(f"cannot build {config.model} for this data: {e}") from e
+            raise ConfigError(_("cannot build {model} for this data: {error}").format(model=config.model, error=e)) from e
     else:
         channels = config.in_channels or first_layer_in_channels(model) or data_shape[0]
         if config.input_size is not None:
@@ -163,15 +164,15 @@ def _check_forward(model: nn.Module, shape: tuple[int, int, int], num_classes: i
             out = model(torch.zeros(2, *shape, device=device))
     except (RuntimeError, CnnlabError) as e:
         _explain_too_small(model, shape, name)
-        raise ConfigError(
-            f"{name} cannot process {shape[0]}x{shape[1]}x{shape[2]} inputs: {str(e).strip().rstrip('.')}. "
-            "Choose another input size (input_size=...)"
-            + (f" or the {name}_adaptive variant." if f"{name}_adaptive" in list_models() else ".")
-        ) from e
+        text = _("{model} cannot process {shape} inputs: {error}. Choose another input size (input_size=...) or "
+                 "the {model}_adaptive variant.") if f"{name}_adaptive" in list_models() else \
+            _("{model} cannot process {shape} inputs: {error}. Choose another input size (input_size=...).")
+        raise ConfigError(text.format(model=name, shape=f"{shape[0]}x{shape[1]}x{shape[2]}",
+                                      error=str(e).strip().rstrip("."))) from e
     if out.ndim != 2 or out.shape[1] != num_classes:
         raise ConfigError(
-            f"{name} outputs {tuple(out.shape[1:])} values per image but the dataset has "
-            f"{num_classes} classes; create it with num_classes={num_classes}."
+            _("{model} outputs {shape} values per image but the dataset has {classes} classes; create it with "
+              "num_classes={classes}.").format(model=name, shape=tuple(out.shape[1:]), classes=num_classes)
         )
 
 
@@ -182,8 +183,8 @@ def _explain_too_small(model: nn.Module, shape: tuple[int, int, int], name: str)
         check_input(model, shape, name)
     except InputTooSmallError as e:
         side = smallest_input(model, shape[0])
-        raise ConfigError(f"{e}" + (f" Train it at input_size={side} or more (a setting of the Train page and "
-                                    "--input-size)." if side else "")) from None
+        raise ConfigError(_("{error} Train it at input_size={side} or more (a setting of the Train page and "
+                            "--input-size).").format(error=e, side=side) if side else str(e)) from None
     except InputSizeError:
         pass  # a fixed flatten size: the caller's message says which size the model needs
 
@@ -194,7 +195,7 @@ def make_optimizer(config: TrainConfig, params: Iterable[nn.Parameter]) -> torch
     34 ms fused against 221 ms unfused (the whole step: 162 against 342 ms, batch 16, 2 cores)."""
     params = [p for p in params if p.requires_grad]
     if not params:
-        raise ConfigError("the model has no trainable parameters (everything is frozen).")
+        raise ConfigError(_("the model has no trainable parameters (everything is frozen)."))
     wd = config.weight_decay
     if config.optimizer in ("sgd", "momentum"):
         momentum = config.momentum if config.optimizer == "momentum" else 0.0
@@ -316,26 +317,28 @@ def prepare(config: TrainConfig, model: nn.Module | None = None, data: DataBundl
         sub = stratified_subset(bundle.train, config.subset, seed=config.seed)
         train_x, train_y = sub.images, sub.labels.long()
     if len(train_y) == 0 or len(val_y) == 0:
-        raise ConfigError(f"the {info.name} dataset has an empty train or validation split.")
+        raise ConfigError(_("the {dataset} dataset has an empty train or validation split.").format(dataset=info.name))
     if int(train_y.max()) >= num_classes or int(val_y.max()) >= num_classes:
-        raise ConfigError(f"labels go up to {int(max(train_y.max(), val_y.max()))} but num_classes={num_classes}.")
+        raise ConfigError(_("labels go up to {label} but num_classes={classes}.").format(
+            label=int(max(train_y.max(), val_y.max())), classes=num_classes))
     data_shape = tuple(int(v) for v in train_x.shape[1:])
     if len(data_shape) != 3:
-        raise ConfigError(f"images must be N x C x H x W, got {tuple(train_x.shape)}")
+        raise ConfigError(_("images must be N x C x H x W, got {shape}").format(shape=tuple(train_x.shape)))
 
     torch.manual_seed(config.seed)
     model_given = model is not None
     model, model_shape, model_kwargs = prepare_model(config, data_shape, num_classes, model)  # type: ignore[arg-type]
     if config.init != "default":  # validate() refused it with pretrained weights or init_from
         if model_given:
-            raise ConfigError(f"init={config.init!r} would overwrite the weights of the model given to fit; "
-                              "keep init='default' for a prepared model.")
+            raise ConfigError(_("init={init!r} would overwrite the weights of the model given to fit; keep "
+                                "init='default' for a prepared model.").format(init=config.init))
         init_weights(model, config.init)
     notes = list(getattr(bundle, "notes", []) or [])
     if config.init_from is not None:
         if initial_state is None:
-            raise ConfigError(f"init_from={config.init_from!r}: pass the run's weights too, e.g. "
-                              "fit(config, initial_state=cnnlab.runs.start_weights(config)).")
+            raise ConfigError(_("init_from={run!r}: pass the run's weights too, e.g. "
+                                "fit(config, initial_state=cnnlab.runs.start_weights(config)).").format(
+                run=config.init_from))
         notes.append(_load_fitting(model, initial_state, config.init_from))
     channels_last = device.type in ("cuda", "cpu")  # faster convolutions on CUDA and (mkldnn) on CPU
     model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
@@ -345,12 +348,14 @@ def prepare(config: TrainConfig, model: nn.Module | None = None, data: DataBundl
     pipe = dict(data_shape=data_shape, model_shape=model_shape, mean=mean, std=std, device=device,
                 channels_last=channels_last, eval_resize=model_eval_resize(model))
     if data_shape[0] != model_shape[0]:
-        how = "repeated" if data_shape[0] == 1 else "converted to greyscale"
-        notes.append(f"{data_shape[0]}-channel images {how} for a {model_shape[0]}-channel model.")
+        text = _("{channels}-channel images repeated for a {model}-channel model.") if data_shape[0] == 1 else \
+            _("{channels}-channel images converted to greyscale for a {model}-channel model.")
+        notes.append(text.format(channels=data_shape[0], model=model_shape[0]))
     if data_shape[1:] != model_shape[1:]:
         size, target = f"{data_shape[1]}x{data_shape[2]}", f"{model_shape[1]}x{model_shape[2]}"
-        notes.append(f"random {target} crops of the {size} images (the centre {target} at validation)."
-                     if get_preset(config.augment).eval_cut == "center" else f"{size} images resized to {target}.")
+        text = _("random {target} crops of the {size} images (the centre {target} at validation).") \
+            if get_preset(config.augment).eval_cut == "center" else _("{size} images resized to {target}.")
+        notes.append(text.format(size=size, target=target))
     if device.type == "cuda":  # keep a small uint8 dataset on the GPU; otherwise pin it
         on_gpu = train_x.numel() < 512 * 2**20
         train_x, train_y = (train_x.to(device), train_y.to(device)) if on_gpu else (train_x.pin_memory(), train_y.pin_memory())
@@ -364,12 +369,13 @@ def _load_fitting(model: nn.Module, state: Mapping[str, torch.Tensor], source: s
     own = model.state_dict()
     fits = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
     if not fits:
-        raise ConfigError(f"none of the layers of run {source} fits {type(model).__name__}: start from a run of "
-                          "the same architecture.")
+        raise ConfigError(_("none of the layers of run {run} fits {model}: start from a run of the same "
+                            "architecture.").format(run=source, model=type(model).__name__))
     model.load_state_dict({**own, **fits})
     fresh = sorted({k.rsplit(".", 1)[0] for k in own if k not in fits})
-    return (f"started from run {source}: reused {len(fits)} of {len(own)} tensors"
-            + (f"; new (fresh) layers: {', '.join(fresh[:6])}" if fresh else "; every layer reused") + ".")
+    text = _("started from run {run}: reused {reused} of {total} tensors; new (fresh) layers: {layers}.") if fresh \
+        else _("started from run {run}: reused {reused} of {total} tensors; every layer reused.")
+    return text.format(run=source, reused=len(fits), total=len(own), layers=", ".join(fresh[:6]))
 
 
 # ======================================================================================
@@ -425,7 +431,8 @@ def _thread_governor(s: Prepared) -> ThreadGovernor:
     if s.group is not None and forced is None and s.device.type == "cpu":
         cores, here = usable_cores(), distributed.local_world_size()
         forced = distributed.threads_per_process(cores, here)
-        why = f"this process's share of the {cores} cores used by {here} processes of the torchrun group"
+        why = _("this process's share of the {cores} cores used by {processes} processes of the torchrun "
+                "group").format(cores=cores, processes=here)
     return ThreadGovernor(forced, s.device.type, why=why)
 
 
@@ -576,7 +583,7 @@ class Training:
             raise _Stop("cancelled")  # during validation
         keys = ("loss_sum", "correct1", "correct5", "count")
         summed = self.group.sum(torch.stack([torch.as_tensor(v[k], dtype=torch.float64).cpu() for k in keys]),
-                                "summing the validation")
+                                _("summing the validation"))
         v = {**v, **dict(zip(keys, summed.tolist()))}
         if self.sched_when == "epoch":
             self.scheduler.step()
@@ -616,27 +623,33 @@ class Training:
         s, config, g = self.s, self.config, self.group
         if g.world == 1:
             if config.sync_bn:
-                s.notes.append("sync_bn has no effect in a single process (it synchronises the processes of torchrun).")
+                s.notes.append(_("sync_bn has no effect in a single process (it synchronises the processes of "
+                                 "torchrun)."))
             return g.wrap(s.model), lambda: None
         if g.backend == "nccl" and self.device.type != "cuda":
-            raise ConfigError(f"the process group uses NCCL, which works on GPUs only, but this training runs on "
-                              f"{self.device}: train on the GPU (device auto or cuda), or start the group with gloo.")
+            raise ConfigError(_("the process group uses NCCL, which works on GPUs only, but this training runs on "
+                                "{device}: train on the GPU (device auto or cuda), or start the group with "
+                                "gloo.").format(device=self.device))
         if config.batch_size < g.world:
-            raise ConfigError(f"batch size {config.batch_size} is the batch of all {g.world} processes together: use "
-                              f"at least {g.world} (e.g. {64 * g.world} for 64 images per process).")
+            raise ConfigError(_("batch size {batch} is the batch of all {world} processes together: use at least "
+                                "{world} (e.g. {example} for 64 images per process).").format(
+                batch=config.batch_size, world=g.world, example=64 * g.world))
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)  # this thread's current GPU: NCCL's object collectives use it
         restore: Callable[[], None] = lambda: None  # noqa: E731
         if config.sync_bn:
             if self.device.type != "cuda":
-                raise ConfigError("sync_bn synchronises batch norm across GPUs; PyTorch's SyncBatchNorm does not run "
-                                  "on CPUs: train without --sync-bn here (each process normalises its own share).")
+                raise ConfigError(_("sync_bn synchronises batch norm across GPUs; PyTorch's SyncBatchNorm does not "
+                                    "run on CPUs: train without --sync-bn here (each process normalises its own "
+                                    "share)."))
             restore = distributed.convert_sync_batchnorm(s.model)
         per = math.ceil(config.batch_size / g.world)
-        s.notes.append(f"data-parallel on {g.world} processes ({g.backend}): every step's batch of "
-                       f"{config.batch_size} images is shared by them (about {per} each); validation is shared too, "
-                       "and every number is summed over all of them"
-                       + ("; batch norm synchronised (SyncBatchNorm)." if config.sync_bn else "."))
+        text = _("data-parallel on {world} processes ({backend}): every step's batch of {batch} images is shared "
+                 "by them (about {per} each); validation is shared too, and every number is summed over all of "
+                 "them; batch norm synchronised (SyncBatchNorm).") if config.sync_bn else \
+            _("data-parallel on {world} processes ({backend}): every step's batch of {batch} images is shared by "
+              "them (about {per} each); validation is shared too, and every number is summed over all of them.")
+        s.notes.append(text.format(world=g.world, backend=g.backend, batch=config.batch_size, per=per))
         try:
             return g.wrap(s.model), restore
         except BaseException:
@@ -646,17 +659,19 @@ class Training:
     def _end(self, status: str, message: str) -> TrainResult:
         s, model, best, step = self.s, self.s.model, self.best, self.step
         if status == "cancelled":
-            message = f"cancelled at step {step} (epoch {self.epoch})."
+            text = _("cancelled at step {step} (epoch {epoch}).")
             if best.state is None and step > 0:
                 best.keep(model)
                 for r in self.recorders:
                     _safely("recorder", r.save_best, best.state, None)
-                message += " No validation had run yet: best.pt holds the weights at the moment of cancelling."
+                text = _("cancelled at step {step} (epoch {epoch}). No validation had run yet: best.pt holds the "
+                         "weights at the moment of cancelling.")
             elif best.state is not None:
-                message += f" Best weights kept from epoch {best.epoch}."
+                text = _("cancelled at step {step} (epoch {epoch}). Best weights kept from epoch {best}.")
+            message = text.format(step=step, epoch=self.epoch, best=best.epoch)
         elif status == "finished":
-            message = (f"finished {len(self.meter.history)} epoch(s), {step} steps; best val top-1 "
-                       f"{100 * (best.top1 or 0):.1f}% at epoch {best.epoch}.")
+            message = _("finished {epochs} epoch(s), {steps} steps; best val top-1 {top1} at epoch {epoch}.").format(
+                epochs=len(self.meter.history), steps=step, top1=fmt(best.top1 or 0, ".1%"), epoch=best.epoch)
         if best.state is not None:
             model.load_state_dict(best.state)
         if s.channels_last:  # hand back the usual layout: same numerics as a model loaded from best.pt
@@ -672,7 +687,7 @@ class Training:
         e = error
         if self.group.world > 1 and not isinstance(e, (CnnlabError, KeyboardInterrupt, torch.OutOfMemoryError)) \
                 and distributed.from_collective(e):  # e.g. DDP's gradient exchange in backward, when a peer died
-            e = self.group.peer_lost(f"the exchange of gradients at step {self.step + 1}", e)
+            e = self.group.peer_lost(_("the exchange of gradients at step {step}").format(step=self.step + 1), e)
         self._finish("failed", self._failure_message(e))
         if e is not error:
             raise e from error
@@ -680,12 +695,13 @@ class Training:
 
     def _failure_message(self, e: BaseException) -> str:
         if isinstance(e, torch.OutOfMemoryError):
-            return f"out of memory on {self.device}: lower the batch size (now {self.config.batch_size}) or the input size."
+            return _("out of memory on {device}: lower the batch size (now {batch}) or the input size.").format(
+                device=self.device, batch=self.config.batch_size)
         if isinstance(e, (distributed.PeerLostError, distributed.GroupStopped)):
             return str(e)
         if isinstance(e, KeyboardInterrupt):
-            return "interrupted (KeyboardInterrupt)."
-        return f"training failed at step {self.step}: {type(e).__name__}: {e}"
+            return _("interrupted (KeyboardInterrupt).")
+        return _("training failed at step {step}: {error}").format(step=self.step, error=f"{type(e).__name__}: {e}")
 
     def _finish(self, status: str, message: str) -> EndEvent:
         end = EndEvent(status, message, self.best.top1, self.best.epoch, self.s.run_id,

@@ -36,6 +36,7 @@ from torch import nn
 from .activations import first_conv
 from .errors import CnnlabError
 from .events import KernelsEvent, XrayEvent
+from .i18n import _, fmt
 
 # ---- how often ------------------------------------------------------------------------------------
 
@@ -174,7 +175,7 @@ class Probe(NoProbe):
         if hasattr(scale, "get_scale"):
             scale = scale.get_scale()  # 1.0 when the scaler is disabled
         with torch.no_grad():
-            for _, m in self.layers:
+            for _name, m in self.layers:
                 g = m.weight.grad
                 self.grad.append(torch.linalg.vector_norm(g.float()) / scale if g is not None
                                  else torch.zeros((), device=m.weight.device))
@@ -184,7 +185,7 @@ class Probe(NoProbe):
         """The size of each layer's step, once the optimiser has moved the weights."""
         with torch.no_grad():
             self.after = [torch.linalg.vector_norm((m.weight.detach() - w).float())
-                          for (_, m), w in zip(self.layers, self.before)]
+                          for (_name, m), w in zip(self.layers, self.before)]
             self.before = [torch.linalg.vector_norm(w.float()) for w in self.before]
         self.done = True
 
@@ -201,7 +202,7 @@ class Probe(NoProbe):
         own += [torch.stack([c[k] for k in ("sum", "sumsq", "count", "saturated")]) for c in self.calls]
         own += [c["alive"] for c in self.calls]
         flat = torch.cat([t.float().reshape(-1).to(device) for t in own]) if own else torch.zeros(0, device=device)
-        summed = self.group.sum(flat, "summing the X-ray").cpu()
+        summed = self.group.sum(flat, _("summing the X-ray")).cpu()
         world = max(1, int(getattr(self.group, "world", 1)))
         n = len(self.layers)
         # every process holds the same weights and (after DDP's exchange) the same gradients: the sums are
@@ -327,17 +328,16 @@ def _by_name(samples: Sequence[dict[str, Any]], part: str) -> dict[str, list[dic
 
 
 def _times(ratio: float) -> str:
-    return f"{ratio:,.0f}" if ratio >= 10 else f"{ratio:.1f}"
+    return fmt(ratio, ",.0f") if ratio >= 10 else fmt(ratio, ".1f")
 
 
 def layer_label(name: str, kind: str = "") -> str:
-    """A layer's name as a sentence shows it: "S2", or "Linear layer 3" for a bare index in a Sequential."""
+    """A layer's name as a sentence shows it (translated): "S2", or "Linear layer 3" for a bare index in a
+    Sequential."""
     bare = name.split("#")[0].replace(".", "").isdigit()
-    return f"{kind} layer {name}" if bare and kind else f"layer {name}" if bare else name
-
-
-def _after(entry: dict[str, Any]) -> str:
-    return f"after {layer_label(entry['after'])}" if entry.get("after") else f"of {layer_label(entry['name'])}"
+    if bare and kind:
+        return _("{kind} layer {name}").format(kind=kind, name=name)
+    return _("layer {name}").format(name=name) if bare else name
 
 
 def diagnose(samples: Sequence[dict[str, Any] | XrayEvent]) -> list[str]:
@@ -369,13 +369,19 @@ def _vanishing(recent: Sequence[dict[str, Any]], blocked: bool = False) -> list[
     if not (g_last > 0 and math.isfinite(g_first)) or g_first * VANISHING_RATIO > g_last:
         return []
     a, b = layer_label(first, layers[first][0].get("type", "")), layer_label(last, layers[last][0].get("type", ""))
-    how = "are zero while the last layer's are not" if g_first == 0 else \
-        f"are {_times(g_last / g_first)} times smaller than the last layer's ({b}), per weight"
-    if blocked:
-        return [f"The first layer's gradients ({a}) {how}: the dead units below block them, so the first layers "
-                "hardly learn."]
-    return [f"The first layer's gradients ({a}) {how}: the first layers hardly learn (vanishing gradients). "
-            "Activations that keep the gradient (ReLU), batch normalisation or shortcuts (ResNet) let it through."]
+    if g_first == 0:
+        text = _("The first layer's gradients ({first}) are zero while the last layer's are not: the dead units "
+                 "below block them, so the first layers hardly learn.") if blocked else \
+            _("The first layer's gradients ({first}) are zero while the last layer's are not: the first layers "
+              "hardly learn (vanishing gradients). Activations that keep the gradient (ReLU), batch normalisation "
+              "or shortcuts (ResNet) let it through.")
+    else:
+        text = _("The first layer's gradients ({first}) are {times} times smaller than the last layer's ({last}), "
+                 "per weight: the dead units below block them, so the first layers hardly learn.") if blocked else \
+            _("The first layer's gradients ({first}) are {times} times smaller than the last layer's ({last}), per "
+              "weight: the first layers hardly learn (vanishing gradients). Activations that keep the gradient "
+              "(ReLU), batch normalisation or shortcuts (ResNet) let it through.")
+    return [text.format(first=a, last=b, times=_times(g_last / g_first) if g_first else "")]
 
 
 def _shares(recent: Sequence[dict[str, Any]], kinds: tuple[str, ...], key: str, threshold: float
@@ -391,27 +397,38 @@ def _shares(recent: Sequence[dict[str, Any]], kinds: tuple[str, ...], key: str, 
 
 
 def _listed(found: list[tuple[float, dict[str, Any]]]) -> str:
-    """"74% of the tanh units after S2 are", or "68% of the tanh units after S2, 60% after S4 are"."""
+    """"74% of the tanh units after S2", or "68% of the tanh units after S2, 60% after S4" (translated)."""
     (share, first), rest = found[0], found[1:]
-    text = f"{share:.0%} of the {first['kind']} units {_after(first)}"
-    return text + "".join(f", {s:.0%} {_after(e)}" for s, e in rest)
+    head = _("{share} of the {kind} units after {layer}") if first.get("after") else \
+        _("{share} of the {kind} units of {layer}")
+    items = [head.format(share=fmt(share, ".0%"), kind=first["kind"], layer=_where(first))]
+    for s, e in rest:
+        text = _("{share} after {layer}") if e.get("after") else _("{share} of {layer}")
+        items.append(text.format(share=fmt(s, ".0%"), layer=_where(e)))
+    return ", ".join(items)
+
+
+def _where(entry: dict[str, Any]) -> str:
+    """The layer an activation call's share is about: the layer it follows, else its own."""
+    return layer_label(entry["after"]) if entry.get("after") else layer_label(entry["name"])
 
 
 def _saturated(recent: Sequence[dict[str, Any]]) -> list[str]:
     found = _shares(recent, ("tanh", "sigmoid"), "saturated", SATURATED_SHARE)
     if not found:
         return []
-    return [f"{_listed(found)} are saturated: their output is within 1% of its limits, "
-            "where the slope is almost zero, so little gradient passes through them. Smaller initial weights, "
-            "normalised inputs or ReLU help."]
+    return [_("{units} are saturated: their output is within 1% of its limits, where the slope is almost zero, so "
+              "little gradient passes through them. Smaller initial weights, normalised inputs or ReLU "
+              "help.").format(units=_listed(found))]
 
 
 def _dead(recent: Sequence[dict[str, Any]]) -> list[str]:
     found = _shares(recent, ("relu",), "dead", DEAD_SHARE)
     if not found:
         return []
-    return [f"{_listed(found)} never fire (zero for every image of a batch: dead ReLUs); they pass no gradient, so "
-            "they stay dead. A smaller learning rate, another initialisation or a leaky ReLU help."]
+    return [_("{units} never fire (zero for every image of a batch: dead ReLUs); they pass no gradient, so they "
+              "stay dead. A smaller learning rate, another initialisation or a leaky ReLU help.").format(
+        units=_listed(found))]
 
 
 def _step_size(recent: Sequence[dict[str, Any]], small: bool = True) -> list[str]:
@@ -421,11 +438,13 @@ def _step_size(recent: Sequence[dict[str, Any]], small: bool = True) -> list[str
     if not math.isfinite(ratio) or ratio == 0:
         return []
     if ratio < SMALL_UPDATE and small:
-        return [f"Each step changes the weights by {ratio:.0e} of their size (the median of the layers): the learning "
-                f"rate is far too small for this network (a rule of thumb is about {RULE_OF_THUMB:.0e})."]
+        return [_("Each step changes the weights by {ratio} of their size (the median of the layers): the learning "
+                  "rate is far too small for this network (a rule of thumb is about {rule}).").format(
+            ratio=f"{ratio:.0e}", rule=f"{RULE_OF_THUMB:.0e}")]
     if ratio > LARGE_UPDATE:
-        return [f"Each step changes the weights by {ratio:.0%} of their size (the median of the layers): the learning "
-                f"rate is too large, the weights jump around (a rule of thumb is about {RULE_OF_THUMB:.0e})."]
+        return [_("Each step changes the weights by {ratio} of their size (the median of the layers): the learning "
+                  "rate is too large, the weights jump around (a rule of thumb is about {rule}).").format(
+            ratio=fmt(ratio, ".0%"), rule=f"{RULE_OF_THUMB:.0e}")]
     return []
 
 
@@ -506,7 +525,7 @@ def _read_lines(path: Path, limit: int, valid: Any, what: str, problems: list[st
     if not path.is_file() or path.is_symlink():
         return []
     if path.stat().st_size > limit:
-        problems.append(f"{path.name} is larger than {limit // 2**20} MB: not read.")
+        problems.append(_("{file} is larger than {limit} MB: not read.").format(file=path.name, limit=limit // 2**20))
         return []
     out, bad = [], 0
     with open(path, "rb") as f:
@@ -520,7 +539,8 @@ def _read_lines(path: Path, limit: int, valid: Any, what: str, problems: list[st
             elif line.strip():
                 bad += 1
     if bad:
-        problems.append(f"{bad} line(s) of {path.name} could not be read as {what}: left out.")
+        problems.append(_("{count} line(s) of {file} could not be read as {what}: left out.").format(
+            count=bad, file=path.name, what=what))
     return out
 
 
@@ -528,7 +548,7 @@ def read_xray(folder: str | Path) -> XrayRecord:
     """The X-ray files of a run folder (``xray.jsonl``, ``kernels.jsonl``), each line checked; a missing
     file is an empty series (a run trained before the X-ray, or with it off)."""
     folder, problems = Path(folder), []
-    samples = _read_lines(folder / "xray.jsonl", MAX_XRAY_BYTES, _valid_sample, "an X-ray sample", problems)
-    kernels = _read_lines(folder / "kernels.jsonl", MAX_KERNELS_BYTES, _valid_kernels, "a kernels snapshot",
+    samples = _read_lines(folder / "xray.jsonl", MAX_XRAY_BYTES, _valid_sample, _("an X-ray sample"), problems)
+    kernels = _read_lines(folder / "kernels.jsonl", MAX_KERNELS_BYTES, _valid_kernels, _("a kernels snapshot"),
                           problems)
     return XrayRecord(sorted(samples, key=lambda s: s["step"]), sorted(kernels, key=lambda k: k["epoch"]), problems)
