@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import TrainConfig, help_text
+from ..config import TrainConfig
 from ..data.pipeline import eval_resize_of
 from ..models import get_spec
 from ..models.pretrained import get_pretrained_spec
@@ -143,7 +143,7 @@ def arm_code(config: TrainConfig, shapes: Shapes, build: str, start: list[str] |
     model_lines = [f"torch.manual_seed({seed})  # the initial weights (and later the dropout masks) come from the seed",
                    build]
     if config.init != "default":
-        model_lines.append(f"init_weights(model, {config.init!r})  # {help_text('init').split(':')[0]}: {config.init}")
+        model_lines.append(f"init_weights(model, {config.init!r})  # weight initialisation: {config.init}")
     model_lines += [*(start or []),
                     "model = model.to(device, memory_format=torch.channels_last)  # the layout convolutions run "
                     "fastest in",

@@ -52,6 +52,7 @@ from typing import Any, Mapping
 from .. import i18n
 from ..errors import CnnlabError, LessonError
 from ..i18n import N_, _
+from ..config import wrong_kind
 from ..train import TrainConfig
 from ..data.shapes import STANDIN_MODEL, TARGET_CLASSES
 from .conclude import COLUMNS, METRICS, RESERVED, check_templates
@@ -322,10 +323,10 @@ class _Reader:
             if key == "init_from" and not (isinstance(value, str) and value.startswith("@")):
                 raise self.error((*path, key), _('must name another arm of this lesson as "@id" (a lesson runs from scratch, so it cannot '
                                                  'depend on a run of this machine), got {value}.').format(value=_shown(value)))
-            try:
-                TrainConfig.from_dict({key: value})
-            except CnnlabError as e:
-                raise self.error((*path, key), str(e).replace(f"setting {key!r} ", "")) from None
+            wrong = wrong_kind(key, value)
+            if wrong is not None:
+                raise self.error((*path, key), _("should be {wanted}, got {value}.").format(wanted=wrong[0],
+                                                                                           value=wrong[1]))
             out[key] = value
         return out
 
