@@ -316,8 +316,10 @@ class _Reader:
                 raise self.error((*path, key), _("is chosen by whoever runs the lesson (--device, the page's device), not by the lesson file."))
             if key not in CONFIG_FIELDS:
                 hint = _close(key, CONFIG_FIELDS | extra)
-                raise self.error((*path, key), "is not a training setting" + (f" (did you mean {hint!r}?)" if hint else "")
-                                 + ". Settings: python -m cnnlab train --help.")
+                raise self.error((*path, key), (_("is not a training setting (did you mean {hint!r}?). Settings: "
+                                                  "python -m cnnlab train --help.") if hint else
+                                                _("is not a training setting. Settings: python -m cnnlab train "
+                                                  "--help.")).format(hint=hint))
             if isinstance(value, float) and not math.isfinite(value):
                 raise self.error((*path, key), _('must be a finite number, got {value}.').format(value=value))
             if key == "init_from" and not (isinstance(value, str) and value.startswith("@")):
@@ -356,8 +358,9 @@ def parse_lesson(text: str, name: str, source: str = "", builtin: bool = False) 
     for key in doc:
         if key not in LESSON_KEYS:
             hint = _close(key, LESSON_KEYS)
-            raise r.error((key,), "is not a lesson key" + (f" (did you mean {hint!r}?)" if hint else "")
-                          + f"; lesson keys: {', '.join(sorted(LESSON_KEYS))}.")
+            raise r.error((key,), (_("is not a lesson key (did you mean {hint!r}?); lesson keys: {keys}.") if hint else
+                                   _("is not a lesson key; lesson keys: {keys}.")).format(
+                hint=hint, keys=", ".join(sorted(LESSON_KEYS))))
     title = r.text_value(doc, ("title",))
     question = r.text_value(doc, ("question",))
     seeds_raw = doc.get("seed", [])
@@ -392,8 +395,9 @@ def parse_lesson(text: str, name: str, source: str = "", builtin: bool = False) 
         if not isinstance(arm_id, str) or not ID_RE.fullmatch(arm_id):
             raise r.error(("arms", i, "id"), _('must be a short lower-case identifier (letters, digits, _), e.g. "lenet_v2", got {value}.').format(value=_shown(arm_id)))
         if arm_id in RESERVED or any(x.id == arm_id for x in arms):
-            raise r.error(("arms", i, "id"), f"{arm_id!r} is " + ("used by another arm." if arm_id not in RESERVED
-                                                                  else "a name the conclusion uses; pick another."))
+            raise r.error(("arms", i, "id"), (_("{arm_id!r} is used by another arm.") if arm_id not in RESERVED
+                                              else _("{arm_id!r} is a name the conclusion uses; pick another.")).format(
+                arm_id=arm_id))
         start = a.get("start", "scratch")
         if start not in STARTS:
             raise r.error(("arms", i, "start"), _('must be one of {value}, got {value2}.').format(value=', '.join(STARTS), value2=_shown(start)))
@@ -511,8 +515,9 @@ def _conclusion(r: "_Reader", c: Mapping[str, Any], path: tuple[Any, ...], ids: 
     for key in c:
         if key not in keys:
             hint = _close(key, keys)
-            raise r.error((*path, key), "is not a conclusion key" + (f" (did you mean {hint!r}?)" if hint else "")
-                          + f"; keys: {', '.join(sorted(keys))}.")
+            raise r.error((*path, key), (_("is not a conclusion key (did you mean {hint!r}?); keys: {keys}.") if hint
+                                         else _("is not a conclusion key; keys: {keys}.")).format(
+                hint=hint, keys=", ".join(sorted(keys))))
     metric = c.get("metric", "best_val_top1")
     if not isinstance(metric, str) or metric not in METRICS:
         raise r.error((*path, "metric"), _('unknown metric {value}: choose among {value2}.').format(value=_shown(metric), value2=', '.join(METRICS)))
