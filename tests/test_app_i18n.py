@@ -1,0 +1,56 @@
+"""Every page opens in each language with no exception and a translated title (issue 28)."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from apphelpers import MAIN
+from cnnlab import i18n
+
+VIEWS = ["architectures", "data", "mydata", "inside", "convolution", "train", "transfer", "lessons", "runs",
+         "predict"]
+
+
+def english_titles() -> dict[str, str]:
+    at = AppTest.from_file(MAIN, default_timeout=120)
+    at.run()
+    titles = {}
+    for view in VIEWS:
+        at.switch_page(f"views/{view}.py").run()
+        assert not at.exception, (view, at.exception)
+        titles[view] = at.title[0].value
+    return titles
+
+
+@pytest.fixture(scope="module")
+def titles() -> dict[str, str]:
+    return english_titles()
+
+
+@pytest.mark.parametrize("code", ["it", "zh"])
+def test_every_page_opens_in_the_language_with_its_title_translated(code, titles):
+    translated = i18n.translations(code)
+    at = AppTest.from_file(MAIN, default_timeout=120)
+    at.query_params["lang"] = code
+    at.run()
+    assert not at.exception, at.exception
+    assert at.session_state["lang-on"] == code
+    for view in VIEWS:
+        at.switch_page(f"views/{view}.py").run()
+        assert not at.exception, (code, view, at.exception)
+        title = at.title[0].value
+        assert title == translated.gettext(titles[view]) != titles[view], (code, view, title)
+        assert at.sidebar.selectbox(key="lang-picker").value == code
+
+
+def test_the_picker_switches_the_language_and_back():
+    at = AppTest.from_file(MAIN, default_timeout=120)
+    at.run()
+    english = at.title[0].value
+    at.sidebar.selectbox(key="lang-picker").set_value("it").run()
+    assert not at.exception
+    assert at.title[0].value == i18n.translations("it").gettext(english) != english
+    assert at.query_params["lang"] == ["it"]
+    at.sidebar.selectbox(key="lang-picker").set_value("en").run()
+    assert at.title[0].value == english and "lang" not in at.query_params
