@@ -11,10 +11,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `streamlit run app/main.py` from a fresh clone, no install step
     sys.path.insert(0, str(ROOT))
 
-from app import present  # noqa: E402
+from app import language, present  # noqa: E402
 from app.common import sidebar_status  # noqa: E402
 from app.glossary import glossary  # noqa: E402
 from app.share import open_page, share_box  # noqa: E402
+from cnnlab.i18n import _  # noqa: E402
+
+language.apply()  # before any text: every page, rerun and fragment speaks the session's language
 
 # a local icon: a Material icon's favicon is fetched from fonts.gstatic.com, and a classroom app sends nothing out
 st.set_page_config(page_title="cnnlab", page_icon=str(Path(__file__).parent / "icon.png"), layout="wide",
@@ -31,21 +34,22 @@ if "class" in st.query_params:  # a student's link: the class session's question
 
 PAGES = Path(__file__).parent / "views"
 pages = [
-    st.Page(str(PAGES / "architectures.py"), title="Architectures", icon=":material/account_tree:", default=True),
-    st.Page(str(PAGES / "data.py"), title="Data", icon=":material/photo_library:"),
-    st.Page(str(PAGES / "mydata.py"), title="Your images", icon=":material/add_photo_alternate:"),
-    st.Page(str(PAGES / "inside.py"), title="Look inside", icon=":material/visibility:"),
-    st.Page(str(PAGES / "convolution.py"), title="Convolution", icon=":material/grid_4x4:"),
-    st.Page(str(PAGES / "train.py"), title="Train", icon=":material/model_training:"),
-    st.Page(str(PAGES / "transfer.py"), title="Transfer learning", icon=":material/swap_horiz:"),
-    st.Page(str(PAGES / "lessons.py"), title="Lessons", icon=":material/school:"),
-    st.Page(str(PAGES / "runs.py"), title="Runs", icon=":material/history:"),
-    st.Page(str(PAGES / "predict.py"), title="Predict", icon=":material/label:"),
+    st.Page(str(PAGES / "architectures.py"), title=_("Architectures"), icon=":material/account_tree:", default=True),
+    st.Page(str(PAGES / "data.py"), title=_("Data"), icon=":material/photo_library:"),
+    st.Page(str(PAGES / "mydata.py"), title=_("Your images"), icon=":material/add_photo_alternate:"),
+    st.Page(str(PAGES / "inside.py"), title=_("Look inside"), icon=":material/visibility:"),
+    st.Page(str(PAGES / "convolution.py"), title=_("Convolution"), icon=":material/grid_4x4:"),
+    st.Page(str(PAGES / "train.py"), title=_("Train"), icon=":material/model_training:"),
+    st.Page(str(PAGES / "transfer.py"), title=_("Transfer learning"), icon=":material/swap_horiz:"),
+    st.Page(str(PAGES / "lessons.py"), title=_("Lessons"), icon=":material/school:"),
+    st.Page(str(PAGES / "runs.py"), title=_("Runs"), icon=":material/history:"),
+    st.Page(str(PAGES / "predict.py"), title=_("Predict"), icon=":material/label:"),
 ]
 nav = st.navigation(pages)
 page = nav.url_path or "architectures"  # the default page's path is the bare address
 open_page(page)
 sidebar_status()
+language.picker()
 present.apply()
 glossary()
 share_box(page)
