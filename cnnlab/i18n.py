@@ -173,6 +173,15 @@ def gettext(message: str) -> str:
 _ = gettext
 
 
+def pgettext(context: str, message: str) -> str:
+    """``message`` in a ``context`` that tells two uses of the same English apart (a "Run" button and a
+    "Run" picker: ``pgettext("noun", "Run")``)."""
+    code = language()
+    if code == SOURCE_LANGUAGE or not message:
+        return message
+    return translations(code).pgettext(context, message)
+
+
 def ngettext(singular: str, plural: str, n: int) -> str:
     """The singular or plural form for ``n``, by the language's own plural rule."""
     code = language()

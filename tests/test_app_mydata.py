@@ -1,7 +1,8 @@
 """AppTest of the Your images page: a three-class dataset built from generated images by upload (a bad
 file among them named with its reason), a camera photo, bad names refused with a message, a class
 added and an image removed; classes kept in the order typed; then the dataset in the Data page's picker,
-and "Train on it" opening the Train page with the small-data settings, trained to the end."""
+and "Train on it" opening the Train page with the small-data settings, trained to the end, its live view
+showing only the current training once the dataset changes or another starts."""
 
 from __future__ import annotations
 
@@ -180,9 +181,25 @@ def test_classes_stay_in_the_order_typed(data_dir):
         f"**{c}** · 0 images" for c in ("pear", "apple", "Fig", "banana")]  # the thumbnails' rows
 
 
-def test_train_on_it_opens_the_train_page_with_small_data_settings_and_trains(data_dir):
+def train_one_epoch(at):
+    """Start one epoch on the Train page as it is, and wait for the job's end; returns the job."""
     from cnnlab.jobs import get_manager
 
+    at.number_input(key="train-epochs").set_value(1).run()
+    at.button(key="train-start").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    job = get_manager().get(at.session_state["train-job"])
+    assert job.wait(timeout=300), "training did not finish"  # a safety net: one epoch of a dozen images
+    at.run()
+    assert job.state == "finished", job.message
+    return job
+
+
+def live_texts(at) -> list[str]:
+    return [e.value for e in (*at.info, *at.success, *at.warning, *at.caption)]
+
+
+def test_train_on_it_opens_the_train_page_with_small_data_settings_and_trains(data_dir):
     at = build(open_view("mydata"))
     at.button(key="mydata-train").click().run()
     assert not at.exception
@@ -199,12 +216,45 @@ def test_train_on_it_opens_the_train_page_with_small_data_settings_and_trains(da
     assert any(w.value.startswith("Only 3 validation images: each is 33 points of accuracy") for w in at.warning)
     at.switch_page("views/train.py").run()  # AppTest follows a switch made by the script for one run only
     assert at.selectbox(key="train-model").value == "cifar_resnet"  # the settings stay
-    at.number_input(key="train-epochs").set_value(1).run()
-    at.button(key="train-start").click().run()
-    assert not at.exception and not at.error, [e.value for e in at.error]
-    job = get_manager().get(at.session_state["train-job"])
+    job = train_one_epoch(at)
     assert job.config.dataset == "shapes_mine" and job.config.data_options == {"image_size": 32}
-    assert job.wait(timeout=300), "training did not finish"  # a safety net: one epoch of 12 images
-    at.run()
-    assert job.state == "finished", job.message
     assert any("Runs" in s.value for s in at.success)
+    # an ended job says which one it is, and its run
+    assert f"This is job #{job.id}, cifar_resnet on shapes_mine, which has ended (finished); its run {job.run_id} " \
+           "is on the **Runs** page. A training you start replaces it here." in [i.value for i in at.info]
+
+
+def test_the_live_view_shows_only_the_current_training(data_dir):
+    """Another dataset (picked on the Train page, or "Train on it" on a new one) clears the live view of an
+    ended job; a new training then shows only its own progress, curves and messages."""
+    at = build(open_view("mydata"), per_class=4)
+    at.button(key="mydata-train").click().run()
+    at.switch_page("views/train.py").run()
+    first = train_one_epoch(at)
+    assert any(first.run_id in t for t in live_texts(at))
+
+    at.selectbox(key="train-data").set_value("shapes").run()  # another dataset on the Train page
+    assert not at.exception
+    assert at.selectbox(key="train-live-job").value is None
+    assert "No training on shapes yet" in at.info[-1].value
+    assert not any(first.run_id in t or "on shapes_mine ·" in t for t in live_texts(at))  # no old message or caption
+    assert not at.get("vega_lite_chart")  # no old curves
+
+    at.selectbox(key="train-live-job").set_value(first.id).run()  # an earlier job can still be picked
+    assert any(first.run_id in t for t in live_texts(at)) and at.get("vega_lite_chart")
+
+    at.switch_page("views/mydata.py").run()  # a second dataset of your own, then "Train on it"
+    create(at, "second", "b, a")
+    for c, (_, files) in zip(["b", "a"], uploads(4).items()):
+        at.radio(key="mydata-class-second").set_value(c).run()
+        at.file_uploader[0].set_value(files).run()
+    at.button(key="mydata-train").click().run()
+    at.switch_page("views/train.py").run()
+    assert at.selectbox(key="train-data").value == "second"
+    assert "No training on second yet" in at.info[-1].value
+    assert not any(first.run_id in t or "on shapes_mine ·" in t for t in live_texts(at)) and not at.get("vega_lite_chart")
+    second = train_one_epoch(at)
+    texts = live_texts(at)
+    assert at.selectbox(key="train-live-job").value == second.id
+    assert any(second.run_id in t for t in texts) and any("cifar_resnet on second ·" in t for t in texts)
+    assert not any(first.run_id in t or "on shapes_mine" in t for t in texts)

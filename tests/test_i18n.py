@@ -15,7 +15,7 @@ import pytest
 from cnnlab import errors, i18n
 
 ROOT = Path(__file__).resolve().parent.parent
-MARKERS = {"_", "N_", "gettext", "ngettext"}
+MARKERS = {"_", "N_", "gettext", "ngettext", "pgettext"}
 LETTERS = re.compile(r"[A-Za-z]{2,}")
 
 # Streamlit, Gradio, Altair and matplotlib calls whose positional text arguments a person reads

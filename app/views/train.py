@@ -44,6 +44,8 @@ SUGGESTED = "train-suggested"  # (dataset, reasons, transfer?) of the small-data
 MADE_SIZE = "train-made-size"  # the size your images are decoded at (the data option image_size)
 MADE_SIZES = [32, 64, 96, 128, 224]
 TRANSFER_ORDER = ("resnet18", "alexnet", "vgg16")  # the transfer model offered first whose weights are here
+LIVE_JOB = "train-job"  # the job the live view follows: the one this session started or picked last
+NO_JOB = 0  # LIVE_JOB after the dataset changed: no job shown until one starts or is picked (ids start at 1)
 
 
 def default_lr(optimizer: str) -> float:
@@ -207,6 +209,16 @@ def apply_suggestion(dataset: str, transfer: bool = False, automatic: bool = Fal
 def _dataset_changed() -> None:
     """Switching to a small dataset of your own images applies the small-data settings."""
     apply_suggestion(st.session_state.get("train-data"), automatic=True)
+    forget_ended_job()
+
+
+def forget_ended_job() -> None:
+    """Another dataset, or "Train on it": a job that has ended leaves the live view, whose curves and message
+    would otherwise read as the new training's; a job still running or queued stays."""
+    job = get_manager().get(st.session_state.get(LIVE_JOB, NO_JOB))
+    if job is None or job.done:
+        st.session_state[LIVE_JOB] = NO_JOB
+        st.session_state.pop("train-live-job", None)
 
 
 FEW_VAL_IMAGES = 30  # fewer validation images than this: every image is more than 3 points of accuracy
@@ -529,7 +541,7 @@ def start(config: TrainConfig, weights_missing: str | None) -> None:
     except CnnlabError as err:
         show_error(err, context="Training not started")
         return
-    st.session_state["train-job"] = job.id
+    st.session_state[LIVE_JOB] = job.id
     st.session_state["train-live-job"] = job.id  # the live view follows the new job
     busy = [j for j in get_manager().active() if j.id != job.id and j.device == job.device
             and j.submitted < job.submitted]
@@ -566,6 +578,7 @@ def train_form() -> None:
 st.session_state.setdefault(FORM, {})
 if st.session_state.get(HANDOFF):  # "Train on it" on the Your images page
     apply_suggestion(st.session_state.pop(HANDOFF), automatic=True)
+    forget_ended_job()
 with st.container(border=True):
     train_form()
 
@@ -584,6 +597,16 @@ def live_metrics(job, step: dict, epochs: list[dict], current: int) -> None:
     m5.metric("ETA", "—" if eta is None or job.done else f"{eta:,.0f} s")
 
 
+def ended_text(job) -> str:
+    """Which ended job the live view shows, and its run."""
+    c = job.config
+    if job.run_id:
+        return (f"This is job #{job.id}, {c.model} on {c.dataset}, which has ended ({job.state}); its run "
+                f"{job.run_id} is on the **Runs** page. A training you start replaces it here.")
+    return (f"This is job #{job.id}, {c.model} on {c.dataset}, which has ended ({job.state}) without a run. A "
+            "training you start replaces it here.")
+
+
 @st.fragment(run_every=1.5)
 def live() -> None:
     manager = get_manager()
@@ -592,15 +615,19 @@ def live() -> None:
         st.info("No training yet in this server. Configure one above and press **Start training**.")
         return
     active = manager.active()
-    default = st.session_state.get("train-job")
+    default = st.session_state.get(LIVE_JOB)
     ids = [j.id for j in reversed(jobs)]
-    if default not in ids:
+    if default not in (NO_JOB, *ids):  # a new session: the job training now, else the newest
         default = active[0].id if active else ids[0]
-    job_id = st.selectbox("Training job", ids, index=ids.index(default), key="train-live-job",
+    job_id = st.selectbox("Training job", ids, index=None if default == NO_JOB else ids.index(default),
+                          key="train-live-job", placeholder="None yet: start one above, or pick an earlier one",
                           format_func=lambda i: job_label(manager.get(i)))
-    st.session_state["train-job"] = job_id
-    job = manager.get(job_id)
+    st.session_state[LIVE_JOB] = NO_JOB if job_id is None else job_id
+    job = manager.get(job_id) if job_id is not None else None
     if job is None:
+        st.info(f"No training on {st.session_state.get('train-data')} yet: press **Start training** above and "
+                "its progress and curves appear here. Earlier trainings stay in the box above and on the **Runs** "
+                "page.")
         return
     events = job.events
     start = next((e for e in events if e["kind"] == "start"), None)
@@ -614,6 +641,8 @@ def live() -> None:
         running = [j for j in manager.active() if j.state == "running" and j.device == job.device]
         notice.info(f"Waiting in the queue for the {job.device.upper()} (position {job.position}): "
                     f"#{running[0].id} {running[0].config.model} is training." if running else "Starting…")
+    elif job.done:  # which training this is, before its curves: it may not be the one on the form
+        notice.info(ended_text(job), icon=":material/history:")
     step, epochs = job.latest_step or {}, [e for e in events if e["kind"] == "epoch"]
     total = step.get("total_steps", start["total_steps"] if start else "?")
     done_steps = end.get("steps", step.get("step", 0)) if end else step.get("step", 0)

@@ -17,28 +17,28 @@ from typing import Iterable, Iterator
 from .. import i18n
 from ..lessons.catalog import builtin_lessons
 
-KEYWORDS = {"_": None, "N_": None, "gettext": None, "ngettext": (1, 2)}
+KEYWORDS = {"_": None, "N_": None, "gettext": None, "ngettext": (1, 2), "pgettext": ((1, "c"), 2)}
 ROOT = i18n.LOCALE_DIR.parent.parent
 SOURCES = ("cnnlab", "app")  # folders under ROOT whose Python files are read
 TEMPLATE = i18n.LOCALE_DIR / f"{i18n.DOMAIN}.pot"
 
 
-def _python_messages() -> Iterator[tuple[str, int, str | tuple[str, str], list[str]]]:
+def _python_messages() -> Iterator[tuple[str, int, str | tuple[str, str], list[str], str | None]]:
     from babel.messages.extract import extract_from_dir  # babel's extractor: only this command needs it
 
     for folder in SOURCES:
         base = ROOT / folder
         if not base.is_dir():
             continue
-        for filename, lineno, message, comments, _context in extract_from_dir(
+        for filename, lineno, message, comments, context in extract_from_dir(
                 str(base), method_map=[("**.py", "python")], keywords=KEYWORDS, comment_tags=("TRANSLATORS:",)):
-            yield f"{folder}/{filename}", lineno, message, comments
+            yield f"{folder}/{filename}", lineno, message, comments, context
 
 
-def _lesson_messages() -> Iterator[tuple[str, int, str, list[str]]]:
+def _lesson_messages() -> Iterator[tuple[str, int, str, list[str], None]]:
     for lesson in builtin_lessons():
         for text in lesson.texts():
-            yield f"cnnlab/lessons/{lesson.name}.toml", 0, text, ["A lesson's text (see cnnlab/lessons/spec.py)."]
+            yield f"cnnlab/lessons/{lesson.name}.toml", 0, text, ["A lesson's text (see cnnlab/lessons/spec.py)."], None
 
 
 def extract():
@@ -46,9 +46,9 @@ def extract():
     from babel.messages.catalog import Catalog  # babel: only this command needs it
 
     catalog = Catalog(project="cnnlab", domain=i18n.DOMAIN, charset="utf-8")
-    for path, lineno, message, comments in [*_python_messages(), *_lesson_messages()]:
+    for path, lineno, message, comments, context in [*_python_messages(), *_lesson_messages()]:
         if message and (message if isinstance(message, str) else message[0]):
-            catalog.add(message, None, [(path, lineno)], auto_comments=comments)
+            catalog.add(message, None, [(path, lineno)], auto_comments=comments, context=context)
     return catalog
 
 
