@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import altair as alt
 import pandas as pd
 import streamlit as st
 
@@ -107,12 +106,19 @@ def headline(s: ModelSummary) -> None:
     m5.metric("Parameter memory", short_bytes(s.param_bytes), help=f"{s.param_bytes:,} bytes")
 
 
-def table(s: ModelSummary) -> None:
+@st.cache_data(show_spinner=False, max_entries=64)
+def layer_table(name: str, shape: tuple[int, int, int], classes: int, leaves: bool) -> tuple[pd.DataFrame, dict]:
+    """The table and its column widths, made once per model and input (a page load only reads them)."""
+    records = cached_summary(name, shape, classes).to_records(leaves_only=leaves)
+    return pd.DataFrame(records), _fitted_columns(records)
+
+
+def table(name: str, shape: tuple[int, int, int], classes: int, s: ModelSummary) -> None:
     """Every layer: shape, parameters, MACs, receptive field, and the arithmetic behind them."""
     leaves = st.toggle("Only layers without children", value=True)
-    records = s.to_records(leaves_only=leaves)
-    st.dataframe(pd.DataFrame(records), hide_index=True, width="stretch",
-                 height=min(38 + 35 * len(s.rows), 600), column_config=_fitted_columns(records))
+    frame, columns = layer_table(name, shape, classes, leaves)
+    st.dataframe(frame, hide_index=True, width="stretch", height=min(38 + 35 * len(s.rows), 600),
+                 column_config=columns)
     st.caption("MACs count weight multiply-accumulates of convolutions and fully connected layers. "
                "Receptive field: how many input pixels one output value can see; jump: the "
                "distance in input pixels between neighbouring outputs. *params =* is the count as "
@@ -137,6 +143,15 @@ def _fitted_columns(records: list[dict]) -> dict:
     return config
 
 
+def line_spec(field: str) -> dict:
+    """A Vega-Lite line of ``field`` along the layers, written out: Altair's and st.line_chart's schema checks
+    cost more than the drawing."""
+    return {"mark": {"type": "line", "point": True},
+            "encoding": {"x": {"field": "layer", "type": "ordinal", "sort": None, "title": "layer"},
+                         "y": {"field": field, "type": "quantitative", "title": field},
+                         "tooltip": [{"field": "layer"}, {"field": field, "type": "quantitative"}]}}
+
+
 def shape_flow(s: ModelSummary) -> None:
     """Spatial size against channels, layer after layer."""
     spatial = [r for r in s.leaf_rows if len(r.output_shape) == 3]
@@ -147,12 +162,12 @@ def shape_flow(s: ModelSummary) -> None:
         "layer": [f"{i:02d} {r.name}" for i, r in enumerate(spatial)],
         "spatial size (H)": [r.output_shape[1] for r in spatial],
         "channels": [r.output_shape[0] for r in spatial],
-    }).set_index("layer")
+    })
     a, b = st.columns(2)
     a.markdown("**Spatial size** shrinks…")
-    a.line_chart(flow[["spatial size (H)"]])
+    a.vega_lite_chart(flow, line_spec("spatial size (H)"), width="stretch")
     b.markdown("…while **channels** grow")
-    b.line_chart(flow[["channels"]])
+    b.vega_lite_chart(flow, line_spec("channels"), width="stretch")
 
 
 def formulas(s: ModelSummary) -> None:
@@ -228,25 +243,33 @@ def compare(name: str, names: list[str]) -> None:
     st.dataframe(frame, hide_index=True, width="stretch",
                  column_config={"parameters": st.column_config.NumberColumn(format="localized")})
     if len(rows) > 1:  # a log scale: the CIFAR ResNet's 0.3 M stays visible beside VGG-16's 138 M
-        st.altair_chart(alt.Chart(frame).mark_bar().encode(
-            x=alt.X("parameters:Q", scale=alt.Scale(type="log"), title="parameters (log scale)"),
-            y=alt.Y("model:N", sort=None, title=None), tooltip=["model", alt.Tooltip("parameters:Q", format=",")],
-        ).properties(height=44 * len(rows) + 30), width="stretch")
+        st.vega_lite_chart(frame, {
+            "mark": "bar", "height": 44 * len(rows) + 30,
+            "encoding": {"x": {"field": "parameters", "type": "quantitative", "scale": {"type": "log"},
+                               "title": "parameters (log scale)"},
+                         "y": {"field": "model", "type": "nominal", "sort": None, "title": None},
+                         "tooltip": [{"field": "model"}, {"field": "parameters", "type": "quantitative", "format": ","}]},
+        }, width="stretch")
         st.caption("Each step on the axis is ten times more parameters.")
 
 
 name, names, shape, classes = controls(intro())
 s = summary(name, shape, classes)
 headline(s)
+# the charts, the diagram and the comparison are drawn when their tab is opened (a rerun): drawn hidden on
+# every load they cost the browser about a second (measured: benchmarks/ui.py); the table and formulas are text
 tab_table, tab_flow, tab_formula, tab_diagram, tab_compare = st.tabs(
-    ["Layer table", "Shape flow", "Formulas", "Diagram", "Compare models"])
+    ["Layer table", "Shape flow", "Formulas", "Diagram", "Compare models"], key="arch-tab", on_change="rerun")
 with tab_table:
-    table(s)
-with tab_flow:
-    shape_flow(s)
+    table(name, shape, classes, s)
+if tab_flow.open:
+    with tab_flow:
+        shape_flow(s)
 with tab_formula:
     formulas(s)
-with tab_diagram:
-    diagram(name, shape, classes)
-with tab_compare:
-    compare(name, names)
+if tab_diagram.open:
+    with tab_diagram:
+        diagram(name, shape, classes)
+if tab_compare.open:
+    with tab_compare:
+        compare(name, names)

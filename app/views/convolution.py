@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-from functools import lru_cache
-
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -98,14 +96,17 @@ def long_num(v: float) -> str:
     return str(int(v)) if v == int(v) and abs(v) < 1e12 else f"{v:.7g}"
 
 
-@lru_cache(maxsize=1)
+@st.cache_resource(show_spinner=False)
 def font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    """Loaded once: every cell of every grid uses it."""
+    """Loaded once for the server (this page's module runs again on every rerun): every cell of every grid uses it."""
     return ImageFont.load_default(size=FONT_PX)
 
 
+@st.cache_data(show_spinner=False, max_entries=256)
 def grid_picture(values: list[list[float]], fills: list[list[str]]) -> tuple[Image.Image, tuple[int, int]]:
-    """A grid of numbers as a picture (cells as wide as the widest number), and its cell size."""
+    """A grid of numbers as a picture (cells as wide as the widest number), and its cell size. Kept: writing the
+    numbers cell by cell takes tens of milliseconds a grid, and the same grids come back (every load of the page,
+    every round of the steps)."""
     texts = [[num(v) for v in row] for row in values]
     width = max(40, int(max(font().getlength(t) for row in texts for t in row)) + 14)
     height = FONT_PX + 16
@@ -149,6 +150,13 @@ def number(container: DeltaGenerator, label: str, key: str, default: float, lo: 
     return container.number_input(label, lo, hi, key=remember(STORE, key, default, bounds=(lo, hi)), **kwargs)
 
 
+@st.cache_data(show_spinner=False, max_entries=64)
+def sandbox_input(kind: str, *args) -> Tensor:
+    """A digit (``index``) or a photo's centre (``name, size``), kept: each reads its file (scikit-learn's digits,
+    the photo) again otherwise."""
+    return digit_input(*args) if kind == "digit" else photo_input(*args)
+
+
 def read_sandbox_input(kind_column: DeltaGenerator, c1: DeltaGenerator, c2: DeltaGenerator) -> Tensor | None:
     """The sandbox's input: a digit, a photo patch or typed numbers; None (with the reason) if unusable."""
     kind_key = remember(STORE, "conv-input", "digit", options=list(INPUTS))
@@ -157,7 +165,7 @@ def read_sandbox_input(kind_column: DeltaGenerator, c1: DeltaGenerator, c2: Delt
         if kind == "digit":
             index = number(c1, f"Digit (0 to {DIGITS - 1})", "conv-digit", 3, 0, DIGITS - 1,
                            help="One of scikit-learn's 8x8 handwritten digits: values 0 to 16.")
-            return digit_input(int(index))
+            return sandbox_input("digit", int(index))
         if kind == "photo":
             photos = bundled_photos() or ["chelsea"]
             default = "chelsea" if "chelsea" in photos else photos[0]
@@ -165,7 +173,7 @@ def read_sandbox_input(kind_column: DeltaGenerator, c1: DeltaGenerator, c2: Delt
                                 key=remember(STORE, "conv-photo", default, options=photos))
             size = c2.slider("Its centre, shrunk to (cells a side)", 3, MAX_SIDE,
                              key=remember(STORE, "conv-photo-size", 8, bounds=(3, MAX_SIDE)))
-            return photo_input(name, size)
+            return sandbox_input("photo", name, int(size))
         text = c1.text_area(f"Numbers: rows separated by ';', channels by '|' (at most {MAX_CHANNELS} "
                             f"channels of {MAX_SIDE}x{MAX_SIDE})",
                             key=remember(STORE, "conv-numbers", NUMBERS))
@@ -317,7 +325,9 @@ def output_picture(sb: Sandbox, e: Explanation) -> tuple[Image.Image, tuple[int,
 def output_grid(sb: Sandbox, e: Explanation, picture: Image.Image, cell: tuple[int, int]) -> None:
     """The output grid, clickable: a click on a cell moves the window there (and pauses)."""
     st.markdown(f"**Output channel {e.channel}**" + (" (after ReLU)" if sb.relu else "") + " · click a cell")
-    click = streamlit_image_coordinates(picture, key="conv-click", cursor="pointer", width="content")
+    # compressed: the component's default is an uncompressed PNG, 350 KB sent (base64) on every load and step
+    click = streamlit_image_coordinates(picture, key="conv-click", cursor="pointer", width="content",
+                                        png_compression_level=6)
     picked = clicked_cell(click, picture, cell)
     if picked is not None and picked != (e.row, e.col):
         st.session_state[AT] = picked

@@ -3,7 +3,6 @@ channels and pixel values, and the augmentation the trainer applies."""
 
 from __future__ import annotations
 
-import altair as alt
 import pandas as pd
 import streamlit as st
 from PIL import Image
@@ -38,21 +37,22 @@ def cached_folder(root: str):
     return load_dataset("folder", root=root, download=False)
 
 
-def counts_chart(counts: list[dict], splits: list[str]):
+def counts_chart(counts: list[dict], splits: list[str]) -> tuple[pd.DataFrame, dict]:
+    """The stacked bars of images per class and split, as data and a Vega-Lite spec written out (Altair's schema
+    checks cost more than the drawing)."""
     rows = [(r["class"], r["index"], SPLIT_LABELS[s], k, r[s]) for r in counts for k, s in enumerate(splits)]
     df = pd.DataFrame(rows, columns=["class", "index", "split", "split_order", "images"])
     order = [r["class"] for r in counts]
     many = len(order) > 30
-    return alt.Chart(df).mark_bar().encode(
-        alt.X("class:N", title="class", sort=order,
-              axis=alt.Axis(labelAngle=-90 if many else -45 if len(order) > 10 else 0, labelLimit=140,
-                            labelFontSize=9 if many else 11)),
-        alt.Y("images:Q", title="images", stack="zero"),
-        alt.Color("split:N", title="split", sort=[SPLIT_LABELS[s] for s in splits],
-                  legend=alt.Legend(orient="top")),
-        order=alt.Order("split_order:Q"),
-        tooltip=["class", "split", "images"],
-    ).properties(height=300)
+    axis = {"labelAngle": -90 if many else -45 if len(order) > 10 else 0, "labelLimit": 140,
+            "labelFontSize": 9 if many else 11}
+    return df, {"mark": "bar", "height": 300, "encoding": {
+        "x": {"field": "class", "type": "nominal", "title": "class", "sort": order, "axis": axis},
+        "y": {"field": "images", "type": "quantitative", "title": "images", "stack": "zero"},
+        "color": {"field": "split", "type": "nominal", "title": "split",
+                  "sort": [SPLIT_LABELS[s] for s in splits], "legend": {"orient": "top"}},
+        "order": {"field": "split_order", "type": "quantitative"},
+        "tooltip": [{"field": "class"}, {"field": "split"}, {"field": "images", "type": "quantitative"}]}}
 
 
 def intro() -> None:
@@ -149,7 +149,7 @@ def per_class_counts(bundle: DataBundle) -> list[str]:
                                                           " (validation: about 20% of every class, each image held out "
                                                           "or not by a hash of its name, so adding images never moves "
                                                           "one a run trained on)" if info.source == "yours" else "") + ".")
-    st.altair_chart(counts_chart(counts, splits), width="stretch")
+    st.vega_lite_chart(*counts_chart(counts, splits), width="stretch")
     with st.expander("The counts as a table"):
         st.dataframe([{k: r[k] for k in ("class", *splits)} for r in counts], hide_index=True, width="stretch")
     return splits
