@@ -256,8 +256,9 @@ def compare(name: str, names: list[str]) -> None:
 name, names, shape, classes = controls(intro())
 s = summary(name, shape, classes)
 headline(s)
-# the charts, the diagram and the comparison are drawn when their tab is opened (a rerun): drawn hidden on
-# every load they cost the browser about a second (measured: benchmarks/ui.py); the table and formulas are text
+# the charts, the diagram and the comparison are drawn when their tab is opened (a rerun): drawn hidden, they
+# cost every load of the page about half a second of CPU (browser and server together, measured against the page
+# drawing them all); the table and the formulas are text
 tab_table, tab_flow, tab_formula, tab_diagram, tab_compare = st.tabs(
     ["Layer table", "Shape flow", "Formulas", "Diagram", "Compare models"], key="arch-tab", on_change="rerun")
 with tab_table:
