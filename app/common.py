@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 from typing import Callable
 
 import pandas as pd
@@ -16,6 +17,7 @@ from cnnlab.data.gallery import to_pil
 from cnnlab.data.images import bundled_photos, decode_image, load_bundled_photo
 from cnnlab.device import describe_device
 from cnnlab.errors import CnnlabError
+from cnnlab.i18n import N_, _, fmt, language, ngettext, pgettext
 from cnnlab.inspect import format_bytes
 from cnnlab.jobs import get_manager
 from cnnlab.models import get_spec, list_models
@@ -25,17 +27,18 @@ from cnnlab.sources import load_source
 
 
 @st.cache_data(show_spinner=False)
-def device_text() -> str:
+def device_text(lang: str) -> str:
+    """The device in words, in the language ``lang`` (a cache key: one session's language never leaks)."""
     return describe_device()
 
 
 def sidebar_status() -> None:
     with st.sidebar:
-        st.caption(f"Device: **{device_text()}**")
+        st.caption(_("Device: **{device}**").format(device=device_text(language())))
         devices = get_manager().devices
         if len(devices) > 1:  # a server with several GPUs: one training on each at once
-            st.caption(f"{len(devices)} devices ({', '.join(devices)}): one training on each at once, "
-                       "the others wait in their device's queue.")
+            st.caption(_("{n} devices ({names}): one training on each at once, the others wait in their "
+                         "device's queue.").format(n=len(devices), names=", ".join(devices)))
         job_status()
 
 
@@ -45,17 +48,22 @@ def job_status() -> None:
     manager = get_manager()
     active = manager.active()
     if not active:
-        st.caption("No training running.")
+        st.caption(_("No training running."))
         return
     # which job is on which device, when there is more than one (one queue per GPU)
     several = len(manager.devices) > 1 or len({job.device for job in active}) > 1
     for job in active:
-        where = f" · {job.device}" if several else ""
-        if job.state == "queued":
-            st.caption(f":material/schedule: #{job.id} {job.config.model} on {job.config.dataset}: queued"
-                       f"{' for ' + job.device if several else ''} ({job.position})")
+        said = {"id": job.id, "model": job.config.model, "dataset": job.config.dataset, "device": job.device}
+        if job.state == "queued" and several:
+            st.caption(_(":material/schedule: #{id} {model} on {dataset}: queued for {device} ({position})")
+                       .format(position=job.position, **said))
+        elif job.state == "queued":
+            st.caption(_(":material/schedule: #{id} {model} on {dataset}: queued ({position})").format(
+                position=job.position, **said))
+        elif several:
+            st.progress(job.progress, text=_("#{id} {model} on {dataset} · {device}").format(**said))
         else:
-            st.progress(job.progress, text=f"#{job.id} {job.config.model} on {job.config.dataset}{where}")
+            st.progress(job.progress, text=_("#{id} {model} on {dataset}").format(**said))
 
 
 def show_error(err: BaseException | str, context: str | None = None) -> None:
@@ -65,7 +73,7 @@ def show_error(err: BaseException | str, context: str | None = None) -> None:
     :class:`~cnnlab.errors.CnnlabError` through this."""
     message = str(err).strip() or type(err).__name__
     if context:
-        message = f"**{context.rstrip('. ')}:** {message}"
+        message = _("**{context}:** {message}").format(context=context.rstrip(". "), message=message)
     st.error(message, icon=":material/error:")
 
 
@@ -84,9 +92,9 @@ def confirm_delete(prefix: str, item_id: str, *, label: str, help: str, warning:
         return False
     with st.container(border=True):
         st.warning(warning)
-        sure = st.checkbox("I am sure", key=f"{prefix}-sure-{item_id}")
-        c1, c2, _ = st.columns([1, 1, 4])
-        if c1.button("Delete for good", type="primary", disabled=not sure, key=f"{prefix}-delete-confirm"):
+        sure = st.checkbox(_("I am sure"), key=f"{prefix}-sure-{item_id}")
+        c1, c2, _space = st.columns([1, 1, 4])
+        if c1.button(_("Delete for good"), type="primary", disabled=not sure, key=f"{prefix}-delete-confirm"):
             try:
                 delete(item_id)
             except CnnlabError as err:
@@ -94,37 +102,63 @@ def confirm_delete(prefix: str, item_id: str, *, label: str, help: str, warning:
             else:
                 st.session_state.pop(confirm, None)
                 return True
-        if c2.button("Cancel", key=f"{prefix}-delete-cancel"):
+        if c2.button(_("Cancel"), key=f"{prefix}-delete-cancel"):
             st.session_state.pop(confirm, None)
             st.rerun()
     return False
 
 
-@st.cache_resource(show_spinner="Loading model…", max_entries=8)
-def cached_source(ref: str):
+# The loaders below are cached per language (``lang``): what they return carries text in the language in
+# use (a model's label and class names, a dataset's description and notes), which must not leak from one
+# session into another. Their spinners are shown by the callers: a decorator's text is fixed at import.
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _source(ref: str, lang: str):
     return load_source(ref)
 
 
-@st.cache_resource(show_spinner="Loading dataset…", max_entries=4)
-def cached_dataset(name: str):
+def cached_source(ref: str):
+    with st.spinner(_("Loading model…")):
+        return _source(ref, language())
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _dataset(name: str, lang: str):
     return load_dataset(name, download=False)
 
 
-@st.cache_resource(show_spinner="Loading your images…", max_entries=2)
+def cached_dataset(name: str):
+    with st.spinner(_("Loading dataset…")):
+        return _dataset(name, language())
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _made(name: str, stamp: tuple, image_size: int | None, lang: str):
+    return load_dataset(name, image_size=image_size, download=False, progress=False)
+
+
 def cached_made(name: str, stamp: tuple, image_size: int | None = None):
     """A dataset made from your own images, as the trainer sees it (at ``image_size``, default its
     own), loaded again when images are added or removed: ``stamp`` is
     :func:`cnnlab.data.maker.fingerprint`."""
-    return load_dataset(name, image_size=image_size, download=False, progress=False)
+    with st.spinner(_("Loading your images…")):
+        return _made(name, stamp, image_size, language())
 
 
-@st.cache_resource(show_spinner="Loading the run's data…", max_entries=4)
-def cached_run_data(run_id: str):
-    """The data a run was trained on, split as it was (its seed, fractions, subset, classes)."""
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _run_data(run_id: str, lang: str):
     return load_run_data(load_run(run_id))
 
 
-MODEL_KINDS = {"zoo": "Zoo model (untrained)", "run": "Trained run", "pretrained": "Pretrained (ImageNet)"}
+def cached_run_data(run_id: str):
+    """The data a run was trained on, split as it was (its seed, fractions, subset, classes)."""
+    with st.spinner(_("Loading the run's data…")):
+        return _run_data(run_id, language())
+
+
+MODEL_KINDS = {"zoo": N_("Zoo model (untrained)"), "run": N_("Trained run"),
+               "pretrained": N_("Pretrained (ImageNet)")}  # shown through _()
 
 
 def model_picker(key: str, allow_zoo: bool = True):
@@ -137,30 +171,25 @@ def model_picker(key: str, allow_zoo: bool = True):
     runs = [r for r in list_runs() if r.has_checkpoint and not r.damaged]
     kind_key = remember(store, f"{key}-kind", "run" if runs else kinds[0], options=kinds)
     if share.setting_shown(kind_key):
-        st.radio("Model", kinds, format_func=MODEL_KINDS.get, horizontal=True, key=kind_key)
+        st.radio(_("Model"), kinds, format_func=lambda k: _(MODEL_KINDS[k]), horizontal=True, key=kind_key)
     kind = st.session_state[kind_key]
     ref = None
     if kind == "run":
         if not runs:
-            st.info("No trained run yet. Train one on the **Train** page (a LeNet on the digits takes "
-                    "seconds), or pick another kind of model.")
+            st.info(_("No trained run yet. Train one on the **Train** page (a LeNet on the digits takes "
+                      "seconds), or pick another kind of model."))
             return None
-        labels = {r.run_id: f"{r.meta.get('model', '?')} on {r.meta.get('dataset', '?')} — "
-                            f"{r.status}, best {_pct(r.best_val_top1)} · {r.run_id}" for r in runs}
         run_key = f"{key}-run"
-        if run_key not in st.session_state:  # a link may name a run of this server; else the newest
-            linked = share.from_link(run_key, "")
-            if linked in labels:
-                st.session_state[run_key] = linked
-        if share.setting_shown(run_key):
-            st.selectbox("Run", list(labels), format_func=labels.get, key=run_key)
-        run_id = st.session_state.get(run_key) if st.session_state.get(run_key) in labels else runs[0].run_id
+        linked = share.from_link(run_key, "")  # a link may name a run of this server; else the newest
+        default = linked if linked in {r.run_id for r in runs} else runs[0].run_id
+        shown = share.setting_shown(run_key)
+        run_id = run_select(st, pgettext("noun", "Run"), runs, run_key, default=default) if shown else default
         share.publish(run_key, run_id, runs[0].run_id)
         ref = f"run:{run_id}"
     elif kind == "pretrained":
         pre_key = remember(store, f"{key}-pre", next(iter(PRETRAINED)), options=list(PRETRAINED))
         if share.setting_shown(pre_key):
-            st.selectbox("Pretrained model", list(PRETRAINED), key=pre_key,
+            st.selectbox(_("Pretrained model"), list(PRETRAINED), key=pre_key,
                          format_func=lambda n: PRETRAINED[n].display_name)
         name = st.session_state[pre_key]
         state, message = weights_status(name)
@@ -172,7 +201,8 @@ def model_picker(key: str, allow_zoo: bool = True):
         names = [n for n in list_models() if not get_spec(n).adaptive]
         zoo_key = remember(store, f"{key}-zoo", "cifar_resnet", options=names)
         if share.setting_shown(zoo_key):
-            st.selectbox("Architecture", names, key=zoo_key, format_func=lambda n: f"{get_spec(n).display_name} · {n}")
+            st.selectbox(_("Architecture"), names, key=zoo_key,
+                         format_func=lambda n: f"{get_spec(n).display_name} · {n}")
         ref = st.session_state[zoo_key]
     try:
         return cached_source(ref)
@@ -181,21 +211,96 @@ def model_picker(key: str, allow_zoo: bool = True):
         return None
 
 
+# A run's or a training job's status in words (cnnlab.runs.STATUSES, the states a run folder can be found
+# in, cnnlab.jobs.JOB_STATES): the code keeps the English key
+RUN_STATUS = {"queued": N_("queued"), "running": N_("running"), "finished": N_("finished"),
+              "cancelled": N_("cancelled"), "diverged": N_("diverged"), "failed": N_("failed"),
+              "interrupted": N_("interrupted"), "damaged": N_("damaged")}
+
+
+def status_word(status: str) -> str:
+    """A run's or a job's status in the reader's language (an unknown one as it is)."""
+    return _(RUN_STATUS[status]) if status in RUN_STATUS else status
+
+
+def run_label(run) -> str:
+    """How every run picker names a run: what was trained on what, how it ended with its best validation
+    accuracy, when it started, then its id (the rest may be the same for two runs). A running run says
+    "training now" without a number, so its label changes once, when it ends (see :func:`run_select`)."""
+    model = str(run.meta.get("model") or run.config.get("model") or "?")
+    dataset = str(run.meta.get("dataset") or run.config.get("dataset") or "?")
+    status, best = run.status, run.best_val_top1
+    if status == "running":
+        state = _("training now")
+    elif best is None:
+        state = _("{status} · not validated").format(status=status_word(status))
+    else:
+        state = _("{status} · best {accuracy} on validation").format(status=status_word(status),
+                                                                      accuracy=_pct(best))
+    return _("{model} on {dataset} · {state} · {started} · {run}").format(
+        model=get_spec(model).display_name if model in list_models() else model, dataset=dataset, state=state,
+        started=_started(run), run=run.run_id)
+
+
+def _started(run) -> str:
+    """When a run started, in the server's time zone, to the minute."""
+    stamp = run.meta.get("created_ts")
+    if isinstance(stamp, (int, float)):
+        return time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp))
+    return run.created[:16].replace("T", " ") or "?"
+
+
+def run_select(where, title: str, runs: list, key: str, *, default=None, multi: bool = False, **kwargs):
+    """A selectbox (``multi``: a multiselect) of ``runs`` named by :func:`run_label`; returns the chosen run
+    id (ids). ``default``: the choice before the user makes one (an id, or a list of ids).
+
+    Streamlit sends a choice back as its label, and a run's label changes when the run ends: a plain
+    selectbox would then fall back to its first run. So the choice is also kept by id (``{key}-ids``) and
+    handed to the widget on every run. Like Streamlit's own widget state it is forgotten when another page
+    is shown, so a page opens on its default (the newest run, the one just trained)."""
+    labels = {r.run_id: run_label(r) for r in runs}
+    kept = f"{key}-ids"
+    if key not in st.session_state:  # first run here, or back from another page
+        st.session_state.pop(kept, None)
+    chosen = st.session_state.get(kept, default)
+    if multi:
+        st.session_state[key] = [i for i in chosen or () if i in labels]
+    elif chosen in labels:
+        st.session_state[key] = chosen
+    else:  # a deleted run, or no default: the widget starts at the newest run
+        st.session_state.pop(key, None)
+
+    def keep() -> None:
+        """A choice the user made (not a label gone stale): remember it by id."""
+        value = st.session_state.get(key)
+        if (all(v in labels for v in value) if multi else value in labels):
+            st.session_state[kept] = value
+
+    widget = where.multiselect if multi else where.selectbox
+    return widget(title, list(labels), format_func=labels.get, key=key, on_change=keep, **kwargs)
+
+
 def _pct(v) -> str:
-    return "—" if v is None else f"{100 * v:.1f}%" if v <= 1 else f"{v:.1f}%"
+    """A share (or a percentage above 1) as a percentage in the language's format; "—" for none."""
+    return "—" if v is None else fmt(v if v <= 1 else v / 100, ".1%")
+
+
+# the image picker's choices: stable keys (a widget's value), shown translated
+IMAGE_KINDS = {"Bundled photo": N_("Bundled photo"), "Dataset sample": N_("Dataset sample"),
+               "Upload": N_("Upload"), "Draw": N_("Draw")}
 
 
 def image_picker(key: str, source=None) -> Image.Image | None:
     """A bundled photo, a dataset sample, an upload or a drawing, decoded safely; None if unusable."""
-    kind = st.radio("Image", ["Bundled photo", "Dataset sample", "Upload", "Draw"], horizontal=True,
+    kind = st.radio(_("Image"), list(IMAGE_KINDS), format_func=lambda k: _(IMAGE_KINDS[k]), horizontal=True,
                     key=f"{key}-img")
     if kind == "Draw":
         return drawing_picker(key, source)
     if kind == "Upload":
-        up = st.file_uploader("An image (PNG, JPEG, BMP, GIF, TIFF, WebP)", key=f"{key}-upload",
+        up = st.file_uploader(_("An image (PNG, JPEG, BMP, GIF, TIFF, WebP)"), key=f"{key}-upload",
                               type=["png", "jpg", "jpeg", "bmp", "gif", "tif", "tiff", "webp"])
         if up is None:
-            st.info("Upload an image to continue.")
+            st.info(_("Upload an image to continue."))
             return None
         try:
             return decode_image(up.getvalue())
@@ -206,8 +311,8 @@ def image_picker(key: str, source=None) -> Image.Image | None:
         run_id = source.ref.split(":", 1)[1] if source is not None and source.kind == "run" else None
         options = (["run"] if run_id else []) + ["shapes", "digits"]
         default = "run" if run_id else "shapes" if source is not None and source.input_shape[0] == 3 else "digits"
-        ds_name = st.selectbox("Dataset", options, index=options.index(default), key=f"{key}-ds",
-                               format_func=lambda n: "this run's validation images" if n == "run" else n)
+        ds_name = st.selectbox(_("Dataset"), options, index=options.index(default), key=f"{key}-ds",
+                               format_func=lambda n: _("this run's validation images") if n == "run" else n)
         try:
             # a run's own data, rebuilt from its config: its seed, its split, its classes
             bundle = cached_run_data(run_id) if ds_name == "run" else cached_dataset(ds_name)
@@ -215,19 +320,23 @@ def image_picker(key: str, source=None) -> Image.Image | None:
             show_error(err)
             return None
         split = bundle.val
-        idx = st.slider("Sample", 0, len(split) - 1, 0, key=f"{key}-idx")
-        st.caption(f"Label: **{bundle.info.classes[int(split.labels[idx])]}** · validation image {idx + 1} "
-                   f"of {len(split)}" + (", not used for training" if ds_name == "run" else ""))
+        idx = st.slider(_("Sample"), 0, len(split) - 1, 0, key=f"{key}-idx")
+        said = {"label": bundle.info.classes[int(split.labels[idx])], "i": idx + 1, "n": len(split)}
+        if ds_name == "run":
+            st.caption(_("Label: **{label}** · validation image {i} of {n}, not used for training")
+                       .format(**said))
+        else:
+            st.caption(_("Label: **{label}** · validation image {i} of {n}").format(**said))
         return to_pil(split.images[idx])
     photos = bundled_photos()
-    name = st.selectbox("Photo (bundled with scikit-image)", photos,
+    name = st.selectbox(_("Photo (bundled with scikit-image)"), photos,
                         index=photos.index("chelsea") if "chelsea" in photos else 0, key=f"{key}-photo")
     return load_bundled_photo(name)
 
 
 CANVAS_SIDE = 280  # pixels on screen: ten times MNIST's 28, as in the TF.js digit demos
-CANVAS_TOOLS = {"freedraw": "pen", "circle": "ellipse", "rect": "rectangle", "polygon": "polygon",
-                "line": "line"}
+CANVAS_TOOLS = {"freedraw": N_("pen"), "circle": N_("ellipse"), "rect": N_("rectangle"),
+                "polygon": N_("polygon"), "line": N_("line")}  # shown through _()
 
 
 def drawing_style(source):
@@ -246,23 +355,28 @@ def drawing_picker(key: str, source=None) -> Image.Image | None:
         # here, not at the top: it raises outside a running app, and a broken one must cost only Draw
         from streamlit_drawable_canvas import st_canvas
     except Exception as err:  # noqa: BLE001 - a missing or broken component: say so, keep the page
-        show_error(f"{type(err).__name__}: {err}".strip(), context="The drawing canvas could not be loaded "
-                   "(install it with `pip install -r requirements.txt`); pick another kind of image")
+        show_error(f"{type(err).__name__}: {err}".strip(), context=_(
+            "The drawing canvas could not be loaded (install it with `pip install -r requirements.txt`); "
+            "pick another kind of image"))
         return None
     opts = st.columns([2, 2, 1, 1] if not style.grey else [2, 3])
     tool, pen, background = "freedraw", style.pen, style.background
     if not style.grey:  # the shapes are filled: ellipses, rectangles and polygons draw them
-        tool = opts[0].selectbox("Tool", list(CANVAS_TOOLS), format_func=CANVAS_TOOLS.get, key=f"{key}-tool")
-        pen = opts[2].color_picker("Pen", style.pen, key=f"{key}-pen")
-        background = opts[3].color_picker("Canvas", style.background, key=f"{key}-bg")
-    width = opts[1].slider("Pen width", 2, 40, style.stroke_width, key=f"{key}-width")
+        tool = opts[0].selectbox(_("Tool"), list(CANVAS_TOOLS), format_func=lambda t: _(CANVAS_TOOLS[t]),
+                                 key=f"{key}-tool")
+        pen = opts[2].color_picker(_("Pen"), style.pen, key=f"{key}-pen")
+        background = opts[3].color_picker(_("Canvas"), style.background, key=f"{key}-bg")
+    width = opts[1].slider(_("Pen width"), 2, 40, style.stroke_width, key=f"{key}-width")
     left, right = st.columns([3, 2])
+    canvas_key = _canvas_key(key, style.name)
     with left:
         result = st_canvas(fill_color=pen, stroke_width=width, stroke_color=pen, background_color=background,
                            height=CANVAS_SIDE, width=CANVAS_SIDE, drawing_mode=tool, return_image_data=True,
-                           update_streamlit=True, key=f"{key}-canvas-{style.name}")
-    hint = (f"Draw {style.subject} on the canvas: the answer follows every stroke. The bin on the canvas's "
-            "toolbar clears it, the arrows undo and redo.")
+                           update_streamlit=True, key=canvas_key)
+        # always in sight: the canvas's own toolbar shows only while the pointer is over the canvas
+        st.button(_("Clear the drawing"), icon=":material/delete:", key=f"{key}-clear",
+                  on_click=_clear_canvas, args=(key, canvas_key))
+    hint = _(CANVAS_HINT).format(subject=_(style.subject))
     try:
         image = drawing_to_image(decode_drawing(_canvas_png(result)), style, background=background)
     except EmptyDrawingError:
@@ -270,13 +384,30 @@ def drawing_picker(key: str, source=None) -> Image.Image | None:
         return None
     except CnnlabError as err:
         with right:
-            show_error(err, context="The drawing could not be used")
+            show_error(err, context=_("The drawing could not be used"))
         return None
     preview = image.resize((CANVAS_SIDE // 2, CANVAS_SIDE // 2) if image.width < 140 else image.size,
                            Image.NEAREST)
-    right.image(preview, width=CANVAS_SIDE * 2 // 3, caption=f"Your drawing as {style.what} look: {style.describe()}.")
+    right.image(preview, width=CANVAS_SIDE * 2 // 3, caption=_("Your drawing as {what} look: {how}.").format(
+        what=_(style.what), how=style.describe()))
     right.caption(hint)
     return image
+
+
+CANVAS_HINT = N_("Draw {subject} on the canvas: the answer follows every stroke. **Clear the drawing** "
+                 "starts again; with the pointer over the canvas, its toolbar's arrows undo and redo a "
+                 "stroke.")
+
+
+def _canvas_key(key: str, style: str) -> str:
+    """The canvas's widget key: a new one after each Clear, so Streamlit draws an empty canvas."""
+    cleared = st.session_state.get(f"{key}-cleared", 0)
+    return f"{key}-canvas-{style}" + (f"-{cleared}" if cleared else "")
+
+
+def _clear_canvas(key: str, canvas_key: str) -> None:
+    st.session_state[f"{key}-cleared"] = st.session_state.get(f"{key}-cleared", 0) + 1
+    st.session_state.pop(canvas_key, None)  # the old drawing is not needed any more
 
 
 def _canvas_png(result) -> bytes | None:
@@ -285,17 +416,18 @@ def _canvas_png(result) -> bytes | None:
     if not isinstance(url, str) or ";base64," not in url:
         return None
     if len(url) > MAX_BYTES * 4 // 3 + 256:
-        raise CnnlabError("the drawing is too large; clear the canvas and draw again.")
+        raise CnnlabError(_("the drawing is too large; clear the canvas and draw again."))
     try:
         return base64.b64decode(url.split(";base64,", 1)[1], validate=False)
     except ValueError:
-        raise CnnlabError("the canvas sent an unreadable drawing; clear it and draw again.") from None
+        raise CnnlabError(_("the canvas sent an unreadable drawing; clear it and draw again.")) from None
 
 
 @st.cache_data(ttl=20, show_spinner=False)
-def _statuses(made: tuple = ()) -> dict:
+def _statuses(made: tuple = (), lang: str = "en") -> dict:
     """Every dataset's status. ``made`` is :func:`cnnlab.data.maker.fingerprint`: a dataset made or grown
-    on the Your images page (or the command line) a moment ago is listed at once, not after the 20 s."""
+    on the Your images page (or the command line) a moment ago is listed at once, not after the 20 s.
+    ``lang``: the statuses' messages are in the language in use, cached per language."""
     out = {}
     for spec in list_datasets():
         try:
@@ -308,7 +440,7 @@ def _statuses(made: tuple = ()) -> dict:
 def dataset_choices() -> tuple[list[str], dict]:
     """Dataset names and their status (present, downloadable or missing): what can be loaded now
     first, the digits (the default) first of all, then the datasets made from your own images."""
-    statuses = _statuses(maker.fingerprint())
+    statuses = _statuses(maker.fingerprint(), language())
     yours = {n for n in statuses if maker.is_made(n)}  # one stat each: no image folder is listed
     order = {"present": 0, "downloadable": 1, "missing": 2}
     names = sorted(statuses, key=lambda n: (order.get(statuses[n].state, 3), n != "digits", n not in yours, n))
@@ -319,7 +451,8 @@ def job_label(job) -> str:
     if job is None:
         return "?"
     c = job.config  # no state in the label: a widget's options must not change while it lives
-    return f"#{job.id} {c.model} on {c.dataset}, {c.epochs} epoch{'s' if c.epochs != 1 else ''}"
+    return ngettext("#{id} {model} on {dataset}, {n} epoch", "#{id} {model} on {dataset}, {n} epochs",
+                    c.epochs).format(id=job.id, model=c.model, dataset=c.dataset, n=c.epochs)
 
 
 def curve_charts(events: list[dict]):
@@ -331,33 +464,36 @@ def curve_charts(events: list[dict]):
     start = next((e for e in events if e["kind"] == "start"), None)
     per_epoch = max(1, start["steps_per_epoch"]) if start else 1
     rows = []
+    running, epoch, validation = (_(s) for s in CURVE_SERIES)  # the legend's words
     for e in events:
         if e["kind"] == "step":
             x = e["step"] / per_epoch
-            rows.append(("loss", "train (running)", x, e["loss"]))
-            rows.append(("accuracy", "train (running)", x, e["top1"]))
+            rows.append(("loss", running, x, e["loss"]))
+            rows.append(("accuracy", running, x, e["top1"]))
         elif e["kind"] == "epoch":
             x = float(e["epoch"])
-            rows += [("loss", "train (epoch)", x, e["train_loss"]), ("loss", "validation", x, e["val_loss"]),
-                     ("accuracy", "train (epoch)", x, e["train_top1"]), ("accuracy", "validation", x, e["val_top1"])]
+            rows += [("loss", epoch, x, e["train_loss"]), ("loss", validation, x, e["val_loss"]),
+                     ("accuracy", epoch, x, e["train_top1"]), ("accuracy", validation, x, e["val_top1"])]
     if not rows:
         return None
     df = pd.DataFrame(rows, columns=["metric", "series", "epoch", "value"])
     # one colour per split, the same in both charts; real axis titles, accuracy in percent, a log scale
     # for the loss when its values span more than 10x (one blown-up step would flatten the rest)
-    colour = alt.Color("series:N", title=None, scale=alt.Scale(domain=CURVE_SERIES, range=CURVE_COLOURS),
-                       legend=alt.Legend(orient="bottom", labelLimit=300))
-    x = alt.X("epoch:Q", title="epoch")
+    colour = alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom", labelLimit=300),
+                       scale=alt.Scale(domain=[running, epoch, validation], range=CURVE_COLOURS))
+    x = alt.X("epoch:Q", title=_("epoch"))
+    series = alt.Tooltip("series:N", title=_("series"))
+    at_epoch = alt.Tooltip("epoch:Q", title=_("epoch"), format=".2f")
     loss = df[(df.metric == "loss") & (df.value > 0)].value
     log = bool(len(loss) > 0 and float(loss.max()) > 10 * float(loss.min()))
     loss_chart = alt.Chart(df[df.metric == "loss"]).mark_line().encode(
-        x, alt.Y("value:Q", title="cross-entropy loss", scale=alt.Scale(type="log" if log else "linear")), colour,
-        tooltip=["series", alt.Tooltip("epoch:Q", format=".2f"), alt.Tooltip("value:Q", title="loss", format=".4f")],
+        x, alt.Y("value:Q", title=_("cross-entropy loss"), scale=alt.Scale(type="log" if log else "linear")),
+        colour, tooltip=[series, at_epoch, alt.Tooltip("value:Q", title=_("loss"), format=".4f")],
     ).properties(height=260)
     acc_chart = alt.Chart(df[df.metric == "accuracy"]).mark_line().encode(
-        x, alt.Y("value:Q", title="top-1 accuracy", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
-        colour, tooltip=["series", alt.Tooltip("epoch:Q", format=".2f"),
-                         alt.Tooltip("value:Q", title="accuracy", format=".1%")],
+        x, alt.Y("value:Q", title=_("top-1 accuracy"), axis=alt.Axis(format="%"),
+                 scale=alt.Scale(domain=[0, 1])),
+        colour, tooltip=[series, at_epoch, alt.Tooltip("value:Q", title=_("accuracy"), format=".1%")],
     ).properties(height=260)
     return loss_chart, acc_chart, log
 
@@ -366,17 +502,17 @@ def training_charts(events: list[dict]) -> None:
     """The live view's loss and accuracy curves (see :func:`curve_charts`)."""
     charts = curve_charts(events)
     if charts is None:
-        st.caption("Curves appear after the first steps.")
+        st.caption(_("Curves appear after the first steps."))
         return
     loss_chart, acc_chart, log = charts
     a, b = st.columns(2)
-    a.markdown("**Loss**" + (" (log scale: the values span more than 10x)" if log else ""))
+    a.markdown(_("**Loss** (log scale: the values span more than 10x)") if log else _("**Loss**"))
     a.altair_chart(loss_chart, width="stretch")
-    b.markdown("**Accuracy**")
+    b.markdown(_("**Accuracy**"))
     b.altair_chart(acc_chart, width="stretch")
 
 
-CURVE_SERIES = ["train (running)", "train (epoch)", "validation"]
+CURVE_SERIES = [N_("train (running)"), N_("train (epoch)"), N_("validation")]  # shown through _()
 CURVE_COLOURS = ["#9ecae1", "#1f77b4", "#ff7f0e"]  # light and dark blue for training, orange for validation
 
 
@@ -399,8 +535,8 @@ def remember(store: str, key: str, default, *, options=None, bounds: tuple | Non
     value = st.session_state[key]
     if not _fits(value, default, options, bounds):
         name = share.link_name(key) or key
-        st.toast(f"The value {str(value)[:40]!r} for '{name}' is not available here; using {default!r}.",
-                 icon=":material/link_off:")
+        st.toast(_("The value {value!r} for '{name}' is not available here; using {default!r}.").format(
+            value=str(value)[:40], name=name, default=default), icon=":material/link_off:")
         st.session_state[key] = value = default
     kept[key] = value
     share.seen(key, store, default)
@@ -426,8 +562,8 @@ def short_number(value: float, unit: str = "") -> str:
     v = float(value)
     for limit, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M")):
         if abs(v) >= limit:
-            return f"{v / limit:.1f} {suffix}{unit}"
-    return f"{v:,.0f}" + (f" {unit}" if unit else "")
+            return f"{fmt(v / limit, '.1f')} {suffix}{unit}"
+    return fmt(v, ",.0f") + (f" {unit}" if unit else "")
 
 
 def short_bytes(n: float) -> str:

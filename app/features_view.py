@@ -25,22 +25,24 @@ from cnnlab.features import (
     DEFAULT_IMAGES, DEFAULT_STEPS, MAX_IMAGES, MAX_STEPS, Optimised, TopPatches, conv_layer, conv_layers, optimise,
     optimised_picture, parse_channels, patches_picture, random_twin, top_patches,
 )
+from cnnlab.i18n import N_, _, fmt
 from cnnlab.sources import ModelSource
 
-METHODS = {"patches": "Top patches from the validation images",
-           "optimise": "Optimised input, beside random weights"}
+METHODS = {"patches": N_("Top patches from the validation images"),
+           "optimise": N_("Optimised input, beside random weights")}  # shown through _()
 ASKED = "inside-feat-asked"  # session state: the settings of the last Compute, drawn while they stay the same
 SEED = 0  # of the optimised pictures and of the random weights: the command line's default
 PATCH_TILE = 60  # pixels per patch: nine patches and their labels fit the page at 1280 wide (820 px) unscaled
 OPTIMISED_TILE, OPTIMISED_COLUMNS = 104, 4  # four channels, each beside its twin, in one row
 
-PATCHES_CAPTION = (
+# the captions are shown through _()
+PATCHES_CAPTION = N_(
     "Each row is one channel of **{layer}**. Its tiles are the parts of the {dataset} validation images that "
     "excite it most, strongest first, at most one per image ({images} images looked through). A tile is the "
     "receptive field of one position of the channel's map: the only pixels that position sees. Below it, the "
     "channel's output there and the image it comes from; blue-grey is where the field reaches past the "
     "image's edge (zero padding). What the tiles have in common is what the channel looks for.")
-OPTIMISED_CAPTION = (
+OPTIMISED_CAPTION = N_(
     "The left picture of each channel is an input changed step by step ({steps} steps of gradient ascent) until "
     "the channel's average output is as large as it gets: the pattern it responds to most, drawn by the network "
     "itself. Random shifts, scaling and rotation at every step and a smooth (Fourier) parametrisation keep it "
@@ -48,8 +50,13 @@ OPTIMISED_CAPTION = (
     "average on the validation images that is. The right picture is the same method on the same layers with **random "
     "weights**: what the method draws by itself. Only what differs between the two was learnt; Adebayo et al. "
     "(2018) showed that some explanation pictures look the same for a trained and a random network.")
-UNTRAINED_CAPTION = (":material/warning: This model is untrained: its weights are random, so these pictures show "
-                     "nothing learnt. Pick a trained run to see what a network looks for.")
+UNTRAINED_CAPTION = N_(":material/warning: This model is untrained: its weights are random, so these "
+                       "pictures show nothing learnt. Pick a trained run to see what a network looks for.")
+# the table's columns keep English names (the data), their headings are in the reader's language
+NUMBER_HEADINGS = {"channel": N_("channel"), "optimised input": N_("optimised input"),
+                   "validation mean": N_("validation mean"), "times the mean": N_("times the mean"),
+                   "best validation image": N_("best validation image"),
+                   "random weights": N_("random weights")}
 
 
 @dataclass
@@ -64,7 +71,7 @@ class ChannelPictures:
     numbers: pd.DataFrame | None  # with it: what each optimised input reaches, against the validation images
 
 
-@st.cache_resource(show_spinner="Loading the validation images…", max_entries=2)
+@st.cache_resource(show_spinner=False, max_entries=2)  # its spinner is the caller's: in the reader's language
 def validation(ref: str, _source: ModelSource) -> tuple[str, torch.Tensor]:
     """The images a model's channels are searched in, as ``python -m cnnlab features`` takes them: a run's
     own validation split, else digits for a one-channel model and shapes for a three-channel one."""
@@ -80,33 +87,38 @@ def _stage(bar, text: str, start: float, share: float) -> Callable[[int, int], N
         step = int(20 * done / max(1, total))
         if step != shown[0]:
             shown[0] = step
-            bar.progress(min(1.0, start + share * done / max(1, total)), text=f"{text}: {done} of {total}")
+            bar.progress(min(1.0, start + share * done / max(1, total)),
+                         text=_("{stage}: {done} of {total}").format(stage=text, done=done, total=total))
     return progress
 
 
-@st.cache_data(show_spinner="Looking for what the channels respond to…", max_entries=16)
+@st.cache_data(show_spinner=False, max_entries=16)  # its spinner is the caller's: in the reader's language
 def channel_pictures(ref: str, model_id: int, layer: str, channels: tuple[int, ...], method: str, images: int,
                      steps: int, dataset: str, _source: ModelSource, _images: torch.Tensor) -> ChannelPictures:
     """Top patches of ``channels`` over the first ``images`` validation images; with ``method`` "optimise"
     also their optimised inputs beside the random-weights twin's. ``model_id`` tells apart two models
-    loaded under one reference (an untrained zoo model loaded again has other weights)."""
-    src, bar = _source, st.progress(0.0, text="Starting…")
+    loaded under one reference (an untrained zoo model loaded again has other weights).
+
+    Not cached per language: what it returns holds no translated text (the pictures' labels are drawn by
+    :mod:`cnnlab.features`, in English, like the command line's), and the progress bar it shows, replayed
+    from the cache in the language of the first computation, is emptied at once."""
+    src, bar = _source, st.progress(0.0, text=_("Starting…"))
     pipeline = InputPipeline(data_shape=tuple(_images.shape[1:]), model_shape=src.input_shape, mean=src.mean,
                              std=src.std, device=torch.device("cpu"), eval_resize=src.eval_resize)
     share = 1.0 if method == "patches" else 0.2
     try:
         found = top_patches(src.model, layer, list(channels), _images, pipeline, max_images=images,
-                            progress=_stage(bar, "Validation images", 0.0, share))
+                            progress=_stage(bar, _("Validation images"), 0.0, share))
         patches = patches_picture(found, [f"{layer}: the {len(found.channels[0].patches)} strongest positions "
                                           f"over {found.images} {dataset} validation images"], tile=PATCH_TILE)
         if method == "patches":
             return ChannelPictures(layer, dataset, found.images, patches, None, None)
         common = dict(steps=steps, seed=SEED)
         trained = optimise(src.model, layer, channels, src.input_shape, src.mean, src.std, reference=found,
-                           progress=_stage(bar, "Optimising, these weights", 0.2, 0.4), **common)
+                           progress=_stage(bar, _("Optimising, these weights"), 0.2, 0.4), **common)
         twin = random_twin(src.model, SEED, _registry_kwargs(src))
         drawn = optimise(twin, layer, channels, src.input_shape, src.mean, src.std,
-                         progress=_stage(bar, "Optimising, random weights", 0.6, 0.4), **common)
+                         progress=_stage(bar, _("Optimising, random weights"), 0.6, 0.4), **common)
         picture = optimised_picture(trained, drawn, [f"{layer}, {steps} steps"], tile=OPTIMISED_TILE,
                                     columns=OPTIMISED_COLUMNS)
         return ChannelPictures(layer, dataset, found.images, patches, picture, _numbers(found, trained, drawn))
@@ -127,7 +139,8 @@ def _numbers(found: TopPatches, trained: list[Optimised], drawn: list[Optimised]
 def _layer_label(model: torch.nn.Module, name: str) -> str:
     conv = conv_layer(model, name)
     size = " x ".join(map(str, conv.kernel_size))
-    return f"{name} · {conv.in_channels} → {conv.out_channels} channels, {size}"
+    return _("{layer} · {inputs} → {outputs} channels, {size}").format(
+        layer=name, inputs=conv.in_channels, outputs=conv.out_channels, size=size)
 
 
 def settings(source: ModelSource) -> tuple | None:
@@ -135,20 +148,23 @@ def settings(source: ModelSource) -> tuple | None:
     when there is nothing to compute (no convolution, channels that do not exist: said on the page)."""
     convs = conv_layers(source.model)
     if not convs:
-        st.info("This model has no convolution: pick another to see what its channels respond to.")
+        st.info(_("This model has no convolution: pick another to see what its channels respond to."))
         return None
     c1, c2, c3 = st.columns([3, 2, 3])
-    layer = c1.selectbox("Convolution", convs, index=len(convs) // 2, key="inside-feat-layer",
+    layer = c1.selectbox(_("Convolution"), convs, index=len(convs) // 2, key="inside-feat-layer",
                          format_func=lambda n: _layer_label(source.model, n))
     count = conv_layer(source.model, layer).out_channels
-    text = c2.text_input(f"Channels (0 to {count - 1})", "0-3", key="inside-feat-channels",
-                         help="A few channels: 0-7, 3 or 0,2,5-6 (at most 64).")
-    method = c3.radio("Method", list(METHODS), format_func=METHODS.get, key="inside-feat-method")
-    c4, c5, _ = st.columns([3, 2, 3])
-    images = c4.number_input(f"Validation images (at most {MAX_IMAGES:,})", 1, MAX_IMAGES, DEFAULT_IMAGES, step=100,
-                             key="inside-feat-images", help="The first ones of the split; a small split has fewer.")
-    steps = c5.number_input("Optimisation steps", 1, MAX_STEPS, DEFAULT_STEPS, step=16, key="inside-feat-steps",
-                            disabled=method != "optimise", help="More steps: stronger, more saturated pictures.")
+    text = c2.text_input(_("Channels (0 to {last})").format(last=count - 1), "0-3",
+                         key="inside-feat-channels", help=_("A few channels: 0-7, 3 or 0,2,5-6 (at most 64)."))
+    method = c3.radio(_("Method"), list(METHODS), format_func=lambda m: _(METHODS[m]),
+                      key="inside-feat-method")
+    c4, c5, _space = st.columns([3, 2, 3])
+    images = c4.number_input(_("Validation images (at most {most})").format(most=fmt(MAX_IMAGES, ",")), 1,
+                             MAX_IMAGES, DEFAULT_IMAGES, step=100, key="inside-feat-images",
+                             help=_("The first ones of the split; a small split has fewer."))
+    steps = c5.number_input(_("Optimisation steps"), 1, MAX_STEPS, DEFAULT_STEPS, step=16,
+                            key="inside-feat-steps", disabled=method != "optimise",
+                            help=_("More steps: stronger, more saturated pictures."))
     try:
         channels = parse_channels(text, count, layer)
     except CnnlabError as err:
@@ -162,34 +178,37 @@ def draw(source: ModelSource, result: ChannelPictures, steps: int) -> None:
     """The pictures, each with what it shows in words."""
     if result.optimised is not None:
         st.image(result.optimised, width="content")
-        st.caption(OPTIMISED_CAPTION.format(steps=steps))
+        st.caption(_(OPTIMISED_CAPTION).format(steps=steps))
         plain = [c for c in result.numbers.columns[1:] if c != "times the mean"]  # numbers, at 3 decimals
-        st.dataframe(result.numbers, hide_index=True, width="content",
-                     column_config={c: st.column_config.NumberColumn(format="%.3f") for c in plain})
-        st.markdown("**The same channels' top patches**")
+        headings = {c: st.column_config.Column(_(NUMBER_HEADINGS[c])) for c in ("channel", "times the mean")}
+        numbers = {c: st.column_config.NumberColumn(_(NUMBER_HEADINGS[c]), format="%.3f") for c in plain}
+        st.dataframe(result.numbers, hide_index=True, width="content", column_config={**headings, **numbers})
+        st.markdown(_("**The same channels' top patches**"))
     st.image(result.patches, width="content")
-    st.caption(PATCHES_CAPTION.format(layer=result.layer, dataset=result.dataset,
-                                      images=result.images))
+    st.caption(_(PATCHES_CAPTION).format(layer=result.layer, dataset=result.dataset,
+                                         images=result.images))
     if source.kind == "zoo":
-        st.caption(UNTRAINED_CAPTION)
+        st.caption(_(UNTRAINED_CAPTION))
 
 
 def channel_tab(source: ModelSource) -> None:
     """The tab: settings, a Compute button, then the pictures while the settings stay those computed."""
-    st.write("Which pattern makes one channel of a convolution respond? Two answers: the pieces of validation "
-             "images that excite it most, and an input optimised to excite it, beside the same picture for the "
-             "same layers with random weights.")
+    st.write(_("Which pattern makes one channel of a convolution respond? Two answers: the pieces of "
+               "validation images that excite it most, and an input optimised to excite it, beside the same "
+               "picture for the same layers with random weights."))
     asked = settings(source)
     if asked is None:
         return
-    if st.button("Compute", type="primary", icon=":material/play_arrow:", key="inside-feat-go"):
+    if st.button(_("Compute"), type="primary", icon=":material/play_arrow:", key="inside-feat-go"):
         st.session_state[ASKED] = asked
     if st.session_state.get(ASKED) != asked:
-        st.caption("Press **Compute**: a few seconds for small models, about a minute for VGG16 at 224.")
+        st.caption(_("Press **Compute**: a few seconds for small models, about a minute for VGG16 at 224."))
         return
     try:
-        dataset, images = validation(source.ref, source)
-        result = channel_pictures(*asked, dataset, _source=source, _images=images)
+        with st.spinner(_("Loading the validation images…")):
+            dataset, images = validation(source.ref, source)
+        with st.spinner(_("Looking for what the channels respond to…")):
+            result = channel_pictures(*asked, dataset, _source=source, _images=images)
     except (CnnlabError, RuntimeError, ValueError) as err:  # torch's complaints too: a message, not a trace
         show_error(err)
         return

@@ -30,7 +30,7 @@ def _box(root: str, message: str, context):
 def test_show_error_is_one_red_box_with_the_libraries_message(context, shown):
     at = AppTest.from_function(_box, args=(str(ROOT), "No file at /data/x_y.png: put it there or pick another one.\n",
                                            context))
-    at.run()
+    at.run(timeout=60)  # the first run imports app.common (cnnlab, torch): seconds on a busy machine
     assert not at.exception
     assert [e.value for e in at.error] == [shown]
     assert at.error[0].icon == ":material/error:"  # a Material icon: Debian's Chromium has no emoji font
@@ -93,3 +93,50 @@ def test_live_curves_have_titles_percentages_and_a_log_scale_when_needed():
     assert len(set(acc_spec["encoding"]["color"]["scale"]["range"])) == len(CURVE_SERIES)
     _, _, log = curve_charts(_events([200.0, 2.0]))  # one blown-up window: log scale
     assert log
+
+
+class _Run:
+    """What run_label reads of a run."""
+
+    def __init__(self, status, best, **meta):
+        self.run_id, self.status, self.best_val_top1, self.config = "20261206-024722-lenet-digits-f89b", status, best, {}
+        self.meta = {"model": "lenet", "dataset": "digits", "created_ts": 1796525242.98, **meta}
+        self.created = "2026-12-06T02:47:22+0000"
+
+
+def test_a_run_is_named_by_model_dataset_status_best_accuracy_date_and_id():
+    import time
+
+    from app.common import run_label
+
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(1796525242.98))
+    assert run_label(_Run("finished", 0.6964)) == (
+        f"LeNet on digits · finished · best 69.6% on validation · {when} · 20261206-024722-lenet-digits-f89b")
+    assert run_label(_Run("diverged", None)).startswith("LeNet on digits · diverged · not validated · ")
+    # a running run's label holds nothing that changes while it trains (a selectbox keeps a choice by its label)
+    assert run_label(_Run("running", 0.3)).startswith("LeNet on digits · training now · ")
+    assert " · my_net on " not in run_label(_Run("finished", 0.5, model="my_net"))  # an unknown model: its name
+    assert run_label(_Run("finished", 0.5, model="my_net")).startswith("my_net on digits · ")
+
+
+def test_every_run_picker_names_runs_with_the_one_label(digits_run):
+    from apphelpers import copy_runs, open_view
+
+    from app.common import run_label
+    from cnnlab.runs import list_runs
+
+    copy_runs(digits_run[0])
+    (run,) = list_runs()
+    label = run_label(run)
+    at = open_view("runs")
+    assert at.selectbox(key="runs-detail").options == [label]
+    assert at.multiselect(key="runs-compare").options == [label]
+    assert at.multiselect(key="runs-compare").value == [run.run_id]
+    for view, key in (("inside", "inside-run"), ("predict", "predict-run")):
+        assert open_view(view).selectbox(key=key).options == [label], view
+    at = open_view("train")
+    assert at.selectbox(key="train-copy-run").options == [label]
+    assert at.selectbox(key="train-init-from").options[1:] == [label]
+    for page in ("runs", "train", "transfer"):  # the transfer page's pickers need a comparison: checked by name
+        text = (ROOT / "app" / "views" / f"{page}.py").read_text()
+        assert "run_label" in text or "run_select" in text, page

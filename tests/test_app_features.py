@@ -16,10 +16,17 @@ def _numbers(at) -> list:
     return [d.value for d in at.dataframe if "optimised input" in d.value.columns]
 
 
+def _open(at, tab: str = "What a channel responds to"):
+    """Open one of the page's tabs (English name): only the open tab is computed."""
+    at.session_state["inside-tab"] = tab
+    return at.run()
+
+
 def lenet_tab():
     """The page on an untrained zoo LeNet (no run in this test's cache), the tab's layer left at C3."""
     at = open_view("inside")
     at.selectbox(key="inside-zoo").set_value("lenet").run()
+    _open(at)
     assert not at.exception and not at.error
     assert at.selectbox(key="inside-feat-layer").value == "C3"
     assert at.selectbox(key="inside-feat-layer").options[0].startswith("C1 · 1 → 6 channels, 5 x 5")
@@ -50,7 +57,8 @@ def test_top_patches_then_optimised_inputs_of_lenets_c3():
     assert list(table["channel"]) == [0, 1, 2]
     assert list(table.columns) == ["channel", "optimised input", "validation mean", "times the mean",
                                    "best validation image", "random weights"]
-    at.selectbox(key="inside-layer").set_value("C1").run()  # another tab's widget: the result stays
+    # another widget of the page (only the open tab is drawn, so not another tab's): the result stays
+    at.radio(key="inside-img").set_value("Dataset sample").run()
     assert not at.exception and any("Adebayo" in c for c in _captions(at))
 
 
@@ -69,6 +77,7 @@ def test_a_trained_run_uses_its_own_validation_split(digits_run):
     copy_runs(cache)
     at = open_view("inside")
     assert at.selectbox(key="inside-run").value == result.run_id
+    _open(at)
     at.text_input(key="inside-feat-channels").set_value("5").run()
     at.radio(key="inside-feat-method").set_value("optimise").run()
     at.number_input(key="inside-feat-steps").set_value(4).run()
