@@ -50,14 +50,19 @@ from cnnlab.convolution import (
 )
 from cnnlab.data.images import bundled_photos
 from cnnlab.errors import CnnlabError
+from cnnlab.i18n import N_, _, fmt
 from cnnlab.sources import ModelSource
 
 STORE = "conv-form"  # where remember() keeps this page's settings across page switches
-OPS = {"conv": "Convolution", "max": "Max pool", "avg": "Average pool", "softmax": "Softmax"}
-INPUTS = {"digit": "Digit", "photo": "Photo patch", "typed": "Typed numbers"}
+# the pickers' choices: stable English keys, their names shown translated
+OPS = {"conv": N_("Convolution"), "max": N_("Max pool"), "avg": N_("Average pool"), "softmax": N_("Softmax")}
+INPUTS = {"digit": N_("Digit"), "photo": N_("Photo patch"), "typed": N_("Typed numbers")}
 TYPED = "typed numbers"
 NUMBERS = "0,1,2,3,0;1,2,3,0,1;2,3,0,1,2;3,0,1,2,3;0,1,2,3,0"  # the typed input's example: 5x5 diagonals
 KERNELS = [*PRESETS, TYPED]
+KERNEL_NAMES = {"identity": N_("identity"), "box_blur": N_("box blur"), "sharpen": N_("sharpen"),
+                "vertical_edges": N_("vertical edges"), "horizontal_edges": N_("horizontal edges"),
+                TYPED: N_("typed numbers")}
 SPEEDS = [0.5, 1.0, 2.0]  # seconds per step while playing
 AT, PLAYING, CLICKED, SPEED, TICK = "conv-at", "conv-playing", "conv-clicked", "conv-speed", "conv-tick"
 SHOWN_CHANNELS = 8  # input channels whose window is shown in full on a real layer, at most
@@ -72,11 +77,11 @@ FILLS = {"input": (255, 255, 255), "padding": (222, 222, 222), "window": (255, 1
 
 def intro() -> None:
     """The page's title and the question it answers."""
-    st.title("Convolution")
-    st.write("How does one output number of a layer come from its input? Set up a small input and a "
-             "kernel, then follow the window: every product, each input channel's sum, the bias and the "
-             "result, and the output-size formula with your numbers. **On a real layer** does the same "
-             "for any convolution or pooling of a model, with its learnt weights.")
+    st.title(_("Convolution"))
+    st.write(_("How does one output number of a layer come from its input? Set up a small input and a "
+               "kernel, then follow the window: every product, each input channel's sum, the bias and the "
+               "result, and the output-size formula with your numbers. **On a real layer** does the same "
+               "for any convolution or pooling of a model, with its learnt weights."))
 
 
 # --- numbers and grids -----------------------------------------------------------------------
@@ -160,47 +165,49 @@ def sandbox_input(kind: str, *args) -> Tensor:
 def read_sandbox_input(kind_column: DeltaGenerator, c1: DeltaGenerator, c2: DeltaGenerator) -> Tensor | None:
     """The sandbox's input: a digit, a photo patch or typed numbers; None (with the reason) if unusable."""
     kind_key = remember(STORE, "conv-input", "digit", options=list(INPUTS))
-    kind = kind_column.radio("Input", list(INPUTS), format_func=INPUTS.get, horizontal=True, key=kind_key)
+    kind = kind_column.radio(_("Input"), list(INPUTS), format_func=lambda k: _(INPUTS[k]), horizontal=True,
+                             key=kind_key)
     try:
         if kind == "digit":
-            index = number(c1, f"Digit (0 to {DIGITS - 1})", "conv-digit", 3, 0, DIGITS - 1,
-                           help="One of scikit-learn's 8x8 handwritten digits: values 0 to 16.")
+            index = number(c1, _("Digit (0 to {last})").format(last=DIGITS - 1), "conv-digit", 3, 0, DIGITS - 1,
+                           help=_("One of scikit-learn's 8x8 handwritten digits: values 0 to 16."))
             return sandbox_input("digit", int(index))
         if kind == "photo":
             photos = bundled_photos() or ["chelsea"]
             default = "chelsea" if "chelsea" in photos else photos[0]
-            name = c1.selectbox("Photo (in colour: three channels)", photos,
+            name = c1.selectbox(_("Photo (in colour: three channels)"), photos,
                                 key=remember(STORE, "conv-photo", default, options=photos))
-            size = c2.slider("Its centre, shrunk to (cells a side)", 3, MAX_SIDE,
+            size = c2.slider(_("Its centre, shrunk to (cells a side)"), 3, MAX_SIDE,
                              key=remember(STORE, "conv-photo-size", 8, bounds=(3, MAX_SIDE)))
             return sandbox_input("photo", name, int(size))
-        text = c1.text_area(f"Numbers: rows separated by ';', channels by '|' (at most {MAX_CHANNELS} "
-                            f"channels of {MAX_SIDE}x{MAX_SIDE})",
+        text = c1.text_area(_("Numbers: rows separated by ';', channels by '|' (at most {channels} channels of "
+                              "{side}x{side})").format(channels=MAX_CHANNELS, side=MAX_SIDE),
                             key=remember(STORE, "conv-numbers", NUMBERS))
         return parse_matrix(text, "input")
     except CnnlabError as err:
-        show_error(err, context="This input cannot be used")
+        show_error(err, context=_("This input cannot be used"))
         return None
 
 
 def convolution_settings(x: Tensor, relu: bool) -> Sandbox:
     """The kernel, bias, padding, stride, dilation and groups; raises ConfigError for impossible ones."""
     c1, c2, c3, c4, c5, c6 = st.columns([2, 1, 1, 1, 1, 1])
-    preset = c1.selectbox("Kernel", KERNELS, format_func=lambda k: k.replace("_", " "),
+    preset = c1.selectbox(_("Kernel"), KERNELS, format_func=lambda k: _(KERNEL_NAMES[k]) if k in KERNEL_NAMES
+                          else k.replace("_", " "),
                           key=remember(STORE, "conv-kernel", "vertical_edges", options=KERNELS))
-    bias = number(c2, "Bias", "conv-bias", 0.0, -1000.0, 1000.0, step=0.5)
-    padding = number(c3, "Padding", "conv-padding", 1, 0, MAX_PADDING)
-    stride = number(c4, "Stride", "conv-stride", 1, 0, MAX_STRIDE, help="0 shows why the window must move.")
-    dilation = number(c5, "Dilation", "conv-dilation", 1, 1, MAX_DILATION)
+    bias = number(c2, _("Bias"), "conv-bias", 0.0, -1000.0, 1000.0, step=0.5)
+    padding = number(c3, _("Padding"), "conv-padding", 1, 0, MAX_PADDING)
+    stride = number(c4, _("Stride"), "conv-stride", 1, 0, MAX_STRIDE, help=_("0 shows why the window must move."))
+    dilation = number(c5, _("Dilation"), "conv-dilation", 1, 1, MAX_DILATION)
     groups = 1
     if x.shape[0] > 1:
-        groups = number(c6, "Groups", "conv-groups", 1, 1, MAX_CHANNELS,
-                        help="Input channels split into groups, one filter each (AlexNet uses 2).")
+        groups = number(c6, _("Groups"), "conv-groups", 1, 1, MAX_CHANNELS,
+                        help=_("Input channels split into groups, one filter each (AlexNet uses 2)."))
     if preset in PRESETS:
         kernel = read_kernel(preset)
     else:
-        text = st.text_area(f"Kernel numbers: rows separated by ';', one channel, or one per input channel "
-                            f"separated by '|' (at most {MAX_KERNEL}x{MAX_KERNEL})",
+        text = st.text_area(_("Kernel numbers: rows separated by ';', one channel, or one per input channel "
+                              "separated by '|' (at most {side}x{side})").format(side=MAX_KERNEL),
                             key=remember(STORE, "conv-weights", "1,0,-1;1,0,-1;1,0,-1"))
         kernel = parse_matrix(text, "kernel", max_side=MAX_KERNEL)
     return conv_sandbox(x, kernel, float(bias), int(stride), int(padding), int(dilation), int(groups), relu)
@@ -209,16 +216,16 @@ def convolution_settings(x: Tensor, relu: bool) -> Sandbox:
 def pooling_settings(x: Tensor, kind: str, relu: bool) -> Sandbox:
     """The pooling window, stride, padding, dilation and ceil_mode; raises ConfigError for impossible ones."""
     c1, c2, c3, c4, c5 = st.columns(5)
-    window = number(c1, "Window", "conv-window", 2, 1, MAX_KERNEL)
-    stride = number(c2, "Stride", "conv-pool-stride", 2, 0, MAX_STRIDE,
-                    help="PyTorch's default: the window's size.")
-    padding = number(c3, "Padding", "conv-pool-padding", 0, 0, MAX_PADDING, help="At most half the window.")
-    dilation = number(c4, "Dilation", "conv-pool-dilation", 1, 1, MAX_DILATION)
-    ceil = c5.checkbox("ceil_mode", key=remember(STORE, "conv-ceil", False),
-                       help="Round the output size up: a last, partial window.")
+    window = number(c1, _("Window"), "conv-window", 2, 1, MAX_KERNEL)
+    stride = number(c2, _("Stride"), "conv-pool-stride", 2, 0, MAX_STRIDE,
+                    help=_("PyTorch's default: the window's size."))
+    padding = number(c3, _("Padding"), "conv-pool-padding", 0, 0, MAX_PADDING, help=_("At most half the window."))
+    dilation = number(c4, _("Dilation"), "conv-pool-dilation", 1, 1, MAX_DILATION)
+    ceil = c5.checkbox(_("ceil_mode"), key=remember(STORE, "conv-ceil", False),
+                       help=_("Round the output size up: a last, partial window."))
     count_pad = True
     if kind == "avg":
-        count_pad = st.checkbox("count_include_pad (padding cells count in the divisor)",
+        count_pad = st.checkbox(_("count_include_pad (padding cells count in the divisor)"),
                                 key=remember(STORE, "conv-count-pad", True))
     return pool_sandbox(x, kind, int(window), int(stride), int(padding), int(dilation), ceil, count_pad, relu)
 
@@ -226,22 +233,23 @@ def pooling_settings(x: Tensor, kind: str, relu: bool) -> Sandbox:
 def sandbox_settings(op: str, kind_column: DeltaGenerator) -> Sandbox | None:
     """The sandbox from its widgets; an impossible setting shows its reason and gives None."""
     c1, c2, c3 = st.columns([2, 2, 1], vertical_alignment="bottom")
-    relu = c3.checkbox("ReLU after", key=remember(STORE, "conv-relu", False),
-                       help="Each output goes through max(0, v).")
+    relu = c3.checkbox(_("ReLU after"), key=remember(STORE, "conv-relu", False),
+                       help=_("Each output goes through max(0, v)."))
     x = read_sandbox_input(kind_column, c1, c2)
     if x is None:
         return None
     try:
         return convolution_settings(x, relu) if op == "conv" else pooling_settings(x, op, relu)
     except CnnlabError as err:
-        show_error(err, context="These settings cannot be used")
+        show_error(err, context=_("These settings cannot be used"))
         return None
 
 
 def show_formulas(formulas: list[SizeFormula]) -> None:
     """The output-size formula per axis, with the numbers."""
     for f in formulas:
-        st.markdown(f"**{'Rows' if f.axis == 'H' else 'Columns'}:** `{f.text}`")
+        st.markdown((_("**Rows:** `{formula}`") if f.axis == "H" else _("**Columns:** `{formula}`")).format(
+            formula=f.text))
         if f.note:
             st.caption(f.note)
 
@@ -284,11 +292,11 @@ def controls(sb: Sandbox) -> None:
     window one position on."""
     playing = st.session_state.get(PLAYING, False)
     c1, c2, c3, c4 = st.columns([1, 1, 1, 2], vertical_alignment="bottom")
-    back = c1.button("Previous", key="conv-prev", icon=":material/skip_previous:", width="stretch")
-    toggle = c2.button("Pause" if playing else "Play", key="conv-play", type="primary", width="stretch",
+    back = c1.button(_("Previous"), key="conv-prev", icon=":material/skip_previous:", width="stretch")
+    toggle = c2.button(_("Pause") if playing else _("Play"), key="conv-play", type="primary", width="stretch",
                        icon=":material/pause:" if playing else ":material/play_arrow:")
-    forward = c3.button("Next", key="conv-next", icon=":material/skip_next:", width="stretch")
-    speed = c4.select_slider("Seconds per step", SPEEDS, value=1.0, key=SPEED)
+    forward = c3.button(_("Next"), key="conv-next", icon=":material/skip_next:", width="stretch")
+    speed = c4.select_slider(_("Seconds per step"), SPEEDS, value=1.0, key=SPEED)
     if toggle or (playing and speed != st.session_state.get(TICK)):
         st.session_state[PLAYING] = playing != toggle
         st.rerun()
@@ -300,7 +308,8 @@ def controls(sb: Sandbox) -> None:
     elif playing:
         move(sb, 1)
     r, c = position(sb)
-    st.markdown(f"**Output row {r}, col {c}** ({sb.positions().index((r, c)) + 1} of {len(sb.positions())})")
+    st.markdown(_("**Output row {row}, col {col}** ({index} of {count})").format(
+        row=r, col=c, index=sb.positions().index((r, c)) + 1, count=len(sb.positions())))
 
 
 def clicked_cell(click: dict | None, picture: Image.Image, cell: tuple[int, int]) -> tuple[int, int] | None:
@@ -324,7 +333,8 @@ def output_picture(sb: Sandbox, e: Explanation) -> tuple[Image.Image, tuple[int,
 
 def output_grid(sb: Sandbox, e: Explanation, picture: Image.Image, cell: tuple[int, int]) -> None:
     """The output grid, clickable: a click on a cell moves the window there (and pauses)."""
-    st.markdown(f"**Output channel {e.channel}**" + (" (after ReLU)" if sb.relu else "") + " · click a cell")
+    st.markdown((_("**Output channel {channel}** (after ReLU) · click a cell") if sb.relu
+                 else _("**Output channel {channel}** · click a cell")).format(channel=e.channel))
     # compressed: the component's default is an uncompressed PNG, 350 KB sent (base64) on every load and step
     click = streamlit_image_coordinates(picture, key="conv-click", cursor="pointer", width="content",
                                         png_compression_level=6)
@@ -346,15 +356,17 @@ def pictures(sb: Sandbox, e: Explanation) -> None:
     right = max((p.width for p in kernels.values()), default=0)
     together = left + max(right, output.width) + 24 <= PAGE_PX
     first, side = st.columns([left, max(right, output.width) if together else max(right, PAGE_PX - left)])
-    pad = f" (padding {sb.padding[0]}, grey)" if any(sb.padding) else ""
+    heading = _("**Input channel {channel}** (padding {padding}, grey)") if any(sb.padding) \
+        else _("**Input channel {channel}**")
     for ch, picture in inputs.items():
-        first.markdown(f"**Input channel {ch}**{pad}")
+        first.markdown(heading.format(channel=ch, padding=sb.padding[0]))
         first.image(picture, width="content")
     for ch, picture in kernels.items():
-        side.markdown(f"**Kernel, channel {ch}**" if len(kernels) > 1 else "**Kernel**")
+        side.markdown(_("**Kernel, channel {channel}**").format(channel=ch) if len(kernels) > 1
+                      else _("**Kernel**"))
         side.image(picture, width="content")
     if any(kind == "outside" for row in e.cells for kind in row):
-        st.caption("Part of this window lies past the padding (ceil_mode): those taps are left out.")
+        st.caption(_("Part of this window lies past the padding (ceil_mode): those taps are left out."))
     with side if together else st.container():
         output_grid(sb, e, output, cell)
 
@@ -377,31 +389,32 @@ def window_tables(e: Explanation, w: Window) -> None:
     rows = [r - e.padding[0] for r in e.rows]
     cols = [c - e.padding[1] for c in e.cols]
     if w.weights is None:
-        mark = " (max)" if e.op.endswith("max") else ""
+        mark = " " + _("(max)") if e.op.endswith("max") else ""
         st.table(table(w.values, rows, cols, e.winner, mark))
         return
     k = range(len(w.weights[0]))
-    grids = [("Input values", table(w.values, rows, cols)),
-             ("x kernel", table(w.weights, list(range(len(w.weights))), list(k))),
-             ("= products", table(w.products, rows, cols))]
-    parts = st.columns([1, 1, 1.3, 0.5]) if len(w.weights[0]) <= 5 else [st.container() for _ in range(4)]
+    grids = [(_("Input values"), table(w.values, rows, cols)),
+             (_("x kernel"), table(w.weights, list(range(len(w.weights))), list(k))),
+             (_("= products"), table(w.products, rows, cols))]
+    parts = st.columns([1, 1, 1.3, 0.5]) if len(w.weights[0]) <= 5 else [st.container() for _part in range(4)]
     for part, (title, frame) in zip(parts, grids):
         part.markdown(f"**{title}**")
         part.table(frame)
-    parts[3].markdown(f"**sum**  \n{num(w.total)}")
+    parts[3].markdown(_("**sum**  \n{total}").format(total=num(w.total)))
 
 
 def show_windows(e: Explanation, limit: int) -> None:
     """Every input channel of the window (the first ``limit``), with a caption on the coordinates."""
     if e.groups > 1:
         first, last = e.windows[0].channel, e.windows[-1].channel
-        st.info(f"Grouped convolution: output channel {e.channel} is in group {e.group} of {e.groups}, which "
-                f"sees input channels {first} to {last} only.")
+        st.info(_("Grouped convolution: output channel {channel} is in group {group} of {groups}, which "
+                  "sees input channels {first} to {last} only.").format(
+            channel=e.channel, group=e.group, groups=e.groups, first=first, last=last))
     for w in e.windows[:limit]:
-        st.markdown(f"**Input channel {w.channel}**")
+        st.markdown(_("**Input channel {channel}**").format(channel=w.channel))
         window_tables(e, w)
-    st.caption("Rows and columns are numbered as in the input: below 0, or past its last row or column, "
-               "is padding.")
+    st.caption(_("Rows and columns are numbered as in the input: below 0, or past its last row or column, "
+                 "is padding."))
 
 
 def show_sums(e: Explanation) -> None:
@@ -409,15 +422,16 @@ def show_sums(e: Explanation) -> None:
     if e.op == "conv" and len(e.windows) <= 4:
         cells = st.columns(len(e.windows) + 2)
         for cell, w in zip(cells, e.windows):
-            cell.metric(f"Channel {w.channel}", num(w.total))
-        cells[-2].metric("Bias", num(e.bias))
-        cells[-1].metric("Output" + (" after ReLU" if e.relu else ""), num(e.result))
+            cell.metric(_("Channel {channel}").format(channel=w.channel), num(w.total))
+        cells[-2].metric(_("Bias"), num(e.bias))
+        cells[-1].metric(_("Output after ReLU") if e.relu else _("Output"), num(e.result))
     if e.op == "conv":
         sums = " + ".join(f"({num(w.total)})" if w.total < 0 else num(w.total) for w in e.windows[:12])
-        more = f" + ... ({len(e.windows)} channels)" if len(e.windows) > 12 else ""
-        how = f"{sums}{more} + bias {num(e.bias)} = {long_num(e.value)}"
+        how = (_("{sums} + ... ({n} channels) + bias {bias} = {value}") if len(e.windows) > 12
+               else _("{sums} + bias {bias} = {value}")).format(
+            sums=sums, n=len(e.windows), bias=num(e.bias), value=long_num(e.value))
     elif e.op.endswith("max"):
-        how = f"the largest value in the window = {long_num(e.value)}"
+        how = _("the largest value in the window = {value}").format(value=long_num(e.value))
     else:
         how = f"{num(e.total)} / {e.divisor} = {long_num(e.value)}"
     if e.relu:
@@ -434,26 +448,27 @@ def show_explanation(e: Explanation, limit: int = MAX_CHANNELS) -> None:
 
 def softmax_part() -> None:
     """Softmax of typed logits: the largest subtracted, the exponentials, their sum, the probabilities."""
-    text = st.text_input("Logits (numbers separated by commas)",
+    text = st.text_input(_("Logits (numbers separated by commas)"),
                          key=remember(STORE, "conv-logits", "2, 1, 0.1"))
     try:
         s = explain_softmax(text)
     except CnnlabError as err:
-        show_error(err, context="These logits cannot be used")
+        show_error(err, context=_("These logits cannot be used"))
         return
-    st.table(pd.DataFrame({"logit": [num(v) for v in s.logits],
-                           "logit - largest": [num(v) for v in s.shifted],
+    # st.table takes no column labels: the headings are the frame's keys, translated
+    st.table(pd.DataFrame({_("logit"): [num(v) for v in s.logits],
+                           _("logit - largest"): [num(v) for v in s.shifted],
                            "exp": [f"{v:.4g}" for v in s.exponentials],
-                           "probability": [f"{p:.4f}" for p in s.probabilities]}))
-    st.markdown(f"#### sum of the exponentials = {s.total:.6g}; each probability is its exponential / "
-                f"{s.total:.6g}")
+                           _("probability"): [f"{p:.4f}" for p in s.probabilities]}))
+    st.markdown(_("#### sum of the exponentials = {total}; each probability is its exponential / {total}").format(
+        total=fmt(s.total, ".6g")))
     st.code("\n".join(s.lines()), language=None, wrap_lines=True)
 
 
 def sandbox() -> None:
     """The sandbox part: settings, formula, then the stepped window."""
     c1, c2 = st.columns(2)
-    op = c1.radio("Operation", list(OPS), format_func=OPS.get, horizontal=True,
+    op = c1.radio(_("Operation"), list(OPS), format_func=lambda k: _(OPS[k]), horizontal=True,
                   key=remember(STORE, "conv-op", "conv", options=list(OPS)))
     if op == "softmax":
         softmax_part()
@@ -462,11 +477,13 @@ def sandbox() -> None:
     if sb is None:
         return
     shape = "x".join(map(str, sb.input.shape))
-    st.markdown(f"Input **{shape}** -> output **{'x'.join(map(str, sb.output.shape))}**")
+    st.markdown(_("Input **{input}** -> output **{output}**").format(
+        input=shape, output="x".join(map(str, sb.output.shape))))
     show_formulas(sb.formulas())
     channel = 0
     if sb.output.shape[0] > 1:
-        channel = bounded_number(st.columns(3)[0], f"Output channel (0 to {sb.output.shape[0] - 1})",
+        last = sb.output.shape[0] - 1
+        channel = bounded_number(st.columns(3)[0], _("Output channel (0 to {last})").format(last=last),
                                  "conv-channel", sb.output.shape[0] - 1, 0)
     stepper(sb, channel)
 
@@ -479,13 +496,13 @@ def picture_id(image: Image.Image) -> str:
     return f"{image.mode}{image.size}" + hashlib.blake2b(image.tobytes(), digest_size=16).hexdigest()
 
 
-@st.cache_resource(show_spinner="Running the model once…", max_entries=6)
+@st.cache_resource(show_spinner=False, max_entries=6)
 def layer_names(ref: str, model_id: int, picture: str, _model: nn.Module, _x: Tensor) -> list[str]:
     """The model's convolution and pooling layers in the order they run (one forward pass, kept)."""
     return explainable_layers(_model, _x)
 
 
-@st.cache_resource(show_spinner="Capturing the layer…", max_entries=6)
+@st.cache_resource(show_spinner=False, max_entries=6)
 def layer_capture(ref: str, model_id: int, picture: str, layer: str, _model: nn.Module,
                   _x: Tensor) -> LayerCapture:
     """One layer's real input and output for this image, kept while the window moves."""
@@ -498,15 +515,18 @@ def pick_layer(source: ModelSource, image: Image.Image) -> tuple[Tensor, LayerCa
     try:
         x = source.to_input(image)
         picture = picture_id(image)
-        names = layer_names(source.ref, id(source.model), picture, source.model, x)
+        # the spinners' texts are here, not in the decorators: a decorator's text is fixed at import
+        with st.spinner(_("Running the model once…")):
+            names = layer_names(source.ref, id(source.model), picture, source.model, x)
         if not names:
-            st.info(f"{source.label} has no convolution or pooling layer to explain.")
+            st.info(_("{model} has no convolution or pooling layer to explain.").format(model=source.label))
             return None
         key = "conv-real-layer"
         if st.session_state.get(key) not in names:  # a layer of the model picked before
             st.session_state.pop(key, None)
-        layer = st.selectbox("Layer (convolutions and poolings, in the order they run)", names, key=key)
-        return x, layer_capture(source.ref, id(source.model), picture, layer, source.model, x)
+        layer = st.selectbox(_("Layer (convolutions and poolings, in the order they run)"), names, key=key)
+        with st.spinner(_("Capturing the layer…")):
+            return x, layer_capture(source.ref, id(source.model), picture, layer, source.model, x)
     except CnnlabError as err:
         show_error(err)
         return None
@@ -516,9 +536,9 @@ def pick_output(cap: LayerCapture) -> tuple[int, int, int]:
     """The output channel and position, bounded by the feature map (the centre at first)."""
     k, rows, cols = cap.output.shape
     c1, c2, c3 = st.columns(3)
-    channel = bounded_number(c1, f"Output channel (0 to {k - 1})", "conv-real-channel", k - 1, 0)
-    row = bounded_number(c2, f"Row (0 to {rows - 1})", "conv-real-row", rows - 1, rows // 2)
-    col = bounded_number(c3, f"Column (0 to {cols - 1})", "conv-real-col", cols - 1, cols // 2)
+    channel = bounded_number(c1, _("Output channel (0 to {last})").format(last=k - 1), "conv-real-channel", k - 1, 0)
+    row = bounded_number(c2, _("Row (0 to {last})").format(last=rows - 1), "conv-real-row", rows - 1, rows // 2)
+    col = bounded_number(c3, _("Column (0 to {last})").format(last=cols - 1), "conv-real-col", cols - 1, cols // 2)
     return channel, row, col
 
 
@@ -534,23 +554,23 @@ def field_picture(shown: np.ndarray, rf: ReceptiveField) -> Image.Image:
 
 def show_field(source: ModelSource, x: Tensor, rf: ReceptiveField) -> None:
     """The receptive field on the image, and how it grew layer by layer."""
-    st.subheader("Its receptive field")
+    st.subheader(_("Its receptive field"))
     c1, c2 = st.columns([1, 2])
     size = f"{rf.size[0]}x{rf.size[1]}"
     c1.image(field_picture(denormalize(x, source.mean, source.std), rf), width="content",
-             caption=f"The {size} pixels output ({rf.row}, {rf.col}) depends on (red), on the image the "
-                     "model saw.")
+             caption=_("The {size} pixels output ({row}, {col}) depends on (red), on the image the model "
+                       "saw.").format(size=size, row=rf.row, col=rf.col))
     top, left, bottom, right = rf.unclipped
     if (top, left, bottom, right) != (rf.top, rf.left, rf.bottom, rf.right) and not rf.whole_input:
-        c2.caption(f"The field reaches past the image (rows {top}..{bottom}, cols {left}..{right}): that "
-                   "part is padding.")
+        c2.caption(_("The field reaches past the image (rows {top}..{bottom}, cols {left}..{right}): that part "
+                     "is padding.").format(top=top, bottom=bottom, left=left, right=right))
     c2.code("\n".join(rf.lines()), language=None, wrap_lines=True)
 
 
 def real_layer() -> None:
     """The real-layer part: model, image, layer, output position; the value worked out and checked."""
-    st.write("A model and an image, as on **Look inside**; then any convolution or pooling layer and one "
-             "output number of its feature map, worked out from the layer's real input and learnt weights.")
+    st.write(_("A model and an image, as on **Look inside**; then any convolution or pooling layer and one "
+               "output number of its feature map, worked out from the layer's real input and learnt weights."))
     source = model_picker("conv-real")
     if source is None:
         return
@@ -561,12 +581,13 @@ def real_layer() -> None:
     if picked is None:
         return
     x, cap = picked
-    shapes = " -> output ".join("x".join(map(str, t.shape)) for t in (cap.input, cap.output))
-    st.markdown(f"**{cap.layer}**: `{cap.describe()}` · input {shapes}")
+    st.markdown(_("**{layer}**: `{module}` · input {input} -> output {output}").format(
+        layer=cap.layer, module=cap.describe(), input="x".join(map(str, cap.input.shape)),
+        output="x".join(map(str, cap.output.shape))))
     show_formulas(cap.formulas())
     if not cap.formulas():
-        st.caption("Adaptive pooling: the output size is fixed, and each output pools its own bin of the "
-                   "input.")
+        st.caption(_("Adaptive pooling: the output size is fixed, and each output pools its own bin of the "
+                     "input."))
     channel, row, col = pick_output(cap)
     try:
         found = cap.explain(channel, row, col)
@@ -575,23 +596,28 @@ def real_layer() -> None:
         return
     e = found.explanation
     agree = st.success if found.agrees else st.warning
-    agree(f"Explained value {long_num(e.value)} = feature map value {long_num(found.feature_map_value)} "
-          f"(difference {found.difference:.1e})" + ("" if found.agrees else ": beyond float32's tolerance"))
+    agree((_("Explained value {explained} = feature map value {feature_map} (difference {difference})")
+           if found.agrees else _("Explained value {explained} = feature map value {feature_map} (difference "
+                                  "{difference}): beyond float32's tolerance")).format(
+        explained=long_num(e.value), feature_map=long_num(found.feature_map_value),
+        difference=f"{found.difference:.1e}"))
     limit = 1
     if len(e.windows) > 1:
         top, key = min(SHOWN_CHANNELS, len(e.windows)), "conv-real-shown"
         st.session_state[key] = min(st.session_state.get(key, 3), top)  # the layer's channels may be fewer
-        limit = st.slider("Input channels shown in full", 1, top, key=key)
+        limit = st.slider(_("Input channels shown in full"), 1, top, key=key)
     show_explanation(e, limit)
     if e.op == "conv" and len(e.windows) > 4:
         st.dataframe(pd.DataFrame({"input channel": [w.channel for w in e.windows],
                                    "sum of its products": [w.total for w in e.windows]}),
-                     hide_index=True, height=240)
+                     hide_index=True, height=240,
+                     column_config={"input channel": st.column_config.Column(_("input channel")),
+                                    "sum of its products": st.column_config.Column(_("sum of its products"))})
     show_field(source, x, found.receptive_field)
 
 
 intro()
-tab_sandbox, tab_real = st.tabs(["The sandbox", "On a real layer"])
+tab_sandbox, tab_real = st.tabs([_("The sandbox"), _("On a real layer")])
 with tab_sandbox:
     sandbox()
 with tab_real:
