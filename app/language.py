@@ -44,7 +44,13 @@ def current() -> str:
 
 
 def _picked() -> None:
-    st.session_state[KEY] = st.session_state[PICKER]
+    """The menu's choice wins over the address's (which then follows it)."""
+    code = st.session_state[PICKER]
+    st.session_state[KEY] = code
+    if code != i18n.SOURCE_LANGUAGE:
+        st.query_params[PARAM] = code
+    elif PARAM in st.query_params:
+        del st.query_params[PARAM]
 
 
 def apply() -> str:

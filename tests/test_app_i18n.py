@@ -10,6 +10,8 @@ from cnnlab import i18n
 
 VIEWS = ["architectures", "data", "mydata", "inside", "convolution", "train", "transfer", "lessons", "runs",
          "predict"]
+# titles a language keeps in English (the Italian course says "transfer learning")
+SAME_WORDS = {"it": {"Transfer learning"}}
 
 
 def english_titles() -> dict[str, str]:
@@ -23,14 +25,23 @@ def english_titles() -> dict[str, str]:
     return titles
 
 
+@pytest.fixture
+def in_language():
+    tokens = []
+    yield lambda code: tokens.append(i18n.set_language(code))
+    for token in reversed(tokens):
+        i18n._language.reset(token)
+
+
 @pytest.fixture(scope="module")
 def titles() -> dict[str, str]:
     return english_titles()
 
 
 @pytest.mark.parametrize("code", ["it", "zh"])
-def test_every_page_opens_in_the_language_with_its_title_translated(code, titles):
+def test_every_page_opens_in_the_language_with_its_title_translated(code, titles, in_language):
     translated = i18n.translations(code)
+    in_language(code)  # AppTest formats a widget's options in the test's thread: in the page's language too
     at = AppTest.from_file(MAIN, default_timeout=120)
     at.query_params["lang"] = code
     at.run()
@@ -40,7 +51,8 @@ def test_every_page_opens_in_the_language_with_its_title_translated(code, titles
         at.switch_page(f"views/{view}.py").run()
         assert not at.exception, (code, view, at.exception)
         title = at.title[0].value
-        assert title == translated.gettext(titles[view]) != titles[view], (code, view, title)
+        assert title == translated.gettext(titles[view]), (code, view, title)
+        assert title != titles[view] or titles[view] in SAME_WORDS.get(code, ()), (code, view, title)
         assert at.sidebar.selectbox(key="lang-picker").value == code
 
 
@@ -51,6 +63,6 @@ def test_the_picker_switches_the_language_and_back():
     at.sidebar.selectbox(key="lang-picker").set_value("it").run()
     assert not at.exception
     assert at.title[0].value == i18n.translations("it").gettext(english) != english
-    assert at.query_params["lang"] == ["it"]
+    assert at.query_params["lang"] in ("it", ["it"])
     at.sidebar.selectbox(key="lang-picker").set_value("en").run()
     assert at.title[0].value == english and "lang" not in at.query_params
