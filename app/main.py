@@ -20,7 +20,8 @@ from cnnlab.i18n import _  # noqa: E402
 language.apply()  # before any text: every page, rerun and fragment speaks the session's language
 
 # a local icon: a Material icon's favicon is fetched from fonts.gstatic.com, and a classroom app sends nothing out
-st.set_page_config(page_title="cnnlab", page_icon=str(Path(__file__).parent / "icon.png"), layout="wide",
+PRODUCT = "cnnlab"  # a name: the same in every language
+st.set_page_config(page_title=PRODUCT, page_icon=str(Path(__file__).parent / "icon.png"), layout="wide",
                    initial_sidebar_state=present.sidebar_state())
 
 # less empty space above each page's title: on a projector at 1280x720 the content starts higher

@@ -120,7 +120,7 @@ class ModelSummary:
         rows = self.leaf_rows if leaves_only else self.rows
         return [
             {
-                "layer": r.name or "(model)",
+                "layer": r.name or _("(model)"),
                 "type": r.type,
                 "depth": r.depth,
                 "output shape": " x ".join(map(str, r.output_shape)),
