@@ -184,3 +184,16 @@ def test_the_grid_fills_the_column_and_the_cam_has_a_scale_an_explanation_and_nu
     assert [layer["mark"]["type"] for layer in top["layer"]] == ["bar", "text"]
     at.radio(key="inside-method").set_value("Saliency").run()
     assert any(m.value.startswith("**What the colours mean.**") and "tiny change" in m.value for m in at.markdown)
+
+
+def test_a_tab_keeps_its_choices_when_another_tab_is_opened_and_closed():
+    """Only the open tab is drawn; its widgets' values must survive a visit to another tab."""
+    at = _open(open_view("inside"), "Kernels")
+    conv = at.selectbox(key="inside-conv")
+    chosen = conv.options[-1]
+    conv.set_value(chosen).run()
+    assert len(conv.options) > 1 and at.selectbox(key="inside-conv").value == chosen
+    at = _open(at, "Feature maps")
+    assert not at.exception
+    at = _open(at, "Kernels")
+    assert at.selectbox(key="inside-conv").value == chosen

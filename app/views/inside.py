@@ -108,9 +108,16 @@ def looked(ref: str, model_id: int, digest: str, lang: str, _source: ModelSource
     loaded under one reference (an untrained zoo model loaded again has other weights), ``lang`` keeps the
     class names (an untrained model's are words) in the session's language."""
     x = _source.to_input(_image)
-    return Look(x, activation_points(_source.model, x),
+    return Look(x, layer_calls(ref, model_id, tuple(x.shape), _source, x),
                 predict_topk(_source.model, _image, _source, min(TOP_K, len(_source.classes))),
                 denormalize(x, _source.mean, _source.std), digest)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def layer_calls(ref: str, model_id: int, shape: tuple[int, ...], _source: ModelSource, _x: Tensor) -> list[Point]:
+    """The layer calls of a forward pass: the same for every image of one shape, so traced once per model
+    and input shape, not at every stroke."""
+    return activation_points(_source.model, _x)
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -133,6 +140,7 @@ def kernel_tiles(ref: str, model_id: int, conv_name: str, filters: int, inputs: 
 
 def look(source: ModelSource) -> None:
     """The image, the model's answer and the four tabs: rerun alone by a stroke on the canvas."""
+    keep_tab_choices()  # here: a switch of tab reruns this fragment alone
     image = image_picker("inside", source)
     if image is None:
         return
@@ -196,15 +204,25 @@ def feature_maps(source: ModelSource, seen: Look) -> None:
     caption = _("{layer}: {shown} of {total} channels, each scaled to its own range.").format(
         layer=layer, shown=shown, total=stats.shape[0])
     if len(stats.shape) != 3:  # a vector (after a flatten): one strip, nothing to click
-        streamlit_image_coordinates(grid, key=f"inside-click-{layer}", width="stretch", png_compression_level=1)
+        streamlit_image_coordinates(fitted(grid), key=f"inside-click-{layer}", width="stretch",
+                                    png_compression_level=1)
         st.caption(caption)
         return
     channel = picked_channel(layer, stats, clicked_channel(layer, grid.size, shown, cols))
-    grid = outlined(grid, shown, cols, stats.strongest_channel, channel)
-    streamlit_image_coordinates(grid, key=f"inside-click-{layer}", cursor="pointer", width="stretch",
+    streamlit_image_coordinates(fitted(outlined(grid, shown, cols, stats.strongest_channel, channel)),
+                                key=f"inside-click-{layer}", cursor="pointer", width="stretch",
                                 png_compression_level=1)
     st.caption(f"{caption} {channel_caption(layer, stats, channel, shown)}")
     one_channel(act, stats, layer, cmap)  # one channel, large, with its numbers (seed 000 enlarges one filter)
+
+
+def fitted(grid: Image.Image) -> Image.Image:
+    """A grid wider than the column made GRID_WIDTH wide before it is sent (64 maps of 112 x 112 are 1,254
+    pixels: megabytes at every stroke). A click is read in the grid's own pixels all the same: it comes as
+    a share of the width shown."""
+    if grid.width <= GRID_WIDTH:
+        return grid
+    return grid.resize((GRID_WIDTH, round(grid.height * GRID_WIDTH / grid.width)), Image.BOX)
 
 
 def grid_columns(channels: int) -> int:
@@ -428,6 +446,19 @@ def top_chart(top: list[tuple[str, float]]) -> alt.LayerChart:
 
 TABS = {N_("Feature maps"): feature_maps, N_("Kernels"): kernels_tab,  # each tab's name, shown translated
         N_("Class-activation map"): class_activation, N_("What a channel responds to"): channel_tab}
+# Only the open tab is drawn, and Streamlit forgets the value of a widget that is not drawn in a run: the
+# tabs' choices (layer, colour map, kernels, Grad-CAM target, the channel tab's settings) are written back as
+# session values at each run, so they survive a switch to another tab and back.
+KEPT = ("inside-layer", "inside-limit", "inside-cmap", "inside-conv", "inside-nf", "inside-ni", "inside-method",
+        "inside-target", "inside-cam-layer", "inside-feat-layer", "inside-feat-channels", "inside-feat-method",
+        "inside-feat-images", "inside-feat-steps", "inside-channel-")
+
+
+def keep_tab_choices() -> None:
+    for key in [k for k in st.session_state if isinstance(k, str) and k.startswith(KEPT)]:
+        st.session_state[key] = st.session_state[key]
+
+
 intro()
 model = model_picker("inside")
 if model is None:
