@@ -518,3 +518,39 @@ close = "About the same time."
     text = conclude(lesson, same)
     assert "cannot be told apart" in text and "About the same time." in text
     assert not effect(lesson, same)["shown"]
+
+
+# ---- the same conclusions in Italian and Chinese (issue 28) ----------------------------------------
+
+
+@pytest.fixture
+def speak():
+    from cnnlab import i18n
+
+    tokens = []
+    yield lambda code: tokens.append(i18n.set_language(code))
+    for token in reversed(tokens):
+        i18n._language.reset(token)
+
+
+@pytest.mark.parametrize("code,lead,value", [("it", "35,0 punti percentuali", "95,0 %"), ("zh", "35.0 个百分点", "95.0%")])
+def test_a_clear_win_reads_in_the_language_with_its_numbers(lenet, speak, code, lead, value):
+    from cnnlab import i18n
+
+    speak(code)
+    text = conclude(lenet, lenet_arms(0.60, 0.95))
+    assert value in text and lead in text
+    assert lenet.tr("LeNetV2 (ReLU, max pooling)") in text != "LeNetV2 (ReLU, max pooling)"
+    assert "{" not in text and "points" not in text and "ReLU does not saturate" not in text
+    assert i18n.gettext("ReLU does not saturate") == "ReLU does not saturate"  # the lesson's sentence is whole
+
+
+@pytest.mark.parametrize("code,tied,unlearnt", [("it", "90,0 %", "non ha imparato"), ("zh", "90.0%", "没有学到")])
+def test_a_tie_and_an_arm_at_chance_read_in_the_language(lenet, speak, code, tied, unlearnt):
+    speak(code)
+    tie = conclude(lenet, lenet_arms(0.90, 0.905))
+    chance = conclude(lenet, [arm("lenet", "LeNet (tanh, average pooling)", 0.10, num_classes=10),
+                              arm("lenet_v2", "LeNetV2 (ReLU, max pooling)", 0.95, num_classes=10)])
+    assert tied in tie and unlearnt in chance
+    for text in (tie, chance):
+        assert "{" not in text and "cannot be told apart" not in text and "did not learn" not in text
