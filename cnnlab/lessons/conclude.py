@@ -535,13 +535,13 @@ def _outcome(lesson: Any, c: Any, arms: Sequence[Mapping[str, Any]], budget: str
         return Outcome(sentences, True, [])
     facts = failed + apart
     if failed:
-        sentences.append(" ".join(facts))
+        sentences.append(sentences_text(facts))
         if c.unexpected:
             sentences.append(_say(c.unexpected, names, lesson=lesson))
         else:
             sentences.append(_("Look at the curves: more epochs or the full budget may change the order."))
     else:
-        sentences.append(" ".join(apart))
+        sentences.append(sentences_text(apart))
         if c.close:
             sentences.append(_say(c.close, names, lesson=lesson))
         else:
@@ -633,7 +633,16 @@ def conclude(lesson: Any, arms: Sequence[Mapping[str, Any]], budget: str = "quic
     ranked = [a for a in arms if takes_part(a, c.metric)]
     if c.always and len(ranked) >= 1:
         sentences.append(_say(c.always, names, lesson=lesson))
-    return " ".join(s.strip() for s in sentences if s and s.strip())
+    return sentences_text(sentences)
+
+
+def sentences_text(sentences: Sequence[str]) -> str:
+    """Sentences one after the other as the language writes them (a space in English, none in Chinese)."""
+    found = [s.strip() for s in sentences if s and s.strip()]
+    text = found[0] if found else ""
+    for sentence in found[1:]:
+        text = _("{first_sentence} {second_sentence}").format(first_sentence=text, second_sentence=sentence)
+    return text
 
 
 def _at_chance(who: str, n: int, chance: float | None) -> str:
