@@ -30,6 +30,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+from playwright.sync_api import sync_playwright
+
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [("", "Architectures"), ("data", "Data"), ("mydata", "Your images"), ("inside", "Look inside"),
          ("convolution", "Convolution"), ("train", "Train"), ("transfer", "Transfer learning"),
@@ -186,10 +189,16 @@ def time_drawing(browser, url: str) -> float:
     main = page.get_by_test_id("stMainBlockContainer")
     main.get_by_test_id("stRadio").get_by_text("Draw", exact=True).click()  # the image picker's choice
     main.get_by_text("on the canvas").first.wait_for(timeout=120_000)  # the drawing's hint: the canvas is there
-    page.wait_for_selector(IDLE, state="detached", timeout=120_000)
-    canvas = main.locator("canvas").last.element_handle()  # Fabric.js's upper canvas; no map is drawn yet
-    stroke(page, canvas, (0.5, 0.2), (0.5, 0.85))
-    page.wait_for_function(REDRAWN, arg=["", "", ""], timeout=120_000)
+    page.wait_for_function(QUIET, timeout=120_000)  # and the photo's maps (tables drawn on canvases too) are gone
+    canvas = main.locator('[class*="st-key-inside-canvas"] canvas').last.element_handle()  # Fabric.js's upper one
+    for attempt in range(5):  # just shown, the canvas may not listen yet: the "1" (not timed) is drawn again
+        stroke(page, canvas, (0.5, 0.2), (0.5, 0.85))
+        try:
+            page.wait_for_function(REDRAWN, arg=["", "", ""], timeout=20_000)
+            break
+        except PlaywrightTimeout:
+            if attempt == 4:
+                raise
     before = settled(page)
     t0 = stroke(page, canvas, (0.25, 0.2), (0.75, 0.2))
     page.wait_for_function(REDRAWN, arg=before, timeout=120_000)
@@ -206,8 +215,6 @@ def main(argv: list[str] | None = None) -> int:
     if chromium is None:
         print("error: Debian's chromium is needed (apt-get install chromium).", file=sys.stderr)
         return 2
-    from playwright.sync_api import sync_playwright
-
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp)
         print("preparing a run and a lesson result…", file=sys.stderr)
