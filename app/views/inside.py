@@ -195,7 +195,7 @@ def feature_maps(source: ModelSource, seen: Look) -> None:
     except CnnlabError as err:
         show_error(err)
         return
-    m1, m2, m3, m4 = st.columns(4)
+    m1, m2, m3, m4 = st.columns([2, 1, 1, 1])  # room for a shape like 64 x 112 x 112 at 1280 wide
     m1.metric(_("Shape"), " x ".join(map(str, stats.shape)))
     m2.metric(_("Mean"), fmt(stats.mean, ".3f"))
     m3.metric(_("Std"), fmt(stats.std, ".3f"))
