@@ -261,8 +261,11 @@ def diagram(name: str, shape: tuple[int, int, int], classes: int) -> None:
 
 def compare(name: str, names: list[str]) -> None:
     """The model beside others, each at its own default input: parameters, MACs, depth, year."""
-    others = st.multiselect(_("Compare with"), [n for n in names if n != name],
-                            default=[n for n in ("alexnet", "vgg16", "cifar_resnet") if n != name][:2])
+    options = [n for n in names if n != name]
+    # kept in the page's store: the tab is drawn only while open, and Streamlit forgets an undrawn widget's value
+    key = remember(STORE, "arch-compare", [n for n in ("alexnet", "vgg16", "cifar_resnet") if n != name][:2])
+    st.session_state[key] = [n for n in st.session_state[key] if n in options]  # the model or the list changed
+    others = st.multiselect(_("Compare with"), options, key=key)
     rows = []
     for n in [name, *others]:
         sp = get_spec(n)
