@@ -49,3 +49,24 @@ def test_table_and_formulas_tab_teach_the_arithmetic():
     codes = [c.value for c in at.code]
     assert "120x256+120 = 30,840" in codes
     assert any("120 outputs, each a weighted sum of 256 inputs" in c.value for c in at.caption)
+
+
+def test_lazy_tabs_draw_when_opened_and_the_compare_choice_survives_another_tab():
+    at = open_view()
+    assert not [m for m in at.multiselect if m.key == "arch-compare"]  # not drawn until its tab is open
+    at.session_state["arch-tab"] = "Compare models"
+    at.run()
+    box = at.multiselect(key="arch-compare")
+    assert box.value == ["alexnet", "vgg16"]
+    box.set_value(["densenet121"] if "densenet121" in box.options else [box.options[-1]]).run()
+    chosen = at.multiselect(key="arch-compare").value
+    at.session_state["arch-tab"] = "Layer table"
+    at.run()
+    assert not [m for m in at.multiselect if m.key == "arch-compare"]
+    at.session_state["arch-tab"] = "Compare models"
+    at.run()
+    assert at.multiselect(key="arch-compare").value == chosen
+    assert not at.exception
+    at.session_state["arch-tab"] = "Diagram"
+    at.run()
+    assert at.slider(key="diagram-depth").value == 3 and not at.exception
