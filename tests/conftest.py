@@ -39,6 +39,18 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture
+def speak():
+    """``speak(code)`` sets the language in use in this test's thread (AppTest formats a widget's options there
+    too), put back when the test ends."""
+    from cnnlab import i18n
+
+    tokens = []
+    yield lambda code: tokens.append(i18n.set_language(code))
+    for token in reversed(tokens):
+        i18n._language.reset(token)
+
+
+@pytest.fixture
 def data_dir():
     """This test's own data/ folder (CNNLAB_DATA, set above): where datasets made here go."""
     from pathlib import Path

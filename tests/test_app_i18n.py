@@ -25,23 +25,15 @@ def english_titles() -> dict[str, str]:
     return titles
 
 
-@pytest.fixture
-def in_language():
-    tokens = []
-    yield lambda code: tokens.append(i18n.set_language(code))
-    for token in reversed(tokens):
-        i18n._language.reset(token)
-
-
 @pytest.fixture(scope="module")
 def titles() -> dict[str, str]:
     return english_titles()
 
 
 @pytest.mark.parametrize("code", ["it", "zh"])
-def test_every_page_opens_in_the_language_with_its_title_translated(code, titles, in_language):
+def test_every_page_opens_in_the_language_with_its_title_translated(code, titles, speak):
     translated = i18n.translations(code)
-    in_language(code)  # AppTest formats a widget's options in the test's thread: in the page's language too
+    speak(code)  # AppTest formats a widget's options in the test's thread: in the page's language too
     at = AppTest.from_file(MAIN, default_timeout=120)
     at.query_params["lang"] = code
     at.run()

@@ -197,25 +197,13 @@ def test_placeholders_are_compared_by_name():
 # ---- the language in use and numbers ------------------------------------------------------------
 
 
-@pytest.fixture
-def language():
-    tokens = []
-
-    def use(code: str) -> None:
-        tokens.append(i18n.set_language(code))
-
-    yield use
-    for token in reversed(tokens):
-        i18n._language.reset(token)
-
-
-def test_numbers_follow_the_language(language):
-    language("en")
+def test_numbers_follow_the_language(speak):
+    speak("en")
     assert (i18n.fmt(0.125, ".1%"), i18n.fmt(1234567, ","), i18n.fmt(3.14159, ".2f")) == ("12.5%", "1,234,567", "3.14")
-    language("it")
+    speak("it")
     assert (i18n.fmt(0.125, ".1%"), i18n.fmt(1234567, ","), i18n.fmt(3.14159, ".2f")) == ("12,5 %", "1.234.567", "3,14")
     assert i18n.fmt(0.000123, ".3g") == "0,000123" and i18n.fmt(1e-9, ".3g") == "1e-09"
-    language("zh")
+    speak("zh")
     assert i18n.fmt(0.125, ".1%") == "12.5%"
 
 
@@ -227,19 +215,19 @@ def test_the_language_is_negotiated_from_the_browser():
     assert i18n.negotiate(None, choices) == "en"
 
 
-def test_a_translation_is_used_and_an_unknown_message_stays_english(language):
-    language("it")
+def test_a_translation_is_used_and_an_unknown_message_stays_english(speak):
+    speak("it")
     assert i18n.gettext("Language") != "Language"
     assert i18n.gettext("a message nobody wrote") == "a message nobody wrote"
-    language("xx")
+    speak("xx")
     assert i18n.language() == "en"
 
 
-def test_a_damaged_catalogue_falls_back_to_english(tmp_path, monkeypatch, language):
+def test_a_damaged_catalogue_falls_back_to_english(tmp_path, monkeypatch, speak):
     monkeypatch.setattr(i18n, "LOCALE_DIR", tmp_path)
     (tmp_path / "fr.po").write_bytes(b'msgid "Language"\nmsgstr "Langue\n\x00\xff broken')
     assert "fr" in i18n.available()
-    language("fr")
+    speak("fr")
     assert i18n.gettext("Language") == "Language"
     assert "fr" in i18n.problems()
     (tmp_path / "fr.po").write_text('msgid ""\nmsgstr ""\n"Content-Type: text/plain; charset=UTF-8\\n"\n\n'
@@ -248,19 +236,19 @@ def test_a_damaged_catalogue_falls_back_to_english(tmp_path, monkeypatch, langua
     assert "fr" not in i18n.problems()
 
 
-def test_an_oversized_catalogue_is_not_read(tmp_path, monkeypatch, language):
+def test_an_oversized_catalogue_is_not_read(tmp_path, monkeypatch, speak):
     monkeypatch.setattr(i18n, "LOCALE_DIR", tmp_path)
     monkeypatch.setattr(i18n, "MAX_CATALOGUE_BYTES", 100)
     (tmp_path / "fr.po").write_text('msgid "Language"\nmsgstr "Langue"\n' + "#\n" * 100, encoding="utf-8")
-    language("fr")
+    speak("fr")
     assert i18n.gettext("Language") == "Language"
     assert "more than the 100 a catalogue may have" in i18n.problems()["fr"]
 
 
-def test_adding_a_language_is_adding_one_file(tmp_path, monkeypatch, language):
+def test_adding_a_language_is_adding_one_file(tmp_path, monkeypatch, speak):
     monkeypatch.setattr(i18n, "LOCALE_DIR", tmp_path)
     (tmp_path / "es.po").write_text('msgid ""\nmsgstr ""\n"Content-Type: text/plain; charset=UTF-8\\n"\n\n'
                                     'msgid "Language"\nmsgstr "Idioma"\n', encoding="utf-8")
     assert i18n.available() == {"en": "English", "es": "Español"}
-    language("es")
+    speak("es")
     assert i18n.gettext("Language") == "Idioma"

@@ -523,16 +523,6 @@ close = "About the same time."
 # ---- the same conclusions in Italian and Chinese (issue 28) ----------------------------------------
 
 
-@pytest.fixture
-def speak():
-    from cnnlab import i18n
-
-    tokens = []
-    yield lambda code: tokens.append(i18n.set_language(code))
-    for token in reversed(tokens):
-        i18n._language.reset(token)
-
-
 @pytest.mark.parametrize("code,lead,value", [("it", "35,0 punti percentuali", "95,0 %"), ("zh", "35.0 个百分点", "95.0%")])
 def test_a_clear_win_reads_in_the_language_with_its_numbers(lenet, speak, code, lead, value):
     from cnnlab import i18n

@@ -531,16 +531,8 @@ TRANSLATED = (VALID.replace('title = "Two learning rates"', 'title.en = "Two lea
                        'question = "Which learning rate learns faster?"\ndiscuss.en = ["Why?"]\ndiscuss.it = ["Perché?"]'))
 
 
-@pytest.fixture
-def italian():
-    from cnnlab import i18n
-
-    token = i18n.set_language("it")
-    yield
-    i18n._language.reset(token)
-
-
-def test_a_lesson_file_carries_its_own_translations(italian):
+def test_a_lesson_file_carries_its_own_translations(speak):
+    speak("it")
     from cnnlab.lessons.conclude import conclude
 
     lesson = parse_lesson(TRANSLATED, "my")
