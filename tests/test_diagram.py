@@ -124,6 +124,8 @@ def test_architectures_page_draws_the_diagram():
     from apphelpers import open_view
 
     at = open_view()
+    at.session_state["arch-tab"] = "Diagram"  # drawn only when its tab is open
+    at.run()
     charts = at.get("graphviz_chart")
     assert charts and "digraph" in charts[0].proto.spec
     at.slider(key="diagram-depth").set_value(1).run()
