@@ -231,7 +231,9 @@ def test_every_page_reads_at_1280x720_without_cut_off_numbers(browser, app_url, 
     wait_idle(page)
     mode = "present" if present else "1280"
     page.screenshot(path=str(shots / f"page-{mode}-{path or 'home'}.png"), full_page=True)
-    if present:
+    if present:  # the projector's styles are in place (a loaded machine may still be applying them)
+        page.wait_for_function("() => getComputedStyle(document.documentElement).fontSize === '20px'", timeout=30_000)
+        wait_idle(page)
         body = '[data-testid="stMain"] [data-testid="stMarkdown"] [data-testid="stMarkdownContainer"] p'
         assert page.evaluate(SMALLEST_TEXT, [body, NOT_BODY]) >= 20
         assert page.evaluate(SMALLEST_TEXT, ['[data-testid="stMain"] p', ""]) >= 16  # captions, labels, tabs too
