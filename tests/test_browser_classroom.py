@@ -31,7 +31,9 @@ def student_answers(context, url: str, code: str, choice: str) -> None:
 
 def test_a_class_guesses_the_teacher_reveals_and_the_result_comes_beside(browser, lesson_app, shots):
     app_url, _ = lesson_app
-    teacher = browser.new_page(viewport={"width": 1280, "height": 720})
+    # a browser context of its own: the other modules' pages (other servers on 127.0.0.1, other ports) leave
+    # cookies for the same host in the default one
+    teacher = browser.new_context(viewport={"width": 1280, "height": 720}).new_page()
     teacher.goto(f"{app_url}/lessons")
     teacher.get_by_text(LESSON).first.click()
     teacher.get_by_role("heading", name="The learning rate: too small, about right, too large").wait_for(timeout=60_000)
