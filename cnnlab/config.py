@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping
 
 from .data.pipeline import AUGMENT_LABELS
 from .errors import ConfigError, UnknownModelError
-from .i18n import N_, _
+from .i18n import N_, _, either
 from .models import get_spec, list_models
 
 # Each choice with the label a person reads (the Train page's menus); the tuples are the choices. The labels
@@ -318,14 +318,6 @@ def label(name: str) -> str:
     return _(own) if own else name.replace("_", " ")
 
 
-def _either(items: list[str]) -> str:
-    """"a or b or c", each "or" a whole translated message."""
-    text = items[0]
-    for item in items[1:]:
-        text = _("{first} or {second}").format(first=text, second=item)
-    return text
-
-
 def wrong_kind(name: str, value: Any) -> tuple[str, str] | None:
     """When ``value`` (as JSON gives it back) is of no :data:`KINDS` the setting ``name`` accepts: what it
     should be (translated, "a whole number or null") and the value as a message shows it (``repr``, at most
@@ -335,7 +327,7 @@ def wrong_kind(name: str, value: Any) -> tuple[str, str] | None:
         return None
     shown = repr(value)
     shown = shown if len(shown) <= 60 else shown[:57] + "..."
-    return _either([_(KINDS[k][1]) for k in f.metadata["accepts"]]), shown
+    return either([_(KINDS[k][1]) for k in f.metadata["accepts"]]), shown
 
 
 def kinds(name: str) -> tuple[str, ...]:

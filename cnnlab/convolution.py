@@ -42,7 +42,7 @@ from torch import nn
 from .activations import activation_points, resolve_layers, split_call
 from .data.images import bundled_photos, load_bundled_photo, resize_shorter_then_center_crop
 from .errors import ConfigError, LayerNotFoundError
-from .i18n import N_, _
+from .i18n import N_, _, either
 from .inspect import CarryMode
 from .locks import model_lock
 from .models import evaluating
@@ -90,14 +90,6 @@ def _the(what: str) -> str:
 def _alone(what: str) -> str:
     """``what`` without an article, translated ("logits")."""
     return _(_WHAT[what][1]) if what in _WHAT else what
-
-
-def _either(items: Sequence[Any]) -> str:
-    """"1 or 2 or 4", each "or" a whole translated message."""
-    text = str(items[0])
-    for item in items[1:]:
-        text = _("{first} or {second}").format(first=text, second=item)
-    return text
 
 
 # --- reading numbers -------------------------------------------------------------------------
@@ -747,7 +739,7 @@ def _filters(kernel: torch.Tensor, channels: int, groups: int) -> torch.Tensor:
     if groups < 1 or channels % groups:
         divisors = [g for g in range(1, channels + 1) if channels % g == 0]
         raise ConfigError(_("groups={groups} does not divide the {channels} input channel(s): use {choices}.").format(
-            groups=groups, channels=channels, choices=_either(divisors)))
+            groups=groups, channels=channels, choices=either(divisors)))
     if kernel.shape[0] not in (1, channels):
         raise ConfigError(_("the kernel has {count} channels but the input has {channels}: give 1 channel (used on "
                             "every input channel) or {channels}.").format(count=kernel.shape[0], channels=channels))

@@ -190,6 +190,14 @@ def ngettext(singular: str, plural: str, n: int) -> str:
     return translations(code).ngettext(singular, plural, n)
 
 
+def either(items: list[Any]) -> str:
+    """"a or b or c" in the language in use, each "or" a whole message."""
+    text = str(items[0])
+    for item in items[1:]:
+        text = gettext("{first} or {second}").format(first=text, second=item)
+    return text
+
+
 # ---- numbers ------------------------------------------------------------------------------------
 
 _SPEC_RE = re.compile(r"(?P<comma>,)?(?:\.(?P<digits>\d+))?(?P<kind>[%fg])?")
