@@ -210,7 +210,9 @@ def teacher_panel(lesson_name: str, results: Sequence[StoredResult]) -> None:
             st.info(str(e))
             store.pop(lesson_name, None)
     if session is None:
-        if st.button(_("Start a class session"), key=f"class-start-{lesson_name}",
+        # one key for every lesson: a click on the button while the page is still switching lessons (the
+        # last lesson's button, greyed) starts the session of the lesson being opened, instead of being lost
+        if st.button(_("Start a class session"), key="class-start",
                      help=_("The class guesses the result before the run: a code and a link for their phones or "
                             "laptops.")):
             store[lesson_name] = cls.start_session(get_lesson(lesson_name)).code

@@ -96,7 +96,7 @@ def test_the_teacher_starts_a_session_reveals_and_sees_the_result_beside_the_gue
     from cnnlab.lessons.runner import load_result, save_result
 
     at = open_view("lessons")
-    at.button(key="class-start-lenet-vs-lenetv2").click().run()
+    at.button(key="class-start").click().run()
     assert not at.exception
     (code,) = at.session_state["class-session"].values()
     for i, v in enumerate(["lenet", "lenet_v2", "lenet_v2"]):

@@ -110,8 +110,11 @@ def open_page(browser, url):
 
 
 def wait_idle(page, timeout=60_000):
-    """Until Streamlit has finished the script run (the status widget disappears)."""
+    """Until Streamlit has finished the script run: the status widget gone and no element left stale (greyed)
+    from the run before. The status widget shows only once a run has lasted a moment, so alone it can say idle
+    while the last run's elements (a button of the lesson before, say) are still on screen."""
     page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=timeout)
+    page.wait_for_function("() => !document.querySelector('[data-stale=\"true\"]')", timeout=timeout)
 
 
 def test_a_shared_link_restores_a_page_with_its_settings_hidden(browser, app_url, shots):

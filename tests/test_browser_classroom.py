@@ -30,7 +30,7 @@ def student_answers(context, url: str, code: str, choice: str) -> None:
 
 
 def test_a_class_guesses_the_teacher_reveals_and_the_result_comes_beside(browser, lesson_app, shots):
-    app_url, _ = lesson_app
+    app_url, cache = lesson_app
     # a browser context of its own: the other modules' pages (other servers on 127.0.0.1, other ports) leave
     # cookies for the same host in the default one
     teacher = browser.new_context(viewport={"width": 1280, "height": 720}).new_page()
@@ -43,7 +43,13 @@ def test_a_class_guesses_the_teacher_reveals_and_the_result_comes_beside(browser
     wait_idle(teacher)
     teacher.screenshot(path=str(shots / "class-start.png"), full_page=True)
     code_text = teacher.get_by_text(re.compile(r"Class code [A-Z2-9]{5}")).first
-    code_text.wait_for(timeout=60_000)
+    try:
+        code_text.wait_for(timeout=60_000)
+    except Exception:  # what the page and the server said, in the failure's report
+        teacher.screenshot(path=str(shots / "class-start-failed.png"), full_page=True)
+        log = (cache / "streamlit.log").read_text(errors="replace")[-4000:]
+        text = teacher.get_by_test_id("stMain").inner_text()[-3000:]
+        pytest.fail(f"no class code on the teacher's page.\n--- page ---\n{text}\n--- server log ---\n{log}")
     code = re.search(r"Class code ([A-Z2-9]{5})", code_text.inner_text()).group(1)
 
     contexts = [browser.new_context(viewport={"width": 420, "height": 800}) for _ in range(3)]
