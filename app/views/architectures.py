@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from app.common import remember, show_error, short_bytes, short_number
+from app.language import translated_tabs
 from app.share import setting_shown
 from cnnlab.diagram import MAX_DEPTH, model_graph, node_count
 from cnnlab.errors import CnnlabError
@@ -300,8 +301,7 @@ headline(s)
 # the charts, the diagram and the comparison are drawn when their tab is opened (a rerun): drawn hidden, they
 # cost every load of the page about half a second of CPU (browser and server together, measured against the page
 # drawing them all); the table and the formulas are text
-tab_table, tab_flow, tab_formula, tab_diagram, tab_compare = st.tabs(
-    [_(label) for label in TABS], key="arch-tab", on_change="rerun")
+tab_table, tab_flow, tab_formula, tab_diagram, tab_compare = translated_tabs(TABS, key="arch-tab")
 with tab_table:
     table(name, shape, classes, s)
 if tab_flow.open:

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from app import features_view, xray_view
 from app.common import image_picker, model_picker, show_error
+from app.language import translated_tabs
 from cnnlab.activations import (
     CamResult,
     LayerStats,
@@ -150,7 +151,7 @@ def look(source: ModelSource) -> None:
         show_error(err)
         return
     show_input(source, seen)
-    tabs = st.tabs([_(name) for name in TABS], key="inside-tab", on_change="rerun")  # only the open one runs
+    tabs = translated_tabs(list(TABS), key="inside-tab")  # only the open one runs
     for tab, draw in zip(tabs, TABS.values()):
         if tab.open:
             with tab:
