@@ -103,7 +103,7 @@ def translated_tabs(labels: Sequence[str], key: str) -> Sequence[Any]:
 def chart_locale(code: str) -> dict[str, Any]:
     """The number marks of ``code`` in d3-format's form, which the charts' axes and tooltips use (Vega-Lite's
     ``config.locale.number``): "0,5" and "12,5 %" on an Italian axis."""
-    from babel.numbers import get_decimal_symbol, get_group_symbol
+    from babel.numbers import get_decimal_symbol, get_group_symbol  # lazy: babel is heavy (once per language)
 
     percent = i18n.translations(code).gettext("{value}%").replace("{value}", "")
     return {"decimal": get_decimal_symbol(code), "thousands": get_group_symbol(code), "grouping": [3],
