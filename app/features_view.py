@@ -18,7 +18,6 @@ import torch
 from PIL import Image
 
 from app.common import show_error
-from cnnlab.cli.features import _registry_kwargs, _validation
 from cnnlab.data import InputPipeline
 from cnnlab.errors import CnnlabError
 from cnnlab.features import (
@@ -26,7 +25,7 @@ from cnnlab.features import (
     optimised_picture, parse_channels, patches_picture, random_twin, top_patches,
 )
 from cnnlab.i18n import N_, _, fmt
-from cnnlab.sources import ModelSource
+from cnnlab.sources import ModelSource, build_kwargs, validation_images
 
 METHODS = {"patches": N_("Top patches from the validation images"),
            "optimise": N_("Optimised input, beside random weights")}  # shown through _()
@@ -75,7 +74,7 @@ class ChannelPictures:
 def validation(ref: str, _source: ModelSource) -> tuple[str, torch.Tensor]:
     """The images a model's channels are searched in, as ``python -m cnnlab features`` takes them: a run's
     own validation split, else digits for a one-channel model and shapes for a three-channel one."""
-    return _validation(_source, None)
+    return validation_images(_source)
 
 
 def _stage(bar, text: str, start: float, share: float) -> Callable[[int, int], None]:
@@ -116,7 +115,7 @@ def channel_pictures(ref: str, model_id: int, layer: str, channels: tuple[int, .
         common = dict(steps=steps, seed=SEED)
         trained = optimise(src.model, layer, channels, src.input_shape, src.mean, src.std, reference=found,
                            progress=_stage(bar, _("Optimising, these weights"), 0.2, 0.4), **common)
-        twin = random_twin(src.model, SEED, _registry_kwargs(src))
+        twin = random_twin(src.model, SEED, build_kwargs(src))
         drawn = optimise(twin, layer, channels, src.input_shape, src.mean, src.std,
                          progress=_stage(bar, _("Optimising, random weights"), 0.6, 0.4), **common)
         picture = optimised_picture(trained, drawn, [f"{layer}, {steps} steps"], tile=OPTIMISED_TILE,

@@ -16,12 +16,13 @@ import torch
 from PIL import Image
 from torch import nn
 
+from .data import load_dataset
 from .data.images import to_model_input
 from .data.pipeline import IMAGENET_MEAN, IMAGENET_STD, eval_resize_of, model_eval_resize, model_stats
 from .errors import CnnlabError
 from .i18n import _
 from .models import create, get_spec, pretrained
-from .runs import RunNotFoundError, load_model, load_run
+from .runs import RunNotFoundError, load_model, load_run, load_run_data
 
 
 @dataclass
@@ -114,6 +115,25 @@ def dataset_of(ref: str) -> str | None:
     except CnnlabError:  # a missing or damaged run: no dataset to follow (loading it says why)
         return None
     return dataset if isinstance(dataset, str) else None
+
+
+def validation_images(src: ModelSource, dataset: str | None = None) -> tuple[str, torch.Tensor]:
+    """Validation images to look at with ``src`` (uint8 N x C x H x W) and their dataset's name: ``dataset``,
+    else a run's own data split as in training, else digits or shapes by the model's channels."""
+    if dataset is None and src.kind == "run":
+        bundle = load_run_data(load_run(src.ref.split(":", 1)[1]))
+    else:
+        bundle = load_dataset(dataset or ("digits" if src.input_shape[0] == 1 else "shapes"), seed=0)
+    return bundle.info.name, bundle.val.images
+
+
+def build_kwargs(src: ModelSource) -> dict:
+    """The arguments ``src``'s model was built with: a run's ``model_kwargs``; none for a zoo or pretrained
+    model (their defaults)."""
+    if src.kind != "run":
+        return {}
+    kwargs = load_run(src.ref.split(":", 1)[1]).meta.get("model_kwargs")
+    return dict(kwargs) if isinstance(kwargs, dict) else {}
 
 
 def _looks_like_run(key: str) -> bool:

@@ -17,13 +17,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 from tqdm import tqdm
 
-from ..data import InputPipeline, load_dataset
+from ..data import InputPipeline
 from ..errors import ConfigError
 from ..features import (
     DEFAULT_IMAGES, DEFAULT_STEPS, MAX_IMAGES, OBJECTIVES, TopPatches, check_images, check_steps, conv_layer,
     conv_layers, optimise, optimised_picture, parse_channels, patches_picture, png_path, random_twin,
     save_png, top_patches,
 )
+from ..sources import build_kwargs, validation_images
 from .inside import SOURCE_HELP, model_source
 
 if TYPE_CHECKING:
@@ -53,31 +54,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="optimise: the seed of the picture and of the random weights")
     p.add_argument("--json", action="store_true", help="print the numbers as JSON")
     p.set_defaults(func=cmd_features)
-
-
-def _validation(src: ModelSource, dataset: str | None) -> tuple[str, Any]:
-    """The validation images to scan (uint8 N x C x H x W) and their dataset's name: ``dataset``, else a
-    run's own data split as in training, else digits or shapes by the model's channels."""
-    if dataset is None and src.kind == "run":
-        # lazy: reading a run's data needs the run registry and the trainer's config (this command only)
-        from ..runs import load_run, load_run_data
-
-        bundle = load_run_data(load_run(src.ref.split(":", 1)[1]))
-    else:
-        dataset = dataset or ("digits" if src.input_shape[0] == 1 else "shapes")
-        bundle = load_dataset(dataset, seed=0)
-    return bundle.info.name, bundle.val.images
-
-
-def _registry_kwargs(src: ModelSource) -> dict:
-    """The arguments the model was built with: a run's ``model_kwargs``; a zoo or pretrained model's defaults."""
-    if src.kind != "run":
-        return {}
-    # lazy: the run registry (this command only)
-    from ..runs import load_run
-
-    kwargs = load_run(src.ref.split(":", 1)[1]).meta.get("model_kwargs")
-    return dict(kwargs) if isinstance(kwargs, dict) else {}
 
 
 def _bar(desc: str, enabled: bool):
@@ -111,7 +87,7 @@ def cmd_features(args: argparse.Namespace) -> int:
         raise ConfigError(f"name a convolution with --layer; {src.label} has: {', '.join(conv_layers(src.model))}.")
     count = conv_layer(src.model, args.layer).out_channels
     channels = _channels(args.channels, args.layer, count)
-    dataset, images = _validation(src, args.dataset)
+    dataset, images = validation_images(src, args.dataset)
     pipeline = InputPipeline(data_shape=tuple(images.shape[1:]), model_shape=src.input_shape, mean=src.mean,
                              std=src.std, device=torch.device("cpu"), eval_resize=src.eval_resize)
     found = top_patches(src.model, args.layer, channels, images, pipeline, max_images=args.images,
@@ -146,7 +122,7 @@ def _optimise(args: argparse.Namespace, src: ModelSource, found: TopPatches, hea
     common = dict(steps=args.steps, seed=args.seed, objective=args.objective)
     trained = optimise(src.model, args.layer, channels, shape, src.mean, src.std, reference=found,
                        progress=_bar("optimising", not args.json), **common)
-    twin = random_twin(src.model, args.seed, _registry_kwargs(src))
+    twin = random_twin(src.model, args.seed, build_kwargs(src))
     drawn = optimise(twin, args.layer, channels, shape, src.mean, src.std,
                      progress=_bar("random weights", not args.json), **common)
     untrained = " (untrained: both are random weights)" if src.kind == "zoo" else ""
