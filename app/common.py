@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import time
 from typing import Callable
 
 import pandas as pd
@@ -22,7 +21,7 @@ from cnnlab.inspect import format_bytes
 from cnnlab.jobs import get_manager
 from cnnlab.models import get_spec, list_models
 from cnnlab.models.pretrained import PRETRAINED, weights_status
-from cnnlab.runs import list_runs, load_run, load_run_data
+from cnnlab.runs import list_runs, load_run, load_run_data, run_label
 from cnnlab.sources import load_source
 
 
@@ -213,43 +212,6 @@ def model_picker(key: str, allow_zoo: bool = True):
 
 # A run's or a training job's status in words (cnnlab.runs.STATUSES, the states a run folder can be found
 # in, cnnlab.jobs.JOB_STATES): the code keeps the English key
-RUN_STATUS = {"queued": N_("queued"), "running": N_("running"), "finished": N_("finished"),
-              "cancelled": N_("cancelled"), "diverged": N_("diverged"), "failed": N_("failed"),
-              "interrupted": N_("interrupted"), "damaged": N_("damaged")}
-
-
-def status_word(status: str) -> str:
-    """A run's or a job's status in the reader's language (an unknown one as it is)."""
-    return _(RUN_STATUS[status]) if status in RUN_STATUS else status
-
-
-def run_label(run) -> str:
-    """How every run picker names a run: what was trained on what, how it ended with its best validation
-    accuracy, when it started, then its id (the rest may be the same for two runs). A running run says
-    "training now" without a number, so its label changes once, when it ends (see :func:`run_select`)."""
-    model = str(run.meta.get("model") or run.config.get("model") or "?")
-    dataset = str(run.meta.get("dataset") or run.config.get("dataset") or "?")
-    status, best = run.status, run.best_val_top1
-    if status == "running":
-        state = _("training now")
-    elif best is None:
-        state = _("{status} · not validated").format(status=status_word(status))
-    else:
-        state = _("{status} · best {accuracy} on validation").format(status=status_word(status),
-                                                                      accuracy=_pct(best))
-    return _("{model} on {dataset} · {state} · {started} · {run}").format(
-        model=get_spec(model).display_name if model in list_models() else model, dataset=dataset, state=state,
-        started=_started(run), run=run.run_id)
-
-
-def _started(run) -> str:
-    """When a run started, in the server's time zone, to the minute."""
-    stamp = run.meta.get("created_ts")
-    if isinstance(stamp, (int, float)):
-        return time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp))
-    return run.created[:16].replace("T", " ") or "?"
-
-
 def run_select(where, title: str, runs: list, key: str, *, default=None, multi: bool = False, **kwargs):
     """A selectbox (``multi``: a multiselect) of ``runs`` named by :func:`run_label`; returns the chosen run
     id (ids). ``default``: the choice before the user makes one (an id, or a list of ids).
@@ -278,11 +240,6 @@ def run_select(where, title: str, runs: list, key: str, *, default=None, multi: 
 
     widget = where.multiselect if multi else where.selectbox
     return widget(title, list(labels), format_func=labels.get, key=key, on_change=keep, **kwargs)
-
-
-def _pct(v) -> str:
-    """A share (or a percentage above 1) as a percentage in the language's format; "—" for none."""
-    return "—" if v is None else fmt(v if v <= 1 else v / 100, ".1%")
 
 
 # the image picker's choices: stable keys (a widget's value), shown translated

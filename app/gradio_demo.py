@@ -50,9 +50,9 @@ from cnnlab.data.gallery import to_pil  # noqa: E402
 from cnnlab.data.images import bundled_photos, decode_image, load_bundled_photo  # noqa: E402
 from cnnlab.errors import CnnlabError  # noqa: E402
 from cnnlab.evaluate import predict_topk  # noqa: E402
-from cnnlab.i18n import N_, _, fmt, ngettext  # noqa: E402
+from cnnlab.i18n import N_, _, ngettext  # noqa: E402
 from cnnlab.models.pretrained import PRETRAINED, weights_status  # noqa: E402
-from cnnlab.runs import Run, list_runs, load_run, load_run_data  # noqa: E402
+from cnnlab.runs import list_runs, load_run, load_run_data, run_label  # noqa: E402
 
 TRAIN_HINT = "python -m cnnlab train --model lenet --data digits --epochs 3"
 FETCH_HINT = "python -m cnnlab fetch vgg16"
@@ -78,7 +78,7 @@ def available_choices(run: str | None = None, model: str | None = None) -> list[
                                                                                              status=r.status))
     for r in list_runs():
         if r.has_checkpoint and not r.damaged:
-            choices.append(Choice(f"run:{r.run_id}", _run_label(r)))
+            choices.append(Choice(f"run:{r.run_id}", run_label(r)))
     for name, spec in PRETRAINED.items():
         if weights_status(name)[0] == "present":
             choices.append(Choice(f"pretrained:{name}", spec.display_name))
@@ -91,15 +91,6 @@ def available_choices(run: str | None = None, model: str | None = None) -> list[
     if run:
         choices.sort(key=lambda c: not c.ref.startswith(f"run:{run}"))
     return choices
-
-
-def _run_label(r: Run) -> str:
-    """A run as the model picker lists it: model, dataset, best validation accuracy when known, id."""
-    acc, model, dataset = r.best_val_top1, r.meta.get("model", "?"), r.meta.get("dataset", "?")
-    if isinstance(acc, float) and acc <= 1:
-        return _("{model} on {dataset}, best val {accuracy} · {run}").format(
-            model=model, dataset=dataset, accuracy=fmt(acc, ".1%"), run=r.run_id)
-    return _("{model} on {dataset} · {run}").format(model=model, dataset=dataset, run=r.run_id)
 
 
 class Predictor:

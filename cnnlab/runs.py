@@ -974,3 +974,42 @@ def curve_rows(run: Run) -> list[dict[str, Any]]:
     return [{"epoch": int(m["epoch"]), "metric": metric, "split": split, "value": float(m[key])}
             for m in run.metrics if _is_int(m.get("epoch"))
             for metric, split, key in CURVES if _is_finite(m.get(key))]
+
+
+# ---- runs named for people -----------------------------------------------------------------------------
+
+RUN_STATUS = {"queued": N_("queued"), "running": N_("running"), "finished": N_("finished"),
+              "cancelled": N_("cancelled"), "diverged": N_("diverged"), "failed": N_("failed"),
+              "interrupted": N_("interrupted"), "damaged": N_("damaged")}
+
+
+def status_word(status: str) -> str:
+    """A run's or a job's status in the reader's language (an unknown one as it is)."""
+    return _(RUN_STATUS[status]) if status in RUN_STATUS else status
+
+
+def run_label(run: Run) -> str:
+    """How every run picker (the app's and the demo's) names a run: what was trained on what, how it ended
+    with its best validation accuracy, when it started, then its id (the rest may be the same for two runs).
+    A running run says "training now" without a number, so its label changes once, when it ends."""
+    model = str(run.meta.get("model") or run.config.get("model") or "?")
+    dataset = str(run.meta.get("dataset") or run.config.get("dataset") or "?")
+    status, best = run.status, run.best_val_top1
+    if status == "running":
+        state = _("training now")
+    elif not isinstance(best, (int, float)) or isinstance(best, bool) or not math.isfinite(best):
+        state = _("{status} · not validated").format(status=status_word(status))
+    else:
+        state = _("{status} · best {accuracy} on validation").format(
+            status=status_word(status), accuracy=fmt(best if best <= 1 else best / 100, ".1%"))
+    return _("{model} on {dataset} · {state} · {started} · {run}").format(
+        model=models.get_spec(model).display_name if model in models.list_models() else model, dataset=dataset,
+        state=state, started=_started(run), run=run.run_id)
+
+
+def _started(run: Run) -> str:
+    """When a run started, in the server's time zone, to the minute."""
+    stamp = run.meta.get("created_ts")
+    if isinstance(stamp, (int, float)) and math.isfinite(stamp):
+        return time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp))
+    return str(run.created)[:16].replace("T", " ") or "?"

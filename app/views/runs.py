@@ -9,12 +9,12 @@ import streamlit as st
 from PIL import Image
 
 from app import export_view, xray_view
-from app.common import cached_run_data, confirm_delete, run_select, show_error, status_word
+from app.common import cached_run_data, confirm_delete, run_select, show_error
 from cnnlab.errors import CnnlabError, DataError
 from cnnlab.evaluate import evaluate_run, row_shares
 from cnnlab.i18n import N_, _, fmt, ngettext, pgettext
 from cnnlab.mistakes import MAX_TRAIN_IMAGES, RunMistakes, confusion_cells
-from cnnlab.runs import curve_rows, delete_run, format_duration, list_runs, load_run, runs_table
+from cnnlab.runs import curve_rows, delete_run, format_duration, list_runs, load_run, runs_table, status_word
 
 st.title(_("Runs"))
 st.write(_("Every training run saved on this machine: compare their curves, evaluate one on its "

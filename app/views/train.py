@@ -16,7 +16,6 @@ from app.common import (
     dataset_choices,
     job_label,
     remember,
-    run_label,
     show_error,
     training_charts,
 )
@@ -30,7 +29,7 @@ from cnnlab.i18n import N_, _, fmt, pgettext
 from cnnlab.jobs import FINAL_STATES, get_manager
 from cnnlab.models import ModelSpec, get_spec, list_models
 from cnnlab.models.pretrained import weights_status
-from cnnlab.runs import list_runs, load_run, run_config
+from cnnlab.runs import list_runs, load_run, run_config, run_label
 
 st.title(_("Train"))
 st.write(_("Pick a network and a dataset and train for a few minutes. Training runs in the "

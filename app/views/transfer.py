@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app.common import run_label, show_error, status_word
+from app.common import show_error
 from cnnlab.data import dataset_status
 from cnnlab.device import pick_device
 from cnnlab.errors import CnnlabError
@@ -13,7 +13,7 @@ from cnnlab.i18n import N_, _, fmt, language
 from cnnlab.jobs import get_manager
 from cnnlab.models import get_spec, list_models
 from cnnlab.models.pretrained import weights_status
-from cnnlab.runs import load_run
+from cnnlab.runs import load_run, run_label, status_word
 from cnnlab.transfer import (
     CompareConfig, StandinConfig, comparable, comparison_candidates, submit_comparison, submit_standin, summarize,
 )
