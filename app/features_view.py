@@ -2,8 +2,9 @@
 validation patches, and an input optimised to excite each beside the same picture for random weights.
 
 Everything is computed by :mod:`cnnlab.features`; the validation images and the arguments a model was
-built with come from the command line's own helpers (:mod:`cnnlab.cli.features`), so the page and
-``python -m cnnlab features`` show the same pictures for the same settings. A computation takes seconds
+built with come from :mod:`cnnlab.sources`, as for the command line, so the page and
+``python -m cnnlab features`` show the same pictures for the same settings (their labels in the page's
+language). A computation takes seconds
 (a minute for VGG16 at 224): it starts on a button, shows its progress, and is kept per model, layer,
 channels and settings."""
 
@@ -60,14 +61,32 @@ NUMBER_HEADINGS = {"channel": N_("channel"), "optimised input": N_("optimised in
 
 @dataclass
 class ChannelPictures:
-    """What one Compute draws."""
+    """What one Compute finds. The pictures are drawn from it when shown, in the reader's language (their
+    labels are words): a change of language draws them again, it does not compute them again."""
 
     layer: str
     dataset: str  # where the validation images come from
     images: int  # how many were looked through
-    patches: Image.Image
-    optimised: Image.Image | None  # with the method "optimise"
-    numbers: pd.DataFrame | None  # with it: what each optimised input reaches, against the validation images
+    steps: int  # of the optimisation; 0 with the method "patches"
+    found: TopPatches
+    trained: list[Optimised] | None = None  # with the method "optimise": these weights' optimised inputs
+    drawn: list[Optimised] | None = None  # and the random-weights twin's
+
+    def patches(self) -> Image.Image:
+        return patches_picture(self.found, [_("{layer}: the {k} strongest positions over {n} {dataset} validation "
+                                              "images").format(layer=self.layer, k=len(self.found.channels[0].patches),
+                                                               n=fmt(self.images, ","), dataset=self.dataset)],
+                               tile=PATCH_TILE)
+
+    def optimised(self) -> Image.Image | None:
+        if self.trained is None:
+            return None
+        return optimised_picture(self.trained, self.drawn, [_("{layer}, {steps} steps").format(
+            layer=self.layer, steps=self.steps)], tile=OPTIMISED_TILE, columns=OPTIMISED_COLUMNS)
+
+    def numbers(self) -> pd.DataFrame | None:
+        """What each optimised input reaches, against the validation images (with the method "optimise")."""
+        return None if self.trained is None else _numbers(self.found, self.trained, self.drawn)
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)  # its spinner is the caller's: in the reader's language
@@ -98,9 +117,9 @@ def channel_pictures(ref: str, model_id: int, layer: str, channels: tuple[int, .
     also their optimised inputs beside the random-weights twin's. ``model_id`` tells apart two models
     loaded under one reference (an untrained zoo model loaded again has other weights).
 
-    Not cached per language: what it returns holds no translated text (the pictures' labels are drawn by
-    :mod:`cnnlab.features`, in English, like the command line's), and the progress bar it shows, replayed
-    from the cache in the language of the first computation, is emptied at once."""
+    Not cached per language: what it returns holds no text (the pictures are drawn from it when shown),
+    and the progress bar it shows, replayed from the cache in the language of the first computation, is
+    emptied at once."""
     src, bar = _source, st.progress(0.0, text=_("Starting…"))
     pipeline = InputPipeline(data_shape=tuple(_images.shape[1:]), model_shape=src.input_shape, mean=src.mean,
                              std=src.std, device=torch.device("cpu"), eval_resize=src.eval_resize)
@@ -108,19 +127,15 @@ def channel_pictures(ref: str, model_id: int, layer: str, channels: tuple[int, .
     try:
         found = top_patches(src.model, layer, list(channels), _images, pipeline, max_images=images,
                             progress=_stage(bar, _("Validation images"), 0.0, share))
-        patches = patches_picture(found, [f"{layer}: the {len(found.channels[0].patches)} strongest positions "
-                                          f"over {found.images} {dataset} validation images"], tile=PATCH_TILE)
         if method == "patches":
-            return ChannelPictures(layer, dataset, found.images, patches, None, None)
+            return ChannelPictures(layer, dataset, found.images, 0, found)
         common = dict(steps=steps, seed=SEED)
         trained = optimise(src.model, layer, channels, src.input_shape, src.mean, src.std, reference=found,
                            progress=_stage(bar, _("Optimising, these weights"), 0.2, 0.4), **common)
         twin = random_twin(src.model, SEED, build_kwargs(src))
         drawn = optimise(twin, layer, channels, src.input_shape, src.mean, src.std,
                          progress=_stage(bar, _("Optimising, random weights"), 0.6, 0.4), **common)
-        picture = optimised_picture(trained, drawn, [f"{layer}, {steps} steps"], tile=OPTIMISED_TILE,
-                                    columns=OPTIMISED_COLUMNS)
-        return ChannelPictures(layer, dataset, found.images, patches, picture, _numbers(found, trained, drawn))
+        return ChannelPictures(layer, dataset, found.images, steps, found, trained, drawn)
     finally:
         bar.empty()
 
@@ -130,7 +145,7 @@ def _numbers(found: TopPatches, trained: list[Optimised], drawn: list[Optimised]
     random-weights picture's. "times the mean" is blank (—) where the mean is not positive: no ratio then."""
     return pd.DataFrame([{
         "channel": o.channel, "optimised input": o.value, "validation mean": o.baseline,
-        "times the mean": "—" if o.ratio is None else f"{o.ratio:.1f}x",
+        "times the mean": "—" if o.ratio is None else _("{ratio}x").format(ratio=fmt(o.ratio, ".1f")),
         "best validation image": found.of(o.channel).best(o.objective), "random weights": r.value,
     } for o, r in zip(trained, drawn)])
 
@@ -175,15 +190,17 @@ def settings(source: ModelSource) -> tuple | None:
 
 def draw(source: ModelSource, result: ChannelPictures, steps: int) -> None:
     """The pictures, each with what it shows in words."""
-    if result.optimised is not None:
-        st.image(result.optimised, width="content")
+    optimised = result.optimised()
+    if optimised is not None:
+        st.image(optimised, width="content")
         st.caption(_(OPTIMISED_CAPTION).format(steps=steps))
-        plain = [c for c in result.numbers.columns[1:] if c != "times the mean"]  # numbers, at 3 decimals
+        table = result.numbers()
+        plain = [c for c in table.columns[1:] if c != "times the mean"]  # numbers, at 3 decimals
         headings = {c: st.column_config.Column(_(NUMBER_HEADINGS[c])) for c in ("channel", "times the mean")}
         numbers = {c: st.column_config.NumberColumn(_(NUMBER_HEADINGS[c]), format="%.3f") for c in plain}
-        st.dataframe(result.numbers, hide_index=True, width="content", column_config={**headings, **numbers})
+        st.dataframe(table, hide_index=True, width="content", column_config={**headings, **numbers})
         st.markdown(_("**The same channels' top patches**"))
-    st.image(result.patches, width="content")
+    st.image(result.patches(), width="content")
     st.caption(_(PATCHES_CAPTION).format(layer=result.layer, dataset=result.dataset,
                                          images=result.images))
     if source.kind == "zoo":

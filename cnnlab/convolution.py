@@ -29,19 +29,19 @@ import math
 import re
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import GifImagePlugin, Image, ImageDraw, ImageFont
+from PIL import GifImagePlugin, Image, ImageDraw
 from torch import nn
 
 from .activations import activation_points, resolve_layers, split_call
 from .data.images import bundled_photos, load_bundled_photo, resize_shorter_then_center_crop
 from .errors import ConfigError, LayerNotFoundError
+from .fonts import font as text_font
 from .i18n import N_, _, either
 from .inspect import CarryMode
 from .locks import model_lock
@@ -1178,9 +1178,9 @@ _FONT_SIZE = 16
 _GAP = 28
 
 
-@lru_cache(maxsize=4)
-def _font(size: int = _FONT_SIZE) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    return ImageFont.load_default(size=size)
+def _font(size: int = _FONT_SIZE):
+    """The frames' font: numbers and the command line's English (cnnlab.fonts keeps it loaded)."""
+    return text_font(size)
 
 
 def _short(v: float) -> str:

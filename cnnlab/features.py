@@ -38,14 +38,13 @@ import math
 import os
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 from torch import nn
 
 from .activations import split_call
@@ -53,7 +52,8 @@ from .convolution import capture_layer
 from .data.pipeline import InputPipeline
 from .errors import ConfigError, LayerNotFoundError
 from .files import atomic_file
-from .i18n import _
+from .fonts import font as text_font
+from .i18n import _, fmt
 from .locks import model_lock
 from .models import PRETRAINED_FAMILY, create, evaluating
 
@@ -598,13 +598,13 @@ _INK, _GREY = (20, 20, 20), (90, 90, 90)
 _PAD = 12
 
 
-@lru_cache(maxsize=4)
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    return ImageFont.load_default(size=size)
+def _text(draw: ImageDraw.ImageDraw, at: tuple[int, int], text: str, size: int, fill: tuple[int, int, int] = _INK) -> None:
+    """``text`` in a font that has its characters (the labels are in the reader's language)."""
+    draw.text(at, text, fill=fill, font=text_font(size, text))
 
 
 def _num(v: float) -> str:
-    return f"{v:.3g}" if abs(v) < 1e4 else f"{v:.2e}"
+    return fmt(v, ".3g") if abs(v) < 1e4 else fmt(v, ".2e")
 
 
 def _rgb(pixels: np.ndarray) -> Image.Image:
@@ -634,7 +634,7 @@ def _canvas(title: list[str], width: int, height: int) -> tuple[Image.Image, Ima
     img = Image.new("RGB", (max(width, 400), head + height), (255, 255, 255))
     draw = ImageDraw.Draw(img)
     for i, line in enumerate(title):
-        draw.text((_PAD, _PAD + i * 22), line, fill=_INK, font=_font(16 if i else 18))
+        _text(draw, (_PAD, _PAD + i * 22), line, 16 if i else 18)
     return img, draw, head + _PAD
 
 
@@ -647,26 +647,29 @@ def patches_picture(result: TopPatches, title: Sequence[str] = (), tile: int = 9
             low=24, high=512, tile=tile))
     label_w, caption = 150, 40
     k = max((len(c.patches) for c in result.channels), default=1)
-    lines = list(title) or [f"{result.layer}: the {k} strongest positions over {result.images} images"]
-    lines.append("each: the receptive field of one position (value, image #); blue-grey: beyond the image's edge")
+    lines = list(title) or [_("{layer}: the {k} strongest positions over {n} images").format(
+        layer=result.layer, k=k, n=fmt(result.images, ","))]
+    lines.append(_("each: the receptive field of one position (value, image #); blue-grey: beyond the image's edge"))
     width = _PAD + label_w + k * (tile + _PAD)
     img, draw, y = _canvas(lines, width, len(result.channels) * (tile + caption + _PAD))
     for c in result.channels:
-        draw.text((_PAD, y + 4), f"channel {c.channel}", fill=_INK, font=_font(16))
-        draw.text((_PAD, y + 26), f"mean {_num(c.mean)}", fill=_GREY, font=_font(14))
+        _text(draw, (_PAD, y + 4), _("channel {channel}").format(channel=c.channel), 16)
+        _text(draw, (_PAD, y + 26), _("mean {value}").format(value=_num(c.mean)), 14, _GREY)
         for j, p in enumerate(c.patches):
             x = _PAD + label_w + j * (tile + _PAD)
             img.paste(_patch_tile(p, tile), (x, y))
-            draw.text((x, y + tile + 4), _num(p.value), fill=_INK, font=_font(14))
-            draw.text((x, y + tile + 21), f"image #{p.image}", fill=_GREY, font=_font(12))
+            _text(draw, (x, y + tile + 4), _num(p.value), 14)
+            _text(draw, (x, y + tile + 21), _("image #{index}").format(index=p.image), 12, _GREY)
         y += tile + caption + _PAD
     return img
 
 
 def _versus(o: Optimised) -> str:
     if o.ratio is not None:
-        return f"{_num(o.value)}  ({o.ratio:.1f}x the val. mean)"
-    return _num(o.value) + (f"  (val. mean {_num(o.baseline)})" if o.baseline is not None else "")
+        return _("{value}  ({ratio}x the val. mean)").format(value=_num(o.value), ratio=fmt(o.ratio, ".1f"))
+    if o.baseline is not None:
+        return _("{value}  (val. mean {mean})").format(value=_num(o.value), mean=_num(o.baseline))
+    return _num(o.value)
 
 
 def optimised_picture(trained: Sequence[Optimised], twins: Sequence[Optimised] | None = None,
@@ -683,19 +686,23 @@ def optimised_picture(trained: Sequence[Optimised], twins: Sequence[Optimised] |
     cell_w, cell_h = max(240, pair * tile + (pair - 1) * 6 + 2 * _PAD), tile + 70  # captions fit
     rows = math.ceil(len(trained) / cols)
     objective = trained[0].objective if trained else "mean"
-    what = "mean activation of the channel" if objective == "mean" else "activation of the channel's centre unit"
-    lines = list(title) + [f"maximised: the {what}" + ("; left these weights, right the same layers with random "
-                                                         "weights" if twins else "")]
+    if objective == "mean":
+        what = (_("maximised: the mean activation of the channel; left these weights, right the same layers "
+                  "with random weights") if twins else _("maximised: the mean activation of the channel"))
+    else:
+        what = (_("maximised: the activation of the channel's centre unit; left these weights, right the same "
+                  "layers with random weights") if twins else _("maximised: the activation of the channel's centre unit"))
+    lines = [*title, what]
     img, draw, top = _canvas(lines, _PAD + cols * cell_w, rows * cell_h)
     for i, o in enumerate(trained):
         x, y = _PAD + (i % cols) * cell_w, top + (i // cols) * cell_h
-        draw.text((x, y), f"channel {o.channel}", fill=_INK, font=_font(16))
+        _text(draw, (x, y), _("channel {channel}").format(channel=o.channel), 16)
         img.paste(_enlarged(_rgb(o.image), tile), (x, y + 22))
-        draw.text((x, y + 26 + tile), _versus(o), fill=_INK, font=_font(13))
+        _text(draw, (x, y + 26 + tile), _versus(o), 13)
         if twins is not None:
             twin = twins[i]
             img.paste(_enlarged(_rgb(twin.image), tile), (x + tile + 6, y + 22))
-            draw.text((x, y + 43 + tile), f"random weights: {_num(twin.value)}", fill=_GREY, font=_font(13))
+            _text(draw, (x, y + 43 + tile), _("random weights: {value}").format(value=_num(twin.value)), 13, _GREY)
     return img
 
 

@@ -216,6 +216,27 @@ def test_random_twin_is_the_same_architecture_seeded():
     assert random_twin(imagenet, seed=0).conv1.weight.shape == imagenet.conv1.weight.shape
 
 
+
+def test_the_pictures_labels_are_in_the_readers_language_and_drawn_in_a_font_that_has_them(monkeypatch, speak):
+    import cnnlab.features as features
+    from cnnlab import fonts
+
+    asked = []
+    monkeypatch.setattr(features, "text_font", lambda size, text="": asked.append(text) or fonts.font(size, text))
+    model, images, pipeline = _tiny(1)
+    found = top_patches(model, "conv2", [0, 1], images, pipeline)
+    drawn = optimise(model, "conv2", [0], (1, 12, 12), (0.5,), (0.25,), steps=2)
+    twins = optimise(random_twin(model), "conv2", [0], (1, 12, 12), (0.5,), (0.25,), steps=2)
+    speak("it")
+    patches_picture(found)
+    assert "canale 0" in asked and any(t.startswith("media ") for t in asked)
+    assert any(t.startswith("conv2: le ") for t in asked) and any("n. " in t for t in asked)
+    speak("zh")
+    asked.clear()
+    optimised_picture(drawn, twins)
+    assert "通道 0" in asked and any(t.startswith("随机权重：") for t in asked)
+    assert any(t.startswith("最大化的是") for t in asked)
+
 # --- pictures ----------------------------------------------------------------------------------
 
 

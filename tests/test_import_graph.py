@@ -19,7 +19,8 @@ PACKAGE = ROOT / "cnnlab"
 # jobs -> transfer and lessons -> cli and app). The lessons run transfer arms, so they sit above it.
 LAYERS: list[tuple[str, list[str]]] = [
     ("foundations", ["cnnlab", "cnnlab.i18n", "cnnlab.errors", "cnnlab.paths", "cnnlab.net", "cnnlab.locks", "cnnlab.files",
-                     "cnnlab.safeload", "cnnlab.threads", "cnnlab.device", "cnnlab.events"]),
+                     "cnnlab.safeload", "cnnlab.threads", "cnnlab.device", "cnnlab.events",
+                     "cnnlab.fonts"]),
     ("models", ["cnnlab.models", "cnnlab.models.*"]),
     ("data and the input pipeline", ["cnnlab.data", "cnnlab.data.*"]),
     ("looking at a model", ["cnnlab.inspect", "cnnlab.diagram", "cnnlab.activations", "cnnlab.convolution",

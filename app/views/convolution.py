@@ -16,7 +16,7 @@ import math
 import numpy as np
 import pandas as pd
 import streamlit as st
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 from streamlit.delta_generator import DeltaGenerator
 from streamlit_image_coordinates import streamlit_image_coordinates
 from torch import Tensor, nn
@@ -50,6 +50,7 @@ from cnnlab.convolution import (
 )
 from cnnlab.data.images import bundled_photos
 from cnnlab.errors import CnnlabError
+from cnnlab.fonts import font as text_font
 from cnnlab.i18n import N_, _, fmt
 from cnnlab.sources import ModelSource
 
@@ -101,10 +102,9 @@ def long_num(v: float) -> str:
     return str(int(v)) if v == int(v) and abs(v) < 1e12 else f"{v:.7g}"
 
 
-@st.cache_resource(show_spinner=False)
-def font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    """Loaded once for the server (this page's module runs again on every rerun): every cell of every grid uses it."""
-    return ImageFont.load_default(size=FONT_PX)
+def font():
+    """The grids' numbers' font (cnnlab.fonts loads it once for the server)."""
+    return text_font(FONT_PX)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)

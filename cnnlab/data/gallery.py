@@ -20,9 +20,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from ..errors import ConfigError
+from ..fonts import font as text_font
 from ..i18n import _
 from ._types import DataBundle, TensorSplit
 
@@ -99,13 +100,6 @@ def to_pil(image: torch.Tensor) -> Image.Image:
     return Image.fromarray(arr[..., 0], "L") if arr.shape[2] == 1 else Image.fromarray(arr, "RGB")
 
 
-def _font(px: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    try:
-        return ImageFont.load_default(size=px)
-    except TypeError:  # Pillow without FreeType: the fixed bitmap font
-        return ImageFont.load_default()
-
-
 def _fit(draw: ImageDraw.ImageDraw, text: str, font: Any, width: int) -> str:
     """``text``, shortened with "..." so that it fits ``width`` pixels."""
     if draw.textlength(text, font=font) <= width:
@@ -156,7 +150,7 @@ def sample_grid(
             label=int(split.labels.max()), n=len(classes)))
     per_class, size = int(per_class), int(size)
     rows = grid_classes(len(classes), first, max_classes)
-    font = _font(max(10, min(14, size // 4)))
+    font = text_font(max(10, min(14, size // 4)), "".join(str(classes[c]) for c in rows))  # a class may be '猫'
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     label_w = max(probe.textlength(str(classes[c]), font=font) for c in rows) + 2 * _PAD
     label_w = int(min(max(label_w, LABEL_WIDTH[0]), LABEL_WIDTH[1]))
