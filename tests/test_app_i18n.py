@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -78,6 +81,40 @@ def test_the_open_tab_stays_open_when_the_language_changes(speak):
     speak("en")
     at.sidebar.selectbox(key="lang-picker").set_value("en").run()
     assert at.session_state["arch-tab"] == "Diagram"
+
+
+WIDGETS = {"selectbox", "multiselect", "radio", "slider", "select_slider", "number_input", "text_input", "text_area",
+           "checkbox", "toggle", "segmented_control", "pills", "color_picker", "date_input", "time_input",
+           "file_uploader", "camera_input", "data_editor", "chat_input", "feedback"}
+
+
+def test_every_widget_has_a_key_so_a_change_of_language_keeps_its_value():
+    """Streamlit tells a widget without a key by its label: translated, it is a new widget, back at its
+    default. With a key, the key is its identity (the label may change)."""
+    root = Path(MAIN).parent
+    unkeyed = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in WIDGETS
+                    and not any(k.arg == "key" for k in node.keywords)):
+                unkeyed.append(f"{path.relative_to(root.parent)}:{node.lineno} {node.func.attr}")
+    assert not unkeyed, unkeyed
+
+
+def test_the_architectures_settings_survive_a_change_of_language(speak):
+    at = AppTest.from_file(MAIN, default_timeout=120)
+    at.run()
+    at.sidebar.toggle(key="arch-adaptive").set_value(True)
+    at.toggle(key="arch-leaves").set_value(False)
+    at.selectbox(key="arch-formula-layer").set_value("C3")
+    at.run()
+    assert not at.exception
+    speak("it")
+    at.sidebar.selectbox(key="lang-picker").set_value("it").run()
+    assert not at.exception and at.title[0].value == i18n.translations("it").gettext("Architectures")
+    assert at.sidebar.toggle(key="arch-adaptive").value is True
+    assert at.toggle(key="arch-leaves").value is False
+    assert at.selectbox(key="arch-formula-layer").value == "C3"
 
 
 @pytest.mark.parametrize("code, decimal, thousands, percent", [("en", ".", ",", "%"), ("it", ",", ".", " %"),

@@ -56,7 +56,7 @@ def intro() -> bool:
     st.title(_("Architectures"))
     st.caption(_("Pick a network from the course and its input: what every layer does to the tensor. Nothing is "
                  "computed for real (PyTorch's *meta* device), so even VGG-16 appears at once."))
-    return st.sidebar.toggle(_("Show _adaptive variants"), value=False,
+    return st.sidebar.toggle(_("Show _adaptive variants"), value=False, key="arch-adaptive",
                              help=_("Twins of fixed-input models that accept any input size."))
 
 
@@ -147,7 +147,7 @@ def layer_table(name: str, shape: tuple[int, int, int], classes: int, leaves: bo
 
 def table(name: str, shape: tuple[int, int, int], classes: int, s: ModelSummary) -> None:
     """Every layer: shape, parameters, MACs, receptive field, and the arithmetic behind them."""
-    leaves = st.toggle(_("Only layers without children"), value=True)
+    leaves = st.toggle(_("Only layers without children"), value=True, key="arch-leaves")
     frame, columns = layer_table(name, shape, classes, leaves, language())
     st.dataframe(frame, hide_index=True, width="stretch", height=min(38 + 35 * len(s.rows), 600),
                  column_config=columns)
@@ -211,7 +211,7 @@ def formulas(s: ModelSummary) -> None:
     if not taught:
         st.info(_("No layer with a kernel or parameters in this model."))
         return
-    layer = st.selectbox(_("Layer"), [r.name for r in taught],
+    layer = st.selectbox(_("Layer"), [r.name for r in taught], key="arch-formula-layer",
                          format_func=lambda n: f"{n} ({s.row(n).type})")
     r = s.row(layer)
     size_col, param_col = st.columns(2)
