@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable
 
 import pandas as pd
@@ -19,6 +20,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.i18n import N_, _, fmt, language, ngettext, pgettext
 from cnnlab.inspect import format_bytes
 from cnnlab.jobs import get_manager
+from cnnlab.mistakes import RunMistakes
 from cnnlab.models import get_spec, list_models
 from cnnlab.models.pretrained import PRETRAINED, weights_status
 from cnnlab.runs import list_runs, load_run, load_run_data, run_label
@@ -146,14 +148,53 @@ def cached_made(name: str, stamp: tuple, image_size: int | None = None):
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def _run_data(run_id: str, lang: str):
+def run_data(run_id: str, lang: str):
+    """:func:`cached_run_data` without its spinner, for a thread that has no page to draw on."""
     return load_run_data(load_run(run_id))
 
 
 def cached_run_data(run_id: str):
     """The data a run was trained on, split as it was (its seed, fractions, subset, classes)."""
     with st.spinner(_("Loading the run's data…")):
-        return _run_data(run_id, language())
+        return run_data(run_id, language())
+
+
+# ---- a run's mistakes (the Runs page's drill-down), prepared in the background ----------------------
+
+@st.cache_resource(show_spinner=False)
+def preparer() -> ThreadPoolExecutor:
+    """One background thread for the server: it prepares the mistakes of the run whose evaluation is on
+    screen, one run at a time, so the first click on the matrix does not wait for them."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="cnnlab-mistakes")
+
+
+def prepare_mistakes(run_id: str, lang: str) -> RunMistakes:
+    """Everything a click on the matrix needs: the predictions of every validation image and the training
+    images' features for the nearest examples (a few seconds for a CIFAR ResNet on a 2-core CPU)."""
+    found = RunMistakes(run_id, data=run_data(run_id, lang), device="cpu")
+    try:
+        found.embedding()
+    except CnnlabError:  # said where the nearest examples are asked for (found.embedding() raises it again)
+        pass
+    return found
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def mistakes_started(run_id: str, checkpoint_stamp: float, lang: str) -> Future:
+    """The preparation of a run's mistakes, started once per run and checkpoint (shared by every session).
+    ``checkpoint_stamp`` is only part of the key; ``lang`` names the class names' language."""
+    return preparer().submit(prepare_mistakes, run_id, lang)
+
+
+def mistakes_of(run_id: str, checkpoint_stamp: float) -> RunMistakes:
+    """The run's prepared mistakes, waiting for the preparation if it is still going. An error of the
+    preparation is raised here, where the page says it."""
+    key = (run_id, checkpoint_stamp, language())
+    try:
+        return mistakes_started(*key).result()
+    except BaseException:
+        mistakes_started.clear(*key)  # a failed preparation is tried again at the next click, not kept
+        raise
 
 
 MODEL_KINDS = {"zoo": N_("Zoo model (untrained)"), "run": N_("Trained run"),

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from apphelpers import colour_folder, copy_runs, open_view, train_run, using_cache
 
+from app import common
 from cnnlab import runs
 from cnnlab.evaluate import evaluate_run
 from cnnlab.train import TrainConfig
@@ -143,6 +144,36 @@ def test_clicking_a_confusion_cell_shows_its_images_with_grad_cam_and_nearest_ex
     assert not [c for c in captions(at) if c.startswith("validation image #")]
 
 
+def test_the_mistakes_are_prepared_in_the_background_before_any_click(with_runs, monkeypatch):
+    """What a click needs (every validation image's prediction, the training images' features) is prepared
+    once the matrix is on screen, in the server's background thread; the click uses it."""
+    finished = with_runs["finished"]
+    built, features = [], []  # run ids: each RunMistakes made, each time the features were computed
+
+    class Counting(common.RunMistakes):
+        def __init__(self, run, **kwargs):
+            built.append(run)
+            super().__init__(run, **kwargs)
+
+        def embedding(self):
+            if self._embedding is None:
+                features.append(self.run_id)
+            return super().embedding()
+
+    monkeypatch.setattr(common, "RunMistakes", Counting)
+    common.mistakes_started.clear()  # nothing prepared by an earlier test
+    at = open_view("runs")
+    at.selectbox(key="runs-detail").set_value(finished.run_id).run()
+    assert at.selectbox(key=f"runs-mistakes-{finished.run_id}").value is None  # no click yet
+    common.preparer().submit(lambda: None).result()  # the background queue, emptied
+    assert built.count(finished.run_id) == 1 and features.count(finished.run_id) == 1
+    conf = evaluate_run(finished.run_id).confusion
+    click_cell(at, finished.run_id, 0, 0)
+    assert not at.exception and not at.error
+    assert len([c for c in captions(at) if c.startswith("validation image #")]) == min(int(conf[0, 0]), 8)
+    assert built.count(finished.run_id) == 1 and features.count(finished.run_id) == 1  # nothing done again
+
+
 @pytest.fixture(scope="module")
 def vanishing(tmp_path_factory):
     """A finished run on an image folder that a test deletes while the page is open."""
@@ -157,12 +188,19 @@ def vanishing(tmp_path_factory):
 
 
 def test_drilldown_says_so_when_the_runs_images_are_gone(vanishing):
+    """The folder goes after the evaluation and before the background preparation reads it (held behind a
+    task of the test's until then)."""
     cache, result, folder = vanishing
     copy_runs(cache)
-    at = open_view("runs")
-    assert not at.exception and not at.error
-    assert any(m.label == "Val top-1" for m in at.metric)  # evaluated while its images were there
-    shutil.rmtree(folder)  # then the folder is deleted
+    gate = threading.Event()
+    common.preparer().submit(gate.wait)  # the preparer's one thread waits for the gate
+    try:
+        at = open_view("runs")
+        assert not at.exception and not at.error
+        assert any(m.label == "Val top-1" for m in at.metric)  # evaluated while its images were there
+        shutil.rmtree(folder)  # then the folder is deleted
+    finally:
+        gate.set()
     at.selectbox(key=f"runs-mistakes-{result.run_id}").set_value("top").run()
     assert not at.exception
     assert any("data of this run cannot be loaded" in e.value and "does not exist" in e.value for e in at.error)

@@ -9,11 +9,11 @@ import streamlit as st
 from PIL import Image
 
 from app import export_view, xray_view
-from app.common import cached_run_data, confirm_delete, run_select, show_error
+from app.common import confirm_delete, mistakes_of, mistakes_started, run_select, show_error
 from cnnlab.errors import CnnlabError, DataError
 from cnnlab.evaluate import evaluate_run, row_shares
-from cnnlab.i18n import N_, _, fmt, ngettext, pgettext
-from cnnlab.mistakes import MAX_TRAIN_IMAGES, RunMistakes, confusion_cells
+from cnnlab.i18n import N_, _, fmt, language, ngettext, pgettext
+from cnnlab.mistakes import MAX_TRAIN_IMAGES, confusion_cells
 from cnnlab.runs import curve_rows, delete_run, format_duration, list_runs, load_run, runs_table, status_word
 
 st.title(_("Runs"))
@@ -228,13 +228,6 @@ def draw_evaluation(res, best: float | None, chart_key: str):
 # ---- the mistakes: a confusion cell or the top losses, with Grad-CAM and nearest examples ------
 
 
-@st.cache_resource(show_spinner=False, max_entries=2)
-def mistakes_of(run_id: str, checkpoint_stamp: float) -> RunMistakes:
-    """Per-image predictions of the run's best weights (shared by every session; the training
-    images' features are added on first use). ``checkpoint_stamp`` is only part of the key."""
-    return RunMistakes(run_id, data=cached_run_data(run_id), device="cpu")
-
-
 @st.cache_data(show_spinner=False, max_entries=64)
 def explained(run_id: str, checkpoint_stamp: float, indices: tuple[int, ...], neighbours: int):
     """The examples, and what the nearest ones were searched among (layer, images compared, training
@@ -428,6 +421,7 @@ else:
         show_error(err, _("This run cannot be evaluated"))
     else:
         clicked = draw_evaluation(result, run.best_val_top1, chart_key=f"runs-confusion-{run.run_id}")
+        mistakes_started(run.run_id, stamp, language())  # in the background, while the matrix is looked at
         draw_mistakes(run, result, clicked, stamp)
 
 # ---- what happened inside while it trained, the way back to code, and delete -------------------------
