@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextvars
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable
 
@@ -17,7 +18,7 @@ from cnnlab.data.gallery import to_pil
 from cnnlab.data.images import bundled_photos, decode_image, load_bundled_photo
 from cnnlab.device import describe_device
 from cnnlab.errors import CnnlabError
-from cnnlab.i18n import N_, _, fmt, language, ngettext, pgettext
+from cnnlab.i18n import N_, _, fmt, language, ngettext, pgettext, set_language
 from cnnlab.inspect import format_bytes
 from cnnlab.jobs import get_manager
 from cnnlab.mistakes import RunMistakes
@@ -170,7 +171,13 @@ def preparer() -> ThreadPoolExecutor:
 
 def prepare_mistakes(run_id: str, lang: str) -> RunMistakes:
     """Everything a click on the matrix needs: the predictions of every validation image and the training
-    images' features for the nearest examples (a few seconds for a CIFAR ResNet on a 2-core CPU)."""
+    images' features for the nearest examples (a few seconds for a CIFAR ResNet on a 2-core CPU). Run in a
+    context of its own, in ``lang``: a message it raises is in the page's language."""
+    return contextvars.Context().run(_prepare_mistakes, run_id, lang)
+
+
+def _prepare_mistakes(run_id: str, lang: str) -> RunMistakes:
+    set_language(lang)
     found = RunMistakes(run_id, data=run_data(run_id, lang), device="cpu")
     try:
         found.embedding()
@@ -192,7 +199,7 @@ def mistakes_of(run_id: str, checkpoint_stamp: float) -> RunMistakes:
     key = (run_id, checkpoint_stamp, language())
     try:
         return mistakes_started(*key).result()
-    except BaseException:
+    except Exception:
         mistakes_started.clear(*key)  # a failed preparation is tried again at the next click, not kept
         raise
 

@@ -10,6 +10,7 @@ from apphelpers import colour_folder, copy_runs, open_view, train_run, using_cac
 
 from app import common
 from cnnlab import runs
+from cnnlab.errors import CnnlabError
 from cnnlab.evaluate import evaluate_run
 from cnnlab.train import TrainConfig
 
@@ -172,6 +173,21 @@ def test_the_mistakes_are_prepared_in_the_background_before_any_click(with_runs,
     assert not at.exception and not at.error
     assert len([c for c in captions(at) if c.startswith("validation image #")]) == min(int(conf[0, 0]), 8)
     assert built.count(finished.run_id) == 1 and features.count(finished.run_id) == 1  # nothing done again
+
+
+def test_the_background_preparation_speaks_the_pages_language(with_runs, speak):
+    """Its messages are made in the preparer's thread, in the language of the page that started it; the
+    thread itself keeps no language between two preparations."""
+    missing = "20990101-000000-lenet-digits-none"
+    said = {}
+    for code in ("it", "en"):
+        with pytest.raises(CnnlabError) as err:
+            common.preparer().submit(common.prepare_mistakes, missing, code).result()
+        said[code] = str(err.value)
+    speak("it")
+    with pytest.raises(CnnlabError) as direct:
+        runs.load_run(missing)
+    assert said["it"] == str(direct.value) != said["en"]
 
 
 @pytest.fixture(scope="module")
