@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import contextvars
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable
@@ -179,10 +180,9 @@ def prepare_mistakes(run_id: str, lang: str) -> RunMistakes:
 def _prepare_mistakes(run_id: str, lang: str) -> RunMistakes:
     set_language(lang)
     found = RunMistakes(run_id, data=run_data(run_id, lang), device="cpu")
-    try:
+    # an error here is said where the nearest examples are asked for: found.embedding() raises it again there
+    with contextlib.suppress(CnnlabError):
         found.embedding()
-    except CnnlabError:  # said where the nearest examples are asked for (found.embedding() raises it again)
-        pass
     return found
 
 
