@@ -16,6 +16,11 @@ from cnnlab.data.shapes import generate_shapes
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
 CLASSES = ["circle", "square", "triangle"]
+# the page shows exactly one chart whose text marks are n whole counts: the confusion matrix
+ONE_MATRIX = """(n) => [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')].filter(c => {
+    const t = [...c.querySelectorAll('g.mark-text.role-mark text')].map(e => e.textContent);
+    return t.length === n && t.every(x => /^[0-9]+$/.test(x));
+}).length === 1"""
 PER_CLASS = 5
 
 
@@ -134,6 +139,8 @@ def test_build_a_dataset_by_upload_and_camera_then_train_on_it(browser, app, tmp
     # the confusion matrix: the chart whose text marks are one whole count per cell (the X-ray's bars below it
     # carry percentages)
     page.get_by_test_id("stVegaLiteChart").locator("g.mark-text.role-mark text").first.wait_for(timeout=60_000)
+    # wait for exactly one such chart: once, in a full run under load, two charts had the counts when read
+    page.wait_for_function(ONE_MATRIX, arg=len(CLASSES) ** 2, timeout=60_000)
     charts = page.get_by_test_id("stVegaLiteChart")
     texts = [charts.nth(i).locator("g.mark-text.role-mark text").evaluate_all("els => els.map(e => e.textContent)")
              for i in range(charts.count())]
