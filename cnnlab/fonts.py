@@ -41,16 +41,11 @@ def font(size: int, text: str = "") -> Font:
     base = base_font_path()
     if base is None:
         return _pillow(size)
-    missing = frozenset(c for c in text if not c.isspace() and not has(base, c))
+    missing = frozenset(c for c in text if not c.isspace() and not _has(base, c))
     if not missing:
         return _load(base, size)
     other = _covering(missing)
     return _load(other, size) if other is not None else _load(base, size)
-
-
-def has(path: str, char: str) -> bool:
-    """Whether the font file at ``path`` draws ``char`` (not its missing-glyph box)."""
-    return _has(path, char)
 
 
 @lru_cache(maxsize=1)
@@ -102,9 +97,16 @@ def _readable(path: str) -> bool:
 
 @lru_cache(maxsize=4096)
 def _has(path: str, char: str) -> bool:
-    probe = _load(path, 32)
-    drawn, missing = probe.getmask(char), probe.getmask(_NOT_A_CHARACTER)
-    return drawn.size != missing.size or bytes(drawn) != bytes(missing)
+    """Whether the font file at ``path`` draws ``char`` (not its missing-glyph box)."""
+    drawn, missing = _load(path, 32).getmask(char), _missing_glyph(path)
+    return drawn.size != missing[0] or bytes(drawn) != missing[1]
+
+
+@lru_cache(maxsize=64)
+def _missing_glyph(path: str) -> tuple[tuple[int, int], bytes]:
+    """The size and pixels of what the font at ``path`` draws for a character it lacks (once per font)."""
+    mask = _load(path, 32).getmask(_NOT_A_CHARACTER)
+    return mask.size, bytes(mask)
 
 
 @lru_cache(maxsize=64)

@@ -102,18 +102,14 @@ def long_num(v: float) -> str:
     return str(int(v)) if v == int(v) and abs(v) < 1e12 else f"{v:.7g}"
 
 
-def font():
-    """The grids' numbers' font (cnnlab.fonts loads it once for the server)."""
-    return text_font(FONT_PX)
-
-
 @st.cache_data(show_spinner=False, max_entries=256)
 def grid_picture(values: list[list[float]], fills: list[list[str]]) -> tuple[Image.Image, tuple[int, int]]:
     """A grid of numbers as a picture (cells as wide as the widest number), and its cell size. Kept: writing the
     numbers cell by cell takes tens of milliseconds a grid, and the same grids come back (every load of the page,
     every round of the steps)."""
     texts = [[num(v) for v in row] for row in values]
-    width = max(40, int(max(font().getlength(t) for row in texts for t in row)) + 14)
+    font = text_font(FONT_PX)  # numbers only: the base font, loaded once for the server by cnnlab.fonts
+    width = max(40, int(max(font.getlength(t) for row in texts for t in row)) + 14)
     height = FONT_PX + 16
     image = Image.new("RGB", (len(texts[0]) * width + 1, len(texts) * height + 1), "white")
     draw = ImageDraw.Draw(image)
@@ -121,7 +117,7 @@ def grid_picture(values: list[list[float]], fills: list[list[str]]) -> tuple[Ima
         for c, text in enumerate(row):
             x, y = c * width, r * height
             draw.rectangle((x, y, x + width, y + height), fill=FILLS[fills[r][c]], outline=LINE)
-            draw.text((x + width / 2, y + height / 2), text, fill=INK, font=font(), anchor="mm")
+            draw.text((x + width / 2, y + height / 2), text, fill=INK, font=font, anchor="mm")
     return image, (width, height)
 
 
